@@ -1,0 +1,3 @@
+from tradelab.cli.app import main
+
+raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""Strict YAML loading: every mistake names the file, key path, bad value and a fix.
+
+``load_config()`` reads each file listed in :data:`tradelab.config.schema.SECTION_FILES` from the config directory
+(default: the project's ``config/``), applies dotted overrides, validates into frozen pydantic models and returns a
+:class:`TradelabConfig`. :func:`config_hash` gives a stable hash of the resolved config for manifests.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tradelab.config.schema import SECTION_FILES, TradelabConfig
+from tradelab.errors import ConfigError
+
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
+"""The project's own ``config/`` directory (src/tradelab/config -> repo root)."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-5`` (no dot) as a float, which YAML 1.1 leaves as a string."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse one YAML mapping, raising :class:`ConfigError` with the file name on any problem."""
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found; restore it from the repository's config/ folder") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_config(
+    config_dir: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> TradelabConfig:
+    """Load, override and validate the whole configuration.
+
+    Args:
+        config_dir: Directory holding the YAML files; default the project's ``config/``.
+        overrides: Dotted keys to replace after reading, e.g. ``{"ppo.n_steps": 128}``. Unknown keys still fail.
+
+    Returns:
+        The frozen, validated configuration.
+
+    Raises:
+        ConfigError: A file is missing or malformed, or a value is unknown, mistyped or out of range.
+    """
+    directory = Path(config_dir) if config_dir else DEFAULT_CONFIG_DIR
+    raw = {section: read_yaml(directory / name) for section, name in SECTION_FILES.items()}
+    for dotted, value in (overrides or {}).items():
+        _apply_override(raw, dotted, value)
+    try:
+        return TradelabConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, directory)) from None
+
+
+def config_hash(config: BaseModel) -> str:
+    """Stable 16-hex-digit hash of a resolved config (or any section) for manifests."""
+    payload = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    if parts[0] not in raw:
+        raise ConfigError(f"override {dotted!r}: unknown section {parts[0]!r}; sections: {', '.join(raw)}")
+    node = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted!r}: {part!r} is not a mapping")
+    node[parts[-1]] = value
+
+
+def _describe(exc: ValidationError, directory: Path) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = err["loc"]
+        section = str(loc[0])
+        file = directory / SECTION_FILES.get(section, f"{section}.yaml")
+        key = ".".join(str(p) for p in loc[1:]) or "(top level)"
+        hint = _hint(err, loc)
+        value = err.get("input")
+        shown = "" if err["type"] == "missing" else f" = {value!r}"
+        lines.append(f"{file}: {key}{shown}: {err['msg']}{hint}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _hint(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    if err["type"] == "extra_forbidden":
+        fields = _fields_at(TradelabConfig, loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.5)
+        if close:
+            return f" (did you mean {close[0]}?)"
+        return f" (allowed keys: {', '.join(fields)})" if fields else ""
+    if err["type"] == "missing":
+        return " (add this key; every key is documented by the comment above it in the shipped file)"
+    if err["type"].endswith("_type") or err["type"] in {"literal_error", "string_pattern_mismatch"}:
+        return " (fix the value's type or format)"
+    if err["type"] in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        return " (choose a value inside the allowed range)"
+    return ""
+
+
+def _fields_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found by walking ``path`` from ``model`` (dict keys are skipped over)."""
+    node: Any = model
+    for part in path:
+        node = _unwrap(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(str(part))
+            if field is None:
+                return []
+            node = field.annotation
+        elif typing.get_origin(node) is dict:
+            node = typing.get_args(node)[1]
+        else:
+            return []
+    node = _unwrap(node)
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return list(node.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    """Strip Optional[...] / X | None to the model type inside."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else tp
+    return tp
