@@ -1,0 +1,117 @@
+"""Subcommand handlers: call ``tradelab.stages`` and render what comes back. Each returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from tradelab import stages
+from tradelab.cli import render
+
+
+def run_command(args: argparse.Namespace, out: Console) -> int:
+    handler = {
+        "data": _data, "stage1": _stage1, "stage2": _stage2, "preflight": _preflight,
+        "evaluate": _evaluate, "status": _status,
+    }[args.command]
+    return handler(args, out)
+
+
+def _data(args: argparse.Namespace, out: Console) -> int:
+    root = args.root
+    if args.data_command == "generate":
+        report = stages.generate_data(root, args.market, days=args.days, seed=args.seed,
+                                      config=stages.workspace_config(root, args.config_dir))
+        out.print(render.kv_table(f"{args.market}: synthetic market", _brief(report)))
+    elif args.data_command == "import":
+        report = stages.import_data(root, args.path, args.market, config=stages.workspace_config(root, args.config_dir))
+        out.print(render.kv_table(f"{args.market}: imported", _brief(report)))
+    else:
+        rows = stages.list_data(root)
+        if not rows:
+            out.print("No market data yet: run `python main.py data generate --market NQ` or `data import PATH`.")
+        else:
+            out.print(render.rows_table("Markets", rows))
+    return 0
+
+
+def _brief(report: dict) -> dict:
+    keep = ("market", "rows", "start", "end", "source", "sessions", "rolls", "repairs", "bars_path", "path")
+    return {k: report[k] for k in keep if k in report} or report
+
+
+def _stage1(args: argparse.Namespace, out: Console) -> int:
+    cfg = stages.workspace_config(args.root, args.config_dir)
+    with render.progress_bar(out, f"Stage 1 {args.market}: PPO timesteps") as progress:
+        summary = stages.stage1(args.root, args.market, test_mode=args.test, timesteps=args.timesteps,
+                                resume=args.resume, config=cfg, progress=progress)
+    out.print(render.kv_table(f"{args.market}: Stage 1", summary))
+    return 0
+
+
+def _stage2(args: argparse.Namespace, out: Console) -> int:
+    cfg = stages.workspace_config(args.root, args.config_dir)
+    with render.progress_bar(out, f"Stage 2 {args.market} ({args.engine})") as progress:
+        summary = stages.stage2(
+            args.root, args.market, engine=args.engine, test_mode=args.test, dataset_only=args.dataset_only,
+            dry_run=args.dry_run, mode=args.mode, resume_from=args.resume_from, config=cfg,
+            on_line=lambda line: out.print(line, markup=False, highlight=False), progress=progress,
+        )
+    if summary.get("preflight"):
+        out.print(render.preflight_table(summary["preflight"]))
+    if summary.get("command"):
+        out.print("Command:", " ".join(map(str, summary["command"])), markup=False)
+    out.print(render.kv_table(f"{args.market}: Stage 2", {k: v for k, v in summary.items()
+                                                         if k not in ("preflight", "command")}))
+    return 0
+
+
+def _preflight(args: argparse.Namespace, out: Console) -> int:
+    report = stages.preflight(args.root, args.market, engine=args.engine, dataset_only=args.dataset_only,
+                              config=stages.workspace_config(args.root, args.config_dir))
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))  # noqa: T201 - machine-readable output for scripts
+    else:
+        out.print(render.preflight_table(report))
+    return 0 if report["ok"] else 1
+
+
+def _evaluate(args: argparse.Namespace, out: Console) -> int:
+    cfg = stages.workspace_config(args.root, args.config_dir)
+    with render.progress_bar(out, f"Evaluation {args.market}") as progress:
+        summary = stages.evaluate(args.root, args.market, episodes=args.episodes, seeds=args.seeds,
+                                  adapter=args.adapter, walk_forward=args.walk_forward, config=cfg, progress=progress)
+    table = summary.get("table") or []
+    if table:
+        out.print(render.rows_table(f"{args.market}: holdout evaluation", table))
+    out.print(f"Report: {summary.get('report_dir')}")
+    return 0
+
+
+def _status(args: argparse.Namespace, out: Console) -> int:
+    status = stages.status(args.root, args.market)
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))  # noqa: T201 - machine-readable output for scripts
+    else:
+        for table in render.status_tables(status):
+            out.print(table)
+    return 0
+
+
+def run_test_mode(args: argparse.Namespace, out: Console) -> int:
+    """``python main.py --test``: the whole pipeline, non-interactive, summary table, exit 0 only if all passed."""
+    root = Path(args.root)
+    cfg = stages.workspace_config(root, args.config_dir)
+    out.print(f"tradelab --test in {root.resolve()}")
+    with render.progress_bar(out, "working") as progress:
+        outcomes = stages.run_test_pipeline(
+            root, market=args.market, config=cfg, progress=progress,
+            on_stage=lambda name: out.print(f"[bold]→ {name}[/bold]"),
+        )
+    out.print(render.outcomes_table(outcomes))
+    ok = len(outcomes) == len(stages.TEST_PIPELINE_STAGES) and all(o.status == "ok" for o in outcomes)
+    out.print(f"Logs: {root.resolve() / 'logs' / 'app.log'}")
+    return 0 if ok else 1

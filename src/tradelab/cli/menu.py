@@ -1,0 +1,177 @@
+"""The Rich + Questionary menu: asks questions, calls ``tradelab.stages``, renders results. Nothing else.
+
+A user error shows as a panel with the fix and the menu goes on; Ctrl-C during a stage stops it and returns here;
+tracebacks go to ``logs/app.log`` only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import questionary
+from rich.console import Console
+
+from tradelab import stages
+from tradelab.cli import render
+from tradelab.config import TradelabConfig
+from tradelab.errors import TradelabError
+from tradelab.manifest import load_manifest
+from tradelab.paths import Workspace
+
+log = logging.getLogger(__name__)
+
+BACK = "← Back"
+STAGE2_MODES = {
+    "Full training": {"test_mode": False, "dataset_only": False, "dry_run": False},
+    "Test mode": {"test_mode": True, "dataset_only": False, "dry_run": False},
+    "Dataset only": {"test_mode": False, "dataset_only": True, "dry_run": False},
+    "Dry run": {"test_mode": False, "dataset_only": False, "dry_run": True},
+}
+
+
+class _Back(Exception):
+    """The user chose Back or pressed Ctrl-C at a question."""
+
+
+def _ask(question: questionary.Question) -> Any:
+    answer = question.ask()
+    if answer is None or answer == BACK:
+        raise _Back
+    return answer
+
+
+class Menu:
+    """One interactive session over a workspace root."""
+
+    def __init__(self, root: str | Path, config_dir: str | Path | None, out: Console) -> None:
+        self.root = Path(root)
+        self.config_dir = config_dir
+        self.out = out
+        self.ws = Workspace.at(root)
+
+    @property
+    def config(self) -> TradelabConfig:
+        return stages.workspace_config(self.root, self.config_dir)
+
+    def run(self) -> int:
+        actions: dict[str, Callable[[], None]] = {
+            "Data": self.data_menu, "Training": self.training_menu, "Evaluation": self.evaluation,
+            "Status": self.status, "Preflight": self.preflight,
+        }
+        self.out.print(f"[bold]tradelab[/bold] — workspace {self.ws.root}")
+        while True:
+            choice = questionary.select("Main menu", choices=[*actions, "Exit"]).ask()
+            if choice in (None, "Exit"):
+                return 0
+            self._guarded(actions[choice])
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except _Back:
+            return
+        except KeyboardInterrupt:
+            log.warning("stage interrupted from the menu")
+            render.error_panel(self.out, "Stopped. Partial results were saved where the stage supports it.",
+                               title="Interrupted")
+        except TradelabError as exc:
+            log.error("%s: %s", type(exc).__name__, exc)
+            render.error_panel(self.out, str(exc))
+        except Exception as exc:  # keep the menu alive; the traceback goes to the log, never to the screen
+            log.exception("unexpected error in the menu")
+            render.error_panel(self.out, f"Unexpected {type(exc).__name__}: {exc}\nTraceback: {self.ws.app_log()}")
+
+    # ----------------------------------------------------------------------------------------------------- data
+    def data_menu(self) -> None:
+        choice = _ask(questionary.select("Data", choices=["Generate sample market", "Import Databento/CSV file",
+                                                          "List markets", BACK]))
+        if choice == "Generate sample market":
+            market = _ask(questionary.select("Market", choices=[*self.config.markets.contracts, BACK]))
+            days = int(_ask(questionary.text("Trading days", default=str(self.config.app.synthetic_days),
+                                             validate=lambda v: v.isdigit() and int(v) > 0)))
+            report = stages.generate_data(self.root, market, days=days, config=self.config)
+            self.out.print(render.kv_table(f"{market}: synthetic market", report))
+        elif choice == "Import Databento/CSV file":
+            path = _ask(questionary.path("File (.zip, .csv or .parquet)"))
+            market = _ask(questionary.select("Market", choices=[*self.config.markets.contracts, BACK]))
+            report = stages.import_data(self.root, path, market, config=self.config)
+            self.out.print(render.kv_table(f"{market}: imported", report))
+        else:
+            rows = stages.list_data(self.root)
+            self.out.print(render.rows_table("Markets", rows) if rows else "No market data yet.")
+
+    # ------------------------------------------------------------------------------------------------- training
+    def training_menu(self) -> None:
+        choice = _ask(questionary.select("Training", choices=[
+            "Phase 3 Stage 1: Hybrid PPO + LoRA LLM", "Phase 3 Stage 2: SofT-GRPO Reasoning", BACK]))
+        if choice.startswith("Phase 3 Stage 1"):
+            self.stage1()
+        else:
+            self.stage2()
+
+    def _market(self, markets: list[str], missing_hint: str) -> str:
+        if not markets:
+            raise TradelabError(missing_hint)
+        return _ask(questionary.select("Market", choices=[*markets, BACK]))
+
+    def _stage1_markets(self) -> list[str]:
+        return [m for m in self.ws.markets_with_manifest()
+                if ((load_manifest(self.root, m) or {}).get("stage1") or {}).get("status") == "completed"]
+
+    def stage1(self) -> None:
+        market = self._market(self.ws.markets_with_data(),
+                              "No market data yet: Data → Generate sample market (or `python main.py data generate`).")
+        test_mode = _ask(questionary.select("Mode", choices=["Test mode", "Full", BACK])) == "Test mode"
+        timesteps = None
+        if not test_mode:
+            timesteps = int(_ask(questionary.text("Timesteps", default=str(self.config.ppo.total_timesteps),
+                                                  validate=lambda v: v.isdigit() and int(v) > 0)))
+        resume = bool(_ask(questionary.confirm("Resume from the latest checkpoint?", default=False)))
+        with render.progress_bar(self.out, f"Stage 1 {market}: PPO timesteps") as progress:
+            summary = stages.stage1(self.root, market, test_mode=test_mode, timesteps=timesteps, resume=resume,
+                                    config=self.config, progress=progress)
+        self.out.print(render.kv_table(f"{market}: Stage 1", summary))
+        self.out.print(f"Logs: {self.ws.app_log()}  TensorBoard: {self.ws.stage1_tensorboard_dir(market)}")
+
+    def stage2(self) -> None:
+        market = self._market(self._stage1_markets(),
+                              "No market has a completed Stage 1: Training → Phase 3 Stage 1 "
+                              "(or `python main.py stage1 --market NQ --test`).")
+        mode = _ask(questionary.select("Run", choices=[*STAGE2_MODES, BACK]))
+        engine = _ask(questionary.select("Engine", choices=[*stages.ENGINES, BACK]))
+        with render.progress_bar(self.out, f"Stage 2 {market} ({engine})") as progress:
+            summary = stages.stage2(self.root, market, engine=engine, config=self.config, progress=progress,
+                                    on_line=lambda line: self.out.print(line, markup=False), **STAGE2_MODES[mode])
+        if summary.get("preflight"):
+            self.out.print(render.preflight_table(summary["preflight"]))
+        self.out.print(render.kv_table(f"{market}: Stage 2 ({mode})",
+                                       {k: v for k, v in summary.items() if k != "preflight"}))
+
+    # ----------------------------------------------------------------------------------------- evaluation etc.
+    def evaluation(self) -> None:
+        market = self._market(self._stage1_markets(), "No market has a completed Stage 1 to evaluate.")
+        adapter = _ask(questionary.select("Advisor adapter", choices=["stage1", "soft_grpo", "none", BACK]))
+        with render.progress_bar(self.out, f"Evaluation {market}") as progress:
+            summary = stages.evaluate(self.root, market, adapter=adapter, config=self.config, progress=progress)
+        if summary.get("table"):
+            self.out.print(render.rows_table(f"{market}: holdout evaluation", summary["table"]))
+        self.out.print(f"Report: {summary.get('report_dir')}")
+
+    def status(self) -> None:
+        for table in render.status_tables(stages.status(self.root)):
+            self.out.print(table)
+
+    def preflight(self) -> None:
+        markets = self.ws.markets_with_manifest() or self.ws.markets_with_data()
+        market = self._market(markets, "No market yet: generate or import data first.")
+        engine = _ask(questionary.select("Engine", choices=[*stages.ENGINES, BACK]))
+        report = stages.preflight(self.root, market, engine=engine, config=self.config)
+        self.out.print(render.preflight_table(report))
+
+
+def run_menu(root: str | Path, config_dir: str | Path | None, out: Console) -> int:
+    """Open the menu on ``root``; returns the exit code when the user chooses Exit."""
+    return Menu(root, config_dir, out).run()

@@ -1,0 +1,102 @@
+"""Rich rendering of the dict results that ``tradelab.stages`` returns. The only place tables are drawn."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "ok": "green", "failed": "red",
+                "completed": "green", "running": "yellow", "interrupted": "yellow"}
+
+
+def console(stderr: bool = False) -> Console:
+    """The stdout console, or the stderr one (no wrapping, so an error stays one line)."""
+    return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+
+
+def error_panel(out: Console, message: str, title: str = "Error") -> None:
+    out.print(Panel(message, title=title, border_style="red"))
+
+
+def _styled(value: Any) -> str:
+    text = str(value)
+    style = STATUS_STYLE.get(text)
+    return f"[{style}]{text}[/{style}]" if style else text
+
+
+def kv_table(title: str, data: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key, value in data.items():
+        shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else _styled(value)
+        table.add_row(str(key), shown)
+    return table
+
+
+def rows_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> Table:
+    columns = columns or (list(rows[0]) if rows else [])
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_styled(row.get(c, "")) if not isinstance(row.get(c), (dict, list))
+                        else json.dumps(row.get(c), default=str) for c in columns))
+    return table
+
+
+def preflight_table(report: dict[str, Any]) -> Table:
+    table = Table(title=f"Preflight ({report.get('engine', '?')})")
+    for column in ("check", "status", "message"):
+        table.add_column(column)
+    for check in report.get("checks", []):
+        table.add_row(check["name"], _styled(check["status"]), check.get("message", ""))
+    return table
+
+
+def status_tables(status: dict[str, Any]) -> list[Table]:
+    tables: list[Table] = []
+    if not status["markets"]:
+        tables.append(kv_table("Status", {"markets": "none yet: run `python main.py data generate --market NQ`"}))
+    for market in status["markets"]:
+        tables.append(kv_table(f"{market['market']}: stages", market["stages"]))
+        tables.append(rows_table(
+            f"{market['market']}: artifacts",
+            [{"artifact": a["name"], "exists": "yes" if a["exists"] else "no", "path": a["path"] or "-"}
+             for a in market["artifacts"]],
+        ))
+        if market["runs"]:
+            tables.append(rows_table(f"{market['market']}: Stage 2 runs", market["runs"]))
+    return tables
+
+
+def outcomes_table(outcomes: list[Any]) -> Table:
+    table = Table(title="tradelab --test")
+    for column in ("stage", "status", "time (s)", "figures", "outputs"):
+        table.add_column(column)
+    for o in outcomes:
+        figures = o.error if o.error else ", ".join(f"{k}={v}" for k, v in o.figures.items())
+        table.add_row(o.stage, _styled(o.status), f"{o.seconds:.1f}", figures, "\n".join(o.outputs))
+    return table
+
+
+@contextlib.contextmanager
+def progress_bar(out: Console, label: str) -> Iterator[Any]:
+    """A Rich progress bar; yields a ``progress(done, total)`` callback for the stage functions."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=out, transient=False, disable=not out.is_terminal,
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

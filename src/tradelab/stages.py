@@ -1,0 +1,279 @@
+"""The programmatic API: every CLI subcommand and every menu entry calls exactly these functions.
+
+Each function takes the workspace root, resolves the config, delegates to the package that owns the work (heavy
+modules are imported here lazily, so importing ``tradelab.stages`` stays cheap) and returns a plain dict summary for
+the caller to render. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tradelab.config import DEFAULT_CONFIG_DIR, TradelabConfig, load_config
+from tradelab.errors import StageNotReady, TradelabError
+from tradelab.manifest import load_manifest
+from tradelab.markets import validate_market_name
+from tradelab.paths import Workspace
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+LineSink = Callable[[str], None]
+
+ENGINES: tuple[str, ...] = ("verl", "soft-grpo", "local")
+TEST_PIPELINE_STAGES: tuple[str, ...] = ("data", "stage1", "stage2_dataset", "preflight", "stage2_local", "evaluation")
+"""What ``python main.py --test`` runs, in order."""
+
+
+def workspace_config(root: str | Path, config_dir: str | Path | None = None) -> TradelabConfig:
+    """Load the config for a workspace: ``config_dir``, else ``<root>/config`` if present, else the shipped one."""
+    if config_dir is None:
+        candidate = Path(root) / "config"
+        config_dir = candidate if (candidate / "app.yaml").is_file() else DEFAULT_CONFIG_DIR
+    return load_config(config_dir)
+
+
+def _cfg(root: str | Path, config: TradelabConfig | None) -> TradelabConfig:
+    return config if config is not None else workspace_config(root)
+
+
+# ----------------------------------------------------------------------------------------------------------- data
+def generate_data(
+    root: str | Path, market: str, *, days: int | None = None, seed: int | None = None,
+    config: TradelabConfig | None = None,
+) -> dict[str, Any]:
+    """Write a seeded synthetic market (``data generate``)."""
+    from tradelab.marketdata import generate_market
+
+    cfg = _cfg(root, config)
+    validate_market_name(market)
+    return generate_market(
+        root, market, cfg,
+        days=days if days is not None else cfg.app.synthetic_days,
+        seed=seed if seed is not None else cfg.app.seed,
+    )
+
+
+def import_data(root: str | Path, path: str | Path, market: str, *, config: TradelabConfig | None = None) -> dict[str, Any]:
+    """Import a Databento GLBX OHLCV-1m export or a generic OHLCV CSV/parquet (``data import``)."""
+    from tradelab.marketdata import import_market
+
+    validate_market_name(market)
+    return import_market(root, Path(path), market, _cfg(root, config))
+
+
+def list_data(root: str | Path) -> list[dict[str, Any]]:
+    """Every market with data: range, rows, source (``data list``)."""
+    from tradelab.marketdata import list_markets
+
+    return list_markets(root)
+
+
+# --------------------------------------------------------------------------------------------------------- stage 1
+def stage1(
+    root: str | Path, market: str, *, test_mode: bool = False, timesteps: int | None = None, resume: bool = False,
+    config: TradelabConfig | None = None, progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Train the hybrid MaskablePPO + LoRA advisor agent and export Stage 2's inputs."""
+    from tradelab.stage1.train import run_stage1
+
+    validate_market_name(market)
+    return run_stage1(
+        root, market, _cfg(root, config), test_mode=test_mode, total_timesteps=timesteps, resume=resume,
+        progress=progress,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------- stage 2
+def stage2(
+    root: str | Path, market: str, *, engine: str = "verl", test_mode: bool = False, dataset_only: bool = False,
+    dry_run: bool = False, mode: str | None = None, resume_from: str | Path | None = None,
+    config: TradelabConfig | None = None, on_line: LineSink | None = None, progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Export the GRPO datasets, preflight, and launch the chosen engine (or only export / only show the command)."""
+    from tradelab.grpo.runner import run_stage2
+
+    validate_market_name(market)
+    _check_engine(engine)
+    return run_stage2(
+        root, market, _cfg(root, config), engine=engine, test_mode=test_mode, dataset_only=dataset_only,
+        dry_run=dry_run, mode=mode, resume_from=resume_from, on_line=on_line, progress=progress,
+    )
+
+
+def preflight(
+    root: str | Path, market: str, *, engine: str = "verl", dataset_only: bool = False,
+    config: TradelabConfig | None = None,
+) -> dict[str, Any]:
+    """Check the launch environment for an engine; returns the report as a dict (``ok`` + ``checks``)."""
+    from tradelab.grpo.preflight import run_preflight
+
+    validate_market_name(market)
+    _check_engine(engine)
+    return run_preflight(root, market, _cfg(root, config), engine=engine, dataset_only=dataset_only).to_dict()
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise TradelabError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+
+
+# ------------------------------------------------------------------------------------------------------ evaluation
+def evaluate(
+    root: str | Path, market: str, *, episodes: int | None = None, seeds: int | None = None,
+    adapter: str = "stage1", walk_forward: bool = False, config: TradelabConfig | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Holdout backtests of the hybrid agent against baselines; writes a report folder."""
+    from tradelab.evaluation.run import evaluate as run_evaluation
+
+    validate_market_name(market)
+    return run_evaluation(
+        root, market, _cfg(root, config), episodes=episodes, seeds=seeds, adapter=adapter,
+        walk_forward=walk_forward, progress=progress,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------- status
+def status(root: str | Path, market: str | None = None) -> dict[str, Any]:
+    """Every market's manifest summary: stages, artifacts (checked for existence) and Stage 2 runs."""
+    ws = Workspace.at(root)
+    markets = [validate_market_name(market)] if market else sorted(
+        set(ws.markets_with_data()) | set(ws.markets_with_manifest())
+    )
+    return {"root": str(ws.root), "markets": [_market_status(ws, m) for m in markets]}
+
+
+def _market_status(ws: Workspace, market: str) -> dict[str, Any]:
+    manifest = load_manifest(ws.root, market)
+    stage1_section = (manifest or {}).get("stage1") or {}
+    stage2_section = (manifest or {}).get("stage2") or {}
+    evaluations = (manifest or {}).get("evaluation") or []
+    artifacts = {
+        "bars": ws.bars_path(market),
+        "ppo_model": stage1_section.get("model_checkpoint"),
+        "vecnormalize": stage1_section.get("vecnormalize_path"),
+        "stage1_lora": stage1_section.get("lora_adapter_path"),
+        "experience": stage1_section.get("experience_path") or ws.experience_path(market),
+        "stage2_train": ws.soft_grpo_data_dir(market) / "stage2_train.parquet",
+        "stage2_val": ws.soft_grpo_data_dir(market) / "stage2_val.parquet",
+        "soft_grpo_adapter": ws.soft_grpo_adapter_dir(market),
+    }
+    dataset = stage2_section.get("dataset") or {}
+    return {
+        "market": market,
+        "manifest": str(ws.manifest_path(market)) if manifest else None,
+        "stages": {
+            "data": "ready" if ws.bars_path(market).exists() else "missing",
+            "stage1": stage1_section.get("status", "not run"),
+            "stage2_dataset": "exported" if dataset else "not run",
+            "stage2_runs": len(stage2_section.get("runs") or []),
+            "evaluations": len(evaluations),
+        },
+        "artifacts": [
+            {"name": name, "path": str(path) if path else None, "exists": bool(path) and Path(path).exists()}
+            for name, path in artifacts.items()
+        ],
+        "runs": [
+            {k: run.get(k) for k in ("engine", "status", "return_code", "log_file", "started_at")}
+            for run in stage2_section.get("runs") or []
+        ],
+        "last_evaluation": evaluations[-1] if evaluations else None,
+    }
+
+
+# -------------------------------------------------------------------------------------------------- --test pipeline
+@dataclass
+class StageOutcome:
+    """One row of the ``--test`` summary."""
+
+    stage: str
+    status: str  # "ok" or "failed"
+    seconds: float
+    figures: dict[str, Any] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def run_test_pipeline(
+    root: str | Path, *, market: str | None = None, on_stage: Callable[[str], None] | None = None,
+    progress: Progress | None = None, config: TradelabConfig | None = None,
+) -> list[StageOutcome]:
+    """The whole pipeline in test mode on embedded defaults; stops at the first failed stage.
+
+    Order: generate the sample market if missing, Stage 1 (test), Stage 2 dataset-only + preflight, the local
+    engine's test run, evaluation.
+    """
+    cfg = _cfg(root, config)
+    market = market or cfg.app.default_market
+    ws = Workspace.at(root)
+    runners: dict[str, Callable[[], tuple[dict[str, Any], list[str]]]] = {
+        "data": lambda: _test_data(root, market, cfg, ws),
+        "stage1": lambda: _test_stage1(root, market, cfg, progress),
+        "stage2_dataset": lambda: _test_dataset(root, market, cfg),
+        "preflight": lambda: _test_preflight(root, market, cfg),
+        "stage2_local": lambda: _test_local(root, market, cfg, progress),
+        "evaluation": lambda: _test_evaluation(root, market, cfg, progress),
+    }
+    outcomes: list[StageOutcome] = []
+    for name in TEST_PIPELINE_STAGES:
+        run = runners[name]
+        if on_stage:
+            on_stage(name)
+        started = time.perf_counter()
+        try:
+            figures, outputs = run()
+        except TradelabError as exc:
+            log.exception("--test stage %s failed", name)
+            outcomes.append(StageOutcome(name, "failed", time.perf_counter() - started, error=str(exc)))
+            break
+        outcomes.append(StageOutcome(name, "ok", time.perf_counter() - started, figures, outputs))
+    return outcomes
+
+
+def _test_data(root: str | Path, market: str, cfg: TradelabConfig, ws: Workspace) -> tuple[dict, list[str]]:
+    if ws.bars_path(market).exists():
+        return {"generated": False}, [str(ws.bars_path(market))]
+    report = generate_data(root, market, days=cfg.app.test_synthetic_days, config=cfg)
+    return {"generated": True, "rows": report.get("rows")}, [str(ws.bars_path(market))]
+
+
+def _test_stage1(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> tuple[dict, list[str]]:
+    summary = stage1(root, market, test_mode=True, config=cfg, progress=progress)
+    figures = {k: summary.get(k) for k in ("total_timesteps", "experience_samples", "experience_with_outcome")}
+    outputs = [str(summary.get(k)) for k in ("model_checkpoint", "lora_adapter_path", "experience_path") if summary.get(k)]
+    return figures, outputs
+
+
+def _test_dataset(root: str | Path, market: str, cfg: TradelabConfig) -> tuple[dict, list[str]]:
+    summary = stage2(root, market, engine="local", test_mode=True, dataset_only=True, config=cfg)
+    dataset = summary.get("dataset") or {}
+    return {"counts": dataset.get("counts")}, [str(p) for p in (dataset.get("paths") or {}).values()]
+
+
+def _test_preflight(root: str | Path, market: str, cfg: TradelabConfig) -> tuple[dict, list[str]]:
+    report = preflight(root, market, engine="verl", dataset_only=True, config=cfg)
+    counts: dict[str, int] = {}
+    for check in report["checks"]:
+        counts[check["status"]] = counts.get(check["status"], 0) + 1
+    if not report["ok"]:
+        failed = [c["name"] for c in report["checks"] if c["status"] == "fail"]
+        raise StageNotReady(f"preflight failed: {', '.join(failed)}")
+    return counts, []
+
+
+def _test_local(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> tuple[dict, list[str]]:
+    summary = stage2(root, market, engine="local", test_mode=True, config=cfg, progress=progress)
+    run = summary.get("run") or summary
+    figures = {k: run.get(k) for k in ("steps", "val_reward_start", "val_reward_end") if k in run}
+    return figures, [str(run[k]) for k in ("adapter_path", "run_dir") if run.get(k)]
+
+
+def _test_evaluation(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> tuple[dict, list[str]]:
+    summary = evaluate(root, market, config=cfg, progress=progress)
+    return {"agents": len(summary.get("agents", {}))}, [str(summary.get("report_dir"))]

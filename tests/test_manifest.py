@@ -1,0 +1,78 @@
+"""The manifest module: atomic saves under a lock, append-only runs, corrupt files never overwritten."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from tradelab import manifest
+from tradelab.errors import DataError, StageNotReady
+from tradelab.paths import Workspace
+
+
+def test_new_manifest_round_trip(tmp_path: Path) -> None:
+    assert manifest.load_manifest(tmp_path, "NQ") is None
+    manifest.set_section(tmp_path, "NQ", "data", {"rows": 10})
+    manifest.merge_stage1(tmp_path, "NQ", {"status": "running"})
+    manifest.merge_stage1(tmp_path, "NQ", {"status": "completed", "seed": 3})
+    m = manifest.load_manifest(tmp_path, "NQ")
+    assert m["data"] == {"rows": 10}
+    assert m["stage1"] == {"status": "completed", "seed": 3}
+    assert m["schema_version"] == 1 and m["market"] == "NQ"
+    assert m["stage2"] == {"dataset": None, "preflight": None, "runs": []}
+
+
+def test_runs_append_and_update_last(tmp_path: Path) -> None:
+    manifest.append_run(tmp_path, "NQ", {"engine": "verl", "status": "running"})
+    manifest.append_run(tmp_path, "NQ", {"engine": "local", "status": "running"})
+    manifest.update_last_run(tmp_path, "NQ", {"status": "failed", "return_code": 3})
+    runs = manifest.load_manifest(tmp_path, "NQ")["stage2"]["runs"]
+    assert [r["engine"] for r in runs] == ["verl", "local"]
+    assert runs[0]["status"] == "running" and runs[1] == {"engine": "local", "status": "failed", "return_code": 3}
+
+
+def test_concurrent_appends_are_not_lost(tmp_path: Path) -> None:
+    threads = [threading.Thread(target=manifest.append_evaluation, args=(tmp_path, "ES", {"i": i})) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(e["i"] for e in manifest.load_manifest(tmp_path, "ES")["evaluation"]) == list(range(12))
+
+
+def test_corrupt_manifest_is_never_overwritten(tmp_path: Path) -> None:
+    path = Workspace.at(tmp_path).manifest_path("NQ")
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(DataError) as err:
+        manifest.merge_stage1(tmp_path, "NQ", {"status": "completed"})
+    assert str(path) in str(err.value)
+    assert path.read_text() == "{not json"
+    assert path.with_name(path.name + ".bak").read_text() == "{not json"
+
+
+def test_manifest_of_other_market_is_rejected(tmp_path: Path) -> None:
+    manifest.set_section(tmp_path, "NQ", "data", {"rows": 1})
+    src = Workspace.at(tmp_path).manifest_path("NQ")
+    dst = Workspace.at(tmp_path).manifest_path("ES")
+    dst.parent.mkdir(parents=True)
+    dst.write_text(src.read_text())
+    with pytest.raises(DataError, match="market is 'NQ', expected 'ES'"):
+        manifest.load_manifest(tmp_path, "ES")
+
+
+def test_require_stage1_explains_how_to_get_one(tmp_path: Path) -> None:
+    with pytest.raises(StageNotReady, match="stage1 --market NQ --test"):
+        manifest.require_stage1(tmp_path, "NQ")
+    manifest.merge_stage1(tmp_path, "NQ", {"status": "completed"})
+    assert manifest.require_stage1(tmp_path, "NQ")["stage1"]["status"] == "completed"
+
+
+def test_saved_file_is_valid_json_without_temp_leftovers(tmp_path: Path) -> None:
+    manifest.set_section(tmp_path, "NQ", "data", {"rows": 2})
+    folder = Workspace.at(tmp_path).market_model_dir("NQ")
+    assert json.loads((folder / "phase3_stage_manifest.json").read_text())["data"]["rows"] == 2
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
