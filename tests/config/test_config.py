@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import typing
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from tradelab.config import DEFAULT_CONFIG_DIR, config_hash, load_config
+from tradelab.config import DEFAULT_CONFIG_DIR, TradelabConfig, config_hash, load_config
 from tradelab.config.schema import SECTION_FILES
 from tradelab.errors import ConfigError
 
@@ -32,19 +35,29 @@ def test_shipped_config_loads_and_is_frozen() -> None:
         cfg.app.seed = 3  # type: ignore[misc]
 
 
+def _field_names(model: type[BaseModel]) -> set[str]:
+    """Every field name declared in ``model`` and the models nested in it."""
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        names.add(name)
+        for tp in (field.annotation, *typing.get_args(field.annotation)):
+            for inner in (tp, *typing.get_args(tp)):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    names |= _field_names(inner)
+    return names
+
+
 def test_every_shipped_key_has_a_comment_above_it() -> None:
-    for name in SECTION_FILES.values():
+    key_line = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*):")
+    for section, name in SECTION_FILES.items():
+        fields = _field_names(TradelabConfig.model_fields[section].annotation)
         lines = (DEFAULT_CONFIG_DIR / name).read_text().splitlines()
         for i, line in enumerate(lines):
-            stripped = line.strip()
-            if not stripped or stripped.startswith("#") or stripped.startswith("- "):
+            match = key_line.match(line)
+            if not match or match.group(1) not in fields:
                 continue
             previous = lines[i - 1].strip() if i else ""
-            is_section_header = stripped.endswith(":") and not previous.startswith("#")
-            # A mapping header may be documented by its first child's comment only when it is a dict key (market).
-            if is_section_header and i + 1 < len(lines) and lines[i + 1].strip().startswith("#"):
-                continue
-            assert previous.startswith("#"), f"{name}:{i + 1}: key {stripped!r} has no comment above it"
+            assert previous.startswith("#"), f"{name}:{i + 1}: key {match.group(1)!r} has no comment above it"
 
 
 def test_unknown_key_suggests_the_close_name(config_dir: Path) -> None:

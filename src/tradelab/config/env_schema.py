@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tradelab.config.base import StrictModel
 
@@ -20,10 +20,27 @@ class RulesConfig(StrictModel):
     trail_atr: float = Field(gt=0, description="Trailing-stop distance in ATRs once the trail is enabled.")
     be_buffer_ticks: int = Field(ge=0, description="Ticks beyond entry the break-even stop is placed at.")
     starting_balance_usd: float = Field(gt=0, description="Account balance at the start of every episode.")
-    trailing_drawdown_usd: float = Field(gt=0, description="Apex trailing drawdown: equity below peak - this ends it.")
-    daily_loss_limit_usd: float | None = Field(gt=0, description="Optional max loss per session; null disables.")
-    entry_cutoff: str = Field(pattern=_HHMM, description="No new entries at or after this ET time.")
-    flatten_time: str = Field(pattern=_HHMM, description="Open positions are closed at this ET time each session.")
+    trailing_drawdown_usd: float = Field(
+        gt=0, description="Apex trailing drawdown: end-of-bar equity <= peak - this flattens and ends the episode."
+    )
+    daily_loss_limit_usd: float | None = Field(
+        gt=0, description="Session loss (realised + open) that flattens and blocks entries for the day; null disables."
+    )
+    entry_cutoff: str = Field(
+        pattern=_HHMM, description="No entries decided at a bar closing at or after this ET time."
+    )
+    flatten_time: str = Field(
+        pattern=_HHMM, description="Positions close at the first bar ending at/after this ET time (and at session end)."
+    )
+
+    @model_validator(mode="after")
+    def _cutoff_before_flatten(self) -> RulesConfig:
+        if self.entry_cutoff > self.flatten_time:
+            raise ValueError(
+                f"entry_cutoff {self.entry_cutoff} is after flatten_time {self.flatten_time}: entries would be "
+                f"flattened at once; set entry_cutoff at or before flatten_time"
+            )
+        return self
 
 
 class RewardConfig(StrictModel):
@@ -39,7 +56,9 @@ class EnvConfig(StrictModel):
     """The one gymnasium futures env: episodes, observation, rules and reward."""
 
     episode_bars: int = Field(ge=10, le=100_000, description="Maximum bars per episode.")
-    random_start: bool = Field(description="Seeded random episode starts (true) or a fixed start at the split's first bar.")
+    random_start: bool = Field(
+        description="Seeded random episode starts (true) or a fixed start at the split's first bar."
+    )
     window_bars: int = Field(ge=1, le=256, description="Feature window length in the observation.")
     holdout_fraction: float = Field(gt=0, lt=0.9, description="Latest fraction of bars held out (chronological).")
     forward_horizon_bars: int = Field(ge=1, le=1000, description="Bars after a decision recorded for rewards/labels.")

@@ -2,12 +2,97 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from tradelab.config.base import StrictModel
+
+PLACEHOLDERS: tuple[str, ...] = (
+    "train_files", "val_files", "model_path", "adapter_path", "output_dir", "market", "tensorboard_dir", "n_gpus",
+    "nnodes", "lora_rank", "lora_alpha", "reward_path", "reward_name", "repo_root", "experiment_name",
+)
+"""Names that may appear as ``{name}`` in engine ``args`` / ``test_overrides``; the runner fills them in."""
+
+
+class DatasetConfig(StrictModel):
+    """How Stage 1 experience records become the GRPO train / val parquet files."""
+
+    min_reward: float | None = Field(
+        description="Drop experiences whose outcome.reward is below this; null keeps every reward."
+    )
+    min_success_pnl: float = Field(
+        description="An experience is a success when outcome.pnl (USD) >= this; the rest are failures."
+    )
+    include_failures: bool = Field(description="Keep failures (pnl below min_success_pnl); false drops them.")
+    max_samples: int | None = Field(ge=1, description="Keep at most this many (the latest) rows; null = no cap.")
+    split: Literal["chronological", "random"] = Field(
+        description="chronological: val is the latest period; random: a seeded shuffle picks val rows."
+    )
+    val_fraction: float = Field(gt=0, le=0.5, description="Fraction of the kept rows that go to validation.")
+    seed: int = Field(ge=0, description="Seed of the random split.")
+    test_max_rows: int = Field(ge=2, description="Row cap (latest rows) applied in test mode.")
+    samples_rows: int = Field(ge=0, description="Rows copied to stage2_samples.jsonl for people to read.")
+
+
+class RunnerConfig(StrictModel):
+    """The launch interpreter and the cluster shape shared by both engines."""
+
+    python: str | None = Field(
+        description="Interpreter that runs the engine and the preflight probes; null = the one running tradelab."
+    )
+    n_gpus_per_node: int = Field(ge=1, description="GPUs per node ({n_gpus}); preflight checks the node has them.")
+    nnodes: int = Field(ge=1, description="Nodes in the Ray cluster ({nnodes}); >1 needs RAY_ADDRESS set.")
+
+
+class EngineConfig(StrictModel):
+    """One external engine: what to run, with which Hydra overrides and environment."""
+
+    mode: Literal["python", "script"] = Field(
+        description="python: `<runner.python> -m <module> <args>`; script: `bash <repo_root>/<script> <args>`."
+    )
+    module: str = Field(description="Module run in python mode, e.g. verl.trainer.main_ppo.")
+    script: str | None = Field(description="Launch script in script mode, relative to repo_root (or absolute).")
+    cwd: Literal["workspace", "output_dir", "repo_root"] = Field(
+        description="Working directory of the launch (Hydra writes outputs/ there)."
+    )
+    args: list[str] = Field(description="Hydra overrides (key=value), with {placeholders} the runner fills in.")
+    test_overrides: list[str] = Field(
+        description="Overrides applied on top of args in test mode (same key replaces the arg)."
+    )
+    env: dict[str, str] = Field(description="Extra environment variables for the launch (values may use placeholders).")
+
+
+class EnginesConfig(StrictModel):
+    """The two external engines (the local engine lives in config/grpo_local.yaml)."""
+
+    verl: EngineConfig = Field(description="PyPI verl >= 0.9: standard GRPO with LoRA from stage1_lora.")
+    soft_grpo: EngineConfig = Field(description="The SofT-GRPO repository's verl 0.4.x fork, full weights.")
+
+
+class PreflightConfig(StrictModel):
+    """Thresholds and time limits of the preflight checks."""
+
+    probe_timeout_s: int = Field(ge=5, description="Time limit of the launch-environment probe subprocess.")
+    compose_timeout_s: int = Field(ge=10, description="Time limit of the Hydra config composition subprocess.")
+    compose_config: bool = Field(description="Compose the engine config with verl's Hydra (catches unknown keys).")
+    min_train_batches: int = Field(ge=1, description="Train rows must be >= train_batch_size x this.")
+    min_val_rows: int = Field(ge=0, description="Validation rows below this are a warning.")
 
 
 class SoftGrpoConfig(StrictModel):
     """Stage 2 settings."""
 
-    repo_root: str = Field(description="SofT-GRPO repository; $SOFT_GRPO_REPO_ROOT overrides it.")
+    repo_root: str = Field(description="SofT-GRPO repository (relative to --root or absolute); $SOFT_GRPO_REPO_ROOT overrides it.")
+    dataset: DatasetConfig = Field(description="Experience -> parquet export.")
+    runner: RunnerConfig = Field(description="Launch interpreter and cluster shape.")
+    engines: EnginesConfig = Field(description="Per-engine commands.")
+    preflight: PreflightConfig = Field(description="Preflight thresholds.")
+
+    @model_validator(mode="after")
+    def _script_mode_has_script(self) -> "SoftGrpoConfig":
+        for name in ("verl", "soft_grpo"):
+            engine: EngineConfig = getattr(self.engines, name)
+            if engine.mode == "script" and not engine.script:
+                raise ValueError(f"engines.{name}.mode is 'script' but engines.{name}.script is null; set a script")
+        return self

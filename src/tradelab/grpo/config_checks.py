@@ -1,0 +1,134 @@
+"""Preflight checks on the composed engine config: Hydra composition, batch rules, SofT-GRPO pitfalls.
+
+Values come from verl's own composition in the launch environment when it ran (defaults included); otherwise from
+the override list alone (a key the overrides do not set is then unknown and reported as such).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tradelab.grpo.checks import FAIL, PASS, WARN, Check
+from tradelab.grpo.engines import base
+
+ABSENT = "__absent__"
+_A = "actor_rollout_ref"
+MICRO_PAIRS: tuple[tuple[str, str], ...] = (
+    (f"{_A}.actor.ppo_micro_batch_size", f"{_A}.actor.ppo_micro_batch_size_per_gpu"),
+    (f"{_A}.rollout.log_prob_micro_batch_size", f"{_A}.rollout.log_prob_micro_batch_size_per_gpu"),
+    (f"{_A}.ref.log_prob_micro_batch_size", f"{_A}.ref.log_prob_micro_batch_size_per_gpu"),
+)
+
+
+def _scalar(text: str) -> Any:
+    """A Hydra override value as Python (ints, floats, booleans, null; anything else stays a string)."""
+    lowered = text.strip().strip("'\"").lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("null", "none", "~"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            continue
+    return text.strip().strip("'\"")
+
+
+def effective_values(overrides: list[str], composed: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Config values the rules need: composed ones when available, else parsed from the overrides."""
+    if composed is not None:
+        return {k: v for k, v in composed.items() if v != ABSENT and not isinstance(v, dict)}
+    return {k: _scalar(v) for k, v in base.override_map(overrides).items()}
+
+
+def compose_check(result: Mapping[str, Any] | None, error: str, plan: base.LaunchPlan) -> Check:
+    """Turn the compose probe's answer into a check (unknown keys and validate_config failures fail)."""
+    where = "engines.verl.args" if plan.engine == "verl" else "engines.soft_grpo.args"
+    if result is None:
+        return Check("config_compose", FAIL, f"composing the config failed to run: {error}")
+    if not result.get("ok"):
+        if result.get("stage") == "compose":
+            return Check("config_compose", FAIL, f"verl's Hydra config rejects the overrides: {result['error']}; "
+                         f"fix the key in {where} / test_overrides (a key verl does not define needs a leading +)")
+        return Check("config_compose", FAIL, f"cannot import hydra/verl to compose: {result.get('error')}")
+    validation = result.get("validate") or {}
+    if validation.get("ran") and not validation.get("ok"):
+        return Check("config_compose", FAIL, f"verl validate_config rejects the composed config: "
+                     f"{validation['error']}; adjust {where}")
+    note = "validate_config passed" if validation.get("ran") else "validate_config not available in this dialect"
+    if validation.get("skipped"):
+        note += f"; {validation['skipped']}"
+    return Check("config_compose", PASS, f"composed with verl {result.get('verl_version')} ({note})")
+
+
+def _int(values: Mapping[str, Any], key: str) -> int | None:
+    value = values.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def batch_problems(values: Mapping[str, Any], train_rows: int | None, min_train_batches: int) -> list[str]:
+    """Every violated batch rule of ARCHITECTURE.md §9, each naming the keys and values involved."""
+    problems = []
+    tbs, n = _int(values, "data.train_batch_size"), _int(values, f"{_A}.rollout.n")
+    gpus = (_int(values, "trainer.n_gpus_per_node") or 0) * (_int(values, "trainer.nnodes") or 1)
+    mini = _int(values, f"{_A}.actor.ppo_mini_batch_size")
+    if n is None or n < 2:
+        problems.append(f"{_A}.rollout.n = {n}: GRPO needs at least 2 rollouts per prompt")
+    if tbs is None:
+        problems.append("data.train_batch_size is not set")
+    elif n and gpus and (tbs * n) % gpus:
+        problems.append(f"data.train_batch_size x rollout.n = {tbs * n} is not divisible by "
+                        f"n_gpus_per_node x nnodes = {gpus}")
+    if tbs is not None and mini is not None and tbs < mini:
+        problems.append(f"data.train_batch_size = {tbs} < {_A}.actor.ppo_mini_batch_size = {mini}")
+    if not values.get(f"{_A}.actor.use_dynamic_bsz"):
+        uses_ref = bool(values.get(f"{_A}.actor.use_kl_loss"))
+        for pair in MICRO_PAIRS if uses_ref else MICRO_PAIRS[:2]:
+            set_count = sum(values.get(k) is not None for k in pair)
+            if set_count != 1:
+                problems.append(f"exactly one of {pair[0]} / {pair[1]} must be set (found {set_count})")
+    if tbs is not None and (train_rows is None or train_rows < tbs * min_train_batches):
+        problems.append(f"train rows = {train_rows} < data.train_batch_size x preflight.min_train_batches = "
+                        f"{tbs * min_train_batches}; export more data or lower data.train_batch_size")
+    save_freq = _int(values, "trainer.save_freq")
+    if save_freq is None or save_freq <= 0:
+        problems.append(f"trainer.save_freq = {save_freq}: set it > 0 or the run leaves no checkpoint to export")
+    return problems
+
+
+def batch_check(values: Mapping[str, Any], train_rows: int | None, min_train_batches: int) -> Check:
+    problems = batch_problems(values, train_rows, min_train_batches)
+    if problems:
+        return Check("batch_rules", FAIL, "; ".join(problems))
+    return Check("batch_rules", PASS, f"train_batch_size={values.get('data.train_batch_size')} "
+                 f"n={values.get(f'{_A}.rollout.n')} train_rows={train_rows}")
+
+
+def soft_grpo_problems(values: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """``(failures, warnings)`` for the settings without which the fork silently runs plain GRPO or breaks."""
+    failures, warnings = [], []
+    if values.get(f"{_A}.model.use_remove_padding") is not True:
+        failures.append(f"{_A}.model.use_remove_padding must be True (else soft thinking silently falls back)")
+    if values.get(f"{_A}.rollout.enable_soft_thinking") is not True:
+        failures.append(f"{_A}.rollout.enable_soft_thinking must be True")
+    if (_int(values, f"{_A}.model.lora_rank") or 0) > 0 or values.get(f"{_A}.model.lora_adapter_path"):
+        failures.append("the fork cannot train LoRA (sglang weight sync pushes full weights): remove lora_rank / "
+                        "lora_adapter_path; the actor is stage1_merged")
+    if values.get(f"{_A}.actor.strategy", "fsdp") != "fsdp":
+        failures.append(f"{_A}.actor.strategy must be fsdp")
+    if values.get(f"{_A}.rollout.name") != "sglang":
+        failures.append(f"{_A}.rollout.name must be sglang (the soft-thinking fork)")
+    if values.get(f"{_A}.rollout.add_noise_gumbel_softmax") is not True:
+        warnings.append(f"{_A}.rollout.add_noise_gumbel_softmax is not True (no Gumbel exploration noise)")
+    return failures, warnings
+
+
+def soft_grpo_pitfalls(values: Mapping[str, Any]) -> Check:
+    failures, warnings = soft_grpo_problems(values)
+    if failures:
+        return Check("soft_grpo_settings", FAIL, "; ".join(failures + warnings))
+    if warnings:
+        return Check("soft_grpo_settings", WARN, "; ".join(warnings))
+    return Check("soft_grpo_settings", PASS, "remove-padding, soft thinking, fsdp, sglang, full weights")

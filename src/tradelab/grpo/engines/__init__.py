@@ -1,0 +1,1 @@
+"""External Stage 2 engines: each builds a :class:`tradelab.grpo.engines.base.LaunchPlan` from the config."""

@@ -1,0 +1,251 @@
+"""What both external engines share: the launch plan, placeholders, override merging and Stage 1 inputs.
+
+A :class:`LaunchPlan` is the exact command (an argv list, never a shell string), working directory and environment
+overrides of one launch. Preflight probes the environment the plan describes, ``--dry-run`` shows it, and the
+runner executes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tradelab
+from tradelab.config import TradelabConfig
+from tradelab.config.soft_grpo_schema import PLACEHOLDERS, EngineConfig
+from tradelab.errors import ConfigError
+from tradelab.manifest import load_manifest
+from tradelab.paths import Workspace
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MISSING_PREFIX = "MISSING:"
+"""Placeholder values that could not be resolved start with this (preflight fails on them; dry-run shows them)."""
+REWARD_FUNCTION = "compute_score"
+
+
+@dataclass(frozen=True)
+class Stage1Inputs:
+    """Where Stage 1 left the base model and its adapter (from the manifest), with the adapter's LoRA shape."""
+
+    base_model: Path | None
+    adapter: Path | None
+    lora_rank: int | None
+    lora_alpha: float | None
+    manifest_found: bool
+
+
+@dataclass
+class LaunchPlan:
+    """One engine launch, fully resolved.
+
+    Attributes:
+        engine: "verl" or "soft-grpo".
+        dialect: "pypi" (verl >= 0.9) or "fork" (the SofT-GRPO verl 0.4.x).
+        python: The launch interpreter.
+        argv: The exact command.
+        cwd: Working directory of the launch.
+        env_overrides: Variables set on top of the current environment.
+        overrides: The final Hydra overrides (placeholders filled, test overrides merged).
+        output_dir: Engine outputs (checkpoints under ``checkpoints/``).
+        tensorboard_dir: Absolute TENSORBOARD_DIR.
+        model_path: Actor model directory the engine loads.
+        adapter_path: Stage 1 adapter (LoRA start for verl; merged into model_path for the fork).
+        repo_root: SofT-GRPO repository (fork only).
+        mode: "python" or "script".
+        missing: Placeholders that could not be resolved, with why.
+        notes: Facts the caller should show (e.g. the merged model will be rebuilt).
+    """
+
+    engine: str
+    dialect: str
+    python: str
+    argv: list[str]
+    cwd: Path
+    env_overrides: dict[str, str]
+    overrides: list[str]
+    output_dir: Path
+    tensorboard_dir: Path
+    model_path: Path | None
+    adapter_path: Path | None
+    repo_root: Path | None
+    mode: str
+    missing: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def environment(self) -> dict[str, str]:
+        """The full environment of the launch: the current one plus :attr:`env_overrides`."""
+        return {**os.environ, **self.env_overrides}
+
+    def command_line(self) -> str:
+        """The argv as one copy-pasteable, shell-quoted line (for display only; launches use the list)."""
+        env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env_overrides.items()))
+        return f"cd {shlex.quote(str(self.cwd))} && {env} {shlex.join(self.argv)}".strip()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (paths as strings)."""
+        return {
+            "engine": self.engine, "dialect": self.dialect, "python": self.python, "argv": list(self.argv),
+            "cwd": str(self.cwd), "env_overrides": dict(self.env_overrides), "overrides": list(self.overrides),
+            "output_dir": str(self.output_dir), "tensorboard_dir": str(self.tensorboard_dir),
+            "model_path": str(self.model_path) if self.model_path else None,
+            "adapter_path": str(self.adapter_path) if self.adapter_path else None,
+            "repo_root": str(self.repo_root) if self.repo_root else None, "mode": self.mode,
+            "missing": dict(self.missing), "notes": list(self.notes), "command_line": self.command_line(),
+        }
+
+
+def project_src() -> Path:
+    """The directory holding the ``tradelab`` package (put on the engine's PYTHONPATH)."""
+    return Path(tradelab.__file__).resolve().parent.parent
+
+
+def reward_path() -> Path:
+    """The file verl loads ``compute_score`` from (by path)."""
+    return project_src() / "tradelab" / "grpo" / "reward.py"
+
+
+def resolve_python(root: Path, config: TradelabConfig, override: str | None) -> str:
+    """The launch interpreter: ``override``, else ``runner.python``, else the interpreter running tradelab.
+
+    A value with a path separator that is relative is resolved against the workspace root; a bare name
+    (``python3``) is kept for PATH lookup.
+    """
+    value = override or config.soft_grpo.runner.python
+    if not value:
+        return sys.executable
+    expanded = os.path.expanduser(value)
+    if os.sep in expanded and not os.path.isabs(expanded):
+        return str((root / expanded).resolve())
+    return expanded
+
+
+def resolve_repo_root(root: Path, config: TradelabConfig) -> Path:
+    """The SofT-GRPO repository: ``$SOFT_GRPO_REPO_ROOT`` if set (absolute or relative to ``root``), else config."""
+    value = os.environ.get("SOFT_GRPO_REPO_ROOT") or config.soft_grpo.repo_root
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() else (root / path)
+
+
+def override_key(item: str) -> str:
+    """The key a Hydra override sets (``+a.b=1`` and ``a.b=2`` both set ``a.b``)."""
+    return item.split("=", 1)[0].lstrip("+~")
+
+
+def merge_overrides(*layers: list[str]) -> list[str]:
+    """Later layers replace earlier overrides of the same key in place; new keys are appended."""
+    merged: dict[str, str] = {}
+    for layer in layers:
+        for item in layer:
+            merged[override_key(item)] = item
+    return list(merged.values())
+
+
+def fill(items: list[str], values: dict[str, str], where: str) -> list[str]:
+    """Replace ``{name}`` placeholders.
+
+    Raises:
+        ConfigError: An item names a placeholder that does not exist.
+    """
+    out = []
+    for item in items:
+        for name in _PLACEHOLDER.findall(item):
+            if name not in PLACEHOLDERS:
+                raise ConfigError(
+                    f"config/phase3_soft_grpo.yaml: {where}: unknown placeholder {{{name}}} in {item!r}; "
+                    f"use one of {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+                )
+        out.append(_PLACEHOLDER.sub(lambda m: values[m.group(1)], item))
+    return out
+
+
+def override_map(overrides: list[str]) -> dict[str, str]:
+    """``key -> raw value`` of a list of overrides."""
+    return {override_key(item): item.split("=", 1)[1] if "=" in item else "" for item in overrides}
+
+
+def _resolve(root: Path, value: Any) -> Path | None:
+    if not value:
+        return None
+    path = Path(os.path.expanduser(str(value)))
+    return path if path.is_absolute() else root / path
+
+
+def stage1_inputs(root: Path, market: str) -> Stage1Inputs:
+    """Base model and adapter recorded by Stage 1, and the adapter's ``r`` / ``lora_alpha``."""
+    ws = Workspace.at(root)
+    manifest = load_manifest(root, market)
+    stage1 = (manifest or {}).get("stage1") or {}
+    base = _resolve(ws.root, (stage1.get("base_model") or {}).get("local_path"))
+    adapter = _resolve(ws.root, stage1.get("lora_adapter_path")) or ws.stage1_lora_dir(market)
+    rank = alpha = None
+    config_file = adapter / "adapter_config.json"
+    if config_file.is_file():
+        try:
+            data = json.loads(config_file.read_text(encoding="utf-8"))
+            rank, alpha = data.get("r"), data.get("lora_alpha")
+        except ValueError:
+            rank = alpha = None
+    return Stage1Inputs(base, adapter, rank if isinstance(rank, int) else None,
+                        alpha if isinstance(alpha, (int, float)) else None, manifest is not None and bool(stage1))
+
+
+def base_values(root: Path, market: str, config: TradelabConfig, engine: str) -> dict[str, str]:
+    """Placeholder values common to both engines (model/adapter ones are added by each engine)."""
+    ws = Workspace.at(root)
+    data_dir = ws.soft_grpo_data_dir(market)
+    runner = config.soft_grpo.runner
+    return {
+        "train_files": str(data_dir / "stage2_train.parquet"),
+        "val_files": str(data_dir / "stage2_val.parquet"),
+        "output_dir": str(ws.soft_grpo_output_dir(market)),
+        "market": market,
+        "tensorboard_dir": str(ws.soft_grpo_tensorboard_dir(market)),
+        "n_gpus": str(runner.n_gpus_per_node),
+        "nnodes": str(runner.nnodes),
+        "reward_path": str(reward_path()),
+        "reward_name": REWARD_FUNCTION,
+        "repo_root": str(resolve_repo_root(ws.root, config)),
+        "experiment_name": f"{market}_{engine.replace('-', '_')}",
+    }
+
+
+def missing(value: Path | None, what: str) -> str:
+    """The placeholder text for an input that does not exist yet."""
+    return str(value) if value is not None else f"{MISSING_PREFIX}{what}"
+
+
+def launch_cwd(ws: Workspace, market: str, engine: EngineConfig, repo_root: Path | None) -> Path:
+    """The working directory an engine config asks for."""
+    if engine.cwd == "repo_root" and repo_root is not None:
+        return repo_root
+    if engine.cwd == "output_dir":
+        return ws.soft_grpo_output_dir(market)
+    return ws.root
+
+
+def command(python: str, engine: EngineConfig, overrides: list[str], repo_root: Path | None) -> list[str]:
+    """``python -m module overrides`` or ``bash script overrides`` (scripts in that repo have no shebang)."""
+    if engine.mode == "python":
+        return [python, "-m", engine.module, *overrides]
+    script = Path(os.path.expanduser(str(engine.script)))
+    if not script.is_absolute() and repo_root is not None:
+        script = repo_root / script
+    return ["bash", str(script), *overrides]
+
+
+def pythonpath(*front: Path) -> str:
+    """``front`` entries, then the current PYTHONPATH (deduplicated, order kept)."""
+    parts = [str(p) for p in front] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
+def engine_env(engine: EngineConfig, values: dict[str, str], where: str) -> dict[str, str]:
+    """The engine's ``env`` mapping with placeholders filled."""
+    filled = fill([f"{k}={v}" for k, v in engine.env.items()], values, where)
+    return dict(item.split("=", 1) for item in filled)

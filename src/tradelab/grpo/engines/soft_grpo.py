@@ -1,0 +1,150 @@
+"""The ``soft-grpo`` engine: the SofT-GRPO repository's verl 0.4.x fork with soft-thinking sglang rollouts.
+
+The fork reads the top-level ``custom_reward_function.*`` and needs ``reward_model.reward_manager=naive``. It runs
+with ``PYTHONPATH=<repo>/verl-0.4.x`` (plus the project's ``src`` so verl can load the reward), and cannot train LoRA
+(its sglang weight sync pushes full weights), so the actor is ``stage1_merged/``: the base model merged with
+``stage1_lora`` by PEFT ``merge_and_unload``. The merged folder records the adapter's sha256 in
+:data:`MERGE_MARKER`; a missing folder or a different adapter hash means it is rebuilt before launch.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tradelab.config import TradelabConfig
+from tradelab.grpo.engines import base
+from tradelab.io import atomic_write_json, sha256_dir
+from tradelab.paths import Workspace
+from tradelab.provenance import utc_now, utc_stamp
+
+ENGINE = "soft-grpo"
+MERGE_MARKER = "tradelab_merge.json"
+FORK_DIR = "verl-0.4.x"
+SCRIPT_GLOB = "SofT-GRPO-deepscaler-8k*.sh"
+
+REQUIRED_FILES: tuple[str, ...] = (
+    "verl-0.4.x/setup.py",
+    "verl-0.4.x/verl/trainer/main_ppo.py",
+    "verl-0.4.x/verl/trainer/config/ppo_trainer.yaml",
+    "verl-0.4.x/verl/utils/torch_functional.py",
+    "verl-0.4.x/verl/workers/actor/dp_actor.py",
+    "verl-0.4.x/verl/workers/rollout/sglang_rollout/sglang_rollout.py",
+    "Soft-Thinking+noise+loss-main/sglang_soft_thinking_pkg/python/sglang/srt/sampling/sampling_params.py",
+    "Soft-Thinking+noise+loss-main/sglang_soft_thinking_pkg/python/sglang/srt/layers/sampler.py",
+)
+"""Files ARCHITECTURE.md §9 requires under the repository root."""
+
+REQUIRED_CONTENT: dict[str, str] = {
+    "verl-0.4.x/verl/trainer/config/ppo_trainer.yaml": "add_noise_gumbel_softmax",
+    "verl-0.4.x/verl/utils/torch_functional.py": "logprobs_from_logits_topk_gumbel",
+}
+"""File -> text it must contain (the fork's soft-thinking additions, not a plain verl 0.4)."""
+
+
+def missing_repo_files(repo_root: Path) -> list[str]:
+    """Every required file (or required content) absent from ``repo_root``, as readable strings."""
+    problems = [rel for rel in REQUIRED_FILES if not (repo_root / rel).is_file()]
+    for rel, needle in REQUIRED_CONTENT.items():
+        path = repo_root / rel
+        if path.is_file() and needle not in path.read_text(encoding="utf-8", errors="replace"):
+            problems.append(f"{rel} (does not contain {needle!r})")
+    if not any(repo_root.glob(SCRIPT_GLOB)):
+        problems.append(SCRIPT_GLOB)
+    return problems
+
+
+def merged_state(merged_dir: Path, adapter_dir: Path | None) -> tuple[bool, str]:
+    """Whether ``stage1_merged/`` is current for the adapter, and why not."""
+    if adapter_dir is None or not adapter_dir.is_dir():
+        return False, "the Stage 1 adapter is missing"
+    marker = merged_dir / MERGE_MARKER
+    if not marker.is_file():
+        return False, f"{merged_dir} has not been built" if not merged_dir.exists() else f"{marker} is missing"
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8")).get("adapter_sha256")
+    except ValueError:
+        return False, f"{marker} is not valid JSON"
+    if recorded != sha256_dir(adapter_dir):
+        return False, f"{merged_dir} was merged from a different adapter (stale)"
+    return True, "up to date"
+
+
+def ensure_merged(base_dir: Path, adapter_dir: Path, merged_dir: Path) -> dict[str, Any]:
+    """Build ``stage1_merged/`` with PEFT ``merge_and_unload`` unless it is current.
+
+    The merge runs into a sibling temp folder that replaces the old one only when complete.
+
+    Returns:
+        ``{"rebuilt": bool, "reason": str, "path": str}``.
+    """
+    fresh, reason = merged_state(merged_dir, adapter_dir)
+    if fresh:
+        return {"rebuilt": False, "reason": reason, "path": str(merged_dir)}
+    from tradelab.advisor.train import merge_adapter
+
+    staging = merged_dir.with_name(f".{merged_dir.name}.{utc_stamp()}.tmp")
+    try:
+        merge_adapter(base_dir, adapter_dir, staging)
+        atomic_write_json(staging / MERGE_MARKER, {
+            "adapter_path": str(adapter_dir), "adapter_sha256": sha256_dir(adapter_dir),
+            "base_model": str(base_dir), "merged_at": utc_now(),
+        })
+        if merged_dir.exists():
+            shutil.rmtree(merged_dir)
+        staging.rename(merged_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return {"rebuilt": True, "reason": reason, "path": str(merged_dir)}
+
+
+def build_plan(
+    root: str | Path, market: str, config: TradelabConfig, *, test_mode: bool, python: str | None = None,
+    extra_overrides: list[str] | None = None,
+) -> base.LaunchPlan:
+    """The SofT-GRPO launch for ``market`` (nothing is built or checked here)."""
+    ws = Workspace.at(root)
+    engine = config.soft_grpo.engines.soft_grpo
+    inputs = base.stage1_inputs(ws.root, market)
+    repo_root = base.resolve_repo_root(ws.root, config)
+    merged_dir = ws.stage1_merged_dir(market)
+    values = base.base_values(ws.root, market, config, ENGINE)
+    values["model_path"] = str(merged_dir)
+    values["adapter_path"] = base.missing(inputs.adapter, "stage1.lora_adapter_path")
+    values["lora_rank"] = "0"
+    values["lora_alpha"] = "0"
+    layers = [base.fill(engine.args, values, "engines.soft_grpo.args")]
+    if test_mode:
+        layers.append(base.fill(engine.test_overrides, values, "engines.soft_grpo.test_overrides"))
+    layers.append(list(extra_overrides or []))
+    overrides = base.merge_overrides(*layers)
+    launch_python = base.resolve_python(ws.root, config, python)
+    env_overrides = base.engine_env(engine, values, "engines.soft_grpo.env")
+    env_overrides["PYTHONPATH"] = base.pythonpath(repo_root / FORK_DIR, base.project_src())
+    env_overrides["TENSORBOARD_DIR"] = values["tensorboard_dir"]
+    plan = base.LaunchPlan(
+        engine=ENGINE, dialect="fork", python=launch_python,
+        argv=base.command(launch_python, engine, overrides, repo_root),
+        cwd=base.launch_cwd(ws, market, engine, repo_root), env_overrides=env_overrides, overrides=overrides,
+        output_dir=ws.soft_grpo_output_dir(market), tensorboard_dir=ws.soft_grpo_tensorboard_dir(market),
+        model_path=merged_dir, adapter_path=inputs.adapter, repo_root=repo_root, mode=engine.mode,
+    )
+    plan.missing = {k: v for k, v in values.items() if v.startswith(base.MISSING_PREFIX)}
+    fresh, reason = merged_state(merged_dir, inputs.adapter)
+    if not fresh:
+        plan.notes.append(f"stage1_merged will be rebuilt before launch: {reason}")
+    return plan
+
+
+def fork_adapter_dir(output_dir: Path) -> Path | None:
+    """A ``lora_adapter`` folder the fork left under its checkpoints, newest step first (None when absent)."""
+    found = []
+    for step_dir in output_dir.glob("checkpoints/global_step_*"):
+        step = step_dir.name.removeprefix("global_step_")
+        adapters = sorted(step_dir.glob("actor/**/lora_adapter"))
+        if step.isdigit() and adapters:
+            found.append((int(step), adapters[0]))
+    return max(found)[1] if found else None

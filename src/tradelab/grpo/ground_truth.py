@@ -1,0 +1,129 @@
+"""The ``reward_model.ground_truth`` payload: everything the reward needs to score any answer, as one JSON string.
+
+Built from one experience record (ARCHITECTURE.md §6) by :func:`build_ground_truth`; read back by the reward. Pure
+Python (json, datetime): the reward imports this module under a bare interpreter with only numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+from tradelab import ACTIONS
+
+GROUND_TRUTH_VERSION = 1
+"""Version of the ground-truth JSON layout; bump when a key changes meaning."""
+
+COST_KEYS: tuple[str, ...] = ("tick_size", "tick_value", "point_value", "commission_per_side", "slippage_ticks")
+RULE_KEYS: tuple[str, ...] = ("stop_atr", "target_r", "trail_atr", "be_buffer_ticks")
+PRICE_KEYS: tuple[str, ...] = ("open", "high", "low", "close")
+POSITION_KEYS: tuple[str, ...] = ("side", "entry_price", "stop", "target", "trail_on", "bars_in_trade")
+
+
+def _finite(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise ValueError(f"{where} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _forward(record: dict[str, Any]) -> dict[str, list[float]]:
+    forward = record.get("forward")
+    if not isinstance(forward, dict):
+        raise ValueError("forward is missing or not an object")
+    prices = {}
+    for key in PRICE_KEYS:
+        values = forward.get(key)
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"forward.{key} must be a non-empty list")
+        prices[key] = [_finite(v, f"forward.{key}[{i}]") for i, v in enumerate(values)]
+    if len({len(v) for v in prices.values()}) != 1:
+        raise ValueError("forward open/high/low/close have different lengths")
+    return prices
+
+
+def _decision_atr(record: dict[str, Any]) -> float:
+    forward_atr = (record.get("forward") or {}).get("atr")
+    atr = forward_atr if forward_atr is not None else (record.get("market_context") or {}).get("atr")
+    atr_value = _finite(atr, "forward.atr")
+    if atr_value <= 0:
+        raise ValueError(f"forward.atr must be positive, got {atr!r}")
+    return atr_value
+
+
+def _position(record: dict[str, Any]) -> dict[str, Any] | None:
+    position = record.get("position")
+    if position is None or not isinstance(position, dict) or position.get("side") in (None, "flat"):
+        return None
+    kept = {k: position.get(k) for k in POSITION_KEYS}
+    for key in ("entry_price", "stop", "target"):
+        kept[key] = _finite(kept[key], f"position.{key}")
+    kept["trail_on"] = bool(kept["trail_on"])
+    kept["bars_in_trade"] = int(kept["bars_in_trade"] or 0)
+    return kept
+
+
+def flatten_after_bars(timestamp: str, rules: dict[str, Any], horizon_bars: int) -> int | None:
+    """Forward bars until the env's flatten time, for 1-minute bars stamped at their start.
+
+    Returns:
+        ``rules["flatten_after_bars"]`` when the record carries the key (null: no flatten in the window); else the minutes from the decision bar to
+        ``rules["flatten_time"]`` (at least 1); None when the flatten falls beyond the forward window or the
+        record has no flatten time.
+    """
+    if "flatten_after_bars" in rules:
+        explicit = rules["flatten_after_bars"]
+        if explicit is None:
+            return None
+        if isinstance(explicit, bool) or not isinstance(explicit, int):
+            raise ValueError(f"rules.flatten_after_bars must be an integer or null, got {explicit!r}")
+        return explicit if 1 <= explicit <= horizon_bars else None
+    flatten_time = rules.get("flatten_time")
+    if not isinstance(flatten_time, str) or not timestamp:
+        return None
+    stamp = datetime.fromisoformat(timestamp)
+    hour, minute = (int(p) for p in flatten_time.split(":")[:2])
+    minutes = (hour * 60 + minute) - (stamp.hour * 60 + stamp.minute)
+    bars = max(1, minutes)
+    return bars if bars <= horizon_bars else None
+
+
+def build_ground_truth(record: dict[str, Any]) -> dict[str, Any]:
+    """The ground-truth object for one experience record.
+
+    Raises:
+        ValueError: A field the reward needs is missing or malformed (the message names it).
+    """
+    prices = _forward(record)
+    contract = record.get("contract") or {}
+    rules = record.get("rules") or {}
+    costs = {k: _finite(contract.get(k), f"contract.{k}") for k in COST_KEYS}
+    exit_rules = {k: _finite(rules.get(k), f"rules.{k}") for k in RULE_KEYS}
+    allowed = record.get("allowed_actions")
+    if not isinstance(allowed, list) or not allowed or any(a not in ACTIONS for a in allowed):
+        raise ValueError(f"allowed_actions must be a non-empty list of {ACTIONS}, got {allowed!r}")
+    context = record.get("market_context") or {}
+    advice = record.get("advice") or {}
+    outcome = record.get("outcome")
+    horizon = len(prices["open"])
+    return {
+        "v": GROUND_TRUTH_VERSION,
+        "market": str(record.get("market", "")),
+        "timestamp": str(record.get("timestamp", "")),
+        "forward": {**prices, "atr": _decision_atr(record), "horizon_bars": horizon},
+        "decision_close": _finite(context.get("close", prices["open"][0]), "market_context.close"),
+        "position": _position(record),
+        "allowed_actions": list(allowed),
+        "contract": costs,
+        "rules": exit_rules,
+        "flatten_after_bars": flatten_after_bars(str(record.get("timestamp", "")), rules, horizon),
+        "outcome": outcome if isinstance(outcome, dict) else None,
+        "action_taken": (record.get("action_taken") or {}).get("action"),
+        "advice": {"action": advice.get("action"), "confidence": advice.get("confidence")},
+    }
+
+
+def dumps(ground_truth: dict[str, Any]) -> str:
+    """Compact, key-sorted JSON (the same record always gives the same string, so the reward's cache hits)."""
+    return json.dumps(ground_truth, separators=(",", ":"), sort_keys=True)

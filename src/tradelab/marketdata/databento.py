@@ -1,0 +1,134 @@
+"""Reader for Databento GLBX.MDP3 OHLCV-1m exports: a ``.zip`` of ``*ohlcv-1m.csv`` files, or one such CSV.
+
+Columns: ``ts_event, rtype, publisher_id, instrument_id, open, high, low, close, volume, symbol``. ``ts_event`` is
+the bar's open time in UTC, as ISO 8601 text or integer nanoseconds. Prices are decimals (``pretty_px``) or
+Databento's fixed-point integers (1 unit = 1e-9), told apart by the column type and magnitude. Source files are
+opened read-only and never changed.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tradelab.errors import DataError, MissingDependency
+from tradelab.marketdata.parsing import OHLCV, parse_timestamps, require_columns, to_float
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+REQUIRED_COLUMNS = ("ts_event", "open", "high", "low", "close", "volume", "symbol")
+"""Columns a Databento OHLCV file must have (``rtype``, ``publisher_id``, ``instrument_id`` are optional)."""
+
+FIXED_POINT_UNIT = 1e-9
+"""Databento's fixed-point price unit: an integer price of 18_000_250_000_000 means 18000.25."""
+
+FIXED_POINT_MIN = 1e9
+"""Integer prices at or above this are fixed-point (any price >= 1.0 encodes to >= 1e9 units)."""
+
+_MEMBER_SUFFIXES = ("ohlcv-1m.csv", "ohlcv-1m.csv.zst")
+
+
+def looks_like_databento(path: Path) -> bool:
+    """Whether ``path`` is named like a Databento OHLCV-1m export (zip, csv or csv.zst)."""
+    name = path.name.lower()
+    return name.endswith(".zip") or name.endswith(_MEMBER_SUFFIXES)
+
+
+def has_databento_columns(columns: list[str]) -> bool:
+    """Whether a header carries Databento's ``ts_event`` and ``symbol`` columns."""
+    lowered = {c.strip().lower() for c in columns}
+    return {"ts_event", "symbol"} <= lowered
+
+
+def read_databento(path: Path) -> tuple["pd.DataFrame", dict[str, Any]]:
+    """Read a Databento OHLCV-1m zip or CSV into one frame.
+
+    Returns:
+        ``(frame, info)``: frame columns ``ts`` (UTC), ``symbol``, OHLCV (float64) and ``source_row`` (0-based row
+        over all members in name order); info has ``members`` and ``price_format``.
+
+    Raises:
+        DataError: The archive holds no ``*ohlcv-1m.csv``, a column is missing or a value cannot be parsed.
+    """
+    import pandas as pd
+
+    if path.suffix.lower() == ".zip":
+        members = _zip_members(path)
+        parts = [_read_member(path, name) for name in members]
+    else:
+        members = [path.name]
+        parts = [_parse_frame(_read_csv(path.read_bytes(), str(path), zst=path.name.lower().endswith(".zst")),
+                              str(path))]
+    frame = pd.concat([p[0] for p in parts], ignore_index=True)
+    frame["source_row"] = range(len(frame))
+    info = {
+        "members": members,
+        "price_format": "fixed_point_1e-9" if any(p[1]["fixed_point"] for p in parts) else "decimal",
+    }
+    return frame, info
+
+
+def _zip_members(path: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{path}: not a readable zip archive ({exc}); re-download the Databento export") from exc
+    members = sorted(n for n in names if n.lower().endswith(_MEMBER_SUFFIXES) and not n.startswith("__MACOSX"))
+    if not members:
+        raise DataError(
+            f"{path}: the archive holds no '*ohlcv-1m.csv' file (found {names[:10]}); export GLBX.MDP3 with schema "
+            f"ohlcv-1m and encoding csv, or pass the CSV itself"
+        )
+    return members
+
+
+def _read_member(path: Path, name: str) -> tuple["pd.DataFrame", dict[str, bool]]:
+    with zipfile.ZipFile(path) as archive:
+        data = archive.read(name)
+    label = f"{path}!{name}"
+    return _parse_frame(_read_csv(data, label, zst=name.lower().endswith(".zst")), label)
+
+
+def _read_csv(data: bytes, label: str, *, zst: bool) -> "pd.DataFrame":
+    import pandas as pd
+
+    if zst:
+        data = _decompress_zst(data, label)
+    try:
+        frame = pd.read_csv(io.BytesIO(data), dtype={"symbol": "str"}, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{label}: cannot read as CSV ({exc}); check it is an uncorrupted Databento CSV") from exc
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    return frame
+
+
+def _decompress_zst(data: bytes, label: str) -> bytes:
+    try:
+        import zstandard
+    except ImportError as exc:
+        raise MissingDependency(
+            f"{label}: is zstd-compressed and the 'zstandard' package is not installed; run 'zstd -d' on it first "
+            f"or 'pip install zstandard'"
+        ) from exc
+    return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+
+
+def _parse_frame(raw: "pd.DataFrame", label: str) -> tuple["pd.DataFrame", dict[str, bool]]:
+    import pandas as pd
+
+    require_columns(raw, REQUIRED_COLUMNS, label, "Databento OHLCV-1m",
+                    "; export with map_symbols=true so rows carry contract symbols, and encoding=csv")
+    ts, _ = parse_timestamps(raw["ts_event"], label, "ts_event", naive_tz="UTC", csv=True, integer_unit="ns")
+    out = pd.DataFrame({"ts": ts, "symbol": raw["symbol"].astype("str").str.strip()})
+    fixed = all(pd.api.types.is_integer_dtype(raw[c]) for c in OHLCV[:4]) and bool(
+        (raw["close"].abs() >= FIXED_POINT_MIN).all()
+    )
+    for column in OHLCV:
+        values = to_float(raw, column, label, csv=True)
+        out[column] = values * FIXED_POINT_UNIT if fixed and column != "volume" else values
+    out.loc[raw["symbol"].isna(), "symbol"] = ""
+    return out, {"fixed_point": fixed}

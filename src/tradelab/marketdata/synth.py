@@ -1,0 +1,189 @@
+"""``generate_market``: the embedded default market, a seeded synthetic 1-minute session series.
+
+Model, per session (weekdays from :data:`START_DATE`, holidays not modelled), for the contract spec's session hours:
+    * A Markov regime chain over bars (:data:`REGIMES`): each regime has a drift and a volatility multiplier and
+      lasts a geometric number of bars; on leaving, the next regime is drawn uniformly from the others.
+    * Per-bar log returns: Student-t (5 d.o.f., unit variance) x bar volatility x regime multiplier x an intraday
+      volatility smile (higher after the open and before the close, mean square 1), plus the regime drift.
+      The bar volatility is ``synthetic_daily_vol / sqrt(bars per session)``.
+    * An overnight gap before each session's first bar.
+    * Prices are rounded to ``tick_size``; a bar opens at the previous close (within a session), high/low add a
+      half-normal excursion beyond open/close, rounded outward to the tick grid.
+    * Volume: a U-shaped intraday profile x log-normal noise x (1 + |standardised return|).
+All randomness comes from one ``numpy.random.Generator(PCG64(seed))``, so the same seed gives the same bars.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tradelab.errors import DataError
+from tradelab.marketdata.parsing import ET
+from tradelab.marketdata.sessions import gap_report, session_minutes
+from tradelab.marketdata.store import write_market
+from tradelab.markets import contract_spec, validate_market_name
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tradelab.config.schema import ContractSpec, TradelabConfig
+
+GENERATOR_VERSION = 1
+"""Bumped whenever the model changes, so reports say which bars a seed produced."""
+
+START_DATE = "2024-01-02"
+"""First synthetic session (a Tuesday); 60+ sessions cross the March daylight-saving change."""
+
+REGIMES: tuple[tuple[str, float, float, float], ...] = (
+    # name, drift per session in daily-vol units, volatility multiplier, mean duration in bars
+    ("calm", 0.0, 0.7, 780.0),
+    ("trend_up", 0.35, 1.0, 390.0),
+    ("trend_down", -0.35, 1.1, 390.0),
+    ("volatile", 0.0, 1.8, 195.0),
+)
+"""Markov regimes of the synthetic market."""
+
+T_DOF = 5.0
+"""Degrees of freedom of the Student-t return innovations (fat tails)."""
+
+SMILE_OPEN, SMILE_CLOSE, SMILE_WIDTH = 1.6, 0.8, 0.08
+"""Intraday volatility smile: extra vol at the open / close, decaying over this fraction of the session."""
+
+OVERNIGHT_GAP_VOL = 0.3
+"""Standard deviation of the overnight gap, as a fraction of the daily volatility."""
+
+EXCURSION_VOL = 0.5
+"""Scale of the high/low excursion beyond open/close, in bar volatilities."""
+
+BASE_VOLUME = 1000.0
+"""Mean contracts per bar at mid-session before noise."""
+
+VOLUME_NOISE = 0.35
+"""Log-normal sigma of per-bar volume noise."""
+
+
+def generate_market(
+    root: str | Path, market: str, config: "TradelabConfig", *, days: int, seed: int
+) -> dict[str, Any]:
+    """Generate ``days`` synthetic sessions for ``market`` and store them as its bars.
+
+    Args:
+        root: Workspace root.
+        market: Market name (needs a contract spec: tick size, session, start price, daily vol).
+        config: Loaded configuration.
+        days: Number of weekday sessions (>= 1).
+        seed: Seed; the same seed gives identical bars.
+
+    Returns:
+        The data report as written to ``data/<MKT>/data_report.json``.
+
+    Raises:
+        DataError: ``days`` < 1 or ``seed`` < 0.
+        ConfigError: Unknown market.
+    """
+    from tradelab.config import config_hash
+    from tradelab.provenance import origin
+
+    validate_market_name(market)
+    if days < 1:
+        raise DataError(f"--days {days}: the synthetic market needs at least 1 session; pass e.g. --days 252")
+    if seed < 0:
+        raise DataError(f"--seed {seed}: seeds must be >= 0; pass e.g. --seed 7")
+    spec = contract_spec(config, market)
+    bars, regime_counts = synthesize_bars(spec, market, days=days, seed=seed)
+    start_min, end_min = session_minutes(spec, market)
+    report = {
+        "source": {
+            "kind": "synthetic",
+            "seed": seed,
+            "days": days,
+            "generator_version": GENERATOR_VERSION,
+            "start_date": START_DATE,
+            "regime_bars": regime_counts,
+        },
+        "session": {"start": spec.session_start, "end": spec.session_end, "timezone": ET},
+        "gaps": gap_report(bars["timestamp"], start_min, end_min),
+        "rolls": [],
+        "repairs": [],
+        "dropped": {},
+        "origin": origin(config_hash(config), seed),
+    }
+    return write_market(root, market, bars, report)
+
+
+def synthesize_bars(
+    spec: "ContractSpec", market: str, *, days: int, seed: int
+) -> tuple["pd.DataFrame", dict[str, int]]:
+    """The synthetic bars (stored-bar columns) and the number of bars spent in each regime."""
+    import pandas as pd
+
+    start_min, end_min = session_minutes(spec, market)
+    per_day = end_min - start_min
+    n = days * per_day
+    rng = np.random.default_rng(seed)
+    regime = _regime_path(rng, n)
+    names, drift_days, vol_mult, _ = (np.array(col) for col in zip(*REGIMES))
+    bar_vol = spec.synthetic_daily_vol / np.sqrt(per_day)
+    frac = np.tile(np.arange(per_day) / per_day, days)
+    smile = 1.0 + SMILE_OPEN * np.exp(-frac / SMILE_WIDTH) + SMILE_CLOSE * np.exp(-(1.0 - frac) / SMILE_WIDTH)
+    smile /= np.sqrt(np.mean(smile[:per_day] ** 2))
+    shocks = rng.standard_t(T_DOF, size=n) / np.sqrt(T_DOF / (T_DOF - 2.0))
+    sigma = bar_vol * vol_mult[regime] * smile
+    log_ret = shocks * sigma + drift_days[regime] * spec.synthetic_daily_vol / per_day
+    first = np.arange(days) * per_day
+    gaps = rng.normal(0.0, OVERNIGHT_GAP_VOL * spec.synthetic_daily_vol, size=days)
+    log_ret[first] += gaps
+    log_ret[0] = 0.0
+    tick = spec.tick_size
+    close = _price(np.maximum(np.round(spec.synthetic_start_price * np.exp(np.cumsum(log_ret)) / tick), 1), tick)
+    open_ = np.empty(n)
+    open_[0] = close[0]
+    open_[1:] = close[:-1]
+    prev_close = close[first[1:] - 1]
+    open_[first[1:]] = _price(np.maximum(np.round(prev_close * np.exp(gaps[1:]) / tick), 1), tick)
+    excursion = np.abs(rng.normal(0.0, 1.0, size=(2, n))) * EXCURSION_VOL * sigma * close
+    high = _price(np.ceil((np.maximum(open_, close) + excursion[0]) / tick), tick)
+    low = _price(np.maximum(np.floor((np.minimum(open_, close) - excursion[1]) / tick), 1), tick)
+    volume_profile = 0.6 + 0.4 * smile**2
+    noise = rng.lognormal(0.0, VOLUME_NOISE, size=n)
+    volume = np.maximum(np.rint(BASE_VOLUME * volume_profile * noise * (1.0 + np.abs(shocks))), 1.0)
+    bars = pd.DataFrame({
+        "timestamp": _timestamps(days, start_min, per_day),
+        "open": open_, "high": high, "low": low, "close": close, "volume": volume,
+    })
+    bars["symbol"] = spec.root_symbol
+    counts = np.bincount(regime, minlength=len(REGIMES))
+    return bars, {str(name): int(c) for name, c in zip(names, counts)}
+
+
+def _price(ticks: np.ndarray, tick: float) -> np.ndarray:
+    """Whole ticks -> prices, rounded so 0.1-tick prices print as written (20001 x 0.1 -> 2000.1)."""
+    return np.round(ticks * tick, 9)
+
+
+def _regime_path(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Regime index per bar: geometric durations, uniform switch to another regime."""
+    k = len(REGIMES)
+    mean_bars = np.array([r[3] for r in REGIMES])
+    labels: list[np.ndarray] = []
+    total = 0
+    current = int(rng.integers(k))
+    while total < n:
+        length = int(rng.geometric(1.0 / mean_bars[current]))
+        labels.append(np.full(length, current, dtype=np.int64))
+        total += length
+        current = (current + 1 + int(rng.integers(k - 1))) % k
+    return np.concatenate(labels)[:n]
+
+
+def _timestamps(days: int, start_min: int, per_day: int) -> "pd.Series":
+    """Open times of every bar: weekday sessions from START_DATE, localised to America/New_York."""
+    import pandas as pd
+
+    dates = pd.bdate_range(START_DATE, periods=days).to_numpy().astype("datetime64[m]")
+    minutes = (start_min + np.arange(per_day)).astype("timedelta64[m]")
+    naive = (dates[:, None] + minutes[None, :]).ravel().astype("datetime64[ns]")
+    return pd.Series(pd.DatetimeIndex(naive).tz_localize(ET)).astype(f"datetime64[ns, {ET}]")

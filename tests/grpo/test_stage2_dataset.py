@@ -1,0 +1,147 @@
+"""Stage 2 dataset export: row shape, split, filters, guardrails, hashes, leakage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from stage2_factory import make_record, mixed_records, with_overrides, write_experience
+
+from tradelab.config import load_config
+from tradelab.errors import DataError, StageNotReady
+from tradelab.grpo.dataset import export_dataset, row_schema
+from tradelab.io import sha256_file
+from tradelab.manifest import load_manifest
+from tradelab.paths import Workspace
+
+
+def _rows(root: Path, split: str) -> list[dict]:
+    return pq.read_table(Workspace.at(root).soft_grpo_data_dir("NQ") / f"stage2_{split}.parquet").to_pylist()
+
+
+def test_rows_follow_the_contract_with_one_schema(stage2_root: Path) -> None:
+    export_dataset(stage2_root, "NQ", load_config(), test_mode=False)
+    data_dir = Workspace.at(stage2_root).soft_grpo_data_dir("NQ")
+    for split in ("train", "val"):
+        table = pq.read_table(data_dir / f"stage2_{split}.parquet")
+        assert table.schema.equals(row_schema())
+        for i, row in enumerate(table.to_pylist()):
+            assert row["data_source"] == "tradelab/NQ" and row["ability"] == "trading"
+            assert [m["role"] for m in row["prompt"]] == ["system", "user"]
+            assert row["reward_model"]["style"] == "rule"
+            truth = json.loads(row["reward_model"]["ground_truth"])
+            assert {"forward", "position", "allowed_actions", "contract", "rules", "outcome", "advice"} <= set(truth)
+            assert len(truth["forward"]["open"]) == truth["forward"]["horizon_bars"] == 30
+            assert row["extra_info"]["split"] == split and row["extra_info"]["index"] == i
+            assert row["extra_info"]["market"] == "NQ" and row["extra_info"]["experience_id"].startswith("run1-")
+            assert all(v not in ({}, [], None) for v in row.values())
+
+
+def test_chronological_split_puts_the_latest_rows_in_validation(stage2_root: Path) -> None:
+    metadata = export_dataset(stage2_root, "NQ", load_config(), test_mode=False)
+    train, val = _rows(stage2_root, "train"), _rows(stage2_root, "val")
+    assert (len(train), len(val)) == (36, 4) == (metadata["counts"]["train"], metadata["counts"]["val"])
+    assert max(r["extra_info"]["timestamp"] for r in train) < min(r["extra_info"]["timestamp"] for r in val)
+
+
+def test_random_split_is_seeded(stage2_root: Path) -> None:
+    def val_ids(seed: int) -> list[str]:
+        export_dataset(stage2_root, "NQ", with_overrides(dataset__split="random", dataset__seed=seed),
+                       test_mode=False)
+        return [r["extra_info"]["experience_id"] for r in _rows(stage2_root, "val")]
+
+    first, again, other = val_ids(3), val_ids(3), val_ids(4)
+    assert first == again and len(first) == 4
+    assert first != other
+    assert first != [f"run1-{i:07d}" for i in range(36, 40)]
+
+
+def test_malformed_lines_are_counted_with_line_numbers(tmp_path: Path) -> None:
+    write_experience(tmp_path, mixed_records(5), extra_lines=["{not json", '{"id": "x", "outcome": 5}'])
+    metadata = export_dataset(tmp_path, "NQ", load_config(), test_mode=False)
+    assert metadata["counts"]["malformed"] == 2
+    assert [m["line"] for m in metadata["malformed_lines"]] == [6, 7]
+    assert metadata["counts"]["train"] + metadata["counts"]["val"] == 5
+
+
+def test_empty_forward_windows_are_counted_not_malformed(tmp_path: Path) -> None:
+    edge = make_record(9)
+    edge["forward"] = {"horizon_bars": 0, "open": [], "high": [], "low": [], "close": [], "atr": 4.0}
+    write_experience(tmp_path, [*mixed_records(4), edge])
+    metadata = export_dataset(tmp_path, "NQ", load_config(), test_mode=False)
+    assert metadata["counts"]["empty_forward"] == 1 and metadata["counts"]["malformed"] == 0
+    assert metadata["counts"]["kept"] == 4
+
+
+def test_all_lines_malformed_is_fatal_and_names_lines(tmp_path: Path) -> None:
+    write_experience(tmp_path, [], extra_lines=["{oops", "[1, 2]"])
+    with pytest.raises(DataError, match=r"all 2 lines are malformed.*line 1.*line 2"):
+        export_dataset(tmp_path, "NQ", load_config(), test_mode=False)
+
+
+def test_no_outcome_guardrail_says_how_to_fix(tmp_path: Path) -> None:
+    write_experience(tmp_path, [make_record(i, outcome=False) for i in range(3)])
+    with pytest.raises(StageNotReady, match="no experience has an outcome") as info:
+        export_dataset(tmp_path, "NQ", load_config(), test_mode=False)
+    assert "Run Stage 1 longer" in str(info.value) and "attaches outcomes" in str(info.value)
+
+
+def test_missing_experience_file_is_not_ready(tmp_path: Path) -> None:
+    with pytest.raises(StageNotReady, match="stage1"):
+        export_dataset(tmp_path, "NQ", load_config(), test_mode=False)
+
+
+def test_filters_removing_everything_print_each_threshold(stage2_root: Path) -> None:
+    config = with_overrides(dataset__min_reward=0.9, dataset__include_failures=False)
+    with pytest.raises(DataError) as info:
+        export_dataset(stage2_root, "NQ", config, test_mode=False)
+    message = str(info.value)
+    assert "dataset.min_reward = 0.9: removed 40" in message
+    assert "dataset.include_failures = False" in message and "removed 0" in message
+    assert "include_failures: true" in message and "min_reward" in message
+
+
+def test_filters_count_what_they_remove(stage2_root: Path) -> None:
+    metadata = export_dataset(stage2_root, "NQ", with_overrides(dataset__include_failures=False), test_mode=False)
+    assert metadata["filters"]["include_failures"]["removed"] == 20
+    assert metadata["counts"]["kept"] == 20
+    metadata = export_dataset(stage2_root, "NQ", with_overrides(dataset__min_reward=0.0, dataset__max_samples=8),
+                              test_mode=False)
+    assert metadata["filters"]["min_reward"]["removed"] == 20
+    assert metadata["filters"]["row_cap"]["removed"] == 12
+    kept = [r["extra_info"]["experience_id"] for r in _rows(stage2_root, "train") + _rows(stage2_root, "val")]
+    assert kept == [f"run1-{i:07d}" for i in range(24, 40) if i % 2]
+
+
+def test_test_mode_caps_rows(stage2_root: Path) -> None:
+    metadata = export_dataset(stage2_root, "NQ", with_overrides(dataset__test_max_rows=10), test_mode=True)
+    assert metadata["counts"]["train"] + metadata["counts"]["val"] == 10
+    assert metadata["test_mode"] is True
+
+
+def test_metadata_hashes_match_files_and_manifest(stage2_root: Path) -> None:
+    metadata = export_dataset(stage2_root, "NQ", load_config(), test_mode=False)
+    ws = Workspace.at(stage2_root)
+    for name, info in metadata["files"].items():
+        assert sha256_file(info["path"]) == info["sha256"], name
+    assert metadata["source"]["sha256"] == sha256_file(ws.experience_path("NQ"))
+    on_disk = json.loads((ws.soft_grpo_data_dir("NQ") / "dataset_metadata.json").read_text())
+    assert on_disk["files"] == metadata["files"] and on_disk["schema_version"] == metadata["schema_version"]
+    assert on_disk["origin"]["config_hash"]
+    recorded = load_manifest(stage2_root, "NQ")["stage2"]["dataset"]
+    assert recorded["sha256s"] == {k: v["sha256"] for k, v in metadata["files"].items()}
+    assert recorded["counts"] == metadata["counts"]
+    samples = (ws.soft_grpo_data_dir("NQ") / "stage2_samples.jsonl").read_text().splitlines()
+    assert len(samples) == 40 and json.loads(samples[0])["extra_info"]["index"] == 0
+
+
+def test_prompts_never_contain_the_forward_window(stage2_root: Path) -> None:
+    export_dataset(stage2_root, "NQ", load_config(), test_mode=False)
+    for row in _rows(stage2_root, "train") + _rows(stage2_root, "val"):
+        text = " ".join(m["content"] for m in row["prompt"])
+        forward = json.loads(row["reward_model"]["ground_truth"])["forward"]
+        prices = {p for key in ("open", "high", "low", "close") for p in forward[key]}
+        assert not any(f"{p:.2f}" in text or repr(p) in text for p in prices)
+        assert "forward" not in text.lower()

@@ -1,0 +1,114 @@
+"""The Stage 2 reward: fixed keys, ordering, counterfactual HOLD, env-identical simulation, bare import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from stage2_factory import make_record
+
+from tradelab.grpo.ground_truth import build_ground_truth, dumps
+from tradelab.grpo.reward import INVALID_SCORE, SCORE_KEYS, compute_score
+from tradelab.tradesim import Costs, ExitRules, simulate_action
+
+ANSWERS = (
+    "BUY | 0.8 | trend", "SELL | 0.6 | fade", "HOLD | 0.5 | wait", "<think>up move</think>\nBUY | 0.9 | up",
+    "nonsense without an action", "", "MOVE_TO_BE | 0.5 | lock", '{"action": "SELL", "confidence": 0.7}',
+)
+
+
+def _truth(trend: str, **kwargs: object) -> str:
+    return dumps(build_ground_truth(make_record(0, trend=trend, **kwargs)))
+
+
+def _score(answer: str, truth: str) -> float:
+    return compute_score("tradelab/NQ", answer, truth, {"index": 0})["score"]
+
+
+def test_every_call_returns_the_same_float_keys() -> None:
+    for trend in ("up", "down", "flat"):
+        for answer in ANSWERS:
+            result = compute_score("tradelab/NQ", answer, _truth(trend))
+            assert tuple(result) == SCORE_KEYS
+            assert all(isinstance(v, float) for v in result.values())
+
+
+def test_right_direction_beats_wrong_beats_malformed() -> None:
+    for trend, right, wrong in (("up", "BUY", "SELL"), ("down", "SELL", "BUY")):
+        truth = _truth(trend)
+        right_score = _score(f"{right} | 0.7 | clear move", truth)
+        wrong_score = _score(f"{wrong} | 0.7 | guess", truth)
+        malformed = _score("I would rather not say", truth)
+        assert right_score > wrong_score > malformed == INVALID_SCORE
+
+
+def test_disallowed_answer_gets_the_fixed_penalty() -> None:
+    truth = _truth("up", allowed=["HOLD", "SELL"])
+    result = compute_score("tradelab/NQ", "BUY | 0.9 | would have won", truth)
+    assert result["score"] == INVALID_SCORE and result["format"] == 1.0 and result["action_valid"] == 0.0
+
+
+def test_hold_is_scored_by_what_it_missed_or_avoided() -> None:
+    up = compute_score("tradelab/NQ", "HOLD | 0.5 | wait", _truth("up"))
+    assert up["outcome_r"] < 0 and up["best_r"] > 0
+    assert _score("BUY | 0.5 | go", _truth("up")) > up["score"]
+    chop = compute_score("tradelab/NQ", "HOLD | 0.5 | wait", _truth("flat"))
+    assert chop["best_r"] < 0 < chop["outcome_r"]
+    assert chop["score"] > _score("BUY | 0.5 | go", _truth("flat"))
+    assert chop["score"] > _score("SELL | 0.5 | go", _truth("flat"))
+
+
+def test_outcome_is_the_env_simulation_of_the_answer() -> None:
+    record = make_record(0, trend="up")
+    truth = build_ground_truth(record)
+    for action in ("BUY", "SELL"):
+        expected = simulate_action(action, None, record["forward"], record["forward"]["atr"],
+                                   Costs.from_dict(record["contract"]), ExitRules.from_dict(record["rules"]), None,
+                                   decision_close=record["market_context"]["close"])
+        result = compute_score("tradelab/NQ", f"{action} | 0.5 | x", dumps(truth))
+        assert result["outcome_r"] == pytest.approx(expected.r_multiple)
+        assert result["bars_held"] == expected.bars_held
+
+
+def test_management_actions_in_a_position_are_scored() -> None:
+    position = {"side": "long", "entry_price": 17990.0, "stop": 17980.0, "target": 18010.0, "trail_on": False,
+                "unrealized_pnl": 200.0, "bars_in_trade": 4}
+    truth = _truth("down", position=position, allowed=["HOLD", "MOVE_TO_BE", "ENABLE_TRAIL"])
+    hold, to_be = _score("HOLD | 0.5 | x", truth), _score("MOVE_TO_BE | 0.5 | x", truth)
+    assert to_be > hold
+    assert _score("BUY | 0.5 | x", truth) == INVALID_SCORE
+
+
+def test_confidence_calibration_is_a_small_term() -> None:
+    truth = _truth("up")
+    confident, timid = _score("BUY | 0.95 | x", truth), _score("BUY | 0.05 | x", truth)
+    assert confident > timid
+    assert confident - timid < 0.25
+
+
+def test_deterministic_and_cache_independent() -> None:
+    truth = _truth("down")
+    first = [compute_score("tradelab/NQ", a, truth) for a in ANSWERS]
+    again = [compute_score("tradelab/NQ", a, truth) for a in ANSWERS]
+    decoded = [compute_score("tradelab/NQ", a, json.loads(truth)) for a in ANSWERS]
+    assert first == again == decoded
+
+
+def test_broken_ground_truth_is_an_error_not_a_score() -> None:
+    with pytest.raises(ValueError, match="ground_truth"):
+        compute_score("tradelab/NQ", "BUY | 0.5 | x", "{not json")
+
+
+def test_imports_under_bare_python_with_only_numpy() -> None:
+    code = (
+        "import sys\n"
+        "for name in ('torch', 'pydantic', 'pandas', 'transformers', 'yaml', 'pyarrow'):\n"
+        "    sys.modules[name] = None\n"
+        "from tradelab.grpo.reward import compute_score\n"
+        f"print(compute_score('tradelab/NQ', 'BUY | 0.7 | x', {_truth('up')!r})['score'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.strip()) > 0
