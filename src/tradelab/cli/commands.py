@@ -60,12 +60,8 @@ def _stage2(args: argparse.Namespace, out: Console) -> int:
             dry_run=args.dry_run, mode=args.mode, resume_from=args.resume_from, config=cfg,
             on_line=lambda line: out.print(line, markup=False, highlight=False), progress=progress,
         )
-    if summary.get("preflight"):
-        out.print(render.preflight_table(summary["preflight"]))
-    if summary.get("command"):
-        out.print("Command:", " ".join(map(str, summary["command"])), markup=False)
-    out.print(render.kv_table(f"{args.market}: Stage 2", {k: v for k, v in summary.items()
-                                                         if k not in ("preflight", "command")}))
+    for table in render.stage2_tables(args.market, summary):
+        out.print(table)
     return 0
 
 

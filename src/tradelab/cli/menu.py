@@ -145,10 +145,8 @@ class Menu:
         with render.progress_bar(self.out, f"Stage 2 {market} ({engine})") as progress:
             summary = stages.stage2(self.root, market, engine=engine, config=self.config, progress=progress,
                                     on_line=lambda line: self.out.print(line, markup=False), **STAGE2_MODES[mode])
-        if summary.get("preflight"):
-            self.out.print(render.preflight_table(summary["preflight"]))
-        self.out.print(render.kv_table(f"{market}: Stage 2 ({mode})",
-                                       {k: v for k, v in summary.items() if k != "preflight"}))
+        for table in render.stage2_tables(f"{market} ({mode})", summary):
+            self.out.print(table)
 
     # ----------------------------------------------------------------------------------------- evaluation etc.
     def evaluation(self) -> None:

@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "ok": "green", "failed": "red",
+STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skip": "dim", "ok": "green", "failed": "red",
                 "completed": "green", "running": "yellow", "interrupted": "yellow"}
 
 
@@ -26,9 +27,10 @@ def error_panel(out: Console, message: str, title: str = "Error") -> None:
 
 
 def _styled(value: Any) -> str:
+    """Colour known status words; escape everything else so values like ``[a,b]`` are not read as markup."""
     text = str(value)
     style = STATUS_STYLE.get(text)
-    return f"[{style}]{text}[/{style}]" if style else text
+    return f"[{style}]{text}[/{style}]" if style else escape(text)
 
 
 def kv_table(title: str, data: dict[str, Any]) -> Table:
@@ -36,7 +38,7 @@ def kv_table(title: str, data: dict[str, Any]) -> Table:
     table.add_column("key", style="bold")
     table.add_column("value")
     for key, value in data.items():
-        shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else _styled(value)
+        shown = escape(json.dumps(value, default=str)) if isinstance(value, (dict, list)) else _styled(value)
         table.add_row(str(key), shown)
     return table
 
@@ -48,7 +50,7 @@ def rows_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None
         table.add_column(column)
     for row in rows:
         table.add_row(*(_styled(row.get(c, "")) if not isinstance(row.get(c), (dict, list))
-                        else json.dumps(row.get(c), default=str) for c in columns))
+                        else escape(json.dumps(row.get(c), default=str)) for c in columns))
     return table
 
 
@@ -57,8 +59,27 @@ def preflight_table(report: dict[str, Any]) -> Table:
     for column in ("check", "status", "message"):
         table.add_column(column)
     for check in report.get("checks", []):
-        table.add_row(check["name"], _styled(check["status"]), check.get("message", ""))
+        table.add_row(check["name"], _styled(check["status"]), escape(check.get("message", "")))
     return table
+
+
+def stage2_tables(market: str, summary: dict[str, Any]) -> list[Table]:
+    """Stage 2 result: preflight checks, then where the datasets, the log and the adapter went."""
+    tables = [preflight_table(summary["preflight"])] if summary.get("preflight") else []
+    dataset = summary.get("dataset") or {}
+    brief: dict[str, Any] = {"rows": dataset.get("counts")}
+    brief.update({f"dataset {k}": v for k, v in (dataset.get("paths") or {}).items()})
+    if summary.get("command_line"):
+        brief["command"] = summary["command_line"]
+    run = summary.get("run") or {}
+    for key in ("log_file", "return_code", "adapter_path"):
+        if summary.get(key) is not None or run.get(key) is not None:
+            brief[key] = summary.get(key, run.get(key))
+    for key in ("run_dir", "steps", "val_reward_start", "val_reward_end"):
+        if run.get(key) is not None:
+            brief[key] = run[key]
+    tables.append(kv_table(f"{market}: Stage 2", brief))
+    return tables
 
 
 def status_tables(status: dict[str, Any]) -> list[Table]:
@@ -83,7 +104,7 @@ def outcomes_table(outcomes: list[Any]) -> Table:
         table.add_column(column)
     for o in outcomes:
         figures = o.error if o.error else ", ".join(f"{k}={v}" for k, v in o.figures.items())
-        table.add_row(o.stage, _styled(o.status), f"{o.seconds:.1f}", figures, "\n".join(o.outputs))
+        table.add_row(o.stage, _styled(o.status), f"{o.seconds:.1f}", escape(figures), escape("\n".join(o.outputs)))
     return table
 
 
