@@ -1,13 +1,128 @@
-"""``config/llm.yaml``: the advisor model, generation and adapter training."""
+"""``config/llm.yaml``: the advisor model, generation, prompt templates, LoRA adapter training and the tiny model."""
 
 from __future__ import annotations
 
-from pydantic import Field
+import string
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from tradelab.config.base import StrictModel
 
+PROMPT_PLACEHOLDERS: tuple[str, ...] = (
+    "market", "time", "close", "atr", "trend", "momentum", "volatility", "vwap_distance_atr", "return_5_bars_pct",
+    "return_30_bars_pct", "minutes_to_close", "position", "side", "entry_price", "stop", "target", "trail",
+    "unrealized_pnl_usd", "bars_in_trade", "balance_usd", "drawdown_buffer_usd", "consecutive_losses", "win_rate",
+    "daily_pnl_usd", "recent_trades", "allowed_actions",
+)
+"""Names a user template may use in ``{braces}``; each is rendered from the market context at the decision bar."""
+
+
+class GenerationConfig(StrictModel):
+    """How the advisor decodes and batches."""
+
+    max_new_tokens: int = Field(ge=1, le=4096, description="Cap on generated tokens per answer.")
+    do_sample: bool = Field(description="false: greedy decoding (deterministic); true: sample with the settings below.")
+    temperature: float = Field(gt=0, le=5, description="Sampling temperature (used when do_sample is true).")
+    top_p: float = Field(gt=0, le=1, description="Nucleus sampling mass (used when do_sample is true).")
+    top_k: int = Field(ge=0, description="Top-k sampling cut; 0 disables it (used when do_sample is true).")
+    batch_size: int = Field(ge=1, le=1024, description="Most prompts per left-padded generate call.")
+    cache: bool = Field(description="Reuse answers for contexts that discretise to the same key (same adapter).")
+    cache_max_entries: int = Field(ge=1, description="Least recently used answers are dropped beyond this many.")
+
+
+class PromptConfig(StrictModel):
+    """The system message and the user-message template (``{name}`` placeholders, see PROMPT_PLACEHOLDERS)."""
+
+    system: str = Field(min_length=1, description="System message: the role and the one-line answer contract.")
+    user_template: str = Field(min_length=1, description="User message template with named {placeholders}.")
+
+    @field_validator("user_template")
+    @classmethod
+    def _known_placeholders(cls, v: str) -> str:
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(v) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"not a valid template ({exc}); write literal braces as {{{{ and }}}}") from None
+        unknown = sorted(names - set(PROMPT_PLACEHOLDERS))
+        if unknown:
+            raise ValueError(f"unknown placeholders {unknown}; allowed: {', '.join(PROMPT_PLACEHOLDERS)}")
+        if "allowed_actions" not in names:
+            raise ValueError("the template must show {allowed_actions} so the advisor can respect the mask")
+        return v
+
+
+class LoraConfig(StrictModel):
+    """The LoRA adapter trained on the base model (PEFT names)."""
+
+    r: int = Field(ge=1, le=1024, description="LoRA rank.")
+    alpha: int = Field(ge=1, description="LoRA scaling numerator (lora_alpha); scale = alpha / r.")
+    dropout: float = Field(ge=0, lt=1, description="Dropout on the LoRA input during training.")
+    target_modules: list[str] = Field(min_length=1, description="Module names that get adapters, e.g. q_proj.")
+
+
+class SFTConfig(StrictModel):
+    """Supervised adapter training (loss on response tokens only)."""
+
+    learning_rate: float = Field(gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(ge=0, description="AdamW weight decay.")
+    epochs: int = Field(ge=1, description="Passes over the examples.")
+    batch_size: int = Field(ge=1, description="Examples per optimiser step.")
+    grad_clip_norm: float = Field(gt=0, description="Gradients are clipped to this global L2 norm.")
+    max_seq_len: int = Field(ge=16, description="Longest prompt+response in tokens; longer prompts lose their start.")
+
+
+class WarmStartConfig(StrictModel):
+    """Teacher warm start: random contexts, rule-based targets, SFT so a fresh model learns the answer format."""
+
+    n_examples: int = Field(ge=8, description="Synthetic contexts (and teacher answers) to train on.")
+    epochs: int = Field(ge=1, description="Passes over them (replaces sft.epochs for the warm start).")
+    learning_rate: float = Field(gt=0, description="AdamW learning rate for the warm start.")
+    seed: int = Field(ge=0, description="Seed of the synthetic contexts (training itself uses the caller's seed).")
+
+
+class TinyModelConfig(StrictModel):
+    """The embedded smoke-test model built under models/base/tiny-advisor on first use (Llama architecture)."""
+
+    hidden_size: int = Field(ge=8, description="Model width.")
+    intermediate_size: int = Field(ge=8, description="MLP width.")
+    num_layers: int = Field(ge=1, description="Decoder layers.")
+    num_heads: int = Field(ge=1, description="Attention heads (must divide hidden_size).")
+    num_kv_heads: int = Field(ge=1, description="Key/value heads (grouped-query attention; divides num_heads).")
+    vocab_size: int = Field(ge=300, description="Byte-level BPE vocabulary size trained on the prompt corpus.")
+    max_position_embeddings: int = Field(ge=64, description="Longest sequence the model accepts.")
+    initializer_range: float = Field(gt=0, le=1, description="Std of the random initial weights (embeddings too).")
+    corpus_contexts: int = Field(ge=10, description="Synthetic contexts whose prompts and answers train the tokenizer.")
+    seed: int = Field(ge=0, description="Seed for weights and the tokenizer corpus (same seed -> same model).")
+
+    @model_validator(mode="after")
+    def _heads(self) -> "TinyModelConfig":
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ValueError("num_heads must divide hidden_size and num_kv_heads must divide num_heads")
+        return self
+
 
 class LLMConfig(StrictModel):
-    """Where the advisor model lives and how it generates."""
+    """Where the advisor model lives, how it loads and generates, its prompts and its adapter training."""
 
     model: str = Field(description="Local model directory (relative to --root) or a hub id resolved from the cache.")
+    trust_remote_code: bool = Field(description="Allow model code shipped with the weights to run; off by default.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        description="auto: bfloat16 on CUDA, float32 on CPU."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(description="auto: CUDA when available, else CPU.")
+    load_in_4bit: bool = Field(description="Quantise weights to 4 bit with bitsandbytes (CUDA only).")
+    load_in_8bit: bool = Field(description="Quantise weights to 8 bit with bitsandbytes (CUDA only).")
+    adapter_path: str | None = Field(description="LoRA adapter directory (PEFT format) applied at load; null: none.")
+    generation: GenerationConfig
+    prompts: PromptConfig
+    lora: LoraConfig
+    sft: SFTConfig
+    warm_start: WarmStartConfig
+    tiny: TinyModelConfig
+
+    @model_validator(mode="after")
+    def _one_quantisation(self) -> "LLMConfig":
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ValueError("set at most one of load_in_4bit and load_in_8bit")
+        return self

@@ -1,0 +1,308 @@
+"""Batched advisor generation: one left-padded ``generate`` call per batch, an optional response cache, and stats.
+
+:class:`Advisor` loads the model (and adapter) once. :meth:`Advisor.advise` takes market contexts (or ready chat
+messages), renders the prompts, answers uncached ones in batches of ``llm.generation.batch_size`` and returns one
+:class:`AdvisorReply` per input, in order. Under greedy decoding a batch gives exactly what one-at-a-time calls give:
+left padding plus the attention mask keep every row's positions and attention the same as unpadded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tradelab.advisor.parse import Advice, check_allowed, parse_advice
+from tradelab.advisor.prompts import build_messages, context_key, render_chat
+
+if TYPE_CHECKING:
+    from tradelab.config.schema import TradelabConfig
+    from tradelab.context import MarketContext
+
+log = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class AdvisorReply:
+    """One answer.
+
+    Attributes:
+        text: The raw generated text (special tokens removed).
+        advice: The parsed advice; for a context input also checked against its allowed actions.
+        messages: The chat messages the answer was generated for.
+        cached: True when the answer came from the response cache.
+        adapter: ``{"path", "sha256"}`` of the adapter that produced it, or None for the base model.
+    """
+
+    text: str
+    advice: Advice
+    messages: Messages
+    cached: bool
+    adapter: dict[str, str] | None
+
+
+@dataclass(frozen=True)
+class GenerationCall:
+    """One ``generate`` call: how many prompts, how many tokens, how long."""
+
+    batch_size: int
+    prompt_tokens: int
+    new_tokens: int
+    latency_s: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.latency_s if self.latency_s > 0 else 0.0
+
+
+@dataclass
+class AdvisorStats:
+    """Counters accumulated over an :class:`Advisor`'s life (``to_dict()`` for manifests and logs)."""
+
+    queries: int = 0
+    cache_hits: int = 0
+    generate_calls: int = 0
+    generated_tokens: int = 0
+    generate_latency_s: float = 0.0
+    parse_ok: int = 0
+    disallowed: int = 0
+    last_call: GenerationCall | None = None
+    calls: list[GenerationCall] = field(default_factory=list)
+
+    def record_call(self, call: GenerationCall, keep_calls: int = 1000) -> None:
+        """Add one generate call (the last ``keep_calls`` are kept individually)."""
+        self.generate_calls += 1
+        self.generated_tokens += call.new_tokens
+        self.generate_latency_s += call.latency_s
+        self.last_call = call
+        self.calls.append(call)
+        del self.calls[:-keep_calls]
+
+    def record_reply(self, reply: AdvisorReply) -> None:
+        self.queries += 1
+        self.cache_hits += int(reply.cached)
+        self.parse_ok += int(reply.advice.parse_ok)
+        self.disallowed += int(reply.advice.parse_ok and not reply.advice.allowed)
+
+    def to_dict(self) -> dict[str, Any]:
+        generated = self.queries - self.cache_hits
+        return {
+            "queries": self.queries,
+            "cache_hits": self.cache_hits,
+            "cache_hit_rate": self.cache_hits / self.queries if self.queries else 0.0,
+            "generate_calls": self.generate_calls,
+            "mean_batch_size": generated / self.generate_calls if self.generate_calls else 0.0,
+            "generated_tokens": self.generated_tokens,
+            "generate_latency_s": round(self.generate_latency_s, 4),
+            "mean_latency_s": self.generate_latency_s / self.generate_calls if self.generate_calls else 0.0,
+            "tokens_per_s": self.generated_tokens / self.generate_latency_s if self.generate_latency_s else 0.0,
+            "parse_ok_rate": self.parse_ok / self.queries if self.queries else 0.0,
+            "disallowed_rate": self.disallowed / self.queries if self.queries else 0.0,
+            "last_call": asdict(self.last_call) if self.last_call else None,
+        }
+
+
+def _is_messages(item: Any) -> bool:
+    return isinstance(item, list) and all(isinstance(m, dict) and "role" in m for m in item)
+
+
+class Advisor:
+    """The LLM advisor: model + tokenizer (+ LoRA adapter) loaded once, batched answers.
+
+    Args:
+        config: The whole config (``llm`` section: model, generation, prompts).
+        root: Workspace root.
+        adapter_path: Adapter to apply; None uses ``llm.adapter_path`` (which may itself be null).
+        device: Override ``llm.device``.
+    """
+
+    def __init__(self, config: TradelabConfig, root: str | Path, *, adapter_path: str | Path | None = None,
+                 device: str | None = None) -> None:
+        from tradelab.advisor.load import load_advisor_model
+
+        self.config = config
+        self.root = Path(root)
+        self.generation = config.llm.generation
+        loaded = load_advisor_model(config, root, adapter_path=adapter_path, device=device)
+        self.model, self.tokenizer, self.device = loaded.model, loaded.tokenizer, loaded.device
+        self.model_dir, self.smoke_test_model, self.dtype = loaded.model_dir, loaded.smoke_test_model, loaded.dtype
+        self.stats = AdvisorStats()
+        self._cache: OrderedDict[str, str] = OrderedDict()
+        self._adapter: dict[str, str] | None = None
+        self._adapter_count = 0
+        self._merged = False
+        if loaded.adapter_path is not None:
+            self._adapter = self._adapter_record(loaded.adapter_path)
+            self._merge()
+
+    # adapters
+    @staticmethod
+    def _adapter_record(path: Path) -> dict[str, str]:
+        from tradelab.io import sha256_dir
+
+        return {"path": str(path), "sha256": sha256_dir(path)}
+
+    @property
+    def adapter(self) -> dict[str, str] | None:
+        """``{"path", "sha256"}`` of the applied adapter, or None."""
+        return dict(self._adapter) if self._adapter else None
+
+    @property
+    def adapter_path(self) -> str | None:
+        return self._adapter["path"] if self._adapter else None
+
+    @property
+    def adapter_sha256(self) -> str | None:
+        return self._adapter["sha256"] if self._adapter else None
+
+    def set_adapter(self, path: str | Path | None) -> None:
+        """Apply the adapter at ``path`` (re-read even if the path is unchanged), or remove it with None.
+
+        The response cache is cleared: cached answers belong to the previous weights.
+        """
+        from peft import PeftModel
+
+        from tradelab.advisor.load import resolve_adapter_dir
+
+        self._cache.clear()
+        if path is None:
+            if isinstance(self.model, PeftModel):
+                self._unmerge()
+                self.model = self.model.unload()
+            self._adapter = None
+            return
+        adapter_dir = resolve_adapter_dir(path, self.root)
+        self._adapter_count += 1
+        name = f"adapter_{self._adapter_count}"
+        if isinstance(self.model, PeftModel):
+            self._unmerge()
+            previous = self.model.active_adapter
+            self.model.load_adapter(adapter_dir, adapter_name=name, is_trainable=False)
+            self.model.set_adapter(name)
+            self.model.delete_adapter(previous)
+        else:
+            self.model = PeftModel.from_pretrained(self.model, adapter_dir, adapter_name=name, is_trainable=False)
+        self._merge()
+        self._adapter = self._adapter_record(adapter_dir)
+
+    def _merge(self) -> None:
+        """Fold the LoRA weights into the base for inference (about twice as fast on small models).
+
+        Quantised bases keep the adapter separate: merging into 4/8-bit weights would not be reversible.
+        """
+        llm = self.config.llm
+        if not (llm.load_in_4bit or llm.load_in_8bit) and not self._merged:
+            self.model.merge_adapter()
+            self._merged = True
+        self.model.eval()
+
+    def _unmerge(self) -> None:
+        if self._merged:
+            self.model.unmerge_adapter()
+            self._merged = False
+
+    def model_info(self) -> dict[str, Any]:
+        """``{name, local_path, smoke_test_model}`` of the base model, for manifests."""
+        from tradelab.advisor.tiny import model_info
+
+        return model_info(self.model_dir)
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    # generation
+    def generate_texts(self, messages_list: Sequence[Messages], *, seed: int | None = None) -> list[str]:
+        """Raw answers for chat messages, ``generation.batch_size`` prompts per ``generate`` call (no cache)."""
+        texts: list[str] = []
+        step = self.generation.batch_size
+        for start in range(0, len(messages_list), step):
+            texts.extend(self._generate_batch(messages_list[start:start + step], seed=seed))
+        return texts
+
+    def _sampling_kwargs(self) -> dict[str, Any]:
+        gen = self.generation
+        if not gen.do_sample:
+            return {"do_sample": False}
+        return {"do_sample": True, "temperature": gen.temperature, "top_p": gen.top_p, "top_k": gen.top_k}
+
+    def _generate_batch(self, batch: Sequence[Messages], *, seed: int | None) -> list[str]:
+        import torch
+
+        prompts = [render_chat(self.tokenizer, m) for m in batch]
+        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = {k: v.to(self.device) for k, v in encoded.items()}
+        if seed is not None:
+            torch.manual_seed(seed)
+        started = time.perf_counter()
+        with torch.inference_mode():
+            output = self.model.generate(
+                **encoded, max_new_tokens=self.generation.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=self.tokenizer.eos_token_id, **self._sampling_kwargs(),
+            )
+        latency = time.perf_counter() - started
+        new = output[:, encoded["input_ids"].shape[1]:].cpu()
+        new_tokens = int(sum(self._answer_length(row) for row in new))
+        self.stats.record_call(GenerationCall(batch_size=len(batch), prompt_tokens=int(encoded["attention_mask"].sum()),
+                                              new_tokens=new_tokens, latency_s=latency))
+        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+
+    def _answer_length(self, row: Any) -> int:
+        """Generated tokens up to and including the first EOS (the rest is padding)."""
+        ids = row.tolist()
+        eos = self.tokenizer.eos_token_id
+        return ids.index(eos) + 1 if eos in ids else len(ids)
+
+    def _key(self, item: MarketContext | Messages) -> str:
+        body = json.dumps(item, sort_keys=True) if _is_messages(item) else context_key(item)  # type: ignore[arg-type]
+        return f"{self.adapter_sha256}|{body}"
+
+    def advise(self, items: Sequence[MarketContext | Messages], *, seed: int | None = None) -> list[AdvisorReply]:
+        """Answer each context (or chat message list); uncached ones go through batched ``generate`` calls.
+
+        Args:
+            items: Market contexts (``info["market_context"]``) or ready chat message lists, mixed freely.
+            seed: Torch seed set before each generate call (only matters when sampling).
+
+        Returns:
+            One reply per item, in order. Context replies are checked against the context's allowed actions.
+        """
+        messages = [list(item) if _is_messages(item) else build_messages(item, self.config) for item in items]
+        use_cache = self.generation.cache
+        keys = [self._key(item) for item in items] if use_cache else [""] * len(items)
+        texts: list[str | None] = [self._cache_get(k) if use_cache else None for k in keys]
+        cached = [t is not None for t in texts]
+        todo = [i for i, t in enumerate(texts) if t is None]
+        fresh = self.generate_texts([messages[i] for i in todo], seed=seed) if todo else []
+        for i, text in zip(todo, fresh):
+            texts[i] = text
+            if use_cache:
+                self._cache_put(keys[i], text)
+        replies = []
+        for i, item in enumerate(items):
+            advice = parse_advice(texts[i])
+            if not _is_messages(item):
+                advice = check_allowed(advice, item["allowed_actions"])  # type: ignore[index]
+            reply = AdvisorReply(text=texts[i] or "", advice=advice, messages=messages[i], cached=cached[i],
+                                 adapter=self.adapter)
+            self.stats.record_reply(reply)
+            replies.append(reply)
+        return replies
+
+    def _cache_get(self, key: str) -> str | None:
+        text = self._cache.get(key)
+        if text is not None:
+            self._cache.move_to_end(key)
+        return text
+
+    def _cache_put(self, key: str, text: str) -> None:
+        self._cache[key] = text
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.generation.cache_max_entries:
+            self._cache.popitem(last=False)

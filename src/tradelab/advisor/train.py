@@ -1,0 +1,307 @@
+"""Supervised LoRA training of the advisor (Stage 1 refinement and the teacher warm start) and adapter merging.
+
+The loss covers response tokens only: prompt tokens get label -100. Each example carries a weight (its loss is
+multiplied by it; the batch loss is the mean of the weighted example losses), gradients are clipped, the optimiser
+is AdamW, and every source of randomness is seeded. Adapters are saved in PEFT format (``adapter_config.json`` +
+``adapter_model.safetensors``) plus ``tradelab_adapter.json`` (origin and training summary).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tradelab.advisor.prompts import build_messages, render_chat
+from tradelab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tradelab.config.schema import TradelabConfig
+
+log = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100
+"""Label of tokens that do not count in the loss (prompt and padding)."""
+ADAPTER_INFO = "tradelab_adapter.json"
+"""Training summary and origin written next to the PEFT files."""
+
+
+@dataclass(frozen=True)
+class SFTExample:
+    """One supervised example.
+
+    Attributes:
+        messages: The chat messages (system + user) the answer responds to.
+        target: The answer text the model should produce (EOS is appended automatically).
+        weight: Non-negative loss weight.
+    """
+
+    messages: list[dict[str, str]]
+    target: str
+    weight: float = 1.0
+
+
+@dataclass
+class TrainSummary:
+    """What a training call did (also saved to ``tradelab_adapter.json``)."""
+
+    examples: int
+    epochs: int
+    steps: int
+    seconds: float
+    epoch_loss: list[float] = field(default_factory=list)
+
+
+def encode_example(tokenizer: Any, example: SFTExample, max_seq_len: int) -> tuple[list[int], list[int]]:
+    """Token ids and labels for one example: the chat prompt (labels -100) followed by the target and EOS.
+
+    The prompt and the answer are tokenised separately, exactly as at generation time (prompt first, then the
+    generated tokens). A too-long prompt loses its start; the answer is kept whole.
+    """
+    prompt_ids = tokenizer(render_chat(tokenizer, example.messages), add_special_tokens=False)["input_ids"]
+    target_ids = tokenizer(example.target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    target_ids = target_ids[:max_seq_len]
+    room = max_seq_len - len(target_ids)
+    prompt_ids = prompt_ids[len(prompt_ids) - room:] if room > 0 else []
+    return prompt_ids + target_ids, [IGNORE_INDEX] * len(prompt_ids) + target_ids
+
+
+def collate(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Any]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` tensors (padding labelled -100)."""
+    import torch
+
+    width = max(len(ids) for ids, _ in encoded)
+    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(encoded), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for row, (ids, labs) in enumerate(encoded):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(labs)] = torch.tensor(labs)
+        mask[row, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+def weighted_loss(logits: Any, labels: Any, weights: Any) -> Any:
+    """Mean over examples of ``weight * (mean token cross-entropy over the example's response tokens)``."""
+    import torch.nn.functional as F
+
+    shift_logits = logits[:, :-1].float()
+    shift_labels = labels[:, 1:]
+    token_loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
+                                 ignore_index=IGNORE_INDEX, reduction="none").view(shift_labels.shape)
+    counted = (shift_labels != IGNORE_INDEX).float()
+    example_loss = (token_loss * counted).sum(dim=1) / counted.sum(dim=1).clamp(min=1.0)
+    return (example_loss * weights).mean()
+
+
+def _peft_model(base: Any, config: TradelabConfig, init_adapter: str | Path | None) -> Any:
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if init_adapter is not None:
+        return PeftModel.from_pretrained(base, Path(init_adapter), is_trainable=True)
+    lora = config.llm.lora
+    return get_peft_model(base, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                           target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
+
+
+def _validate(examples: Sequence[SFTExample]) -> None:
+    if not examples:
+        raise ConfigError("train_adapter: no examples to train on; collect experience or run the warm start first")
+    bad = [i for i, e in enumerate(examples) if not (e.weight >= 0.0)]
+    if bad:
+        raise ConfigError(
+            f"train_adapter: example {bad[0]} has weight {examples[bad[0]].weight!r}; weights must be >= 0"
+        )
+
+
+def _replace_dir(staging: Path, out_dir: Path) -> None:
+    """Move ``staging`` to ``out_dir``, replacing an existing adapter folder."""
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+        os.replace(out_dir, old / out_dir.name)
+    os.replace(staging, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _run_epochs(model: Any, batches: Callable[[int], list[list[int]]], encoded: list, weights: list[float],
+                config: TradelabConfig, *, pad_id: int, epochs: int, learning_rate: float, device: str,
+                progress: Callable[[int, int], None] | None) -> TrainSummary:
+    import torch
+
+    sft = config.llm.sft
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=learning_rate, weight_decay=sft.weight_decay)
+    summary = TrainSummary(examples=len(encoded), epochs=epochs, steps=0, seconds=0.0)
+    total = epochs * len(batches(0))
+    started = time.perf_counter()
+    model.train()
+    for epoch in range(epochs):
+        losses = []
+        for index in batches(epoch):
+            batch = {k: v.to(device) for k, v in collate([encoded[i] for i in index], pad_id=pad_id).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            w = torch.tensor([weights[i] for i in index], dtype=torch.float32, device=device)
+            loss = weighted_loss(logits, batch["labels"], w)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, sft.grad_clip_norm)
+            optimiser.step()
+            losses.append(float(loss.detach()))
+            summary.steps += 1
+            if progress is not None:
+                progress(summary.steps, total)
+        summary.epoch_loss.append(sum(losses) / len(losses))
+        log.info("adapter training epoch %d/%d loss %.4f", epoch + 1, epochs, summary.epoch_loss[-1])
+    model.eval()
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def train_adapter(
+    base_dir: str | Path,
+    examples: Sequence[SFTExample],
+    config: TradelabConfig,
+    *,
+    out_dir: str | Path,
+    seed: int,
+    init_adapter: str | Path | None = None,
+    epochs: int | None = None,
+    learning_rate: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Train a LoRA adapter on ``examples`` and save it (PEFT format) to ``out_dir``.
+
+    Args:
+        base_dir: Base model directory (already resolved, e.g. by :func:`tradelab.advisor.load.resolve_model_dir`).
+        examples: Prompt messages, target answers and weights.
+        config: The whole config (``llm.lora``, ``llm.sft``, dtype/device).
+        out_dir: Adapter folder; replaced atomically if it exists.
+        seed: Seeds torch and the batch order.
+        init_adapter: Continue training this adapter instead of starting a fresh one.
+        epochs: Override ``llm.sft.epochs``.
+        learning_rate: Override ``llm.sft.learning_rate``.
+        progress: Called with ``(step, total_steps)`` after each optimiser step.
+
+    Returns:
+        ``out_dir``.
+    """
+    import numpy as np
+    import torch
+
+    from tradelab.advisor.load import load_base_model, load_tokenizer, resolve_device
+
+    _validate(examples)
+    sft, llm = config.llm.sft, config.llm
+    torch.manual_seed(seed)
+    device = resolve_device(llm.device)
+    tokenizer = load_tokenizer(base_dir, trust_remote_code=llm.trust_remote_code)
+    base, _ = load_base_model(Path(base_dir), llm, device)
+    model = _peft_model(base, config, init_adapter)
+    encoded = [encode_example(tokenizer, e, sft.max_seq_len) for e in examples]
+    weights = [float(e.weight) for e in examples]
+    order_rng = np.random.default_rng(seed)
+    orders = [order_rng.permutation(len(encoded)) for _ in range(epochs or sft.epochs)]
+
+    def batches(epoch: int) -> list[list[int]]:
+        order = orders[epoch]
+        return [order[i:i + sft.batch_size].tolist() for i in range(0, len(order), sft.batch_size)]
+
+    summary = _run_epochs(model, batches, encoded, weights, config, pad_id=tokenizer.pad_token_id,
+                          epochs=epochs or sft.epochs,
+                          learning_rate=learning_rate or sft.learning_rate, device=device, progress=progress)
+    return _save(model, Path(out_dir), Path(base_dir), config, seed, summary, init_adapter)
+
+
+def _save(model: Any, out_dir: Path, base_dir: Path, config: TradelabConfig, seed: int, summary: TrainSummary,
+          init_adapter: str | Path | None) -> Path:
+    from dataclasses import asdict
+
+    from tradelab.advisor.tiny import model_info
+    from tradelab.config import config_hash
+    from tradelab.io import atomic_write_json
+    from tradelab.provenance import origin
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model.save_pretrained(staging)
+        atomic_write_json(staging / ADAPTER_INFO, {
+            "base_model": model_info(base_dir), "init_adapter": str(init_adapter) if init_adapter else None,
+            "lora": config.llm.lora.model_dump(), "training": asdict(summary),
+            "origin": origin(config_hash(config), seed),
+        })
+        staging.chmod(0o755)
+        _replace_dir(staging, out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    log.info("saved adapter to %s (%d steps, final loss %.4f)", out_dir, summary.steps, summary.epoch_loss[-1])
+    return out_dir
+
+
+def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, *,
+                  trust_remote_code: bool = False) -> Path:
+    """Merge a LoRA adapter into its base (``merge_and_unload``) and save the full model and tokenizer.
+
+    Loaded on CPU in the checkpoint's own dtype. ``out_dir`` is replaced atomically if it exists.
+    """
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from tradelab.advisor.load import load_tokenizer
+
+    out = Path(out_dir)
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype="auto", local_files_only=True,
+                                                trust_remote_code=trust_remote_code)
+    merged = PeftModel.from_pretrained(base, Path(adapter_dir)).merge_and_unload()
+    tokenizer = load_tokenizer(base_dir, trust_remote_code=trust_remote_code)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        merged.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.chmod(0o755)
+        _replace_dir(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def teacher_examples(config: TradelabConfig, n_examples: int, seed: int) -> list[SFTExample]:
+    """``n_examples`` synthetic contexts with the rule-based teacher's answers as targets (weight 1)."""
+    from tradelab.advisor.synth import random_contexts
+    from tradelab.advisor.teacher import teacher_response
+
+    return [SFTExample(build_messages(c, config), teacher_response(c)) for c in random_contexts(n_examples, seed)]
+
+
+def warm_start(root: str | Path, config: TradelabConfig, *, seed: int, out_dir: str | Path,
+               progress: Callable[[int, int], None] | None = None) -> Path:
+    """Teach a fresh base model the answer format: SFT of a new adapter on teacher answers for synthetic contexts.
+
+    Args:
+        root: Workspace root (``llm.model`` is resolved here; the tiny advisor is built if it is the default).
+        config: The whole config (``llm.warm_start`` sizes the run).
+        seed: Training seed.
+        out_dir: Adapter folder to write.
+        progress: Called with ``(step, total_steps)``.
+
+    Returns:
+        ``out_dir``.
+    """
+    from tradelab.advisor.load import resolve_model_dir
+
+    warm = config.llm.warm_start
+    base_dir = resolve_model_dir(config.llm.model, root, config)
+    examples = teacher_examples(config, warm.n_examples, warm.seed)
+    return train_adapter(base_dir, examples, config, out_dir=out_dir, seed=seed, epochs=warm.epochs,
+                         learning_rate=warm.learning_rate, progress=progress)

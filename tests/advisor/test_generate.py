@@ -1,0 +1,105 @@
+"""Batched generation: batched == one at a time under greedy decoding, cache, stats, adapter swaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tradelab.advisor.generate import Advisor
+from tradelab.advisor.synth import random_contexts
+from tradelab.config import TradelabConfig, load_config
+from tradelab.io import sha256_dir
+
+
+@pytest.fixture(scope="module")
+def warm_advisor(advisor_root: Path, warm_adapter_dir: Path) -> Advisor:
+    cfg = load_config(overrides={"llm.generation.cache": False, "llm.generation.batch_size": 16})
+    return Advisor(cfg, advisor_root, adapter_path=warm_adapter_dir, device="cpu")
+
+
+def test_batched_equals_one_at_a_time_with_adapter(warm_advisor: Advisor) -> None:
+    contexts = random_contexts(20, 404)  # prompts of different lengths, so rows are really left-padded
+    batched = [r.text for r in warm_advisor.advise(contexts)]
+    single = [warm_advisor.advise([c])[0].text for c in contexts]
+    assert batched == single
+    assert len({len(m["content"]) for r in warm_advisor.advise(contexts[:5]) for m in r.messages}) > 1
+
+
+def test_batched_equals_one_at_a_time_on_random_base(advisor_root: Path) -> None:
+    """The untrained base writes long varied text: a strict check that padding never leaks into a row."""
+    cfg = load_config(overrides={"llm.generation.cache": False, "llm.generation.max_new_tokens": 24})
+    advisor = Advisor(cfg, advisor_root, device="cpu")
+    contexts = random_contexts(6, 405)
+    messages = [advisor.advise([c])[0].messages for c in contexts]
+    batched = advisor.generate_texts(messages)
+    assert batched == [advisor.generate_texts([m])[0] for m in messages]
+    assert advisor.generate_texts(messages) == batched  # greedy is deterministic
+
+
+def test_one_generate_call_per_batch_and_stats(advisor_root: Path, warm_adapter_dir: Path) -> None:
+    cfg = load_config(overrides={"llm.generation.cache": False, "llm.generation.batch_size": 8})
+    advisor = Advisor(cfg, advisor_root, adapter_path=warm_adapter_dir, device="cpu")
+    replies = advisor.advise(random_contexts(20, 7))
+    stats = advisor.stats.to_dict()
+    assert len(replies) == 20 and stats["queries"] == 20
+    assert stats["generate_calls"] == 3 and [c.batch_size for c in advisor.stats.calls] == [8, 8, 4]
+    assert stats["generated_tokens"] > 0 and stats["tokens_per_s"] > 0 and stats["mean_latency_s"] > 0
+    assert all(0 < c.new_tokens <= c.batch_size * cfg.llm.generation.max_new_tokens for c in advisor.stats.calls)
+    assert stats["parse_ok_rate"] == sum(r.advice.parse_ok for r in replies) / 20
+
+
+def test_replies_are_checked_against_the_mask(warm_advisor: Advisor) -> None:
+    contexts = random_contexts(16, 99)
+    for context in contexts:
+        context["allowed_actions"] = ["DISABLE_TRAIL"]  # the teacher never learned to say this for flat contexts
+    replies = warm_advisor.advise(contexts)
+    flagged = [r for r in replies if r.advice.parse_ok and r.advice.action != "DISABLE_TRAIL"]
+    assert flagged and all(r.advice.error == "disallowed_action" for r in flagged)
+
+
+def test_message_inputs_are_not_mask_checked(warm_advisor: Advisor, config: TradelabConfig) -> None:
+    from tradelab.advisor.prompts import build_messages
+
+    context = random_contexts(1, 5)[0]
+    from_messages = warm_advisor.advise([build_messages(context, config)])[0]
+    from_context = warm_advisor.advise([context])[0]
+    assert from_messages.text == from_context.text and from_messages.messages == from_context.messages
+
+
+def test_cache_hits_on_discretised_context(advisor_root: Path, warm_adapter_dir: Path) -> None:
+    cfg = load_config(overrides={"llm.generation.cache": True, "llm.generation.cache_max_entries": 100})
+    advisor = Advisor(cfg, advisor_root, adapter_path=warm_adapter_dir, device="cpu")
+    contexts = random_contexts(4, 17)
+    first = advisor.advise(contexts)
+    nudged = [dict(c, close=c["close"] + 0.25, timestamp="2030-01-02T10:00:00-05:00") for c in contexts]
+    second = advisor.advise(nudged)
+    assert not any(r.cached for r in first) and all(r.cached for r in second)
+    assert [r.text for r in second] == [r.text for r in first]
+    assert advisor.stats.generate_calls == 1 and advisor.stats.to_dict()["cache_hit_rate"] == 0.5
+
+
+def test_set_adapter_swaps_and_reports_sha(advisor_root: Path, warm_adapter_dir: Path, config: TradelabConfig) -> None:
+    advisor = Advisor(config, advisor_root, device="cpu")
+    contexts = random_contexts(6, 31)
+    assert advisor.adapter is None
+    base_texts = [r.text for r in advisor.advise(contexts)]
+    advisor.set_adapter(warm_adapter_dir)
+    assert advisor.adapter == {"path": str(warm_adapter_dir), "sha256": sha256_dir(warm_adapter_dir)}
+    warm_replies = advisor.advise(contexts)
+    assert [r.text for r in warm_replies] != base_texts
+    assert all(r.adapter == advisor.adapter for r in warm_replies)
+    advisor.set_adapter(warm_adapter_dir)  # reloading the same folder works (Stage 1 rewrites it in place)
+    assert [r.text for r in advisor.advise(contexts)] == [r.text for r in warm_replies]
+    advisor.set_adapter(None)
+    assert advisor.adapter is None and [r.text for r in advisor.advise(contexts)] == base_texts
+
+
+def test_sampling_is_seeded(advisor_root: Path, warm_adapter_dir: Path) -> None:
+    cfg = load_config(overrides={"llm.generation.cache": False, "llm.generation.do_sample": True,
+                                 "llm.generation.temperature": 1.5})
+    advisor = Advisor(cfg, advisor_root, adapter_path=warm_adapter_dir, device="cpu")
+    contexts = random_contexts(8, 3)
+    a = [r.text for r in advisor.advise(contexts, seed=1)]
+    assert a == [r.text for r in advisor.advise(contexts, seed=1)]
+    assert a != [r.text for r in advisor.advise(contexts, seed=2)]

@@ -1,0 +1,179 @@
+"""Prompts (point-in-time, from the context only, template from config), the teacher and the synthetic contexts."""
+
+from __future__ import annotations
+
+import copy
+import re
+import typing
+from pathlib import Path
+
+import pytest
+
+from tradelab import ACTION_IDS
+from tradelab.advisor.parse import parse_advice
+from tradelab.advisor.prompts import build_messages, context_key, prompt_fields, template_hash
+from tradelab.advisor.synth import random_contexts
+from tradelab.advisor.teacher import teacher_decision, teacher_response
+from tradelab.config import TradelabConfig, load_config
+from tradelab.config.llm_schema import PROMPT_PLACEHOLDERS
+from tradelab.context import MarketContext
+from tradelab.errors import ConfigError
+
+FORWARD_WORDS = ("forward", "future", "next", "outcome", "label", "reward")
+
+
+def test_messages_are_system_then_user_from_config(config: TradelabConfig) -> None:
+    context = random_contexts(1, 3)[0]
+    messages = build_messages(context, config)
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert messages[0]["content"] == config.llm.prompts.system
+    assert messages[1]["content"] == config.llm.prompts.user_template.format(**prompt_fields(context))
+    assert build_messages(context, config.llm) == messages
+
+
+def test_prompt_shows_every_descriptor(config: TradelabConfig) -> None:
+    context = random_contexts(1, 11)[0]
+    context["position"].update(side="long", entry_price=18000.25, stop=17980.5, target=18040.75, trail_on=True,
+                               unrealized_pnl=123.4, bars_in_trade=7)
+    context["allowed_actions"] = ["HOLD", "MOVE_TO_BE", "DISABLE_TRAIL"]
+    context["recent_trades"] = [{"side": "short", "pnl": -300.0, "r_multiple": -1.0, "exit_reason": "stop"}]
+    user = build_messages(context, config)[1]["content"]
+    for text in (f"{context['close']:.2f}", context["trend"], context["volatility"], f"{context['momentum']:.0f}",
+                 f"{context['vwap_distance_atr']:+.1f}", "long entry 18000.25 stop 17980.50 target 18040.75",
+                 "trail on", "upnl +123", f"{context['account']['drawdown_buffer']:.0f}", "short -1.0R stop",
+                 "HOLD MOVE_TO_BE DISABLE_TRAIL"):
+        assert text in user, (text, user)
+
+
+def test_context_type_has_no_forward_keys() -> None:
+    def keys(tp: type) -> set[str]:
+        hints = typing.get_type_hints(tp)
+        found = set(hints)
+        for hint in hints.values():
+            if isinstance(hint, type) and hasattr(hint, "__annotations__") and hint is not str:
+                found |= keys(hint)
+        return found
+
+    names = keys(MarketContext)
+    assert "position" in names and "drawdown_buffer" in names
+    assert not [n for n in names if any(w in n for w in FORWARD_WORDS)]
+
+
+def test_forward_values_never_reach_the_prompt(config: TradelabConfig) -> None:
+    """Extra keys (what an experience record adds after the bar) change nothing and never appear."""
+    for context in random_contexts(20, 5):
+        base = build_messages(context, config)
+        leaky = copy.deepcopy(context)
+        leaky["forward"] = {"close": [98765.43, 87654.32], "high": [99999.99]}  # type: ignore[typeddict-unknown-key]
+        leaky["outcome"] = {"pnl": 4321.09}  # type: ignore[typeddict-unknown-key]
+        leaky["next_close"] = 77777.77  # type: ignore[typeddict-unknown-key]
+        assert build_messages(leaky, config) == base
+        text = " ".join(m["content"] for m in base)
+        assert not any(v in text for v in ("98765", "87654", "99999", "4321", "77777"))
+
+
+def test_prompt_depends_on_context_values(config: TradelabConfig) -> None:
+    """Each rendered number comes from the context: changing the context changes the prompt."""
+    context = random_contexts(1, 8)[0]
+    base = build_messages(context, config)[1]["content"]
+    changed = copy.deepcopy(context)
+    changed["close"] = context["close"] + 123.0
+    assert build_messages(changed, config)[1]["content"] != base
+
+
+def _env_prompts(root: Path, config: TradelabConfig, steps: int) -> list[list[dict[str, str]]]:
+    """Prompts along one scripted episode (enter when allowed, then manage) from bar 0 of the train split."""
+    from tradelab.env import make_env
+
+    env = make_env("NQ", root, split="train", seed=3, config=config)
+    _, info = env.reset(seed=3)
+    prompts = []
+    script = ["BUY", "HOLD", "HOLD", "MOVE_TO_BE", "ENABLE_TRAIL", "HOLD", "SELL"]
+    for step in range(steps):
+        prompts.append(build_messages(info["market_context"], config))
+        allowed = info["market_context"]["allowed_actions"]
+        wanted = script[step % len(script)]
+        action = ACTION_IDS[wanted if wanted in allowed else "HOLD"]
+        _, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    return prompts
+
+
+@pytest.mark.slow
+def test_env_prompts_are_point_in_time(nq_workspace: Path, tmp_path: Path) -> None:
+    """Prompts at bar t are the same whether the data ends just after t or continues for weeks (prefix vs full)."""
+    from tradelab.marketdata import load_bars
+    from tradelab.paths import Workspace
+
+    config = load_config(overrides={"env.random_start": False})
+    bars = load_bars(nq_workspace, "NQ")
+    sessions = bars["timestamp"].dt.tz_convert("America/New_York").dt.date
+    cut = int((sessions <= sorted(sessions.unique())[9]).sum())  # ten sessions: enough to split, far less than all
+    prefix_path = Workspace.at(tmp_path).bars_path("NQ")
+    prefix_path.parent.mkdir(parents=True)
+    bars.iloc[:cut].to_parquet(prefix_path)
+    steps = 300
+    full, prefix = _env_prompts(nq_workspace, config, steps), _env_prompts(tmp_path, config, steps)
+    assert len(full) == len(prefix) > 50
+    assert full == prefix
+
+
+def test_template_placeholders_validated() -> None:
+    with pytest.raises(ConfigError, match="unknown placeholders"):
+        load_config(overrides={"llm.prompts.user_template": "{close} {future_close} {allowed_actions}"})
+    with pytest.raises(ConfigError, match="allowed_actions"):
+        load_config(overrides={"llm.prompts.user_template": "{close}"})
+    cfg = load_config(overrides={"llm.prompts.user_template": "close {close} allowed {allowed_actions}"})
+    context = random_contexts(1, 2)[0]
+    assert build_messages(context, cfg)[1]["content"] == (
+        f"close {context['close']:.2f} allowed {' '.join(context['allowed_actions'])}"
+    )
+    assert template_hash(cfg) != template_hash(load_config())
+
+
+def test_every_placeholder_renders() -> None:
+    fields = prompt_fields(random_contexts(1, 4)[0])
+    assert set(fields) == set(PROMPT_PLACEHOLDERS)
+    assert all(isinstance(v, str) and v for v in fields.values())
+
+
+def test_context_key_discretises(config: TradelabConfig) -> None:
+    context = random_contexts(1, 9)[0]
+    nudged = copy.deepcopy(context)
+    nudged["close"] += 0.25
+    nudged["timestamp"] = "2030-01-01T10:00:00-05:00"
+    assert context_key(nudged) == context_key(context)
+    flipped = copy.deepcopy(context)
+    flipped["trend"] = "down" if context["trend"] != "down" else "up"
+    assert context_key(flipped) != context_key(context)
+
+
+def test_synthetic_contexts_are_seeded() -> None:
+    assert random_contexts(30, 1) == random_contexts(30, 1)
+    assert random_contexts(30, 1) != random_contexts(30, 2)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_teacher_answers_parse_and_respect_mask(seed: int) -> None:
+    contexts = random_contexts(300, seed)
+    actions = set()
+    for context in contexts:
+        text = teacher_response(context)
+        assert re.fullmatch(r"[A-Z_]+ \| \d\.\d\d \| [^|\n]+", text), text
+        advice = parse_advice(text)
+        assert advice.parse_ok and advice.action in context["allowed_actions"]
+        assert teacher_response(copy.deepcopy(context)) == text
+        actions.add(advice.action)
+    assert {"HOLD", "BUY", "SELL", "MOVE_TO_BE"} <= actions
+
+
+def test_teacher_follows_its_rules() -> None:
+    context = random_contexts(1, 0)[0]
+    context.update(trend="up", momentum=60.0, vwap_distance_atr=1.0, minutes_to_close=200,
+                   allowed_actions=["HOLD", "BUY", "SELL"])
+    context["position"].update(side="flat", entry_price=None, stop=None, target=None, trail_on=False)
+    context["account"]["drawdown_buffer"] = 2000.0
+    assert teacher_decision(context)[0] == "BUY"
+    context["allowed_actions"] = ["HOLD"]
+    assert teacher_decision(context)[0] == "HOLD"
