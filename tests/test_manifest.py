@@ -76,3 +76,13 @@ def test_saved_file_is_valid_json_without_temp_leftovers(tmp_path: Path) -> None
     folder = Workspace.at(tmp_path).market_model_dir("NQ")
     assert json.loads((folder / "phase3_stage_manifest.json").read_text())["data"]["rows"] == 2
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_atomic_writes_are_readable_by_others(tmp_path: Path) -> None:
+    from tradelab.io import atomic_write_text
+
+    path = atomic_write_text(tmp_path / "a.txt", "x")
+    assert path.stat().st_mode & 0o777 == 0o644
+    path.chmod(0o640)
+    atomic_write_text(path, "y")
+    assert path.stat().st_mode & 0o777 == 0o640 and path.read_text() == "y"

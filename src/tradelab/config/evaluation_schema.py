@@ -1,13 +1,56 @@
-"""``config/evaluation.yaml``: holdout backtests and reports."""
+"""``config/evaluation.yaml``: holdout backtests against baselines, metrics and reports."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, field_validator
 
 from tradelab.config.base import StrictModel
 
+AgentName = Literal["hybrid", "ppo", "advisor", "flat", "buy_and_hold", "random"]
+"""Agents evaluation can run; ``hybrid_stage1``/``hybrid_soft_grpo`` join when both adapters exist."""
+
+
+class EvaluationTestConfig(StrictModel):
+    """Smaller settings used when the market's Stage 1 ran in test mode (``stage1.test_mode`` in the manifest)."""
+
+    episodes: int = Field(ge=1, description="Holdout episodes per agent and seed in test mode.")
+    seeds: int = Field(ge=1, le=100, description="Evaluation seeds in test mode.")
+    episode_bars: int = Field(ge=10, le=100_000, description="Maximum bars per episode in test mode.")
+    advisor_query_interval_bars: int = Field(ge=1, description="Bars between advisor-alone queries in test mode.")
+
 
 class EvaluationConfig(StrictModel):
-    """Evaluation settings."""
+    """Evaluation settings: which agents, how many episodes and seeds, which statistics and plots."""
 
-    episodes: int = Field(ge=1, description="Holdout episodes per agent and seed.")
+    episodes: int = Field(ge=1, description="Holdout episodes per agent and seed (per window with walk-forward).")
+    seeds: int = Field(ge=1, le=100, description="Evaluation seeds; seed i is base_seed + i. Several give a CI.")
+    base_seed: int = Field(ge=0, description="First evaluation seed; it picks the episode starts.")
+    episode_bars: int | None = Field(
+        ge=10, le=100_000, description="Maximum bars per evaluation episode; null uses env.episode_bars."
+    )
+    start_mode: Literal["session_open", "random_bar"] = Field(
+        description="Episode starts: seeded draw of holdout session opens, or of any holdout bar."
+    )
+    walk_forward_windows: int = Field(
+        ge=2, le=100, description="Consecutive holdout windows evaluated separately when walk-forward is on."
+    )
+    agents: list[AgentName] = Field(min_length=1, description="Agents to run, in report order.")
+    random_agent_seed: int = Field(ge=0, description="Seed of the random-valid-action baseline (plus the eval seed).")
+    deterministic_policy: bool = Field(description="PPO and hybrid take their most likely action (no sampling).")
+    advisor_query_interval_bars: int = Field(
+        ge=1, description="Advisor-alone asks the advisor every this many bars and holds in between."
+    )
+    hit_horizon_bars: int = Field(ge=1, le=1000, description="Forward bars for the advisor's direction hit rate.")
+    calibration_bins: int = Field(ge=2, le=50, description="Confidence bins of the advisor calibration plot.")
+    ci_level: float = Field(gt=0, lt=1, description="Confidence level of the across-seed interval (0.95 = 95%).")
+    plots: bool = Field(description="Write PNG plots (equity curves, drawdown, advisor calibration).")
+    test: EvaluationTestConfig = Field(description="Overrides applied when Stage 1 ran in test mode.")
+
+    @field_validator("agents")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"agents lists a name twice: {v}; keep each agent once")
+        return v

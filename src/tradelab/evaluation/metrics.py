@@ -1,0 +1,85 @@
+"""Portfolio metrics on daily P&L, computed with empyrical-reloaded.
+
+Daily P&L in USD (net of costs) becomes daily returns on the fixed starting balance, ``pnl_usd / starting_balance``,
+so one contract's result is not compounded. Ratios come from empyrical; the dollar figures are summed directly.
+Undefined values (a flat agent's Sharpe, a series of one day) are ``None``, never a stand-in number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+TRADING_DAYS_PER_YEAR = 252
+"""Annualisation factor for daily returns (empyrical's ``period='daily'``)."""
+
+PORTFOLIO_KEYS: tuple[str, ...] = (
+    "net_pnl_usd", "days", "mean_daily_pnl_usd", "max_drawdown_usd", "sharpe", "sortino", "max_drawdown", "calmar",
+    "annual_return",
+)
+"""Keys of :func:`portfolio_metrics`, in report order."""
+
+
+def finite_or_none(value: Any) -> float | None:
+    """``float(value)`` when it is a finite number, else ``None`` (NaN and inf are not valid JSON)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def daily_returns(daily_pnl_usd: Sequence[float], starting_balance_usd: float) -> np.ndarray:
+    """Daily P&L in USD as simple returns on the starting balance.
+
+    Args:
+        daily_pnl_usd: Net P&L of each trading day, in order.
+        starting_balance_usd: The account size the returns are measured against (> 0).
+
+    Returns:
+        float64 array of ``pnl / starting_balance``.
+    """
+    if starting_balance_usd <= 0:
+        raise ValueError(f"starting_balance_usd must be > 0, got {starting_balance_usd}")
+    return np.asarray(daily_pnl_usd, dtype=np.float64) / float(starting_balance_usd)
+
+
+def max_drawdown_usd(daily_pnl_usd: Sequence[float]) -> float:
+    """Largest peak-to-trough fall of cumulative P&L in USD (<= 0), the curve starting at 0."""
+    pnl = np.asarray(daily_pnl_usd, dtype=np.float64)
+    if pnl.size == 0:
+        return 0.0
+    curve = np.concatenate([[0.0], np.cumsum(pnl)])
+    return float(np.min(curve - np.maximum.accumulate(curve)))
+
+
+def portfolio_metrics(daily_pnl_usd: Sequence[float], starting_balance_usd: float) -> dict[str, float | None]:
+    """Net P&L, Sharpe, Sortino, max drawdown, Calmar and annual return of a daily P&L series.
+
+    Args:
+        daily_pnl_usd: Net P&L (after commission and slippage) of each evaluated trading day, in order.
+        starting_balance_usd: Account size the daily returns are measured against.
+
+    Returns:
+        A dict with the keys of :data:`PORTFOLIO_KEYS`. ``max_drawdown`` is empyrical's (a negative fraction of the
+        compounded curve); ``max_drawdown_usd`` is the same on cumulative dollars. Ratios that are undefined for the
+        series (zero variance, fewer than two days, no drawdown) are ``None``.
+    """
+    import empyrical
+
+    pnl = np.asarray(daily_pnl_usd, dtype=np.float64)
+    returns = daily_returns(pnl, starting_balance_usd)
+    enough = returns.size >= 2
+    return {
+        "net_pnl_usd": float(pnl.sum()),
+        "days": int(pnl.size),
+        "mean_daily_pnl_usd": float(pnl.mean()) if pnl.size else None,
+        "max_drawdown_usd": max_drawdown_usd(pnl),
+        "sharpe": finite_or_none(empyrical.sharpe_ratio(returns, period="daily")) if enough else None,
+        "sortino": finite_or_none(empyrical.sortino_ratio(returns, period="daily")) if enough else None,
+        "max_drawdown": finite_or_none(empyrical.max_drawdown(returns)) if returns.size else None,
+        "calmar": finite_or_none(empyrical.calmar_ratio(returns, period="daily")) if enough else None,
+        "annual_return": finite_or_none(empyrical.annual_return(returns, period="daily")) if returns.size else None,
+    }

@@ -1,0 +1,224 @@
+"""``evaluate()``: holdout backtests of the trained agents against baselines, written as a report folder.
+
+Flow: require a completed Stage 1 -> load the market arrays and cut them at the holdout recorded in the manifest ->
+resolve the settings (test-mode values when Stage 1 ran in test mode) -> build the agents -> for each seed draw the
+episode starts once and run every agent on them -> score, aggregate over seeds -> write ``reports/<MKT>/<UTC>/``
+(report.json, report.md, trades.jsonl, PNGs) -> append a summary to the manifest's ``evaluation`` list.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tradelab.errors import ConfigError, StageFailed
+from tradelab.evaluation.backtest import BacktestResult, EvalSettings, run_backtests
+from tradelab.evaluation.holdout import bar_time, holdout_arrays
+from tradelab.evaluation.ledger import hhmm_to_minute
+from tradelab.evaluation.report import agent_entry, summary_table, write_report
+from tradelab.evaluation.roster import build_roster
+from tradelab.evaluation.scoring import ScoringContext
+from tradelab.evaluation.starts import Window
+from tradelab.io import atomic_write_text
+from tradelab.manifest import append_evaluation, require_stage1
+from tradelab.paths import Workspace
+from tradelab.provenance import SCHEMA_VERSION, origin, utc_now, utc_stamp
+
+if TYPE_CHECKING:
+    from tradelab.config.schema import TradelabConfig
+    from tradelab.marketdata.arrays import MarketArrays
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+
+
+def resolve_settings(
+    config: TradelabConfig, *, test_mode: bool, episodes: int | None, seeds: int | None, adapter: str,
+    walk_forward: bool,
+) -> EvalSettings:
+    """Combine ``config.evaluation``, its test-mode values and the call's arguments (arguments win)."""
+    ev = config.evaluation
+    n_seeds = seeds if seeds is not None else (ev.test.seeds if test_mode else ev.seeds)
+    n_episodes = episodes if episodes is not None else (ev.test.episodes if test_mode else ev.episodes)
+    if n_seeds < 1 or n_episodes < 1:
+        raise ConfigError(f"evaluate: episodes={n_episodes}, seeds={n_seeds}; both must be at least 1 "
+                          "(pass --episodes N --seeds K with N, K >= 1)")
+    episode_bars = ev.test.episode_bars if test_mode else (ev.episode_bars or config.env.episode_bars)
+    return EvalSettings(
+        episodes=n_episodes, seed_list=[ev.base_seed + k for k in range(n_seeds)], episode_bars=episode_bars,
+        start_mode=ev.start_mode, walk_forward=walk_forward, walk_forward_windows=ev.walk_forward_windows,
+        random_agent_seed=ev.random_agent_seed, deterministic_policy=ev.deterministic_policy,
+        advisor_query_interval_bars=(
+            ev.test.advisor_query_interval_bars if test_mode else ev.advisor_query_interval_bars
+        ),
+        hit_horizon_bars=ev.hit_horizon_bars, calibration_bins=ev.calibration_bins, ci_level=ev.ci_level,
+        plots=ev.plots, test_mode=test_mode, adapter=adapter,
+    )
+
+
+def scoring_context(arrays: MarketArrays, config: TradelabConfig, settings: EvalSettings) -> ScoringContext:
+    """Market columns and account rules for scoring."""
+    from tradelab.markets import contract_spec
+
+    rules = config.env.rules
+    return ScoringContext(
+        close=arrays.close, minute_of_day=arrays.minute_of_day, session_id=arrays.session_id,
+        starting_balance_usd=rules.starting_balance_usd, trailing_drawdown_usd=rules.trailing_drawdown_usd,
+        flatten_minute=hhmm_to_minute(rules.flatten_time), point_value=contract_spec(config, arrays.market).point_value,
+        hit_horizon_bars=settings.hit_horizon_bars, calibration_bins=settings.calibration_bins,
+    )
+
+
+def env_config(config: TradelabConfig, settings: EvalSettings) -> TradelabConfig:
+    """The config the evaluation env runs with: evaluation's episode length, starts set by the runner."""
+    env = config.env.model_copy(update={"episode_bars": settings.episode_bars, "random_start": False})
+    return config.model_copy(update={"env": env})
+
+
+def evaluate(
+    root: str | Path, market: str, config: TradelabConfig, *, episodes: int | None = None, seeds: int | None = None,
+    adapter: str = "stage1", walk_forward: bool = False, progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Backtest every configured agent on the Stage 1 holdout and write a report.
+
+    Args:
+        root: Workspace root.
+        market: Market name.
+        config: Loaded config (``evaluation`` section; ``env`` rules and costs).
+        episodes: Episodes per agent and seed; None uses the config (test-mode value when Stage 1 ran in test mode).
+        seeds: Number of evaluation seeds; None likewise.
+        adapter: ``stage1`` or ``soft_grpo`` for the hybrid/advisor agents, ``none`` to run without the advisor.
+        walk_forward: Also score consecutive holdout windows separately.
+        progress: ``progress(done, total)`` after every episode.
+
+    Returns:
+        The summary appended to the manifest: ``report_dir``, ``created_at``, ``agents`` (name -> headline
+        metrics), ``table`` (compact rows for display), settings and holdout.
+
+    Raises:
+        StageNotReady: Stage 1 has not completed, or the chosen adapter is missing.
+        DataError: The bars changed since Stage 1, or the holdout is too short for one episode.
+    """
+    from tradelab.env import make_env
+    from tradelab.marketdata import load_market_arrays
+
+    manifest = require_stage1(root, market)
+    test_mode = bool((manifest.get("stage1") or {}).get("test_mode"))
+    settings = resolve_settings(config, test_mode=test_mode, episodes=episodes, seeds=seeds, adapter=adapter,
+                                walk_forward=walk_forward)
+    arrays, holdout = holdout_arrays(root, market, manifest, load_market_arrays(root, market, config))
+    specs, skipped, aliases = build_roster(root, market, config, settings, config.evaluation.agents, manifest)
+    env = make_env(market, root, split="holdout", seed=settings.seed_list[0], config=env_config(config, settings),
+                   arrays=arrays)
+    result = run_backtests(env, arrays.session_id, holdout, specs, scoring_context(arrays, config, settings),
+                           settings, progress)
+    report_dir = new_report_dir(Workspace.at(root).reports_dir(market))
+    report = build_report(market, config, settings, arrays, holdout, result, skipped, aliases,
+                          {s.name: s.adapter_path for s in specs}, report_dir)
+    if settings.plots:
+        report["plots"] = write_plots(report_dir, market, result, settings)
+    write_report(report_dir, report)
+    atomic_write_text(report_dir / "trades.jsonl", "".join(json.dumps(t) + "\n" for t in result.trades))
+    summary = evaluation_summary(report)
+    append_evaluation(root, market, summary)
+    log.info("evaluation of %s written to %s", market, report_dir)
+    return summary
+
+
+def new_report_dir(reports_dir: Path) -> Path:
+    """Create ``reports_dir/<UTC stamp>/``; a second report in the same second gets ``-2``, ``-3``... appended."""
+    stamp = utc_stamp()
+    for attempt in range(1, 1000):
+        path = reports_dir / (stamp if attempt == 1 else f"{stamp}-{attempt}")
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            continue
+        return path
+    raise StageFailed(f"{reports_dir}: could not create a new report folder for {stamp}")
+
+
+def build_report(
+    market: str, config: TradelabConfig, settings: EvalSettings, arrays: MarketArrays, holdout: Window,
+    result: BacktestResult, skipped: dict[str, str], aliases: dict[str, str], adapters: dict[str, str | None],
+    report_dir: Path,
+) -> dict[str, Any]:
+    """The ``report.json`` content."""
+    from tradelab.config import config_hash
+
+    agents = {name: agent_entry(per_seed, settings.ci_level) for name, per_seed in result.per_seed.items()}
+    agents = _with_aliases(agents, aliases)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "market": market,
+        "created_at": utc_now(),
+        "report_dir": str(report_dir),
+        "origin": origin(config_hash(config), settings.seed_list[0]),
+        "settings": {**settings.to_dict(), "agents": list(agents), "skipped_agents": skipped, "aliases": aliases,
+                     "adapters": {k: v for k, v in adapters.items() if v}},
+        "holdout": _window_dict(arrays, holdout) | {"bars": holdout.end_index - holdout.start_index},
+        "bars_seen": {name: {"min": lo, "max": hi} for name, (lo, hi) in result.bars_seen.items()},
+        "starts": {str(seed): starts for seed, starts in result.starts.items()},
+        "agents": agents,
+        "advisor_calibration": result.calibration,
+        "walk_forward": [
+            {"window": w.window, **_window_dict(arrays, w),
+             "agents": {name: agent_entry(per_seed, settings.ci_level) for name, per_seed in per_window.items()}}
+            for w, per_window in zip(result.windows, result.per_window)
+        ] if settings.walk_forward else None,
+        "plots": [],
+    }
+
+
+def _with_aliases(agents: dict[str, Any], aliases: dict[str, str]) -> dict[str, Any]:
+    """Add each alias as a copy of its run, and keep every hybrid variant next to ``hybrid``."""
+    merged = {**agents, **{alias: agents[target] for alias, target in aliases.items()}}
+    variants = sorted(name for name in merged if name.startswith("hybrid_"))
+    head = ["hybrid", *variants] if "hybrid" in merged else variants
+    return {name: merged[name] for name in [*head, *(n for n in merged if n not in head)]}
+
+
+def _window_dict(arrays: MarketArrays, window: Window) -> dict[str, Any]:
+    return {"start_index": window.start_index, "end_index": window.end_index,
+            "start": bar_time(arrays, window.start_index), "end": bar_time(arrays, window.end_index - 1)}
+
+
+def write_plots(report_dir: Path, market: str, result: BacktestResult, settings: EvalSettings) -> list[str]:
+    """Equity, drawdown and (when an agent used the advisor) calibration PNGs; returns their file names."""
+    from tradelab.evaluation.plots import plot_calibration, plot_drawdown, plot_equity
+
+    seed = settings.seed_list[0]
+    daily = {name: by_seed[seed] for name, by_seed in result.daily_pnl.items()}
+    paths = [
+        plot_equity(daily, report_dir / "equity_curves.png", f"{market} holdout: net P&L (seed {seed})"),
+        plot_drawdown(daily, report_dir / "drawdown.png", f"{market} holdout: drawdown (seed {seed})"),
+    ]
+    if result.calibration:
+        paths.append(plot_calibration(result.calibration, report_dir / "advisor_calibration.png",
+                                      f"{market} advisor calibration ({settings.hit_horizon_bars}-bar direction)"))
+    return [p.name for p in paths]
+
+
+def evaluation_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The compact record kept in the manifest and returned to the caller."""
+    headline = ("net_pnl_usd", "sharpe", "sortino", "max_drawdown", "calmar", "win_rate", "profit_factor",
+                "expectancy_r", "trades", "drawdown_breaches", "flatten_violations", "parse_rate", "hit_rate",
+                "brier_score")
+    settings = report["settings"]
+    return {
+        "created_at": report["created_at"],
+        "report_dir": report["report_dir"],
+        "adapter": settings["adapter"],
+        "episodes": settings["episodes"],
+        "seeds": settings["seeds"],
+        "walk_forward": settings["walk_forward"],
+        "test_mode": settings["test_mode"],
+        "config_hash": report["origin"]["config_hash"],
+        "holdout": report["holdout"],
+        "agents": {name: {k: entry.get(k) for k in headline if k in entry} for name, entry in report["agents"].items()},
+        "table": summary_table(report["agents"]),
+    }

@@ -1,0 +1,138 @@
+"""``evaluate()`` end to end with the baseline agents: report files, manifest summary, CI, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradelab.config import TradelabConfig, load_config
+from tradelab.errors import ConfigError, DataError, StageNotReady
+from tradelab.evaluation.aggregate import confidence_interval
+from tradelab.evaluation.run import evaluate, new_report_dir
+from tradelab.manifest import load_manifest, merge_stage1, update_manifest
+
+BASELINES = ["flat", "buy_and_hold", "random"]
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def run(eval_root: Path, baseline_config: TradelabConfig) -> dict[str, Any]:
+    calls: list[tuple[int, int]] = []
+    summary = evaluate(eval_root, "NQ", baseline_config, episodes=2, seeds=3, adapter="stage1", walk_forward=True,
+                       progress=lambda done, total: calls.append((done, total)))
+    report = json.loads((Path(summary["report_dir"]) / "report.json").read_text())
+    return {"summary": summary, "report": report, "calls": calls}
+
+
+def test_report_json_has_every_metric_per_agent(run: dict[str, Any], baseline_config: TradelabConfig
+                                                ) -> None:
+    report = run["report"]
+    assert list(report["agents"]) == BASELINES
+    for name in BASELINES:
+        entry = report["agents"][name]
+        for key in ("net_pnl_usd", "sharpe", "sortino", "max_drawdown", "calmar", "trades", "win_rate",
+                    "profit_factor", "expectancy_r", "avg_bars_held", "exposure", "turnover", "drawdown_breaches",
+                    "flatten_violations"):
+            assert key in entry and key in entry["ci"], (name, key)
+        assert entry["n_seeds"] == 3 and len(entry["per_seed"]) == 3
+    assert report["settings"]["test_mode"] is True
+    assert report["settings"]["episode_bars"] == baseline_config.evaluation.test.episode_bars
+    assert report["settings"]["skipped_agents"] == {}
+    assert len(report["walk_forward"]) == 3
+    assert report["market"] == "NQ" and report["origin"]["config_hash"]
+
+
+def test_ci_is_computed_over_the_seeds(run: dict[str, Any]) -> None:
+    entry = run["report"]["agents"]["random"]
+    values = [seed["net_pnl_usd"] for seed in entry["per_seed"]]
+    assert len(set(values)) > 1  # different seeds drew different starts
+    mean, low, high = confidence_interval(values, 0.95)
+    assert entry["net_pnl_usd"] == pytest.approx(mean)
+    assert entry["ci"]["net_pnl_usd"] == pytest.approx([low, high])
+    assert low < mean < high
+
+
+def test_report_md_and_pngs_are_written(run: dict[str, Any]) -> None:
+    report_dir = Path(run["summary"]["report_dir"])
+    assert report_dir.parent.name == "NQ" and report_dir.parent.parent.name == "reports"
+    md = (report_dir / "report.md").read_text()
+    for heading in ("## Trading", "## Rule compliance", "## Across seeds", "## Walk-forward window 2"):
+        assert heading in md
+    assert all(f"| {name} |" in md for name in BASELINES)
+    trades = [json.loads(line) for line in (report_dir / "trades.jsonl").read_text().splitlines()]
+    for name in BASELINES:
+        mine = [t for t in trades if t["agent"] == name]
+        assert len(mine) == sum(s["trades"] for s in run["report"]["agents"][name]["per_seed"])
+        assert sum(t["pnl_usd"] for t in mine) == pytest.approx(
+            sum(s["net_pnl_usd"] for s in run["report"]["agents"][name]["per_seed"]))
+    assert run["report"]["plots"] == ["equity_curves.png", "drawdown.png"]
+    for name in run["report"]["plots"]:
+        data = (report_dir / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 5_000
+
+
+def test_summary_goes_into_the_manifest(run: dict[str, Any], eval_root: Path) -> None:
+    summary = run["summary"]
+    assert [row["agent"] for row in summary["table"]] == BASELINES
+    assert set(summary["table"][0]) == {"agent", "net_pnl_usd", "sharpe", "max_drawdown", "win_rate",
+                                        "profit_factor", "trades"}
+    stored = [e for e in load_manifest(eval_root, "NQ")["evaluation"] if e["report_dir"] == summary["report_dir"]]
+    assert stored == [json.loads(json.dumps(summary))]
+    done, total = run["calls"][-1]
+    assert done == total == 3 * 3 * 2 * 3  # agents x seeds x episodes x windows
+
+
+def test_requires_a_completed_stage1(workspace_factory: Any, tmp_path: Path, baseline_config: TradelabConfig) -> None:
+    root = workspace_factory(tmp_path)
+    merge_stage1(root, "NQ", {"status": "running"})
+    with pytest.raises(StageNotReady, match="stage1"):
+        evaluate(root, "NQ", baseline_config)
+
+
+def test_refuses_bars_changed_since_stage1(workspace_factory: Any, tmp_path: Path,
+                                           baseline_config: TradelabConfig) -> None:
+    root = workspace_factory(tmp_path)
+    update_manifest(root, "NQ", lambda m: m["data"].__setitem__("sha256", "0" * 64))
+    with pytest.raises(DataError, match="sha256"):
+        evaluate(root, "NQ", baseline_config)
+
+
+def test_refuses_a_holdout_overlapping_training(workspace_factory: Any, tmp_path: Path,
+                                                baseline_config: TradelabConfig) -> None:
+    root = workspace_factory(tmp_path)
+    update_manifest(root, "NQ", lambda m: m["data"].__setitem__("train_end", m["data"]["holdout_start"]))
+    with pytest.raises(DataError, match="overlap"):
+        evaluate(root, "NQ", baseline_config)
+
+
+def test_missing_adapter_is_a_clear_error(eval_root: Path) -> None:
+    config = load_config(overrides={"evaluation.agents": ["hybrid", "flat"]})
+    with pytest.raises(StageNotReady, match="stage1_lora"):
+        evaluate(eval_root, "NQ", config, adapter="stage1")
+    with pytest.raises(StageNotReady, match="soft_grpo"):
+        evaluate(eval_root, "NQ", config, adapter="soft_grpo")
+
+
+def test_adapter_none_skips_the_advisor_agents(eval_root: Path) -> None:
+    config = load_config(overrides={"evaluation.agents": ["hybrid", "advisor", "flat"], "evaluation.plots": False})
+    summary = evaluate(eval_root, "NQ", config, episodes=1, seeds=1, adapter="none")
+    report = json.loads((Path(summary["report_dir"]) / "report.json").read_text())
+    assert list(report["agents"]) == ["flat"]
+    assert set(report["settings"]["skipped_agents"]) == {"hybrid", "advisor"}
+    assert report["plots"] == []
+
+
+def test_bad_arguments_are_config_errors(eval_root: Path, baseline_config: TradelabConfig) -> None:
+    with pytest.raises(ConfigError, match="at least 1"):
+        evaluate(eval_root, "NQ", baseline_config, episodes=0)
+    with pytest.raises(ConfigError, match="adapter"):
+        evaluate(eval_root, "NQ", baseline_config, adapter="latest")
+
+
+def test_reports_in_the_same_second_get_their_own_folders(tmp_path: Path) -> None:
+    first, second = new_report_dir(tmp_path), new_report_dir(tmp_path)
+    assert first.is_dir() and second.is_dir() and first != second
