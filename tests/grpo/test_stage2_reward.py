@@ -112,3 +112,29 @@ def test_imports_under_bare_python_with_only_numpy() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout.strip()) > 0
+
+
+def test_trailing_stop_replay_uses_each_forward_bars_atr() -> None:
+    """A trail enabled at the decision ratchets with the recorded per-bar ATR, as the env's trail does."""
+    position = {"side": "long", "entry_price": 18000.0, "stop": 17990.0, "target": 18040.0, "trail_on": False,
+                "unrealized_pnl": 0.0, "bars_in_trade": 3}
+    record = make_record(0, position=position, allowed=["HOLD", "ENABLE_TRAIL", "MOVE_TO_BE"])
+    closes = [18004.0, 18008.0, 18012.0, 18009.0, 18006.0, 18003.0]
+    record["forward"] = {
+        "horizon_bars": len(closes), "open": closes, "high": [c + 0.5 for c in closes],
+        "low": [c - 0.5 for c in closes], "close": closes, "atr": 4.0,
+    }
+    outcomes = {}
+    for label, atr_path in (("tight", [1.0] * len(closes)), ("wide", [12.0] * len(closes))):
+        record["forward"]["atr_path"] = atr_path
+        truth = build_ground_truth(record)
+        assert truth["forward"]["atr_path"] == atr_path
+        result = compute_score("tradelab/NQ", "ENABLE_TRAIL | 0.6 | lock gains", dumps(truth))
+        expected = simulate_action(
+            "ENABLE_TRAIL", truth["position"], record["forward"], 4.0, Costs.from_dict(truth["contract"]),
+            ExitRules.from_dict(truth["rules"]), truth["flatten_after_bars"], decision_close=truth["decision_close"],
+        )
+        assert result["outcome_r"] == pytest.approx(expected.r_multiple)
+        outcomes[label] = expected
+    assert outcomes["tight"].exit_reason == "trail" and outcomes["wide"].exit_reason != "trail"
+    assert outcomes["tight"].pnl_usd > outcomes["wide"].pnl_usd

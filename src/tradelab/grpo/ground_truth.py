@@ -38,8 +38,14 @@ def _forward(record: dict[str, Any]) -> dict[str, list[float]]:
         if not isinstance(values, list) or not values:
             raise ValueError(f"forward.{key} must be a non-empty list")
         prices[key] = [_finite(v, f"forward.{key}[{i}]") for i, v in enumerate(values)]
+    atr_path = forward.get("atr_path")
+    if atr_path is not None:
+        # Each forward bar's ATR lets the replay ratchet a trailing stop exactly as the env did.
+        if not isinstance(atr_path, list):
+            raise ValueError("forward.atr_path must be a list")
+        prices["atr_path"] = [_finite(v, f"forward.atr_path[{i}]") for i, v in enumerate(atr_path)]
     if len({len(v) for v in prices.values()}) != 1:
-        raise ValueError("forward open/high/low/close have different lengths")
+        raise ValueError("forward open/high/low/close/atr_path have different lengths")
     return prices
 
 

@@ -57,7 +57,7 @@ class _Truth:
 
     def __init__(self, data: dict[str, Any]) -> None:
         forward = data["forward"]
-        self.forward = {k: forward[k] for k in ("open", "high", "low", "close")}
+        self.forward = {k: forward[k] for k in ("open", "high", "low", "close", "atr_path") if k in forward}
         self.atr = float(forward["atr"])
         self.costs = Costs.from_dict(data["contract"])
         self.rules = ExitRules.from_dict(data["rules"])

@@ -1,0 +1,234 @@
+"""The advice VecEnv wrapper: selective, batched advisor queries written into the observation's slots.
+
+Each vector step it (1) composes every env's action mask with the risk veto, (2) asks the scheduler which envs need
+advice (episode start, interval, position change, the policy's own entropy; cooldown), (3) queries the advisor
+**once** for all of them, (4) writes the latest advice per env into the last :data:`SLOT_SIZE` observation floats
+(aged every bar, cleared after ``advice_ttl_bars`` and at episode ends) and (5) feeds the experience recorder.
+
+It sits below :class:`~tradelab.stage1.vecnorm.SlotPreservingVecNormalize`, so it sees and writes raw observations.
+``env_method("action_masks")`` is answered with the vetoed masks, which is what MaskablePPO samples from and stores.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
+
+from tradelab import ACTIONS
+from tradelab.stage1.experience import ExperienceRecorder
+from tradelab.stage1.slots import SLOT_SIZE, encode_slots
+from tradelab.stage1.source import AdviceResult, AdviceSource
+from tradelab.stage1.stats import AdvisorStats
+from tradelab.stage1.triggers import QueryScheduler, TriggerRules
+from tradelab.stage1.veto import VetoRules, VetoTracker
+
+PolicyProbe = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+"""``(raw_obs, masks) -> (normalised entropy in [0, 1], argmax)`` of the policy's own distribution, per env."""
+
+
+def closed_trades(info: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The trades an env step closed (its ``"exit"`` events) as ``{pnl, r_multiple, exit_reason, bars_held}``."""
+    return [
+        {
+            "pnl": float(e["pnl_usd"]),
+            "r_multiple": float(e["r_multiple"]),
+            "exit_reason": str(e["exit_reason"]),
+            "bars_held": int(e["bars_held"]),
+        }
+        for e in info.get("events") or ()
+        if e.get("event") == "exit"
+    ]
+
+
+class AdviceVecEnv(VecEnvWrapper):
+    """Adds advisor slots, the risk veto and experience recording to a vector of ``FuturesTradingEnv``.
+
+    Args:
+        venv: Vector env of trading envs (each exposes ``action_masks()`` and ``info["market_context"]``).
+        source: The advisor; None disables queries (slots stay empty, the veto still applies).
+        triggers: Query triggers.
+        veto: Risk veto thresholds.
+        advice_ttl_bars: Advice older than this is cleared.
+        recorder: Receives every query and the steps that resolve it; None records nothing.
+        batched: One advisor call for all envs that ask (True) or one call per env (False, for benchmarks).
+    """
+
+    def __init__(
+        self,
+        venv: VecEnv,
+        *,
+        source: AdviceSource | None,
+        triggers: TriggerRules,
+        veto: VetoRules,
+        advice_ttl_bars: int,
+        recorder: ExperienceRecorder | None = None,
+        batched: bool = True,
+    ) -> None:
+        super().__init__(venv)
+        self.source = source
+        self.scheduler = QueryScheduler(self.num_envs, triggers)
+        self.veto = VetoTracker(self.num_envs, veto)
+        self.advice_ttl_bars = int(advice_ttl_bars)
+        self.recorder = recorder
+        self.batched = batched
+        self.stats = AdvisorStats()
+        self.probe: PolicyProbe | None = None
+        self.contexts: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        self.masks = np.ones((self.num_envs, len(ACTIONS)), dtype=bool)
+        self.advised: list[int | None] = [None] * self.num_envs
+        self.confidence = np.zeros(self.num_envs, dtype=np.float64)
+        self.age = np.zeros(self.num_envs, dtype=np.int64)
+        self.fresh: list[int | None] = [None] * self.num_envs
+        self.last_queries: list[AdviceResult | None] = [None] * self.num_envs
+
+    # --- VecEnv API ----------------------------------------------------------------------------------------------
+    def reset(self) -> np.ndarray:
+        """Reset every env, clear advice and query all of them (every env starts an episode)."""
+        obs = self.venv.reset()
+        infos = list(getattr(self.venv, "reset_infos", [{}] * self.num_envs))
+        self.contexts = [dict(info.get("market_context") or {}) for info in infos]
+        for i in range(self.num_envs):
+            self._clear(i)
+        return self._after_step(np.asarray(obs), np.ones(self.num_envs, dtype=bool))
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Record what the policy did with the advice it just saw, then step the envs."""
+        actions = np.asarray(actions).reshape(-1)
+        for i, advised in enumerate(self.fresh):
+            if advised is not None:
+                self.stats.followed_n += 1
+                self.stats.followed += int(actions[i] == advised)
+        self.stats.decisions += self.num_envs
+        if self.recorder is not None:
+            self.recorder.on_actions(actions)
+        self.venv.step_async(actions)
+
+    def step_wait(self) -> VecEnvStepReturn:
+        """Step, resolve experience, age advice, query whoever needs it and write the slots."""
+        obs, rewards, dones, infos = self.venv.step_wait()
+        reset_infos = getattr(self.venv, "reset_infos", None)
+        self.stats.steps += 1
+        for i in range(self.num_envs):
+            terminal_ctx = infos[i].get("market_context") or {}
+            if self.recorder is not None:
+                position = terminal_ctx.get("position") or {}
+                self.recorder.on_step(
+                    i, reward=float(rewards[i]), done=bool(dones[i]), closed_trades=closed_trades(infos[i]),
+                    side_after=str(position.get("side", "flat")),
+                    unrealized_after=float(position.get("unrealized_pnl", 0.0)),
+                )
+            if dones[i]:
+                terminal = infos[i].get("terminal_observation")
+                if terminal is not None:
+                    terminal[-SLOT_SIZE:] = self._slots(i, aged=True)
+                self._clear(i)
+                source_info = reset_infos[i] if reset_infos is not None else infos[i]
+                self.contexts[i] = dict(source_info.get("market_context") or terminal_ctx)
+            else:
+                self.contexts[i] = dict(terminal_ctx)
+                self.age[i] += 1
+                if self.advised[i] is not None and self.age[i] > self.advice_ttl_bars:
+                    self._clear(i)
+        return self._after_step(np.asarray(obs), np.asarray(dones, dtype=bool)), rewards, dones, infos
+
+    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
+        """``action_masks`` answers with the vetoed masks; anything else goes to the wrapped envs."""
+        if method_name == "action_masks" and not args and not kwargs:
+            rows = range(self.num_envs) if indices is None else self._get_indices(indices)
+            return [self.masks[i].copy() for i in rows]
+        return self.venv.env_method(method_name, *args, indices=indices, **kwargs)
+
+    def _get_indices(self, indices: Any) -> Sequence[int]:
+        if isinstance(indices, int):
+            return [indices]
+        return list(indices)
+
+    # --- internals -----------------------------------------------------------------------------------------------
+    def _after_step(self, obs: np.ndarray, episode_start: np.ndarray) -> np.ndarray:
+        self._compose_masks(episode_start)
+        argmax = None
+        if self.probe is not None:
+            entropy, argmax = self.probe(self._with_slots(obs), self.masks)
+            self.scheduler.set_entropy(entropy)
+        sides = [str((ctx.get("position") or {}).get("side", "flat")) for ctx in self.contexts]
+        due = self.scheduler.due(sides, list(episode_start))
+        self.fresh = [None] * self.num_envs
+        asking = [i for i, trigger in enumerate(due) if trigger is not None and self.contexts[i]]
+        if self.source is not None and asking:
+            for i in asking:
+                self._count_trigger(due[i])
+            self._query(asking, argmax)
+        return self._with_slots(obs)
+
+    def _compose_masks(self, episode_start: np.ndarray) -> None:
+        raw = self.venv.env_method("action_masks")
+        for i in range(self.num_envs):
+            mask, reasons = self.veto.apply(i, np.asarray(raw[i], dtype=bool), self.contexts[i] or None,
+                                            episode_start=bool(episode_start[i]))
+            self.masks[i] = mask
+            if reasons:
+                self.stats.vetoes += 1
+            if self.contexts[i]:
+                self.contexts[i]["allowed_actions"] = [ACTIONS[a] for a in np.flatnonzero(mask)]
+
+    def _query(self, asking: list[int], argmax: np.ndarray | None) -> None:
+        contexts = [self.contexts[i] for i in asking]
+        start = time.perf_counter()
+        if self.batched:
+            results = self.source.advise(contexts)  # type: ignore[union-attr]
+            batches = 1
+        else:
+            results = [r for ctx in contexts for r in self.source.advise([ctx])]  # type: ignore[union-attr]
+            batches = len(contexts)
+        self.stats.latency_s += time.perf_counter() - start
+        self.stats.batches += batches
+        self.stats.queries += len(asking)
+        self.stats.max_batch = max(self.stats.max_batch, len(asking) if self.batched else 1)
+        self.scheduler.mark_queried(asking)
+        adapter = self.source.adapter_info()  # type: ignore[union-attr]
+        for i, result in zip(asking, results):
+            self._apply(i, result, argmax)
+            if self.recorder is not None:
+                self.recorder.open_record(
+                    i, context=self.contexts[i], messages=result.messages, response=result.response,
+                    advice=result.advice.to_dict(), adapter=adapter,
+                )
+
+    def _apply(self, i: int, result: AdviceResult, argmax: np.ndarray | None) -> None:
+        advice = result.advice
+        self.last_queries[i] = result
+        self.stats.parse_ok += int(advice.parse_ok)
+        if not advice.allowed or advice.action_id is None:
+            self._clear(i)
+            return
+        self.stats.allowed_ok += 1
+        self.advised[i] = advice.action_id
+        self.confidence[i] = advice.confidence if advice.confidence is not None else 0.0
+        self.age[i] = 0
+        self.fresh[i] = advice.action_id
+        if argmax is not None:
+            self.stats.agreement_n += 1
+            self.stats.agreement += int(argmax[i] == advice.action_id)
+
+    def _count_trigger(self, trigger: str) -> None:
+        name = f"trigger_{trigger}"
+        setattr(self.stats, name, getattr(self.stats, name) + 1)
+
+    def _clear(self, i: int) -> None:
+        self.advised[i] = None
+        self.confidence[i] = 0.0
+        self.age[i] = 0
+
+    def _slots(self, i: int, *, aged: bool = False) -> np.ndarray:
+        return encode_slots(self.advised[i], self.confidence[i], int(self.age[i]) + int(aged))
+
+    def _with_slots(self, obs: np.ndarray) -> np.ndarray:
+        out = np.array(obs, dtype=np.float32, copy=True)
+        for i in range(self.num_envs):
+            out[i, -SLOT_SIZE:] = self._slots(i)
+        return out

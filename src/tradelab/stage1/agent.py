@@ -1,0 +1,146 @@
+"""The trained hybrid agent for evaluation: one env at a time, same veto, triggers and slot filling as training.
+
+>>> agent = HybridAgent.from_workspace(root, "NQ", config, adapter_path=None, use_advisor=True)
+>>> agent.reset()
+>>> action, advice = agent.act(obs, info, env.action_masks())
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tradelab import ACTIONS
+from tradelab.errors import StageNotReady
+from tradelab.paths import Workspace
+from tradelab.stage1.slots import SLOT_SIZE, encode_slots
+from tradelab.stage1.stats import AdvisorStats
+from tradelab.stage1.triggers import QueryScheduler
+from tradelab.stage1.vec import make_probe, trigger_rules
+from tradelab.stage1.veto import VetoRules, VetoTracker
+
+
+class HybridAgent:
+    """PPO (fusion policy) + optional LLM advisor, acting in a single env.
+
+    Args:
+        model: The loaded MaskablePPO.
+        vecnorm: The training run's observation statistics (a :class:`SlotPreservingVecNormalize` without venv).
+        config: The whole config (``stage1`` triggers, veto, TTL).
+        advisor: A :class:`tradelab.advisor.generate.Advisor`, or None for PPO alone.
+        deterministic: Take the most likely action (True) or sample.
+    """
+
+    def __init__(self, model: Any, vecnorm: Any, config: Any, *, advisor: Any | None, deterministic: bool = True
+                 ) -> None:
+        self.model = model
+        self.vecnorm = vecnorm
+        self.config = config
+        self.advisor = advisor
+        self.deterministic = deterministic
+        self.veto_rules = VetoRules.from_config(config.stage1.veto)
+        self.ttl_bars = int(config.stage1.query.advice_ttl_bars)
+        self.scheduler = QueryScheduler(1, trigger_rules(config.stage1))
+        self.probe = make_probe(model.policy, vecnorm)
+        self.stats = AdvisorStats()
+        self.reset()
+
+    @classmethod
+    def from_workspace(cls, root: str | Path, market: str, config: Any, *, adapter_path: Path | None,
+                       use_advisor: bool, deterministic: bool = True) -> "HybridAgent":
+        """Load ``ppo/final.zip`` + ``ppo/vecnormalize.pkl`` (and the advisor with ``adapter_path``).
+
+        Args:
+            root: Workspace root.
+            market: Market name.
+            config: The whole config.
+            adapter_path: Adapter for the advisor; None uses Stage 1's ``stage1_lora`` (the bare model if absent).
+            use_advisor: Query the advisor; False is PPO alone (slots stay empty).
+            deterministic: Greedy actions.
+
+        Raises:
+            StageNotReady: Stage 1 has not produced a model for this market.
+        """
+        from sb3_contrib import MaskablePPO
+
+        ws = Workspace.at(root)
+        model_path, stats_path = ws.ppo_dir(market) / "final.zip", ws.ppo_dir(market) / "vecnormalize.pkl"
+        for path in (model_path, stats_path):
+            if not path.is_file():
+                raise StageNotReady(f"{path}: missing; run `python main.py stage1 --market {market}` first")
+        model = MaskablePPO.load(str(model_path), device="cpu")
+        with open(stats_path, "rb") as fh:
+            vecnorm = pickle.load(fh)  # noqa: S301 - our own artifact, written by Stage 1
+        vecnorm.training = False
+        advisor = None
+        if use_advisor:
+            from tradelab.advisor.generate import Advisor
+
+            if adapter_path is None:
+                lora = ws.stage1_lora_dir(market)
+                adapter_path = lora if (lora / "adapter_config.json").is_file() else None
+            advisor = Advisor(config, ws.root, adapter_path=adapter_path)
+        return cls(model, vecnorm, config, advisor=advisor, deterministic=deterministic)
+
+    def reset(self) -> None:
+        """Forget advice and trigger state (call at every episode start)."""
+        self.advised: int | None = None
+        self.confidence = 0.0
+        self.age = 0
+        self._episode_start = True
+        self.scheduler = QueryScheduler(1, self.scheduler.rules)
+        self.veto = VetoTracker(1, self.veto_rules)
+
+    def act(self, obs: np.ndarray, info: dict[str, Any], action_mask: np.ndarray) -> tuple[int, dict | None]:
+        """Choose an action at the current bar.
+
+        Args:
+            obs: The env's raw observation (advisor slots zero).
+            info: The env's info at this bar (``market_context`` is read).
+            action_mask: The env's action mask.
+
+        Returns:
+            ``(action_id, advice)``: advice is the parsed advice dict (plus ``response``) when the advisor was
+            queried at this bar, else None.
+        """
+        context = dict(info["market_context"])
+        mask, reasons = self.veto.apply(0, np.asarray(action_mask, dtype=bool), context,
+                                        episode_start=self._episode_start)
+        self.stats.vetoes += int(bool(reasons))
+        context["allowed_actions"] = [ACTIONS[a] for a in np.flatnonzero(mask)]
+        if not self._episode_start:
+            self.age += 1
+            if self.advised is not None and self.age > self.ttl_bars:
+                self.advised, self.confidence, self.age = None, 0.0, 0
+        raw = np.asarray(obs, dtype=np.float32).reshape(1, -1).copy()
+        raw[0, -SLOT_SIZE:] = encode_slots(self.advised, self.confidence, self.age)
+        entropy, _ = self.probe(raw, mask[None])
+        self.scheduler.set_entropy(entropy)
+        side = str(context["position"]["side"])
+        due = self.scheduler.due([side], [self._episode_start])[0]
+        self._episode_start = False
+        advice = None
+        if due is not None and self.advisor is not None:
+            advice = self._query(context)
+            raw[0, -SLOT_SIZE:] = encode_slots(self.advised, self.confidence, self.age)
+        normalized = self.vecnorm.normalize_obs(raw)
+        action, _ = self.model.policy.predict(normalized, action_masks=mask[None], deterministic=self.deterministic)
+        self.stats.decisions += 1
+        return int(np.asarray(action).reshape(-1)[0]), advice
+
+    def _query(self, context: dict[str, Any]) -> dict[str, Any]:
+        reply = self.advisor.advise([context])[0]
+        self.scheduler.mark_queried([0])
+        self.stats.queries += 1
+        self.stats.batches += 1
+        self.stats.parse_ok += int(reply.advice.parse_ok)
+        if reply.advice.allowed and reply.advice.action_id is not None:
+            self.advised = reply.advice.action_id
+            self.confidence = float(reply.advice.confidence or 0.0)
+            self.age = 0
+        else:
+            self.advised, self.confidence, self.age = None, 0.0, 0
+        return {**reply.advice.to_dict(), "response": reply.text}

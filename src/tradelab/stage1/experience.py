@@ -1,0 +1,245 @@
+"""The Stage 1 experience buffer: one record per advisor query (ARCHITECTURE.md §6), resolved, then appended.
+
+A record is opened when an env is queried, learns the action the fused policy took on the next ``step_async``, and
+is resolved by the env's later steps:
+
+* if a position was open at the decision bar, or the action was an entry, the outcome is the first trade of that env
+  that closes afterwards (pnl, R, exit reason, bars held);
+* otherwise (advice followed by no trade) it resolves after ``horizon_bars`` bars with a zero-P&L ``no_trade`` outcome;
+* an episode that ends first resolves it early (an open trade is marked at its last unrealised P&L, ``episode_end``).
+
+``outcome.reward`` is the env reward summed from the decision until resolution. Resolved records are appended to the
+JSONL in batches of ``flush_every`` with :func:`tradelab.io.append_jsonl`; the file is never rewritten, so a crash
+loses at most one batch. :meth:`ExperienceRecorder.close` writes whatever is still pending with ``outcome: null``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tradelab import ACTIONS
+from tradelab.io import append_jsonl
+from tradelab.provenance import SCHEMA_VERSION
+from tradelab.stage1.forward import ForwardSlicer
+
+log = logging.getLogger(__name__)
+
+EXIT_EPISODE_END = "episode_end"
+EXIT_NO_TRADE = "no_trade"
+ENTRY_ACTIONS = ("BUY", "SELL")
+
+
+@dataclass
+class _Pending:
+    """A record waiting for its action and then its outcome."""
+
+    record: dict[str, Any]
+    env_idx: int
+    tracking_trade: bool = False
+    has_action: bool = False
+    bars_elapsed: int = 0
+    reward_sum: float = 0.0
+
+
+class ExperienceRecorder:
+    """Builds, resolves and appends experience records for one Stage 1 run.
+
+    Args:
+        path: The JSONL file (``data/soft_grpo/<MKT>/stage1_experience.jsonl``), appended to, never truncated.
+        market: Market name.
+        run_id: Identifier of this run (distinct per process invocation).
+        slicer: Cuts the forward window and flatten horizon from the market arrays.
+        contract: ``{tick_size, tick_value, point_value, commission_per_side, slippage_ticks}``.
+        rules: Exit and session rules stored in every record (``flatten_after_bars`` is added per record).
+        flush_every: Resolved records per appended batch.
+        recent_maxlen: Resolved records kept in memory for refinement.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        market: str,
+        run_id: str,
+        slicer: ForwardSlicer,
+        contract: Mapping[str, float],
+        rules: Mapping[str, Any],
+        flush_every: int,
+        recent_maxlen: int,
+    ) -> None:
+        self.path = Path(path)
+        self.market = market
+        self.run_id = run_id
+        self.slicer = slicer
+        self.contract = dict(contract)
+        self.rules = dict(rules)
+        self.flush_every = int(flush_every)
+        self.recent: deque[dict[str, Any]] = deque(maxlen=int(recent_maxlen))
+        self._pending: list[_Pending] = []
+        self._resolved: list[dict[str, Any]] = []
+        self._seq = 0
+        self.written = 0
+        self.written_with_outcome = 0
+
+    # --- opening -------------------------------------------------------------------------------------------------
+    def open_record(
+        self,
+        env_idx: int,
+        *,
+        context: Mapping[str, Any],
+        messages: Sequence[Mapping[str, str]],
+        response: str,
+        advice: Mapping[str, Any],
+        adapter: Mapping[str, str] | None,
+    ) -> str:
+        """Start a record for a query made at ``context["bar_index"]`` in env ``env_idx``; return its id."""
+        bar_index = int(context["bar_index"])
+        self._seq += 1
+        record_id = f"{self.run_id}-{self._seq:07d}"
+        forward = self.slicer.forward(bar_index)
+        rules = {**self.rules, "flatten_after_bars": self.slicer.flatten_after_bars(bar_index)}
+        record = {
+            "schema_version": SCHEMA_VERSION,
+            "id": record_id,
+            "market": self.market,
+            "run_id": self.run_id,
+            "bar_index": bar_index,
+            "timestamp": context["timestamp"],
+            "prompt": [dict(m) for m in messages],
+            "response": response,
+            "advice": dict(advice),
+            "action_taken": None,
+            "allowed_actions": list(context["allowed_actions"]),
+            "position": dict(context["position"]),
+            "account": dict(context["account"]),
+            "market_context": dict(context),
+            "forward": forward,
+            "contract": dict(self.contract),
+            "rules": rules,
+            "outcome": None,
+            "adapter": dict(adapter) if adapter else None,
+        }
+        tracking = context["position"].get("side", "flat") != "flat"
+        self._pending.append(_Pending(record=record, env_idx=env_idx, tracking_trade=tracking))
+        return record_id
+
+    # --- resolving -----------------------------------------------------------------------------------------------
+    def on_actions(self, actions: np.ndarray) -> None:
+        """Attach the actions the policy took to the records opened at the previous step."""
+        for pending in self._pending:
+            if pending.has_action:
+                continue
+            action_id = int(np.asarray(actions).reshape(-1)[pending.env_idx])
+            name = ACTIONS[action_id]
+            pending.record["action_taken"] = {"action": name, "action_id": action_id}
+            pending.has_action = True
+            if name in ENTRY_ACTIONS and name in pending.record["allowed_actions"]:
+                pending.tracking_trade = True
+
+    def on_step(
+        self,
+        env_idx: int,
+        *,
+        reward: float,
+        done: bool,
+        closed_trades: Sequence[Mapping[str, Any]],
+        side_after: str,
+        unrealized_after: float,
+    ) -> None:
+        """Advance the records of env ``env_idx`` by one bar.
+
+        Args:
+            env_idx: The env that stepped.
+            reward: The env reward of this step.
+            done: Whether the episode ended at this step.
+            closed_trades: Trades of this env that closed during this step, oldest first, each
+                ``{pnl, r_multiple, exit_reason, bars_held}``.
+            side_after: Position side after the step ("flat", "long", "short"); for a done env, the terminal side.
+            unrealized_after: Unrealised USD P&L after the step (terminal value for a done env).
+        """
+        still: list[_Pending] = []
+        for pending in self._pending:
+            if pending.env_idx != env_idx or not pending.has_action:
+                still.append(pending)
+                continue
+            pending.bars_elapsed += 1
+            pending.reward_sum += float(reward)
+            outcome = self._resolve(pending, done, closed_trades, side_after, unrealized_after)
+            if outcome is None:
+                still.append(pending)
+            else:
+                self._finish(pending, outcome)
+        self._pending = still
+        if len(self._resolved) >= self.flush_every:
+            self.flush()
+
+    def _resolve(
+        self,
+        pending: _Pending,
+        done: bool,
+        closed_trades: Sequence[Mapping[str, Any]],
+        side_after: str,
+        unrealized_after: float,
+    ) -> dict[str, Any] | None:
+        reward = round(pending.reward_sum, 6)
+        if pending.tracking_trade:
+            if closed_trades:
+                trade = closed_trades[0]
+                return {
+                    "pnl": float(trade["pnl"]),
+                    "r_multiple": float(trade["r_multiple"]),
+                    "exit_reason": str(trade["exit_reason"]),
+                    "bars_held": int(trade["bars_held"]),
+                    "reward": reward,
+                }
+            if side_after == "flat" or done:
+                pnl = float(unrealized_after) if side_after != "flat" else 0.0
+                reason = EXIT_EPISODE_END if side_after != "flat" else EXIT_NO_TRADE
+                return {"pnl": pnl, "r_multiple": 0.0, "exit_reason": reason, "bars_held": pending.bars_elapsed,
+                        "reward": reward}
+            return None
+        if done or pending.bars_elapsed >= self.slicer.horizon_bars:
+            return {"pnl": 0.0, "r_multiple": 0.0, "exit_reason": EXIT_NO_TRADE, "bars_held": 0, "reward": reward}
+        return None
+
+    def _finish(self, pending: _Pending, outcome: dict[str, Any]) -> None:
+        pending.record["outcome"] = outcome
+        self._resolved.append(pending.record)
+        self.recent.append(pending.record)
+
+    # --- writing -------------------------------------------------------------------------------------------------
+    def flush(self) -> int:
+        """Append every resolved record not yet written; return how many were written."""
+        batch, self._resolved = self._resolved, []
+        count = append_jsonl(self.path, batch)
+        self.written += count
+        self.written_with_outcome += count
+        return count
+
+    def close(self) -> int:
+        """Flush resolved records, then write every pending one with ``outcome: null``; return the total written."""
+        count = self.flush()
+        pending, self._pending = self._pending, []
+        records = [p.record for p in pending]
+        wrote = append_jsonl(self.path, records)
+        self.written += wrote
+        if wrote:
+            log.info("%s: wrote %d unresolved experience records with outcome null", self.path, wrote)
+        return count + wrote
+
+    @property
+    def pending_count(self) -> int:
+        """Records opened but not yet resolved."""
+        return len(self._pending)
+
+    @property
+    def resolved_unflushed(self) -> int:
+        """Resolved records waiting for the next batch."""
+        return len(self._resolved)

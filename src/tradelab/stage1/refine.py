@@ -1,0 +1,121 @@
+"""Adapter refinement inside Stage 1: hindsight labels from resolved experience, weighted SFT of the LoRA adapter.
+
+For each resolved record every allowed action is replayed over the record's forward window with
+:func:`tradelab.tradesim.simulate_action` (same exit rules, costs and forced flatten as the env). The target answer is
+the best action, with a confidence from its margin over the runner-up and a reason templated from the context (never
+from the forward window: the model must learn to answer from what it can see). The example's weight is the best
+action's advantage over the advised one in R (a failed or disallowed answer counts as the worst allowed action),
+floored at ``refinement.min_weight`` and capped at :data:`MAX_WEIGHT_R`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tradelab import ACTIONS
+from tradelab.advisor.parse import format_advice
+from tradelab.tradesim import Costs, ExitRules, simulate_action
+
+log = logging.getLogger(__name__)
+
+MAX_WEIGHT_R = 3.0
+"""Weights are capped here so one lucky window cannot dominate a refinement batch."""
+
+
+def score_actions(record: Mapping[str, Any]) -> dict[str, float] | None:
+    """R-multiple of every allowed action over the record's forward window, or None without a window."""
+    forward = record["forward"]
+    if not forward.get("open"):
+        return None
+    costs = Costs.from_dict(record["contract"])
+    rules = ExitRules.from_dict(record["rules"])
+    flatten = record["rules"].get("flatten_after_bars")
+    close = float(record["market_context"]["close"])
+    position = record["position"] if record["position"].get("side", "flat") != "flat" else None
+    scores = {}
+    for action in record["allowed_actions"]:
+        result = simulate_action(action, position, forward, float(forward["atr"]), costs, rules, flatten,
+                                 decision_close=close)
+        scores[action] = float(result.r_multiple)
+    return scores
+
+
+def hindsight_reason(context: Mapping[str, Any], action: str) -> str:
+    """A short reason for ``action`` built only from values visible at the decision bar."""
+    side = context["position"]["side"]
+    where = "flat" if side == "flat" else f"in a {side} trade"
+    return (f"{where}, trend {context['trend']}, rsi {float(context['momentum']):.0f}, "
+            f"vwap {float(context['vwap_distance_atr']):+.1f} atr, volatility {context['volatility']}: "
+            f"{action.lower().replace('_', ' ')} fits best")
+
+
+def hindsight_example(record: Mapping[str, Any], min_weight: float) -> tuple[list[dict[str, str]], str, float] | None:
+    """``(messages, target, weight)`` for one resolved record, or None when it teaches nothing.
+
+    Args:
+        record: An experience record with a forward window.
+        min_weight: Floor of the weight; with 0, records whose advice was already best are skipped.
+    """
+    scores = score_actions(record)
+    if not scores:
+        return None
+    ranked = sorted(scores, key=lambda a: (-scores[a], ACTIONS.index(a)))
+    best = ranked[0]
+    advice = record["advice"]
+    advised = advice.get("action") if advice.get("parse_ok") and not advice.get("error") else None
+    baseline = scores[advised] if advised in scores else min(scores.values())
+    weight = min(max(scores[best] - baseline, min_weight), MAX_WEIGHT_R)
+    if weight <= 0.0:
+        return None
+    margin = scores[best] - scores[ranked[1]] if len(ranked) > 1 else 1.0
+    confidence = 0.5 + 0.45 * math.tanh(max(margin, 0.0))
+    target = format_advice(best, confidence, hindsight_reason(record["market_context"], best))
+    return [dict(m) for m in record["prompt"]], target, float(weight)
+
+
+def refine_adapter(
+    records: Sequence[Mapping[str, Any]],
+    config: Any,
+    *,
+    base_dir: Path,
+    init_adapter: Path,
+    out_dir: Path,
+    seed: int,
+    epochs: int,
+) -> dict[str, Any]:
+    """Train the adapter on hindsight examples from ``records`` and save it to ``out_dir`` (PEFT format).
+
+    Args:
+        records: Resolved experience records (most recent last).
+        config: The whole config (``llm`` for training, ``stage1.refinement.min_weight``).
+        base_dir: The base model directory.
+        init_adapter: Adapter to continue from (the warm-started or the previous refined one).
+        out_dir: Where the refined adapter goes (replaced atomically).
+        seed: Training seed.
+        epochs: Passes over the examples.
+
+    Returns:
+        ``{examples, mean_weight, seconds, adapter_path}``; ``examples == 0`` means nothing was trained.
+    """
+    from tradelab.advisor.train import SFTExample, train_adapter
+
+    started = time.perf_counter()
+    examples = []
+    for record in records:
+        made = hindsight_example(record, config.stage1.refinement.min_weight)
+        if made is not None:
+            examples.append(SFTExample(messages=made[0], target=made[1], weight=made[2]))
+    if not examples:
+        return {"examples": 0, "mean_weight": 0.0, "seconds": 0.0, "adapter_path": str(init_adapter)}
+    train_adapter(base_dir, examples, config, out_dir=out_dir, seed=seed, init_adapter=init_adapter, epochs=epochs)
+    mean_weight = sum(e.weight for e in examples) / len(examples)
+    seconds = round(time.perf_counter() - started, 3)
+    log.info("refined adapter on %d examples (mean weight %.3f) in %.1fs -> %s", len(examples), mean_weight,
+             seconds, out_dir)
+    return {"examples": len(examples), "mean_weight": round(mean_weight, 4), "seconds": seconds,
+            "adapter_path": str(out_dir)}

@@ -1,0 +1,239 @@
+"""One Stage 1 run's state: what :func:`tradelab.stage1.train.run_stage1` builds, trains, saves and reports."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tradelab.config import config_hash
+from tradelab.io import sha256_dir
+from tradelab.paths import Workspace
+from tradelab.provenance import git_sha, package_versions, utc_now, utc_stamp
+from tradelab.stage1.sections import count_experience, data_section, stage1_section
+from tradelab.stage1.setup import RunSettings, run_settings
+
+log = logging.getLogger(__name__)
+
+_SUMMARY_MANIFEST_KEYS = (
+    "status", "total_timesteps", "seed", "config_hash", "model_checkpoint", "vecnormalize_path", "checkpoints_dir",
+    "base_model", "lora_adapter_path", "adapter_sha256", "experience_path", "experience_samples",
+    "experience_with_outcome",
+)
+"""``stage1`` manifest fields repeated in :func:`run_stage1`'s summary."""
+
+
+class Stage1Run:
+    """Builds and drives one Stage 1 training run.
+
+    Args:
+        root: Workspace root (resolved).
+        market: Market name.
+        config: The whole config.
+        test_mode: Apply the test overrides.
+        total_timesteps: Target env steps, or None for the configured value.
+        resume: Continue from the latest checkpoint if there is one.
+    """
+
+    def __init__(self, root: Path, market: str, config: Any, *, test_mode: bool, total_timesteps: int | None,
+                 resume: bool) -> None:
+        from tradelab.marketdata import load_market_arrays
+
+        self.root, self.market, self.config = root, market, config
+        self.ws = Workspace.at(root)
+        self.test_mode, self.resume = test_mode, resume
+        self.settings: RunSettings = run_settings(config, test_mode=test_mode, total_timesteps=total_timesteps)
+        self.seed = int(config.app.seed)
+        self.run_id = f"s1-{market}-{utc_stamp()}"
+        self.started_at = utc_now()
+        self.arrays = load_market_arrays(root, market, config)
+        self.ppo_dir = self.ws.ppo_dir(market)
+        self.checkpoints_dir = self.ppo_dir / "checkpoints"
+        self.model: Any = None
+        self.vecnorm: Any = None
+        self.advice_env: Any = None
+        self.recorder: Any = None
+        self.bundle: Any = None
+        self.callback: Any = None
+        self.resumed_from: str | None = None
+        self.timings: dict[str, float] = {}
+        self._t0 = time.perf_counter()
+        self._buffer_closed = False
+
+    # --- build ---------------------------------------------------------------------------------------------------
+    def data_section(self) -> dict[str, Any]:
+        """The manifest's ``data`` section for this market."""
+        return data_section(self.root, self.market, self.arrays)
+
+    def build(self) -> None:
+        """Seed everything, load the advisor, build the env stack and the model (fresh or from a checkpoint)."""
+        from stable_baselines3.common.logger import configure
+        from stable_baselines3.common.utils import set_random_seed
+
+        from tradelab.stage1.callbacks import Checkpointer, Refiner, Stage1Callback
+        from tradelab.stage1.setup import env_fns, load_advisor, recorder_for
+        from tradelab.stage1.source import LLMAdviceSource
+        from tradelab.stage1.vec import advice_vec_env
+
+        s, stage1 = self.settings, self.config.stage1
+        set_random_seed(self.seed)
+        started = time.perf_counter()
+        if stage1.use_advisor:
+            self.bundle = load_advisor(self.root, self.market, self.config, seed=self.seed, resume=self.resume)
+        self.timings["advisor_setup_s"] = round(time.perf_counter() - started, 3)
+        self.recorder = recorder_for(self.root, self.market, self.config, self.arrays, run_id=self.run_id,
+                                     recent_maxlen=stage1.refinement.recent_records) if self.bundle else None
+        fns = env_fns(self.root, self.market, self.config, self.arrays, n_envs=s.n_envs, seed=self.seed,
+                      split="train")
+        source = LLMAdviceSource(self.bundle.advisor) if self.bundle else None
+        self.advice_env = advice_vec_env(fns, stage1, source=source, recorder=self.recorder,
+                                          interval_bars=s.interval_bars)
+        self._model_and_stats()
+        self.model.set_logger(configure(str(self.ws.stage1_tensorboard_dir(self.market)), ["tensorboard"]))
+        checkpointer = Checkpointer(self.checkpoints_dir, s.checkpoint_every_steps, self.model.num_timesteps)
+        refiner = None
+        if self.bundle is not None and stage1.refinement.enabled:
+            refiner = Refiner(
+                advisor=self.bundle.advisor, recorder=self.recorder, config=self.config,
+                base_dir=self.bundle.base_dir, adapter_path=self.bundle.adapter_path,
+                out_dir=self.ws.stage1_lora_dir(self.market), every_steps=s.refinement_every_steps,
+                recent_records=s.refinement_recent_records, min_records=s.refinement_min_records,
+                epochs=s.refinement_epochs, seed=self.seed,
+            )
+        self.callback = Stage1Callback(
+            advice_env=self.advice_env, vecnorm=self.vecnorm, recorder=self.recorder, checkpointer=checkpointer,
+            refiner=refiner, progress=None, total_timesteps=s.total_timesteps,
+        )
+
+    def _model_and_stats(self) -> None:
+        from sb3_contrib import MaskablePPO
+
+        from tradelab.stage1.callbacks import Checkpointer
+        from tradelab.stage1.setup import new_model
+        from tradelab.stage1.vec import normalized
+        from tradelab.stage1.vecnorm import SlotPreservingVecNormalize
+
+        latest = Checkpointer.latest(self.checkpoints_dir) if self.resume else None
+        if latest is None:
+            if self.resume:
+                log.info("stage1 --resume: no checkpoint under %s, starting fresh", self.checkpoints_dir)
+            self.vecnorm = normalized(self.advice_env, self.config.ppo)
+            self.model = new_model(self.vecnorm, self.config, self.settings, seed=self.seed)
+            self.resumed_from = None
+            return
+        model_path, stats_path, steps = latest
+        self.vecnorm = SlotPreservingVecNormalize.load(str(stats_path), self.advice_env)
+        self.vecnorm.training = True
+        self.model = MaskablePPO.load(str(model_path), env=self.vecnorm, device=self.config.ppo.device)
+        self.model.set_random_seed(self.seed + steps)
+        self.resumed_from = str(model_path)
+        log.info("stage1 resuming from %s (%d steps)", model_path, steps)
+
+    # --- train ---------------------------------------------------------------------------------------------------
+    def learn(self, progress: Callable[[int, int], None] | None) -> None:
+        """Train until ``total_timesteps`` env steps (counting those of a resumed checkpoint)."""
+        self.callback.progress = progress
+        remaining = self.settings.total_timesteps - int(self.model.num_timesteps)
+        started = time.perf_counter()
+        if remaining > 0:
+            self.model.learn(remaining, callback=self.callback, reset_num_timesteps=self.resumed_from is None)
+        self.timings["learn_s"] = round(time.perf_counter() - started, 3)
+
+    def finish(self) -> dict[str, Any]:
+        """Save the final model, statistics and adapter, flush the buffer; return the run summary."""
+        from tradelab.stage1.callbacks import save_model
+
+        save_model(self.model, self.vecnorm, self.ppo_dir / "final.zip", self.ppo_dir / "vecnormalize.pkl")
+        self.close_buffer()
+        self._export_adapter()
+        self.timings["total_s"] = round(time.perf_counter() - self._t0, 3)
+        return self.summary("completed")
+
+    def _export_adapter(self) -> None:
+        """Make sure ``stage1_lora`` holds the adapter in use at the end (a copy when no refinement ran)."""
+        if self.bundle is None:
+            return
+        lora = self.ws.stage1_lora_dir(self.market)
+        current = Path(self.bundle.advisor.adapter_path or self.bundle.adapter_path)
+        if current.resolve() != lora.resolve():
+            if lora.exists():
+                shutil.rmtree(lora)
+            shutil.copytree(current, lora)
+
+    def save_interrupted(self) -> None:
+        """Checkpoint at the current step and flush the buffer (``outcome: null`` for unresolved records)."""
+        if self.model is not None and self.vecnorm is not None:
+            try:
+                self.callback.checkpointer.save(self.model, self.vecnorm, int(self.model.num_timesteps))
+            except Exception:  # noqa: BLE001 - the interrupt is what gets reported; the buffer must still flush
+                log.exception("stage1: could not save the interrupt checkpoint")
+        self.close_buffer()
+
+    def close_buffer(self) -> None:
+        """Write every resolved and pending experience record (idempotent)."""
+        if self.recorder is not None and not self._buffer_closed:
+            self._buffer_closed = True
+            self.recorder.close()
+
+    # --- report --------------------------------------------------------------------------------------------------
+    def _stats(self) -> dict[str, Any]:
+        if self.advice_env is None:
+            return {"llm_stats": None, "hybrid_stats": None}
+        stats = self.advice_env.stats.summary()
+        if self.bundle is not None:
+            stats["llm_stats"]["advisor"] = self.bundle.advisor.stats.to_dict()
+        history = self.callback.refiner.history if self.callback and self.callback.refiner else []
+        stats["llm_stats"]["refinements"] = history
+        return stats
+
+    def manifest_fields(self, status: str) -> dict[str, Any]:
+        """The full ``stage1`` section for ``status``."""
+        from tradelab.advisor.prompts import template_hash
+
+        exp_path = self.ws.experience_path(self.market)
+        samples, with_outcome = count_experience(exp_path)
+        lora = self.ws.stage1_lora_dir(self.market)
+        has_lora = (lora / "adapter_config.json").is_file()
+        stats = self._stats()
+        base = None
+        if self.bundle is not None:
+            base = self.bundle.advisor.model_info()
+        return stage1_section(
+            status=status, started_at=self.started_at,
+            completed_at=utc_now() if status == "completed" else None, test_mode=self.test_mode,
+            total_timesteps=int(self.model.num_timesteps) if self.model is not None else 0, seed=self.seed,
+            config_hash=config_hash(self.config), git_sha=git_sha(), versions=package_versions(),
+            model_checkpoint=str(self.ppo_dir / "final.zip"), vecnormalize_path=str(self.ppo_dir / "vecnormalize.pkl"),
+            checkpoints_dir=str(self.checkpoints_dir), base_model=base,
+            lora_adapter_path=str(lora) if has_lora else None, adapter_sha256=sha256_dir(lora) if has_lora else None,
+            experience_path=str(exp_path), experience_samples=samples, experience_with_outcome=with_outcome,
+            llm_stats=stats["llm_stats"], hybrid_stats=stats["hybrid_stats"],
+            prompts={"system": self.config.llm.prompts.system, "template_hash": template_hash(self.config)},
+        )
+
+    def summary(self, status: str) -> dict[str, Any]:
+        """What :func:`run_stage1` returns: the ``stage1`` manifest fields plus this run's own figures.
+
+        ``experience_samples`` / ``experience_with_outcome`` count the whole JSONL (every run); ``experiences`` /
+        ``with_outcome`` count what this run wrote.
+        """
+        stats = self._stats()
+        rec = self.recorder
+        fields = self.manifest_fields(status)
+        return {
+            **{k: fields[k] for k in _SUMMARY_MANIFEST_KEYS},
+            "market": self.market, "status": status, "run_id": self.run_id, "test_mode": self.test_mode,
+            "timesteps": int(self.model.num_timesteps), "resumed_from": self.resumed_from,
+            "experiences": rec.written if rec else 0, "with_outcome": rec.written_with_outcome if rec else 0,
+            "paths": {
+                "model": str(self.ppo_dir / "final.zip"), "vecnormalize": str(self.ppo_dir / "vecnormalize.pkl"),
+                "checkpoints": str(self.checkpoints_dir), "experience": str(self.ws.experience_path(self.market)),
+                "adapter": str(self.ws.stage1_lora_dir(self.market)) if self.bundle else None,
+                "tensorboard": str(self.ws.stage1_tensorboard_dir(self.market)),
+                "manifest": str(self.ws.manifest_path(self.market)),
+            },
+            "timings": dict(self.timings), "llm_stats": stats["llm_stats"], "hybrid_stats": stats["hybrid_stats"],
+        }

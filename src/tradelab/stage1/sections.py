@@ -1,0 +1,64 @@
+"""The manifest's ``data`` and ``stage1`` sections (ARCHITECTURE.md §11) as Stage 1 writes them."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from tradelab.io import sha256_file
+from tradelab.paths import Workspace
+
+_NY = ZoneInfo("America/New_York")
+
+STAGE1_KEYS: tuple[str, ...] = (
+    "status", "started_at", "completed_at", "test_mode", "total_timesteps", "seed", "config_hash", "git_sha",
+    "versions", "model_checkpoint", "vecnormalize_path", "checkpoints_dir", "base_model", "lora_adapter_path",
+    "adapter_sha256", "experience_path", "experience_samples", "experience_with_outcome", "llm_stats",
+    "hybrid_stats", "prompts",
+)
+"""Every key of the ``stage1`` section, in the order of ARCHITECTURE.md §11."""
+
+
+def _iso_ny(ns: int) -> str:
+    return datetime.fromtimestamp(int(ns) / 1e9, tz=timezone.utc).astimezone(_NY).isoformat()
+
+
+def data_section(root: str | Path, market: str, arrays: Any) -> dict[str, Any]:
+    """``{bars_path, sha256, rows, start, end, train_end, holdout_start}`` for the market's bar file."""
+    bars = Workspace.at(root).bars_path(market)
+    ts = arrays.timestamps_ns
+    split = int(arrays.split_index)
+    return {
+        "bars_path": str(bars),
+        "sha256": sha256_file(bars),
+        "rows": int(len(arrays)),
+        "start": _iso_ny(ts[0]),
+        "end": _iso_ny(ts[-1]),
+        "train_end": _iso_ny(ts[split - 1]),
+        "holdout_start": _iso_ny(ts[split]) if split < len(arrays) else None,
+    }
+
+
+def count_experience(path: Path) -> tuple[int, int]:
+    """``(records, records_with_outcome)`` in the experience JSONL (0, 0 when it does not exist)."""
+    if not path.is_file():
+        return 0, 0
+    total = with_outcome = 0
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            total += 1
+            with_outcome += json.loads(line).get("outcome") is not None
+    return total, with_outcome
+
+
+def stage1_section(**fields: Any) -> dict[str, Any]:
+    """A complete ``stage1`` section: every key of :data:`STAGE1_KEYS` (missing ones are None)."""
+    unknown = set(fields) - set(STAGE1_KEYS)
+    if unknown:
+        raise ValueError(f"unknown stage1 manifest keys {sorted(unknown)}")
+    return {key: fields.get(key) for key in STAGE1_KEYS}

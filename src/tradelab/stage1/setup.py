@@ -1,0 +1,154 @@
+"""Building the pieces of a Stage 1 run from config: settings, advisor + adapter, recorder, env stack, PPO model."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tradelab.paths import Workspace
+
+log = logging.getLogger(__name__)
+
+WARM_ADAPTER_DIR = "stage1_warm_lora"
+"""Folder under ``models/phase3_hybrid/<MKT>/`` holding the warm-started adapter that refinement starts from."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The effective Stage 1 settings after test-mode overrides."""
+
+    n_envs: int
+    n_steps: int
+    batch_size: int
+    n_epochs: int
+    net_arch: dict[str, list[int]]
+    total_timesteps: int
+    checkpoint_every_steps: int
+    interval_bars: int
+    refinement_every_steps: int
+    refinement_min_records: int
+    refinement_recent_records: int
+    refinement_epochs: int
+
+
+def run_settings(config: Any, *, test_mode: bool, total_timesteps: int | None) -> RunSettings:
+    """Resolve ``ppo`` and ``stage1`` with the ``test`` overrides when ``test_mode``; ``total_timesteps`` wins."""
+    ppo, stage1 = config.ppo, config.stage1
+    src = ppo.test if test_mode else ppo
+    refinement = stage1.refinement
+    return RunSettings(
+        n_envs=src.n_envs,
+        n_steps=src.n_steps,
+        batch_size=src.batch_size,
+        n_epochs=src.n_epochs,
+        net_arch={"pi": list(src.net_arch.pi), "vf": list(src.net_arch.vf)},
+        total_timesteps=int(total_timesteps or src.total_timesteps),
+        checkpoint_every_steps=src.checkpoint_every_steps,
+        interval_bars=stage1.test.interval_bars if test_mode else stage1.query.interval_bars,
+        refinement_every_steps=stage1.test.refinement_every_steps if test_mode else refinement.every_steps,
+        refinement_min_records=stage1.test.refinement_min_records if test_mode else refinement.min_records,
+        refinement_recent_records=(stage1.test.refinement_recent_records if test_mode
+                                   else refinement.recent_records),
+        refinement_epochs=stage1.test.refinement_epochs if test_mode else refinement.epochs,
+    )
+
+
+@dataclass
+class AdvisorBundle:
+    """The loaded advisor and where its adapter came from."""
+
+    advisor: Any
+    base_dir: Path
+    adapter_path: Path
+
+
+def initial_adapter(root: Path, market: str, config: Any, *, seed: int, resume: bool) -> Path:
+    """The adapter Stage 1 starts from.
+
+    ``llm.adapter_path`` when set; on resume the last refined ``stage1_lora``; else the market's warm-started adapter,
+    created with :func:`tradelab.advisor.train.warm_start` when missing.
+    """
+    from tradelab.advisor.load import resolve_adapter_dir
+    from tradelab.advisor.train import warm_start
+
+    ws = Workspace.at(root)
+    if config.llm.adapter_path:
+        return resolve_adapter_dir(config.llm.adapter_path, root)
+    lora = ws.stage1_lora_dir(market)
+    if resume and (lora / "adapter_config.json").is_file():
+        return lora
+    warm = ws.market_model_dir(market) / WARM_ADAPTER_DIR
+    if not (warm / "adapter_config.json").is_file():
+        log.info("warm-starting the advisor adapter for %s at %s", market, warm)
+        warm_start(root, config, seed=seed, out_dir=warm)
+    return warm
+
+
+def load_advisor(root: Path, market: str, config: Any, *, seed: int, resume: bool) -> AdvisorBundle:
+    """The base model (built if it is the tiny default) with the initial adapter applied."""
+    from tradelab.advisor.generate import Advisor
+    from tradelab.advisor.load import resolve_model_dir
+
+    base_dir = resolve_model_dir(config.llm.model, root, config)
+    adapter = initial_adapter(root, market, config, seed=seed, resume=resume)
+    return AdvisorBundle(Advisor(config, root, adapter_path=adapter), base_dir, adapter)
+
+
+def recorder_for(root: Path, market: str, config: Any, arrays: Any, *, run_id: str, recent_maxlen: int) -> Any:
+    """The experience recorder for the market's train split."""
+    from tradelab.env.tables import get_tables
+    from tradelab.markets import contract_spec
+    from tradelab.stage1.experience import ExperienceRecorder
+    from tradelab.stage1.forward import ForwardSlicer
+    from tradelab.tradesim import Costs
+
+    rules = config.env.rules
+    spec = contract_spec(config, market)
+    tables = get_tables(arrays, window_bars=config.env.window_bars, entry_cutoff=rules.entry_cutoff,
+                        flatten_time=rules.flatten_time, session_end=spec.session_end)
+    slicer = ForwardSlicer(arrays, int(arrays.split_index), config.env.forward_horizon_bars, tables.forced_exit)
+    rule_dict = {
+        "stop_atr": rules.stop_atr, "target_r": rules.target_r, "trail_atr": rules.trail_atr,
+        "be_buffer_ticks": rules.be_buffer_ticks, "flatten_time": rules.flatten_time,
+        "entry_cutoff": rules.entry_cutoff, "atr_period_bars": rules.atr_period_bars,
+        "trailing_drawdown_usd": rules.trailing_drawdown_usd, "daily_loss_limit_usd": rules.daily_loss_limit_usd,
+    }
+    return ExperienceRecorder(
+        Workspace.at(root).experience_path(market), market=market, run_id=run_id, slicer=slicer,
+        contract=Costs.from_spec(spec).to_dict(), rules=rule_dict,
+        flush_every=config.stage1.experience.flush_every_records, recent_maxlen=recent_maxlen,
+    )
+
+
+def env_fns(root: Path, market: str, config: Any, arrays: Any, *, n_envs: int, seed: int, split: str) -> list:
+    """Constructors of ``n_envs`` seeded envs over the same arrays."""
+    from tradelab.env import make_env
+
+    return [
+        (lambda i=i: make_env(market, root, split=split, seed=seed + i, config=config, arrays=arrays))
+        for i in range(n_envs)
+    ]
+
+
+def new_model(vecnorm: Any, config: Any, settings: RunSettings, *, seed: int) -> Any:
+    """A fresh MaskablePPO with the fusion policy."""
+    import torch as th
+    from sb3_contrib import MaskablePPO
+
+    from tradelab.stage1.policy import FusionPolicy
+
+    ppo, stage1 = config.ppo, config.stage1
+    policy_kwargs = {
+        "net_arch": dict(settings.net_arch),
+        "activation_fn": th.nn.Tanh if ppo.activation == "tanh" else th.nn.ReLU,
+        "llm_weight": float(stage1.llm_weight),
+        "confidence_floor": float(stage1.confidence_floor),
+    }
+    return MaskablePPO(
+        FusionPolicy, vecnorm, n_steps=settings.n_steps, batch_size=settings.batch_size, n_epochs=settings.n_epochs,
+        learning_rate=ppo.learning_rate, gamma=ppo.gamma, gae_lambda=ppo.gae_lambda, clip_range=ppo.clip_range,
+        ent_coef=ppo.ent_coef, vf_coef=ppo.vf_coef, max_grad_norm=ppo.max_grad_norm, policy_kwargs=policy_kwargs,
+        seed=seed, device=ppo.device, verbose=0,
+    )

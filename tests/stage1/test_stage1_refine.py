@@ -1,0 +1,54 @@
+"""Hindsight labels for adapter refinement: scored actions, target answer, advantage weight."""
+
+from __future__ import annotations
+
+import pytest
+from stage1_fakes import COSTS, RULES
+
+from tradelab.advisor.parse import parse_advice
+from tradelab.stage1.refine import MAX_WEIGHT_R, hindsight_example, score_actions
+
+
+def _record(advised: str | None, parse_ok: bool = True) -> dict:
+    context = {"market": "NQ", "close": 100.0, "trend": "up", "momentum": 61.0, "vwap_distance_atr": 0.7,
+               "volatility": "normal", "position": {"side": "flat"}}
+    return {
+        "prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+        "advice": {"action": advised, "parse_ok": parse_ok, "error": None if parse_ok else "no_action"},
+        "allowed_actions": ["HOLD", "BUY", "SELL"],
+        "position": {"side": "flat", "entry_price": None, "stop": None, "target": None, "trail_on": False,
+                     "unrealized_pnl": 0.0, "bars_in_trade": 0},
+        "market_context": context,
+        # a long entry at 100.25 reaches its 103.25 target in bar 3; a short from 99.75 is stopped out in bar 1
+        "forward": {"horizon_bars": 4, "open": [100.0, 101.0, 103.0, 104.0], "high": [101.5, 102.0, 107.0, 105.0],
+                    "low": [99.5, 100.0, 102.5, 103.0], "close": [101.0, 102.0, 104.0, 104.0], "atr": 1.0},
+        "contract": COSTS.to_dict(),
+        "rules": {**RULES.to_dict(), "flatten_after_bars": None},
+        "outcome": {"pnl": 0.0},
+    }
+
+
+def test_scores_replay_every_allowed_action() -> None:
+    scores = score_actions(_record("HOLD"))
+    assert scores["HOLD"] == 0.0
+    assert scores["BUY"] == pytest.approx(56.0 / 30.0)
+    assert scores["SELL"] < -1.0
+
+
+def test_target_is_hindsight_best_with_advantage_weight() -> None:
+    messages, target, weight = hindsight_example(_record("HOLD"), min_weight=0.05)
+    advice = parse_advice(target)
+    assert advice.action == "BUY" and 0.5 < advice.confidence <= 0.95
+    assert "trend up" in advice.reason and "103" not in target, "the reason uses only decision-time values"
+    assert weight == pytest.approx(56.0 / 30.0)
+    assert messages[1]["content"] == "u"
+    assert hindsight_example(_record("SELL"), 0.05)[2] == MAX_WEIGHT_R
+    assert hindsight_example(_record(None, parse_ok=False), 0.05)[2] == MAX_WEIGHT_R
+
+
+def test_correct_advice_gets_the_floor_weight_or_is_dropped() -> None:
+    assert hindsight_example(_record("BUY"), min_weight=0.05)[2] == 0.05
+    assert hindsight_example(_record("BUY"), min_weight=0.0) is None
+    empty = _record("BUY")
+    empty["forward"] = {"horizon_bars": 0, "open": [], "high": [], "low": [], "close": [], "atr": 1.0}
+    assert hindsight_example(empty, 0.05) is None

@@ -1,0 +1,163 @@
+"""run_stage1 end to end (tiny): outputs, manifest, adapter refinement, interrupt + resume, HybridAgent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tradelab.errors import StageNotReady
+from tradelab.io import sha256_dir
+from tradelab.manifest import load_manifest
+from tradelab.paths import Workspace
+from tradelab.stage1.sections import STAGE1_KEYS
+from tradelab.stage1.setup import WARM_ADAPTER_DIR
+from tradelab.stage1.train import run_stage1
+
+pytestmark = pytest.mark.slow
+STEPS = 512
+
+
+@pytest.fixture(scope="module")
+def trained(make_root, stage1_config) -> tuple[Path, dict]:
+    root = make_root()
+    calls = []
+    summary = run_stage1(root, "NQ", stage1_config, test_mode=True, total_timesteps=STEPS,
+                         progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (STEPS, STEPS)
+    return root, summary
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def test_outputs_and_complete_manifest(trained) -> None:
+    root, summary = trained
+    ws = Workspace.at(root)
+    ppo = ws.ppo_dir("NQ")
+    assert (ppo / "final.zip").is_file() and (ppo / "vecnormalize.pkl").is_file()
+    assert sorted(p.name for p in (ppo / "checkpoints").glob("*.zip"))
+    assert list(ws.stage1_tensorboard_dir("NQ").rglob("events.out.tfevents*"))
+    manifest = load_manifest(root, "NQ")
+    stage1 = manifest["stage1"]
+    assert set(STAGE1_KEYS) <= set(stage1)
+    assert stage1["status"] == "completed" and stage1["total_timesteps"] == STEPS and stage1["test_mode"] is True
+    missing = [k for k in STAGE1_KEYS if stage1[k] is None]
+    assert not missing, f"stage1 keys left empty: {missing}"
+    assert set(stage1["base_model"]) == {"name", "local_path", "smoke_test_model"}
+    assert set(stage1["prompts"]) == {"system", "template_hash"}
+    assert stage1["adapter_sha256"] == sha256_dir(ws.stage1_lora_dir("NQ"))
+    assert set(manifest["data"]) == {"bars_path", "sha256", "rows", "start", "end", "train_end", "holdout_start"}
+    records = [json.loads(x) for x in _lines(ws.experience_path("NQ"))]
+    assert stage1["experience_samples"] == len(records) == summary["experiences"] > 0
+    with_outcome = [r for r in records if r["outcome"] is not None]
+    assert stage1["experience_with_outcome"] == len(with_outcome) > 0.5 * len(records)
+    assert stage1["llm_stats"]["queries"] >= len(records) and stage1["hybrid_stats"]["decisions"] == STEPS
+    assert {"total_timesteps", "experience_samples", "experience_with_outcome", "model_checkpoint",
+            "lora_adapter_path", "experience_path", "timings", "llm_stats", "hybrid_stats", "paths"} <= set(summary)
+    split = manifest["data"]
+    assert all(r["bar_index"] + r["forward"]["horizon_bars"] < split["rows"] for r in records)
+
+
+def test_records_name_the_adapter_that_answered(trained) -> None:
+    root, summary = trained
+    ws = Workspace.at(root)
+    records = [json.loads(x) for x in _lines(ws.experience_path("NQ"))]
+    adapters = {r["adapter"]["path"] for r in records}
+    assert str(ws.market_model_dir("NQ") / WARM_ADAPTER_DIR) in adapters
+    assert str(ws.stage1_lora_dir("NQ")) in adapters, "queries after a refinement use the refined adapter"
+    assert summary["llm_stats"]["refinements"] and summary["llm_stats"]["refinements"][0]["examples"] > 0
+
+
+def test_refined_adapter_changed_and_reloads_with_peft(trained) -> None:
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    root, _ = trained
+    ws = Workspace.at(root)
+    lora, warm = ws.stage1_lora_dir("NQ"), ws.market_model_dir("NQ") / WARM_ADAPTER_DIR
+    refined = load_file(str(lora / "adapter_model.safetensors"))
+    original = load_file(str(warm / "adapter_model.safetensors"))
+    assert refined.keys() == original.keys()
+    assert any(not torch.equal(refined[k], original[k]) for k in refined)
+    base = AutoModelForCausalLM.from_pretrained(ws.tiny_advisor_dir(), local_files_only=True)
+    model = PeftModel.from_pretrained(base, lora)
+    loaded = {k: v for k, v in model.state_dict().items() if "lora_" in k}
+    assert len(loaded) == len(refined)
+
+
+def test_hybrid_agent_acts_with_and_without_advisor(trained, stage1_config) -> None:
+    from tradelab.env import make_env
+    from tradelab.stage1.agent import HybridAgent
+
+    root, _ = trained
+    for use_advisor in (True, False):
+        agent = HybridAgent.from_workspace(root, "NQ", stage1_config, adapter_path=None, use_advisor=use_advisor)
+        env = make_env("NQ", root, split="holdout", seed=3, config=stage1_config)
+        obs, info = env.reset()
+        agent.reset()
+        advice_seen = []
+        for _ in range(40):
+            mask = env.action_masks()
+            action, advice = agent.act(obs, info, mask)
+            assert mask[action]
+            advice_seen.append(advice)
+            obs, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                break
+        if use_advisor:
+            assert advice_seen[0] is not None and {"action", "confidence", "response"} <= set(advice_seen[0])
+            assert 1 < sum(a is not None for a in advice_seen) < len(advice_seen)
+        else:
+            assert all(a is None for a in advice_seen)
+
+
+def test_interrupted_run_keeps_its_buffer_and_resume_appends(make_root, stage1_config) -> None:
+    root = make_root()
+    ws = Workspace.at(root)
+
+    def interrupt(done: int, total: int) -> None:
+        if done >= 300:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stage1(root, "NQ", stage1_config, test_mode=True, total_timesteps=STEPS, progress=interrupt)
+    stage1 = load_manifest(root, "NQ")["stage1"]
+    assert stage1["status"] == "interrupted"
+    before = _lines(ws.experience_path("NQ"))
+    assert before and stage1["experience_samples"] == len(before)
+    assert any(json.loads(x)["outcome"] is None for x in before), "pending records are flushed with outcome null"
+    checkpoints = sorted((ws.ppo_dir("NQ") / "checkpoints").glob("*.zip"))
+    assert checkpoints and checkpoints[-1].name == "stage1_000000300_steps.zip"
+
+    summary = run_stage1(root, "NQ", stage1_config, test_mode=True, total_timesteps=STEPS, resume=True)
+    assert summary["resumed_from"].endswith("stage1_000000300_steps.zip")
+    assert summary["timesteps"] >= STEPS
+    after = _lines(ws.experience_path("NQ"))
+    assert len(after) > len(before) and after[: len(before)] == before
+    assert load_manifest(root, "NQ")["stage1"]["status"] == "completed"
+
+
+def test_missing_data_names_the_commands(tmp_path, stage1_config) -> None:
+    with pytest.raises(StageNotReady, match="data generate --market NQ.*data import"):
+        run_stage1(tmp_path, "NQ", stage1_config, test_mode=True)
+
+
+def test_same_seed_same_rollout(make_root) -> None:
+    """Two fresh runs with the same seed take the same actions (their experience records match)."""
+    from tradelab.config import load_config
+
+    config = load_config(overrides={"stage1.refinement.enabled": False})
+    firsts = []
+    for _ in range(2):
+        root = make_root()
+        run_stage1(root, "NQ", config, test_mode=True, total_timesteps=128)
+        records = [json.loads(x) for x in _lines(Workspace.at(root).experience_path("NQ"))]
+        firsts.append([(r["bar_index"], r["action_taken"], r["response"]) for r in records])
+    assert firsts[0] == firsts[1] and len(firsts[0]) > 4
+    assert np.all([a is not None for _, a, _ in firsts[0][:4]])

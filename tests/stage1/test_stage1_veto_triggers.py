@@ -1,0 +1,77 @@
+"""Risk veto rules, query triggers and the slot-preserving VecNormalize."""
+
+from __future__ import annotations
+
+import numpy as np
+from stage1_fakes import FakeTradingEnv, make_arrays
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from tradelab.stage1.slots import SLOT_SIZE
+from tradelab.stage1.triggers import QueryScheduler, TriggerRules
+from tradelab.stage1.vecnorm import SlotPreservingVecNormalize
+from tradelab.stage1.veto import VETO_DAILY_LOSS, VETO_DRAWDOWN, VETO_LOSS_STREAK, VetoRules, VetoTracker
+
+RULES = VetoRules(max_consecutive_losses=3, loss_streak_pause_bars=5, min_drawdown_buffer_usd=500.0,
+                  daily_loss_stop_usd=800.0)
+ENTRY_MASK = np.array([True, True, True, False, False, False])
+
+
+def _ctx(losses=0, buffer=2500.0, daily=0.0, side="flat") -> dict:
+    return {"position": {"side": side}, "account": {"consecutive_losses": losses, "drawdown_buffer": buffer,
+                                                    "daily_pnl": daily}}
+
+
+def test_each_rule_removes_entries_and_keeps_hold() -> None:
+    for ctx, reason in ((_ctx(losses=3), VETO_LOSS_STREAK), (_ctx(buffer=499.0), VETO_DRAWDOWN),
+                        (_ctx(daily=-800.0), VETO_DAILY_LOSS)):
+        mask, reasons = RULES.apply(ENTRY_MASK, ctx)
+        assert reasons == [reason]
+        assert mask.tolist() == [True, False, False, False, False, False]
+    mask, reasons = RULES.apply(ENTRY_MASK, _ctx(losses=2, buffer=500.0, daily=-799.0))
+    assert reasons == [] and mask.tolist() == ENTRY_MASK.tolist()
+    in_trade = np.array([True, False, False, True, True, False])
+    mask, reasons = RULES.apply(in_trade, _ctx(losses=9, side="long"))
+    assert reasons == [] and mask.tolist() == in_trade.tolist(), "management of an open trade is never vetoed"
+
+
+def test_loss_streak_veto_pauses_then_reopens_and_new_loss_restarts_it() -> None:
+    tracker = VetoTracker(1, RULES)
+    vetoed = [bool(tracker.apply(0, ENTRY_MASK, _ctx(losses=3), episode_start=False)[1]) for _ in range(7)]
+    assert vetoed == [True] * 5 + [False] * 2
+    assert tracker.apply(0, ENTRY_MASK, _ctx(losses=4), episode_start=False)[1] == [VETO_LOSS_STREAK]
+
+
+def test_triggers_interval_cooldown_position_entropy_piggyback() -> None:
+    rules = TriggerRules(interval_bars=6, on_position_change=True, entropy_threshold=1.0, cooldown_bars=2)
+    sched = QueryScheduler(3, rules)
+    assert sched.due(["flat"] * 3, [True] * 3) == ["episode_start"] * 3
+    sched.mark_queried([0, 1, 2])
+    assert sched.due(["long", "flat", "flat"], [False] * 3) == [None] * 3, "cooldown blocks a position change"
+    sched.due(["long", "flat", "flat"], [False] * 3)
+    assert sched.due(["flat", "flat", "flat"], [False] * 3)[0] == "position_change"
+    sched.mark_queried([0])
+    sched.set_entropy(np.array([0.0, 0.5, 1.5]))
+    due = sched.due(["flat"] * 3, [False] * 3)
+    assert due[2] == "entropy" and due[1] == "piggyback" and due[0] is None
+    sched.mark_queried([1, 2])
+    sched.set_entropy(np.zeros(3))
+    out = [sched.due(["flat"] * 3, [False] * 3) for _ in range(5)]
+    assert out[:4] == [[None] * 3] * 4
+    assert out[4] == ["interval", "piggyback", "piggyback"], "env 0 hits 6 bars; the others (5 bars) join"
+
+
+def test_vecnormalize_leaves_slots_raw_and_round_trips(tmp_path) -> None:
+    arrays = make_arrays()
+    venv = DummyVecEnv([lambda: FakeTradingEnv(arrays, seed=1)])
+    vec = SlotPreservingVecNormalize(venv, norm_reward=False)
+    vec.reset()
+    for _ in range(20):
+        vec.step(np.array([0]))
+    raw = np.full((2, venv.observation_space.shape[0]), 7.0, dtype=np.float32)
+    raw[:, -SLOT_SIZE:] = np.array([0, 0.8, 0, 0, 0, 0, 3, 1], dtype=np.float32)
+    out = vec.normalize_obs(raw)
+    np.testing.assert_array_equal(out[:, -SLOT_SIZE:], raw[:, -SLOT_SIZE:])
+    assert not np.allclose(out[:, :-SLOT_SIZE], raw[:, :-SLOT_SIZE])
+    vec.save(str(tmp_path / "v.pkl"))
+    loaded = SlotPreservingVecNormalize.load(str(tmp_path / "v.pkl"), venv)
+    np.testing.assert_array_equal(loaded.normalize_obs(raw), out)
