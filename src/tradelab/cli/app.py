@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_command(args, out)
     except TradelabError as exc:
-        log.error("%s: %s", type(exc).__name__, exc)
+        # A wrapped unexpected error keeps its traceback in the log (never on screen).
+        log.error("%s: %s", type(exc).__name__, exc, exc_info=exc.__cause__ is not None)
         err.print(f"error: {exc}", markup=False)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -48,7 +48,7 @@ def _stage1(args: argparse.Namespace, out: Console) -> int:
     with render.progress_bar(out, f"Stage 1 {args.market}: PPO timesteps") as progress:
         summary = stages.stage1(args.root, args.market, test_mode=args.test, timesteps=args.timesteps,
                                 resume=args.resume, config=cfg, progress=progress)
-    out.print(render.kv_table(f"{args.market}: Stage 1", summary))
+    out.print(render.stage1_table(args.market, summary))
     return 0
 
 

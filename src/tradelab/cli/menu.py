@@ -78,7 +78,7 @@ class Menu:
             render.error_panel(self.out, "Stopped. Partial results were saved where the stage supports it.",
                                title="Interrupted")
         except TradelabError as exc:
-            log.error("%s: %s", type(exc).__name__, exc)
+            log.error("%s: %s", type(exc).__name__, exc, exc_info=exc.__cause__ is not None)
             render.error_panel(self.out, str(exc))
         except Exception as exc:  # keep the menu alive; the traceback goes to the log, never to the screen
             log.exception("unexpected error in the menu")
@@ -133,7 +133,7 @@ class Menu:
         with render.progress_bar(self.out, f"Stage 1 {market}: PPO timesteps") as progress:
             summary = stages.stage1(self.root, market, test_mode=test_mode, timesteps=timesteps, resume=resume,
                                     config=self.config, progress=progress)
-        self.out.print(render.kv_table(f"{market}: Stage 1", summary))
+        self.out.print(render.stage1_table(market, summary))
         self.out.print(f"Logs: {self.ws.app_log()}  TensorBoard: {self.ws.stage1_tensorboard_dir(market)}")
 
     def stage2(self) -> None:

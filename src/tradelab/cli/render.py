@@ -63,6 +63,25 @@ def preflight_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def stage1_table(market: str, summary: dict[str, Any]) -> Table:
+    """Stage 1 result: the figures a researcher checks first, then where everything went."""
+    llm = summary.get("llm_stats") or {}
+    hybrid = summary.get("hybrid_stats") or {}
+    brief: dict[str, Any] = {
+        "status": summary.get("status"),
+        "timesteps": summary.get("timesteps"),
+        "experiences (with outcome)": f"{summary.get('experiences')} ({summary.get('with_outcome')})",
+        "advisor queries / mean batch": f"{llm.get('queries')} / {llm.get('mean_batch_size')}",
+        "advisor parse rate": llm.get("parse_rate"),
+        "agreement with PPO argmax": hybrid.get("agreement_with_argmax"),
+        "vetoes": hybrid.get("vetoes"),
+        "refinements": len(llm.get("refinements") or summary.get("refinements") or []),
+        "time (s)": (summary.get("timings") or {}).get("total_s"),
+    }
+    brief.update(summary.get("paths") or {})
+    return kv_table(f"{market}: Stage 1", brief)
+
+
 def stage2_tables(market: str, summary: dict[str, Any]) -> list[Table]:
     """Stage 2 result: preflight checks, then where the datasets, the log and the adapter went."""
     tables = [preflight_table(summary["preflight"])] if summary.get("preflight") else []

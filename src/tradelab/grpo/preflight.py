@@ -160,6 +160,12 @@ def _compose(plan: base.LaunchPlan, probe: dict[str, Any], settings: Any, checks
     if not probe["verl"]["importable"]:
         checks.append(Check("config_compose", SKIP, "verl is not importable, so the config cannot be composed"))
         return None
+    found = rules.verl_dialect(probe["verl"], plan.repo_root)
+    if found != plan.dialect:
+        # Composing with the other dialect's schema would report keys the right verl accepts as unknown.
+        checks.append(Check("config_compose", SKIP, f"the launch environment's verl is the {found} dialect, the "
+                            f"{plan.engine} engine needs {plan.dialect}; fix the verl check, then re-run preflight"))
+        return None
     result, error = run_probe(plan, ["compose", "--", *plan.overrides], settings.preflight.compose_timeout_s)
     checks.append(config_checks.compose_check(result, error, plan))
     return (result or {}).get("values") if result and result.get("ok") else None
