@@ -6,7 +6,13 @@ CLI calls.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# The models in tests are tiny: one intra-op thread is faster than two fighting over a 2-core CI box. Set before
+# torch is imported anywhere (subprocesses such as the --test run inherit it).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import pytest
 

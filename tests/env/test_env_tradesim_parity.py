@@ -1,4 +1,4 @@
-"""The env and ``tradesim.simulate_action`` agree on every trade outcome (same timing, exits and costs)."""
+"""The env and ``replay.simulate_action`` agree on every trade outcome (same timing, exits and costs)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from tradelab import ACTION_IDS
 from tradelab.config import load_config
 from tradelab.env import make_env
 from tradelab.marketdata.arrays import MarketArrays
-from tradelab.tradesim import Costs, ExitRules, bars_to_flatten, simulate_action
+from tradelab.replay import bars_to_flatten, simulate_action
+from tradelab.tradesim import Costs, ExitRules
 
 HORIZON_BARS = 400  # longer than a session: every trade ends by a stop, target, trail or the flatten
 

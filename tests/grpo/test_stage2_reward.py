@@ -11,7 +11,8 @@ from stage2_factory import make_record
 
 from tradelab.grpo.ground_truth import build_ground_truth, dumps
 from tradelab.grpo.reward import INVALID_SCORE, SCORE_KEYS, compute_score
-from tradelab.tradesim import Costs, ExitRules, simulate_action
+from tradelab.replay import simulate_action
+from tradelab.tradesim import Costs, ExitRules
 
 ANSWERS = (
     "BUY | 0.8 | trend", "SELL | 0.6 | fade", "HOLD | 0.5 | wait", "<think>up move</think>\nBUY | 0.9 | up",

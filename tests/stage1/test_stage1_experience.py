@@ -12,7 +12,7 @@ from tradelab.stage1.advice_wrapper import closed_trades
 from tradelab.stage1.experience import ExperienceRecorder
 from tradelab.stage1.forward import ForwardSlicer
 from tradelab.stage1.vec import advice_vec_env
-from tradelab.tradesim import simulate_action
+from tradelab.replay import simulate_action
 
 SIX_ACTIONS = ["HOLD", "BUY", "SELL", "MOVE_TO_BE", "ENABLE_TRAIL", "DISABLE_TRAIL"]
 

@@ -1,7 +1,7 @@
 """The verifiable, counterfactual trading reward every Stage 2 engine uses (ARCHITECTURE.md §8).
 
 ``compute_score`` parses the answer with the advisor's parser (a ``<think>`` block may come first), then replays the
-answered action over the recorded forward window with :func:`tradelab.tradesim.simulate_action` -- the env's own
+answered action over the recorded forward window with :func:`tradelab.replay.simulate_action` -- the env's own
 fills, exits and costs -- so any allowed action can be scored, not only the one Stage 1 took.
 
 Score of a well-formed, allowed answer::
@@ -25,7 +25,8 @@ from typing import Any
 
 from tradelab import ACTION_IDS
 from tradelab.advisor.parse import parse_advice
-from tradelab.tradesim import Costs, ExitRules, SimResult, simulate_action
+from tradelab.replay import SimResult, simulate_action
+from tradelab.tradesim import Costs, ExitRules
 
 FORMAT_BONUS = 0.1
 """Added to every well-formed, allowed answer."""

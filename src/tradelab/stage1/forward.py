@@ -52,7 +52,7 @@ class ForwardSlicer:
     def flatten_after_bars(self, bar_index: int) -> int | None:
         """Forward bars after which the env would force an open trade flat, or None if not inside the window.
 
-        That is the first forward bar whose close the env flattens at (``tradesim.simulate_action``'s
+        That is the first forward bar whose close the env flattens at (``replay.simulate_action``'s
         ``flatten_after_bars``).
         """
         start = bar_index + 1

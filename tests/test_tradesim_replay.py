@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from tradelab.replay import position_from_dict, simulate_action
 from tradelab.tradesim import (
     Costs,
     ExitRules,
@@ -15,8 +16,6 @@ from tradelab.tradesim import (
     manage,
     net_pnl_usd,
     open_position,
-    position_from_dict,
-    simulate_action,
     step_bar,
 )
 
@@ -225,10 +224,10 @@ def test_simulate_rejects_bad_input() -> None:
         open_position(1, 100.0, float("nan"), COSTS, RULES)
 
 
-def test_imports_without_pydantic_or_torch() -> None:
+def test_mechanics_and_replay_import_without_pydantic_or_torch() -> None:
     code = (
         "import sys; sys.modules['pydantic'] = None; sys.modules['torch'] = None; "
-        "sys.modules['gymnasium'] = None; sys.modules['pandas'] = None; import tradelab.tradesim"
+        "sys.modules['gymnasium'] = None; sys.modules['pandas'] = None; import tradelab.tradesim, tradelab.replay"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,92 @@
+"""The run directory of a local GRPO run: manifest.json, run_log.jsonl, train_log.jsonl and TensorBoard events."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from tradelab.io import append_jsonl, atomic_write_json
+from tradelab.provenance import utc_now
+
+MANIFEST = "manifest.json"
+RUN_LOG = "run_log.jsonl"
+TRAIN_LOG = "train_log.jsonl"
+TENSORBOARD = "tensorboard"
+SCALARS = ("reward_mean", "reward_std", "format_rate", "kl", "clip_frac", "grad_norm", "loss", "pg_loss",
+           "tokens_per_s", "lr", "soft_step_frac", "answer_tokens", "gpu_mem_gib")
+
+
+def hardware_info() -> dict[str, Any]:
+    """CPU/GPU description for the run manifest."""
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(), "machine": platform.machine(), "processor": platform.processor(),
+        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if torch.cuda.is_available():
+        info["gpus"] = [
+            {"name": torch.cuda.get_device_name(i),
+             "memory_gib": round(torch.cuda.get_device_properties(i).total_memory / 2**30, 1)}
+            for i in range(torch.cuda.device_count())
+        ]
+    return info
+
+
+class RunRecorder:
+    """Writes the run directory's logs; library code never prints, so this is the run's record.
+
+    Args:
+        run_dir: The run directory (created).
+        log_file: Human-readable log file the engine's logger also writes to during the run.
+    """
+
+    def __init__(self, run_dir: Path, log_file: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file = log_file
+        self._handler = logging.FileHandler(log_file, encoding="utf-8")
+        self._handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self._logger = logging.getLogger("tradelab.grpo.local")
+        self._logger.addHandler(self._handler)
+        self._old_level = self._logger.level
+        if self._logger.getEffectiveLevel() > logging.INFO:
+            self._logger.setLevel(logging.INFO)
+        self._writer = SummaryWriter(log_dir=str(run_dir / TENSORBOARD))
+
+    def write_manifest(self, payload: dict[str, Any]) -> None:
+        atomic_write_json(self.run_dir / MANIFEST, payload)
+
+    def event(self, name: str, **fields: Any) -> None:
+        """Append one event to ``run_log.jsonl`` and the log file."""
+        append_jsonl(self.run_dir / RUN_LOG, [{"time": utc_now(), "event": name, **fields}])
+        self._logger.info("%s %s", name, fields)
+
+    def step(self, record: dict[str, Any]) -> None:
+        """Append one step's metrics to ``train_log.jsonl`` and TensorBoard."""
+        append_jsonl(self.run_dir / TRAIN_LOG, [{"time": utc_now(), **record}])
+        for key in SCALARS:
+            value = record.get(key)
+            if isinstance(value, (int, float)):
+                self._writer.add_scalar(f"train/{key}", value, record["step"])
+        for key, value in record.get("timings", {}).items():
+            self._writer.add_scalar(f"timings/{key}", value, record["step"])
+
+    def validation(self, step: int, metrics: dict[str, float]) -> None:
+        self.event("validation", step=step, **metrics)
+        for key, value in metrics.items():
+            self._writer.add_scalar(f"val/{key}", value, step)
+
+    def close(self) -> None:
+        self._writer.flush()
+        self._writer.close()
+        self._logger.removeHandler(self._handler)
+        self._logger.setLevel(self._old_level)
+        self._handler.close()

@@ -1,0 +1,217 @@
+"""One GRPO step (rollout -> reward -> advantages -> old/ref scores -> PPO updates) and validation.
+
+Every random draw of step ``s`` comes from generators seeded by ``(seed, s)``, so a step's rollouts depend only on
+the seed, the step number and the weights: a run resumed from a checkpoint repeats the original run's next steps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tradelab.config.grpo_local_schema import GrpoLocalConfig
+from tradelab.grpo.local.data import PromptRow
+from tradelab.grpo.local.loss import LossSpec, ScoreSpec, grpo_advantages, policy_loss, step_scores
+from tradelab.grpo.local.rewards import RewardFn, score_answers
+from tradelab.grpo.local.rollout import RolloutBatch, SamplingSpec, StopSpec, generate
+
+VAL_STREAM = 1
+ROLLOUT_STREAM = 0
+VAL_CHUNK_ROWS = 64
+
+
+def stream_seed(seed: int, step: int, stream: int) -> int:
+    """A 63-bit seed for (run seed, step, stream) from NumPy's SeedSequence."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, step, stream]).generate_state(2, dtype=np.uint64)[0] >> 1)
+
+
+def sampling_spec(cfg: GrpoLocalConfig, mode: str) -> SamplingSpec:
+    """The rollout sampling settings; ``soft_slots`` is 0 in discrete mode."""
+    soft = cfg.soft
+    return SamplingSpec(
+        temperature=cfg.rollout.temperature, top_k=cfg.rollout.top_k, top_p=cfg.rollout.top_p,
+        soft_slots=soft.top_k if mode == "soft" else 0, gumbel_tau=soft.gumbel_softmax_temperature,
+        noise_factor=soft.noise_factor, noise_min=soft.noise_min, noise_max=soft.noise_max,
+        max_think_tokens=soft.max_think_tokens,
+    )
+
+
+@dataclass
+class StepContext:
+    """What every step needs.
+
+    Attributes:
+        model: The PEFT policy (eval mode).
+        tokenizer: Its tokenizer.
+        cfg: Effective engine settings (test overrides applied).
+        mode: ``soft`` or ``discrete``.
+        stop: Stop/think-end ids.
+        optimizer: AdamW over the adapter.
+        scheduler: LR schedule.
+        params: Trainable parameters (for clipping).
+        reward_fn: ``compute_score``-compatible reward.
+    """
+
+    model: Any
+    tokenizer: Any
+    cfg: GrpoLocalConfig
+    mode: str
+    stop: StopSpec
+    optimizer: Any
+    scheduler: Any
+    params: list[Any]
+    reward_fn: RewardFn
+
+    @property
+    def score_spec(self) -> ScoreSpec:
+        soft = self.cfg.soft
+        return ScoreSpec(self.cfg.rollout.temperature, soft.gumbel_softmax_temperature, soft.noise_min, soft.noise_max)
+
+    @property
+    def loss_spec(self) -> LossSpec:
+        o = self.cfg.optim
+        return LossSpec(clip_eps=o.clip_eps, dual_clip=o.dual_clip, kl_coef=o.kl_coef)
+
+
+def decode_answers(tokenizer: Any, batch: RolloutBatch, stop: StopSpec) -> list[str]:
+    """Answer texts: generated ids without the stop token, special tokens kept (the parser handles think tags)."""
+    texts = []
+    for tokens, mask in zip(batch.tokens.tolist(), batch.mask.tolist(), strict=True):
+        ids = [t for t, m in zip(tokens, mask, strict=True) if m and t not in stop.stop_ids]
+        texts.append(tokenizer.decode(ids, skip_special_tokens=False))
+    return texts
+
+
+def choose_prompts(n_rows: int, count: int, seed: int, step: int) -> list[int]:
+    """Prompt indices of a step (without replacement while the split allows)."""
+    import numpy as np
+
+    rng = np.random.default_rng([seed, step, 7])
+    return rng.choice(n_rows, size=count, replace=count > n_rows).tolist()
+
+
+def run_step(ctx: StepContext, rows: Sequence[PromptRow], step: int) -> dict[str, Any]:
+    """Sample, score and update once; returns the step's metrics (``skipped`` when the loss was not finite)."""
+    import torch
+
+    cfg, n = ctx.cfg, ctx.cfg.rollout.group_size
+    started = time.perf_counter()
+    picked = [rows[i] for i in choose_prompts(len(rows), cfg.optim.prompts_per_step, cfg.seed, step)]
+    group_rows = [row for row in picked for _ in range(n)]
+    device = next(ctx.model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, step, ROLLOUT_STREAM))
+    batch = generate(ctx.model, [r.prompt_ids for r in group_rows], sampling_spec(cfg, ctx.mode), ctx.stop, generator)
+    rollout_s = time.perf_counter() - started
+    texts = decode_answers(ctx.tokenizer, batch, ctx.stop)
+    scores = score_answers(group_rows, texts, cfg.guards.blocklist, ctx.reward_fn)
+    reward_s = time.perf_counter() - started - rollout_s
+    rewards = torch.tensor(scores.rewards, dtype=torch.float32)
+    advantages = grpo_advantages(rewards, n).to(device)
+    old, ref = _frozen_scores(ctx, batch)
+    score_s = time.perf_counter() - started - rollout_s - reward_s
+    update = _update(ctx, batch, advantages, old, ref)
+    step_s = time.perf_counter() - started
+    tokens = int(batch.mask.sum())
+    return {
+        "step": step + 1, "reward_mean": scores.mean, "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+        "format_rate": scores.format_rate, "blocked": scores.blocked, **update,
+        "answer_tokens": tokens, "soft_step_frac": float(batch.soft.sum()) / max(tokens, 1),
+        "tokens_per_s": tokens / max(rollout_s, 1e-9), "lr": float(ctx.scheduler.get_last_lr()[0]),
+        "timings": {"rollout_s": rollout_s, "reward_s": reward_s, "score_s": score_s,
+                    "update_s": step_s - rollout_s - reward_s - score_s, "step_s": step_s},
+        "gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0,
+    }
+
+
+def _micro_batches(batch: RolloutBatch, parts: int) -> list[Any]:
+    import torch
+
+    return list(torch.arange(batch.size).chunk(min(parts, batch.size)))
+
+
+def _frozen_scores(ctx: StepContext, batch: RolloutBatch) -> tuple[Any, Any]:
+    """Old-policy scores, and reference scores (adapter disabled) when the KL term is on."""
+    import torch
+
+    olds, refs = [], []
+    with torch.no_grad():
+        for index in _micro_batches(batch, ctx.cfg.optim.grad_accum):
+            part = batch.rows(index)
+            olds.append(step_scores(ctx.model, part, ctx.score_spec))
+            if ctx.cfg.optim.kl_coef > 0:
+                with ctx.model.disable_adapter():
+                    refs.append(step_scores(ctx.model, part, ctx.score_spec))
+    return torch.cat(olds), (torch.cat(refs) if refs else None)
+
+
+def _update(ctx: StepContext, batch: RolloutBatch, advantages: Any, old: Any, ref: Any) -> dict[str, Any]:
+    """``ppo_epochs`` optimizer updates with gradient accumulation, clipping and the NaN/inf guard."""
+    import torch
+
+    total_tokens = float(batch.mask.sum().clamp(min=1))
+    parts = _micro_batches(batch, ctx.cfg.optim.grad_accum)
+    losses, grad_norms = [], []
+    sums = {"pg": 0.0, "kl": 0.0, "clipped": 0.0, "tokens": 0.0}
+    for _ in range(ctx.cfg.optim.ppo_epochs):
+        ctx.optimizer.zero_grad(set_to_none=True)
+        epoch_loss, finite = 0.0, True
+        for index in parts:
+            part = batch.rows(index)
+            scores = step_scores(ctx.model, part, ctx.score_spec)
+            loss, part_sums = policy_loss(scores, old[index], None if ref is None else ref[index],
+                                          advantages[index], part.mask, ctx.loss_spec, total_tokens)
+            if not bool(torch.isfinite(loss)):
+                finite = False
+                break
+            loss.backward()
+            epoch_loss += float(loss.detach())
+            for key, value in part_sums.items():
+                sums[key] += float(value)
+        grad_norm = math.nan
+        if finite:
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(ctx.params, ctx.cfg.optim.max_grad_norm))
+        if not finite or not math.isfinite(grad_norm):
+            ctx.optimizer.zero_grad(set_to_none=True)
+            return {"skipped": True, "loss": math.nan, "losses": losses, "grad_norm": grad_norm, "kl": math.nan,
+                    "clip_frac": math.nan, "pg_loss": math.nan}
+        ctx.optimizer.step()
+        ctx.scheduler.step()
+        losses.append(epoch_loss)
+        grad_norms.append(grad_norm)
+    tokens = max(sums["tokens"], 1.0)
+    return {"skipped": False, "loss": losses[-1], "losses": losses, "grad_norm": grad_norms[-1],
+            "kl": sums["kl"] / tokens, "clip_frac": sums["clipped"] / tokens, "pg_loss": sums["pg"] / tokens}
+
+
+def validate(ctx: StepContext, rows: Sequence[PromptRow]) -> dict[str, float]:
+    """Mean reward and format rate on the validation rows.
+
+    ``run.val_decoding`` picks the decoding: ``discrete`` (as the advisor decodes; greedy when ``run.val_greedy``) or
+    ``rollout`` (the run's own sampling, soft thinking included). Sampling uses a generator whose seed is the same
+    at every validation, so successive figures differ only through the weights.
+    """
+    import torch
+
+    cfg = ctx.cfg
+    if cfg.run.val_decoding == "rollout":
+        spec, samples = sampling_spec(cfg, ctx.mode), cfg.run.val_samples
+    else:
+        greedy = cfg.run.val_greedy
+        spec = SamplingSpec(temperature=cfg.rollout.temperature, top_k=cfg.rollout.top_k, top_p=cfg.rollout.top_p,
+                            greedy=greedy)
+        samples = 1 if greedy else cfg.run.val_samples
+    device = next(ctx.model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, 0, VAL_STREAM))
+    all_rows = [row for row in rows for _ in range(samples)]
+    texts: list[str] = []
+    for start in range(0, len(all_rows), VAL_CHUNK_ROWS):
+        chunk = all_rows[start:start + VAL_CHUNK_ROWS]
+        batch = generate(ctx.model, [r.prompt_ids for r in chunk], spec, ctx.stop, generator)
+        texts.extend(decode_answers(ctx.tokenizer, batch, ctx.stop))
+    scores = score_answers(all_rows, texts, cfg.guards.blocklist, ctx.reward_fn)
+    return {"val_reward_mean": scores.mean, "val_format_rate": scores.format_rate, "val_answers": len(texts)}

@@ -1,0 +1,306 @@
+"""``train_local``: the single-process Stage 2 engine (GRPO or SofT-GRPO on transformers + PEFT).
+
+It refines the Stage 1 LoRA adapter on ``data/soft_grpo/<MKT>/stage2_*.parquet`` with the shared reward, writes a
+run directory ``models/phase3_hybrid/<MKT>/soft_grpo/local_<UTC>/`` (manifest.json, run_log.jsonl,
+train_log.jsonl, tensorboard/, checkpoints/, adapter/), publishes the final adapter to ``soft_grpo/adapter/`` and
+appends the run to the market manifest's ``stage2.runs``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tradelab.config import TradelabConfig, config_hash
+from tradelab.errors import StageFailed, TradelabError
+from tradelab.grpo.local import checkpoint as ckpt
+from tradelab.grpo.local.data import DatasetCheck, PromptGuard, prepare_rows, verify_dataset
+from tradelab.grpo.local.model import load_policy, resolve_sources, stop_spec, trainable_parameters
+from tradelab.grpo.local.rewards import default_reward
+from tradelab.grpo.local.runlog import TENSORBOARD, RunRecorder, hardware_info
+from tradelab.grpo.local.settings import cli_command, effective_settings, resolved_config
+from tradelab.grpo.local.step import StepContext, run_step, validate
+from tradelab.manifest import append_run
+from tradelab.markets import validate_market_name
+from tradelab.paths import Workspace
+from tradelab.provenance import origin, utc_now, utc_stamp
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int, deterministic: bool, cpu_threads: int) -> tuple[bool, int]:
+    """Seed Python, NumPy and torch; set the deterministic switch and the CPU thread count.
+
+    Returns:
+        The previous ``(deterministic, threads)`` process settings, for :func:`restore_process`.
+    """
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    if cpu_threads:
+        torch.set_num_threads(cpu_threads)
+    return previous
+
+
+def restore_process(previous: tuple[bool, int]) -> None:
+    """Undo :func:`seed_everything`'s deterministic switch and thread count."""
+    import torch
+
+    torch.use_deterministic_algorithms(previous[0])
+    torch.set_num_threads(previous[1])
+
+
+def build_optimizer(params: list[Any], settings: Any) -> tuple[Any, Any]:
+    """AdamW over ``params`` and a linear warm-up LR schedule (``settings`` = effective ``grpo_local``)."""
+    import torch
+
+    optim = settings.optim
+    optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    warmup = optim.warmup_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda u: min(1.0, (u + 1) / (warmup + 1)))
+    return optimizer, scheduler
+
+
+def _run_dir(ws: Workspace, market: str) -> tuple[Path, str]:
+    stamp = utc_stamp()
+    run_dir = ws.soft_grpo_output_dir(market) / f"local_{stamp}"
+    suffix = 1
+    while run_dir.exists():
+        run_dir = ws.soft_grpo_output_dir(market) / f"local_{stamp}_{suffix}"
+        suffix += 1
+    return run_dir, stamp
+
+
+def publish_adapter(model: Any, run_dir: Path, target: Path) -> Path:
+    """Save the adapter into the run directory and replace ``target`` with a copy of it (via a temp folder)."""
+    final = run_dir / "adapter"
+    model.save_pretrained(final)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=target.parent))
+    shutil.copytree(final, tmp, dirs_exist_ok=True)
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
+
+
+class _Run:
+    """State of one run between setup and the final record."""
+
+    def __init__(self, root: Path, market: str, config: TradelabConfig, mode: str | None, test_mode: bool,
+                 resume_from: str | Path | None) -> None:
+        self.ws = Workspace.at(root)
+        self.market = validate_market_name(market)
+        self.settings = effective_settings(config, mode, test_mode)
+        self.config = resolved_config(config, self.settings)
+        self.config_hash = config_hash(self.config)
+        self.test_mode = test_mode
+        self.resume_from = resume_from
+        self.started_at = utc_now()
+        self.clock = time.perf_counter()
+        self.timings: dict[str, float] = {}
+        self.history: list[dict[str, Any]] = []
+        self.skipped = 0
+        self.start_step = 0
+        self.steps_done = 0
+
+    def setup(self) -> None:
+        s = self.settings
+        self.check: DatasetCheck = verify_dataset(self.ws.root, self.market,
+                                                  allow_mismatch=s.guards.allow_dataset_hash_mismatch)
+        self.checkpoint = ckpt.resolve_checkpoint(self.resume_from) if self.resume_from is not None else None
+        self.base, self.init_adapter = resolve_sources(self.ws.root, self.market, self.config)
+        if self.checkpoint is not None:
+            self.init_adapter = self.checkpoint / "adapter"
+        self.previous = seed_everything(s.seed, s.deterministic, s.cpu_threads)
+        loaded = time.perf_counter()
+        self.policy = load_policy(self.base, self.init_adapter, self.config, device=s.device)
+        self.timings["load_s"] = time.perf_counter() - loaded
+        tok = self.policy.tokenizer
+        self.guard = PromptGuard(s.rollout.max_prompt_tokens, s.rollout.prompt_overflow)
+        self.train_rows = prepare_rows(self.check.paths["train"], tok, self.guard)
+        self.val_rows = prepare_rows(self.check.paths["val"], tok, self.guard, limit=s.run.val_prompts)
+        params = trainable_parameters(self.policy.model)
+        optimizer, scheduler = build_optimizer(params, s)
+        stop = stop_spec(tok, self.policy.model, s.soft, s.rollout.max_new_tokens)
+        self.ctx = StepContext(self.policy.model, tok, s, s.mode, stop, optimizer, scheduler, params,
+                               default_reward())
+        if self.checkpoint is not None:
+            self._restore(self.checkpoint)
+        self.run_dir, stamp = _run_dir(self.ws, self.market)
+        self.recorder = RunRecorder(self.run_dir, self.ws.soft_grpo_log_dir() / f"{self.market}_{stamp}.log")
+        self.recorder.write_manifest(self._manifest())
+
+    def _restore(self, checkpoint: Path) -> None:
+        payload = ckpt.load_trainer_state(checkpoint)
+        self.ctx.optimizer.load_state_dict(payload["optimizer"])
+        self.ctx.scheduler.load_state_dict(payload["scheduler"])
+        ckpt.restore_rng(payload["rng"])
+        state = payload["state"]
+        self.start_step = self.steps_done = int(state["step"])
+        self.skipped = int(state["skipped_steps"])
+        if state.get("config_hash") != self.config_hash:
+            log.warning("%s: resumed under a different config (hash %s, checkpoint %s)", checkpoint,
+                        self.config_hash, state.get("config_hash"))
+
+    def _manifest(self) -> dict[str, Any]:
+        return {
+            "engine": "local", "mode": self.settings.mode, "market": self.market, "test_mode": self.test_mode,
+            "started_at": self.started_at, "resumed_from": str(self.checkpoint) if self.checkpoint else None,
+            "start_step": self.start_step, "config": self.config.model_dump(mode="json"),
+            "config_hash": self.config_hash,
+            "dataset": {"paths": self.check.paths, "sha256s": self.check.sha256s, "expected": self.check.expected,
+                        "mismatches": self.check.mismatches, "train_rows": len(self.train_rows),
+                        "val_rows": len(self.val_rows), "prompts_truncated": self.guard.truncated,
+                        "prompts_rejected": self.guard.rejected},
+            "base_model": str(self.base), "init_adapter": str(self.init_adapter),
+            "origin": origin(self.config_hash, self.settings.seed), "hardware": hardware_info(),
+            "device": self.policy.device,
+        }
+
+    def validate(self, step: int) -> dict[str, float]:
+        started = time.perf_counter()
+        metrics = validate(self.ctx, self.val_rows)
+        self.timings["validation_s"] = self.timings.get("validation_s", 0.0) + time.perf_counter() - started
+        self.history.append({"step": step, **metrics})
+        self.recorder.validation(step, metrics)
+        return metrics
+
+    def train(self, progress: Callable[[int, int], None] | None) -> None:
+        s = self.settings
+        steps = s.optim.steps
+        self.recorder.event("start", start_step=self.start_step, steps=steps, mode=s.mode,
+                            train_rows=len(self.train_rows), val_rows=len(self.val_rows))
+        self.validate(self.start_step)
+        for step in range(self.start_step, steps):
+            metrics = run_step(self.ctx, self.train_rows, step)
+            self.recorder.step(metrics)
+            if metrics["skipped"]:
+                self._skip(step)
+            for key, value in metrics["timings"].items():
+                self.timings[key] = self.timings.get(key, 0.0) + value
+            done = self.steps_done = step + 1
+            if progress is not None:
+                progress(done, steps)
+            if s.run.checkpoint_every and done % s.run.checkpoint_every == 0 and done < steps:
+                self.save_checkpoint(done)
+            if done == steps or (s.run.val_every and done % s.run.val_every == 0):
+                self.validate(done)
+
+    def _skip(self, step: int) -> None:
+        self.skipped += 1
+        limit = self.settings.guards.nan_max_skips
+        self.recorder.event("nan_skip", step=step + 1, skipped_steps=self.skipped, limit=limit)
+        if self.skipped > limit:
+            raise StageFailed(
+                f"{self.run_dir}: {self.skipped} steps had a NaN/inf loss or gradient (guards.nan_max_skips = "
+                f"{limit}); lower optim.lr, check the reward for NaN scores, or raise the limit"
+            )
+
+    def save_checkpoint(self, step: int) -> Path:
+        state = {"step": step, "skipped_steps": self.skipped, "config_hash": self.config_hash,
+                 "mode": self.settings.mode, "saved_at": utc_now()}
+        path = ckpt.save_checkpoint(self.run_dir, step, self.ctx.model, self.ctx.optimizer, self.ctx.scheduler, state)
+        self.recorder.event("checkpoint", step=step, path=str(path))
+        return path
+
+    def run_record(self, status: str, adapter: Path | None) -> dict[str, Any]:
+        return {
+            "engine": "local", "status": status,
+            "command": cli_command(self.ws.root, self.market, self.settings.mode, self.test_mode, self.resume_from),
+            "cwd": str(Path.cwd()), "env": {}, "log_file": str(self.recorder.log_file),
+            "started_at": self.started_at, "finished_at": utc_now(), "return_code": 0 if status == "completed" else 1,
+            "dataset": {"paths": self.check.paths, "sha256s": self.check.sha256s},
+            "config_hash": self.config_hash, "output_dir": str(self.run_dir),
+            "adapter_path": str(adapter) if adapter else None, "test_mode": self.test_mode,
+            "mode": self.settings.mode, "resumed_from": str(self.checkpoint) if self.checkpoint else None,
+            "tensorboard_dir": str(self.run_dir / TENSORBOARD), "steps_done": self.steps_done,
+            "skipped_steps": self.skipped,
+        }
+
+
+def train_local(
+    root: str | Path,
+    market: str,
+    config: TradelabConfig,
+    *,
+    mode: str | None,
+    test_mode: bool,
+    resume_from: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Refine the Stage 1 adapter with GRPO (``discrete``) or SofT-GRPO (``soft``) in this process.
+
+    Args:
+        root: Workspace root.
+        market: Market name.
+        config: Resolved configuration (``grpo_local`` section drives the run).
+        mode: ``soft`` or ``discrete``; None takes ``grpo_local.mode``.
+        test_mode: Apply ``grpo_local.test`` overrides (tiny CPU run).
+        resume_from: A checkpoint folder or a local run directory (its latest checkpoint) to continue from.
+        progress: Called with ``(steps_done, steps_total)`` after each step.
+
+    Returns:
+        Summary: run_dir, adapter_path, steps, skipped_steps, mode, val_reward_start/end, val_format_start/end,
+        validation history, timings and the manifest run record.
+
+    Raises:
+        StageNotReady: Dataset, base model or Stage 1 adapter missing.
+        DataError: Dataset hash mismatch (unless allowed), unreadable data or checkpoint.
+        StageFailed: Too many NaN/inf steps, or the run failed after it started (recorded in the manifest).
+    """
+    run = _Run(Path(root), market, config, mode, test_mode, resume_from)
+    try:
+        run.setup()
+    except BaseException:
+        if getattr(run, "previous", None) is not None:
+            restore_process(run.previous)
+        raise
+    try:
+        run.train(progress)
+        adapter = publish_adapter(run.ctx.model, run.run_dir, run.ws.soft_grpo_adapter_dir(run.market))
+    except BaseException as exc:
+        _record_failure(run, exc)
+        if isinstance(exc, TradelabError) or not isinstance(exc, Exception):
+            raise
+        raise StageFailed(f"{run.run_dir}: local GRPO run failed: {exc!r}; see {run.recorder.log_file}") from exc
+    finally:
+        restore_process(run.previous)
+    return _finish(run, adapter)
+
+
+def _record_failure(run: _Run, exc: BaseException) -> None:
+    run.recorder.event("failed", error=repr(exc))
+    run.recorder.close()
+    append_run(run.ws.root, run.market, run.run_record("failed", None))
+
+
+def _finish(run: _Run, adapter: Path) -> dict[str, Any]:
+    run.timings["total_s"] = time.perf_counter() - run.clock
+    record = run.run_record("completed", adapter)
+    first, last = run.history[0], run.history[-1]
+    summary = {
+        "status": "completed", "run_dir": str(run.run_dir), "adapter_path": str(adapter), "mode": run.settings.mode,
+        "steps": run.settings.optim.steps, "start_step": run.start_step, "skipped_steps": run.skipped,
+        "val_reward_start": first["val_reward_mean"], "val_reward_end": last["val_reward_mean"],
+        "val_format_start": first["val_format_rate"], "val_format_end": last["val_format_rate"],
+        "validation": run.history, "timings": run.timings, "config_hash": run.config_hash, "run": record,
+    }
+    run.recorder.event("finished", **{k: v for k, v in summary.items() if k not in ("validation", "run")})
+    run.recorder.close()
+    append_run(run.ws.root, run.market, record)
+    return summary

@@ -1,0 +1,116 @@
+"""``train_local`` end to end on the warm-started tiny advisor and a dataset exported from the generated NQ market."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradelab.errors import DataError, StageFailed
+from tradelab.grpo.local.trainer import train_local
+from tradelab.manifest import load_manifest
+from tradelab.paths import Workspace
+
+MARKET = "NQ"
+STEP_KEYS = {"step", "reward_mean", "reward_std", "format_rate", "kl", "clip_frac", "grad_norm", "tokens_per_s",
+             "timings", "loss", "losses", "blocked", "skipped"}
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _check_run_dir(run_dir: Path, summary: dict[str, Any], root: Path) -> None:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    metadata = json.loads((Workspace.at(root).soft_grpo_data_dir(MARKET) / "dataset_metadata.json").read_text())
+    assert manifest["dataset"]["sha256s"] == {s: metadata["files"][s]["sha256"] for s in ("train", "val")}
+    assert manifest["config"]["grpo_local"]["optim"]["steps"] == 4  # the --test override, recorded resolved
+    assert {"git_sha", "versions", "config_hash"} <= set(manifest["origin"]) and "cpu_count" in manifest["hardware"]
+    events = [e["event"] for e in _lines(run_dir / "run_log.jsonl")]
+    assert events[0] == "start" and events[-1] == "finished" and "checkpoint" in events
+    steps = _lines(run_dir / "train_log.jsonl")
+    assert [s["step"] for s in steps] == [1, 2, 3, 4] and all(STEP_KEYS <= set(s) for s in steps)
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    ckpt = run_dir / "checkpoints" / "step_000002"
+    assert (ckpt / "adapter" / "adapter_config.json").is_file() and (ckpt / "trainer_state.pt").is_file()
+    assert Path(summary["adapter_path"]) == Workspace.at(root).soft_grpo_adapter_dir(MARKET)
+    assert (Path(summary["adapter_path"]) / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_soft_test_run_records_everything_and_resume_repeats_it(grpo_root: Path, local_config: Any) -> None:
+    config = local_config(**{"guards.blocklist": [" "]})
+    first = train_local(grpo_root, MARKET, config, mode="soft", test_mode=True)
+    run_dir = Path(first["run_dir"])
+    _check_run_dir(run_dir, first, grpo_root)
+    original = _lines(run_dir / "train_log.jsonl")
+    assert sum(s["soft_step_frac"] for s in original) > 0  # soft thinking steps really happened
+    assert sum(s["blocked"] for s in original) > 0  # answers containing a space were zeroed
+
+    runs = load_manifest(grpo_root, MARKET)["stage2"]["runs"]
+    record = runs[-1]
+    assert record["engine"] == "local" and record["status"] == "completed" and record["return_code"] == 0
+    assert record["command"][-3:] == ["--mode", "soft", "--test"] and record["output_dir"] == str(run_dir)
+    assert record["dataset"]["sha256s"] == first["run"]["dataset"]["sha256s"] and record["config_hash"]
+
+    resumed = train_local(grpo_root, MARKET, config, mode="soft", test_mode=True, resume_from=run_dir)
+    assert resumed["start_step"] == 2 and Path(resumed["run_dir"]) != run_dir
+    again = _lines(Path(resumed["run_dir"]) / "train_log.jsonl")
+    keys = ("losses", "reward_mean", "grad_norm", "kl", "clip_frac", "answer_tokens")
+    assert [s["step"] for s in again] == [3, 4]
+    assert [{k: s[k] for k in keys} for s in again] == [{k: s[k] for k in keys} for s in original[2:]]
+    assert resumed["val_reward_end"] == first["val_reward_end"]
+
+
+@pytest.mark.slow
+def test_nan_losses_are_skipped_then_abort(grpo_root: Path, local_config: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def nan_reward() -> Any:
+        return lambda data_source, text, ground_truth, extra_info=None: {"score": float("nan"), "format": 0.0}
+
+    monkeypatch.setattr("tradelab.grpo.local.trainer.default_reward", nan_reward)
+    config = local_config(**{"guards.nan_max_skips": 1})
+    with pytest.raises(StageFailed, match="nan_max_skips"):
+        train_local(grpo_root, MARKET, config, mode="discrete", test_mode=True)
+    record = load_manifest(grpo_root, MARKET)["stage2"]["runs"][-1]
+    assert record["status"] == "failed" and record["return_code"] == 1
+    run_dir = Path(record["output_dir"])
+    skips = [e for e in _lines(run_dir / "run_log.jsonl") if e["event"] == "nan_skip"]
+    assert [e["skipped_steps"] for e in skips] == [1, 2]
+    assert all(s["skipped"] for s in _lines(run_dir / "train_log.jsonl"))
+    assert not Workspace.at(grpo_root).soft_grpo_adapter_dir(MARKET).exists()
+
+
+def test_changed_dataset_stops_the_run_before_training(grpo_root: Path, local_config: Any) -> None:
+    train = Workspace.at(grpo_root).soft_grpo_data_dir(MARKET) / "stage2_train.parquet"
+    train.write_bytes(train.read_bytes() + b"\0")
+    with pytest.raises(DataError, match="differs from files.train.sha256"):
+        train_local(grpo_root, MARKET, local_config(), mode="discrete", test_mode=True)
+    assert not (Workspace.at(grpo_root).soft_grpo_output_dir(MARKET)).exists()
+
+
+# Discrete GRPO is validated the way the advisor decodes. SofT-GRPO is validated with its own soft-thinking
+# decoding: on the 1M-parameter tiny advisor, gains learnt on mixture inputs do not carry over to plain decoding
+# within a few steps (see the report in the run's validation figures).
+IMPROVEMENT_RUNS = {
+    "discrete": {"optim.steps": 6, "optim.lr": 3e-3, "run.val_decoding": "discrete"},
+    "soft": {"optim.steps": 10, "optim.lr": 2e-3, "run.val_decoding": "rollout", "soft.think_start_marker": "",
+             "soft.max_think_tokens": 4},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["discrete", "soft"])
+def test_fixed_seed_cpu_run_raises_validation_reward(grpo_root: Path, local_config: Any, mode: str) -> None:
+    config = local_config(**{
+        "seed": 0, "cpu_threads": 1, "optim.prompts_per_step": 4, "rollout.group_size": 4,
+        "rollout.max_new_tokens": 32, "optim.warmup_steps": 0, "optim.grad_accum": 1, "run.val_every": 0,
+        "run.val_prompts": 8, "run.val_samples": 4, "run.val_greedy": False, "run.checkpoint_every": 0,
+        **IMPROVEMENT_RUNS[mode],
+    })
+    summary = train_local(grpo_root, MARKET, config, mode=mode, test_mode=False)
+    steps = IMPROVEMENT_RUNS[mode]["optim.steps"]
+    assert [v["step"] for v in summary["validation"]] == [0, steps]
+    assert summary["validation"][0]["val_answers"] == 32
+    assert summary["val_reward_end"] > summary["val_reward_start"] + 0.1
