@@ -77,16 +77,40 @@ def list_data(root: str | Path) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------------------- stage 1
 def stage1(
     root: str | Path, market: str, *, test_mode: bool = False, timesteps: int | None = None, resume: bool = False,
-    config: TradelabConfig | None = None, progress: Progress | None = None,
+    adapter: str | None = None, config: TradelabConfig | None = None, progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Train the hybrid MaskablePPO + LoRA advisor agent and export Stage 2's inputs."""
+    """Train the hybrid MaskablePPO + LoRA advisor agent and export Stage 2's inputs.
+
+    Args:
+        adapter: Advisor adapter to start from instead of the warm start: a PEFT adapter directory, or
+            ``"soft_grpo"`` for the market's Stage 2 adapter (which closes the Stage 1 -> Stage 2 -> Stage 1 loop).
+    """
     from tradelab.stage1.train import run_stage1
 
     validate_market_name(market)
+    cfg = with_advisor_adapter(_cfg(root, config), root, market, adapter)
     return run_stage1(
-        root, market, _cfg(root, config), test_mode=test_mode, total_timesteps=timesteps, resume=resume,
-        progress=progress,
+        root, market, cfg, test_mode=test_mode, total_timesteps=timesteps, resume=resume, progress=progress,
     )
+
+
+def with_advisor_adapter(
+    config: TradelabConfig, root: str | Path, market: str, adapter: str | None
+) -> TradelabConfig:
+    """``config`` with ``llm.adapter_path`` set from ``adapter`` (None keeps the config's own choice).
+
+    Raises:
+        StageNotReady: The adapter folder has no ``adapter_config.json``.
+    """
+    if adapter is None:
+        return config
+    path = Workspace.at(root).soft_grpo_adapter_dir(market) if adapter == "soft_grpo" else Path(adapter).resolve()
+    if not (path / "adapter_config.json").is_file():
+        hint = (f"run Stage 2 first, e.g. `python main.py stage2 --market {market} --engine local --test`"
+                if adapter == "soft_grpo" else "pass a PEFT adapter folder (adapter_config.json + weights)")
+        raise StageNotReady(f"{path}: no LoRA adapter there (adapter_config.json missing); {hint}")
+    llm = config.llm.model_copy(update={"adapter_path": str(path)})
+    return config.model_copy(update={"llm": llm})
 
 
 # --------------------------------------------------------------------------------------------------------- stage 2

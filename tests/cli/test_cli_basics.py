@@ -73,3 +73,25 @@ def test_status_tables_render(capsys: pytest.CaptureFixture[str], tmp_path: Path
 def test_errors_are_logged_to_app_log(tmp_path: Path) -> None:
     main(["--root", str(tmp_path), "status", "--market", "bad name"])
     assert "invalid market name" in (tmp_path / "logs" / "app.log").read_text()
+
+
+def test_stage1_adapter_option_points_the_advisor_at_the_stage2_adapter(tmp_path: Path) -> None:
+    from tradelab.config import load_config
+    from tradelab.errors import StageNotReady
+    from tradelab.paths import Workspace
+    from tradelab.stages import with_advisor_adapter
+
+    cfg = load_config()
+    with pytest.raises(StageNotReady, match="--engine local"):
+        with_advisor_adapter(cfg, tmp_path, "NQ", "soft_grpo")
+    adapter = Workspace.at(tmp_path).soft_grpo_adapter_dir("NQ")
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    closed = with_advisor_adapter(cfg, tmp_path, "NQ", "soft_grpo")
+    assert closed.llm.adapter_path == str(adapter)
+    assert with_advisor_adapter(cfg, tmp_path, "NQ", None) is cfg
+
+
+def test_stage1_cli_reports_a_missing_adapter_as_a_user_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["--root", str(tmp_path), "stage1", "--market", "NQ", "--adapter", str(tmp_path / "nope")]) == 2
+    assert "adapter_config.json missing" in capsys.readouterr().err

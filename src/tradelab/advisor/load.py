@@ -54,13 +54,12 @@ class LoadedModel:
 
 def _hub_snapshot(repo_id: str) -> Path | None:
     """The cached snapshot directory of a hub id, or None when it is not in the local cache."""
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        return None
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
     try:
         return Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:  # noqa: BLE001 - any lookup failure means "not cached"; the caller raises with the places tried
+    except (LocalEntryNotFoundError, HFValidationError):  # not cached / not a hub id: the caller lists where it looked
         return None
 
 

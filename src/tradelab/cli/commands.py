@@ -47,7 +47,7 @@ def _stage1(args: argparse.Namespace, out: Console) -> int:
     cfg = stages.workspace_config(args.root, args.config_dir)
     with render.progress_bar(out, f"Stage 1 {args.market}: PPO timesteps") as progress:
         summary = stages.stage1(args.root, args.market, test_mode=args.test, timesteps=args.timesteps,
-                                resume=args.resume, config=cfg, progress=progress)
+                                resume=args.resume, adapter=args.adapter, config=cfg, progress=progress)
     out.print(render.stage1_table(args.market, summary))
     return 0
 

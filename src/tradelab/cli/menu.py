@@ -130,9 +130,14 @@ class Menu:
             timesteps = int(_ask(questionary.text("Timesteps", default=str(self.config.ppo.total_timesteps),
                                                   validate=lambda v: v.isdigit() and int(v) > 0)))
         resume = bool(_ask(questionary.confirm("Resume from the latest checkpoint?", default=False)))
+        adapter = None
+        if (self.ws.soft_grpo_adapter_dir(market) / "adapter_config.json").is_file():
+            choice = _ask(questionary.select("Advisor adapter", choices=[
+                "Warm start (config)", "Stage 2 adapter (soft_grpo)", BACK]))
+            adapter = "soft_grpo" if choice.startswith("Stage 2") else None
         with render.progress_bar(self.out, f"Stage 1 {market}: PPO timesteps") as progress:
             summary = stages.stage1(self.root, market, test_mode=test_mode, timesteps=timesteps, resume=resume,
-                                    config=self.config, progress=progress)
+                                    adapter=adapter, config=self.config, progress=progress)
         self.out.print(render.stage1_table(market, summary))
         self.out.print(f"Logs: {self.ws.app_log()}  TensorBoard: {self.ws.stage1_tensorboard_dir(market)}")
 
@@ -142,9 +147,13 @@ class Menu:
                               "(or `python main.py stage1 --market NQ --test`).")
         mode = _ask(questionary.select("Run", choices=[*STAGE2_MODES, BACK]))
         engine = _ask(questionary.select("Engine", choices=[*stages.ENGINES, BACK]))
+        rollout_mode = None
+        if engine == "local" and not STAGE2_MODES[mode]["dataset_only"]:
+            rollout_mode = _ask(questionary.select("Rollouts", choices=["soft", "discrete", BACK]))
         with render.progress_bar(self.out, f"Stage 2 {market} ({engine})") as progress:
-            summary = stages.stage2(self.root, market, engine=engine, config=self.config, progress=progress,
-                                    on_line=lambda line: self.out.print(line, markup=False), **STAGE2_MODES[mode])
+            summary = stages.stage2(self.root, market, engine=engine, mode=rollout_mode, config=self.config,
+                                    progress=progress, on_line=lambda line: self.out.print(line, markup=False),
+                                    **STAGE2_MODES[mode])
         for table in render.stage2_tables(f"{market} ({mode})", summary):
             self.out.print(table)
 

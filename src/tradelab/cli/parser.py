@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     s1.add_argument("--test", action="store_true", help="small PPO with the tiny advisor (minutes on a CPU)")
     s1.add_argument("--timesteps", type=int, default=None)
     s1.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    s1.add_argument("--adapter", default=None,
+                    help="advisor adapter to start from instead of the warm start: a PEFT folder, or 'soft_grpo' "
+                         "for the Stage 2 adapter (closes the loop)")
 
     s2 = sub.add_parser("stage2", help="Phase 3 Stage 2: GRPO datasets, preflight and launch")
     s2.add_argument("--market", required=True)

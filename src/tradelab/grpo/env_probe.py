@@ -15,6 +15,7 @@ Modes:
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import json
 import os
@@ -117,11 +118,8 @@ def _select(cfg, key):
 
 
 def _backend_importable(name):
-    try:
-        __import__(name)
-    except Exception:  # noqa: BLE001
-        return False
-    return True
+    """Whether ``name`` imports here; the separate backend probe reports why when it does not."""
+    return importlib.util.find_spec(name) is not None
 
 
 def _validate(cfg):
