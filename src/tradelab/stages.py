@@ -269,7 +269,8 @@ def _test_data(root: str | Path, market: str, cfg: TradelabConfig, ws: Workspace
 
 def _test_stage1(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> tuple[dict, list[str]]:
     summary = stage1(root, market, test_mode=True, config=cfg, progress=progress)
-    figures = {k: summary.get(k) for k in ("total_timesteps", "experience_samples", "experience_with_outcome")}
+    figures = {"timesteps": summary.get("total_timesteps"), "experiences": summary.get("experience_samples"),
+               "with_outcome": summary.get("experience_with_outcome")}
     outputs = [str(summary.get(k)) for k in ("model_checkpoint", "lora_adapter_path", "experience_path") if summary.get(k)]
     return figures, outputs
 
@@ -277,7 +278,9 @@ def _test_stage1(root: str | Path, market: str, cfg: TradelabConfig, progress: P
 def _test_dataset(root: str | Path, market: str, cfg: TradelabConfig) -> tuple[dict, list[str]]:
     summary = stage2(root, market, engine="local", test_mode=True, dataset_only=True, config=cfg)
     dataset = summary.get("dataset") or {}
-    return {"counts": dataset.get("counts")}, [str(p) for p in (dataset.get("paths") or {}).values()]
+    counts = dataset.get("counts") or {}
+    figures = {"train_rows": counts.get("train"), "val_rows": counts.get("val"), "malformed": counts.get("malformed")}
+    return figures, [str(p) for p in (dataset.get("paths") or {}).values()]
 
 
 def _test_preflight(root: str | Path, market: str, cfg: TradelabConfig) -> tuple[dict, list[str]]:
@@ -300,4 +303,6 @@ def _test_local(root: str | Path, market: str, cfg: TradelabConfig, progress: Pr
 
 def _test_evaluation(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> tuple[dict, list[str]]:
     summary = evaluate(root, market, config=cfg, progress=progress)
-    return {"agents": len(summary.get("agents", {}))}, [str(summary.get("report_dir"))]
+    net = {row["agent"]: row.get("net_pnl_usd") for row in summary.get("table") or []}
+    figures = {"agents": len(net), **{f"{agent}_net_usd": net[agent] for agent in ("hybrid", "ppo") if agent in net}}
+    return figures, [str(summary.get("report_dir"))]

@@ -114,6 +114,9 @@ def _write(target: Path, tiny: TinyModelConfig, config: TradelabConfig) -> None:
     from tradelab.io import atomic_write_json
     from tradelab.provenance import origin
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # save_pretrained's shard bar would print from library code
     tokenizer = build_tokenizer(_corpus(tiny, config), tiny.vocab_size, tiny.max_position_embeddings)
     model = build_model(tiny, tokenizer)
     model.save_pretrained(target)

@@ -18,8 +18,13 @@ STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skip": "dim",
 
 
 def console(stderr: bool = False) -> Console:
-    """The stdout console, or the stderr one (no wrapping, so an error stays one line)."""
-    return Console(stderr=stderr, highlight=False, soft_wrap=stderr)
+    """The stdout console, or the stderr one (no wrapping, so an error stays one line).
+
+    Without a terminal (logs, CI, ``make demo`` piped) Rich would assume 80 columns and cut paths; 160 keeps them.
+    """
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=stderr, width=width)
 
 
 def error_panel(out: Console, message: str, title: str = "Error") -> None:
