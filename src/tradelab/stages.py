@@ -23,6 +23,8 @@ from tradelab.paths import Workspace
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+_StageResult = tuple[dict[str, Any], list[str]]
+"""A --test stage's key figures and the paths it wrote."""
 LineSink = Callable[[str], None]
 
 ENGINES: tuple[str, ...] = ("verl", "soft-grpo", "local")
@@ -59,7 +61,9 @@ def generate_data(
     )
 
 
-def import_data(root: str | Path, path: str | Path, market: str, *, config: TradelabConfig | None = None) -> dict[str, Any]:
+def import_data(
+    root: str | Path, path: str | Path, market: str, *, config: TradelabConfig | None = None
+) -> dict[str, Any]:
     """Import a Databento GLBX OHLCV-1m export or a generic OHLCV CSV/parquet (``data import``)."""
     from tradelab.marketdata import import_market
 
@@ -236,7 +240,7 @@ def run_test_pipeline(
     cfg = _cfg(root, config)
     market = market or cfg.app.default_market
     ws = Workspace.at(root)
-    runners: dict[str, Callable[[], tuple[dict[str, Any], list[str]]]] = {
+    runners: dict[str, Callable[[], _StageResult]] = {
         "data": lambda: _test_data(root, market, cfg, ws),
         "stage1": lambda: _test_stage1(root, market, cfg, progress),
         "stage2_dataset": lambda: _test_dataset(root, market, cfg),
@@ -260,22 +264,23 @@ def run_test_pipeline(
     return outcomes
 
 
-def _test_data(root: str | Path, market: str, cfg: TradelabConfig, ws: Workspace) -> tuple[dict, list[str]]:
+def _test_data(root: str | Path, market: str, cfg: TradelabConfig, ws: Workspace) -> _StageResult:
     if ws.bars_path(market).exists():
         return {"generated": False}, [str(ws.bars_path(market))]
     report = generate_data(root, market, days=cfg.app.test_synthetic_days, config=cfg)
     return {"generated": True, "rows": report.get("rows")}, [str(ws.bars_path(market))]
 
 
-def _test_stage1(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> tuple[dict, list[str]]:
+def _test_stage1(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> _StageResult:
     summary = stage1(root, market, test_mode=True, config=cfg, progress=progress)
     figures = {"timesteps": summary.get("total_timesteps"), "experiences": summary.get("experience_samples"),
                "with_outcome": summary.get("experience_with_outcome")}
-    outputs = [str(summary.get(k)) for k in ("model_checkpoint", "lora_adapter_path", "experience_path") if summary.get(k)]
+    keys = ("model_checkpoint", "lora_adapter_path", "experience_path")
+    outputs = [str(summary[k]) for k in keys if summary.get(k)]
     return figures, outputs
 
 
-def _test_dataset(root: str | Path, market: str, cfg: TradelabConfig) -> tuple[dict, list[str]]:
+def _test_dataset(root: str | Path, market: str, cfg: TradelabConfig) -> _StageResult:
     summary = stage2(root, market, engine="local", test_mode=True, dataset_only=True, config=cfg)
     dataset = summary.get("dataset") or {}
     counts = dataset.get("counts") or {}
@@ -283,7 +288,7 @@ def _test_dataset(root: str | Path, market: str, cfg: TradelabConfig) -> tuple[d
     return figures, [str(p) for p in (dataset.get("paths") or {}).values()]
 
 
-def _test_preflight(root: str | Path, market: str, cfg: TradelabConfig) -> tuple[dict, list[str]]:
+def _test_preflight(root: str | Path, market: str, cfg: TradelabConfig) -> _StageResult:
     report = preflight(root, market, engine="verl", dataset_only=True, config=cfg)
     counts: dict[str, int] = {}
     for check in report["checks"]:
@@ -294,14 +299,14 @@ def _test_preflight(root: str | Path, market: str, cfg: TradelabConfig) -> tuple
     return counts, []
 
 
-def _test_local(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> tuple[dict, list[str]]:
+def _test_local(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> _StageResult:
     summary = stage2(root, market, engine="local", test_mode=True, config=cfg, progress=progress)
     run = summary.get("run") or summary
     figures = {k: run.get(k) for k in ("steps", "val_reward_start", "val_reward_end") if k in run}
     return figures, [str(run[k]) for k in ("adapter_path", "run_dir") if run.get(k)]
 
 
-def _test_evaluation(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> tuple[dict, list[str]]:
+def _test_evaluation(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> _StageResult:
     summary = evaluate(root, market, config=cfg, progress=progress)
     net = {row["agent"]: row.get("net_pnl_usd") for row in summary.get("table") or []}
     figures = {"agents": len(net), **{f"{agent}_net_usd": net[agent] for agent in ("hybrid", "ppo") if agent in net}}

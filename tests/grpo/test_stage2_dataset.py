@@ -145,3 +145,17 @@ def test_prompts_never_contain_the_forward_window(stage2_root: Path) -> None:
         prices = {p for key in ("open", "high", "low", "close") for p in forward[key]}
         assert not any(f"{p:.2f}" in text or repr(p) in text for p in prices)
         assert "forward" not in text.lower()
+
+
+def test_export_reports_progress_in_bytes_of_the_experience_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tradelab.grpo.dataset as dataset_module
+
+    path = write_experience(tmp_path, mixed_records(30))
+    monkeypatch.setattr(dataset_module, "PROGRESS_EVERY_LINES", 10)
+    calls: list[tuple[int, int]] = []
+    export_dataset(tmp_path, "NQ", load_config(), test_mode=False, progress=lambda d, t: calls.append((d, t)))
+    size = path.stat().st_size
+    assert len(calls) == 4 and calls[-1] == (size, size)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls) and all(t == size for _, t in calls)

@@ -163,7 +163,6 @@ def resolve_adapter_dir(adapter_path: str | Path, root: str | Path) -> Path:
 
 def load_base_model(model_dir: Path, llm: LLMConfig, device: str) -> tuple[Any, str]:
     """The base causal LM from ``model_dir`` on ``device``; returns ``(model, dtype name)``."""
-    import torch
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +37,8 @@ SAMPLES_FILE = "stage2_samples.jsonl"
 METADATA_FILE = "dataset_metadata.json"
 ABILITY = "trading"
 MAX_REPORTED_LINES = 50
+PROGRESS_EVERY_LINES = 1000
+"""How often the export reports progress while streaming the experience file."""
 
 
 def row_schema() -> Any:
@@ -148,14 +151,24 @@ def _passes(record: dict[str, Any], scan: _Scan, settings: Any) -> bool:
     return True
 
 
-def _stream(path: Path, settings: Any, keep: int | None) -> tuple[_Scan, list[_Candidate]]:
-    """Read the JSONL once: count, validate, filter; keep the latest ``keep`` candidates (all when None)."""
+def _stream(
+    path: Path, settings: Any, keep: int | None, progress: Callable[[int, int], None] | None = None
+) -> tuple[_Scan, list[_Candidate]]:
+    """Read the JSONL once: count, validate, filter; keep the latest ``keep`` candidates (all when None).
+
+    ``progress`` gets ``(bytes read, file size)`` every :data:`PROGRESS_EVERY_LINES` lines and at the end.
+    """
     scan = _Scan()
     digest = hashlib.sha256()
     heap: list[tuple[tuple[float, str], int, _Candidate]] = []
+    total_bytes = path.stat().st_size
+    done_bytes = 0
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
             digest.update(raw)
+            done_bytes += len(raw)
+            if progress and number % PROGRESS_EVERY_LINES == 0:
+                progress(done_bytes, total_bytes)
             scan.lines = number
             if not raw.strip():
                 scan.blank += 1
@@ -246,7 +259,10 @@ def _check_scan(path: Path, scan: _Scan, settings: Any, market: str) -> None:
         )
 
 
-def export_dataset(root: str | Path, market: str, config: TradelabConfig, *, test_mode: bool) -> dict[str, Any]:
+def export_dataset(
+    root: str | Path, market: str, config: TradelabConfig, *, test_mode: bool,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Export the Stage 2 parquet datasets and record ``stage2.dataset`` in the manifest.
 
     Args:
@@ -254,6 +270,7 @@ def export_dataset(root: str | Path, market: str, config: TradelabConfig, *, tes
         market: Market name.
         config: Resolved configuration (``soft_grpo.dataset`` holds the filters and split).
         test_mode: Cap the export at ``dataset.test_max_rows`` (the latest rows).
+        progress: Called with ``(bytes read, experience file size)`` while the file streams.
 
     Returns:
         The metadata written to ``dataset_metadata.json`` (counts, filters, files with sha256, source hash), plus
@@ -273,7 +290,9 @@ def export_dataset(root: str | Path, market: str, config: TradelabConfig, *, tes
         )
     caps = [c for c in (settings.max_samples, settings.test_max_rows if test_mode else None) if c is not None]
     keep = min(caps) if caps else None
-    scan, kept = _stream(source, settings, keep)
+    scan, kept = _stream(source, settings, keep, progress)
+    if progress:
+        progress(source.stat().st_size, source.stat().st_size)
     _check_scan(source, scan, settings, market)
     if scan.malformed:
         log.warning("%s: %d malformed lines skipped (first: line %d: %s)", source, len(scan.malformed),

@@ -74,7 +74,7 @@ def run_stage2(
 
     if engine not in ENGINES:
         raise TradelabError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    dataset = export_dataset(root, market, config, test_mode=test_mode)
+    dataset = export_dataset(root, market, config, test_mode=test_mode, progress=progress)
     report = run_preflight(root, market, config, engine=engine, dataset_only=dataset_only,
                            test_mode=test_mode, python=python, extra_overrides=extra_overrides)
     result: dict[str, Any] = {"dataset": _dataset_summary(dataset), "preflight": report.to_dict()}
