@@ -137,6 +137,17 @@ def override_key(item: str) -> str:
     return item.split("=", 1)[0].lstrip("+~")
 
 
+def engine_overrides(
+    engine: Any, values: dict[str, str], name: str, *, test_mode: bool, extra: list[str] | None
+) -> list[str]:
+    """The engine's ``args``, then its ``test_overrides`` in test mode, then ``extra``; later keys win."""
+    layers = [fill(engine.args, values, f"engines.{name}.args")]
+    if test_mode:
+        layers.append(fill(engine.test_overrides, values, f"engines.{name}.test_overrides"))
+    layers.append(list(extra or []))
+    return merge_overrides(*layers)
+
+
 def merge_overrides(*layers: list[str]) -> list[str]:
     """Later layers replace earlier overrides of the same key in place; new keys are appended."""
     merged: dict[str, str] = {}

@@ -116,11 +116,7 @@ def build_plan(
     values["adapter_path"] = base.missing(inputs.adapter, "stage1.lora_adapter_path")
     values["lora_rank"] = "0"
     values["lora_alpha"] = "0"
-    layers = [base.fill(engine.args, values, "engines.soft_grpo.args")]
-    if test_mode:
-        layers.append(base.fill(engine.test_overrides, values, "engines.soft_grpo.test_overrides"))
-    layers.append(list(extra_overrides or []))
-    overrides = base.merge_overrides(*layers)
+    overrides = base.engine_overrides(engine, values, "soft_grpo", test_mode=test_mode, extra=extra_overrides)
     launch_python = base.resolve_python(ws.root, config, python)
     env_overrides = base.engine_env(engine, values, "engines.soft_grpo.env")
     env_overrides["PYTHONPATH"] = base.pythonpath(repo_root / FORK_DIR, base.project_src())

@@ -32,11 +32,7 @@ def build_plan(
     values["adapter_path"] = base.missing(inputs.adapter, "stage1.lora_adapter_path")
     values["lora_rank"] = str(inputs.lora_rank) if inputs.lora_rank else f"{base.MISSING_PREFIX}adapter_config.r"
     values["lora_alpha"] = str(inputs.lora_alpha) if inputs.lora_alpha else f"{base.MISSING_PREFIX}adapter_config.lora_alpha"
-    layers = [base.fill(engine.args, values, "engines.verl.args")]
-    if test_mode:
-        layers.append(base.fill(engine.test_overrides, values, "engines.verl.test_overrides"))
-    layers.append(list(extra_overrides or []))
-    overrides = base.merge_overrides(*layers)
+    overrides = base.engine_overrides(engine, values, "verl", test_mode=test_mode, extra=extra_overrides)
     launch_python = base.resolve_python(ws.root, config, python)
     env_overrides = base.engine_env(engine, values, "engines.verl.env")
     env_overrides["PYTHONPATH"] = base.pythonpath(base.project_src())
