@@ -86,3 +86,35 @@ def test_atomic_writes_are_readable_by_others(tmp_path: Path) -> None:
     path.chmod(0o640)
     atomic_write_text(path, "y")
     assert path.stat().st_mode & 0o777 == 0o640 and path.read_text() == "y"
+
+
+def test_staged_dir_replaces_only_when_complete(tmp_path: Path) -> None:
+    from tradelab.io import staged_dir
+
+    target = tmp_path / "adapter"
+    with staged_dir(target) as staging:
+        (staging / "weights").write_text("v1")
+    assert (target / "weights").read_text() == "v1" and target.stat().st_mode & 0o777 == 0o755
+    with pytest.raises(RuntimeError):
+        with staged_dir(target) as staging:
+            (staging / "weights").write_text("half")
+            raise RuntimeError("crash mid-save")
+    assert (target / "weights").read_text() == "v1"
+    with staged_dir(target) as staging:
+        (staging / "other").write_text("v2")
+    assert sorted(p.name for p in target.iterdir()) == ["other"]
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"], "no staging or old folders left behind"
+
+
+def test_atomic_path_for_writers_that_need_a_file_name(tmp_path: Path) -> None:
+    from tradelab.io import atomic_path
+
+    target = tmp_path / "final.zip"
+    with pytest.raises(OSError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise OSError("disk full")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"ok")
+    assert target.read_bytes() == b"ok"

@@ -139,3 +139,13 @@ def test_trailing_stop_replay_uses_each_forward_bars_atr() -> None:
         outcomes[label] = expected
     assert outcomes["tight"].exit_reason == "trail" and outcomes["wide"].exit_reason != "trail"
     assert outcomes["tight"].pnl_usd > outcomes["wide"].pnl_usd
+
+
+def test_flatten_bars_without_an_explicit_count_use_the_envs_rule() -> None:
+    """A 15:40 decision bar ends 15:41; the env flattens at the close of the first bar ending >= 15:55: bar 14."""
+    from tradelab.grpo.ground_truth import flatten_after_bars
+
+    rules = {"flatten_time": "15:55"}
+    assert flatten_after_bars("2026-03-02T15:40:00-05:00", rules, 30) == 14
+    assert flatten_after_bars("2026-03-02T15:40:00-05:00", rules, 10) is None  # beyond the window
+    assert flatten_after_bars("2026-03-02T15:40:00-05:00", {**rules, "flatten_after_bars": 3}, 30) == 3

@@ -140,7 +140,7 @@ def test_merged_model_is_rebuilt_only_when_stale(stage2_root: Path, monkeypatch:
 
     def stand_in_merge(base_dir: Path, adapter_dir: Path, out_dir: Path) -> Path:
         merges.append(Path(out_dir))
-        Path(out_dir).mkdir(parents=True)
+        Path(out_dir).mkdir(parents=True, exist_ok=True)  # like merge_adapter, which replaces out_dir
         (Path(out_dir) / "config.json").write_text("{}")
         return Path(out_dir)
 

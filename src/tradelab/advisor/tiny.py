@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradelab.errors import TradelabError
+from tradelab.io import staged_dir
 
 if TYPE_CHECKING:
     from tradelab.config.llm_schema import TinyModelConfig
@@ -110,11 +108,11 @@ def build_model(tiny: TinyModelConfig, tokenizer: Any) -> Any:
 
 
 def _write(target: Path, tiny: TinyModelConfig, config: TradelabConfig) -> None:
+    from transformers.utils import logging as hf_logging
+
     from tradelab.config import config_hash
     from tradelab.io import atomic_write_json
     from tradelab.provenance import origin
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # save_pretrained's shard bar would print from library code
     tokenizer = build_tokenizer(_corpus(tiny, config), tiny.vocab_size, tiny.max_position_embeddings)
@@ -132,8 +130,8 @@ def _write(target: Path, tiny: TinyModelConfig, config: TradelabConfig) -> None:
 def ensure_tiny_advisor(root: str | Path, config: TradelabConfig | None = None) -> Path:
     """Build the tiny advisor under ``<root>/models/base/tiny-advisor`` unless it is already there.
 
-    Built in a temporary sibling directory and moved into place with ``os.replace``, so a crash or a concurrent
-    builder never leaves a half-written model.
+    Built in a staging folder that replaces the target only when complete (:func:`tradelab.io.staged_dir`), so a
+    crash never leaves a half-written model; the build is seeded, so a concurrent builder writes the same files.
 
     Args:
         root: Workspace root.
@@ -159,20 +157,8 @@ def ensure_tiny_advisor(root: str | Path, config: TradelabConfig | None = None) 
         from tradelab.config import load_config
 
         config = load_config()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-advisor.", dir=target.parent))
-    try:
+    with staged_dir(target) as staging:
         _write(staging, config.llm.tiny, config)
-        staging.chmod(0o755)  # mkdtemp creates it private; the model folder is an ordinary shared artifact
-        if target.exists():
-            target.rmdir()  # an empty leftover directory; os.replace cannot replace it on every platform
-        os.replace(staging, target)
-    except OSError:
-        if not _complete(target):  # another process did not win the race either
-            raise
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     log.info("built the tiny smoke-test advisor at %s", target)
     return target
 

@@ -9,9 +9,6 @@ is AdamW, and every source of randomness is seeded. Adapters are saved in PEFT f
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -120,17 +117,6 @@ def _validate(examples: Sequence[SFTExample]) -> None:
         )
 
 
-def _replace_dir(staging: Path, out_dir: Path) -> None:
-    """Move ``staging`` to ``out_dir``, replacing an existing adapter folder."""
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-        os.replace(out_dir, old / out_dir.name)
-    os.replace(staging, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def _run_epochs(model: Any, batches: Callable[[int], list[list[int]]], encoded: list, weights: list[float],
                 config: TradelabConfig, *, pad_id: int, epochs: int, learning_rate: float, device: str,
                 progress: Callable[[int, int], None] | None) -> TrainSummary:
@@ -226,23 +212,16 @@ def _save(model: Any, out_dir: Path, base_dir: Path, config: TradelabConfig, see
 
     from tradelab.advisor.tiny import model_info
     from tradelab.config import config_hash
-    from tradelab.io import atomic_write_json
+    from tradelab.io import atomic_write_json, staged_dir
     from tradelab.provenance import origin
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_dir(out_dir) as staging:
         model.save_pretrained(staging)
         atomic_write_json(staging / ADAPTER_INFO, {
             "base_model": model_info(base_dir), "init_adapter": str(init_adapter) if init_adapter else None,
             "lora": config.llm.lora.model_dump(), "training": asdict(summary),
             "origin": origin(config_hash(config), seed),
         })
-        staging.chmod(0o755)
-        _replace_dir(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     log.info("saved adapter to %s (%d steps, final loss %.4f)", out_dir, summary.steps, summary.epoch_loss[-1])
     return out_dir
 
@@ -257,22 +236,16 @@ def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | 
     from transformers import AutoModelForCausalLM
 
     from tradelab.advisor.load import load_tokenizer
+    from tradelab.io import staged_dir
 
     out = Path(out_dir)
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype="auto", local_files_only=True,
                                                 trust_remote_code=trust_remote_code)
     merged = PeftModel.from_pretrained(base, Path(adapter_dir)).merge_and_unload()
     tokenizer = load_tokenizer(base_dir, trust_remote_code=trust_remote_code)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with staged_dir(out) as staging:
         merged.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        staging.chmod(0o755)
-        _replace_dir(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return out
 
 

@@ -11,7 +11,6 @@ import numpy as np
 
 from tradelab.io import atomic_write_bytes
 
-
 _STYLES = ("-", "--", "-.", ":")
 """Line styles cycled per agent, so agents with identical curves stay visible on top of each other."""
 

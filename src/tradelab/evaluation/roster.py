@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradelab.errors import ConfigError, StageNotReady
-from tradelab.evaluation.agents import BASELINES, Agent, AdvisorAgent, advice_to_dict
+from tradelab.evaluation.agents import BASELINES, AdvisorAgent, Agent, advice_to_dict
 from tradelab.evaluation.backtest import AgentSpec, EvalSettings
 from tradelab.paths import Workspace
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime
 from typing import Any
 
 from tradelab import ACTIONS
+from tradelab.replay import bars_to_flatten
 
 GROUND_TRUTH_VERSION = 1
 """Version of the ground-truth JSON layout; bump when a key changes meaning."""
@@ -74,9 +74,9 @@ def flatten_after_bars(timestamp: str, rules: dict[str, Any], horizon_bars: int)
     """Forward bars until the env's flatten time, for 1-minute bars stamped at their start.
 
     Returns:
-        ``rules["flatten_after_bars"]`` when the record carries the key (null: no flatten in the window); else the minutes from the decision bar to
-        ``rules["flatten_time"]`` (at least 1); None when the flatten falls beyond the forward window or the
-        record has no flatten time.
+        ``rules["flatten_after_bars"]`` when the record carries the key (null: no flatten in the window); else
+        :func:`tradelab.replay.bars_to_flatten` for ``rules["flatten_time"]`` (the env's own count); None when the
+        flatten falls beyond the forward window or the record has no flatten time.
     """
     if "flatten_after_bars" in rules:
         explicit = rules["flatten_after_bars"]
@@ -88,10 +88,7 @@ def flatten_after_bars(timestamp: str, rules: dict[str, Any], horizon_bars: int)
     flatten_time = rules.get("flatten_time")
     if not isinstance(flatten_time, str) or not timestamp:
         return None
-    stamp = datetime.fromisoformat(timestamp)
-    hour, minute = (int(p) for p in flatten_time.split(":")[:2])
-    minutes = (hour * 60 + minute) - (stamp.hour * 60 + stamp.minute)
-    bars = max(1, minutes)
+    bars = bars_to_flatten(timestamp, flatten_time)
     return bars if bars <= horizon_bars else None
 
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +11,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+from tradelab.io import atomic_path
 from tradelab.stage1.advice_wrapper import AdviceVecEnv
 from tradelab.stage1.experience import ExperienceRecorder
 from tradelab.stage1.refine import refine_adapter
@@ -24,22 +23,12 @@ log = logging.getLogger(__name__)
 _CHECKPOINT = re.compile(r"^stage1_(\d+)_steps\.zip$")
 
 
-def _atomic_save(save: Callable[[str], None], path: Path, suffix: str) -> None:
-    """Run ``save(tmp)`` on a temp file next to ``path`` and move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def save_model(model: Any, vecnorm: SlotPreservingVecNormalize, model_path: Path, vecnorm_path: Path) -> None:
     """Save the PPO model and the normalisation statistics atomically (each file appears complete or not at all)."""
-    _atomic_save(model.save, model_path, ".zip")
-    _atomic_save(vecnorm.save, vecnorm_path, ".pkl")
+    with atomic_path(model_path) as tmp:
+        model.save(str(tmp))
+    with atomic_path(vecnorm_path) as tmp:
+        vecnorm.save(str(tmp))
 
 
 @dataclass

@@ -260,3 +260,31 @@ def engine_env(engine: EngineConfig, values: dict[str, str], where: str) -> dict
     """The engine's ``env`` mapping with placeholders filled."""
     filled = fill([f"{k}={v}" for k, v in engine.env.items()], values, where)
     return dict(item.split("=", 1) for item in filled)
+
+
+def assemble_plan(
+    ws: Workspace, market: str, config: TradelabConfig, *, engine_name: str, key: str, dialect: str,
+    values: dict[str, str], test_mode: bool, python: str | None, extra_overrides: list[str] | None,
+    repo_root: Path | None, pythonpath_front: tuple[Path, ...], model_path: Path | None, adapter_path: Path | None,
+) -> LaunchPlan:
+    """The launch plan both engines share once their placeholder ``values`` are known.
+
+    Args:
+        key: The engine's key under ``soft_grpo.engines`` (``verl`` or ``soft_grpo``).
+        pythonpath_front: Folders put before the project's ``src/`` on the engine's PYTHONPATH.
+    """
+    engine = getattr(config.soft_grpo.engines, key)
+    overrides = engine_overrides(engine, values, key, test_mode=test_mode, extra=extra_overrides)
+    launch_python = resolve_python(ws.root, config, python)
+    env_overrides = engine_env(engine, values, f"engines.{key}.env")
+    env_overrides["PYTHONPATH"] = pythonpath(*pythonpath_front, project_src())
+    env_overrides["TENSORBOARD_DIR"] = values["tensorboard_dir"]
+    plan = LaunchPlan(
+        engine=engine_name, dialect=dialect, python=launch_python,
+        argv=command(launch_python, engine, overrides, repo_root),
+        cwd=launch_cwd(ws, market, engine, repo_root), env_overrides=env_overrides, overrides=overrides,
+        output_dir=ws.soft_grpo_output_dir(market), tensorboard_dir=ws.soft_grpo_tensorboard_dir(market),
+        model_path=model_path, adapter_path=adapter_path, repo_root=repo_root, mode=engine.mode,
+    )
+    plan.missing = {k: v for k, v in values.items() if v.startswith(MISSING_PREFIX)}
+    return plan

@@ -10,15 +10,14 @@ with ``PYTHONPATH=<repo>/verl-0.4.x`` (plus the project's ``src`` so verl can lo
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 from tradelab.config import TradelabConfig
 from tradelab.grpo.engines import base
-from tradelab.io import atomic_write_json, sha256_dir
+from tradelab.io import atomic_write_json, sha256_dir, staged_dir
 from tradelab.paths import Workspace
-from tradelab.provenance import utc_now, utc_stamp
+from tradelab.provenance import utc_now
 
 ENGINE = "soft-grpo"
 MERGE_MARKER = "tradelab_merge.json"
@@ -85,19 +84,12 @@ def ensure_merged(base_dir: Path, adapter_dir: Path, merged_dir: Path) -> dict[s
         return {"rebuilt": False, "reason": reason, "path": str(merged_dir)}
     from tradelab.advisor.train import merge_adapter
 
-    staging = merged_dir.with_name(f".{merged_dir.name}.{utc_stamp()}.tmp")
-    try:
+    with staged_dir(merged_dir) as staging:
         merge_adapter(base_dir, adapter_dir, staging)
         atomic_write_json(staging / MERGE_MARKER, {
             "adapter_path": str(adapter_dir), "adapter_sha256": sha256_dir(adapter_dir),
             "base_model": str(base_dir), "merged_at": utc_now(),
         })
-        if merged_dir.exists():
-            shutil.rmtree(merged_dir)
-        staging.rename(merged_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
     return {"rebuilt": True, "reason": reason, "path": str(merged_dir)}
 
 
@@ -107,7 +99,6 @@ def build_plan(
 ) -> base.LaunchPlan:
     """The SofT-GRPO launch for ``market`` (nothing is built or checked here)."""
     ws = Workspace.at(root)
-    engine = config.soft_grpo.engines.soft_grpo
     inputs = base.stage1_inputs(ws.root, market)
     repo_root = base.resolve_repo_root(ws.root, config)
     merged_dir = ws.stage1_merged_dir(market)
@@ -116,19 +107,11 @@ def build_plan(
     values["adapter_path"] = base.missing(inputs.adapter, "stage1.lora_adapter_path")
     values["lora_rank"] = "0"
     values["lora_alpha"] = "0"
-    overrides = base.engine_overrides(engine, values, "soft_grpo", test_mode=test_mode, extra=extra_overrides)
-    launch_python = base.resolve_python(ws.root, config, python)
-    env_overrides = base.engine_env(engine, values, "engines.soft_grpo.env")
-    env_overrides["PYTHONPATH"] = base.pythonpath(repo_root / FORK_DIR, base.project_src())
-    env_overrides["TENSORBOARD_DIR"] = values["tensorboard_dir"]
-    plan = base.LaunchPlan(
-        engine=ENGINE, dialect="fork", python=launch_python,
-        argv=base.command(launch_python, engine, overrides, repo_root),
-        cwd=base.launch_cwd(ws, market, engine, repo_root), env_overrides=env_overrides, overrides=overrides,
-        output_dir=ws.soft_grpo_output_dir(market), tensorboard_dir=ws.soft_grpo_tensorboard_dir(market),
-        model_path=merged_dir, adapter_path=inputs.adapter, repo_root=repo_root, mode=engine.mode,
+    plan = base.assemble_plan(
+        ws, market, config, engine_name=ENGINE, key="soft_grpo", dialect="fork", values=values, test_mode=test_mode,
+        python=python, extra_overrides=extra_overrides, repo_root=repo_root, pythonpath_front=(repo_root / FORK_DIR,),
+        model_path=merged_dir, adapter_path=inputs.adapter,
     )
-    plan.missing = {k: v for k, v in values.items() if v.startswith(base.MISSING_PREFIX)}
     fresh, reason = merged_state(merged_dir, inputs.adapter)
     if not fresh:
         plan.notes.append(f"stage1_merged will be rebuilt before launch: {reason}")

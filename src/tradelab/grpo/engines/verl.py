@@ -25,27 +25,18 @@ def build_plan(
 ) -> base.LaunchPlan:
     """The verl launch for ``market`` (nothing is checked or created here; preflight does that)."""
     ws = Workspace.at(root)
-    engine = config.soft_grpo.engines.verl
     inputs = base.stage1_inputs(ws.root, market)
     values = base.base_values(ws.root, market, config, ENGINE)
     values["model_path"] = base.missing(inputs.base_model, "stage1.base_model.local_path")
     values["adapter_path"] = base.missing(inputs.adapter, "stage1.lora_adapter_path")
-    values["lora_rank"] = str(inputs.lora_rank) if inputs.lora_rank else f"{base.MISSING_PREFIX}adapter_config.r"
-    values["lora_alpha"] = str(inputs.lora_alpha) if inputs.lora_alpha else f"{base.MISSING_PREFIX}adapter_config.lora_alpha"
-    overrides = base.engine_overrides(engine, values, "verl", test_mode=test_mode, extra=extra_overrides)
-    launch_python = base.resolve_python(ws.root, config, python)
-    env_overrides = base.engine_env(engine, values, "engines.verl.env")
-    env_overrides["PYTHONPATH"] = base.pythonpath(base.project_src())
-    env_overrides["TENSORBOARD_DIR"] = values["tensorboard_dir"]
-    plan = base.LaunchPlan(
-        engine=ENGINE, dialect="pypi", python=launch_python,
-        argv=base.command(launch_python, engine, overrides, None),
-        cwd=base.launch_cwd(ws, market, engine, None), env_overrides=env_overrides, overrides=overrides,
-        output_dir=ws.soft_grpo_output_dir(market), tensorboard_dir=ws.soft_grpo_tensorboard_dir(market),
-        model_path=inputs.base_model, adapter_path=inputs.adapter, repo_root=None, mode=engine.mode,
+    absent = base.MISSING_PREFIX
+    values["lora_rank"] = str(inputs.lora_rank) if inputs.lora_rank else f"{absent}adapter_config.r"
+    values["lora_alpha"] = str(inputs.lora_alpha) if inputs.lora_alpha else f"{absent}adapter_config.lora_alpha"
+    return base.assemble_plan(
+        ws, market, config, engine_name=ENGINE, key="verl", dialect="pypi", values=values, test_mode=test_mode,
+        python=python, extra_overrides=extra_overrides, repo_root=None, pythonpath_front=(),
+        model_path=inputs.base_model, adapter_path=inputs.adapter,
     )
-    plan.missing = {k: v for k, v in values.items() if v.startswith(base.MISSING_PREFIX)}
-    return plan
 
 
 def latest_actor_checkpoint(output_dir: Path) -> Path | None:

@@ -7,15 +7,12 @@ tensors and plain containers and is read with ``weights_only=True``.
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from tradelab.errors import DataError
-from tradelab.io import atomic_write_json
+from tradelab.io import atomic_write_json, staged_dir
 
 STATE_FILE = "trainer_state.pt"
 CHECKPOINTS = "checkpoints"
@@ -78,19 +75,12 @@ def save_checkpoint(
     parent = run_dir / CHECKPOINTS
     parent.mkdir(parents=True, exist_ok=True)
     final = parent / checkpoint_name(step)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=parent))
-    try:
+    with staged_dir(final) as tmp:
         model.save_pretrained(tmp / "adapter")
         payload = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": capture_rng(),
                    "state": state}
         torch.save(payload, tmp / STATE_FILE)
         atomic_write_json(tmp / "state.json", state)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

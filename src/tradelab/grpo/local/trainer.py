@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from tradelab.grpo.local.rewards import default_reward
 from tradelab.grpo.local.runlog import TENSORBOARD, RunRecorder, hardware_info
 from tradelab.grpo.local.settings import cli_command, effective_settings, resolved_config
 from tradelab.grpo.local.step import StepContext, run_step, validate
+from tradelab.io import staged_dir
 from tradelab.manifest import append_run
 from tradelab.markets import validate_market_name
 from tradelab.paths import Workspace
@@ -89,12 +89,8 @@ def publish_adapter(model: Any, run_dir: Path, target: Path) -> Path:
     """Save the adapter into the run directory and replace ``target`` with a copy of it (via a temp folder)."""
     final = run_dir / "adapter"
     model.save_pretrained(final)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=target.parent))
-    shutil.copytree(final, tmp, dirs_exist_ok=True)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    with staged_dir(target) as staging:
+        shutil.copytree(final, staging, dirs_exist_ok=True)
     return target
 
 
