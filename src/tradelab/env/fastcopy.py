@@ -24,16 +24,17 @@ class FastCopyDict(dict):
 
 
 def _copy_items(value: dict, memo: dict[int, Any]) -> dict:
-    out = dict(value)
-    for key, item in out.items():
-        kind = type(item)
-        if kind in _ATOMIC:
-            continue
-        if kind is dict and _ATOMIC.issuperset(map(type, item.values())):
-            out[key] = dict(item)
-        else:
-            out[key] = _copy_tree(item, memo)
-    return out
+    return {key: _copy_item(item, memo) for key, item in value.items()}
+
+
+def _copy_item(item: Any, memo: dict[int, Any]) -> Any:
+    """Scalars are shared, flat dicts of scalars are shallow-copied, anything else is copied recursively."""
+    kind = type(item)
+    if kind in _ATOMIC:
+        return item
+    if kind is dict and _ATOMIC.issuperset(map(type, item.values())):
+        return dict(item)
+    return _copy_tree(item, memo)
 
 
 def _copy_tree(value: Any, memo: dict[int, Any]) -> Any:
@@ -41,16 +42,7 @@ def _copy_tree(value: Any, memo: dict[int, Any]) -> Any:
     if kind is dict:
         return _copy_items(value, memo)
     if kind is list:
-        out = list(value)
-        for i, item in enumerate(out):
-            item_kind = type(item)
-            if item_kind in _ATOMIC:
-                continue
-            if item_kind is dict and _ATOMIC.issuperset(map(type, item.values())):
-                out[i] = dict(item)
-            else:
-                out[i] = _copy_tree(item, memo)
-        return out
+        return [_copy_item(item, memo) for item in value]
     if kind is FastCopyDict:
         return FastCopyDict(_copy_items(value, memo))
     return copy.deepcopy(value, memo)
