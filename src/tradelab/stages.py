@@ -27,7 +27,6 @@ _StageResult = tuple[dict[str, Any], list[str]]
 """A --test stage's key figures and the paths it wrote."""
 LineSink = Callable[[str], None]
 
-ENGINES: tuple[str, ...] = ("verl", "soft-grpo", "local")
 TEST_PIPELINE_STAGES: tuple[str, ...] = ("data", "stage1", "stage2_dataset", "preflight", "stage2_local", "evaluation")
 """What ``python main.py --test`` runs, in order."""
 
@@ -127,7 +126,6 @@ def stage2(
     from tradelab.grpo.runner import run_stage2
 
     validate_market_name(market)
-    _check_engine(engine)
     return run_stage2(
         root, market, _cfg(root, config), engine=engine, test_mode=test_mode, dataset_only=dataset_only,
         dry_run=dry_run, mode=mode, resume_from=resume_from, on_line=on_line, progress=progress,
@@ -142,13 +140,7 @@ def preflight(
     from tradelab.grpo.preflight import run_preflight
 
     validate_market_name(market)
-    _check_engine(engine)
     return run_preflight(root, market, _cfg(root, config), engine=engine, dataset_only=dataset_only).to_dict()
-
-
-def _check_engine(engine: str) -> None:
-    if engine not in ENGINES:
-        raise TradelabError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
 
 
 # ------------------------------------------------------------------------------------------------------ evaluation

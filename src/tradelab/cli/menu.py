@@ -18,6 +18,7 @@ from tradelab import stages
 from tradelab.cli import render
 from tradelab.config import TradelabConfig
 from tradelab.errors import TradelabError
+from tradelab.grpo import ENGINES
 from tradelab.manifest import load_manifest
 from tradelab.paths import Workspace
 
@@ -146,7 +147,7 @@ class Menu:
                               "No market has a completed Stage 1: Training → Phase 3 Stage 1 "
                               "(or `python main.py stage1 --market NQ --test`).")
         mode = _ask(questionary.select("Run", choices=[*STAGE2_MODES, BACK]))
-        engine = _ask(questionary.select("Engine", choices=[*stages.ENGINES, BACK]))
+        engine = _ask(questionary.select("Engine", choices=[*ENGINES, BACK]))
         rollout_mode = None
         if engine == "local" and not STAGE2_MODES[mode]["dataset_only"]:
             rollout_mode = _ask(questionary.select("Rollouts", choices=["soft", "discrete", BACK]))
@@ -174,7 +175,7 @@ class Menu:
     def preflight(self) -> None:
         markets = self.ws.markets_with_manifest() or self.ws.markets_with_data()
         market = self._market(markets, "No market yet: generate or import data first.")
-        engine = _ask(questionary.select("Engine", choices=[*stages.ENGINES, BACK]))
+        engine = _ask(questionary.select("Engine", choices=[*ENGINES, BACK]))
         report = stages.preflight(self.root, market, engine=engine, config=self.config)
         self.out.print(render.preflight_table(report))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tradelab.stages import ENGINES
+from tradelab.grpo import ENGINES
 
 
 class _Parser(argparse.ArgumentParser):

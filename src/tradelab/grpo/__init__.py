@@ -1,5 +1,8 @@
 """Phase 3 Stage 2: GRPO dataset export, the verifiable trading reward, preflight and the engine runner.
 
-Nothing is imported here: :mod:`tradelab.grpo.reward` must import under a bare Python with only numpy, and the
+Nothing heavy is imported here: :mod:`tradelab.grpo.reward` must import under a bare Python with only numpy, and the
 dataset / preflight / runner modules pull pyarrow and subprocess machinery only when used.
 """
+
+ENGINES: tuple[str, ...] = ("verl", "soft-grpo", "local")
+"""Stage 2 engines: PyPI verl with LoRA, the SofT-GRPO fork, and the in-process local trainer."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from tradelab.config import TradelabConfig, config_hash
 from tradelab.errors import PreflightError, StageFailed, TradelabError
+from tradelab.grpo import ENGINES
 from tradelab.grpo.engines import base
 from tradelab.manifest import append_run, update_last_run
 from tradelab.paths import Workspace
@@ -23,7 +24,6 @@ from tradelab.provenance import utc_now, utc_stamp
 
 log = logging.getLogger(__name__)
 
-ENGINES: tuple[str, ...] = ("verl", "soft-grpo", "local")
 LineSink = Callable[[str], None]
 
 
