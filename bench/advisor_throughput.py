@@ -2,12 +2,12 @@
 
 Builds the embedded tiny advisor and its warm-started adapter in a temporary workspace (or reuses ``--root`` and
 ``--adapter``), so answers have their real length (the adapter stops at the end-of-answer token). Greedy decoding,
-response cache off. Each figure is the best of ``--repeats`` runs (slower runs measure interference from other
-processes on a shared machine); advice per CPU-second of this process is printed beside it (with one thread it is
-the figure least disturbed by other load). The headline, printed last, is ``speedup_b32`` = batched /
+response cache off. Each figure is the best of ``--repeats`` runs, batched and one-at-a-time runs taking turns (slower
+runs measure interference from other processes on a shared machine); advice per CPU-second of this process is
+printed beside it (with one thread it is the figure least disturbed by other load). The headline, printed last, is ``speedup_b32`` = batched /
 one-at-a-time advice/s for 32 prompts.
 
-Usage: ``python bench/advisor_throughput.py [--root DIR] [--adapter DIR] [--repeats 3] [--threads N]``
+Usage: ``python bench/advisor_throughput.py [--root DIR] [--adapter DIR] [--repeats 5] [--threads N]``
 """
 
 from __future__ import annotations
@@ -27,22 +27,32 @@ from tradelab.config import load_config
 SIZES = (1, 8, 32)
 
 
-def _best_rate(fn: Any, n: int, repeats: int) -> tuple[float, float]:
-    """(advice/s by wall clock, advice per CPU-second of this process), each the best of ``repeats`` runs."""
-    best_wall = best_cpu = float("inf")
+def _timed(fn: Any) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - start, time.process_time() - cpu_start
+
+
+def _rates(fns: dict[str, Any], n: int, repeats: int) -> dict[str, tuple[float, float]]:
+    """Per name: (advice/s by wall clock, advice per CPU-second), each the best of ``repeats`` runs.
+
+    The functions take turns (a, b, a, b, ...), so a machine that speeds up or slows down during the measurement
+    affects them alike.
+    """
+    best = {name: [float("inf"), float("inf")] for name in fns}
     for _ in range(repeats):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        fn()
-        best_wall = min(best_wall, time.perf_counter() - start)
-        best_cpu = min(best_cpu, time.process_time() - cpu_start)
-    return n / best_wall, n / best_cpu
+        for name, fn in fns.items():
+            wall, cpu = _timed(fn)
+            best[name] = [min(best[name][0], wall), min(best[name][1], cpu)]
+    return {name: (n / wall, n / cpu) for name, (wall, cpu) in best.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=None, help="workspace root (default: a temporary one)")
     parser.add_argument("--adapter", type=Path, default=None, help="adapter to use (default: warm-start one)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (the best is kept)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
     import torch
@@ -67,8 +77,9 @@ def main() -> None:
         speedups = {}
         for n in SIZES:
             contexts = random_contexts(n, 100 + n)
-            batched, batched_cpu = _best_rate(lambda c=contexts: advisor.advise(c), n, args.repeats)
-            single, single_cpu = _best_rate(lambda c=contexts: [advisor.advise([x]) for x in c], n, args.repeats)
+            rates = _rates({"batched": lambda c=contexts: advisor.advise(c),
+                            "single": lambda c=contexts: [advisor.advise([x]) for x in c]}, n, args.repeats)
+            (batched, batched_cpu), (single, single_cpu) = rates["batched"], rates["single"]
             speedups[n] = batched / single
             print(f"prompts={n} batched_advice_per_s={batched:.1f} one_at_a_time_advice_per_s={single:.1f} "
                   f"speedup={speedups[n]:.2f} (per CPU-second: {batched_cpu:.1f} vs {single_cpu:.1f}, "

@@ -4,53 +4,76 @@
 * ``batched``: the advice wrapper asks once per vector step for every env that needs advice;
 * ``sequential``: the same triggers, but one advisor call per env.
 
-The response cache is off so every query generates. Headline last: ``batched_over_sequential=<x>``.
+The response cache is off so every query generates. The modes are built once and timed in interleaved rounds (off,
+batched, sequential, off, ...), so a machine that speeds up or slows down during the run affects every mode alike;
+each figure is the best round (the median is printed beside it). By default the advisor is the bare tiny model,
+whose answers run to ``max_new_tokens``; ``--warm-start`` applies the warm-start adapter first, as Stage 1 does, so
+answers stop at their end token and prefill is a larger share of each call. Headline last:
+``batched_over_sequential=<x>`` (best batched / best sequential env-steps/s).
 
-Usage: ``python bench/stage1_throughput.py [--envs 16] [--steps 2048] [--interval 4]``
+Usage: ``python bench/stage1_throughput.py [--envs 16] [--steps 2048] [--rounds 3] [--interval 4] [--warm-start]``
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
+MODES = ("off", "batched", "sequential")
 
-def _measure(mode: str, root: Path, config, arrays, *, n_envs: int, steps: int, interval: int) -> dict:
-    from sb3_contrib import MaskablePPO
-    from stable_baselines3.common.utils import set_random_seed
 
-    from tradelab.advisor.generate import Advisor
-    from tradelab.stage1.policy import FusionPolicy
-    from tradelab.stage1.setup import env_fns
-    from tradelab.stage1.source import LLMAdviceSource
-    from tradelab.stage1.vec import advice_vec_env, make_probe, normalized
+class _Mode:
+    """One mode's MaskablePPO + advice VecEnv, built once and timed in rounds (``learn`` continues each time)."""
 
-    set_random_seed(0)
-    source = None if mode == "off" else LLMAdviceSource(Advisor(config, root, device="cpu"))
-    fns = env_fns(root, "NQ", config, arrays, n_envs=n_envs, seed=0, split="train")
-    env = advice_vec_env(fns, config.stage1, source=source, batched=mode != "sequential", interval_bars=interval)
-    vec = normalized(env, config.ppo)
-    model = MaskablePPO(FusionPolicy, vec, n_steps=64, batch_size=256, n_epochs=1, seed=0, device="cpu",
-                        policy_kwargs={"net_arch": {"pi": [32], "vf": [32]}, "llm_weight": 1.0,
-                                       "confidence_floor": 0.5})
-    env.probe = make_probe(model.policy, vec)
-    model.learn(n_envs * 64)  # warm-up: first generate calls and allocations
-    started = time.perf_counter()
-    before = env.stats.queries
-    model.learn(steps, reset_num_timesteps=False)
-    seconds = time.perf_counter() - started
-    summary = env.stats.summary()["llm_stats"]
-    return {"steps_per_s": steps / seconds, "seconds": seconds, "queries": env.stats.queries - before,
-            "mean_batch": summary["mean_batch_size"]}
+    def __init__(self, mode: str, root: Path, config, arrays, *, n_envs: int, interval: int,
+                 adapter: Path | None) -> None:
+        from sb3_contrib import MaskablePPO
+        from stable_baselines3.common.utils import set_random_seed
+
+        from tradelab.advisor.generate import Advisor
+        from tradelab.stage1.policy import FusionPolicy
+        from tradelab.stage1.setup import env_fns
+        from tradelab.stage1.source import LLMAdviceSource
+        from tradelab.stage1.vec import advice_vec_env, make_probe, normalized
+
+        set_random_seed(0)
+        source = None if mode == "off" else LLMAdviceSource(Advisor(config, root, adapter_path=adapter, device="cpu"))
+        fns = env_fns(root, "NQ", config, arrays, n_envs=n_envs, seed=0, split="train")
+        self.env = advice_vec_env(fns, config.stage1, source=source, batched=mode != "sequential",
+                                  interval_bars=interval)
+        vec = normalized(self.env, config.ppo)
+        self.model = MaskablePPO(FusionPolicy, vec, n_steps=64, batch_size=256, n_epochs=1, seed=0, device="cpu",
+                                 policy_kwargs={"net_arch": {"pi": [32], "vf": [32]}, "llm_weight": 1.0,
+                                                "confidence_floor": 0.5})
+        self.env.probe = make_probe(self.model.policy, vec)
+        self.model.learn(n_envs * 64)  # warm-up: first generate calls and allocations
+        self.seconds: list[float] = []
+        self.queries = 0
+
+    def run(self, steps: int) -> None:
+        before = self.env.stats.queries
+        started = time.perf_counter()
+        self.model.learn(steps, reset_num_timesteps=False)
+        self.seconds.append(time.perf_counter() - started)
+        self.queries += self.env.stats.queries - before
+
+    def summary(self, steps: int) -> dict:
+        return {"steps_per_s": steps / min(self.seconds), "median_steps_per_s": steps / statistics.median(self.seconds),
+                "queries": self.queries, "mean_batch": self.env.stats.summary()["llm_stats"]["mean_batch_size"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", type=int, default=16, help="parallel envs")
-    parser.add_argument("--steps", type=int, default=2048, help="timed env steps per mode")
+    parser.add_argument("--steps", type=int, default=2048, help="timed env steps per mode and round")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per mode (best and median reported)")
     parser.add_argument("--interval", type=int, default=4, help="query interval in bars")
+    parser.add_argument("--warm-start", action="store_true", help="advise with the warm-start adapter applied")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: ppo.torch_threads, as Stage 1 uses; 0 = torch's default)")
     args = parser.parse_args()
 
     import torch
@@ -59,21 +82,33 @@ def main() -> None:
     from tradelab.config import load_config
     from tradelab.marketdata import generate_market, load_market_arrays
 
-    torch.set_num_threads(1)
     config = load_config(overrides={"llm.generation.cache": False, "llm.device": "cpu"})
+    threads = config.ppo.torch_threads if args.threads is None else args.threads
+    if threads:
+        torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="tradelab_bench_s1_") as tmp:
         root = Path(tmp)
         generate_market(root, "NQ", config, days=10, seed=7)
         ensure_tiny_advisor(root, config)
         arrays = load_market_arrays(root, "NQ", config)
-        results = {}
-        for mode in ("off", "batched", "sequential"):
-            results[mode] = _measure(mode, root, config, arrays, n_envs=args.envs, steps=args.steps,
-                                     interval=args.interval)
-            r = results[mode]
-            print(f"{mode}: steps_per_s={r['steps_per_s']:.1f} seconds={r['seconds']:.2f} queries={r['queries']} "
-                  f"mean_batch={r['mean_batch']:.2f}")
-    print(f"envs={args.envs} interval_bars={args.interval} timed_steps={args.steps} torch_threads=1")
+        adapter = None
+        if args.warm_start:
+            from tradelab.advisor.train import warm_start
+
+            adapter = warm_start(root, config, seed=0, out_dir=root / "warm_adapter")
+        modes = {mode: _Mode(mode, root, config, arrays, n_envs=args.envs, interval=args.interval, adapter=adapter)
+                 for mode in MODES}
+        for _ in range(args.rounds):  # rounds interleave the modes, so drifting machine speed hits all of them alike
+            for mode in MODES:
+                modes[mode].run(args.steps)
+        results = {mode: modes[mode].summary(args.steps) for mode in MODES}
+        for mode, r in results.items():
+            print(f"{mode}: steps_per_s={r['steps_per_s']:.1f} median_steps_per_s={r['median_steps_per_s']:.1f} "
+                  f"queries={r['queries']} mean_batch={r['mean_batch']:.2f}")
+    print(f"envs={args.envs} interval_bars={args.interval} rounds={args.rounds} steps_per_round={args.steps} "
+          f"torch_threads={torch.get_num_threads()} advisor={'warm-start adapter' if args.warm_start else 'bare tiny model'}")
+    median = results["batched"]["median_steps_per_s"] / results["sequential"]["median_steps_per_s"]
+    print(f"batched_over_sequential_median={median:.2f}")
     print(f"advisor_overhead_batched={results['off']['steps_per_s'] / results['batched']['steps_per_s']:.2f}")
     ratio = results["batched"]["steps_per_s"] / results["sequential"]["steps_per_s"]
     print(f"batched_over_sequential={ratio:.2f}")

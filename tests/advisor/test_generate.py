@@ -103,3 +103,69 @@ def test_sampling_is_seeded(advisor_root: Path, warm_adapter_dir: Path) -> None:
     a = [r.text for r in advisor.advise(contexts, seed=1)]
     assert a == [r.text for r in advisor.advise(contexts, seed=1)]
     assert a != [r.text for r in advisor.advise(contexts, seed=2)]
+
+
+def test_prefix_cache_gives_the_same_answers_and_skips_the_system_turn(
+    advisor_root: Path, warm_adapter_dir: Path
+) -> None:
+    on = load_config(overrides={"llm.generation.cache": False, "llm.generation.prefix_cache": True})
+    off = load_config(overrides={"llm.generation.cache": False, "llm.generation.prefix_cache": False})
+    cached = Advisor(on, advisor_root, adapter_path=warm_adapter_dir, device="cpu")
+    plain = Advisor(off, advisor_root, adapter_path=warm_adapter_dir, device="cpu")
+    contexts = random_contexts(12, 808)
+    assert [r.text for r in cached.advise(contexts)] == [r.text for r in plain.advise(contexts)]
+    assert [cached.advise([c])[0].text for c in contexts[:4]] == [r.text for r in plain.advise(contexts[:4])]
+    tokenizer = cached.tokenizer
+    system_turn = tokenizer.apply_chat_template(cached.advise(contexts[:1])[0].messages[:1], tokenize=False)
+    system_tokens = len(tokenizer(system_turn, add_special_tokens=False)["input_ids"])
+    calls = cached.stats.calls
+    assert system_tokens > 10 and [c.prefix_tokens for c in calls[:2]] == [12 * system_tokens, system_tokens]
+    assert all(c.prefix_tokens == 0 for c in plain.stats.calls)
+    assert cached.stats.to_dict()["prefix_cache_tokens"] == sum(c.prefix_tokens for c in calls)
+
+
+def test_prefix_cache_on_the_random_base_and_with_different_system_turns(advisor_root: Path) -> None:
+    """The untrained base writes long varied text, so a wrong position or a leaked pad would change it."""
+    from tradelab.advisor.prompts import build_messages
+
+    on = load_config(overrides={"llm.generation.cache": False, "llm.generation.max_new_tokens": 24})
+    off = load_config(overrides={"llm.generation.cache": False, "llm.generation.max_new_tokens": 24,
+                                 "llm.generation.prefix_cache": False})
+    cached, plain = Advisor(on, advisor_root, device="cpu"), Advisor(off, advisor_root, device="cpu")
+    messages = [build_messages(c, on) for c in random_contexts(6, 809)]
+    assert cached.generate_texts(messages) == plain.generate_texts(messages)
+    assert cached.stats.calls[-1].prefix_tokens > 0
+    mixed = [messages[0], [dict(messages[1][0], content="Answer briefly."), messages[1][1]]]
+    assert cached.generate_texts(mixed) == plain.generate_texts(mixed)
+    assert cached.stats.calls[-1].prefix_tokens == 0, "rows with different system turns share no prefix"
+
+
+def test_prefix_cache_follows_adapter_changes(advisor_root: Path, warm_adapter_dir: Path,
+                                              config: TradelabConfig) -> None:
+    contexts = random_contexts(5, 810)
+    swapped = Advisor(config, advisor_root, device="cpu")
+    base_texts = [r.text for r in swapped.advise(contexts)]  # fills the prefix cache under the base weights
+    swapped.set_adapter(warm_adapter_dir)
+    fresh = Advisor(config, advisor_root, adapter_path=warm_adapter_dir, device="cpu")
+    assert [r.text for r in swapped.advise(contexts)] == [r.text for r in fresh.advise(contexts)] != base_texts
+
+
+def test_cpu_models_use_native_gqa_attention_with_identical_logits(advisor_root: Path, config: TradelabConfig) -> None:
+    import torch
+
+    from tradelab.advisor import attention
+    from tradelab.advisor.prompts import build_messages, render_chat
+
+    advisor = Advisor(config, advisor_root, device="cpu")
+    model, tokenizer = advisor.model, advisor.tokenizer
+    assert model.config._attn_implementation == attention.NAME
+    assert model.config.num_key_value_heads < model.config.num_attention_heads, "the tiny advisor uses GQA"
+    prompts = [render_chat(tokenizer, build_messages(c, config)) for c in random_contexts(4, 811)]
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    assert (batch["attention_mask"] == 0).any(), "rows are padded, so the attention takes a mask"
+    with torch.inference_mode():
+        native = model(**batch).logits
+        model.set_attn_implementation("sdpa")
+        repeated = model(**batch).logits
+    keep = batch["attention_mask"].bool()
+    torch.testing.assert_close(native[keep], repeated[keep], rtol=1e-5, atol=1e-5)

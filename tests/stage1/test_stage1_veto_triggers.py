@@ -44,20 +44,40 @@ def test_loss_streak_veto_pauses_then_reopens_and_new_loss_restarts_it() -> None
 def test_triggers_interval_cooldown_position_entropy_piggyback() -> None:
     rules = TriggerRules(interval_bars=6, on_position_change=True, entropy_threshold=1.0, cooldown_bars=2)
     sched = QueryScheduler(3, rules)
-    assert sched.due(["flat"] * 3, [True] * 3) == ["episode_start"] * 3
+    assert sched.due(["flat"] * 3, [True] * 3) == ["episode_start"] * 3  # bar 1
     sched.mark_queried([0, 1, 2])
     assert sched.due(["long", "flat", "flat"], [False] * 3) == [None] * 3, "cooldown blocks a position change"
-    sched.due(["long", "flat", "flat"], [False] * 3)
-    assert sched.due(["flat", "flat", "flat"], [False] * 3)[0] == "position_change"
+    sched.due(["long", "flat", "flat"], [False] * 3)  # bar 3
+    assert sched.due(["flat", "flat", "flat"], [False] * 3)[0] == "position_change"  # bar 4
     sched.mark_queried([0])
     sched.set_entropy(np.array([0.0, 0.5, 1.5]))
-    due = sched.due(["flat"] * 3, [False] * 3)
+    due = sched.due(["flat"] * 3, [False] * 3)  # bar 5
     assert due[2] == "entropy" and due[1] == "piggyback" and due[0] is None
     sched.mark_queried([1, 2])
     sched.set_entropy(np.zeros(3))
-    out = [sched.due(["flat"] * 3, [False] * 3) for _ in range(5)]
-    assert out[:4] == [[None] * 3] * 4
-    assert out[4] == ["interval", "piggyback", "piggyback"], "env 0 hits 6 bars; the others (5 bars) join"
+    assert sched.due(["flat"] * 3, [False] * 3) == [None] * 3  # bar 6
+    assert sched.due(["flat"] * 3, [False] * 3) == ["interval", None, None], (
+        "bar 7 ticks: env 0 is half an interval (3 bars) past its query, envs 1 and 2 are still in their cooldown"
+    )
+    sched.mark_queried([0])
+    out = [sched.due(["flat"] * 3, [False] * 3) for _ in range(6)]  # bars 8..13; the next tick at 13
+    assert out[:5] == [[None] * 3] * 5
+    assert out[5] == ["interval"] * 3, "env 0 (6 bars) and envs 1, 2 (8 bars) ask together at the shared tick"
+
+
+def test_interval_clock_is_shared_so_a_new_episode_rejoins_the_batch() -> None:
+    rules = TriggerRules(interval_bars=4, on_position_change=False, entropy_threshold=1.0, cooldown_bars=3)
+    sched = QueryScheduler(2, rules)
+    asked = []
+    for bar in range(1, 16):
+        due = sched.due(["flat", "flat"], [bar == 1, bar == 1 or bar == 4])  # env 1 starts a new episode at bar 4
+        ids = [i for i, t in enumerate(due) if t is not None]
+        sched.mark_queried(ids)
+        asked.append((bar, ids))
+    ticks = {bar: ids for bar, ids in asked if ids}
+    assert ticks == {1: [0, 1], 4: [1], 5: [0], 9: [0, 1], 13: [0, 1]}, (
+        "env 1 asked at its new episode (bar 4), skips the tick at bar 5 (1 bar later) and rejoins env 0 at bar 9"
+    )
 
 
 def test_vecnormalize_leaves_slots_raw_and_round_trips(tmp_path) -> None:

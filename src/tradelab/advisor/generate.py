@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradelab.advisor.parse import Advice, check_allowed, parse_advice
+from tradelab.advisor.prefix import PrefixCache
 from tradelab.advisor.prompts import build_messages, context_key, render_chat
 
 if TYPE_CHECKING:
@@ -50,12 +51,14 @@ class AdvisorReply:
 
 @dataclass(frozen=True)
 class GenerationCall:
-    """One ``generate`` call: how many prompts, how many tokens, how long."""
+    """One ``generate`` call: how many prompts, how many tokens (``prefix_tokens`` of the prompt tokens came from the
+    shared-prefix cache instead of prefill), how long."""
 
     batch_size: int
     prompt_tokens: int
     new_tokens: int
     latency_s: float
+    prefix_tokens: int = 0
 
     @property
     def tokens_per_s(self) -> float:
@@ -70,6 +73,7 @@ class AdvisorStats:
     cache_hits: int = 0
     generate_calls: int = 0
     generated_tokens: int = 0
+    prefix_tokens: int = 0
     generate_latency_s: float = 0.0
     parse_ok: int = 0
     disallowed: int = 0
@@ -80,6 +84,7 @@ class AdvisorStats:
         """Add one generate call (the last ``keep_calls`` are kept individually)."""
         self.generate_calls += 1
         self.generated_tokens += call.new_tokens
+        self.prefix_tokens += call.prefix_tokens
         self.generate_latency_s += call.latency_s
         self.last_call = call
         self.calls.append(call)
@@ -100,6 +105,7 @@ class AdvisorStats:
             "generate_calls": self.generate_calls,
             "mean_batch_size": generated / self.generate_calls if self.generate_calls else 0.0,
             "generated_tokens": self.generated_tokens,
+            "prefix_cache_tokens": self.prefix_tokens,
             "generate_latency_s": round(self.generate_latency_s, 4),
             "mean_latency_s": self.generate_latency_s / self.generate_calls if self.generate_calls else 0.0,
             "tokens_per_s": self.generated_tokens / self.generate_latency_s if self.generate_latency_s else 0.0,
@@ -135,6 +141,8 @@ class Advisor:
         self.model_dir, self.smoke_test_model, self.dtype = loaded.model_dir, loaded.smoke_test_model, loaded.dtype
         self.stats = AdvisorStats()
         self._cache: OrderedDict[str, str] = OrderedDict()
+        self._prefix = PrefixCache()
+        self._prefix_ids: tuple[str, list[int] | None] = ("", None)  # (rendered turns, their token ids)
         self._adapter: dict[str, str] | None = None
         self._adapter_count = 0
         self._merged = False
@@ -172,6 +180,7 @@ class Advisor:
         from tradelab.advisor.load import resolve_adapter_dir
 
         self._cache.clear()
+        self._prefix.clear()
         if path is None:
             if isinstance(self.model, PeftModel):
                 self._unmerge()
@@ -232,25 +241,49 @@ class Advisor:
             return {"do_sample": False}
         return {"do_sample": True, "temperature": gen.temperature, "top_p": gen.top_p, "top_k": gen.top_k}
 
+    def _shared_prefix(self, batch: Sequence[Messages], rows: Sequence[Sequence[int]]) -> list[int]:
+        """Token ids of the turns before the last one, when every prompt of the batch starts with them; else []."""
+        if not self.generation.prefix_cache or len(batch[0]) < 2 or any(m[:-1] != batch[0][:-1] for m in batch):
+            return []
+        key = json.dumps(batch[0][:-1], sort_keys=True)
+        if key != self._prefix_ids[0]:
+            from jinja2 import TemplateError
+
+            try:
+                text = self.tokenizer.apply_chat_template(batch[0][:-1], tokenize=False)
+            except TemplateError:  # e.g. a template that rejects a conversation without a user turn
+                text = ""
+            self._prefix_ids = (key, self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else None)
+        ids = self._prefix_ids[1]
+        return ids if ids is not None and PrefixCache.shared(rows, ids) else []
+
     def _generate_batch(self, batch: Sequence[Messages], *, seed: int | None) -> list[str]:
         import torch
 
+        started = time.perf_counter()
         prompts = [render_chat(self.tokenizer, m) for m in batch]
-        encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        encoded = {k: v.to(self.device) for k, v in encoded.items()}
+        rows = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        prefix = self._shared_prefix(batch, rows)
+        if prefix:
+            inputs = self._prefix.inputs(self.model, rows, prefix, pad_token_id=self.tokenizer.pad_token_id,
+                                         device=self.device)
+        else:
+            encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            inputs = {k: v.to(self.device) for k, v in encoded.items()}
         if seed is not None:
             torch.manual_seed(seed)
-        started = time.perf_counter()
         with torch.inference_mode():
             output = self.model.generate(
-                **encoded, max_new_tokens=self.generation.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                **inputs, max_new_tokens=self.generation.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=self.tokenizer.eos_token_id, **self._sampling_kwargs(),
             )
         latency = time.perf_counter() - started
-        new = output[:, encoded["input_ids"].shape[1]:].cpu()
+        new = output[:, inputs["input_ids"].shape[1]:].cpu()
         new_tokens = int(sum(self._answer_length(row) for row in new))
-        self.stats.record_call(GenerationCall(batch_size=len(batch), prompt_tokens=int(encoded["attention_mask"].sum()),
-                                              new_tokens=new_tokens, latency_s=latency))
+        self.stats.record_call(GenerationCall(
+            batch_size=len(batch), prompt_tokens=sum(len(row) for row in rows), new_tokens=new_tokens,
+            latency_s=latency, prefix_tokens=len(prefix) * len(batch),
+        ))
         return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
 
     def _answer_length(self, row: Any) -> int:

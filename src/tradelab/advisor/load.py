@@ -180,6 +180,10 @@ def load_base_model(model_dir: Path, llm: LLMConfig, device: str) -> tuple[Any, 
         ) from None
     if quantization is None:
         model = model.to(device)
+    if device == "cpu" and model.config._attn_implementation == "sdpa":
+        from tradelab.advisor.attention import cpu_attention
+
+        model.set_attn_implementation(cpu_attention())
     return model, str(dtype).removeprefix("torch.")
 
 

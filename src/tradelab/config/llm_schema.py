@@ -27,6 +27,9 @@ class GenerationConfig(StrictModel):
     top_p: float = Field(gt=0, le=1, description="Nucleus sampling mass (used when do_sample is true).")
     top_k: int = Field(ge=0, description="Top-k sampling cut; 0 disables it (used when do_sample is true).")
     batch_size: int = Field(ge=1, le=1024, description="Most prompts per left-padded generate call.")
+    prefix_cache: bool = Field(
+        description="Run the system turn every prompt shares through the model once and reuse its keys/values."
+    )
     cache: bool = Field(description="Reuse answers for contexts that discretise to the same key (same adapter).")
     cache_max_entries: int = Field(ge=1, description="Least recently used answers are dropped beyond this many.")
 

@@ -77,7 +77,10 @@ class VetoConfig(StrictModel):
 class QueryConfig(StrictModel):
     """When an env asks the advisor (checked every vector step; one batched call for all that ask)."""
 
-    interval_bars: int = Field(ge=1, description="Ask when this many bars have passed since the env's last query.")
+    interval_bars: int = Field(
+        ge=1, description="Bars between ticks of the interval clock all envs share; at a tick, each env at least half "
+        "an interval past its last query asks."
+    )
     on_position_change: bool = Field(description="Ask when the env's position side changed on the last bar.")
     entropy_threshold: float = Field(
         ge=0, le=1, description="Ask when the policy's own entropy / log(allowed actions) exceeds this (1 = uniform)."

@@ -1,8 +1,13 @@
 """Which envs ask the advisor at this vector step: interval, position change, policy entropy, subject to a cooldown.
 
-When some env asks anyway, envs at least half an interval past their last query join the same batch ("piggyback"):
-an extra row in a batched generate call costs far less than a call of its own, and it keeps the envs' query clocks
-aligned so later interval queries arrive together.
+A batched generate call costs far less per row than a call of its own, so the rules keep envs asking together:
+
+* Interval queries run on one clock shared by all envs: every ``interval_bars`` vector steps ("a tick"), each env
+  at least half an interval past its last query asks. An env knocked out of step (a new episode asks at once) rejoins
+  at the next tick instead of running its own clock; per-env clocks drift apart as episodes end at different bars,
+  and the interval batches shrink with them.
+* When some env asks between ticks, envs at least half an interval past their last query join the same batch
+  ("piggyback").
 
 Pure numpy; the advice wrapper owns one :class:`QueryScheduler` and calls :meth:`QueryScheduler.due` once per step.
 """
@@ -29,7 +34,7 @@ class TriggerRules:
     """Query triggers (``stage1.query``).
 
     Attributes:
-        interval_bars: Ask when this many bars passed since the env's last query.
+        interval_bars: Bars between ticks of the shared interval clock.
         on_position_change: Ask when the position side changed since the previous bar.
         entropy_threshold: Ask when the policy's own normalised entropy at this bar exceeds this.
         cooldown_bars: Never ask within this many bars of the env's last query (episode starts excepted).
@@ -52,6 +57,7 @@ class QueryScheduler:
     def __init__(self, n_envs: int, rules: TriggerRules) -> None:
         self.n_envs = n_envs
         self.rules = rules
+        self.bar = 0
         self.bars_since_query = np.zeros(n_envs, dtype=np.int64)
         self.last_side: list[str | None] = [None] * n_envs
         self.entropy = np.zeros(n_envs, dtype=np.float64)
@@ -71,7 +77,10 @@ class QueryScheduler:
             Per env, the trigger that fired (one of :data:`TRIGGERS`) or None.
         """
         rules = self.rules
+        self.bar += 1
         self.bars_since_query += 1
+        tick = self.bar > 1 and (self.bar - 1) % rules.interval_bars == 0
+        half = max(rules.cooldown_bars + 1, (rules.interval_bars + 1) // 2)
         out: list[str | None] = []
         for i in range(self.n_envs):
             changed = self.last_side[i] is not None and sides[i] != self.last_side[i]
@@ -80,7 +89,7 @@ class QueryScheduler:
                 out.append(TRIGGER_EPISODE_START)
             elif self.bars_since_query[i] <= rules.cooldown_bars:
                 out.append(None)
-            elif self.bars_since_query[i] >= rules.interval_bars:
+            elif tick and self.bars_since_query[i] >= half:
                 out.append(TRIGGER_INTERVAL)
             elif rules.on_position_change and changed:
                 out.append(TRIGGER_POSITION)
@@ -89,7 +98,6 @@ class QueryScheduler:
             else:
                 out.append(None)
         if any(t is not None for t in out):
-            half = max(rules.cooldown_bars + 1, (rules.interval_bars + 1) // 2)
             for i in range(self.n_envs):
                 if out[i] is None and self.bars_since_query[i] >= half:
                     out[i] = TRIGGER_PIGGYBACK
