@@ -2,10 +2,10 @@
 
 Builds the embedded tiny advisor and its warm-started adapter in a temporary workspace (or reuses ``--root`` and
 ``--adapter``), so answers have their real length (the adapter stops at the end-of-answer token). Greedy decoding,
-response cache off. Each figure is the best of ``--repeats`` runs, batched and one-at-a-time runs taking turns (slower
-runs measure interference from other processes on a shared machine); advice per CPU-second of this process is
-printed beside it (with one thread it is the figure least disturbed by other load). The headline, printed last, is ``speedup_b32`` = batched /
-one-at-a-time advice/s for 32 prompts.
+response cache off. Each figure is the best of ``--repeats`` runs, batched and one-at-a-time runs taking turns
+(slower runs measure interference from other processes on a shared machine); advice per CPU-second of this process
+is printed beside it (with one thread it is the figure least disturbed by other load). The headline, printed last,
+is ``speedup_b32`` = batched / one-at-a-time advice/s for 32 prompts.
 
 Usage: ``python bench/advisor_throughput.py [--root DIR] [--adapter DIR] [--repeats 5] [--threads N]``
 """

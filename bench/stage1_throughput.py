@@ -106,7 +106,8 @@ def main() -> None:
             print(f"{mode}: steps_per_s={r['steps_per_s']:.1f} median_steps_per_s={r['median_steps_per_s']:.1f} "
                   f"queries={r['queries']} mean_batch={r['mean_batch']:.2f}")
     print(f"envs={args.envs} interval_bars={args.interval} rounds={args.rounds} steps_per_round={args.steps} "
-          f"torch_threads={torch.get_num_threads()} advisor={'warm-start adapter' if args.warm_start else 'bare tiny model'}")
+          f"torch_threads={torch.get_num_threads()} "
+          f"advisor={'warm-start adapter' if args.warm_start else 'bare tiny model'}")
     median = results["batched"]["median_steps_per_s"] / results["sequential"]["median_steps_per_s"]
     print(f"batched_over_sequential_median={median:.2f}")
     print(f"advisor_overhead_batched={results['off']['steps_per_s'] / results['batched']['steps_per_s']:.2f}")

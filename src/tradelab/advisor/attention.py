@@ -17,7 +17,7 @@ NAME = "sdpa_gqa"
 
 def _sdpa_gqa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
               scaling: float | None = None, is_causal: bool | None = None, **_: Any) -> tuple[Any, None]:
-    """transformers' attention-function signature: ``(B, H, q, d)`` query, ``(B, KV, k, d)`` keys -> ``(B, q, H, d)``."""
+    """transformers' attention-function signature: ``(B, H, q, d)`` query, ``(B, KV, k, d)`` keys; ``(B, q, H, d)`` out."""
     import torch
 
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
@@ -31,7 +31,7 @@ def _sdpa_gqa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any
 
 
 def cpu_attention() -> str:
-    """Register :data:`NAME` with transformers (re-registering is harmless) and return it for ``attn_implementation=``."""
+    """Register :data:`NAME` with transformers (again is harmless) and return it, for ``attn_implementation``."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
