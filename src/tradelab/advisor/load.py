@@ -184,6 +184,11 @@ def load_base_model(model_dir: Path, llm: LLMConfig, device: str) -> tuple[Any, 
         from tradelab.advisor.attention import cpu_attention
 
         model.set_attn_implementation(cpu_attention())
+    if device == "cpu" and llm.cpu_keep_freed_memory:
+        from tradelab.advisor.heap import keep_freed_memory
+
+        if not keep_freed_memory():
+            log.info("cpu_keep_freed_memory: no glibc mallopt on this platform; malloc left as it is")
     return model, str(dtype).removeprefix("torch.")
 
 

@@ -116,6 +116,9 @@ class LLMConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = Field(description="auto: CUDA when available, else CPU.")
     load_in_4bit: bool = Field(description="Quantise weights to 4 bit with bitsandbytes (CUDA only).")
     load_in_8bit: bool = Field(description="Quantise weights to 8 bit with bitsandbytes (CUDA only).")
+    cpu_keep_freed_memory: bool = Field(
+        description="On CPU (Linux/glibc), keep freed large blocks in the process instead of re-mapping them per call."
+    )
     adapter_path: str | None = Field(description="LoRA adapter directory (PEFT format) applied at load; null: none.")
     generation: GenerationConfig
     prompts: PromptConfig
