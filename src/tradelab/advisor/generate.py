@@ -142,7 +142,6 @@ class Advisor:
         self.stats = AdvisorStats()
         self._cache: OrderedDict[str, str] = OrderedDict()
         self._prefix = PrefixCache()
-        self._prefix_ids: tuple[str, list[int] | None] = ("", None)  # (rendered turns, their token ids)
         self._adapter: dict[str, str] | None = None
         self._adapter_count = 0
         self._merged = False
@@ -245,17 +244,14 @@ class Advisor:
         """Token ids of the turns before the last one, when every prompt of the batch starts with them; else []."""
         if not self.generation.prefix_cache or len(batch[0]) < 2 or any(m[:-1] != batch[0][:-1] for m in batch):
             return []
-        key = json.dumps(batch[0][:-1], sort_keys=True)
-        if key != self._prefix_ids[0]:
-            from jinja2 import TemplateError
+        from jinja2 import TemplateError
 
-            try:
-                text = self.tokenizer.apply_chat_template(batch[0][:-1], tokenize=False)
-            except TemplateError:  # e.g. a template that rejects a conversation without a user turn
-                text = ""
-            self._prefix_ids = (key, self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else None)
-        ids = self._prefix_ids[1]
-        return ids if ids is not None and PrefixCache.shared(rows, ids) else []
+        try:
+            text = self.tokenizer.apply_chat_template(batch[0][:-1], tokenize=False)
+        except TemplateError:  # e.g. a template that rejects a conversation without a user turn
+            return []
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids if PrefixCache.shared(rows, ids) else []
 
     def _generate_batch(self, batch: Sequence[Messages], *, seed: int | None) -> list[str]:
         import torch
@@ -264,12 +260,8 @@ class Advisor:
         prompts = [render_chat(self.tokenizer, m) for m in batch]
         rows = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
         prefix = self._shared_prefix(batch, rows)
-        if prefix:
-            inputs = self._prefix.inputs(self.model, rows, prefix, pad_token_id=self.tokenizer.pad_token_id,
-                                         device=self.device)
-        else:
-            encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-            inputs = {k: v.to(self.device) for k, v in encoded.items()}
+        inputs = self._prefix.inputs(self.model, rows, prefix, pad_token_id=self.tokenizer.pad_token_id,
+                                     device=self.device)
         if seed is not None:
             torch.manual_seed(seed)
         with torch.inference_mode():

@@ -47,14 +47,14 @@ class PrefixCache:
 
     def inputs(self, model: Any, rows: Sequence[Sequence[int]], prefix_ids: Sequence[int], *, pad_token_id: int,
                device: str) -> dict[str, Any]:
-        """``generate`` keyword arguments for ``rows`` (token ids that all start with ``prefix_ids``).
+        """``generate`` keyword arguments for ``rows``: token ids that all start with ``prefix_ids`` (may be empty).
 
         Returns:
-            ``input_ids`` and ``attention_mask`` of shape ``(rows, prefix + longest own part)``, and
-            ``past_key_values``: a cache holding the prefix's keys/values for every row.
+            ``input_ids`` and ``attention_mask`` of shape ``(rows, prefix + longest own part)``, each row's own part
+            left-padded after the prefix; with a prefix also ``past_key_values``, a cache holding the prefix's
+            keys/values for every row. An empty prefix is plain left padding.
         """
         import torch
-        from transformers import DynamicCache
 
         n_prefix = len(prefix_ids)
         own = [list(row[n_prefix:]) for row in rows]
@@ -66,9 +66,13 @@ class PrefixCache:
         for i, part in enumerate(own):
             input_ids[i, width - len(part):] = torch.tensor(part, dtype=torch.long)
             attention_mask[i, width - len(part):] = 1
-        cache = DynamicCache(config=model.config)
-        for layer_idx, (keys, values) in enumerate(self._prefix_layers(model, prefix_ids, device)):
-            # The cache copies the broadcast rows into tensors of its own, which generate then extends.
-            cache.update(keys.expand(len(rows), -1, -1, -1), values.expand(len(rows), -1, -1, -1), layer_idx)
-        return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device),
-                "past_key_values": cache}
+        inputs: dict[str, Any] = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+        if n_prefix:
+            from transformers import DynamicCache
+
+            cache = DynamicCache(config=model.config)
+            for layer_idx, (keys, values) in enumerate(self._prefix_layers(model, prefix_ids, device)):
+                # The cache copies the broadcast rows into tensors of its own, which generate then extends.
+                cache.update(keys.expand(len(rows), -1, -1, -1), values.expand(len(rows), -1, -1, -1), layer_idx)
+            inputs["past_key_values"] = cache
+        return inputs
