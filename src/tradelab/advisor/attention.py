@@ -17,7 +17,7 @@ NAME = "sdpa_gqa"
 
 def _sdpa_gqa(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
               scaling: float | None = None, is_causal: bool | None = None, **_: Any) -> tuple[Any, None]:
-    """transformers' attention-function signature: ``(B, H, q, d)`` query, ``(B, KV, k, d)`` keys; ``(B, q, H, d)`` out."""
+    """transformers' attention signature: ``(B, H, q, d)`` query, ``(B, KV, k, d)`` keys; ``(B, q, H, d)`` out."""
     import torch
 
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
