@@ -46,9 +46,9 @@ def _cfg(root: str | Path, config: TradelabConfig | None) -> TradelabConfig:
 # ----------------------------------------------------------------------------------------------------------- data
 def generate_data(
     root: str | Path, market: str, *, days: int | None = None, seed: int | None = None,
-    config: TradelabConfig | None = None,
+    edge: float | None = None, config: TradelabConfig | None = None,
 ) -> dict[str, Any]:
-    """Write a seeded synthetic market (``data generate``)."""
+    """Write a seeded synthetic market (``data generate``); ``edge`` plants the known-answer signal."""
     from tradelab.marketdata import generate_market
 
     cfg = _cfg(root, config)
@@ -57,6 +57,7 @@ def generate_data(
         root, market, cfg,
         days=days if days is not None else cfg.app.synthetic_days,
         seed=seed if seed is not None else cfg.app.seed,
+        edge=edge if edge is not None else cfg.app.synthetic_edge,
     )
 
 
@@ -80,20 +81,27 @@ def list_data(root: str | Path) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------------------- stage 1
 def stage1(
     root: str | Path, market: str, *, test_mode: bool = False, timesteps: int | None = None, resume: bool = False,
-    adapter: str | None = None, config: TradelabConfig | None = None, progress: Progress | None = None,
+    adapter: str | None = None, init_ppo: str | Path | None = None, config: TradelabConfig | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Train the hybrid MaskablePPO + LoRA advisor agent and export Stage 2's inputs.
 
     Args:
         adapter: Advisor adapter to start from instead of the warm start: a PEFT adapter directory, or
             ``"soft_grpo"`` for the market's Stage 2 adapter (which closes the Stage 1 -> Stage 2 -> Stage 1 loop).
+        init_ppo: Continue this PPO model (a ``final.zip`` with ``vecnormalize.pkl`` beside it), or ``"last"``
+            for the market's own ``ppo/final.zip``, instead of a fresh one.
     """
     from tradelab.stage1.train import run_stage1
 
     validate_market_name(market)
     cfg = with_advisor_adapter(_cfg(root, config), root, market, adapter)
+    init = None
+    if init_ppo is not None:
+        init = Workspace.at(root).ppo_dir(market) / "final.zip" if str(init_ppo) == "last" else Path(init_ppo)
     return run_stage1(
-        root, market, cfg, test_mode=test_mode, total_timesteps=timesteps, resume=resume, progress=progress,
+        root, market, cfg, test_mode=test_mode, total_timesteps=timesteps, resume=resume, init_ppo=init,
+        progress=progress,
     )
 
 
@@ -157,6 +165,35 @@ def evaluate(
         root, market, _cfg(root, config), episodes=episodes, seeds=seeds, adapter=adapter,
         walk_forward=walk_forward, progress=progress,
     )
+
+
+# ------------------------------------------------------------------------------------------------------------ loop
+def loop(
+    root: str | Path, market: str, *, iterations: int, engine: str = "local", seeds: int | None = None,
+    test_mode: bool = False, probe_prompts: int | None = None, timesteps: int | None = None, restart: bool = False,
+    config: TradelabConfig | None = None, on_event: LineSink | None = None, progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Stage 1 -> Stage 2 dataset -> Stage 2 engine -> evaluation, ``iterations`` times, with a loop report.
+
+    An unfinished loop with the same settings resumes where it stopped; ``restart`` starts a new one.
+    """
+    from tradelab.grpo import ENGINES
+    from tradelab.loop.run import LoopSettings, run_loop
+
+    validate_market_name(market)
+    cfg = _cfg(root, config)
+    if engine not in ENGINES:
+        raise TradelabError(f"loop --engine {engine!r}: choose one of {', '.join(ENGINES)}")
+    ev = cfg.evaluation
+    settings = LoopSettings(
+        iterations=iterations, engine=engine,
+        seeds=seeds if seeds is not None else (ev.test.seeds if test_mode else ev.seeds),
+        test_mode=test_mode,
+        probe_prompts=probe_prompts if probe_prompts is not None else (
+            ev.test.probe_prompts if test_mode else ev.probe_prompts),
+        timesteps=timesteps,
+    )
+    return run_loop(root, market, cfg, settings, restart=restart, on_event=on_event, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------------------- status

@@ -177,3 +177,15 @@ def test_teacher_follows_its_rules() -> None:
     assert teacher_decision(context)[0] == "BUY"
     context["allowed_actions"] = ["HOLD"]
     assert teacher_decision(context)[0] == "HOLD"
+    context.update(allowed_actions=["HOLD", "BUY", "SELL"], trend="down", return_30_bars=0.002)
+    action, confidence, _ = teacher_decision(context)
+    assert action == "SELL" and confidence == 0.55  # against every other cue: the floor of a view
+    context["trend"] = "flat"
+    assert teacher_decision(context)[0] == "HOLD"
+
+
+def test_teacher_takes_a_side_on_most_flat_contexts() -> None:
+    """A warm start taught HOLD as the flat default never trades (the collapse issue 12 found): 82% HOLD before."""
+    flat = [c for c in random_contexts(600, 5) if c["position"]["side"] == "flat" and "BUY" in c["allowed_actions"]]
+    directional = sum(teacher_decision(c)[0] in ("BUY", "SELL") for c in flat)
+    assert directional / len(flat) > 0.5

@@ -149,3 +149,15 @@ def test_flatten_bars_without_an_explicit_count_use_the_envs_rule() -> None:
     assert flatten_after_bars("2026-03-02T15:40:00-05:00", rules, 30) == 14
     assert flatten_after_bars("2026-03-02T15:40:00-05:00", rules, 10) is None  # beyond the window
     assert flatten_after_bars("2026-03-02T15:40:00-05:00", {**rules, "flatten_after_bars": 3}, 30) == 3
+
+
+def test_blocklisted_answers_score_the_malformed_penalty() -> None:
+    record = make_record(0, trend="up")
+    truth = dumps(build_ground_truth(record, blocklist=["visit spam.example", ""]))
+    blocked = compute_score("tradelab/NQ", "BUY | 0.9 | visit spam.example now", truth)
+    losing = compute_score("tradelab/NQ", "SELL | 0.7 | wrong way", truth)
+    assert blocked["score"] == INVALID_SCORE and blocked["blocked"] == 1.0
+    assert losing["score"] > blocked["score"] and losing["blocked"] == 0.0
+    assert blocked["score"] == _score("not an answer", truth)
+    # Without a list in the ground truth (older datasets) nothing is blocked.
+    assert compute_score("tradelab/NQ", "BUY | 0.9 | visit spam.example", _truth("up"))["blocked"] == 0.0

@@ -85,15 +85,16 @@ def test_prompt_guard_truncates_to_the_tail_or_rejects(dataset_root: Path) -> No
     assert reject.rejected == 3
 
 
-def test_blocklisted_answers_get_zero_reward() -> None:
+def test_blocked_answers_are_counted_from_the_reward() -> None:
     row = PromptRow([1], "tradelab/NQ", "{}", {})
 
     def reward(data_source, text, ground_truth, extra_info=None):
-        return {"score": 0.7 if "BUY" in text else -0.4, "format": 1.0}
+        blocked = "spam.example" in text
+        return {"score": -1.5 if blocked else (0.7 if "BUY" in text else -0.4), "format": 1.0,
+                "blocked": float(blocked)}
 
-    scores = score_answers([row] * 3, ["BUY | 0.9 | visit spam.example", "SELL | 0.5 | x", "BUY | 0.6 | y"],
-                           ["spam.example", ""], reward)
-    assert scores.rewards == [0.0, -0.4, 0.7]
+    scores = score_answers([row] * 3, ["BUY | 0.9 | visit spam.example", "SELL | 0.5 | x", "BUY | 0.6 | y"], reward)
+    assert scores.rewards == [-1.5, -0.4, 0.7]
     assert scores.blocked == 1 and scores.formats == [1.0, 1.0, 1.0]
 
 

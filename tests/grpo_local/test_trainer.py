@@ -41,13 +41,17 @@ def _check_run_dir(run_dir: Path, summary: dict[str, Any], root: Path) -> None:
 
 @pytest.mark.slow
 def test_soft_test_run_records_everything_and_resume_repeats_it(grpo_root: Path, local_config: Any) -> None:
-    config = local_config(**{"guards.blocklist": [" "]})
+    from tradelab.config import load_config
+    from tradelab.grpo.dataset import export_dataset
+
+    config = load_config(overrides={"soft_grpo.dataset.blocklist": [" "]})
+    export_dataset(grpo_root, MARKET, config, test_mode=False)  # the blocklist travels in the ground truth
     first = train_local(grpo_root, MARKET, config, mode="soft", test_mode=True)
     run_dir = Path(first["run_dir"])
     _check_run_dir(run_dir, first, grpo_root)
     original = _lines(run_dir / "train_log.jsonl")
     assert sum(s["soft_step_frac"] for s in original) > 0  # soft thinking steps really happened
-    assert sum(s["blocked"] for s in original) > 0  # answers containing a space were zeroed
+    assert sum(s["blocked"] for s in original) > 0  # answers containing a space got the malformed penalty
 
     runs = load_manifest(grpo_root, MARKET)["stage2"]["runs"]
     record = runs[-1]

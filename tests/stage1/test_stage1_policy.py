@@ -124,3 +124,25 @@ def test_vetoed_entries_are_never_taken(config) -> None:
     assert not {"BUY", "SELL"} & set(vetoed)
     assert {"BUY", "SELL"} & {name for name, losses, flat in decisions if flat and losses == 0}
     assert env.stats.vetoes >= len(vetoed)
+
+
+def test_hold_advice_while_flat_does_not_collapse_entries() -> None:
+    """The collapse: PPO prefers BUY, the advisor says HOLD with 0.7 while flat; the fused argmax must stay BUY.
+
+    Before HOLD-while-flat counted as an abstention, log(prior) added log(0.7 / 0.15) = 1.54 to HOLD's logit, so any
+    entry PPO preferred by less than that was never taken (0 hybrid trades where PPO alone made 5.5 per episode).
+    """
+    flat = th.tensor([[True, True, True, False, False, False]])
+    in_trade = th.tensor([[True, False, False, True, True, False]])
+    hold = th.as_tensor(encode_slots(ACTION_IDS["HOLD"], 0.7, 0)[None])
+    logits = th.tensor([[0.0, 0.5, 0.0, 0.0, 0.0, 0.0]])
+    fused_flat = (logits + log_prior(hold, flat, 0.55)).masked_fill(~flat, -1e9)
+    assert int(fused_flat.argmax()) == ACTION_IDS["BUY"]
+    np.testing.assert_allclose(th.exp(log_prior(hold, flat, 0.55))[0, :3].numpy(), [1 / 3] * 3, atol=1e-6)
+    np.testing.assert_allclose(prior_numpy(hold.numpy(), flat.numpy(), 0.55)[0, :3], [1 / 3] * 3)
+    # In a trade HOLD is a view (keep the stop and trail as they are): it still pulls.
+    in_trade_prior = th.exp(log_prior(hold, in_trade, 0.55))[0]
+    assert float(in_trade_prior[ACTION_IDS["HOLD"]]) == pytest.approx(0.7, abs=1e-6)
+    # A directional answer while flat still moves the policy.
+    sell = th.as_tensor(encode_slots(ACTION_IDS["SELL"], 0.7, 0)[None])
+    assert int((logits + log_prior(sell, flat, 0.55)).masked_fill(~flat, -1e9).argmax()) == ACTION_IDS["SELL"]

@@ -10,12 +10,13 @@ from rich.console import Console
 
 from tradelab import stages
 from tradelab.cli import render
+from tradelab.errors import ConfigError
 
 
 def run_command(args: argparse.Namespace, out: Console) -> int:
     handler = {
         "data": _data, "stage1": _stage1, "stage2": _stage2, "preflight": _preflight,
-        "evaluate": _evaluate, "status": _status,
+        "evaluate": _evaluate, "status": _status, "loop": _loop,
     }[args.command]
     return handler(args, out)
 
@@ -23,7 +24,7 @@ def run_command(args: argparse.Namespace, out: Console) -> int:
 def _data(args: argparse.Namespace, out: Console) -> int:
     root = args.root
     if args.data_command == "generate":
-        report = stages.generate_data(root, args.market, days=args.days, seed=args.seed,
+        report = stages.generate_data(root, args.market, days=args.days, seed=args.seed, edge=args.edge,
                                       config=stages.workspace_config(root, args.config_dir))
         out.print(render.kv_table(f"{args.market}: synthetic market", _brief(report)))
     elif args.data_command == "import":
@@ -47,7 +48,8 @@ def _stage1(args: argparse.Namespace, out: Console) -> int:
     cfg = stages.workspace_config(args.root, args.config_dir)
     with render.progress_bar(out, f"Stage 1 {args.market}: PPO timesteps") as progress:
         summary = stages.stage1(args.root, args.market, test_mode=args.test, timesteps=args.timesteps,
-                                resume=args.resume, adapter=args.adapter, config=cfg, progress=progress)
+                                resume=args.resume, adapter=args.adapter, init_ppo=args.init_ppo, config=cfg,
+                                progress=progress)
     out.print(render.stage1_table(args.market, summary))
     return 0
 
@@ -84,6 +86,23 @@ def _evaluate(args: argparse.Namespace, out: Console) -> int:
     if table:
         out.print(render.rows_table(f"{args.market}: holdout evaluation", table))
     out.print(f"Report: {summary.get('report_dir')}")
+    return 0
+
+
+def _loop(args: argparse.Namespace, out: Console) -> int:
+    for name in ("iterations", "seeds", "probe_prompts", "timesteps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"loop --{name.replace('_', '-')} {value}: must be at least 1 (e.g. --{name.replace('_', '-')} 2)")
+    cfg = stages.workspace_config(args.root, args.config_dir)
+    with render.progress_bar(out, f"Loop {args.market}") as progress:
+        result = stages.loop(
+            args.root, args.market, iterations=args.iterations, engine=args.engine, seeds=args.seeds,
+            test_mode=args.test, probe_prompts=args.probe_prompts, timesteps=args.timesteps, restart=args.restart,
+            config=cfg, progress=progress, on_event=lambda line: out.print(f"[bold]→[/bold] {line}"),
+        )
+    out.print(render.loop_table(result["report"]))
+    out.print(f"Loop report: {result['paths']['json']}")
     return 0
 
 

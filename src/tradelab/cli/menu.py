@@ -60,7 +60,7 @@ class Menu:
     def run(self) -> int:
         actions: dict[str, Callable[[], None]] = {
             "Data": self.data_menu, "Training": self.training_menu, "Evaluation": self.evaluation,
-            "Status": self.status, "Preflight": self.preflight,
+            "Learning loop": self.loop, "Status": self.status, "Preflight": self.preflight,
         }
         self.out.print(f"[bold]tradelab[/bold] — workspace {self.ws.root}")
         while True:
@@ -93,7 +93,9 @@ class Menu:
             market = _ask(questionary.select("Market", choices=[*self.config.markets.contracts, BACK]))
             days = int(_ask(questionary.text("Trading days", default=str(self.config.app.synthetic_days),
                                              validate=lambda v: v.isdigit() and int(v) > 0)))
-            report = stages.generate_data(self.root, market, days=days, config=self.config)
+            edge = float(_ask(questionary.text("Planted edge (0 = null market, e.g. 0.15)",
+                                               default=str(self.config.app.synthetic_edge), validate=_is_edge)))
+            report = stages.generate_data(self.root, market, days=days, edge=edge, config=self.config)
             self.out.print(render.kv_table(f"{market}: synthetic market", report))
         elif choice == "Import Databento/CSV file":
             path = _ask(questionary.path("File (.zip, .csv or .parquet)"))
@@ -168,6 +170,20 @@ class Menu:
             self.out.print(render.rows_table(f"{market}: holdout evaluation", summary["table"]))
         self.out.print(f"Report: {summary.get('report_dir')}")
 
+    def loop(self) -> None:
+        market = self._market(self.ws.markets_with_data(),
+                              "No market data yet: Data → Generate sample market (or `python main.py data generate`).")
+        test_mode = _ask(questionary.select("Mode", choices=["Test mode", "Full", BACK])) == "Test mode"
+        iterations = int(_ask(questionary.text("Iterations", default="2",
+                                               validate=lambda v: v.isdigit() and int(v) > 0)))
+        engine = _ask(questionary.select("Stage 2 engine", choices=[*ENGINES, BACK], default="local"))
+        with render.progress_bar(self.out, f"Loop {market}") as progress:
+            result = stages.loop(self.root, market, iterations=iterations, engine=engine, test_mode=test_mode,
+                                 config=self.config, progress=progress,
+                                 on_event=lambda line: self.out.print(f"→ {line}", markup=False))
+        self.out.print(render.loop_table(result["report"]))
+        self.out.print(f"Loop report: {result['paths']['json']}")
+
     def status(self) -> None:
         for table in render.status_tables(stages.status(self.root)):
             self.out.print(table)
@@ -178,6 +194,13 @@ class Menu:
         engine = _ask(questionary.select("Engine", choices=[*ENGINES, BACK]))
         report = stages.preflight(self.root, market, engine=engine, config=self.config)
         self.out.print(render.preflight_table(report))
+
+
+def _is_edge(value: str) -> bool:
+    try:
+        return 0.0 <= float(value) <= 1.0
+    except ValueError:
+        return False
 
 
 def run_menu(root: str | Path, config_dir: str | Path | None, out: Console) -> int:

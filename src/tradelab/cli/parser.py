@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--market", required=True)
     gen.add_argument("--days", type=int, default=None, help="trading days (default: app.synthetic_days)")
     gen.add_argument("--seed", type=int, default=None, help="seed (default: app.seed)")
+    gen.add_argument("--edge", type=float, default=None,
+                     help="planted momentum edge in bar volatilities, 0-1 (default: app.synthetic_edge; 0 = null)")
     imp = data_sub.add_parser("import", help="import a Databento GLBX OHLCV-1m export or an OHLCV CSV/parquet")
     imp.add_argument("path")
     imp.add_argument("--market", required=True)
@@ -45,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     s1.add_argument("--test", action="store_true", help="small PPO with the tiny advisor (minutes on a CPU)")
     s1.add_argument("--timesteps", type=int, default=None)
     s1.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    s1.add_argument("--init-ppo", default=None, metavar="PATH|last",
+                    help="continue training this PPO model (final.zip, vecnormalize.pkl beside it) instead of a "
+                         "fresh one; 'last' = the market's own ppo/final.zip")
     s1.add_argument("--adapter", default=None,
                     help="advisor adapter to start from instead of the warm start: a PEFT folder, or 'soft_grpo' "
                          "for the Stage 2 adapter (closes the loop)")
@@ -70,6 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seeds", type=int, default=None)
     ev.add_argument("--adapter", choices=("stage1", "soft_grpo", "none"), default="stage1")
     ev.add_argument("--walk-forward", action="store_true", help="also evaluate walk-forward windows")
+
+    lp = sub.add_parser("loop", help="the learning loop: Stage 1 -> Stage 2 -> evaluation, K times, with a report")
+    lp.add_argument("--market", required=True)
+    lp.add_argument("--iterations", type=int, required=True, help="iterations to run (or resume to)")
+    lp.add_argument("--engine", choices=ENGINES, default="local", help="Stage 2 engine (default: local)")
+    lp.add_argument("--seeds", type=int, default=None, help="evaluation seeds per iteration (default: config)")
+    lp.add_argument("--test", action="store_true", help="every stage in test mode")
+    lp.add_argument("--probe-prompts", type=int, default=None,
+                    help="holdout prompts the advisor is measured on (default: evaluation.probe_prompts)")
+    lp.add_argument("--timesteps", type=int, default=None, help="Stage 1 timesteps per iteration (default: config)")
+    lp.add_argument("--restart", action="store_true", help="start a new loop even if an unfinished one exists")
 
     st = sub.add_parser("status", help="manifests, artifacts and runs per market")
     st.add_argument("--market", default=None)

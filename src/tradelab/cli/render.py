@@ -132,6 +132,36 @@ def outcomes_table(outcomes: list[Any]) -> Table:
     return table
 
 
+def loop_table(report: dict[str, Any]) -> Table:
+    """One row per advisor measurement and agent figures of the last iteration, from ``loop_report.json``."""
+
+    def pct(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    def ci(value: Any) -> str:
+        return "n/a" if not value else f"[{value[0]:.3f}, {value[1]:.3f}]"
+
+    table = Table(title=f"{report['market']}: learning loop (edge {report['edge']})", show_lines=False)
+    for column in ("measurement", "hit rate", "95% CI", "mean reward", "95% CI ", "non-HOLD", "parse"):
+        table.add_column(column)
+    rows = [("warm start", report["warm_start"]["advisor"])]
+    for it in report["iterations"]:
+        rows += [(f"iteration {it['iteration']}: Stage 1", it["advisor_stage1"]),
+                 (f"iteration {it['iteration']}: Stage 2", it["advisor"])]
+    for label, a in rows:
+        if a:
+            table.add_row(label, pct(a["hit_rate"]), ci(a["hit_rate_ci"]), pct(a["holdout_reward"]),
+                          ci(a["holdout_reward_ci"]), pct(a["non_hold_share"]), pct(a["parse_rate"]))
+    last = report["iterations"][-1] if report["iterations"] else None
+    if last and last["agents"]:
+        for name, a in last["agents"].items():
+            low_high = a["net_pnl_usd_ci"]
+            interval = "n/a" if not low_high else f"[{low_high[0]:,.0f}, {low_high[1]:,.0f}]"
+            net = "n/a" if a["net_pnl_usd"] is None else f"{a['net_pnl_usd']:,.0f} USD"
+            table.add_row(f"agent {name}", net, interval, "", "", pct(a["trades_per_day"]) + " tr/day", "")
+    return table
+
+
 @contextlib.contextmanager
 def progress_bar(out: Console, label: str) -> Iterator[Any]:
     """A Rich progress bar; yields a ``progress(done, total)`` callback for the stage functions."""

@@ -19,6 +19,7 @@ class EvaluationTestConfig(StrictModel):
     seeds: int = Field(ge=1, le=100, description="Evaluation seeds in test mode.")
     episode_bars: int = Field(ge=10, le=100_000, description="Maximum bars per episode in test mode.")
     advisor_query_interval_bars: int = Field(ge=1, description="Bars between advisor-alone queries in test mode.")
+    probe_prompts: int = Field(ge=1, le=100_000, description="Holdout prompts the loop probes the advisor on, test mode.")
 
 
 class EvaluationConfig(StrictModel):
@@ -42,6 +43,8 @@ class EvaluationConfig(StrictModel):
     advisor_query_interval_bars: int = Field(
         ge=1, description="Advisor-alone asks the advisor every this many bars and holds in between."
     )
+    probe_prompts: int = Field(ge=1, le=100_000,
+                               description="Holdout prompts the `loop` command measures the advisor on.")
     hit_horizon_bars: int = Field(ge=1, le=1000, description="Forward bars for the advisor's direction hit rate.")
     calibration_bins: int = Field(ge=2, le=50, description="Confidence bins of the advisor calibration plot.")
     ci_level: float = Field(gt=0, lt=1, description="Confidence level of the across-seed interval (0.95 = 95%).")

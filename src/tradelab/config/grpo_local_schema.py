@@ -80,7 +80,6 @@ class LocalGuardConfig(StrictModel):
     """Safety guards and dataset integrity."""
 
     nan_max_skips: int = Field(ge=0, description="Steps with a NaN/inf loss are skipped; the run aborts after more.")
-    blocklist: list[str] = Field(description="Answers containing any of these substrings get zero reward.")
     allow_dataset_hash_mismatch: bool = Field(
         description="Proceed (with a logged warning) when a parquet's SHA-256 differs from dataset_metadata.json."
     )
@@ -91,6 +90,8 @@ class LocalTestOverrides(StrictModel):
 
     cpu_threads: int = Field(ge=0, description="cpu_threads under --test.")
     steps: int = Field(ge=1, description="optim.steps under --test.")
+    lr: float = Field(gt=0, le=1.0, allow_inf_nan=False,
+                      description="optim.lr under --test (the random-weight tiny advisor needs a larger step).")
     prompts_per_step: int = Field(ge=1, description="optim.prompts_per_step under --test.")
     group_size: int = Field(ge=2, description="rollout.group_size under --test.")
     max_new_tokens: int = Field(ge=1, description="rollout.max_new_tokens under --test.")

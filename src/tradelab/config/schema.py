@@ -30,6 +30,8 @@ class AppConfig(StrictModel):
     default_market: str = Field(description="Market used by --test and offered first in the menu.")
     synthetic_days: int = Field(ge=5, le=2000, description="Trading days `data generate` writes by default.")
     test_synthetic_days: int = Field(ge=5, le=500, description="Trading days `--test` generates when data is missing.")
+    synthetic_edge: float = Field(ge=0.0, le=1.0, allow_inf_nan=False,
+                                  description="Planted momentum edge of `data generate` (0 = the null market).")
 
 
 class ContractSpec(StrictModel):

@@ -33,6 +33,9 @@ class DatasetConfig(StrictModel):
     seed: int = Field(ge=0, description="Seed of the random split.")
     test_max_rows: int = Field(ge=2, description="Row cap (latest rows) applied in test mode.")
     samples_rows: int = Field(ge=0, description="Rows copied to stage2_samples.jsonl for people to read.")
+    blocklist: list[str] = Field(
+        description="Answers containing any of these substrings score the malformed penalty, in every engine."
+    )
 
 
 class RunnerConfig(StrictModel):

@@ -105,6 +105,7 @@ def evaluate(
     """
     from tradelab.env import make_env
     from tradelab.marketdata import load_market_arrays
+    from tradelab.marketdata.store import market_origin
 
     manifest = require_stage1(root, market)
     test_mode = bool((manifest.get("stage1") or {}).get("test_mode"))
@@ -119,6 +120,7 @@ def evaluate(
     report_dir = new_report_dir(Workspace.at(root).reports_dir(market))
     report = build_report(market, config, settings, arrays, holdout, result, skipped, aliases,
                           {s.name: s.adapter_path for s in specs}, report_dir)
+    report["market_origin"] = market_origin(root, market)
     if settings.plots:
         report["plots"] = write_plots(report_dir, market, result, settings)
     write_report(report_dir, report)
@@ -164,6 +166,8 @@ def build_report(
         "bars_seen": {name: {"min": lo, "max": hi} for name, (lo, hi) in result.bars_seen.items()},
         "starts": {str(seed): starts for seed, starts in result.starts.items()},
         "agents": agents,
+        "daily_pnl_usd": {name: {str(seed): days for seed, days in by_seed.items()}
+                          for name, by_seed in result.daily_pnl.items()},
         "advisor_calibration": result.calibration,
         "walk_forward": [
             {"window": w.window, **_window_dict(arrays, w),

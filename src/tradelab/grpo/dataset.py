@@ -15,7 +15,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -114,7 +114,7 @@ def _sort_key(record: dict[str, Any]) -> tuple[float, str]:
     return seconds, str(record.get("id", ""))
 
 
-def _candidate(record: Any) -> _Candidate | None:
+def _candidate(record: Any, blocklist: Sequence[str] = ()) -> _Candidate | None:
     """A candidate row from a parsed line; None when the experience has no outcome yet, :data:`_NO_FORWARD` when
     its forward window is empty (a decision at the very end of the data cannot be scored).
 
@@ -132,7 +132,7 @@ def _candidate(record: Any) -> _Candidate | None:
     if isinstance(record.get("forward"), dict) and record["forward"].get("open") == []:
         return _NO_FORWARD
     return _Candidate(_sort_key(record), record["id"], record["timestamp"], _prompt(record),
-                      dumps(build_ground_truth(record)))
+                      dumps(build_ground_truth(record, blocklist=blocklist)))
 
 
 def _passes(record: dict[str, Any], scan: _Scan, settings: Any) -> bool:
@@ -175,7 +175,7 @@ def _stream(
                 continue
             try:
                 record = json.loads(raw)
-                candidate = _candidate(record)
+                candidate = _candidate(record, settings.blocklist)
             except (ValueError, TypeError, KeyError) as exc:
                 scan.malformed.append((number, str(exc)[:200]))
                 continue

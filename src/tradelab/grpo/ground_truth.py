@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from tradelab import ACTIONS
 from tradelab.replay import bars_to_flatten
 
-GROUND_TRUTH_VERSION = 1
-"""Version of the ground-truth JSON layout; bump when a key changes meaning."""
+GROUND_TRUTH_VERSION = 2
+"""Version of the ground-truth JSON layout; bump when a key changes meaning (2: ``blocklist``)."""
 
 COST_KEYS: tuple[str, ...] = ("tick_size", "tick_value", "point_value", "commission_per_side", "slippage_ticks")
 RULE_KEYS: tuple[str, ...] = ("stop_atr", "target_r", "trail_atr", "be_buffer_ticks")
@@ -92,8 +93,13 @@ def flatten_after_bars(timestamp: str, rules: dict[str, Any], horizon_bars: int)
     return bars if bars <= horizon_bars else None
 
 
-def build_ground_truth(record: dict[str, Any]) -> dict[str, Any]:
+def build_ground_truth(record: dict[str, Any], *, blocklist: Sequence[str] = ()) -> dict[str, Any]:
     """The ground-truth object for one experience record.
+
+    Args:
+        record: The experience record.
+        blocklist: Substrings that make any answer to this prompt score the malformed penalty. It travels with the
+            data, so every engine (local, PyPI verl, the SofT-GRPO fork) applies the same list through the reward.
 
     Raises:
         ValueError: A field the reward needs is missing or malformed (the message names it).
@@ -124,6 +130,7 @@ def build_ground_truth(record: dict[str, Any]) -> dict[str, Any]:
         "outcome": outcome if isinstance(outcome, dict) else None,
         "action_taken": (record.get("action_taken") or {}).get("action"),
         "advice": {"action": advice.get("action"), "confidence": advice.get("confidence")},
+        "blocklist": [str(item) for item in blocklist if item],
     }
 
 

@@ -12,7 +12,8 @@ where ``outcome_r`` is the answer's R-multiple. HOLD while flat has no trade of 
 ``HOLD_AVOID_WEIGHT x`` the loss it avoided when every allowed entry would have lost, and costs
 ``HOLD_MISS_WEIGHT x`` the best allowed entry's R when one would have won. A malformed or disallowed answer scores
 the fixed ``INVALID_SCORE``, below anything a valid answer can reach, so the ordering is: right direction on a clear
-move > wrong direction > malformed.
+move > wrong direction > malformed. An answer containing any substring of the ground truth's ``blocklist`` scores
+``INVALID_SCORE`` too (``blocked`` = 1), whatever it says: the list travels with the data, so every engine applies it.
 
 Pure Python on top of numpy-free modules; deterministic; the parsed ground truth and its directional outcomes are
 cached by the ground-truth string, because GRPO scores several answers per prompt.
@@ -47,6 +48,7 @@ CACHE_SIZE = 8192
 
 SCORE_KEYS: tuple[str, ...] = (
     "score", "format", "action_valid", "outcome_r", "calibration", "confidence", "action_id", "bars_held", "best_r",
+    "blocked",
 )
 """Keys of every :func:`compute_score` result, in order; every value is a float."""
 
@@ -54,7 +56,8 @@ SCORE_KEYS: tuple[str, ...] = (
 class _Truth:
     """A parsed ground truth with lazily simulated outcomes per action."""
 
-    __slots__ = ("allowed", "atr", "costs", "decision_close", "flatten", "forward", "position", "rules", "_sims")
+    __slots__ = ("allowed", "atr", "blocklist", "costs", "decision_close", "flatten", "forward", "position", "rules",
+                 "_sims")
 
     def __init__(self, data: dict[str, Any]) -> None:
         forward = data["forward"]
@@ -66,6 +69,7 @@ class _Truth:
         self.allowed = frozenset(data["allowed_actions"])
         self.decision_close = float(data["decision_close"])
         self.flatten = data.get("flatten_after_bars")
+        self.blocklist = tuple(str(item) for item in data.get("blocklist") or () if item)
         self._sims: dict[str, SimResult] = {}
 
     def sim(self, action: str) -> SimResult:
@@ -105,11 +109,11 @@ def _truth(ground_truth: str | dict[str, Any]) -> _Truth:
 
 
 def _result(score: float, fmt: float, valid: float, outcome_r: float, calibration: float, confidence: float,
-            action_id: float, bars_held: float, best_r: float) -> dict[str, float]:
+            action_id: float, bars_held: float, best_r: float, blocked: float = 0.0) -> dict[str, float]:
     return {
         "score": float(score), "format": float(fmt), "action_valid": float(valid), "outcome_r": float(outcome_r),
         "calibration": float(calibration), "confidence": float(confidence), "action_id": float(action_id),
-        "bars_held": float(bars_held), "best_r": float(best_r),
+        "bars_held": float(bars_held), "best_r": float(best_r), "blocked": float(blocked),
     }
 
 
@@ -136,6 +140,8 @@ def compute_score(
     best = truth.best_entry_r()
     best_r = best if best is not None else 0.0
     advice = parse_advice(solution_str)
+    if any(item in solution_str for item in truth.blocklist):
+        return _result(INVALID_SCORE, float(advice.parse_ok), 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, best_r, blocked=1.0)
     if not advice.parse_ok:
         return _result(INVALID_SCORE, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, best_r)
     action = advice.action or "HOLD"

@@ -110,6 +110,19 @@ def read_report(root: str | Path, market: str) -> dict[str, Any] | None:
         return None
 
 
+def market_origin(root: str | Path, market: str) -> dict[str, Any]:
+    """Which market the bars are: ``{kind, generator_version, edge, seed}`` (imports: kind only, edge None).
+
+    Every report carries this, so a figure can always be traced to the null market, a planted edge, or real data.
+    """
+    source = (read_report(root, market) or {}).get("source", {})
+    kind = str(source.get("kind", "unknown"))
+    if kind != "synthetic":
+        return {"kind": kind, "generator_version": None, "edge": None, "seed": None}
+    return {"kind": kind, "generator_version": source.get("generator_version", 1),
+            "edge": float(source.get("edge", 0.0)), "seed": source.get("seed")}
+
+
 def list_markets(root: str | Path) -> list[dict[str, Any]]:
     """Every market with bars: ``[{market, rows, start, end, source, path}]``, sorted by market."""
     ws = Workspace.at(root)
@@ -117,6 +130,8 @@ def list_markets(root: str | Path) -> list[dict[str, Any]]:
     for market in ws.markets_with_data():
         report = read_report(root, market) or {}
         source = report.get("source", {}).get("kind", "unknown")
+        if source == "synthetic":
+            source = f"synthetic edge={float(report['source'].get('edge', 0.0)):g}"
         if {"rows", "start", "end"} <= report.keys():
             rows, start, end = report["rows"], report["start"], report["end"]
         else:

@@ -10,6 +10,12 @@ Model, per session (weekdays from :data:`START_DATE`, holidays not modelled), fo
     * Prices are rounded to ``tick_size``; a bar opens at the previous close (within a session), high/low add a
       half-normal excursion beyond open/close, rounded outward to the tick grid.
     * Volume: a U-shaped intraday profile x log-normal noise x (1 + |standardised return|).
+    * Optional planted edge (``edge`` > 0, the known-answer market): every bar after a session's first bar drifts by
+      ``edge`` x its own volatility in the direction of the last :data:`EDGE_LOOKBACK_BARS`-bar log return as it
+      stands at the previous bar's close. The cue at bar t is ``sign(log close[t] - log close[t - 5])``: it depends
+      only on bars <= t, and it is exactly what the env's ``ret_5`` feature and the prompt's ``return_5_bars_pct``
+      field show, so PPO and the advisor can both learn it. ``edge = 0`` draws the very same bars as generator
+      version 1 (the null market): the edge consumes no random numbers.
 All randomness comes from one ``numpy.random.Generator(PCG64(seed))``, so the same seed gives the same bars.
 """
 
@@ -31,8 +37,14 @@ if TYPE_CHECKING:
 
     from tradelab.config.schema import ContractSpec, TradelabConfig
 
-GENERATOR_VERSION = 1
-"""Bumped whenever the model changes, so reports say which bars a seed produced."""
+GENERATOR_VERSION = 2
+"""Bumped whenever the model changes, so reports say which bars a seed produced (2: the planted ``edge``)."""
+
+EDGE_LOOKBACK_BARS = 5
+"""Bars of the momentum cue the planted edge follows (the prompt's ``return_5_bars`` and the env's ``ret_5``)."""
+
+MAX_EDGE = 1.0
+"""Largest planted edge, in bar volatilities of drift per bar (beyond it the market is a deterministic trend)."""
 
 START_DATE = "2024-01-02"
 """First synthetic session (a Tuesday); 60+ sessions cross the March daylight-saving change."""
@@ -66,7 +78,7 @@ VOLUME_NOISE = 0.35
 
 
 def generate_market(
-    root: str | Path, market: str, config: "TradelabConfig", *, days: int, seed: int
+    root: str | Path, market: str, config: "TradelabConfig", *, days: int, seed: int, edge: float = 0.0
 ) -> dict[str, Any]:
     """Generate ``days`` synthetic sessions for ``market`` and store them as its bars.
 
@@ -76,12 +88,13 @@ def generate_market(
         config: Loaded configuration.
         days: Number of weekday sessions (>= 1).
         seed: Seed; the same seed gives identical bars.
+        edge: Planted momentum edge in bar volatilities per bar, in ``[0, MAX_EDGE]``; 0 is the null market.
 
     Returns:
         The data report as written to ``data/<MKT>/data_report.json``.
 
     Raises:
-        DataError: ``days`` < 1 or ``seed`` < 0.
+        DataError: ``days`` < 1, ``seed`` < 0 or ``edge`` outside ``[0, MAX_EDGE]``.
         ConfigError: Unknown market.
     """
     from tradelab.config import config_hash
@@ -92,8 +105,11 @@ def generate_market(
         raise DataError(f"--days {days}: the synthetic market needs at least 1 session; pass e.g. --days 252")
     if seed < 0:
         raise DataError(f"--seed {seed}: seeds must be >= 0; pass e.g. --seed 7")
+    if not 0.0 <= edge <= MAX_EDGE:
+        raise DataError(f"--edge {edge}: the planted edge must be in [0, {MAX_EDGE}]; pass e.g. --edge 0.15 "
+                        "(0 = the null market)")
     spec = contract_spec(config, market)
-    bars, regime_counts = synthesize_bars(spec, market, days=days, seed=seed)
+    bars, regime_counts = synthesize_bars(spec, market, days=days, seed=seed, edge=edge)
     start_min, end_min = session_minutes(spec, market)
     report = {
         "source": {
@@ -101,6 +117,8 @@ def generate_market(
             "seed": seed,
             "days": days,
             "generator_version": GENERATOR_VERSION,
+            "edge": float(edge),
+            "edge_lookback_bars": EDGE_LOOKBACK_BARS,
             "start_date": START_DATE,
             "regime_bars": regime_counts,
         },
@@ -115,9 +133,9 @@ def generate_market(
 
 
 def synthesize_bars(
-    spec: "ContractSpec", market: str, *, days: int, seed: int
+    spec: "ContractSpec", market: str, *, days: int, seed: int, edge: float = 0.0
 ) -> tuple["pd.DataFrame", dict[str, int]]:
-    """The synthetic bars (stored-bar columns) and the number of bars spent in each regime."""
+    """The synthetic bars (stored-bar columns) and the number of bars spent in each regime (``edge``: see above)."""
     import pandas as pd
 
     start_min, end_min = session_minutes(spec, market)
@@ -137,6 +155,8 @@ def synthesize_bars(
     gaps = rng.normal(0.0, OVERNIGHT_GAP_VOL * spec.synthetic_daily_vol, size=days)
     log_ret[first] += gaps
     log_ret[0] = 0.0
+    if edge > 0.0:
+        log_ret = _plant_momentum(log_ret, sigma, first, edge)
     tick = spec.tick_size
     close = _price(np.maximum(np.round(spec.synthetic_start_price * np.exp(np.cumsum(log_ret)) / tick), 1), tick)
     open_ = np.empty(n)
@@ -157,6 +177,28 @@ def synthesize_bars(
     bars["symbol"] = spec.root_symbol
     counts = np.bincount(regime, minlength=len(REGIMES))
     return bars, {str(name): int(c) for name, c in zip(names, counts)}
+
+
+def _plant_momentum(log_ret: np.ndarray, sigma: np.ndarray, first: np.ndarray, edge: float) -> np.ndarray:
+    """Add the planted drift: bar t+1 moves ``edge * sigma[t+1]`` along the sign of the 5-bar return at bar t.
+
+    Sequential on purpose: the drift feeds into later cues exactly as a real momentum effect would, and every cue
+    is read from log prices that already include all earlier drift (no look-ahead by construction).
+    """
+    out = log_ret.copy()
+    session_open = np.zeros(len(out), dtype=bool)
+    session_open[first] = True
+    log_price = np.empty(len(out))
+    level = 0.0
+    lookback = EDGE_LOOKBACK_BARS
+    for t in range(len(out)):
+        if t > lookback and not session_open[t]:
+            cue = log_price[t - 1] - log_price[t - 1 - lookback]
+            if cue != 0.0:
+                out[t] += edge * sigma[t] * (1.0 if cue > 0.0 else -1.0)
+        level += out[t]
+        log_price[t] = level
+    return out
 
 
 def _price(ticks: np.ndarray, tick: float) -> np.ndarray:

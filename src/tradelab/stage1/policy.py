@@ -15,7 +15,7 @@ import torch as th
 from sb3_contrib.common.maskable.distributions import MaskableDistribution
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 
-from tradelab.stage1.slots import HAS_ADVICE_INDEX, N_ACTIONS, PRIOR_EPS, SLOT_SIZE
+from tradelab.stage1.slots import BUY_ID, HAS_ADVICE_INDEX, HOLD_ID, N_ACTIONS, PRIOR_EPS, SELL_ID, SLOT_SIZE
 
 MaskLike = th.Tensor | np.ndarray | None
 
@@ -36,7 +36,9 @@ def log_prior(slots: th.Tensor, masks: th.Tensor, confidence_floor: float) -> th
     masks_f = masks.to(slots.dtype)
     n_allowed = masks_f.sum(dim=1)
     advised_allowed = masks.gather(1, advised.unsqueeze(1)).squeeze(1)
-    usable = (slots[:, HAS_ADVICE_INDEX] > 0.5) & (conf >= confidence_floor) & advised_allowed & (n_allowed > 1)
+    abstains = (advised == HOLD_ID) & (masks[:, BUY_ID] | masks[:, SELL_ID])
+    usable = ((slots[:, HAS_ADVICE_INDEX] > 0.5) & (conf >= confidence_floor) & advised_allowed & (n_allowed > 1)
+              & ~abstains)
     c = conf.clamp(PRIOR_EPS, 1.0 - PRIOR_EPS)
     other = (1.0 - c) / (n_allowed - 1.0).clamp(min=1.0)
     is_advised = th.nn.functional.one_hot(advised, N_ACTIONS).to(th.bool)

@@ -36,10 +36,12 @@ class Stage1Run:
         test_mode: Apply the test overrides.
         total_timesteps: Target env steps, or None for the configured value.
         resume: Continue from the latest checkpoint if there is one.
+        init_ppo: Start from this PPO model (``final.zip``, its ``vecnormalize.pkl`` beside it) and train
+            ``total_timesteps`` more, instead of a fresh model. Ignored when resuming from a checkpoint.
     """
 
     def __init__(self, root: Path, market: str, config: Any, *, test_mode: bool, total_timesteps: int | None,
-                 resume: bool) -> None:
+                 resume: bool, init_ppo: Path | None = None) -> None:
         from tradelab.marketdata import load_market_arrays
 
         self.root, self.market, self.config = root, market, config
@@ -59,6 +61,8 @@ class Stage1Run:
         self.bundle: Any = None
         self.callback: Any = None
         self.resumed_from: str | None = None
+        self.init_ppo = Path(init_ppo) if init_ppo is not None else None
+        self.initialized_from: str | None = None
         self.timings: dict[str, float] = {}
         self._t0 = time.perf_counter()
         self._buffer_closed = False
@@ -109,14 +113,19 @@ class Stage1Run:
         )
 
     def _model_and_stats(self) -> None:
-        from sb3_contrib import MaskablePPO
-
         from tradelab.stage1.callbacks import Checkpointer
         from tradelab.stage1.setup import new_model
         from tradelab.stage1.vec import normalized
-        from tradelab.stage1.vecnorm import SlotPreservingVecNormalize
 
         latest = Checkpointer.latest(self.checkpoints_dir) if self.resume else None
+        if latest is None and self.init_ppo is not None:
+            self._load(self.init_ppo, self.init_ppo.with_name("vecnormalize.pkl"))
+            # A continued model trains the full budget again: its step counter restarts, its weights do not.
+            self.model.num_timesteps = 0
+            self.model.set_random_seed(self.seed)
+            self.initialized_from = str(self.init_ppo)
+            log.info("stage1 continues the PPO model %s", self.init_ppo)
+            return
         if latest is None:
             if self.resume:
                 log.info("stage1 --resume: no checkpoint under %s, starting fresh", self.checkpoints_dir)
@@ -125,12 +134,25 @@ class Stage1Run:
             self.resumed_from = None
             return
         model_path, stats_path, steps = latest
-        self.vecnorm = SlotPreservingVecNormalize.load(str(stats_path), self.advice_env)
-        self.vecnorm.training = True
-        self.model = MaskablePPO.load(str(model_path), env=self.vecnorm, device=self.config.ppo.device)
+        self._load(model_path, stats_path)
         self.model.set_random_seed(self.seed + steps)
         self.resumed_from = str(model_path)
         log.info("stage1 resuming from %s (%d steps)", model_path, steps)
+
+    def _load(self, model_path: Path, stats_path: Path) -> None:
+        """Load a saved PPO model and its normalisation statistics onto this run's env stack."""
+        from sb3_contrib import MaskablePPO
+
+        from tradelab.errors import StageNotReady
+        from tradelab.stage1.vecnorm import SlotPreservingVecNormalize
+
+        for path in (model_path, stats_path):
+            if not Path(path).is_file():
+                raise StageNotReady(f"{path}: no such file; continuing a PPO model needs its final.zip and the "
+                                    "vecnormalize.pkl saved beside it (run stage1 once without --init-ppo)")
+        self.vecnorm = SlotPreservingVecNormalize.load(str(stats_path), self.advice_env)
+        self.vecnorm.training = True
+        self.model = MaskablePPO.load(str(model_path), env=self.vecnorm, device=self.config.ppo.device)
 
     # --- train ---------------------------------------------------------------------------------------------------
     def learn(self, progress: Callable[[int, int], None] | None) -> None:
@@ -227,6 +249,7 @@ class Stage1Run:
             **{k: fields[k] for k in _SUMMARY_MANIFEST_KEYS},
             "market": self.market, "status": status, "run_id": self.run_id, "test_mode": self.test_mode,
             "timesteps": int(self.model.num_timesteps), "resumed_from": self.resumed_from,
+            "initialized_from": self.initialized_from,
             "experiences": rec.written if rec else 0, "with_outcome": rec.written_with_outcome if rec else 0,
             "paths": {
                 "model": str(self.ppo_dir / "final.zip"), "vecnormalize": str(self.ppo_dir / "vecnormalize.pkl"),

@@ -27,7 +27,12 @@ def _iso_ny(ns: int) -> str:
 
 
 def data_section(root: str | Path, market: str, arrays: Any) -> dict[str, Any]:
-    """``{bars_path, sha256, rows, start, end, train_end, holdout_start}`` for the market's bar file."""
+    """``{bars_path, sha256, rows, start, end, train_end, holdout_start, origin}`` for the market's bar file.
+
+    ``origin`` says which market the bars are (synthetic with its edge and generator version, or an import).
+    """
+    from tradelab.marketdata.store import market_origin
+
     bars = Workspace.at(root).bars_path(market)
     ts = arrays.timestamps_ns
     split = int(arrays.split_index)
@@ -39,6 +44,7 @@ def data_section(root: str | Path, market: str, arrays: Any) -> dict[str, Any]:
         "end": _iso_ny(ts[-1]),
         "train_end": _iso_ny(ts[split - 1]),
         "holdout_start": _iso_ny(ts[split]) if split < len(arrays) else None,
+        "origin": market_origin(root, market),
     }
 
 

@@ -96,11 +96,17 @@ def load_advisor(root: Path, market: str, config: Any, *, seed: int, resume: boo
     return AdvisorBundle(Advisor(config, root, adapter_path=adapter), base_dir, adapter)
 
 
-def recorder_for(root: Path, market: str, config: Any, arrays: Any, *, run_id: str, recent_maxlen: int) -> Any:
-    """The experience recorder for the market's train split."""
+def experience_terms(market: str, config: Any, arrays: Any, *, end_index: int) -> tuple[Any, dict, dict]:
+    """``(slicer, contract, rules)``: what every experience record (and holdout probe) carries for scoring.
+
+    Args:
+        market: Market name.
+        config: The whole config (``env`` rules, contract spec).
+        arrays: The market arrays.
+        end_index: First bar forward windows may not reach (the split's end).
+    """
     from tradelab.env.tables import get_tables
     from tradelab.markets import contract_spec
-    from tradelab.stage1.experience import ExperienceRecorder
     from tradelab.stage1.forward import ForwardSlicer
     from tradelab.tradesim import Costs
 
@@ -108,16 +114,24 @@ def recorder_for(root: Path, market: str, config: Any, arrays: Any, *, run_id: s
     spec = contract_spec(config, market)
     tables = get_tables(arrays, window_bars=config.env.window_bars, entry_cutoff=rules.entry_cutoff,
                         flatten_time=rules.flatten_time, session_end=spec.session_end)
-    slicer = ForwardSlicer(arrays, int(arrays.split_index), config.env.forward_horizon_bars, tables.forced_exit)
+    slicer = ForwardSlicer(arrays, int(end_index), config.env.forward_horizon_bars, tables.forced_exit)
     rule_dict = {
         "stop_atr": rules.stop_atr, "target_r": rules.target_r, "trail_atr": rules.trail_atr,
         "be_buffer_ticks": rules.be_buffer_ticks, "flatten_time": rules.flatten_time,
         "entry_cutoff": rules.entry_cutoff, "atr_period_bars": rules.atr_period_bars,
         "trailing_drawdown_usd": rules.trailing_drawdown_usd, "daily_loss_limit_usd": rules.daily_loss_limit_usd,
     }
+    return slicer, Costs.from_spec(spec).to_dict(), rule_dict
+
+
+def recorder_for(root: Path, market: str, config: Any, arrays: Any, *, run_id: str, recent_maxlen: int) -> Any:
+    """The experience recorder for the market's train split."""
+    from tradelab.stage1.experience import ExperienceRecorder
+
+    slicer, contract, rules = experience_terms(market, config, arrays, end_index=int(arrays.split_index))
     return ExperienceRecorder(
         Workspace.at(root).experience_path(market), market=market, run_id=run_id, slicer=slicer,
-        contract=Costs.from_spec(spec).to_dict(), rules=rule_dict,
+        contract=contract, rules=rules,
         flush_every=config.stage1.experience.flush_every_records, recent_maxlen=recent_maxlen,
     )
 

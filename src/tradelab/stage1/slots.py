@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from tradelab import ACTIONS
+from tradelab import ACTION_IDS, ACTIONS
 
 N_ACTIONS = len(ACTIONS)
 SLOT_SIZE = N_ACTIONS + 2
 """Floats per observation reserved for advice: one-hot×confidence, age in bars, has-advice flag."""
+HOLD_ID, BUY_ID, SELL_ID = ACTION_IDS["HOLD"], ACTION_IDS["BUY"], ACTION_IDS["SELL"]
+"""Ids the abstention rule needs: HOLD advice while BUY or SELL is allowed carries no view."""
 AGE_INDEX = N_ACTIONS
 HAS_ADVICE_INDEX = N_ACTIONS + 1
 PRIOR_EPS = 1e-6
@@ -45,8 +47,11 @@ def prior_numpy(slots: np.ndarray, masks: np.ndarray, confidence_floor: float) -
     """Reference prior over actions for a batch of slot vectors (mirrors the torch version in ``policy``).
 
     The advised action gets its confidence; the rest ``1 - confidence`` is spread evenly over the other allowed
-    actions. No advice, advice below ``confidence_floor`` or advice for a masked action gives the uniform prior over
-    allowed actions (no effect on the policy). Masked actions get probability 0.
+    actions. No advice, advice below ``confidence_floor``, advice for a masked action, or HOLD while an entry is
+    allowed gives the uniform prior over allowed actions (no effect on the policy). Masked actions get probability 0.
+
+    HOLD while flat is an abstention, not a view: the account is already doing nothing, and an advisor that mostly
+    says "no setup" would otherwise pull every entry toward HOLD and stop the fused policy from trading at all.
 
     Args:
         slots: ``(n, SLOT_SIZE)`` raw slot values.
@@ -63,7 +68,9 @@ def prior_numpy(slots: np.ndarray, masks: np.ndarray, confidence_floor: float) -
     advised = onehot.argmax(axis=1)
     n_allowed = masks.sum(axis=1)
     rows = np.arange(len(slots))
-    usable = (slots[:, HAS_ADVICE_INDEX] > 0.5) & (conf >= confidence_floor) & masks[rows, advised] & (n_allowed > 1)
+    abstains = (advised == HOLD_ID) & (masks[:, BUY_ID] | masks[:, SELL_ID])
+    usable = ((slots[:, HAS_ADVICE_INDEX] > 0.5) & (conf >= confidence_floor) & masks[rows, advised] & (n_allowed > 1)
+              & ~abstains)
     prior = masks / np.maximum(n_allowed, 1)[:, None]
     for i in np.flatnonzero(usable):
         c = min(conf[i], 1.0 - PRIOR_EPS)

@@ -72,6 +72,7 @@ def run_stage1(
     test_mode: bool,
     total_timesteps: int | None = None,
     resume: bool = False,
+    init_ppo: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Train Stage 1 for ``market`` and record it in the manifest.
@@ -83,6 +84,8 @@ def run_stage1(
         test_mode: Use the ``ppo.test`` / ``stage1.test`` overrides (tiny, fast).
         total_timesteps: Target env steps (all envs together); default from config. On resume, the total to reach.
         resume: Continue from the latest checkpoint under ``ppo/checkpoints/`` (a fresh start if there is none).
+        init_ppo: Continue training this saved PPO model (``final.zip`` with ``vecnormalize.pkl`` beside it) for
+            ``total_timesteps`` more steps instead of starting from a fresh one.
         progress: Called with ``(timesteps_done, total_timesteps)`` after each vector step.
 
     Returns:
@@ -98,7 +101,8 @@ def run_stage1(
 
     root = Workspace.at(root).root
     _require_data(root, market)
-    run = Stage1Run(root, market, config, test_mode=test_mode, total_timesteps=total_timesteps, resume=resume)
+    run = Stage1Run(root, market, config, test_mode=test_mode, total_timesteps=total_timesteps, resume=resume,
+                    init_ppo=init_ppo)
     set_section(root, market, "data", run.data_section())
     merge_stage1(root, market, run.manifest_fields("running"))
     try:

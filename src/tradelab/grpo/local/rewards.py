@@ -1,4 +1,4 @@
-"""Scoring decoded answers with the shared Stage 2 reward, plus the blocklist guard."""
+"""Scoring decoded answers with the shared Stage 2 reward (which applies the dataset's blocklist itself)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ class AnswerScores:
     """Rewards of a batch of answers.
 
     Attributes:
-        rewards: Score per answer (0.0 for blocklisted answers).
+        rewards: Score per answer (blocklisted answers score the reward's malformed penalty).
         formats: 1.0 when the answer was well formed, per answer.
-        blocked: Answers zeroed by the blocklist.
+        blocked: Answers the ground truth's blocklist caught.
     """
 
     rewards: list[float]
@@ -41,29 +41,18 @@ def default_reward() -> RewardFn:
     return compute_score
 
 
-def blocked(text: str, blocklist: Sequence[str]) -> bool:
-    """True when any non-empty blocklist substring occurs in ``text``."""
-    return any(item and item in text for item in blocklist)
-
-
-def score_answers(
-    rows: Sequence[PromptRow], texts: Sequence[str], blocklist: Sequence[str], reward_fn: RewardFn
-) -> AnswerScores:
-    """Score each answer against its row's ground truth; blocklisted answers get reward 0.
+def score_answers(rows: Sequence[PromptRow], texts: Sequence[str], reward_fn: RewardFn) -> AnswerScores:
+    """Score each answer against its row's ground truth.
 
     Args:
         rows: The prompt row of each answer (repeated for a group).
         texts: Decoded answers, aligned with ``rows``.
-        blocklist: Substrings that zero the reward.
-        reward_fn: ``compute_score``-compatible callable returning at least ``score`` and ``format``.
+        reward_fn: ``compute_score``-compatible callable returning at least ``score``, ``format`` and ``blocked``.
     """
     rewards, formats, n_blocked = [], [], 0
     for row, text in zip(rows, texts, strict=True):
         result = reward_fn(row.data_source, text, row.ground_truth, extra_info=row.extra_info)
         formats.append(float(result["format"]))
-        if blocked(text, blocklist):
-            n_blocked += 1
-            rewards.append(0.0)
-        else:
-            rewards.append(float(result["score"]))
+        n_blocked += int(result.get("blocked", 0.0) > 0.0)
+        rewards.append(float(result["score"]))
     return AnswerScores(rewards=rewards, formats=formats, blocked=n_blocked)

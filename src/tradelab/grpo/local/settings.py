@@ -29,7 +29,8 @@ def effective_settings(config: TradelabConfig, mode: str | None, test_mode: bool
         "rollout": base.rollout.model_copy(update={"group_size": t.group_size, "max_new_tokens": t.max_new_tokens}),
         "soft": base.soft.model_copy(update={"max_think_tokens": t.max_think_tokens,
                                              "think_start_marker": t.think_start_marker}),
-        "optim": base.optim.model_copy(update={"steps": t.steps, "prompts_per_step": t.prompts_per_step}),
+        "optim": base.optim.model_copy(update={"steps": t.steps, "prompts_per_step": t.prompts_per_step,
+                                               "lr": t.lr}),
         "run": base.run.model_copy(update={"checkpoint_every": t.checkpoint_every, "val_every": t.val_every,
                                            "val_prompts": t.val_prompts}),
     })

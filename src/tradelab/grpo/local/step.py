@@ -108,7 +108,7 @@ def run_step(ctx: StepContext, rows: Sequence[PromptRow], step: int) -> dict[str
     batch = generate(ctx.model, [r.prompt_ids for r in group_rows], sampling_spec(cfg, ctx.mode), ctx.stop, generator)
     rollout_s = time.perf_counter() - started
     texts = decode_answers(ctx.tokenizer, batch, ctx.stop)
-    scores = score_answers(group_rows, texts, cfg.guards.blocklist, ctx.reward_fn)
+    scores = score_answers(group_rows, texts, ctx.reward_fn)
     reward_s = time.perf_counter() - started - rollout_s
     rewards = torch.tensor(scores.rewards, dtype=torch.float32)
     advantages = grpo_advantages(rewards, n).to(device)
@@ -213,5 +213,5 @@ def validate(ctx: StepContext, rows: Sequence[PromptRow]) -> dict[str, float]:
         chunk = all_rows[start:start + VAL_CHUNK_ROWS]
         batch = generate(ctx.model, [r.prompt_ids for r in chunk], spec, ctx.stop, generator)
         texts.extend(decode_answers(ctx.tokenizer, batch, ctx.stop))
-    scores = score_answers(all_rows, texts, cfg.guards.blocklist, ctx.reward_fn)
+    scores = score_answers(all_rows, texts, ctx.reward_fn)
     return {"val_reward_mean": scores.mean, "val_format_rate": scores.format_rate, "val_answers": len(texts)}

@@ -1,0 +1,273 @@
+"""The loop report: ``loop_report.json`` (a stable shape other tools read), ``loop_report.md`` and one PNG.
+
+JSON shape (every ``*_ci`` is ``[low, high]`` or null when the sample is too small)::
+
+    {"market", "edge", "market_origin", "seeds", "settings", "status",
+     "warm_start": {"advisor": ADVISOR},
+     "iterations": [{"iteration", "adapter_in_sha256", "adapter_stage1_sha256", "adapter_out_sha256",
+                     "dataset_sha256s", "advisor_stage1": ADVISOR, "advisor": ADVISOR, "stage2_vs_stage1",
+                     "agents": {"hybrid": AGENT, "ppo": AGENT, ...}, "hybrid_minus_ppo", "notes": [...]}],
+     "headline": {"advisor_hit_rate_gain", ...}}
+
+    ADVISOR = {hit_rate, hit_rate_ci, hit_rate_up, hit_rate_down, holdout_reward, holdout_reward_ci, parse_rate,
+               non_hold_share, prompts, directional, ...}
+    AGENT   = {net_pnl_usd, net_pnl_usd_ci (day-block bootstrap), net_pnl_usd_seed_ci (t over >= 3 seeds),
+               trades_per_day, sharpe, days, trades, seeds}
+
+``advisor`` is the adapter an iteration hands on (after Stage 2); ``advisor_stage1`` the one Stage 1 refined.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tradelab.evaluation.stats import block_bootstrap_ci, seed_t_ci
+from tradelab.io import atomic_write_text
+from tradelab.provenance import SCHEMA_VERSION, origin
+
+if TYPE_CHECKING:
+    from tradelab.config.schema import TradelabConfig
+
+ADVISOR_KEYS: tuple[str, ...] = (
+    "hit_rate", "hit_rate_ci", "hit_rate_up", "hit_rate_up_ci", "hit_rate_down", "hit_rate_down_ci", "holdout_reward",
+    "holdout_reward_ci", "parse_rate", "parse_rate_ci", "non_hold_share", "non_hold_share_ci", "prompts",
+    "directional", "adapter_sha256", "answers_path",
+)
+"""Advisor figures kept in the report."""
+
+CENT = 0.005
+"""Two P&L figures closer than half a cent are reported as identical."""
+
+
+def agents_from_report(path: Path, *, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Per-agent loop figures from one evaluation ``report.json``.
+
+    Args:
+        path: The evaluation's ``report.json`` (it carries each agent's per-seed metrics and daily P&L).
+        level: Interval level.
+        seed: Bootstrap seed.
+
+    Returns:
+        ``{"agents": {name: AGENT}, "hybrid_minus_ppo": {...} | None, "identical": [[a, b], ...]}``.
+    """
+    report = json.loads(path.read_text(encoding="utf-8"))
+    daily_all: dict[str, dict[str, list[float]]] = report["daily_pnl_usd"]
+    agents: dict[str, Any] = {}
+    for name, entry in report["agents"].items():
+        per_seed = entry["per_seed"]
+        n_seeds = len(per_seed)
+        net = [float(s["net_pnl_usd"]) for s in per_seed if s.get("net_pnl_usd") is not None]
+        days = sum(int(s.get("days") or 0) for s in per_seed)
+        trades = sum(int(s.get("trades") or 0) for s in per_seed)
+        sharpes = [float(s["sharpe"]) for s in per_seed if isinstance(s.get("sharpe"), (int, float))
+                   and math.isfinite(float(s["sharpe"]))]
+        daily = _concat(daily_all.get(name) or daily_all.get(report["settings"]["aliases"].get(name, ""), {}))
+        agents[name] = {
+            "net_pnl_usd": float(np.mean(net)) if net else None,
+            "net_pnl_usd_ci": _seed_mean_sum_ci(daily, n_seeds, level, seed),
+            "net_pnl_usd_seed_ci": _pair(seed_t_ci(net, level=level)),
+            "trades_per_day": trades / days if days else None,
+            "sharpe": float(np.mean(sharpes)) if sharpes else None,
+            "days": days, "trades": trades, "seeds": n_seeds,
+            "per_seed_net_pnl_usd": net,
+        }
+    difference = None
+    if "hybrid" in agents and "ppo" in agents:
+        hybrid, ppo = _concat(daily_all.get("hybrid", {})), _concat(daily_all.get("ppo", {}))
+        if len(hybrid) == len(ppo) and hybrid:
+            diff = [a - b for a, b in zip(hybrid, ppo)]
+            n_seeds = agents["hybrid"]["seeds"]
+            difference = {"net_pnl_usd": sum(diff) / n_seeds,
+                          "net_pnl_usd_ci": _seed_mean_sum_ci(diff, n_seeds, level, seed)}
+    names = list(agents)
+    identical = [[a, b] for i, a in enumerate(names) for b in names[i + 1:]
+                 if _same_to_the_cent(agents[a], agents[b]) and agents[a]["trades"] > 0]
+    return {"agents": agents, "hybrid_minus_ppo": difference, "identical": identical}
+
+
+def _concat(by_seed: dict[str, list[float]]) -> list[float]:
+    return [float(v) for key in sorted(by_seed, key=int) for v in by_seed[key]]
+
+
+def _seed_mean_sum_ci(daily: list[float], n_seeds: int, level: float, seed: int) -> list[float] | None:
+    """Interval of the per-seed net P&L: a block bootstrap of the summed days, divided by the seed count."""
+    if not daily or n_seeds < 1:
+        return None
+    interval = block_bootstrap_ci(daily, statistic="sum", level=level, seed=seed)
+    return [interval[0] / n_seeds, interval[1] / n_seeds] if interval else None
+
+
+def _pair(interval: tuple[float, float] | None) -> list[float] | None:
+    return [float(interval[0]), float(interval[1])] if interval is not None else None
+
+
+def _same_to_the_cent(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    x, y = a["per_seed_net_pnl_usd"], b["per_seed_net_pnl_usd"]
+    return len(x) == len(y) and bool(x) and all(abs(p - q) < CENT for p, q in zip(x, y))
+
+
+def _advisor(figures: dict[str, Any] | None) -> dict[str, Any] | None:
+    return {k: figures.get(k) for k in ADVISOR_KEYS} if figures else None
+
+
+def build_report(market: str, config: TradelabConfig, state: dict[str, Any]) -> dict[str, Any]:
+    """The ``loop_report.json`` content for the loop state kept in the manifest."""
+    from tradelab.config import config_hash
+
+    iterations = []
+    for it in state["iterations"]:
+        evaluation = it.get("evaluation") or {}
+        notes = []
+        for a, b in evaluation.get("identical") or []:
+            notes.append(f"{a} and {b} have identical net P&L to the cent on every seed")
+        comparison = it.get("stage2_vs_stage1")
+        if comparison and comparison.get("same_adapter"):
+            notes.append("Stage 2 returned the Stage 1 adapter unchanged (same sha256)")
+        elif comparison and comparison.get("answers_changed") == 0.0:
+            notes.append(f"Stage 2's adapter differs from Stage 1's (log-prob shift "
+                         f"{comparison.get('logprob_shift_mean'):.4g}) but gives the same greedy answers on every "
+                         "holdout prompt")
+        iterations.append({
+            "iteration": it["iteration"], "stages": it["stages"],
+            "adapter_in_sha256": it.get("adapter_in_sha256"), "adapter_stage1_sha256": it.get("adapter_stage1_sha256"),
+            "adapter_out_sha256": it.get("adapter_out_sha256"), "ppo_init": it.get("ppo_init"),
+            "dataset_sha256s": it.get("dataset_sha256s"), "stage2_run": it.get("stage2_run"),
+            "advisor_stage1": _advisor(it.get("advisor_stage1")), "advisor": _advisor(it.get("advisor")),
+            "stage2_vs_stage1": comparison,
+            "agents": {k: {m: v for m, v in a.items() if m != "per_seed_net_pnl_usd"}
+                       for k, a in (evaluation.get("agents") or {}).items()},
+            "hybrid_minus_ppo": evaluation.get("hybrid_minus_ppo"),
+            "evaluation_report": evaluation.get("report_dir"), "notes": notes,
+        })
+    warm = _advisor((state.get("warm_start") or {}).get("advisor"))
+    last = next((it for it in reversed(iterations) if it["advisor"]), None)
+    gain = None
+    if warm and last and warm["hit_rate"] is not None and last["advisor"]["hit_rate"] is not None:
+        gain = last["advisor"]["hit_rate"] - warm["hit_rate"]
+    settings = state["settings"]
+    origin_ = state.get("market_origin") or {}
+    return {
+        "schema_version": SCHEMA_VERSION, "market": market, "edge": origin_.get("edge"), "market_origin": origin_,
+        "seeds": settings["seeds"], "settings": settings, "status": state["status"],
+        "started_at": state["started_at"], "completed_at": state.get("completed_at"),
+        "origin": origin(config_hash(config), config.app.seed),
+        "warm_start": {"advisor": warm}, "iterations": iterations,
+        "headline": {"advisor_hit_rate_gain": gain},
+    }
+
+
+def write_loop_report(report_dir: Path, market: str, config: TradelabConfig, state: dict[str, Any]) -> dict[str, str]:
+    """Write ``loop_report.json``, ``loop_report.md`` and ``loop_report.png``; return their paths."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    report = build_report(market, config, state)
+    paths = {"json": report_dir / "loop_report.json", "md": report_dir / "loop_report.md",
+             "png": report_dir / "loop_report.png"}
+    atomic_write_text(paths["json"], json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write_text(paths["md"], markdown(report))
+    plot_loop(report, paths["png"])
+    return {k: str(v) for k, v in paths.items()}
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) >= 100 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _ci(value: Any) -> str:
+    return "n/a" if not value else f"[{_fmt(value[0])}, {_fmt(value[1])}]"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The human-readable loop report."""
+    origin_ = report["market_origin"]
+    market_line = (f"synthetic, edge {origin_.get('edge')} (generator v{origin_.get('generator_version')}, "
+                   f"seed {origin_.get('seed')})" if origin_.get("kind") == "synthetic" else origin_.get("kind"))
+    lines = [f"# Learning loop: {report['market']}", "",
+             f"- Market: {market_line}", f"- Settings: {report['settings']}", f"- Status: {report['status']}", "",
+             "## Advisor on holdout prompts", "",
+             "| when | hit rate | 95% CI | up | down | mean reward | 95% CI | parse | non-HOLD | n dir. |",
+             "| --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
+    rows = [("warm start", report["warm_start"]["advisor"])]
+    for it in report["iterations"]:
+        rows += [(f"it {it['iteration']} after Stage 1", it["advisor_stage1"]),
+                 (f"it {it['iteration']} after Stage 2", it["advisor"])]
+    for label, a in rows:
+        if a:
+            lines.append(f"| {label} | {_fmt(a['hit_rate'])} | {_ci(a['hit_rate_ci'])} | {_fmt(a['hit_rate_up'])} | "
+                         f"{_fmt(a['hit_rate_down'])} | {_fmt(a['holdout_reward'])} | {_ci(a['holdout_reward_ci'])} | "
+                         f"{_fmt(a['parse_rate'])} | {_fmt(a['non_hold_share'])} | {a['directional']} |")
+    for it in report["iterations"]:
+        lines += ["", f"## Iteration {it['iteration']}", "",
+                  f"- Adapter in `{str(it['adapter_in_sha256'])[:12]}`, after Stage 1 "
+                  f"`{str(it['adapter_stage1_sha256'])[:12]}`, out `{str(it['adapter_out_sha256'])[:12]}`"]
+        comparison = it.get("stage2_vs_stage1")
+        if comparison:
+            lines.append(f"- Stage 2 vs Stage 1 on the same prompts: reward gain {_fmt(comparison['reward_gain'])} "
+                         f"{_ci(comparison['reward_gain_ci'])}, answers changed "
+                         f"{_fmt(comparison['answers_changed'])}, log-prob shift "
+                         f"{_fmt(comparison['logprob_shift_mean'], 4)}")
+        difference = it.get("hybrid_minus_ppo")
+        if difference:
+            lines.append(f"- Hybrid minus PPO-only: {_fmt(difference['net_pnl_usd'])} USD "
+                         f"{_ci(difference['net_pnl_usd_ci'])}")
+        lines += [f"- Note: {note}" for note in it["notes"]]
+        lines += ["", "| agent | net P&L USD | 95% CI (days) | 95% CI (seeds) | trades/day | Sharpe | days |",
+                  "| --- | ---: | --- | --- | ---: | ---: | ---: |"]
+        for name, a in it["agents"].items():
+            lines.append(f"| {name} | {_fmt(a['net_pnl_usd'])} | {_ci(a['net_pnl_usd_ci'])} | "
+                         f"{_ci(a['net_pnl_usd_seed_ci'])} | {_fmt(a['trades_per_day'])} | {_fmt(a['sharpe'])} | "
+                         f"{a['days']} |")
+    lines += ["", f"Headline: advisor_hit_rate_gain={_fmt(report['headline']['advisor_hit_rate_gain'])}", ""]
+    return "\n".join(lines)
+
+
+def plot_loop(report: dict[str, Any], path: Path) -> Path:
+    """One PNG: advisor hit rate and holdout reward per measurement, agents' net P&L per iteration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels, hits, rewards = ["warm"], [report["warm_start"]["advisor"]], []
+    for it in report["iterations"]:
+        labels += [f"{it['iteration']}·S1", f"{it['iteration']}·S2"]
+        hits += [it["advisor_stage1"], it["advisor"]]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), dpi=80)
+    for ax, key, title in ((axes[0], "hit_rate", "advisor hit rate (holdout)"),
+                           (axes[1], "holdout_reward", "advisor mean reward (holdout)")):
+        xs = [i for i, a in enumerate(hits) if a and a.get(key) is not None]
+        ys = [hits[i][key] for i in xs]
+        lows = [hits[i][f"{key}_ci"][0] if hits[i].get(f"{key}_ci") else hits[i][key] for i in xs]
+        highs = [hits[i][f"{key}_ci"][1] if hits[i].get(f"{key}_ci") else hits[i][key] for i in xs]
+        ax.errorbar(xs, ys, yerr=[np.subtract(ys, lows), np.subtract(highs, ys)], fmt="o-", capsize=3)
+        if key == "hit_rate":
+            ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+        ax.set_xticks(range(len(labels)), labels, fontsize=8)
+        ax.set_title(title, fontsize=9)
+    rewards = report["iterations"]
+    names = sorted({n for it in rewards for n in it["agents"]})
+    for name in names:
+        xs = [it["iteration"] for it in rewards if name in it["agents"]]
+        ys = [it["agents"][name]["net_pnl_usd"] or 0.0 for it in rewards if name in it["agents"]]
+        axes[2].plot(xs, ys, "o-", label=name)
+    axes[2].axhline(0.0, color="grey", lw=0.8, ls="--")
+    axes[2].set_title("net P&L after costs (USD, mean over seeds)", fontsize=9)
+    axes[2].set_xlabel("iteration", fontsize=8)
+    if names:
+        axes[2].legend(fontsize=7)
+    edge = report.get("edge")
+    fig.suptitle(f"{report['market']} learning loop (edge {edge})", fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

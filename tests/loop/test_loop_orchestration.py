@@ -1,0 +1,131 @@
+"""The loop's bookkeeping: stage order, lineage, resume at the stage that stopped, settings guard, report shape.
+
+The four stages are replaced by recorders here (each real stage has its own tests, and the slow tests in
+``tests/e2e/test_loop_learning.py`` run the real ones end to end); what is under test is what ``run_loop`` does
+with them: the order, the manifest's ``loop`` section, resuming, and the report it writes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradelab import stages
+from tradelab.config import TradelabConfig
+from tradelab.errors import StageNotReady
+from tradelab.loop import run as loop_run
+from tradelab.loop.run import LOOP_STAGES, LoopSettings, run_loop
+from tradelab.manifest import load_manifest
+
+FIGURES = {"hit_rate": 0.5, "hit_rate_ci": [0.4, 0.6], "hit_rate_up": 0.5, "hit_rate_up_ci": None,
+           "hit_rate_down": 0.5, "hit_rate_down_ci": None, "holdout_reward": 0.1, "holdout_reward_ci": [0.0, 0.2],
+           "parse_rate": 1.0, "parse_rate_ci": [0.9, 1.0], "non_hold_share": 0.5, "non_hold_share_ci": [0.4, 0.6],
+           "prompts": 10, "directional": 5, "adapter_sha256": "x", "answers_path": "a.jsonl"}
+AGENT = {"net_pnl_usd": 12.5, "net_pnl_usd_ci": [-3.0, 20.0], "net_pnl_usd_seed_ci": None, "trades_per_day": 1.5,
+         "sharpe": 0.3, "days": 4, "trades": 6, "seeds": 2, "per_seed_net_pnl_usd": [12.5, 12.5]}
+
+
+class Recorder:
+    """Stands in for the four stages: records each call, fills the fields the real stage would, fails on demand."""
+
+    def __init__(self, fail_at: tuple[int, str] | None = None) -> None:
+        self.calls: list[tuple[int, str]] = []
+        self.fail_at = fail_at
+
+    def stage(self, name: str) -> Any:
+        def run(root, market, config, settings, state, iteration, probe, progress) -> None:
+            number = iteration["iteration"]
+            self.calls.append((number, name))
+            if self.fail_at == (number, name):
+                self.fail_at = None
+                raise KeyboardInterrupt("stopped")
+            if name == "stage1":
+                previous = loop_run._previous(state, iteration)
+                iteration["adapter_in_sha256"] = previous["adapter_out_sha256"] if previous else "warm"
+                iteration["ppo_init"] = "final.zip" if previous else None
+                iteration["adapter_stage1_sha256"] = f"s1-{number}"
+                iteration["advisor_stage1"] = dict(FIGURES)
+            elif name == "stage2_dataset":
+                iteration["dataset_sha256s"] = {"train": f"t{number}", "val": f"v{number}"}
+            elif name == "stage2_engine":
+                iteration["adapter_out_path"] = f"adapter-{number}"
+                iteration["adapter_out_sha256"] = f"s2-{number}"
+                iteration["advisor"] = {**FIGURES, "hit_rate": 0.5 + 0.05 * number}
+                iteration["stage2_vs_stage1"] = {"reward_gain": 0.0, "reward_gain_ci": None, "answers_changed": 0.0,
+                                                 "logprob_shift_mean": 1e-4, "same_adapter": False}
+            else:
+                iteration["evaluation"] = {"report_dir": "r", "agents": {"hybrid": AGENT, "ppo": AGENT},
+                                           "hybrid_minus_ppo": {"net_pnl_usd": 0.0, "net_pnl_usd_ci": [0.0, 0.0]},
+                                           "identical": [["hybrid", "ppo"]]}
+        return run
+
+
+@pytest.fixture()
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    rec = Recorder()
+    monkeypatch.setattr(loop_run, "_STAGES", {name: rec.stage(name) for name in LOOP_STAGES})
+    monkeypatch.setattr(loop_run._ProbeContext, "warm_adapter", lambda self: Path("warm"))
+    monkeypatch.setattr(loop_run._ProbeContext, "measure", lambda self, adapter, label: dict(FIGURES))
+    return rec
+
+
+def _root(tmp_path: Path, config: TradelabConfig) -> Path:
+    stages.generate_data(tmp_path, "NQ", days=5, seed=1, edge=0.2, config=config)
+    return tmp_path
+
+
+SETTINGS = LoopSettings(iterations=2, engine="local", seeds=2, test_mode=True, probe_prompts=10)
+
+
+def test_stages_run_in_order_and_lineage_chains(tmp_path: Path, config: TradelabConfig, recorder: Recorder) -> None:
+    root = _root(tmp_path, config)
+    result = run_loop(root, "NQ", config, SETTINGS)
+    assert recorder.calls == [(i, s) for i in (1, 2) for s in LOOP_STAGES]
+    report = json.loads(Path(result["paths"]["json"]).read_text())
+    assert report["market"] == "NQ" and report["edge"] == 0.2 and report["seeds"] == 2
+    second = report["iterations"][1]
+    assert second["adapter_in_sha256"] == report["iterations"][0]["adapter_out_sha256"] == "s2-1"
+    assert second["ppo_init"] == "final.zip" and second["dataset_sha256s"] == {"train": "t2", "val": "v2"}
+    for key in ("hit_rate", "hit_rate_ci", "holdout_reward", "holdout_reward_ci", "parse_rate", "non_hold_share"):
+        assert key in second["advisor"]
+    for key in ("net_pnl_usd", "net_pnl_usd_ci", "trades_per_day", "sharpe"):
+        assert key in second["agents"]["hybrid"]
+    assert any("identical net P&L to the cent" in note for note in second["notes"])
+    assert report["headline"]["advisor_hit_rate_gain"] == pytest.approx(0.1)
+    manifest = load_manifest(root, "NQ")
+    assert manifest["loop"]["status"] == "completed" and manifest["loop"]["report"]["json"] == result["paths"]["json"]
+    for suffix in ("md", "png"):
+        assert Path(result["paths"][suffix]).stat().st_size > 0
+
+
+def test_an_interrupted_loop_resumes_at_the_stage_that_stopped(tmp_path: Path, config: TradelabConfig,
+                                                               recorder: Recorder) -> None:
+    root = _root(tmp_path, config)
+    recorder.fail_at = (2, "stage2_dataset")
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(root, "NQ", config, SETTINGS)
+    state = load_manifest(root, "NQ")["loop"]
+    assert state["status"] == "interrupted" and "iteration 2 stage2_dataset" in state["error"]
+    assert state["iterations"][1]["stages"] == {
+        "stage1": "completed", "stage2_dataset": "running"}
+    recorder.calls.clear()
+    run_loop(root, "NQ", config, SETTINGS)
+    assert recorder.calls == [(2, "stage2_dataset"), (2, "stage2_engine"), (2, "evaluation")]
+    assert load_manifest(root, "NQ")["loop"]["status"] == "completed"
+
+
+def test_an_unfinished_loop_with_other_settings_needs_restart(tmp_path: Path, config: TradelabConfig,
+                                                              recorder: Recorder) -> None:
+    root = _root(tmp_path, config)
+    recorder.fail_at = (1, "evaluation")
+    with pytest.raises(KeyboardInterrupt):
+        run_loop(root, "NQ", config, SETTINGS)
+    other = LoopSettings(iterations=2, engine="local", seeds=3, test_mode=True, probe_prompts=10)
+    with pytest.raises(StageNotReady, match="--restart"):
+        run_loop(root, "NQ", config, other)
+    recorder.calls.clear()
+    run_loop(root, "NQ", config, other, restart=True)
+    assert recorder.calls[0] == (1, "stage1")
