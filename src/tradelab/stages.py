@@ -154,8 +154,8 @@ def preflight(
 # ------------------------------------------------------------------------------------------------------ evaluation
 def evaluate(
     root: str | Path, market: str, *, episodes: int | None = None, seeds: int | None = None,
-    adapter: str = "stage1", walk_forward: bool = False, config: TradelabConfig | None = None,
-    progress: Progress | None = None,
+    adapter: str = "stage1", walk_forward: bool | int = False, cost_sweep: bool = False,
+    config: TradelabConfig | None = None, progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Holdout backtests of the hybrid agent against baselines; writes a report folder."""
     from tradelab.evaluation.run import evaluate as run_evaluation
@@ -163,7 +163,7 @@ def evaluate(
     validate_market_name(market)
     return run_evaluation(
         root, market, _cfg(root, config), episodes=episodes, seeds=seeds, adapter=adapter,
-        walk_forward=walk_forward, progress=progress,
+        walk_forward=walk_forward, cost_sweep=cost_sweep, progress=progress,
     )
 
 

@@ -23,7 +23,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def run(eval_root: Path, baseline_config: TradelabConfig) -> dict[str, Any]:
     calls: list[tuple[int, int]] = []
     summary = evaluate(eval_root, "NQ", baseline_config, episodes=2, seeds=3, adapter="stage1", walk_forward=True,
-                       progress=lambda done, total: calls.append((done, total)))
+                       cost_sweep=True, progress=lambda done, total: calls.append((done, total)))
     report = json.loads((Path(summary["report_dir"]) / "report.json").read_text())
     return {"summary": summary, "report": report, "calls": calls}
 
@@ -60,7 +60,8 @@ def test_report_md_and_pngs_are_written(run: dict[str, Any]) -> None:
     report_dir = Path(run["summary"]["report_dir"])
     assert report_dir.parent.name == "NQ" and report_dir.parent.parent.name == "reports"
     md = (report_dir / "report.md").read_text()
-    for heading in ("## Trading", "## Rule compliance", "## Across seeds", "## Walk-forward window 2"):
+    for heading in ("## Trading", "## Rule compliance", "## Intervals (95%)", "## Selection-aware Sharpe",
+                    "## Cost sweep", "## Regimes", "## Across seeds", "## Walk-forward fold 2"):
         assert heading in md
     assert all(f"| {name} |" in md for name in BASELINES)
     trades = [json.loads(line) for line in (report_dir / "trades.jsonl").read_text().splitlines()]
@@ -69,10 +70,34 @@ def test_report_md_and_pngs_are_written(run: dict[str, Any]) -> None:
         assert len(mine) == sum(s["trades"] for s in run["report"]["agents"][name]["per_seed"])
         assert sum(t["pnl_usd"] for t in mine) == pytest.approx(
             sum(s["net_pnl_usd"] for s in run["report"]["agents"][name]["per_seed"]))
-    assert run["report"]["plots"] == ["equity_curves.png", "drawdown.png"]
+    assert run["report"]["plots"] == ["equity_drawdown.png", "r_multiples.png", "cost_sweep.png"]
     for name in run["report"]["plots"]:
         data = (report_dir / name).read_bytes()
-        assert data.startswith(PNG_MAGIC) and len(data) > 5_000
+        assert data.startswith(PNG_MAGIC) and 5_000 < len(data) < 200_000
+
+
+def test_report_has_honest_intervals_selection_costs_and_regimes(run: dict[str, Any]) -> None:
+    report = run["report"]
+    for name in BASELINES:
+        rows = report["intervals"][name]["rows"]
+        per_seed = report["agents"][name]["per_seed"]
+        assert rows["net_pnl_usd_per_seed"]["n"] == 3 and rows["net_pnl_usd_per_seed"]["unit"] == "seeds"
+        assert rows["mean_daily_pnl_usd"]["n"] >= sum(s["episodes"] for s in per_seed)  # a day per episode at least
+        assert rows["win_rate"]["n"] == sum(s["trades"] for s in per_seed)
+        low_high = rows["win_rate"]["ci"]
+        assert low_high is None or 0.0 <= low_high[0] <= low_high[1] <= 1.0
+        sweep = report["cost_sweep"]["agents"][name]
+        one_x = next(r for r in sweep["rows"] if r["multiple"] == 1.0)
+        assert one_x["net_pnl_usd"] == pytest.approx(report["agents"][name]["net_pnl_usd"])
+        assert sweep["entries_matching_bars"] == sweep["trades"]
+    assert report["selection"]["n_trials"] >= 1  # baselines only: no trained configuration, one trial
+    truth = report["regimes"]["ground_truth"]
+    assert truth is not None and truth["agreement"]["bars"] > 0
+    assert sum(truth["holdout_bars"].values()) == report["holdout"]["bars"]
+    design = report["walk_forward_design"]
+    first_fold = report["walk_forward"][0]
+    assert first_fold["test_start"] == report["holdout"]["start_index"] + design["purge_bars"] + design["embargo_bars"]
+    assert first_fold["train_end"] <= first_fold["test_start"] - design["purge_bars"] - design["embargo_bars"]
 
 
 def test_summary_goes_into_the_manifest(run: dict[str, Any], eval_root: Path) -> None:

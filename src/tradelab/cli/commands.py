@@ -81,7 +81,8 @@ def _evaluate(args: argparse.Namespace, out: Console) -> int:
     cfg = stages.workspace_config(args.root, args.config_dir)
     with render.progress_bar(out, f"Evaluation {args.market}") as progress:
         summary = stages.evaluate(args.root, args.market, episodes=args.episodes, seeds=args.seeds,
-                                  adapter=args.adapter, walk_forward=args.walk_forward, config=cfg, progress=progress)
+                                  adapter=args.adapter, walk_forward=args.walk_forward, cost_sweep=args.cost_sweep,
+                                  config=cfg, progress=progress)
     table = summary.get("table") or []
     if table:
         out.print(render.rows_table(f"{args.market}: holdout evaluation", table))

@@ -74,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=None)
     ev.add_argument("--seeds", type=int, default=None)
     ev.add_argument("--adapter", choices=("stage1", "soft_grpo", "none"), default="stage1")
-    ev.add_argument("--walk-forward", action="store_true", help="also evaluate walk-forward windows")
+    ev.add_argument("--walk-forward", nargs="?", type=int, const=True, default=False, metavar="K",
+                    help="also score K purged, embargoed walk-forward folds (K defaults to the config)")
+    ev.add_argument("--cost-sweep", action="store_true",
+                    help="re-score every agent's trades at 0x, 1x, 2x, 3x commission and slippage")
 
     lp = sub.add_parser("loop", help="the learning loop: Stage 1 -> Stage 2 -> evaluation, K times, with a report")
     lp.add_argument("--market", required=True)

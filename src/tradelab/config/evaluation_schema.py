@@ -49,7 +49,27 @@ class EvaluationConfig(StrictModel):
     calibration_bins: int = Field(ge=2, le=50, description="Confidence bins of the advisor calibration plot.")
     ci_level: float = Field(gt=0, lt=1, description="Confidence level of the across-seed interval (0.95 = 95%).")
     plots: bool = Field(description="Write PNG plots (equity curves, drawdown, advisor calibration).")
+    bootstrap_resamples: int = Field(
+        ge=100, le=100_000, description="Block-bootstrap resamples behind each day/trade interval."
+    )
+    cost_sweep: bool = Field(description="Re-score every agent's trades at each cost multiple (also --cost-sweep).")
+    cost_sweep_multiples: list[float] = Field(
+        min_length=2, description="Multiples of commission and slippage the cost sweep scores at (1.0 = as charged)."
+    )
+    walk_forward_purge_bars: int | None = Field(
+        ge=0, le=100_000, description="Forward window of a training bar's label; null uses env.episode_bars."
+    )
+    walk_forward_embargo_bars: int = Field(
+        ge=0, le=100_000, description="Bars embargoed in front of the purged band before each walk-forward fold."
+    )
     test: EvaluationTestConfig = Field(description="Overrides applied when Stage 1 ran in test mode.")
+
+    @field_validator("cost_sweep_multiples")
+    @classmethod
+    def _multiples(cls, v: list[float]) -> list[float]:
+        if any(m < 0 for m in v) or sorted(set(v)) != v:
+            raise ValueError(f"cost_sweep_multiples must be distinct, >= 0 and ascending, got {v}; e.g. [0, 1, 2, 3]")
+        return v
 
     @field_validator("agents")
     @classmethod

@@ -1,10 +1,19 @@
-"""Across-seed statistics: mean and a Student-t confidence interval for every numeric metric."""
+"""Across-seed statistics: mean and a Student-t confidence interval for every numeric metric.
+
+The interval needs at least :data:`MIN_SEEDS` seeds; with fewer it is ``None`` (two seeds give a t quantile of 12.7
+and an interval that only looks like information).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from typing import Any
+
+from tradelab.evaluation.stats import seed_t_ci
+
+MIN_SEEDS = 3
+"""Fewest seeds for which :func:`aggregate_seeds` gives an interval."""
 
 
 def confidence_interval(values: Sequence[float], level: float) -> tuple[float, float, float] | None:
@@ -43,7 +52,7 @@ def aggregate_seeds(per_seed: Sequence[dict[str, Any]], level: float) -> dict[st
 
     Returns:
         ``{"mean": {k: v}, "ci": {k: [low, high]}, "n": {k: count}}`` over the keys of the first dict; a key defined
-        on no seed has mean ``None`` and ci ``None``.
+        on no seed has mean ``None``; ci is ``None`` where fewer than :data:`MIN_SEEDS` seeds define the key.
     """
     keys = list(per_seed[0]) if per_seed else []
     mean: dict[str, float | None] = {}
@@ -52,8 +61,8 @@ def aggregate_seeds(per_seed: Sequence[dict[str, Any]], level: float) -> dict[st
     for key in keys:
         values = [float(m[key]) for m in per_seed if isinstance(m.get(key), (int, float))
                   and not isinstance(m.get(key), bool) and math.isfinite(float(m[key]))]
-        stats = confidence_interval(values, level)
         counts[key] = len(values)
-        mean[key] = stats[0] if stats else None
-        ci[key] = [stats[1], stats[2]] if stats else None
+        mean[key] = math.fsum(values) / len(values) if values else None
+        interval = seed_t_ci(values, level=level, min_seeds=MIN_SEEDS)
+        ci[key] = [interval[0], interval[1]] if interval else None
     return {"mean": mean, "ci": ci, "n": counts}

@@ -16,7 +16,8 @@ from tradelab.evaluation.scoring import (
     episode_trades,
     score_agent,
 )
-from tradelab.evaluation.starts import Window, choose_starts, walk_forward_windows
+from tradelab.evaluation.starts import Window, choose_starts
+from tradelab.evaluation.walkforward import Fold, walk_forward_folds
 
 Progress = Callable[[int, int], None]
 SeedMetrics = list[tuple[int, dict[str, Any]]]
@@ -45,6 +46,11 @@ class EvalSettings:
     plots: bool
     test_mode: bool
     adapter: str
+    walk_forward_purge_bars: int = 0
+    walk_forward_embargo_bars: int = 0
+    cost_sweep: bool = False
+    cost_sweep_multiples: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
+    bootstrap_resamples: int = 2000
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for the report, with ``seeds`` as the count."""
@@ -82,6 +88,9 @@ class BacktestResult:
         daily_pnl: Agent -> seed -> net daily P&L in USD.
         calibration: Advisor-using agent -> calibration table over all seeds.
         bars_seen: Agent -> (lowest, highest) bar index any of its states had.
+        paths: Agent -> seed -> every episode's ``(bars, equity_usd)`` at each bar it saw (bar-resolution curves).
+        folds: The purged walk-forward folds (empty without walk-forward).
+        skipped_bars: Holdout bars left untested in front of the first fold (purge + embargo).
         trades: Every closed trade: agent, seed, window, episode and the :class:`~tradelab.evaluation.ledger.Trade`.
     """
 
@@ -93,6 +102,9 @@ class BacktestResult:
     calibration: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     bars_seen: dict[str, tuple[int, int]] = field(default_factory=dict)
     trades: list[dict[str, Any]] = field(default_factory=list)
+    paths: dict[str, dict[int, list[tuple[list[int], list[float]]]]] = field(default_factory=dict)
+    folds: list[Fold] = field(default_factory=list)
+    skipped_bars: int = 0
 
 
 def run_backtests(
@@ -110,7 +122,14 @@ def run_backtests(
         settings: Resolved settings.
         progress: ``progress(done, total)`` after each episode.
     """
-    windows = walk_forward_windows(holdout, settings.walk_forward_windows) if settings.walk_forward else [holdout]
+    folds: list[Fold] = []
+    skipped = 0
+    if settings.walk_forward:
+        folds, skipped = walk_forward_folds(
+            holdout.end_index, holdout.start_index, settings.walk_forward_windows,
+            purge_bars=settings.walk_forward_purge_bars, embargo_bars=settings.walk_forward_embargo_bars,
+            min_test_bars=settings.episode_bars)
+    windows = [f.test for f in folds] if settings.walk_forward else [holdout]
     plan = {(seed, w.window): choose_starts(session_id, w, episodes=settings.episodes, seed=seed + 7919 * w.window,
                                             mode=settings.start_mode, min_bars=settings.episode_bars)
             for seed in settings.seed_list for w in windows}
@@ -122,7 +141,8 @@ def run_backtests(
         if progress:
             progress(done[0], total)
 
-    result = BacktestResult(windows=windows, per_window=[{} for _ in windows] if settings.walk_forward else [])
+    result = BacktestResult(windows=windows, per_window=[{} for _ in windows] if settings.walk_forward else [],
+                            folds=folds, skipped_bars=skipped)
     all_logs: dict[str, list[EpisodeLog]] = {spec.name: [] for spec in specs}
     for seed in settings.seed_list:
         agents = {spec.name: spec.build(settings.random_agent_seed + seed) for spec in specs}
@@ -158,3 +178,4 @@ def _score_seed(
         metrics = score_agent(logs, ctx, uses_advisor=spec.uses_advisor, has_policy=spec.has_policy)
         result.per_seed.setdefault(spec.name, []).append((seed, metrics))
         result.daily_pnl.setdefault(spec.name, {})[seed] = daily_pnl_usd(logs, ctx.session_id)
+        result.paths.setdefault(spec.name, {})[seed] = [(list(log.bars), list(log.equity_usd)) for log in logs]

@@ -81,6 +81,101 @@ def ci_table(agents: Mapping[str, Mapping[str, Any]], level: float) -> str:
     return "\n".join(lines)
 
 
+INTERVAL_ROWS: tuple[tuple[str, str], ...] = (
+    ("mean_daily_pnl_usd", "net P&L per day (USD)"), ("sharpe_pooled", "Sharpe (days of all seeds)"),
+    ("net_pnl_usd_per_seed", "net P&L per seed (USD)"), ("win_rate", "win rate"), ("profit_factor", "profit factor"),
+    ("expectancy_r", "expectancy (R)"), ("parse_rate", "advisor parse rate"), ("hit_rate", "advisor hit rate"),
+)
+"""Interval rows of ``report.md``: key in the ``intervals`` section and its label."""
+
+
+def _interval_cell(row: Mapping[str, Any]) -> str:
+    n = f"n={row['n']} {row['unit']}"
+    if row.get("ci") is None:
+        return f"n/a ({n})"
+    low, high = row["ci"]
+    return f"[{_cell(float(low))}, {_cell(float(high))}] ({n})"
+
+
+def intervals_table(intervals: Mapping[str, Mapping[str, Any]], level: float) -> str:
+    """Per agent and metric: the point value, its interval with the n behind it, and the method."""
+    lines = [f"| agent | metric | value | {level:.0%} interval | method |", "| --- | --- | ---: | --- | --- |"]
+    for name, entry in intervals.items():
+        for key, label in INTERVAL_ROWS:
+            row = entry["rows"].get(key)
+            if row is not None:
+                lines.append(f"| {name} | {label} | {_cell(row['value'])} | {_interval_cell(row)} | {row['method']} |")
+    return "\n".join(lines)
+
+
+def selection_table(intervals: Mapping[str, Mapping[str, Any]], n_trials: int) -> str:
+    """PSR (true Sharpe > 0) and DSR (true Sharpe > best of ``n_trials`` by chance) per agent."""
+    lines = ["| agent | days | trades | seeds | PSR (SR > 0) | DSR |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, entry in intervals.items():
+        psr = _cell(entry["psr"]) if entry["psr"] is not None else f"n/a (n={entry['days']} days)"
+        dsr = _cell(entry["dsr"]) if entry["dsr"] is not None else f"n/a (n={entry['days']} days)"
+        lines.append(f"| {name} | {entry['days']} | {entry['trades']} | {entry['seeds']} | {psr} | {dsr} |")
+    return "\n".join(lines)
+
+
+def cost_sweep_table(sweep: Mapping[str, Any]) -> str:
+    """Net P&L per seed at each cost multiple, and the break-even multiple."""
+    from tradelab.evaluation.cost_sweep import format_break_even
+
+    multiples = sweep["multiples"]
+    lines = ["| agent | trades | " + " | ".join(f"{m:g}x net P&L/seed" for m in multiples)
+             + " | 1x cost/trade (USD) | break-even multiple | entries matching bar opens |",
+             "| --- | ---: |" + " ---: |" * len(multiples) + " ---: | ---: | ---: |"]
+    for name, entry in sweep["agents"].items():
+        cells = [_cell(row["net_pnl_usd"]) for row in entry["rows"]]
+        per_trade = entry["cost_usd"] / entry["trades"] if entry["trades"] else None
+        lines.append(f"| {name} | {entry['trades']} | " + " | ".join(cells) + f" | {_cell(per_trade)} | "
+                     f"{format_break_even(entry['break_even_multiple'])} | "
+                     f"{entry['entries_matching_bars']}/{entry['trades']} |")
+    return "\n".join(lines)
+
+
+def regime_table(by_agent: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """Net P&L per seed / trades / mean R per regime, one row per agent."""
+    regimes = list(next(iter(by_agent.values()), {}).keys())
+    for rows in by_agent.values():
+        regimes += [r for r in rows if r not in regimes]
+    lines = ["| agent | " + " | ".join(f"{r}: P&L/seed, trades, mean R" for r in regimes) + " |",
+             "| --- |" + " ---: |" * len(regimes)]
+    for name, rows in by_agent.items():
+        cells = []
+        for regime in regimes:
+            row = rows.get(regime) or {"trades": 0, "net_pnl_usd": 0.0, "mean_r": None}
+            cells.append(f"{_cell(row['net_pnl_usd'])}, {row['trades']}, {_cell(row['mean_r'])}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def regime_sections(regimes: Mapping[str, Any]) -> list[str]:
+    """The markdown blocks of the ``regimes`` section."""
+    from tradelab.evaluation.regimes import REGIME_NAMES
+
+    bars = ", ".join(f"{k} {v}" for k, v in regimes["holdout_bars"].items())
+    parts = ["## Regimes", f"Classified at each bar from bars up to it (deseasonalised volatility and recent "
+             f"direction). Holdout bars per classified regime: {bars}. A trade counts in the regime of its decision "
+             "bar; P&L is per seed.", regime_table(regimes["by_agent"])]
+    truth = regimes.get("ground_truth")
+    if truth:
+        agree = truth["agreement"]
+        parts.append(
+            f"Against the synthetic generator's own regime labels over {agree['bars']} holdout bars: accuracy "
+            f"{_cell(agree['accuracy'])}, Cohen's kappa {_cell(agree['cohen_kappa'])} (chance accuracy is about "
+            f"{1 / len(REGIME_NAMES):.2f}).")
+        if agree["confusion"]:
+            lines = ["| generator \\ classified | " + " | ".join(REGIME_NAMES) + " |",
+                     "| --- |" + " ---: |" * len(REGIME_NAMES)]
+            for name, row in zip(REGIME_NAMES, agree["confusion"]):
+                lines.append(f"| {name} | " + " | ".join(str(v) for v in row) + " |")
+            parts.append("\n".join(lines))
+        parts += ["P&L by the generator's regime:", regime_table(truth["by_agent"])]
+    return parts
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The whole ``report.md``."""
     agents, settings, holdout = report["agents"], report["settings"], report["holdout"]
@@ -97,11 +192,39 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     advisor_agents = {n: e for n, e in agents.items() if "parse_rate" in e}
     if advisor_agents:
         parts += ["## Advisor", markdown_table(advisor_agents, ADVISOR_COLUMNS)]
-    if len(settings["seed_list"]) > 1:
-        parts += [f"## Across seeds ({settings['ci_level']:.0%} interval)", ci_table(agents, settings["ci_level"])]
+    if report.get("intervals"):
+        parts += [f"## Intervals ({settings['ci_level']:.0%})",
+                  "Block bootstrap (arch, stationary) over days or trades in time order; Wilson for rates; t over "
+                  "seeds only with 3 or more seeds. n/a means too few observations for an honest interval.",
+                  intervals_table(report["intervals"], settings["ci_level"])]
+    if report.get("selection"):
+        parts += ["## Selection-aware Sharpe",
+                  f"PSR: probability the true Sharpe exceeds 0. DSR: probability it exceeds the best Sharpe "
+                  f"expected by chance from {report['selection']['n_trials']} configuration(s) evaluated on "
+                  f"{report['market']} (from the manifest's evaluation history).",
+                  selection_table(report["intervals"], report["selection"]["n_trials"])]
+    if report.get("cost_sweep"):
+        parts += ["## Cost sweep",
+                  "The same trades re-scored from the ledger at multiples of commission and slippage (actions "
+                  "fixed; nothing re-run).", cost_sweep_table(report["cost_sweep"])]
+    if report.get("regimes"):
+        parts += regime_sections(report["regimes"])
+    if len(settings["seed_list"]) >= 3:
+        parts += [f"## Across seeds ({settings['ci_level']:.0%} t-interval, {len(settings['seed_list'])} seeds)",
+                  ci_table(agents, settings["ci_level"])]
+    design = report.get("walk_forward_design")
+    if design:
+        parts += [f"## Walk-forward ({design['folds']} folds, purged and embargoed)",
+                  f"Each fold trains only on bars before it, less a purge of {design['purge_bars']} bars (labels "
+                  f"that reach the test fold) and an embargo of {design['embargo_bars']} bars. The Stage 1 policy "
+                  f"is not refit per fold, so the first {design['skipped_holdout_bars']} holdout bars are not "
+                  "tested (the same purge and embargo from its last training bar)."]
     for window in report.get("walk_forward") or []:
-        parts += [f"## Walk-forward window {window['window']} (bars {window['start_index']}..{window['end_index'] - 1},"
-                  f" {window['start']} to {window['end']})", markdown_table(window["agents"], SUMMARY_KEYS)]
+        heading = (f"## Walk-forward fold {window['window']} (test bars {window['start_index']}.."
+                   f"{window['end_index'] - 1}, {window['start']} to {window['end']})")
+        note = (f"Train bars {window['train_start']}..{window['train_end'] - 1} ({window['train_bars']}); purged "
+                f"{window['purged_bars']}, embargoed {window['embargoed_bars']}.") if "train_end" in window else ""
+        parts += [heading, *([note] if note else []), markdown_table(window["agents"], SUMMARY_KEYS)]
     if report.get("plots"):
         parts += ["## Plots", *[f"![{Path(p).stem}]({Path(p).name})" for p in report["plots"]]]
     return "\n\n".join(parts) + "\n"

@@ -38,10 +38,17 @@ Progress = Callable[[int, int], None]
 
 def resolve_settings(
     config: TradelabConfig, *, test_mode: bool, episodes: int | None, seeds: int | None, adapter: str,
-    walk_forward: bool,
+    walk_forward: bool | int, cost_sweep: bool = False,
 ) -> EvalSettings:
-    """Combine ``config.evaluation``, its test-mode values and the call's arguments (arguments win)."""
+    """Combine ``config.evaluation``, its test-mode values and the call's arguments (arguments win).
+
+    ``walk_forward`` is ``False`` (off), ``True`` (``evaluation.walk_forward_windows`` folds) or a fold count.
+    """
     ev = config.evaluation
+    if not isinstance(walk_forward, bool) and int(walk_forward) < 1:
+        raise ConfigError(f"evaluate: --walk-forward {walk_forward}; the number of folds must be at least 1 "
+                          "(e.g. --walk-forward 3)")
+    folds = ev.walk_forward_windows if walk_forward is True else int(walk_forward)
     n_seeds = seeds if seeds is not None else (ev.test.seeds if test_mode else ev.seeds)
     n_episodes = episodes if episodes is not None else (ev.test.episodes if test_mode else ev.episodes)
     if n_seeds < 1 or n_episodes < 1:
@@ -50,13 +57,17 @@ def resolve_settings(
     episode_bars = ev.test.episode_bars if test_mode else (ev.episode_bars or config.env.episode_bars)
     return EvalSettings(
         episodes=n_episodes, seed_list=[ev.base_seed + k for k in range(n_seeds)], episode_bars=episode_bars,
-        start_mode=ev.start_mode, walk_forward=walk_forward, walk_forward_windows=ev.walk_forward_windows,
+        start_mode=ev.start_mode, walk_forward=bool(walk_forward), walk_forward_windows=folds,
         random_agent_seed=ev.random_agent_seed, deterministic_policy=ev.deterministic_policy,
         advisor_query_interval_bars=(
             ev.test.advisor_query_interval_bars if test_mode else ev.advisor_query_interval_bars
         ),
         hit_horizon_bars=ev.hit_horizon_bars, calibration_bins=ev.calibration_bins, ci_level=ev.ci_level,
         plots=ev.plots, test_mode=test_mode, adapter=adapter,
+        walk_forward_purge_bars=(ev.walk_forward_purge_bars if ev.walk_forward_purge_bars is not None
+                                 else config.env.episode_bars),
+        walk_forward_embargo_bars=ev.walk_forward_embargo_bars, cost_sweep=bool(cost_sweep or ev.cost_sweep),
+        cost_sweep_multiples=tuple(ev.cost_sweep_multiples), bootstrap_resamples=ev.bootstrap_resamples,
     )
 
 
@@ -81,7 +92,8 @@ def env_config(config: TradelabConfig, settings: EvalSettings) -> TradelabConfig
 
 def evaluate(
     root: str | Path, market: str, config: TradelabConfig, *, episodes: int | None = None, seeds: int | None = None,
-    adapter: str = "stage1", walk_forward: bool = False, progress: Progress | None = None,
+    adapter: str = "stage1", walk_forward: bool | int = False, cost_sweep: bool = False,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Backtest every configured agent on the Stage 1 holdout and write a report.
 
@@ -92,7 +104,9 @@ def evaluate(
         episodes: Episodes per agent and seed; None uses the config (test-mode value when Stage 1 ran in test mode).
         seeds: Number of evaluation seeds; None likewise.
         adapter: ``stage1`` or ``soft_grpo`` for the hybrid/advisor agents, ``none`` to run without the advisor.
-        walk_forward: Also score consecutive holdout windows separately.
+        walk_forward: Also score purged, embargoed walk-forward folds: ``True`` for ``evaluation.walk_forward_windows``
+            of them, or a fold count.
+        cost_sweep: Re-score every agent's trades at ``evaluation.cost_sweep_multiples`` of the costs.
         progress: ``progress(done, total)`` after every episode.
 
     Returns:
@@ -110,7 +124,7 @@ def evaluate(
     manifest = require_stage1(root, market)
     test_mode = bool((manifest.get("stage1") or {}).get("test_mode"))
     settings = resolve_settings(config, test_mode=test_mode, episodes=episodes, seeds=seeds, adapter=adapter,
-                                walk_forward=walk_forward)
+                                walk_forward=walk_forward, cost_sweep=cost_sweep)
     arrays, holdout = holdout_arrays(root, market, manifest, load_market_arrays(root, market, config))
     specs, skipped, aliases = build_roster(root, market, config, settings, config.evaluation.agents, manifest)
     env = make_env(market, root, split="holdout", seed=settings.seed_list[0], config=env_config(config, settings),
@@ -121,14 +135,21 @@ def evaluate(
     report = build_report(market, config, settings, arrays, holdout, result, skipped, aliases,
                           {s.name: s.adapter_path for s in specs}, report_dir)
     report["market_origin"] = market_origin(root, market)
+    report.update(honest_sections(root, market, config, settings, arrays, holdout, result, manifest, report,
+                                  trained=[s.name for s in specs if s.has_policy or s.uses_advisor]))
     if settings.plots:
-        report["plots"] = write_plots(report_dir, market, result, settings)
+        report["plots"] = write_plots(report_dir, market, result, settings, arrays, config, report)
     write_report(report_dir, report)
     atomic_write_text(report_dir / "trades.jsonl", "".join(json.dumps(t) + "\n" for t in result.trades))
     summary = evaluation_summary(report)
     append_evaluation(root, market, summary)
     log.info("evaluation of %s written to %s", market, report_dir)
     return summary
+
+
+def _selection_figures(intervals: dict[str, Any], name: str) -> dict[str, Any]:
+    entry = intervals.get(name)
+    return {"psr": entry["psr"], "dsr": entry["dsr"], "days": entry["days"]} if entry else {}
 
 
 def new_report_dir(reports_dir: Path) -> Path:
@@ -170,10 +191,14 @@ def build_report(
                           for name, by_seed in result.daily_pnl.items()},
         "advisor_calibration": result.calibration,
         "walk_forward": [
-            {"window": w.window, **_window_dict(arrays, w),
+            {"window": w.window, **_window_dict(arrays, w), **fold.to_dict(),
              "agents": {name: agent_entry(per_seed, settings.ci_level) for name, per_seed in per_window.items()}}
-            for w, per_window in zip(result.windows, result.per_window)
+            for w, fold, per_window in zip(result.windows, result.folds, result.per_window)
         ] if settings.walk_forward else None,
+        "walk_forward_design": {
+            "folds": len(result.folds), "purge_bars": settings.walk_forward_purge_bars,
+            "embargo_bars": settings.walk_forward_embargo_bars, "skipped_holdout_bars": result.skipped_bars,
+        } if settings.walk_forward else None,
         "plots": [],
     }
 
@@ -191,20 +216,86 @@ def _window_dict(arrays: MarketArrays, window: Window) -> dict[str, Any]:
             "start": bar_time(arrays, window.start_index), "end": bar_time(arrays, window.end_index - 1)}
 
 
-def write_plots(report_dir: Path, market: str, result: BacktestResult, settings: EvalSettings) -> list[str]:
-    """Equity, drawdown and (when an agent used the advisor) calibration PNGs; returns their file names."""
-    from tradelab.evaluation.plots import plot_calibration, plot_drawdown, plot_equity
+def write_plots(report_dir: Path, market: str, result: BacktestResult, settings: EvalSettings, arrays: MarketArrays,
+                config: TradelabConfig, report: dict[str, Any]) -> list[str]:
+    """Equity/drawdown at bar resolution, trade R-multiples, advisor calibration and the cost sweep; file names."""
+    from tradelab.evaluation.plots import (
+        plot_calibration,
+        plot_cost_sweep,
+        plot_equity_drawdown_bars,
+        plot_r_multiples,
+    )
 
     seed = settings.seed_list[0]
-    daily = {name: by_seed[seed] for name, by_seed in result.daily_pnl.items()}
+    agents = [name for name in result.paths]
     paths = [
-        plot_equity(daily, report_dir / "equity_curves.png", f"{market} holdout: net P&L (seed {seed})"),
-        plot_drawdown(daily, report_dir / "drawdown.png", f"{market} holdout: drawdown (seed {seed})"),
+        plot_equity_drawdown_bars(
+            {name: result.paths[name][seed] for name in agents}, arrays.session_id, session_labels(arrays),
+            config.env.rules.starting_balance_usd, report_dir / "equity_drawdown.png",
+            f"{market} holdout: net P&L and drawdown per bar (seed {seed})"),
+        plot_r_multiples({name: [t["r_multiple"] for t in result.trades if t["agent"] == name] for name in agents},
+                         report_dir / "r_multiples.png", f"{market} holdout: trade R-multiples (all seeds)"),
     ]
     if result.calibration:
         paths.append(plot_calibration(result.calibration, report_dir / "advisor_calibration.png",
                                       f"{market} advisor calibration ({settings.hit_horizon_bars}-bar direction)"))
+    if report.get("cost_sweep"):
+        paths.append(plot_cost_sweep(report["cost_sweep"], report_dir / "cost_sweep.png",
+                                     f"{market} holdout: net P&L against costs"))
     return [p.name for p in paths]
+
+
+def session_labels(arrays: MarketArrays) -> list[str]:
+    """The date (YYYY-MM-DD, exchange time) of every session id."""
+    import numpy as np
+
+    ids = np.asarray(arrays.session_id, dtype=np.int64)
+    first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    labels = [""] * (int(ids.max()) + 1 if ids.size else 0)
+    for index in first:
+        labels[int(ids[index])] = bar_time(arrays, int(index))[:10]
+    return labels
+
+
+def honest_sections(
+    root: str | Path, market: str, config: TradelabConfig, settings: EvalSettings, arrays: MarketArrays,
+    holdout: Window, result: BacktestResult, manifest: dict[str, Any], report: dict[str, Any], trained: list[str],
+) -> dict[str, Any]:
+    """The report's ``intervals``, ``selection``, ``regimes`` and (when asked) ``cost_sweep`` sections."""
+    from tradelab.evaluation.cost_sweep import TradeCosts, cost_sweep
+    from tradelab.evaluation.intervals import agent_intervals, trials_from_history
+    from tradelab.evaluation.regimes import regime_report, synthetic_regimes
+    from tradelab.markets import contract_spec
+    from tradelab.tradesim import Costs
+
+    current = {"config_hash": report["origin"]["config_hash"], "adapter": settings.adapter,
+               "agents": {name: {"sharpe": report["agents"][name].get("sharpe")} for name in result.per_seed}}
+    n_trials, trial_sharpes = trials_from_history(manifest.get("evaluation") or [], current, trained)
+    intervals = {
+        name: agent_intervals(
+            result.daily_pnl[name], [t for t in result.trades if t["agent"] == name],
+            [m for _, m in result.per_seed[name]], starting_balance_usd=config.env.rules.starting_balance_usd,
+            level=settings.ci_level, n_trials=n_trials, trial_sharpes=trial_sharpes,
+        )
+        for name in result.per_seed
+    }
+    sections: dict[str, Any] = {
+        "intervals": intervals,
+        "selection": {"n_trials": n_trials, "trial_sharpes": trial_sharpes,
+                      "counted": "distinct (config_hash, adapter, trained agent) over the manifest's evaluations"},
+        "regimes": regime_report(arrays, (holdout.start_index, holdout.end_index), result.trades,
+                                 list(result.per_seed), len(settings.seed_list),
+                                 synthetic_regimes(root, market, config, len(arrays))),
+        "cost_sweep": None,
+    }
+    if settings.cost_sweep:
+        sections["cost_sweep"] = cost_sweep(
+            result.trades, days_per_seed={name: {seed: len(days) for seed, days in by_seed.items()}
+                                          for name, by_seed in result.daily_pnl.items()},
+            session_id=arrays.session_id, open_price=arrays.open,
+            costs=TradeCosts.from_costs(Costs.from_spec(contract_spec(config, market))),
+            multiples=settings.cost_sweep_multiples)
+    return sections
 
 
 def evaluation_summary(report: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +314,9 @@ def evaluation_summary(report: dict[str, Any]) -> dict[str, Any]:
         "test_mode": settings["test_mode"],
         "config_hash": report["origin"]["config_hash"],
         "holdout": report["holdout"],
-        "agents": {name: {k: entry.get(k) for k in headline if k in entry} for name, entry in report["agents"].items()},
+        "agents": {name: {k: entry.get(k) for k in headline if k in entry}
+                   | _selection_figures(report.get("intervals") or {}, name)
+                   for name, entry in report["agents"].items()},
+        "n_trials": (report.get("selection") or {}).get("n_trials"),
         "table": summary_table(report["agents"]),
     }

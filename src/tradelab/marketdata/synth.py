@@ -201,6 +201,15 @@ def _plant_momentum(log_ret: np.ndarray, sigma: np.ndarray, first: np.ndarray, e
     return out
 
 
+def regime_labels(spec: "ContractSpec", market: str, *, days: int, seed: int) -> np.ndarray:
+    """The regime index (into :data:`REGIMES`) of every bar :func:`synthesize_bars` makes for these arguments.
+
+    The regime chain is the generator's first draw, so it is rebuilt here without the prices.
+    """
+    start_min, end_min = session_minutes(spec, market)
+    return _regime_path(np.random.default_rng(seed), days * (end_min - start_min))
+
+
 def _price(ticks: np.ndarray, tick: float) -> np.ndarray:
     """Whole ticks -> prices, rounded so 0.1-tick prices print as written (20001 x 0.1 -> 2000.1)."""
     return np.round(ticks * tick, 9)
