@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tradelab.io import sha256_file
+from tradelab.io import iter_jsonl, sha256_file
 from tradelab.paths import Workspace
 
 _NY = ZoneInfo("America/New_York")
+log = logging.getLogger(__name__)
 
 STAGE1_KEYS: tuple[str, ...] = (
     "status", "started_at", "completed_at", "test_mode", "total_timesteps", "seed", "config_hash", "git_sha",
@@ -43,16 +44,24 @@ def data_section(root: str | Path, market: str, arrays: Any) -> dict[str, Any]:
 
 
 def count_experience(path: Path) -> tuple[int, int]:
-    """``(records, records_with_outcome)`` in the experience JSONL (0, 0 when it does not exist)."""
+    """``(records, records_with_outcome)`` in the experience JSONL (0, 0 when it does not exist).
+
+    Malformed lines (a partial last line after a kill, a hand edit) are skipped and logged, never fatal: they must
+    not block the next Stage 1 run; Stage 2's export skips and reports them the same way.
+    """
     if not path.is_file():
         return 0, 0
     total = with_outcome = 0
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            total += 1
-            with_outcome += json.loads(line).get("outcome") is not None
+    bad: list[int] = []
+    for line in iter_jsonl(path):
+        if line.record is None:
+            bad.append(line.number)
+            continue
+        total += 1
+        with_outcome += line.record.get("outcome") is not None
+    if bad:
+        log.warning("%s: %d malformed lines skipped when counting (lines %s)", path, len(bad),
+                    ", ".join(map(str, bad[:20])))
     return total, with_outcome
 
 
