@@ -116,10 +116,10 @@ def append_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     """
     path = Path(path)
     lines = [json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records]
-    if not lines:
-        return 0
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not lines:
+            return 0
         with open(path, "a+b") as fh:
             if fh.tell() > 0:
                 fh.seek(-1, os.SEEK_END)

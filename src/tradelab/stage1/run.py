@@ -60,6 +60,9 @@ class Stage1Run:
         self.callback: Any = None
         self.resumed_from: str | None = None
         self.timings: dict[str, float] = {}
+        self.owner: dict[str, Any] = {}
+        self.last_completed: dict[str, Any] | None = None
+        self.model_sha256: str | None = None
         self._t0 = time.perf_counter()
         self._buffer_closed = False
 
@@ -114,7 +117,8 @@ class Stage1Run:
         from tradelab.stage1.callbacks import Checkpointer
         from tradelab.stage1.setup import new_model
         from tradelab.stage1.vec import normalized
-        from tradelab.stage1.vecnorm import SlotPreservingVecNormalize
+        from tradelab.integrity import verify_sha256
+        from tradelab.stage1.vecnorm import load_stats
 
         latest = Checkpointer.latest(self.checkpoints_dir) if self.resume else None
         if latest is None:
@@ -125,7 +129,9 @@ class Stage1Run:
             self.resumed_from = None
             return
         model_path, stats_path, steps = latest
-        self.vecnorm = SlotPreservingVecNormalize.load(str(stats_path), self.advice_env)
+        verify_sha256(model_path, fix=f"delete it to resume from an earlier checkpoint, or run stage1 for "
+                                      f"{self.market} without --resume")
+        self.vecnorm = load_stats(stats_path, self.advice_env)
         self.vecnorm.training = True
         self.model = MaskablePPO.load(str(model_path), env=self.vecnorm, device=self.config.ppo.device)
         self.model.set_random_seed(self.seed + steps)
@@ -146,7 +152,8 @@ class Stage1Run:
         """Save the final model, statistics and adapter, flush the buffer; return the run summary."""
         from tradelab.stage1.callbacks import save_model
 
-        save_model(self.model, self.vecnorm, self.ppo_dir / "final.zip", self.ppo_dir / "vecnormalize.pkl")
+        self.model_sha256 = save_model(self.model, self.vecnorm, self.ppo_dir / "final.zip",
+                                       self.ppo_dir / "vecnormalize.npz")
         self.close_buffer()
         self._export_adapter()
         self.timings["total_s"] = round(time.perf_counter() - self._t0, 3)
@@ -200,16 +207,23 @@ class Stage1Run:
         stats = self._stats()
         base = None
         if self.bundle is not None:
-            base = self.bundle.advisor.model_info()
+            base = dict(self.bundle.advisor.model_info())
+            base["local_path"] = self.ws.record(base.get("local_path"))
+        record = self.ws.record
         return stage1_section(
             status=status, started_at=self.started_at,
             completed_at=utc_now() if status == "completed" else None, test_mode=self.test_mode,
             total_timesteps=int(self.model.num_timesteps) if self.model is not None else 0, seed=self.seed,
             config_hash=config_hash(self.config), git_sha=git_sha(), versions=package_versions(),
-            model_checkpoint=str(self.ppo_dir / "final.zip"), vecnormalize_path=str(self.ppo_dir / "vecnormalize.pkl"),
-            checkpoints_dir=str(self.checkpoints_dir), base_model=base,
-            lora_adapter_path=str(lora) if has_lora else None, adapter_sha256=sha256_dir(lora) if has_lora else None,
-            experience_path=str(exp_path), experience_samples=samples, experience_with_outcome=with_outcome,
+            model_checkpoint=record(self.ppo_dir / "final.zip"),
+            vecnormalize_path=record(self.ppo_dir / "vecnormalize.npz"),
+            checkpoints_dir=record(self.checkpoints_dir), base_model=base,
+            lora_adapter_path=record(lora) if has_lora else None,
+            adapter_sha256=sha256_dir(lora) if has_lora else None,
+            experience_path=record(exp_path), experience_samples=samples, experience_with_outcome=with_outcome,
+            pid=self.owner.get("pid"), host=self.owner.get("host"),
+            model_sha256=self.model_sha256 if status == "completed" else None,
+            last_completed=None if status == "completed" else self.last_completed,
             llm_stats=stats["llm_stats"], hybrid_stats=stats["hybrid_stats"],
             prompts={"system": self.config.llm.prompts.system, "template_hash": template_hash(self.config)},
         )
@@ -229,7 +243,7 @@ class Stage1Run:
             "timesteps": int(self.model.num_timesteps), "resumed_from": self.resumed_from,
             "experiences": rec.written if rec else 0, "with_outcome": rec.written_with_outcome if rec else 0,
             "paths": {
-                "model": str(self.ppo_dir / "final.zip"), "vecnormalize": str(self.ppo_dir / "vecnormalize.pkl"),
+                "model": str(self.ppo_dir / "final.zip"), "vecnormalize": str(self.ppo_dir / "vecnormalize.npz"),
                 "checkpoints": str(self.checkpoints_dir), "experience": str(self.ws.experience_path(self.market)),
                 "adapter": str(self.ws.stage1_lora_dir(self.market)) if self.bundle else None,
                 "tensorboard": str(self.ws.stage1_tensorboard_dir(self.market)),

@@ -18,9 +18,11 @@ STAGE1_KEYS: tuple[str, ...] = (
     "status", "started_at", "completed_at", "test_mode", "total_timesteps", "seed", "config_hash", "git_sha",
     "versions", "model_checkpoint", "vecnormalize_path", "checkpoints_dir", "base_model", "lora_adapter_path",
     "adapter_sha256", "experience_path", "experience_samples", "experience_with_outcome", "llm_stats",
-    "hybrid_stats", "prompts",
+    "hybrid_stats", "prompts", "pid", "host", "model_sha256", "last_completed",
 )
-"""Every key of the ``stage1`` section, in the order of ARCHITECTURE.md §11."""
+"""Every key of the ``stage1`` section, in the order of ARCHITECTURE.md §11, then the run's owner (pid, host: a
+``running`` status whose process is gone is stale), the model's sha256 and, while a newer run is not completed,
+the section of the last completed run (whose ``final.zip`` is still the one on disk)."""
 
 
 def _iso_ny(ns: int) -> str:
@@ -33,7 +35,7 @@ def data_section(root: str | Path, market: str, arrays: Any) -> dict[str, Any]:
     ts = arrays.timestamps_ns
     split = int(arrays.split_index)
     return {
-        "bars_path": str(bars),
+        "bars_path": Workspace.at(root).record(bars),
         "sha256": sha256_file(bars),
         "rows": int(len(arrays)),
         "start": _iso_ny(ts[0]),

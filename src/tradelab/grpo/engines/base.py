@@ -8,6 +8,7 @@ runner executes it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shlex
@@ -22,6 +23,8 @@ from tradelab.config.soft_grpo_schema import PLACEHOLDERS, EngineConfig
 from tradelab.errors import ConfigError
 from tradelab.manifest import load_manifest
 from tradelab.paths import Workspace
+
+log = logging.getLogger(__name__)
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MISSING_PREFIX = "MISSING:"
@@ -194,6 +197,8 @@ def stage1_inputs(root: Path, market: str) -> Stage1Inputs:
     stage1 = (manifest or {}).get("stage1") or {}
     base = _resolve(ws.root, (stage1.get("base_model") or {}).get("local_path"))
     adapter = _resolve(ws.root, stage1.get("lora_adapter_path")) or ws.stage1_lora_dir(market)
+    log.info("stage 2 inputs for %s: base model %s, adapter %s (manifest paths resolved against %s)", market, base,
+             adapter, ws.root)
     rank = alpha = None
     config_file = adapter / "adapter_config.json"
     if config_file.is_file():
