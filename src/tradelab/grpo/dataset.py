@@ -26,7 +26,7 @@ from tradelab.errors import DataError, StageNotReady
 from tradelab.grpo.ground_truth import build_ground_truth, dumps
 from tradelab.grpo.record_check import check_record
 from tradelab.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
-from tradelab.manifest import set_stage2
+from tradelab.manifest import load_manifest, set_stage2
 from tradelab.paths import Workspace
 from tradelab.provenance import SCHEMA_VERSION, origin, utc_now
 
@@ -281,6 +281,7 @@ def export_dataset(
         DataError: Every line is malformed, or the filters remove every experience.
     """
     ws = Workspace.at(root)
+    load_manifest(root, market)  # a damaged or newer manifest fails here, before any file is written
     settings = config.soft_grpo.dataset
     source = ws.experience_path(market)
     if not source.is_file():

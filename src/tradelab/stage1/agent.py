@@ -76,10 +76,10 @@ class HybridAgent:
         for path in (model_path, stats_path):
             if not path.is_file():
                 raise StageNotReady(f"{path}: missing; run `python main.py stage1 --market {market}` first")
-        verify_sha256(model_path, fix=f"re-run `python main.py stage1 --market {market}` to write a model it can trust")
-        model = MaskablePPO.load(str(model_path), device="cpu")
         vecnorm = load_stats(stats_path)
         vecnorm.training = False
+        verify_sha256(model_path, fix=f"re-run `python main.py stage1 --market {market}` to write a model it can trust")
+        model = MaskablePPO.load(str(model_path), device="cpu")
         advisor = None
         if use_advisor:
             from tradelab.advisor.generate import Advisor

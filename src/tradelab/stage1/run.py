@@ -111,6 +111,21 @@ class Stage1Run:
             refiner=refiner, progress=None, total_timesteps=s.total_timesteps,
         )
 
+    def check_resume(self) -> None:
+        """Verify the checkpoint ``--resume`` would load, before the slow build (advisor, envs) starts.
+
+        Raises:
+            WorkspaceError: Its model zip has no recorded sha256 or changed since it was written, or its statistics
+                are not loadable.
+        """
+        from tradelab.integrity import verify_sha256
+        from tradelab.stage1.callbacks import Checkpointer
+
+        latest = Checkpointer.latest(self.checkpoints_dir) if self.resume else None
+        if latest is not None:
+            verify_sha256(latest[0], fix=f"delete it to resume from an earlier checkpoint, or run stage1 for "
+                                         f"{self.market} without --resume")
+
     def _model_and_stats(self) -> None:
         from sb3_contrib import MaskablePPO
 

@@ -132,6 +132,7 @@ def run_stage1(
     with stage1_lock(root, market, started_at=run.started_at) as me:
         previous = last_completed((load_manifest(root, market) or {}).get("stage1"))
         _refuse_downgrade(root, market, previous, run.settings.total_timesteps, resume=resume, force=force)
+        run.check_resume()
         run.owner, run.last_completed = me, previous
         return _train(run, root, market, config, progress)
 
