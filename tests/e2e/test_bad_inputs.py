@@ -360,6 +360,7 @@ CASES: list[Case] = [
     Case("data_report_wrong_shape", "listing", ["data", "list"], 0, (),
          lambda ws, inputs, stack: Workspace.at(ws).data_report_path("NQ").write_text('{"source": "x", "rows": "many"}')),
     Case("status_into_closed_pipe", "listing", ["status"], 141, (), close_stdout=True),
+    Case("status_json_into_closed_pipe", "listing", ["status", "--json"], 141, (), close_stdout=True),
 ]
 
 

@@ -30,25 +30,28 @@ def setup_logging(root: str | Path, level: str = "INFO") -> Path | None:
     Raises:
         WorkspaceError: ``root`` exists and is not a directory.
     """
-    ws_root = Path(root).expanduser()
-    if ws_root.exists() and not ws_root.is_dir():
-        raise WorkspaceError(f"--root {root}: is a file, not a folder; pass the workspace folder (or a new one)")
     root_logger = logging.getLogger()
     for old in [h for h in root_logger.handlers if getattr(h, "_tradelab", False)]:
         root_logger.removeHandler(old)
         old.close()
     root_logger.setLevel(level)
     logging.captureWarnings(True)
-    path = Workspace.at(root).app_log()
+    ws_root = Path(root).expanduser()
+    path: Path | None = Workspace.at(root).app_log()
     try:
+        if ws_root.exists() and not ws_root.is_dir():
+            raise NotADirectoryError(root)
         path.parent.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
     except OSError:
-        # Nothing may reach the screen but the command's own output, so the log is dropped, not redirected.
+        # Nothing may reach the screen but the command's own output (a handler-less logger would print there), so
+        # the log is dropped, not redirected.
         handler, path = logging.NullHandler(), None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler._tradelab = True  # type: ignore[attr-defined]
     root_logger.addHandler(handler)
+    if ws_root.exists() and not ws_root.is_dir():
+        raise WorkspaceError(f"--root {root}: is a file, not a folder; pass the workspace folder (or a new one)")
     return path
 
 

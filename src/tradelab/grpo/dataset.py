@@ -311,7 +311,8 @@ def export_dataset(
     atomic_write_json(out_dir / METADATA_FILE, metadata)
     entry = _manifest_entry(metadata, out_dir / METADATA_FILE, ws)
     set_stage2(root, market, "dataset", entry)
-    return {**metadata, "paths": entry["paths"], "sha256s": entry["sha256s"]}
+    return {**metadata, "paths": {k: str(ws.resolve(v)) for k, v in entry["paths"].items()},
+            "sha256s": entry["sha256s"]}
 
 
 def _metadata(
