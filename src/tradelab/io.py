@@ -62,13 +62,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp file path next to ``path`` for a writer that needs a file name (``model.save(tmp)``); when the
     block succeeds the file replaces ``path``, otherwise it is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with writing(path):
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
@@ -81,8 +83,9 @@ def staged_dir(target: str | Path) -> Iterator[Path]:
     aside before the swap and deleted after it, and a failed block leaves ``target`` untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    with writing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield staging
         staging.chmod(0o755)  # mkdtemp makes it private; artifacts are ordinary shared folders
