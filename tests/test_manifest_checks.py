@@ -44,6 +44,9 @@ def _valid(**changes: object) -> dict:
     ({"stage2": {"dataset": "x", "preflight": None, "runs": []}}, "stage2.dataset is 'x'"),
     ({"stage2": {"dataset": None, "preflight": None, "runs": [1]}}, "stage2.runs must be a list of objects"),
     ({"schema_version": "2"}, "schema_version is '2'"),
+    ({"data": {"holdout_start": 5}}, "data.holdout_start is 5"),
+    ({"stage2": {"dataset": {"counts": {}, "paths": None, "sha256s": {}}, "preflight": None, "runs": []}},
+     "stage2.dataset.paths is None"),
 ])
 def test_a_wrongly_shaped_manifest_is_kept_backed_up_and_named(tmp_path: Path, changes: dict, fragment: str) -> None:
     path = _write(tmp_path, _valid(**changes))
@@ -73,8 +76,9 @@ def test_a_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
 def test_a_version_1_manifest_migrates_to_relative_paths(tmp_path: Path) -> None:
     ws = Workspace.at(tmp_path)
     lora = ws.stage1_lora_dir("NQ")
-    old = _valid(schema_version=1, stage2={"dataset": {"paths": {"train": str(ws.root / "data/soft_grpo/NQ/t.parquet")}},
-                                           "runs": []},
+    dataset = {"counts": {"train": 1}, "sha256s": {"train": "0" * 64},
+               "paths": {"train": str(ws.root / "data/soft_grpo/NQ/t.parquet")}}
+    old = _valid(schema_version=1, stage2={"dataset": dataset, "runs": []},
                  data={"bars_path": str(ws.bars_path("NQ"))},
                  stage1={"status": "completed", "lora_adapter_path": str(lora),
                          "model_checkpoint": str(ws.ppo_dir("NQ") / "final.zip"),

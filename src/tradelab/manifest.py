@@ -248,6 +248,7 @@ def shape_problems(manifest: Any, market: str) -> list[str]:
         if manifest[key] is not None and not isinstance(manifest[key], dict):
             problems.append(f"{key} is {manifest[key]!r}, expected an object or null")
     problems += _stage1_problems(manifest["stage1"]) if isinstance(manifest["stage1"], dict) else []
+    problems += _data_problems(manifest["data"]) if isinstance(manifest["data"], dict) else []
     stage2 = manifest["stage2"]
     if not isinstance(stage2, dict):
         problems.append(f"stage2 is {stage2!r}, expected an object with dataset, preflight and runs")
@@ -255,12 +256,26 @@ def shape_problems(manifest: Any, market: str) -> list[str]:
         for key in ("dataset", "preflight"):
             if stage2.get(key) is not None and not isinstance(stage2[key], dict):
                 problems.append(f"stage2.{key} is {stage2[key]!r}, expected an object or null")
+        dataset = stage2.get("dataset")
+        for key in ("counts", "paths", "sha256s") if isinstance(dataset, dict) else ():
+            if not isinstance(dataset.get(key), dict):
+                problems.append(f"stage2.dataset.{key} is {dataset.get(key)!r}, expected an object")
         runs = stage2.get("runs", [])
         if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
             problems.append("stage2.runs must be a list of objects")
     evaluation = manifest["evaluation"]
     if not isinstance(evaluation, list) or not all(isinstance(e, dict) for e in evaluation):
         problems.append("evaluation must be a list of objects")
+    return problems
+
+
+def _data_problems(data: dict[str, Any]) -> list[str]:
+    problems = []
+    for key in ("bars_path", "sha256", "start", "end", "train_end", "holdout_start"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            problems.append(f"data.{key} is {data[key]!r}, expected a string or null")
+    if data.get("rows") is not None and not _is_int(data["rows"]):
+        problems.append(f"data.rows is {data['rows']!r}, expected an integer")
     return problems
 
 
