@@ -358,7 +358,7 @@ CASES: list[Case] = [
     # Listings and output.
     Case("stray_data_folder", "listing", ["data", "list"], 0, ("warning:", "data/nq"), _stray_folder),
     Case("data_report_wrong_shape", "listing", ["data", "list"], 0, (),
-         lambda ws, inputs, stack: Workspace.at(ws).data_report_path("NQ").write_text('{"source": "x", "rows": "many"}')),
+         lambda ws, inputs, stack: Workspace.at(ws).data_report_path("NQ").write_text('{"source": 1, "rows": "9"}')),
     Case("status_into_closed_pipe", "listing", ["status"], 141, (), close_stdout=True),
     Case("status_json_into_closed_pipe", "listing", ["status", "--json"], 141, (), close_stdout=True),
 ]

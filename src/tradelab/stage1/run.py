@@ -129,10 +129,10 @@ class Stage1Run:
     def _model_and_stats(self) -> None:
         from sb3_contrib import MaskablePPO
 
+        from tradelab.integrity import verify_sha256
         from tradelab.stage1.callbacks import Checkpointer
         from tradelab.stage1.setup import new_model
         from tradelab.stage1.vec import normalized
-        from tradelab.integrity import verify_sha256
         from tradelab.stage1.vecnorm import load_stats
 
         latest = Checkpointer.latest(self.checkpoints_dir) if self.resume else None
