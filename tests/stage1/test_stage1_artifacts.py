@@ -85,3 +85,17 @@ def test_checkpoints_pair_a_zip_with_npz_statistics(tmp_path: Path) -> None:
     assert Checkpointer.latest(tmp_path) is None
     stats_path.write_bytes(b"s")
     assert Checkpointer.latest(tmp_path) == (zip_path, stats_path, 20)
+
+
+def test_local_engine_checkpoints_stay_pickle_safe(tmp_path: Path) -> None:
+    """The local GRPO engine's trainer state loads with ``weights_only``: a planted pickle is refused unrun."""
+    import torch
+
+    from tradelab.errors import DataError
+    from tradelab.grpo.local.checkpoint import STATE_FILE, load_trainer_state
+
+    marker = tmp_path / "payload_ran"
+    torch.save({"step": 1, "planted": _Payload(marker)}, tmp_path / STATE_FILE)
+    with pytest.raises(DataError, match="cannot read the checkpoint"):
+        load_trainer_state(tmp_path)
+    assert not marker.exists()

@@ -142,12 +142,18 @@ def test_interrupted_run_keeps_its_buffer_and_resume_appends(make_root, stage1_c
     checkpoints = sorted((ws.ppo_dir("NQ") / "checkpoints").glob("*.zip"))
     assert checkpoints and checkpoints[-1].name == "stage1_000000300_steps.zip"
 
+    # A kill mid-write leaves a partial last line: the resumed run must count past it and append cleanly.
+    experience = ws.experience_path("NQ")
+    experience.write_bytes(experience.read_bytes()[:-150])
+    damaged = _lines(experience)
     summary = run_stage1(root, "NQ", stage1_config, test_mode=True, total_timesteps=STEPS, resume=True)
     assert summary["resumed_from"].endswith("stage1_000000300_steps.zip")
     assert summary["timesteps"] >= STEPS
-    after = _lines(ws.experience_path("NQ"))
-    assert len(after) > len(before) and after[: len(before)] == before
-    assert load_manifest(root, "NQ")["stage1"]["status"] == "completed"
+    after = _lines(experience)
+    assert len(after) > len(damaged) and after[: len(damaged)] == damaged
+    assert all(json.loads(line)["id"] for line in after[len(damaged):]), "no new record is glued to the partial one"
+    stage1 = load_manifest(root, "NQ")["stage1"]
+    assert stage1["status"] == "completed" and stage1["experience_samples"] == len(after) - 1
 
 
 def test_a_copied_workspace_uses_its_own_model_and_adapter(trained, tmp_path: Path) -> None:
