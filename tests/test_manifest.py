@@ -21,7 +21,7 @@ def test_new_manifest_round_trip(tmp_path: Path) -> None:
     m = manifest.load_manifest(tmp_path, "NQ")
     assert m["data"] == {"rows": 10}
     assert m["stage1"] == {"status": "completed", "seed": 3}
-    assert m["schema_version"] == 1 and m["market"] == "NQ"
+    assert m["schema_version"] == manifest.MANIFEST_SCHEMA_VERSION and m["market"] == "NQ"
     assert m["stage2"] == {"dataset": None, "preflight": None, "runs": []}
 
 

@@ -37,6 +37,11 @@ class MissingDependency(TradelabError):
     """An optional dependency, a model directory or an external repository is not installed or not found."""
 
 
+class WorkspaceError(TradelabError):
+    """A workspace file or folder cannot be written or read (permissions, disk full, a file where a folder belongs),
+    or a stage's artifact would be replaced or loaded unsafely (a changed hash, a run already in progress)."""
+
+
 class StageFailed(TradelabError):
     """A stage started and then failed (for example a launched trainer exited non-zero)."""
 

@@ -13,26 +13,47 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tradelab.errors import WorkspaceError
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into a :class:`WorkspaceError` that names it and the fix."""
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise WorkspaceError(
+            f"{path}: cannot write ({reason}); make sure its folder is writable and the disk has free space, "
+            f"or pass another --root"
+        ) from exc
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file + ``os.replace``)."""
+    """Write ``data`` to ``path`` atomically (temp file + ``os.replace``).
+
+    Raises:
+        WorkspaceError: The file cannot be written (permissions, disk full, a file where a folder should be).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600; keep an existing file's mode, else the usual 0644, so artifacts stay shareable.
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            # mkstemp creates 0600; keep an existing file's mode, else the usual 0644, so artifacts stay shareable.
+            os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
     return path
 
 
@@ -41,13 +62,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp file path next to ``path`` for a writer that needs a file name (``model.save(tmp)``); when the
     block succeeds the file replaces ``path``, otherwise it is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with writing(path):
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
@@ -60,8 +83,9 @@ def staged_dir(target: str | Path) -> Iterator[Path]:
     aside before the swap and deleted after it, and a failed block leaves ``target`` untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    with writing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield staging
         staging.chmod(0o755)  # mkdtemp makes it private; artifacts are ordinary shared folders
@@ -88,17 +112,59 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 
 def append_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
-    """Append records to a JSONL file (never truncates) and fsync; return how many were written."""
+    """Append records to a JSONL file (never truncates) and fsync; return how many were written.
+
+    A file whose last line is partial (a writer killed mid-line) first gets a newline, so the partial line stays one
+    malformed line that readers skip and the first new record starts on a line of its own.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lines = [json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in records]
-    if not lines:
-        return 0
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.writelines(lines)
-        fh.flush()
-        os.fsync(fh.fileno())
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not lines:
+            return 0
+        with open(path, "a+b") as fh:
+            if fh.tell() > 0:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    lines[0] = "\n" + lines[0]
+            fh.write("".join(lines).encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
     return len(lines)
+
+
+@dataclass
+class JsonlLine:
+    """One line of a JSONL file as a tolerant reader sees it.
+
+    Attributes:
+        number: 1-based line number.
+        record: The parsed JSON object, or None when the line is malformed.
+        error: Why the line is malformed (None when it parsed to an object).
+    """
+
+    number: int
+    record: dict[str, Any] | None
+    error: str | None
+
+
+def iter_jsonl(path: str | Path) -> Iterator[JsonlLine]:
+    """Every non-blank line of a JSONL file, parsed; malformed lines (bad JSON, bad UTF-8, not an object) are
+    yielded with their error instead of raising, so one damaged line never blocks a reader."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+                yield JsonlLine(number, None, f"not valid JSON ({str(exc)[:120]})")
+                continue
+            if not isinstance(record, dict):
+                yield JsonlLine(number, None, f"a JSON {type(record).__name__}, not an object")
+                continue
+            yield JsonlLine(number, record, None)
 
 
 def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tradelab.errors import ConfigError
 from tradelab.markets import validate_market_name
 
 MANIFEST_NAME = "phase3_stage_manifest.json"
@@ -26,6 +27,25 @@ class Workspace:
     @classmethod
     def at(cls, root: str | Path) -> "Workspace":
         return cls(Path(root).expanduser().resolve())
+
+    def record(self, path: str | Path | None) -> str | None:
+        """How a path is written into a manifest: relative to the root (POSIX form) when it lies inside the
+        workspace, so a copied or moved workspace keeps pointing at its own files; absolute otherwise."""
+        if path is None:
+            return None
+        absolute = Path(path).expanduser()
+        absolute = absolute if absolute.is_absolute() else self.root / absolute
+        try:
+            return absolute.resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return str(absolute)
+
+    def resolve(self, recorded: str | Path | None) -> Path | None:
+        """The absolute path of a manifest entry: relative entries are taken from this root, at use."""
+        if recorded is None or recorded == "":
+            return None
+        path = Path(recorded).expanduser()
+        return path if path.is_absolute() else self.root / path
 
     # data/
     def data_dir(self, market: str) -> Path:
@@ -88,7 +108,15 @@ class Workspace:
         return self.root / "reports" / validate_market_name(market)
 
     def markets_with_data(self) -> list[str]:
-        """Markets that have an imported or generated bar file, sorted."""
+        """Markets that have an imported or generated bar file, sorted (folders that are no valid market name,
+        such as a stray ``data/nq/``, are left out: see :meth:`stray_data_dirs`)."""
+        return sorted(name for name in self._data_dir_names() if _valid_market(name))
+
+    def stray_data_dirs(self) -> list[Path]:
+        """Folders under ``data/`` holding a bar file whose name is not a valid market name (skipped by listings)."""
+        return [self.root / "data" / name for name in self._data_dir_names() if not _valid_market(name)]
+
+    def _data_dir_names(self) -> list[str]:
         base = self.root / "data"
         if not base.is_dir():
             return []
@@ -99,4 +127,12 @@ class Workspace:
         base = self.root / "models" / "phase3_hybrid"
         if not base.is_dir():
             return []
-        return sorted(p.parent.name for p in base.glob(f"*/{MANIFEST_NAME}"))
+        return sorted(p.parent.name for p in base.glob(f"*/{MANIFEST_NAME}") if _valid_market(p.parent.name))
+
+
+def _valid_market(name: str) -> bool:
+    try:
+        validate_market_name(name)
+    except ConfigError:
+        return False
+    return True

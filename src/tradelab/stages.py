@@ -46,13 +46,20 @@ def _cfg(root: str | Path, config: TradelabConfig | None) -> TradelabConfig:
 # ----------------------------------------------------------------------------------------------------------- data
 def generate_data(
     root: str | Path, market: str, *, days: int | None = None, seed: int | None = None,
-    edge: float | None = None, config: TradelabConfig | None = None,
+    edge: float | None = None, config: TradelabConfig | None = None, force: bool = False,
 ) -> dict[str, Any]:
-    """Write a seeded synthetic market (``data generate``); ``edge`` plants the known-answer signal."""
+    """Write a seeded synthetic market (``data generate``).
+
+    Args:
+        edge: Planted momentum edge (the known-answer market); None uses ``app.synthetic_edge``, 0 is the null market.
+        force: Replace bars that a completed Stage 1 was trained on (refused otherwise).
+    """
     from tradelab.marketdata import generate_market
+    from tradelab.marketdata.store import refuse_replacing_used_bars
 
     cfg = _cfg(root, config)
     validate_market_name(market)
+    refuse_replacing_used_bars(root, market, force=force)
     return generate_market(
         root, market, cfg,
         days=days if days is not None else cfg.app.synthetic_days,
@@ -62,12 +69,18 @@ def generate_data(
 
 
 def import_data(
-    root: str | Path, path: str | Path, market: str, *, config: TradelabConfig | None = None
+    root: str | Path, path: str | Path, market: str, *, config: TradelabConfig | None = None, force: bool = False,
 ) -> dict[str, Any]:
-    """Import a Databento GLBX OHLCV-1m export or a generic OHLCV CSV/parquet (``data import``)."""
+    """Import a Databento GLBX OHLCV-1m export or a generic OHLCV CSV/parquet (``data import``).
+
+    Args:
+        force: Replace bars that a completed Stage 1 was trained on (refused otherwise).
+    """
     from tradelab.marketdata import import_market
+    from tradelab.marketdata.store import refuse_replacing_used_bars
 
     validate_market_name(market)
+    refuse_replacing_used_bars(root, market, force=force)
     return import_market(root, Path(path), market, _cfg(root, config))
 
 
@@ -82,11 +95,12 @@ def list_data(root: str | Path) -> list[dict[str, Any]]:
 def stage1(
     root: str | Path, market: str, *, test_mode: bool = False, timesteps: int | None = None, resume: bool = False,
     adapter: str | None = None, init_ppo: str | Path | None = None, config: TradelabConfig | None = None,
-    progress: Progress | None = None,
+    progress: Progress | None = None, force: bool = False,
 ) -> dict[str, Any]:
     """Train the hybrid MaskablePPO + LoRA advisor agent and export Stage 2's inputs.
 
     Args:
+        force: Start afresh even when that replaces a completed model trained for more timesteps.
         adapter: Advisor adapter to start from instead of the warm start: a PEFT adapter directory, or
             ``"soft_grpo"`` for the market's Stage 2 adapter (which closes the Stage 1 -> Stage 2 -> Stage 1 loop).
         init_ppo: Continue this PPO model (a ``final.zip`` with ``vecnormalize.pkl`` beside it), or ``"last"``
@@ -100,7 +114,7 @@ def stage1(
     if init_ppo is not None:
         init = Workspace.at(root).ppo_dir(market) / "final.zip" if str(init_ppo) == "last" else Path(init_ppo)
     return run_stage1(
-        root, market, cfg, test_mode=test_mode, total_timesteps=timesteps, resume=resume, init_ppo=init,
+        root, market, cfg, test_mode=test_mode, total_timesteps=timesteps, resume=resume, init_ppo=init, force=force,
         progress=progress,
     )
 
@@ -213,10 +227,10 @@ def _market_status(ws: Workspace, market: str) -> dict[str, Any]:
     evaluations = (manifest or {}).get("evaluation") or []
     artifacts = {
         "bars": ws.bars_path(market),
-        "ppo_model": stage1_section.get("model_checkpoint"),
-        "vecnormalize": stage1_section.get("vecnormalize_path"),
-        "stage1_lora": stage1_section.get("lora_adapter_path"),
-        "experience": stage1_section.get("experience_path") or ws.experience_path(market),
+        "ppo_model": ws.resolve(stage1_section.get("model_checkpoint")),
+        "vecnormalize": ws.resolve(stage1_section.get("vecnormalize_path")),
+        "stage1_lora": ws.resolve(stage1_section.get("lora_adapter_path")),
+        "experience": ws.resolve(stage1_section.get("experience_path")) or ws.experience_path(market),
         "stage2_train": ws.soft_grpo_data_dir(market) / "stage2_train.parquet",
         "stage2_val": ws.soft_grpo_data_dir(market) / "stage2_val.parquet",
         "soft_grpo_adapter": ws.soft_grpo_adapter_dir(market),
@@ -227,7 +241,7 @@ def _market_status(ws: Workspace, market: str) -> dict[str, Any]:
         "manifest": str(ws.manifest_path(market)) if manifest else None,
         "stages": {
             "data": "ready" if ws.bars_path(market).exists() else "missing",
-            "stage1": stage1_section.get("status", "not run"),
+            "stage1": _stage1_status(ws, market, stage1_section),
             "stage2_dataset": "exported" if dataset else "not run",
             "stage2_runs": len(stage2_section.get("runs") or []),
             "evaluations": len(evaluations),
@@ -242,6 +256,20 @@ def _market_status(ws: Workspace, market: str) -> dict[str, Any]:
         ],
         "last_evaluation": evaluations[-1] if evaluations else None,
     }
+
+
+def _stage1_status(ws: Workspace, market: str, section: dict[str, Any]) -> str:
+    """The section's status, with a ``running`` one whose process is gone shown as stale."""
+    status = section.get("status", "not run")
+    if status == "running":
+        from tradelab.runlock import run_liveness
+
+        liveness = run_liveness(ws.root, market, section)
+        if liveness == "stale":
+            return f"stale: marked running, but pid {section.get('pid', '?')} is gone"
+        if liveness == "unknown":
+            return f"running on {section.get('host')}"
+    return str(status)
 
 
 # -------------------------------------------------------------------------------------------------- --test pipeline

@@ -66,6 +66,34 @@ def test_malformed_lines_are_counted_with_line_numbers(tmp_path: Path) -> None:
     assert metadata["counts"]["train"] + metadata["counts"]["val"] == 5
 
 
+@pytest.mark.parametrize("field, value", [
+    ("action_taken", "BUY"), ("contract", [1, 2]), ("rules", "none"), ("market_context", 3), ("advice", []),
+    ("position", "flat"), ("outcome", "won"), ("prompt", {"role": "user"}), ("forward", None),
+])
+def test_wrongly_typed_records_are_skipped_and_counted_by_line(tmp_path: Path, field: str, value: object) -> None:
+    bad = {**make_record(99), field: value}
+    write_experience(tmp_path, [*mixed_records(5), bad])
+    metadata = export_dataset(tmp_path, "NQ", load_config(), test_mode=False)
+    assert metadata["counts"]["malformed"] == 1
+    assert metadata["malformed_lines"][0]["line"] == 6 and field in metadata["malformed_lines"][0]["error"]
+    assert metadata["counts"]["train"] + metadata["counts"]["val"] == 5
+
+
+def test_wrongly_typed_inner_fields_are_skipped(tmp_path: Path) -> None:
+    record = make_record(99)
+    record["advice"] = {**record["advice"], "confidence": "high"}
+    write_experience(tmp_path, [*mixed_records(3), record])
+    metadata = export_dataset(tmp_path, "NQ", load_config(), test_mode=False)
+    assert [(m["line"], "advice.confidence" in m["error"]) for m in metadata["malformed_lines"]] == [(4, True)]
+
+
+def test_dataset_paths_in_the_manifest_are_workspace_relative(stage2_root: Path) -> None:
+    export_dataset(stage2_root, "NQ", load_config(), test_mode=False)
+    paths = load_manifest(stage2_root, "NQ")["stage2"]["dataset"]["paths"]
+    assert paths["train"] == "data/soft_grpo/NQ/stage2_train.parquet"
+    assert all(not Path(p).is_absolute() for p in paths.values())
+
+
 def test_empty_forward_windows_are_counted_not_malformed(tmp_path: Path) -> None:
     edge = make_record(9)
     edge["forward"] = {"horizon_bars": 0, "open": [], "high": [], "low": [], "close": [], "atr": 4.0}

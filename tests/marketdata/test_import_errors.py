@@ -95,3 +95,33 @@ def test_no_session_bars_and_wrong_frequency(tmp_path: Path, workspace: Path, co
     src = tmp_path / "hourly.csv"
     hourly.to_csv(src, index=False)
     _fails(workspace, src, config, "3600 seconds apart", "resample to 1-minute")
+
+
+def test_a_zip_member_with_a_bad_crc_is_a_data_error(tmp_path: Path, workspace: Path, config, databento_csv) -> None:
+    src = tmp_path / "crc.zip"
+    with zipfile.ZipFile(src, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("glbx.ohlcv-1m.csv", databento_csv().read_bytes())
+    data = bytearray(src.read_bytes())
+    data[data.index(b"NQH4")] = ord("X")  # stored member: one changed byte breaks its CRC-32
+    src.write_bytes(bytes(data))
+    _fails(workspace, src, config, "glbx.ohlcv-1m.csv", "damaged", "re-download")
+
+
+def test_a_zip_member_that_inflates_past_the_cap_is_refused(tmp_path: Path, workspace: Path, config,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tradelab.marketdata import databento
+
+    monkeypatch.setattr(databento, "RATIO_FLOOR_BYTES", 1 << 20)
+    src = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(src, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("glbx.ohlcv-1m.csv", b"ts_event,open\n" + b"0" * (4 << 20))
+    _fails(workspace, src, config, "inflates to", "limit", "100x")
+
+
+def test_a_header_only_file_says_it_has_no_rows(tmp_path: Path, workspace: Path, config) -> None:
+    generic = tmp_path / "empty.csv"
+    generic.write_text("timestamp,open,high,low,close,volume\n")
+    _fails(workspace, generic, config, "header but no data rows")
+    databento_file = tmp_path / "empty.ohlcv-1m.csv"
+    databento_file.write_text("ts_event,rtype,publisher_id,instrument_id,open,high,low,close,volume,symbol\n")
+    _fails(workspace, databento_file, config, "header but no data rows")

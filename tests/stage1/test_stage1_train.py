@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tradelab.errors import StageNotReady
-from tradelab.io import sha256_dir
+from tradelab.integrity import recorded_sha256
+from tradelab.io import sha256_dir, sha256_file
 from tradelab.manifest import load_manifest
 from tradelab.paths import Workspace
 from tradelab.stage1.sections import STAGE1_KEYS
@@ -38,15 +39,21 @@ def test_outputs_and_complete_manifest(trained) -> None:
     root, summary = trained
     ws = Workspace.at(root)
     ppo = ws.ppo_dir("NQ")
-    assert (ppo / "final.zip").is_file() and (ppo / "vecnormalize.pkl").is_file()
+    assert (ppo / "final.zip").is_file() and (ppo / "vecnormalize.npz").is_file()
     assert sorted(p.name for p in (ppo / "checkpoints").glob("*.zip"))
     assert list(ws.stage1_tensorboard_dir("NQ").rglob("events.out.tfevents*"))
     manifest = load_manifest(root, "NQ")
     stage1 = manifest["stage1"]
     assert set(STAGE1_KEYS) <= set(stage1)
     assert stage1["status"] == "completed" and stage1["total_timesteps"] == STEPS and stage1["test_mode"] is True
-    missing = [k for k in STAGE1_KEYS if stage1[k] is None]
+    missing = [k for k in STAGE1_KEYS if stage1[k] is None and k != "last_completed"]
     assert not missing, f"stage1 keys left empty: {missing}"
+    assert stage1["last_completed"] is None, "a completed section is itself the last completed run"
+    for key in ("model_checkpoint", "vecnormalize_path", "checkpoints_dir", "lora_adapter_path", "experience_path"):
+        assert not Path(stage1[key]).is_absolute() and ws.resolve(stage1[key]).exists(), key
+    assert stage1["base_model"]["local_path"] == "models/base/tiny-advisor"
+    assert manifest["data"]["bars_path"] == "data/NQ/bars_1m.parquet"
+    assert stage1["model_sha256"] == recorded_sha256(ppo / "final.zip") == sha256_file(ppo / "final.zip")
     assert set(stage1["base_model"]) == {"name", "local_path", "smoke_test_model"}
     assert set(stage1["prompts"]) == {"system", "template_hash"}
     assert stage1["adapter_sha256"] == sha256_dir(ws.stage1_lora_dir("NQ"))
@@ -135,12 +142,58 @@ def test_interrupted_run_keeps_its_buffer_and_resume_appends(make_root, stage1_c
     checkpoints = sorted((ws.ppo_dir("NQ") / "checkpoints").glob("*.zip"))
     assert checkpoints and checkpoints[-1].name == "stage1_000000300_steps.zip"
 
+    # A kill mid-write leaves a partial last line: the resumed run must count past it and append cleanly.
+    experience = ws.experience_path("NQ")
+    experience.write_bytes(experience.read_bytes()[:-150])
+    damaged = _lines(experience)
     summary = run_stage1(root, "NQ", stage1_config, test_mode=True, total_timesteps=STEPS, resume=True)
     assert summary["resumed_from"].endswith("stage1_000000300_steps.zip")
     assert summary["timesteps"] >= STEPS
-    after = _lines(ws.experience_path("NQ"))
-    assert len(after) > len(before) and after[: len(before)] == before
-    assert load_manifest(root, "NQ")["stage1"]["status"] == "completed"
+    after = _lines(experience)
+    assert len(after) > len(damaged) and after[: len(damaged)] == damaged
+    assert all(json.loads(line)["id"] for line in after[len(damaged):]), "no new record is glued to the partial one"
+    stage1 = load_manifest(root, "NQ")["stage1"]
+    assert stage1["status"] == "completed" and stage1["experience_samples"] == len(after) - 1
+
+
+def test_a_copied_workspace_uses_its_own_model_and_adapter(trained, tmp_path: Path) -> None:
+    import shutil
+
+    from tradelab.grpo.engines.base import stage1_inputs
+    from tradelab.stages import status
+
+    root, _ = trained
+    copy = tmp_path / "copied"
+    shutil.copytree(root, copy)
+    inputs = stage1_inputs(copy, "NQ")
+    assert inputs.base_model == Workspace.at(copy).tiny_advisor_dir()
+    assert inputs.adapter == Workspace.at(copy).stage1_lora_dir("NQ")
+    artifacts = {a["name"]: a for a in status(copy, "NQ")["markets"][0]["artifacts"]}
+    assert artifacts["ppo_model"]["path"].startswith(str(copy.resolve())) and artifacts["ppo_model"]["exists"]
+
+
+def test_a_shorter_fresh_run_does_not_replace_a_completed_model(trained, stage1_config) -> None:
+    from tradelab.errors import WorkspaceError
+
+    root, _ = trained
+    final = Workspace.at(root).ppo_dir("NQ") / "final.zip"
+    before, manifest_before = sha256_file(final), load_manifest(root, "NQ")
+    with pytest.raises(WorkspaceError, match=rf"{STEPS} timesteps.*one of 64.*--force"):
+        run_stage1(root, "NQ", stage1_config, test_mode=True, total_timesteps=64)
+    assert sha256_file(final) == before
+    assert load_manifest(root, "NQ")["stage1"] == manifest_before["stage1"]
+
+
+@pytest.mark.parametrize("bad", [0, -5])
+def test_non_positive_timesteps_are_refused_before_anything_runs(trained, stage1_config, bad: int) -> None:
+    from tradelab.errors import ConfigError
+
+    root, _ = trained
+    final = Workspace.at(root).ppo_dir("NQ") / "final.zip"
+    before = sha256_file(final)
+    with pytest.raises(ConfigError, match="at least 1"):
+        run_stage1(root, "NQ", stage1_config, test_mode=True, total_timesteps=bad, force=True)
+    assert sha256_file(final) == before
 
 
 def test_missing_data_names_the_commands(tmp_path, stage1_config) -> None:

@@ -8,7 +8,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from tradelab.stage1.slots import SLOT_SIZE
 from tradelab.stage1.triggers import QueryScheduler, TriggerRules
-from tradelab.stage1.vecnorm import SlotPreservingVecNormalize
+from tradelab.stage1.vecnorm import SlotPreservingVecNormalize, load_stats, save_stats
 from tradelab.stage1.veto import VETO_DAILY_LOSS, VETO_DRAWDOWN, VETO_LOSS_STREAK, VetoRules, VetoTracker
 
 RULES = VetoRules(max_consecutive_losses=3, loss_streak_pause_bars=5, min_drawdown_buffer_usd=500.0,
@@ -92,6 +92,7 @@ def test_vecnormalize_leaves_slots_raw_and_round_trips(tmp_path) -> None:
     out = vec.normalize_obs(raw)
     np.testing.assert_array_equal(out[:, -SLOT_SIZE:], raw[:, -SLOT_SIZE:])
     assert not np.allclose(out[:, :-SLOT_SIZE], raw[:, :-SLOT_SIZE])
-    vec.save(str(tmp_path / "v.pkl"))
-    loaded = SlotPreservingVecNormalize.load(str(tmp_path / "v.pkl"), venv)
+    save_stats(vec, tmp_path / "v.npz")
+    loaded = load_stats(tmp_path / "v.npz", venv)
     np.testing.assert_array_equal(loaded.normalize_obs(raw), out)
+    np.testing.assert_array_equal(load_stats(tmp_path / "v.npz").normalize_obs(raw), out)

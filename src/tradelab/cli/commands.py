@@ -10,7 +10,6 @@ from rich.console import Console
 
 from tradelab import stages
 from tradelab.cli import render
-from tradelab.errors import ConfigError
 
 
 def run_command(args: argparse.Namespace, out: Console) -> int:
@@ -25,18 +24,30 @@ def _data(args: argparse.Namespace, out: Console) -> int:
     root = args.root
     if args.data_command == "generate":
         report = stages.generate_data(root, args.market, days=args.days, seed=args.seed, edge=args.edge,
-                                      config=stages.workspace_config(root, args.config_dir))
+                                      config=stages.workspace_config(root, args.config_dir), force=args.force)
         out.print(render.kv_table(f"{args.market}: synthetic market", _brief(report)))
     elif args.data_command == "import":
-        report = stages.import_data(root, args.path, args.market, config=stages.workspace_config(root, args.config_dir))
+        report = stages.import_data(root, args.path, args.market, config=stages.workspace_config(root, args.config_dir),
+                                    force=args.force)
         out.print(render.kv_table(f"{args.market}: imported", _brief(report)))
     else:
+        _warn_stray(root)
         rows = stages.list_data(root)
         if not rows:
             out.print("No market data yet: run `python main.py data generate --market NQ` or `data import PATH`.")
         else:
             out.print(render.rows_table("Markets", rows))
     return 0
+
+
+def _warn_stray(root: str) -> None:
+    """One warning line per folder under data/ that listings skip (not a market name)."""
+    from tradelab.paths import Workspace
+
+    err = render.console(stderr=True)
+    for folder in Workspace.at(root).stray_data_dirs():
+        err.print(f"warning: {folder}: not a market name (use 1-16 uppercase letters or digits); skipped",
+                  markup=False)
 
 
 def _brief(report: dict) -> dict:
@@ -49,7 +60,7 @@ def _stage1(args: argparse.Namespace, out: Console) -> int:
     with render.progress_bar(out, f"Stage 1 {args.market}: PPO timesteps") as progress:
         summary = stages.stage1(args.root, args.market, test_mode=args.test, timesteps=args.timesteps,
                                 resume=args.resume, adapter=args.adapter, init_ppo=args.init_ppo, config=cfg,
-                                progress=progress)
+                                progress=progress, force=args.force)
     out.print(render.stage1_table(args.market, summary))
     return 0
 
@@ -91,10 +102,6 @@ def _evaluate(args: argparse.Namespace, out: Console) -> int:
 
 
 def _loop(args: argparse.Namespace, out: Console) -> int:
-    for name in ("iterations", "seeds", "probe_prompts", "timesteps"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"loop --{name.replace('_', '-')} {value}: must be at least 1 (e.g. --{name.replace('_', '-')} 2)")
     cfg = stages.workspace_config(args.root, args.config_dir)
     with render.progress_bar(out, f"Loop {args.market}") as progress:
         result = stages.loop(
@@ -108,6 +115,8 @@ def _loop(args: argparse.Namespace, out: Console) -> int:
 
 
 def _status(args: argparse.Namespace, out: Console) -> int:
+    if args.market is None:
+        _warn_stray(args.root)
     status = stages.status(args.root, args.market)
     if args.json:
         print(json.dumps(status, indent=2, default=str))  # noqa: T201 - machine-readable output for scripts

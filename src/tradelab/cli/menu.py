@@ -6,6 +6,7 @@ tracebacks go to ``logs/app.log`` only.
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from rich.console import Console
 
 from tradelab import stages
 from tradelab.cli import render
+from tradelab.cli.parser import days_int, edge_float, positive_int, timesteps_int
 from tradelab.config import TradelabConfig
 from tradelab.errors import TradelabError
 from tradelab.grpo import ENGINES
@@ -35,6 +37,15 @@ STAGE2_MODES = {
 
 class _Back(Exception):
     """The user chose Back or pressed Ctrl-C at a question."""
+
+
+def _checked(parse: Callable[[str], int], text: str) -> bool | str:
+    """questionary's validate: True, or the same message the command line gives for that number."""
+    try:
+        parse(text)
+    except argparse.ArgumentTypeError as exc:
+        return str(exc)
+    return True
 
 
 def _ask(question: questionary.Question) -> Any:
@@ -92,9 +103,10 @@ class Menu:
         if choice == "Generate sample market":
             market = _ask(questionary.select("Market", choices=[*self.config.markets.contracts, BACK]))
             days = int(_ask(questionary.text("Trading days", default=str(self.config.app.synthetic_days),
-                                             validate=lambda v: v.isdigit() and int(v) > 0)))
+                                             validate=lambda v: _checked(days_int, v))))
             edge = float(_ask(questionary.text("Planted edge (0 = null market, e.g. 0.15)",
-                                               default=str(self.config.app.synthetic_edge), validate=_is_edge)))
+                                               default=str(self.config.app.synthetic_edge),
+                                               validate=lambda v: _checked(edge_float, v))))
             report = stages.generate_data(self.root, market, days=days, edge=edge, config=self.config)
             self.out.print(render.kv_table(f"{market}: synthetic market", report))
         elif choice == "Import Databento/CSV file":
@@ -131,7 +143,7 @@ class Menu:
         timesteps = None
         if not test_mode:
             timesteps = int(_ask(questionary.text("Timesteps", default=str(self.config.ppo.total_timesteps),
-                                                  validate=lambda v: v.isdigit() and int(v) > 0)))
+                                                  validate=lambda v: _checked(timesteps_int, v))))
         resume = bool(_ask(questionary.confirm("Resume from the latest checkpoint?", default=False)))
         adapter = None
         if (self.ws.soft_grpo_adapter_dir(market) / "adapter_config.json").is_file():
@@ -175,7 +187,7 @@ class Menu:
                               "No market data yet: Data → Generate sample market (or `python main.py data generate`).")
         test_mode = _ask(questionary.select("Mode", choices=["Test mode", "Full", BACK])) == "Test mode"
         iterations = int(_ask(questionary.text("Iterations", default="2",
-                                               validate=lambda v: v.isdigit() and int(v) > 0)))
+                                               validate=lambda v: _checked(positive_int, v))))
         engine = _ask(questionary.select("Stage 2 engine", choices=[*ENGINES, BACK], default="local"))
         with render.progress_bar(self.out, f"Loop {market}") as progress:
             result = stages.loop(self.root, market, iterations=iterations, engine=engine, test_mode=test_mode,
@@ -194,13 +206,6 @@ class Menu:
         engine = _ask(questionary.select("Engine", choices=[*ENGINES, BACK]))
         report = stages.preflight(self.root, market, engine=engine, config=self.config)
         self.out.print(render.preflight_table(report))
-
-
-def _is_edge(value: str) -> bool:
-    try:
-        return 0.0 <= float(value) <= 1.0
-    except ValueError:
-        return False
 
 
 def run_menu(root: str | Path, config_dir: str | Path | None, out: Console) -> int:

@@ -1,8 +1,14 @@
-"""The argparse tree (ARCHITECTURE.md §3). Building it imports nothing heavy."""
+"""The argparse tree (ARCHITECTURE.md §3). Building it imports nothing heavy.
+
+Numeric flags are checked here, at the boundary, by ``type=`` functions that take their ranges from the config
+schema's own field bounds, so ``--days 10000000`` or ``--timesteps -5`` fail before anything is read or written.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from tradelab.grpo import ENGINES
 
@@ -16,6 +22,123 @@ class _Parser(argparse.ArgumentParser):
 
 class UsageError(Exception):
     """A bad command line (unknown option, missing argument)."""
+
+
+def _field_bounds(model: Any, name: str) -> tuple[int | None, int | None]:
+    """``(lowest, highest)`` allowed integer of a config field, from its ``ge``/``gt``/``le``/``lt`` constraints."""
+    low = high = None
+    for item in model.model_fields[name].metadata:
+        if getattr(item, "ge", None) is not None:
+            low = int(item.ge)
+        if getattr(item, "gt", None) is not None:
+            low = int(item.gt) + 1
+        if getattr(item, "le", None) is not None:
+            high = int(item.le)
+        if getattr(item, "lt", None) is not None:
+            high = int(item.lt) - 1
+    return low, high
+
+
+def int_in_range(low: int | None, high: int | None, what: str) -> Callable[[str], int]:
+    """An argparse ``type=`` that accepts a whole number in ``[low, high]`` (either end open when None).
+
+    Args:
+        low: Smallest allowed value, or None.
+        high: Largest allowed value, or None.
+        what: What the number counts, for the message (e.g. "trading days").
+    """
+    if low is not None and high is not None:
+        allowed = f"from {low} to {high}"
+    elif low is not None:
+        allowed = f"at least {low}"
+    else:
+        allowed = f"at most {high}" if high is not None else "any whole number"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip().replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ({what}: {allowed})") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} is out of range ({what}: {allowed})")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its own messages
+    return parse
+
+
+def config_int(model: Any, name: str, what: str) -> Callable[[str], int]:
+    """:func:`int_in_range` with the bounds the config enforces for ``model.name``."""
+    return int_in_range(*_field_bounds(model, name), what)
+
+
+positive_int = int_in_range(1, None, "a positive whole number")
+"""An argparse ``type=`` for counts that must be at least 1."""
+
+non_negative_int = int_in_range(0, None, "a whole number >= 0")
+"""An argparse ``type=`` for seeds and offsets."""
+
+
+def timesteps_int(text: str) -> int:
+    """``--timesteps``: environment steps, at least 1 (the bound ``ppo.total_timesteps`` has)."""
+    from tradelab.config.stage1_schema import PPOConfig
+
+    return config_int(PPOConfig, "total_timesteps", "environment steps")(text)
+
+
+def days_int(text: str) -> int:
+    """``--days``: trading days to generate, within ``app.synthetic_days``' bounds."""
+    from tradelab.config.schema import AppConfig
+
+    return config_int(AppConfig, "synthetic_days", "trading days")(text)
+
+
+def seed_int(text: str) -> int:
+    """``--seed``: a seed, within ``app.seed``'s bounds."""
+    from tradelab.config.schema import AppConfig
+
+    return config_int(AppConfig, "seed", "seed")(text)
+
+
+def episodes_int(text: str) -> int:
+    """``--episodes``: holdout episodes per agent and seed, within ``evaluation.episodes``' bounds."""
+    from tradelab.config.evaluation_schema import EvaluationConfig
+
+    return config_int(EvaluationConfig, "episodes", "episodes")(text)
+
+
+def seeds_int(text: str) -> int:
+    """``--seeds``: number of evaluation seeds, within ``evaluation.seeds``' bounds."""
+    from tradelab.config.evaluation_schema import EvaluationConfig
+
+    return config_int(EvaluationConfig, "seeds", "evaluation seeds")(text)
+
+
+def walk_forward_windows_int(text: str) -> int:
+    """Walk-forward folds, within ``evaluation.walk_forward_windows``' bounds."""
+    from tradelab.config.evaluation_schema import EvaluationConfig
+
+    return config_int(EvaluationConfig, "walk_forward_windows", "walk-forward windows")(text)
+
+
+def probe_prompts_int(text: str) -> int:
+    """``--probe-prompts``: holdout prompts the loop measures the advisor on, within the config's bounds."""
+    from tradelab.config.evaluation_schema import EvaluationConfig
+
+    return config_int(EvaluationConfig, "probe_prompts", "probe prompts")(text)
+
+
+def edge_float(text: str) -> float:
+    """``--edge``: the planted edge, a finite number in ``app.synthetic_edge``'s range [0, 1]."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (planted edge: from 0 to 1)") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (planted edge: from 0 to 1; 0 = null market)")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,19 +156,26 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
     gen = data_sub.add_parser("generate", help="write a seeded synthetic market")
     gen.add_argument("--market", required=True)
-    gen.add_argument("--days", type=int, default=None, help="trading days (default: app.synthetic_days)")
-    gen.add_argument("--seed", type=int, default=None, help="seed (default: app.seed)")
-    gen.add_argument("--edge", type=float, default=None,
+    gen.add_argument("--days", type=days_int, default=None, help="trading days (default: app.synthetic_days)")
+    gen.add_argument("--seed", type=seed_int, default=None, help="seed (default: app.seed)")
+    gen.add_argument("--edge", type=edge_float, default=None,
                      help="planted momentum edge in bar volatilities, 0-1 (default: app.synthetic_edge; 0 = null)")
+    gen.add_argument("--force", action="store_true",
+                     help="replace bars that a completed Stage 1 was trained on")
     imp = data_sub.add_parser("import", help="import a Databento GLBX OHLCV-1m export or an OHLCV CSV/parquet")
     imp.add_argument("path")
     imp.add_argument("--market", required=True)
+    imp.add_argument("--force", action="store_true",
+                     help="replace bars that a completed Stage 1 was trained on")
     data_sub.add_parser("list", help="markets with data: range, rows, source")
 
     s1 = sub.add_parser("stage1", help="Phase 3 Stage 1: hybrid MaskablePPO + LoRA LLM advisor")
     s1.add_argument("--market", required=True)
     s1.add_argument("--test", action="store_true", help="small PPO with the tiny advisor (minutes on a CPU)")
-    s1.add_argument("--timesteps", type=int, default=None)
+    s1.add_argument("--timesteps", type=timesteps_int, default=None,
+                    help="environment steps (default: ppo.total_timesteps, or ppo.test's with --test)")
+    s1.add_argument("--force", action="store_true",
+                    help="start afresh even if that replaces a completed run trained for more timesteps")
     s1.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     s1.add_argument("--init-ppo", default=None, metavar="PATH|last",
                     help="continue training this PPO model (final.zip, vecnormalize.pkl beside it) instead of a "
@@ -71,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="holdout backtests against baselines")
     ev.add_argument("--market", required=True)
-    ev.add_argument("--episodes", type=int, default=None)
-    ev.add_argument("--seeds", type=int, default=None)
+    ev.add_argument("--episodes", type=episodes_int, default=None)
+    ev.add_argument("--seeds", type=seeds_int, default=None)
     ev.add_argument("--adapter", choices=("stage1", "soft_grpo", "none"), default="stage1")
     ev.add_argument("--walk-forward", nargs="?", type=int, const=True, default=False, metavar="K",
                     help="also score K purged, embargoed walk-forward folds (K defaults to the config)")
@@ -81,13 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     lp = sub.add_parser("loop", help="the learning loop: Stage 1 -> Stage 2 -> evaluation, K times, with a report")
     lp.add_argument("--market", required=True)
-    lp.add_argument("--iterations", type=int, required=True, help="iterations to run (or resume to)")
+    lp.add_argument("--iterations", type=positive_int, required=True, help="iterations to run (or resume to)")
     lp.add_argument("--engine", choices=ENGINES, default="local", help="Stage 2 engine (default: local)")
-    lp.add_argument("--seeds", type=int, default=None, help="evaluation seeds per iteration (default: config)")
+    lp.add_argument("--seeds", type=seeds_int, default=None, help="evaluation seeds per iteration (default: config)")
     lp.add_argument("--test", action="store_true", help="every stage in test mode")
-    lp.add_argument("--probe-prompts", type=int, default=None,
+    lp.add_argument("--probe-prompts", type=probe_prompts_int, default=None,
                     help="holdout prompts the advisor is measured on (default: evaluation.probe_prompts)")
-    lp.add_argument("--timesteps", type=int, default=None, help="Stage 1 timesteps per iteration (default: config)")
+    lp.add_argument("--timesteps", type=timesteps_int, default=None,
+                    help="Stage 1 timesteps per iteration (default: config)")
     lp.add_argument("--restart", action="store_true", help="start a new loop even if an unfinished one exists")
 
     st = sub.add_parser("status", help="manifests, artifacts and runs per market")

@@ -17,6 +17,15 @@ STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skip": "dim",
                 "completed": "green", "running": "yellow", "interrupted": "yellow"}
 
 
+class _Console(Console):
+    """A Console that reports a closed pipe to the CLI boundary (which exits 141 quietly, like other CLI tools)
+    instead of Rich's own ``SystemExit(1)``, so ``status | head -1`` and ``status --json | head -1`` end alike."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError("the output pipe was closed")
+
+
 def console(stderr: bool = False) -> Console:
     """The stdout console, or the stderr one (no wrapping, so an error stays one line).
 
@@ -24,7 +33,7 @@ def console(stderr: bool = False) -> Console:
     """
     probe = Console(stderr=stderr)
     width = None if probe.is_terminal else 160
-    return Console(stderr=stderr, highlight=False, soft_wrap=stderr, width=width)
+    return _Console(stderr=stderr, highlight=False, soft_wrap=stderr, width=width)
 
 
 def error_panel(out: Console, message: str, title: str = "Error") -> None:

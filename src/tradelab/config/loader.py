@@ -50,8 +50,14 @@ def read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found; restore it from the repository's config/ folder") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save the file as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc}); check the path and its permissions") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -75,6 +81,12 @@ def load_config(
         ConfigError: A file is missing or malformed, or a value is unknown, mistyped or out of range.
     """
     directory = Path(config_dir) if config_dir else DEFAULT_CONFIG_DIR
+    if not directory.is_dir():
+        state = "is a file" if directory.exists() else "does not exist"
+        raise ConfigError(
+            f"--config-dir {directory}: {state}; pass the folder holding app.yaml, ppo.yaml, ... (or leave it out "
+            f"to use <root>/config or the shipped config/)"
+        )
     raw = {section: read_yaml(directory / name) for section, name in SECTION_FILES.items()}
     for dotted, value in (overrides or {}).items():
         _apply_override(raw, dotted, value)
@@ -113,7 +125,8 @@ def _describe(exc: ValidationError, directory: Path) -> str:
         value = err.get("input")
         shown = "" if err["type"] == "missing" else f" = {value!r}"
         lines.append(f"{file}: {key}{shown}: {err['msg']}{hint}")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
+    # One line: the CLI prints errors as a single line; several problems are separated by "; ".
+    return "invalid configuration: " + "; ".join(lines)
 
 
 def _hint(err: dict[str, Any], loc: tuple[Any, ...]) -> str:

@@ -85,7 +85,7 @@ def dataset_check(ws: Workspace, market: str, min_val_rows: int = 1) -> Check:
         return Check("dataset", FAIL, f"no Stage 2 dataset has been exported; {fix}")
     problems = []
     for name in ("train", "val"):
-        path = Path(dataset["paths"][name])
+        path = ws.resolve(dataset["paths"][name])  # recorded relative to the workspace root
         if not path.is_file():
             problems.append(f"{path} is missing")
         elif sha256_file(path) != dataset["sha256s"][name]:

@@ -24,8 +24,9 @@ from typing import Any
 from tradelab.config import TradelabConfig, config_hash
 from tradelab.errors import DataError, StageNotReady
 from tradelab.grpo.ground_truth import build_ground_truth, dumps
+from tradelab.grpo.record_check import check_record
 from tradelab.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
-from tradelab.manifest import set_stage2
+from tradelab.manifest import load_manifest, set_stage2
 from tradelab.paths import Workspace
 from tradelab.provenance import SCHEMA_VERSION, origin, utc_now
 
@@ -121,9 +122,8 @@ def _candidate(record: Any, blocklist: Sequence[str] = ()) -> _Candidate | None:
     Raises:
         ValueError: The record is malformed (the message says which field).
     """
-    if not isinstance(record, dict):
-        raise ValueError("line is not a JSON object")
-    if not isinstance(record.get("id"), str) or not record["id"]:
+    check_record(record)
+    if not record["id"]:
         raise ValueError("id must be a non-empty string")
     if record.get("outcome") is None:
         return None
@@ -281,6 +281,7 @@ def export_dataset(
         DataError: Every line is malformed, or the filters remove every experience.
     """
     ws = Workspace.at(root)
+    load_manifest(root, market)  # a damaged or newer manifest fails here, before any file is written
     settings = config.soft_grpo.dataset
     source = ws.experience_path(market)
     if not source.is_file():
@@ -295,8 +296,8 @@ def export_dataset(
         progress(source.stat().st_size, source.stat().st_size)
     _check_scan(source, scan, settings, market)
     if scan.malformed:
-        log.warning("%s: %d malformed lines skipped (first: line %d: %s)", source, len(scan.malformed),
-                    *scan.malformed[0])
+        log.warning("%s: %d malformed lines skipped (lines %s; first: %s)", source, len(scan.malformed),
+                    ", ".join(str(n) for n, _ in scan.malformed[:20]), scan.malformed[0][1])
     train, val = _split(kept, settings)
     out_dir = ws.soft_grpo_data_dir(market)
     train_rows, val_rows = _rows(train, "train", market), _rows(val, "val", market)
@@ -308,9 +309,10 @@ def export_dataset(
     metadata = _metadata(source, scan, settings, config, test_mode, keep, len(kept), paths,
                          {"train": len(train_rows), "val": len(val_rows), "samples": len(samples)})
     atomic_write_json(out_dir / METADATA_FILE, metadata)
-    entry = _manifest_entry(metadata, out_dir / METADATA_FILE)
+    entry = _manifest_entry(metadata, out_dir / METADATA_FILE, ws)
     set_stage2(root, market, "dataset", entry)
-    return {**metadata, "paths": entry["paths"], "sha256s": entry["sha256s"]}
+    return {**metadata, "paths": {k: str(ws.resolve(v)) for k, v in entry["paths"].items()},
+            "sha256s": entry["sha256s"]}
 
 
 def _metadata(
@@ -344,11 +346,12 @@ def _metadata(
     }
 
 
-def _manifest_entry(metadata: dict[str, Any], metadata_path: Path) -> dict[str, Any]:
+def _manifest_entry(metadata: dict[str, Any], metadata_path: Path, ws: Workspace) -> dict[str, Any]:
     files = metadata["files"]
+    paths = {**{k: v["path"] for k, v in files.items()}, "metadata": str(metadata_path)}
     return {
         "counts": metadata["counts"],
-        "paths": {**{k: v["path"] for k, v in files.items()}, "metadata": str(metadata_path)},
+        "paths": {k: ws.record(v) for k, v in paths.items()},  # relative to the root: the workspace can move
         "sha256s": {k: v["sha256"] for k, v in files.items()},
         "source": metadata["source"],
         "filters": metadata["filters"],

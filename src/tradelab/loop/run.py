@@ -84,7 +84,7 @@ def run_loop(
                             f"--market {market} --edge 0.15` (a known edge) or `data import PATH` first")
     state = _start_or_resume(root, market, settings, restart)
     emit = on_event or (lambda line: None)
-    probe_ctx = _ProbeContext(root, market, config, settings, Path(state["report_dir"]))
+    probe_ctx = _ProbeContext(root, market, config, settings, ws.resolve(state["report_dir"]))
     if state.get("warm_start") is None:
         emit("measuring the warm-start advisor on the holdout prompts")
         state["warm_start"] = {"advisor": probe_ctx.measure(probe_ctx.warm_adapter(), "warm_start")}
@@ -117,7 +117,8 @@ def run_loop(
     _save(root, market, state)
     from tradelab.loop.report import build_report
 
-    return {"report": build_report(market, config, state), "paths": paths}
+    return {"report": build_report(market, config, state),
+            "paths": {kind: str(ws.resolve(path)) for kind, path in paths.items()}}
 
 
 # ------------------------------------------------------------------------------------------------------ state
@@ -143,7 +144,7 @@ def _start_or_resume(root: str | Path, market: str, settings: LoopSettings, rest
     return {
         "status": "running", "started_at": utc_now(), "completed_at": None, "settings": wanted,
         "market_origin": market_origin(root, market), "warm_start": None, "iterations": [], "report": None,
-        "report_dir": str(Workspace.at(root).reports_dir(market) / f"loop_{utc_stamp()}"),
+        "report_dir": Workspace.at(root).record(Workspace.at(root).reports_dir(market) / f"loop_{utc_stamp()}"),
     }
 
 
@@ -175,16 +176,15 @@ def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: Loo
 
     ws = Workspace.at(root)
     previous = _previous(state, iteration)
-    adapter = previous["adapter_out_path"] if previous else None
+    adapter = ws.resolve(previous["adapter_out_path"]) if previous else None
     init_ppo = ws.ppo_dir(market) / "final.zip" if previous else None
-    if adapter is None:
-        iteration["adapter_in_path"] = str(probe.warm_adapter())
-    else:
-        iteration["adapter_in_path"] = adapter
-    iteration["adapter_in_sha256"] = sha256_dir(Path(iteration["adapter_in_path"]))
-    iteration["ppo_init"] = str(init_ppo) if init_ppo else None
+    adapter_in = adapter if adapter is not None else probe.warm_adapter()
+    iteration["adapter_in_path"] = ws.record(adapter_in)
+    iteration["adapter_in_sha256"] = sha256_dir(adapter_in)
+    iteration["ppo_init"] = ws.record(init_ppo)
     summary = stages.stage1(root, market, test_mode=settings.test_mode, timesteps=settings.timesteps,
-                            adapter=adapter, init_ppo=init_ppo, config=config, progress=progress)
+                            adapter=str(adapter) if adapter else None, init_ppo=init_ppo, config=config,
+                            progress=progress)
     lora = ws.stage1_lora_dir(market)
     iteration["adapter_stage1_sha256"] = summary.get("adapter_sha256")
     iteration["stage1"] = {k: summary.get(k) for k in ("timesteps", "experiences", "with_outcome",
@@ -210,17 +210,18 @@ def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settin
 
     summary = stages.stage2(root, market, engine=settings.engine, test_mode=settings.test_mode, config=config,
                             progress=progress)
+    ws = Workspace.at(root)
     run = summary.get("run") or {}
-    adapter = run.get("adapter_path")
-    if not adapter or not (Path(adapter) / "adapter_config.json").is_file():
+    adapter = ws.resolve(run.get("adapter_path"))
+    if adapter is None or not (adapter / "adapter_config.json").is_file():
         raise StageFailed(f"stage2 ({settings.engine}) for {market} finished without an adapter at {adapter!r}; "
                           "the loop needs the engine's adapter for the next Stage 1 (see logs/app.log)")
-    iteration["adapter_out_path"] = str(adapter)
-    iteration["adapter_out_sha256"] = sha256_dir(Path(adapter))
+    iteration["adapter_out_path"] = ws.record(adapter)
+    iteration["adapter_out_sha256"] = sha256_dir(adapter)
     iteration["stage2_run"] = {k: run.get(k) for k in ("engine", "status", "steps", "val_reward_start",
                                                        "val_reward_end", "run_dir")}
     iteration["advisor"], iteration["stage2_vs_stage1"] = probe.measure_pair(
-        Workspace.at(root).stage1_lora_dir(market), Path(adapter), f"iteration{iteration['iteration']}_stage2")
+        ws.stage1_lora_dir(market), adapter, f"iteration{iteration['iteration']}_stage2")
 
 
 def _evaluation(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
@@ -231,9 +232,11 @@ def _evaluation(root: str | Path, market: str, config: TradelabConfig, settings:
 
     summary = stages.evaluate(root, market, seeds=settings.seeds, adapter="soft_grpo", config=config,
                               progress=progress)
-    figures = agents_from_report(Path(summary["report_dir"]) / "report.json", level=config.evaluation.ci_level,
+    ws = Workspace.at(root)
+    report_dir = ws.resolve(summary["report_dir"])
+    figures = agents_from_report(report_dir / "report.json", level=config.evaluation.ci_level,
                                  seed=config.evaluation.base_seed)
-    iteration["evaluation"] = {"report_dir": summary["report_dir"], **figures}
+    iteration["evaluation"] = {"report_dir": ws.record(report_dir), **figures}
 
 
 _STAGES: dict[str, Callable[..., None]] = {
@@ -314,7 +317,8 @@ class _ProbeContext:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
         summary = {k: v for k, v in figures.items() if k not in ("rewards", "actions")}
-        return {**summary, "adapter_sha256": sha256_dir(adapter), "answers_path": str(path)}
+        recorded = Workspace.at(self.root).record(path)
+        return {**summary, "adapter_sha256": sha256_dir(adapter), "answers_path": recorded}
 
     def measure_pair(self, before: Path, after: Path, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """Figures of ``after``, and how it differs from ``before`` on the same prompts.
@@ -351,4 +355,6 @@ class _ProbeContext:
 def _write(root: str | Path, market: str, config: TradelabConfig, state: dict[str, Any]) -> dict[str, str]:
     from tradelab.loop.report import write_loop_report
 
-    return write_loop_report(Path(state["report_dir"]), market, config, state)
+    ws = Workspace.at(root)
+    paths = write_loop_report(ws.resolve(state["report_dir"]), market, config, state)
+    return {kind: ws.record(path) for kind, path in paths.items()}

@@ -30,6 +30,16 @@ FIXED_POINT_MIN = 1e9
 
 _MEMBER_SUFFIXES = ("ohlcv-1m.csv", "ohlcv-1m.csv.zst")
 
+MAX_MEMBER_BYTES = 8 << 30
+"""Largest uncompressed archive member read (8 GiB: years of every contract of one root fit well below it)."""
+
+MAX_MEMBER_RATIO = 100
+"""Largest uncompressed/compressed size ratio of a member past :data:`RATIO_FLOOR_BYTES`: OHLCV CSV deflates about
+5-15x, so a member inflating 100x or more is a zip bomb, not market data."""
+
+RATIO_FLOOR_BYTES = 32 << 20
+"""Members up to this size are read whatever their ratio (tiny, highly repetitive files are harmless)."""
+
 
 def looks_like_databento(path: Path) -> bool:
     """Whether ``path`` is named like a Databento OHLCV-1m export (zip, csv or csv.zst)."""
@@ -86,11 +96,33 @@ def _zip_members(path: Path) -> list[str]:
     return members
 
 
+def member_limit(compressed_bytes: int) -> int:
+    """The most bytes a member of ``compressed_bytes`` may inflate to (see :data:`MAX_MEMBER_RATIO`)."""
+    return min(MAX_MEMBER_BYTES, max(RATIO_FLOOR_BYTES, compressed_bytes * MAX_MEMBER_RATIO))
+
+
 def _read_member(path: Path, name: str) -> tuple["pd.DataFrame", dict[str, bool]]:
-    with zipfile.ZipFile(path) as archive:
-        data = archive.read(name)
     label = f"{path}!{name}"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(name)
+            limit = member_limit(info.compress_size)
+            if info.file_size > limit:
+                raise DataError(_too_big(label, info.file_size, info.compress_size, limit))
+            with archive.open(info) as member:
+                # The header's size can lie: stop reading one byte past the limit whatever it claims.
+                data = member.read(limit + 1)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+        raise DataError(f"{label}: the archive is damaged ({exc}); re-download the Databento export") from exc
+    if len(data) > limit:
+        raise DataError(_too_big(label, len(data), info.compress_size, limit))
     return _parse_frame(_read_csv(data, label, zst=name.lower().endswith(".zst")), label)
+
+
+def _too_big(label: str, size: int, compressed: int, limit: int) -> str:
+    return (f"{label}: inflates to {size:,} bytes or more from {compressed:,} compressed, over the {limit:,}-byte "
+            f"limit for one member (at most {MAX_MEMBER_RATIO}x its compressed size, {MAX_MEMBER_BYTES >> 30} GiB "
+            f"in all); this is not an OHLCV export. Unpack and check it, or import the CSV files themselves")
 
 
 def _read_csv(data: bytes, label: str, *, zst: bool) -> "pd.DataFrame":
@@ -103,6 +135,8 @@ def _read_csv(data: bytes, label: str, *, zst: bool) -> "pd.DataFrame":
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{label}: cannot read as CSV ({exc}); check it is an uncorrupted Databento CSV") from exc
     frame.columns = [str(c).strip().lower() for c in frame.columns]
+    if frame.empty:
+        raise DataError(f"{label}: has a header but no data rows; export a date range that holds bars")
     return frame
 
 
@@ -114,7 +148,18 @@ def _decompress_zst(data: bytes, label: str) -> bytes:
             f"{label}: is zstd-compressed and the 'zstandard' package is not installed; run 'zstd -d' on it first "
             f"or 'pip install zstandard'"
         ) from exc
-    return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+    limit = member_limit(len(data))
+    chunks, size = [], 0
+    try:
+        with zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)) as reader:
+            while size <= limit and (chunk := reader.read(min(1 << 20, limit + 1 - size))):
+                chunks.append(chunk)
+                size += len(chunk)
+    except zstandard.ZstdError as exc:
+        raise DataError(f"{label}: not valid zstd data ({exc}); re-download the export") from exc
+    if size > limit:
+        raise DataError(_too_big(label, size, len(data), limit))
+    return b"".join(chunks)
 
 
 def _parse_frame(raw: "pd.DataFrame", label: str) -> tuple["pd.DataFrame", dict[str, bool]]:

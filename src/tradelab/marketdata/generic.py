@@ -48,6 +48,8 @@ def read_generic(path: Path) -> tuple["pd.DataFrame", dict[str, Any]]:
     csv = path.suffix.lower() != ".parquet"
     raw = _read_csv(path) if csv else _read_parquet(path)
     raw.columns = [str(c).strip().lower() for c in raw.columns]
+    if raw.empty:
+        raise DataError(f"{path}: has a header but no data rows; add the bars (one row per minute) and import again")
     time_raw, time_name = _time_column(raw, path)
     names = {canon: _find(raw, canon) for canon in ALIASES}
     missing = [canon for canon in OHLCV if names[canon] is None]

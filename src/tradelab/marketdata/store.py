@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradelab.errors import DataError, StageNotReady
+from tradelab.errors import DataError, StageNotReady, WorkspaceError
 from tradelab.io import atomic_write_bytes, atomic_write_json
 from tradelab.marketdata.parsing import ET
 from tradelab.paths import Workspace
@@ -20,6 +21,8 @@ from tradelab.provenance import SCHEMA_VERSION, utc_now
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 BAR_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "symbol")
 """Columns of ``bars_1m.parquet``, in order."""
@@ -32,6 +35,32 @@ def not_ready(root: str | Path, market: str) -> StageNotReady:
         f"no market data for {market} ({path} does not exist): run `python main.py data generate --market {market}` "
         f"for the synthetic default, or `python main.py data import PATH --market {market}` for your own bars"
     )
+
+
+def refuse_replacing_used_bars(root: str | Path, market: str, *, force: bool) -> None:
+    """Stop ``data generate`` / ``data import`` from silently replacing bars a completed Stage 1 was trained on.
+
+    Raises:
+        WorkspaceError: The market's bars are the ones the manifest's completed Stage 1 recorded (same sha256) and
+            ``force`` is false.
+    """
+    from tradelab.io import sha256_file
+    from tradelab.manifest import load_manifest
+
+    ws = Workspace.at(root)
+    bars = ws.bars_path(market)
+    if force or not bars.is_file():
+        return
+    manifest = load_manifest(root, market) or {}
+    stage1 = manifest.get("stage1") or {}
+    completed = stage1.get("status") == "completed" or isinstance(stage1.get("last_completed"), dict)
+    recorded = (manifest.get("data") or {}).get("sha256")
+    if completed and recorded and recorded == sha256_file(bars):
+        raise WorkspaceError(
+            f"{bars}: a completed Stage 1 for {market} was trained on these bars; replacing them would leave its "
+            f"model, experience and evaluations describing other data. Pass --force to replace them anyway, or use "
+            f"another --root for the new data"
+        )
 
 
 def write_market(root: str | Path, market: str, bars: "pd.DataFrame", report: dict[str, Any]) -> dict[str, Any]:
@@ -102,12 +131,29 @@ def load_bars(root: str | Path, market: str) -> "pd.DataFrame":
 
 
 def read_report(root: str | Path, market: str) -> dict[str, Any] | None:
-    """The market's ``data_report.json``, or None when absent or unreadable."""
+    """The market's ``data_report.json``, or None when absent, unreadable or not shaped like a report (logged)."""
     path = Workspace.at(root).data_report_path(market)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        report = json.loads(path.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable data report (%s); using the bar file itself", path, exc)
+        return None
+    if not isinstance(report, dict):
+        log.warning("%s: a JSON %s, not a report object; using the bar file itself", path, type(report).__name__)
+        return None
+    return report
+
+
+def _report_summary(report: dict[str, Any]) -> tuple[Any, Any, Any, str] | None:
+    """``(rows, start, end, source kind)`` from a report whose fields have the right types, else None."""
+    rows, start, end = report.get("rows"), report.get("start"), report.get("end")
+    source = report.get("source")
+    kind = source.get("kind") if isinstance(source, dict) else None
+    if not (isinstance(rows, int) and not isinstance(rows, bool) and isinstance(start, str) and isinstance(end, str)):
+        return None
+    return rows, start, end, kind if isinstance(kind, str) else "unknown"
 
 
 def market_origin(root: str | Path, market: str) -> dict[str, Any]:
@@ -115,27 +161,39 @@ def market_origin(root: str | Path, market: str) -> dict[str, Any]:
 
     Every report carries this, so a figure can always be traced to the null market, a planted edge, or real data.
     """
-    source = (read_report(root, market) or {}).get("source", {})
+    source = (read_report(root, market) or {}).get("source")
+    if not isinstance(source, dict):
+        source = {}
     kind = str(source.get("kind", "unknown"))
-    if kind != "synthetic":
+    edge = source.get("edge", 0.0)
+    if kind != "synthetic" or isinstance(edge, bool) or not isinstance(edge, (int, float)):
         return {"kind": kind, "generator_version": None, "edge": None, "seed": None}
     return {"kind": kind, "generator_version": source.get("generator_version", 1),
-            "edge": float(source.get("edge", 0.0)), "seed": source.get("seed")}
+            "edge": float(edge), "seed": source.get("seed")}
 
 
 def list_markets(root: str | Path) -> list[dict[str, Any]]:
-    """Every market with bars: ``[{market, rows, start, end, source, path}]``, sorted by market."""
+    """Every market with bars: ``[{market, rows, start, end, source, path}]``, sorted by market.
+
+    A report with wrongly typed fields is ignored (the rows and range come from the bar file); folders under
+    ``data/`` that are not market names are skipped (:meth:`tradelab.paths.Workspace.stray_data_dirs`).
+    """
     ws = Workspace.at(root)
     out: list[dict[str, Any]] = []
     for market in ws.markets_with_data():
         report = read_report(root, market) or {}
-        source = report.get("source", {}).get("kind", "unknown")
-        if source == "synthetic":
-            source = f"synthetic edge={float(report['source'].get('edge', 0.0)):g}"
-        if {"rows", "start", "end"} <= report.keys():
-            rows, start, end = report["rows"], report["start"], report["end"]
-        else:
+        summary = _report_summary(report)
+        if summary is None:
+            if report:
+                log.warning("%s: rows/start/end missing or wrongly typed; using the bar file itself",
+                            ws.data_report_path(market))
             rows, start, end = _summary_from_parquet(ws.bars_path(market))
+            source = "unknown"
+        else:
+            rows, start, end, source = summary
+            edge = market_origin(root, market)["edge"]
+            if source == "synthetic" and edge is not None:
+                source = f"synthetic edge={edge:g}"
         out.append({"market": market, "rows": rows, "start": start, "end": end, "source": source,
                     "path": str(ws.bars_path(market))})
     return out

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ class HybridAgent:
     @classmethod
     def from_workspace(cls, root: str | Path, market: str, config: Any, *, adapter_path: Path | None,
                        use_advisor: bool, deterministic: bool = True) -> "HybridAgent":
-        """Load ``ppo/final.zip`` + ``ppo/vecnormalize.pkl`` (and the advisor with ``adapter_path``).
+        """Load ``ppo/final.zip`` (its sha256 checked first) + ``ppo/vecnormalize.npz`` (and the advisor).
 
         Args:
             root: Workspace root.
@@ -66,15 +65,21 @@ class HybridAgent:
         """
         from sb3_contrib import MaskablePPO
 
+        from tradelab.integrity import verify_sha256
+        from tradelab.stage1.vecnorm import load_stats
+
         ws = Workspace.at(root)
-        model_path, stats_path = ws.ppo_dir(market) / "final.zip", ws.ppo_dir(market) / "vecnormalize.pkl"
+        model_path = ws.ppo_dir(market) / "final.zip"
+        stats_path = ws.ppo_dir(market) / "vecnormalize.npz"
+        if not stats_path.is_file() and stats_path.with_suffix(".pkl").is_file():
+            stats_path = stats_path.with_suffix(".pkl")  # an older run's pickle: load_stats checks its hash
         for path in (model_path, stats_path):
             if not path.is_file():
                 raise StageNotReady(f"{path}: missing; run `python main.py stage1 --market {market}` first")
-        model = MaskablePPO.load(str(model_path), device="cpu")
-        with open(stats_path, "rb") as fh:
-            vecnorm = pickle.load(fh)  # noqa: S301 - our own artifact, written by Stage 1
+        vecnorm = load_stats(stats_path)
         vecnorm.training = False
+        verify_sha256(model_path, fix=f"re-run `python main.py stage1 --market {market}` to write a model it can trust")
+        model = MaskablePPO.load(str(model_path), device="cpu")
         advisor = None
         if use_advisor:
             from tradelab.advisor.generate import Advisor

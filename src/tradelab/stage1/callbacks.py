@@ -11,29 +11,35 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+from tradelab.integrity import record_sha256
 from tradelab.io import atomic_path
 from tradelab.stage1.advice_wrapper import AdviceVecEnv
 from tradelab.stage1.experience import ExperienceRecorder
 from tradelab.stage1.refine import refine_adapter
 from tradelab.stage1.vec import make_probe
-from tradelab.stage1.vecnorm import SlotPreservingVecNormalize
+from tradelab.stage1.vecnorm import SlotPreservingVecNormalize, save_stats
 
 log = logging.getLogger(__name__)
 
 _CHECKPOINT = re.compile(r"^stage1_(\d+)_steps\.zip$")
 
 
-def save_model(model: Any, vecnorm: SlotPreservingVecNormalize, model_path: Path, vecnorm_path: Path) -> None:
-    """Save the PPO model and the normalisation statistics atomically (each file appears complete or not at all)."""
+def save_model(model: Any, vecnorm: SlotPreservingVecNormalize, model_path: Path, vecnorm_path: Path) -> str:
+    """Save the PPO model and the normalisation statistics atomically (each file appears complete or not at all).
+
+    The model zip's sha256 is recorded beside it (:mod:`tradelab.integrity`), since loading it decodes pickles;
+    the statistics are ``.npz``. Returns the model's sha256.
+    """
     with atomic_path(model_path) as tmp:
         model.save(str(tmp))
-    with atomic_path(vecnorm_path) as tmp:
-        vecnorm.save(str(tmp))
+    digest = record_sha256(model_path)
+    save_stats(vecnorm, vecnorm_path)
+    return digest
 
 
 @dataclass
 class Checkpointer:
-    """Periodic checkpoints ``stage1_<steps>_steps.zip`` + ``..._vecnormalize.pkl`` under ``directory``."""
+    """Periodic checkpoints ``stage1_<steps>_steps.zip`` + ``..._vecnormalize.npz`` under ``directory``."""
 
     directory: Path
     every_steps: int
@@ -41,7 +47,7 @@ class Checkpointer:
 
     def paths(self, steps: int) -> tuple[Path, Path]:
         stem = f"stage1_{steps:09d}_steps"
-        return self.directory / f"{stem}.zip", self.directory / f"{stem}_vecnormalize.pkl"
+        return self.directory / f"{stem}.zip", self.directory / f"{stem}_vecnormalize.npz"
 
     def due(self, steps: int) -> bool:
         return steps - self.last_steps >= self.every_steps
@@ -55,12 +61,17 @@ class Checkpointer:
 
     @staticmethod
     def latest(directory: Path) -> tuple[Path, Path, int] | None:
-        """The newest complete checkpoint (model and statistics both present), or None."""
+        """The newest complete checkpoint (model and statistics both present), or None.
+
+        Statistics are the ``.npz``, or the pickled ``.pkl`` of an older tradelab (loaded only if its hash was
+        recorded).
+        """
         found = []
         for path in directory.glob("stage1_*_steps.zip") if directory.is_dir() else ():
             match = _CHECKPOINT.match(path.name)
-            stats = path.with_name(path.stem + "_vecnormalize.pkl")
-            if match and stats.is_file():
+            stats = next((s for s in (path.with_name(f"{path.stem}_vecnormalize{ext}") for ext in (".npz", ".pkl"))
+                          if s.is_file()), None)
+            if match and stats is not None:
                 found.append((int(match.group(1)), path, stats))
         if not found:
             return None

@@ -36,7 +36,7 @@ class Stage1Run:
         test_mode: Apply the test overrides.
         total_timesteps: Target env steps, or None for the configured value.
         resume: Continue from the latest checkpoint if there is one.
-        init_ppo: Start from this PPO model (``final.zip``, its ``vecnormalize.pkl`` beside it) and train
+        init_ppo: Start from this PPO model (``final.zip``, its ``vecnormalize.npz`` beside it) and train
             ``total_timesteps`` more, instead of a fresh model. Ignored when resuming from a checkpoint.
     """
 
@@ -64,6 +64,9 @@ class Stage1Run:
         self.init_ppo = Path(init_ppo) if init_ppo is not None else None
         self.initialized_from: str | None = None
         self.timings: dict[str, float] = {}
+        self.owner: dict[str, Any] = {}
+        self.last_completed: dict[str, Any] | None = None
+        self.model_sha256: str | None = None
         self._t0 = time.perf_counter()
         self._buffer_closed = False
 
@@ -112,6 +115,21 @@ class Stage1Run:
             refiner=refiner, progress=None, total_timesteps=s.total_timesteps,
         )
 
+    def check_resume(self) -> None:
+        """Verify the checkpoint ``--resume`` would load, before the slow build (advisor, envs) starts.
+
+        Raises:
+            WorkspaceError: Its model zip has no recorded sha256 or changed since it was written, or its statistics
+                are not loadable.
+        """
+        from tradelab.integrity import verify_sha256
+        from tradelab.stage1.callbacks import Checkpointer
+
+        latest = Checkpointer.latest(self.checkpoints_dir) if self.resume else None
+        if latest is not None:
+            verify_sha256(latest[0], fix=f"delete it to resume from an earlier checkpoint, or run stage1 for "
+                                         f"{self.market} without --resume")
+
     def _model_and_stats(self) -> None:
         from tradelab.stage1.callbacks import Checkpointer
         from tradelab.stage1.setup import new_model
@@ -119,7 +137,8 @@ class Stage1Run:
 
         latest = Checkpointer.latest(self.checkpoints_dir) if self.resume else None
         if latest is None and self.init_ppo is not None:
-            self._load(self.init_ppo, self.init_ppo.with_name("vecnormalize.pkl"))
+            self._load(self.init_ppo, self.init_ppo.with_name("vecnormalize.npz"),
+                       fix=f"run stage1 for {self.market} without --init-ppo to train a fresh model")
             # A continued model trains the full budget again: its step counter restarts, its weights do not.
             self.model.num_timesteps = 0
             self.model.set_random_seed(self.seed)
@@ -134,23 +153,26 @@ class Stage1Run:
             self.resumed_from = None
             return
         model_path, stats_path, steps = latest
-        self._load(model_path, stats_path)
+        self._load(model_path, stats_path, fix=f"delete it to resume from an earlier checkpoint, or run stage1 for "
+                                                f"{self.market} without --resume")
         self.model.set_random_seed(self.seed + steps)
         self.resumed_from = str(model_path)
         log.info("stage1 resuming from %s (%d steps)", model_path, steps)
 
-    def _load(self, model_path: Path, stats_path: Path) -> None:
-        """Load a saved PPO model and its normalisation statistics onto this run's env stack."""
+    def _load(self, model_path: Path, stats_path: Path, *, fix: str) -> None:
+        """Load a saved PPO model (its recorded sha256 verified first) and its statistics onto this run's envs."""
         from sb3_contrib import MaskablePPO
 
         from tradelab.errors import StageNotReady
-        from tradelab.stage1.vecnorm import SlotPreservingVecNormalize
+        from tradelab.integrity import verify_sha256
+        from tradelab.stage1.vecnorm import load_stats
 
         for path in (model_path, stats_path):
             if not Path(path).is_file():
                 raise StageNotReady(f"{path}: no such file; continuing a PPO model needs its final.zip and the "
-                                    "vecnormalize.pkl saved beside it (run stage1 once without --init-ppo)")
-        self.vecnorm = SlotPreservingVecNormalize.load(str(stats_path), self.advice_env)
+                                    f"vecnormalize.npz saved beside it; {fix}")
+        verify_sha256(model_path, fix=fix)
+        self.vecnorm = load_stats(stats_path, self.advice_env)
         self.vecnorm.training = True
         self.model = MaskablePPO.load(str(model_path), env=self.vecnorm, device=self.config.ppo.device)
 
@@ -168,7 +190,8 @@ class Stage1Run:
         """Save the final model, statistics and adapter, flush the buffer; return the run summary."""
         from tradelab.stage1.callbacks import save_model
 
-        save_model(self.model, self.vecnorm, self.ppo_dir / "final.zip", self.ppo_dir / "vecnormalize.pkl")
+        self.model_sha256 = save_model(self.model, self.vecnorm, self.ppo_dir / "final.zip",
+                                       self.ppo_dir / "vecnormalize.npz")
         self.close_buffer()
         self._export_adapter()
         self.timings["total_s"] = round(time.perf_counter() - self._t0, 3)
@@ -222,16 +245,23 @@ class Stage1Run:
         stats = self._stats()
         base = None
         if self.bundle is not None:
-            base = self.bundle.advisor.model_info()
+            base = dict(self.bundle.advisor.model_info())
+            base["local_path"] = self.ws.record(base.get("local_path"))
+        record = self.ws.record
         return stage1_section(
             status=status, started_at=self.started_at,
             completed_at=utc_now() if status == "completed" else None, test_mode=self.test_mode,
             total_timesteps=int(self.model.num_timesteps) if self.model is not None else 0, seed=self.seed,
             config_hash=config_hash(self.config), git_sha=git_sha(), versions=package_versions(),
-            model_checkpoint=str(self.ppo_dir / "final.zip"), vecnormalize_path=str(self.ppo_dir / "vecnormalize.pkl"),
-            checkpoints_dir=str(self.checkpoints_dir), base_model=base,
-            lora_adapter_path=str(lora) if has_lora else None, adapter_sha256=sha256_dir(lora) if has_lora else None,
-            experience_path=str(exp_path), experience_samples=samples, experience_with_outcome=with_outcome,
+            model_checkpoint=record(self.ppo_dir / "final.zip"),
+            vecnormalize_path=record(self.ppo_dir / "vecnormalize.npz"),
+            checkpoints_dir=record(self.checkpoints_dir), base_model=base,
+            lora_adapter_path=record(lora) if has_lora else None,
+            adapter_sha256=sha256_dir(lora) if has_lora else None,
+            experience_path=record(exp_path), experience_samples=samples, experience_with_outcome=with_outcome,
+            pid=self.owner.get("pid"), host=self.owner.get("host"),
+            model_sha256=self.model_sha256 if status == "completed" else None,
+            last_completed=None if status == "completed" else self.last_completed,
             llm_stats=stats["llm_stats"], hybrid_stats=stats["hybrid_stats"],
             prompts={"system": self.config.llm.prompts.system, "template_hash": template_hash(self.config)},
         )
@@ -252,7 +282,7 @@ class Stage1Run:
             "initialized_from": self.initialized_from,
             "experiences": rec.written if rec else 0, "with_outcome": rec.written_with_outcome if rec else 0,
             "paths": {
-                "model": str(self.ppo_dir / "final.zip"), "vecnormalize": str(self.ppo_dir / "vecnormalize.pkl"),
+                "model": str(self.ppo_dir / "final.zip"), "vecnormalize": str(self.ppo_dir / "vecnormalize.npz"),
                 "checkpoints": str(self.checkpoints_dir), "experience": str(self.ws.experience_path(self.market)),
                 "adapter": str(self.ws.stage1_lora_dir(self.market)) if self.bundle else None,
                 "tensorboard": str(self.ws.stage1_tensorboard_dir(self.market)),

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import json
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tradelab.io import sha256_file
+from tradelab.io import iter_jsonl, sha256_file
 from tradelab.paths import Workspace
 
 _NY = ZoneInfo("America/New_York")
+log = logging.getLogger(__name__)
 
 STAGE1_KEYS: tuple[str, ...] = (
     "status", "started_at", "completed_at", "test_mode", "total_timesteps", "seed", "config_hash", "git_sha",
     "versions", "model_checkpoint", "vecnormalize_path", "checkpoints_dir", "base_model", "lora_adapter_path",
     "adapter_sha256", "experience_path", "experience_samples", "experience_with_outcome", "llm_stats",
-    "hybrid_stats", "prompts",
+    "hybrid_stats", "prompts", "pid", "host", "model_sha256", "last_completed",
 )
-"""Every key of the ``stage1`` section, in the order of ARCHITECTURE.md §11."""
+"""Every key of the ``stage1`` section, in the order of ARCHITECTURE.md §11, then the run's owner (pid, host: a
+``running`` status whose process is gone is stale), the model's sha256 and, while a newer run is not completed,
+the section of the last completed run (whose ``final.zip`` is still the one on disk)."""
 
 
 def _iso_ny(ns: int) -> str:
@@ -37,7 +40,7 @@ def data_section(root: str | Path, market: str, arrays: Any) -> dict[str, Any]:
     ts = arrays.timestamps_ns
     split = int(arrays.split_index)
     return {
-        "bars_path": str(bars),
+        "bars_path": Workspace.at(root).record(bars),
         "sha256": sha256_file(bars),
         "rows": int(len(arrays)),
         "start": _iso_ny(ts[0]),
@@ -49,16 +52,24 @@ def data_section(root: str | Path, market: str, arrays: Any) -> dict[str, Any]:
 
 
 def count_experience(path: Path) -> tuple[int, int]:
-    """``(records, records_with_outcome)`` in the experience JSONL (0, 0 when it does not exist)."""
+    """``(records, records_with_outcome)`` in the experience JSONL (0, 0 when it does not exist).
+
+    Malformed lines (a partial last line after a kill, a hand edit) are skipped and logged, never fatal: they must
+    not block the next Stage 1 run; Stage 2's export skips and reports them the same way.
+    """
     if not path.is_file():
         return 0, 0
     total = with_outcome = 0
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
-                continue
-            total += 1
-            with_outcome += json.loads(line).get("outcome") is not None
+    bad: list[int] = []
+    for line in iter_jsonl(path):
+        if line.record is None:
+            bad.append(line.number)
+            continue
+        total += 1
+        with_outcome += line.record.get("outcome") is not None
+    if bad:
+        log.warning("%s: %d malformed lines skipped when counting (lines %s)", path, len(bad),
+                    ", ".join(map(str, bad[:20])))
     return total, with_outcome
 
 

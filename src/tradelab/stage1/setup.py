@@ -35,6 +35,11 @@ class RunSettings:
 
 def run_settings(config: Any, *, test_mode: bool, total_timesteps: int | None) -> RunSettings:
     """Resolve ``ppo`` and ``stage1`` with the ``test`` overrides when ``test_mode``; ``total_timesteps`` wins."""
+    if total_timesteps is not None and (isinstance(total_timesteps, bool) or int(total_timesteps) < 1):
+        from tradelab.errors import ConfigError
+
+        raise ConfigError(f"total_timesteps = {total_timesteps!r}: must be a whole number of at least 1 "
+                          f"(leave it out for the configured value)")
     ppo, stage1 = config.ppo, config.stage1
     src = ppo.test if test_mode else ppo
     refinement = stage1.refinement
@@ -44,7 +49,7 @@ def run_settings(config: Any, *, test_mode: bool, total_timesteps: int | None) -
         batch_size=src.batch_size,
         n_epochs=src.n_epochs,
         net_arch={"pi": list(src.net_arch.pi), "vf": list(src.net_arch.vf)},
-        total_timesteps=int(total_timesteps or src.total_timesteps),
+        total_timesteps=int(total_timesteps if total_timesteps is not None else src.total_timesteps),
         checkpoint_every_steps=src.checkpoint_every_steps,
         interval_bars=stage1.test.interval_bars if test_mode else stage1.query.interval_bars,
         refinement_every_steps=stage1.test.refinement_every_steps if test_mode else refinement.every_steps,

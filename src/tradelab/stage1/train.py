@@ -14,9 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tradelab.errors import StageFailed, StageNotReady, TradelabError
-from tradelab.manifest import merge_stage1, set_section
+from tradelab.errors import StageFailed, StageNotReady, TradelabError, WorkspaceError
+from tradelab.manifest import load_manifest, merge_stage1, set_section
 from tradelab.paths import Workspace
+from tradelab.runlock import stage1_lock
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,31 @@ def _require_data(root: Path, market: str) -> None:
         )
 
 
+def last_completed(section: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The most recent completed ``stage1`` section: ``section`` itself, or the one it keeps in ``last_completed``."""
+    if not isinstance(section, dict):
+        return None
+    if section.get("status") == "completed":
+        return {k: v for k, v in section.items() if k != "last_completed"}
+    previous = section.get("last_completed")
+    return previous if isinstance(previous, dict) and previous.get("status") == "completed" else None
+
+
+def _refuse_downgrade(root: Path, market: str, previous: dict[str, Any] | None, target: int, *, resume: bool,
+                      force: bool) -> None:
+    """A fresh run must not replace a completed model trained for more timesteps unless asked (``--force``)."""
+    if previous is None or resume or force:
+        return
+    done = previous.get("total_timesteps")
+    if isinstance(done, int) and done > target:
+        model = Workspace.at(root).ppo_dir(market) / "final.zip"
+        raise WorkspaceError(
+            f"{model}: holds a completed Stage 1 run of {done} timesteps (completed {previous.get('completed_at')}); "
+            f"this run would replace it with one of {target}. Pass --force to replace it, --resume to continue "
+            f"from the latest checkpoint, or use another --root"
+        )
+
+
 def run_stage1(
     root: str | Path,
     market: str,
@@ -73,6 +99,7 @@ def run_stage1(
     total_timesteps: int | None = None,
     resume: bool = False,
     init_ppo: Path | None = None,
+    force: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Train Stage 1 for ``market`` and record it in the manifest.
@@ -85,7 +112,8 @@ def run_stage1(
         total_timesteps: Target env steps (all envs together); default from config. On resume, the total to reach.
         resume: Continue from the latest checkpoint under ``ppo/checkpoints/`` (a fresh start if there is none).
         init_ppo: Continue training this saved PPO model (``final.zip`` with ``vecnormalize.pkl`` beside it) for
-            ``total_timesteps`` more steps instead of starting from a fresh one.
+            ``total_timesteps`` more steps instead of starting from a fresh one (never a downgrade).
+        force: Start afresh even when that replaces a completed model trained for more timesteps.
         progress: Called with ``(timesteps_done, total_timesteps)`` after each vector step.
 
     Returns:
@@ -94,6 +122,8 @@ def run_stage1(
 
     Raises:
         StageNotReady: The market has no data.
+        WorkspaceError: Another Stage 1 run holds the market's lock, or the run would replace a completed model
+            trained for more timesteps without ``force``.
         KeyboardInterrupt: Ctrl-C or SIGTERM, after a checkpoint, the buffer flush and ``status = "interrupted"``.
         StageFailed: Training failed (recorded as ``status = "failed"``); other TradelabErrors pass through.
     """
@@ -103,6 +133,18 @@ def run_stage1(
     _require_data(root, market)
     run = Stage1Run(root, market, config, test_mode=test_mode, total_timesteps=total_timesteps, resume=resume,
                     init_ppo=init_ppo)
+    with stage1_lock(root, market, started_at=run.started_at) as me:
+        previous = last_completed((load_manifest(root, market) or {}).get("stage1"))
+        _refuse_downgrade(root, market, previous, run.settings.total_timesteps, resume=resume,
+                          force=force or init_ppo is not None)
+        run.check_resume()
+        run.owner, run.last_completed = me, previous
+        return _train(run, root, market, config, progress)
+
+
+def _train(run: Any, root: Path, market: str, config: Any, progress: Callable[[int, int], None] | None
+           ) -> dict[str, Any]:
+    """Record ``running``, train, and record how it ended (the caller holds the market's Stage 1 lock)."""
     set_section(root, market, "data", run.data_section())
     merge_stage1(root, market, run.manifest_fields("running"))
     try:

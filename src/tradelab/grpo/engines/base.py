@@ -8,6 +8,7 @@ runner executes it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shlex
@@ -20,8 +21,11 @@ import tradelab
 from tradelab.config import TradelabConfig
 from tradelab.config.soft_grpo_schema import PLACEHOLDERS, EngineConfig
 from tradelab.errors import ConfigError
+from tradelab.grpo.hydra_quote import hydra_quote
 from tradelab.manifest import load_manifest
 from tradelab.paths import Workspace
+
+log = logging.getLogger(__name__)
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MISSING_PREFIX = "MISSING:"
@@ -157,21 +161,31 @@ def merge_overrides(*layers: list[str]) -> list[str]:
     return list(merged.values())
 
 
-def fill(items: list[str], values: dict[str, str], where: str) -> list[str]:
+def fill(items: list[str], values: dict[str, str], where: str, *, hydra: bool = True) -> list[str]:
     """Replace ``{name}`` placeholders.
+
+    Args:
+        hydra: The items are Hydra overrides (``key=value``): when a filled-in value is not plain (a workspace path
+            with ``,``, ``=``, a space or ``${``), the override's whole value is quoted per Hydra's grammar so it
+            stays one literal. False for environment variables, which are passed as they are.
 
     Raises:
         ConfigError: An item names a placeholder that does not exist.
     """
     out = []
     for item in items:
-        for name in _PLACEHOLDER.findall(item):
+        names = _PLACEHOLDER.findall(item)
+        for name in names:
             if name not in PLACEHOLDERS:
                 raise ConfigError(
                     f"config/phase3_soft_grpo.yaml: {where}: unknown placeholder {{{name}}} in {item!r}; "
                     f"use one of {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
                 )
-        out.append(_PLACEHOLDER.sub(lambda m: values[m.group(1)], item))
+        filled = _PLACEHOLDER.sub(lambda m: values[m.group(1)], item)
+        if hydra and "=" in item and any(hydra_quote(values[n]) != values[n] for n in names):
+            key, value = item.split("=", 1)
+            filled = f"{key}={hydra_quote(_PLACEHOLDER.sub(lambda m: values[m.group(1)], value))}"
+        out.append(filled)
     return out
 
 
@@ -194,6 +208,8 @@ def stage1_inputs(root: Path, market: str) -> Stage1Inputs:
     stage1 = (manifest or {}).get("stage1") or {}
     base = _resolve(ws.root, (stage1.get("base_model") or {}).get("local_path"))
     adapter = _resolve(ws.root, stage1.get("lora_adapter_path")) or ws.stage1_lora_dir(market)
+    log.info("stage 2 inputs for %s: base model %s, adapter %s (manifest paths resolved against %s)", market, base,
+             adapter, ws.root)
     rank = alpha = None
     config_file = adapter / "adapter_config.json"
     if config_file.is_file():
@@ -258,7 +274,7 @@ def pythonpath(*front: Path) -> str:
 
 def engine_env(engine: EngineConfig, values: dict[str, str], where: str) -> dict[str, str]:
     """The engine's ``env`` mapping with placeholders filled."""
-    filled = fill([f"{k}={v}" for k, v in engine.env.items()], values, where)
+    filled = fill([f"{k}={v}" for k, v in engine.env.items()], values, where, hydra=False)
     return dict(item.split("=", 1) for item in filled)
 
 
