@@ -29,6 +29,16 @@ class PrefixCache:
         self._ids, self._layers = (), []
 
     @staticmethod
+    def common_length(rows: Sequence[Sequence[int]]) -> int:
+        """Length of the longest token prefix all ``rows`` share."""
+        n = min((len(row) for row in rows), default=0)
+        for i in range(n):
+            token = rows[0][i]
+            if any(row[i] != token for row in rows):
+                return i
+        return n
+
+    @staticmethod
     def shared(rows: Sequence[Sequence[int]], prefix_ids: Sequence[int]) -> bool:
         """Whether every row starts with ``prefix_ids`` and has tokens of its own after it."""
         n = len(prefix_ids)
