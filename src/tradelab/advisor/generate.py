@@ -243,17 +243,29 @@ class Advisor:
     # generation
     def generate_texts(self, messages_list: Sequence[Messages], *, seed: int | None = None) -> list[str]:
         """Raw answers for chat messages, ``generation.batch_size`` prompts per ``generate`` call (no cache)."""
-        texts: list[str] = []
+        return [self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+                for ids in self.generate_token_ids(messages_list, seed=seed)]
+
+    def generate_token_ids(self, messages_list: Sequence[Messages], *, seed: int | None = None) -> list[list[int]]:
+        """The generated token ids of each answer, up to and including its stop token (no padding after it)."""
+        answers: list[list[int]] = []
         step = self.generation.batch_size
         for start in range(0, len(messages_list), step):
-            texts.extend(self._generate_batch(messages_list[start:start + step], seed=seed))
-        return texts
+            answers.extend(self._generate_batch(messages_list[start:start + step], seed=seed))
+        return answers
 
     def _sampling_kwargs(self) -> dict[str, Any]:
+        """Decoding settings from ``llm.generation`` only.
+
+        A model's ``generation_config`` may carry its vendor's chat defaults (Qwen2.5: ``repetition_penalty``
+        1.05); the penalty is turned off because it would also count each row's left padding, so a padded row
+        would decode differently from the same prompt alone.
+        """
         gen = self.generation
         if not gen.do_sample:
-            return {"do_sample": False}
-        return {"do_sample": True, "temperature": gen.temperature, "top_p": gen.top_p, "top_k": gen.top_k}
+            return {"do_sample": False, "repetition_penalty": 1.0}
+        return {"do_sample": True, "temperature": gen.temperature, "top_p": gen.top_p, "top_k": gen.top_k,
+                "repetition_penalty": 1.0}
 
     def _shared_prefix(self, batch: Sequence[Messages], rows: Sequence[Sequence[int]]) -> tuple[list[int], str | None]:
         """The token ids every row of the batch starts with up to the start of its last turn's content, and why
@@ -289,7 +301,7 @@ class Advisor:
                         f"({width} tokens with the answer)")
         return list(rows[0][:n]), None
 
-    def _generate_batch(self, batch: Sequence[Messages], *, seed: int | None) -> list[str]:
+    def _generate_batch(self, batch: Sequence[Messages], *, seed: int | None) -> list[list[int]]:
         import torch
 
         started = time.perf_counter()
@@ -310,19 +322,17 @@ class Advisor:
                 eos_token_id=self.stop_token_ids, **self._sampling_kwargs(),
             )
         latency = time.perf_counter() - started
-        new = output[:, inputs["input_ids"].shape[1]:].cpu()
-        new_tokens = int(sum(self._answer_length(row) for row in new))
+        answers = [self._answer(row) for row in output[:, inputs["input_ids"].shape[1]:].cpu().tolist()]
         self.stats.record_call(GenerationCall(
-            batch_size=len(batch), prompt_tokens=sum(len(row) for row in rows), new_tokens=new_tokens,
-            latency_s=latency, prefix_tokens=len(prefix) * len(batch),
+            batch_size=len(batch), prompt_tokens=sum(len(row) for row in rows),
+            new_tokens=sum(len(a) for a in answers), latency_s=latency, prefix_tokens=len(prefix) * len(batch),
         ))
-        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+        return answers
 
-    def _answer_length(self, row: Any) -> int:
+    def _answer(self, ids: list[int]) -> list[int]:
         """Generated tokens up to and including the first stop token (the rest is padding)."""
-        ids = row.tolist()
         stops = set(self.stop_token_ids)
-        return next((i + 1 for i, token in enumerate(ids) if token in stops), len(ids))
+        return ids[:next((i + 1 for i, token in enumerate(ids) if token in stops), len(ids))]
 
     def _key(self, item: MarketContext | Messages) -> str:
         body = json.dumps(item, sort_keys=True) if _is_messages(item) else context_key(item)  # type: ignore[arg-type]
