@@ -309,8 +309,8 @@ class Advisor:
         rows = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
         prefix, off_reason = self._shared_prefix(batch, rows)
         self.stats.shared_prefix_tokens, self.stats.prefix_cache_off_reason = len(prefix), off_reason
-        if off_reason is not None and off_reason not in self._off_reasons_logged:
-            self._off_reasons_logged.add(off_reason)
+        if off_reason is not None and off_reason.split(" (")[0] not in self._off_reasons_logged:
+            self._off_reasons_logged.add(off_reason.split(" (")[0])  # once per cause, not per batch width
             log.info("advisor prefix cache not used: %s", off_reason)
         inputs = self._prefix.inputs(self.model, rows, prefix, pad_token_id=self.tokenizer.pad_token_id,
                                      device=self.device)
