@@ -43,12 +43,6 @@ class PrefixCache:
                 return i
         return n
 
-    @staticmethod
-    def shared(rows: Sequence[Sequence[int]], prefix_ids: Sequence[int]) -> bool:
-        """Whether every row starts with ``prefix_ids`` and has tokens of its own after it."""
-        n = len(prefix_ids)
-        return n > 0 and all(len(row) > n and list(row[:n]) == list(prefix_ids) for row in rows)
-
     def _prefix_layers(self, model: Any, prefix_ids: Sequence[int], device: str) -> list[tuple[Any, Any]]:
         import torch
 
