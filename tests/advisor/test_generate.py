@@ -118,8 +118,12 @@ def test_prefix_cache_gives_the_same_answers_and_skips_the_system_turn(
     tokenizer = cached.tokenizer
     system_turn = tokenizer.apply_chat_template(cached.advise(contexts[:1])[0].messages[:1], tokenize=False)
     system_tokens = len(tokenizer(system_turn, add_special_tokens=False)["input_ids"])
+    shared = system_tokens + 1  # the system turn and the next turn's <|user|> header
     calls = cached.stats.calls
-    assert system_tokens > 10 and [c.prefix_tokens for c in calls[:2]] == [12 * system_tokens, system_tokens]
+    assert system_tokens > 10 and [c.prefix_tokens for c in calls[:2]] == [12 * shared, shared]
+    assert cached.stats.to_dict()["prefix_cache_shared_tokens"] == shared
+    assert cached.stats.to_dict()["prefix_cache_off_reason"] is None
+    assert plain.stats.to_dict()["prefix_cache_off_reason"] == "llm.generation.prefix_cache is false"
     assert all(c.prefix_tokens == 0 for c in plain.stats.calls)
     assert cached.stats.to_dict()["prefix_cache_tokens"] == sum(c.prefix_tokens for c in calls)
 

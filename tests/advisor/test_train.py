@@ -171,3 +171,60 @@ def test_warm_start_parse_rate_on_held_out_contexts(advisor_root: Path, warm_ada
     assert allowed_rate >= 0.9
     info = json.loads((warm_adapter_dir / ADAPTER_INFO).read_text())
     assert info["training"]["epoch_loss"][-1] < info["training"]["epoch_loss"][0]
+
+
+@pytest.mark.parametrize("softcap", [None, 3.0])
+def test_response_loss_equals_the_full_logit_loss_with_its_gradients(softcap: float | None) -> None:
+    """Chunked response-only logits (chunks of 3 positions) give the same loss and gradients as full logits."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tradelab.advisor.train import response_loss
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, initializer_range=0.2,
+                                         final_logit_softcapping=softcap))
+    input_ids = torch.randint(0, 97, (3, 9))
+    mask = torch.ones_like(input_ids)
+    mask[2, 6:] = 0  # right padding
+    labels = torch.full_like(input_ids, IGNORE_INDEX)
+    labels[0, 4:] = input_ids[0, 4:]
+    labels[1, 2:7] = input_ids[1, 2:7]
+    labels[2, 3:6] = input_ids[2, 3:6]
+    weights = torch.tensor([1.0, 0.5, 2.0])
+
+    def grads(loss: torch.Tensor) -> list[torch.Tensor]:
+        model.zero_grad()
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    logits = model(input_ids=input_ids, attention_mask=mask).logits
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap  # what the model's forward does with the setting
+    full = weighted_loss(logits, labels, weights)
+    full_grads = grads(full)
+    chunked = response_loss(model, input_ids, mask, labels, weights, chunk_tokens=3)
+    assert torch.allclose(chunked, full, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads(chunked), full_grads, strict=True))
+
+
+def test_answers_end_with_the_end_of_turn_token_not_eos() -> None:
+    """A template that closes turns with its own token (Gemma's <end_of_turn>) gets that token as the answer end."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from tradelab.advisor.arch import answer_end_id, stop_token_ids
+    from tradelab.advisor.families import GEMMA3_TEMPLATE
+
+    words = ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", *"abcdefghijklmnopqrstuvwxyz |.0123456789\n"]
+    vocab = {t: i for i, t in enumerate(words)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                                   additional_special_tokens=["<start_of_turn>", "<end_of_turn>"])
+    fast.chat_template = GEMMA3_TEMPLATE
+    example = SFTExample([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}], "hold")
+    ids, labels = encode_example(fast, example, max_seq_len=128)
+    assert answer_end_id(fast) == vocab["<end_of_turn>"] == ids[-1] == labels[-1]
+    assert stop_token_ids(fast) == [vocab["<eos>"], vocab["<end_of_turn>"]]

@@ -77,6 +77,9 @@ def test_records_name_the_adapter_that_answered(trained) -> None:
     assert str(ws.market_model_dir("NQ") / WARM_ADAPTER_DIR) in adapters
     assert str(ws.stage1_lora_dir("NQ")) in adapters, "queries after a refinement use the refined adapter"
     assert summary["llm_stats"]["refinements"] and summary["llm_stats"]["refinements"][0]["examples"] > 0
+    memory = summary["memory"]
+    assert memory["process_peak_rss_mb"] >= memory["adapter_training_peak_mb"] > 0
+    assert summary["llm_stats"]["refinements"][0]["peak_memory_mb"] > 0
 
 
 def test_refined_adapter_changed_and_reloads_with_peft(trained) -> None:

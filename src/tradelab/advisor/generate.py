@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -67,13 +68,19 @@ class GenerationCall:
 
 @dataclass
 class AdvisorStats:
-    """Counters accumulated over an :class:`Advisor`'s life (``to_dict()`` for manifests and logs)."""
+    """Counters accumulated over an :class:`Advisor`'s life (``to_dict()`` for manifests and logs).
+
+    ``shared_prefix_tokens`` is the prefix length the last call took from the prefix cache;
+    ``prefix_cache_off_reason`` says why the last call used no prefix (None when it did).
+    """
 
     queries: int = 0
     cache_hits: int = 0
     generate_calls: int = 0
     generated_tokens: int = 0
     prefix_tokens: int = 0
+    shared_prefix_tokens: int = 0
+    prefix_cache_off_reason: str | None = None
     generate_latency_s: float = 0.0
     parse_ok: int = 0
     disallowed: int = 0
@@ -106,6 +113,8 @@ class AdvisorStats:
             "mean_batch_size": generated / self.generate_calls if self.generate_calls else 0.0,
             "generated_tokens": self.generated_tokens,
             "prefix_cache_tokens": self.prefix_tokens,
+            "prefix_cache_shared_tokens": self.shared_prefix_tokens,
+            "prefix_cache_off_reason": self.prefix_cache_off_reason,
             "generate_latency_s": round(self.generate_latency_s, 4),
             "mean_latency_s": self.generate_latency_s / self.generate_calls if self.generate_calls else 0.0,
             "tokens_per_s": self.generated_tokens / self.generate_latency_s if self.generate_latency_s else 0.0,
@@ -139,7 +148,13 @@ class Advisor:
         loaded = load_advisor_model(config, root, adapter_path=adapter_path, device=device)
         self.model, self.tokenizer, self.device = loaded.model, loaded.tokenizer, loaded.device
         self.model_dir, self.smoke_test_model, self.dtype = loaded.model_dir, loaded.smoke_test_model, loaded.dtype
+        from tradelab.advisor.arch import sliding_window, stop_token_ids
+
+        self.stop_token_ids: list[int] = stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None))
+        """Ids that end an answer: EOS, the generation config's EOS list and the template's end-of-turn token."""
+        self.sliding_window: int | None = sliding_window(self.model.config)
         self.stats = AdvisorStats()
+        self._off_reasons_logged: set[str] = set()
         self._cache: OrderedDict[str, str] = OrderedDict()
         self._prefix = PrefixCache()
         self._adapter: dict[str, str] | None = None
@@ -228,38 +243,75 @@ class Advisor:
     # generation
     def generate_texts(self, messages_list: Sequence[Messages], *, seed: int | None = None) -> list[str]:
         """Raw answers for chat messages, ``generation.batch_size`` prompts per ``generate`` call (no cache)."""
-        texts: list[str] = []
+        return [self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+                for ids in self.generate_token_ids(messages_list, seed=seed)]
+
+    def generate_token_ids(self, messages_list: Sequence[Messages], *, seed: int | None = None) -> list[list[int]]:
+        """The generated token ids of each answer, up to and including its stop token (no padding after it)."""
+        answers: list[list[int]] = []
         step = self.generation.batch_size
         for start in range(0, len(messages_list), step):
-            texts.extend(self._generate_batch(messages_list[start:start + step], seed=seed))
-        return texts
+            answers.extend(self._generate_batch(messages_list[start:start + step], seed=seed))
+        return answers
 
     def _sampling_kwargs(self) -> dict[str, Any]:
+        """Decoding settings from ``llm.generation`` only.
+
+        A model's ``generation_config`` may carry its vendor's chat defaults (Qwen2.5: ``repetition_penalty``
+        1.05); the penalty is turned off because it would also count each row's left padding, so a padded row
+        would decode differently from the same prompt alone.
+        """
         gen = self.generation
         if not gen.do_sample:
-            return {"do_sample": False}
-        return {"do_sample": True, "temperature": gen.temperature, "top_p": gen.top_p, "top_k": gen.top_k}
+            return {"do_sample": False, "repetition_penalty": 1.0}
+        return {"do_sample": True, "temperature": gen.temperature, "top_p": gen.top_p, "top_k": gen.top_k,
+                "repetition_penalty": 1.0}
 
-    def _shared_prefix(self, batch: Sequence[Messages], rows: Sequence[Sequence[int]]) -> list[int]:
-        """Token ids of the turns before the last one, when every prompt of the batch starts with them; else []."""
-        if not self.generation.prefix_cache or len(batch[0]) < 2 or any(m[:-1] != batch[0][:-1] for m in batch):
-            return []
+    def _shared_prefix(self, batch: Sequence[Messages], rows: Sequence[Sequence[int]]) -> tuple[list[int], str | None]:
+        """The token ids every row of the batch starts with up to the start of its last turn's content, and why
+        there are none when there are none.
+
+        The boundary is where two renderings of the batch's leading turns followed by different last-turn contents
+        part (so it includes the last turn's header, and a system turn that the template folds into the first user
+        turn, as Gemma's does); the ids are the rows' own, so the prefix is exactly what prefill would see.
+        """
+        gen = self.generation
+        if not gen.prefix_cache:
+            return [], "llm.generation.prefix_cache is false"
+        if len(batch[0]) < 2 or any(m[:-1] != batch[0][:-1] for m in batch):
+            return [], "the prompts of the batch differ before their last turn"
         from jinja2 import TemplateError
 
+        lead, role = batch[0][:-1], batch[0][-1]["role"]
         try:
-            text = self.tokenizer.apply_chat_template(batch[0][:-1], tokenize=False)
-        except TemplateError:  # e.g. a template that rejects a conversation without a user turn
-            return []
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return ids if PrefixCache.shared(rows, ids) else []
+            probes = [render_chat(self.tokenizer, [*lead, {"role": role, "content": text}]) for text in ("0", "1")]
+        except TemplateError:  # a template that rejects the probe conversation: no prefix, never a wrong one
+            return [], "the chat template rejected the probe conversation"
+        hint = self.tokenizer(os.path.commonprefix(probes), add_special_tokens=False)["input_ids"]
+        n = PrefixCache.common_length([hint, *rows])
+        n = min(n, min(len(row) for row in rows) - 1)  # every row keeps a token of its own for prefill
+        if n <= 0:
+            return [], "the chat template shares no tokens between prompts"
+        window = self.sliding_window
+        width = max(len(row) for row in rows) + gen.max_new_tokens
+        if window is not None and width >= window:
+            # [prefix][pad][own] rows put padding between the prefix and each row's tokens; a sliding window
+            # counts physical positions, so it would drop prefix tokens a row sees unpadded.
+            return [], (f"sliding-window attention (window {window} tokens) is narrower than the batch "
+                        f"({width} tokens with the answer)")
+        return list(rows[0][:n]), None
 
-    def _generate_batch(self, batch: Sequence[Messages], *, seed: int | None) -> list[str]:
+    def _generate_batch(self, batch: Sequence[Messages], *, seed: int | None) -> list[list[int]]:
         import torch
 
         started = time.perf_counter()
         prompts = [render_chat(self.tokenizer, m) for m in batch]
         rows = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
-        prefix = self._shared_prefix(batch, rows)
+        prefix, off_reason = self._shared_prefix(batch, rows)
+        self.stats.shared_prefix_tokens, self.stats.prefix_cache_off_reason = len(prefix), off_reason
+        if off_reason is not None and off_reason.split(" (")[0] not in self._off_reasons_logged:
+            self._off_reasons_logged.add(off_reason.split(" (")[0])  # once per cause, not per batch width
+            log.info("advisor prefix cache not used: %s", off_reason)
         inputs = self._prefix.inputs(self.model, rows, prefix, pad_token_id=self.tokenizer.pad_token_id,
                                      device=self.device)
         if seed is not None:
@@ -267,22 +319,20 @@ class Advisor:
         with torch.inference_mode():
             output = self.model.generate(
                 **inputs, max_new_tokens=self.generation.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.tokenizer.eos_token_id, **self._sampling_kwargs(),
+                eos_token_id=self.stop_token_ids, **self._sampling_kwargs(),
             )
         latency = time.perf_counter() - started
-        new = output[:, inputs["input_ids"].shape[1]:].cpu()
-        new_tokens = int(sum(self._answer_length(row) for row in new))
+        answers = [self._answer(row) for row in output[:, inputs["input_ids"].shape[1]:].cpu().tolist()]
         self.stats.record_call(GenerationCall(
-            batch_size=len(batch), prompt_tokens=sum(len(row) for row in rows), new_tokens=new_tokens,
-            latency_s=latency, prefix_tokens=len(prefix) * len(batch),
+            batch_size=len(batch), prompt_tokens=sum(len(row) for row in rows),
+            new_tokens=sum(len(a) for a in answers), latency_s=latency, prefix_tokens=len(prefix) * len(batch),
         ))
-        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+        return answers
 
-    def _answer_length(self, row: Any) -> int:
-        """Generated tokens up to and including the first EOS (the rest is padding)."""
-        ids = row.tolist()
-        eos = self.tokenizer.eos_token_id
-        return ids.index(eos) + 1 if eos in ids else len(ids)
+    def _answer(self, ids: list[int]) -> list[int]:
+        """Generated tokens up to and including the first stop token (the rest is padding)."""
+        stops = set(self.stop_token_ids)
+        return ids[:next((i + 1 for i, token in enumerate(ids) if token in stops), len(ids))]
 
     def _key(self, item: MarketContext | Messages) -> str:
         body = json.dumps(item, sort_keys=True) if _is_messages(item) else context_key(item)  # type: ignore[arg-type]

@@ -1,12 +1,17 @@
 """Shared-prefix key/value reuse: the system turn every advisor prompt starts with goes through the model once.
 
-Every prompt of a batch starts with the same system turn (29 of about 130 tokens on the tiny advisor). Prefill is
-most of a batched ``generate`` call on CPU, so :class:`PrefixCache` keeps that turn's keys/values (one copy per
-weights) and hands ``generate`` a cache already holding them; prefill then covers each prompt's own tokens only.
+Every prompt of a batch starts with the same tokens up to its user message (30 of about 130 tokens on the tiny
+advisor: the system turn and the user header; with Gemma's template, which folds the system text into the first
+user turn, that whole opening). Prefill is most of a batched ``generate`` call on CPU, so :class:`PrefixCache` keeps
+those tokens' keys/values (one copy per weights) and hands ``generate`` a cache already holding them; prefill then
+covers each prompt's own tokens only. The advisor picks the prefix (:meth:`tradelab.advisor.generate.Advisor`) and
+reports its length, or why there is none.
 
 A batch is laid out ``[prefix][left padding][own tokens]`` with the attention mask zero on the padding. ``generate``
 derives position ids from the mask (its cumulative sum), so each row gets the positions and the attention of its
-unpadded prompt, exactly as plain left padding gives them.
+unpadded prompt, exactly as plain left padding gives them. A sliding attention window is the exception: it counts
+physical positions, so padding between the prefix and a row's tokens would push prefix tokens out of the window
+early; the advisor uses no prefix when a batch plus its answers is as wide as the smallest window.
 """
 
 from __future__ import annotations
@@ -29,10 +34,14 @@ class PrefixCache:
         self._ids, self._layers = (), []
 
     @staticmethod
-    def shared(rows: Sequence[Sequence[int]], prefix_ids: Sequence[int]) -> bool:
-        """Whether every row starts with ``prefix_ids`` and has tokens of its own after it."""
-        n = len(prefix_ids)
-        return n > 0 and all(len(row) > n and list(row[:n]) == list(prefix_ids) for row in rows)
+    def common_length(rows: Sequence[Sequence[int]]) -> int:
+        """Length of the longest token prefix all ``rows`` share."""
+        n = min((len(row) for row in rows), default=0)
+        for i in range(n):
+            token = rows[0][i]
+            if any(row[i] != token for row in rows):
+                return i
+        return n
 
     def _prefix_layers(self, model: Any, prefix_ids: Sequence[int], device: str) -> list[tuple[Any, Any]]:
         import torch

@@ -106,6 +106,9 @@ def template_hash(config: TradelabConfig | LLMConfig) -> str:
 def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     """The prompt text for generation: the tokenizer's chat template with the assistant turn opened.
 
+    Templates with a thinking switch (Qwen3) render with thinking off: the answer is one line
+    (:func:`tradelab.advisor.arch.chat_template_kwargs`).
+
     Raises:
         ConfigError: The tokenizer has no chat template (use an instruct/chat model or the tiny advisor).
     """
@@ -116,7 +119,10 @@ def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
             f"llm.model: tokenizer {getattr(tokenizer, 'name_or_path', '?')!r} has no chat template; "
             "point llm.model at a chat/instruct model (or the default models/base/tiny-advisor)"
         )
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    from tradelab.advisor.arch import chat_template_kwargs
+
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
+                                         **chat_template_kwargs(tokenizer))
 
 
 def context_key(context: MarketContext) -> str:

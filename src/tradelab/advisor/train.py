@@ -4,6 +4,13 @@ The loss covers response tokens only: prompt tokens get label -100. Each example
 multiplied by it; the batch loss is the mean of the weighted example losses), gradients are clipped, the optimiser
 is AdamW, and every source of randomness is seeded. Adapters are saved in PEFT format (``adapter_config.json`` +
 ``adapter_model.safetensors``) plus ``tradelab_adapter.json`` (origin and training summary).
+
+Answers end with the model's end-of-turn token (the one its chat template closes a turn with, e.g. ``<|im_end|>``,
+``<end_of_turn>``), which is what generation stops on. Output logits are computed only at response positions,
+``llm.sft.loss_chunk_tokens`` at a time and recomputed in the backward pass (:func:`response_loss`): full-vocabulary
+float32 logits over every prompt position would cost batch x sequence x vocabulary x 4 bytes (1.5 GB for 16 prompts
+of 160 tokens on a 152k vocabulary), several times over with their gradients. LoRA targets are resolved for the
+architecture (:func:`tradelab.advisor.arch.resolve_lora_targets`) and the adapted modules are recorded.
 """
 
 from __future__ import annotations
@@ -46,23 +53,45 @@ class SFTExample:
 
 @dataclass
 class TrainSummary:
-    """What a training call did (also saved to ``tradelab_adapter.json``)."""
+    """What a training call did (also saved to ``tradelab_adapter.json``).
+
+    ``peak_memory_mb`` is measured over the training loop (:class:`tradelab.advisor.memory.PeakMemory`, of kind
+    ``peak_memory_kind``); ``adapted_modules`` counts the modules that carry the adapter by name; ``answer_end_token``
+    is the token every target ends with.
+    """
 
     examples: int
     epochs: int
     steps: int
     seconds: float
     epoch_loss: list[float] = field(default_factory=list)
+    peak_memory_mb: float = 0.0
+    peak_memory_kind: str = ""
+    target_modules: list[str] | str = field(default_factory=list)
+    adapted_modules: dict[str, int] = field(default_factory=dict)
+    answer_end_token: str = ""
 
 
-def encode_example(tokenizer: Any, example: SFTExample, max_seq_len: int) -> tuple[list[int], list[int]]:
-    """Token ids and labels for one example: the chat prompt (labels -100) followed by the target and EOS.
+def encode_example(tokenizer: Any, example: SFTExample, max_seq_len: int, *,
+                   end_token_id: int | None = None) -> tuple[list[int], list[int]]:
+    """Token ids and labels for one example: the chat prompt (labels -100) followed by the target and the
+    end-of-turn token.
 
     The prompt and the answer are tokenised separately, exactly as at generation time (prompt first, then the
     generated tokens). A too-long prompt loses its start; the answer is kept whole.
+
+    Args:
+        tokenizer: The model's tokenizer (with its chat template).
+        example: Messages, target and weight.
+        max_seq_len: Longest prompt + answer in tokens.
+        end_token_id: Id the answer ends with; default :func:`tradelab.advisor.arch.answer_end_id`.
     """
+    if end_token_id is None:
+        from tradelab.advisor.arch import answer_end_id
+
+        end_token_id = answer_end_id(tokenizer)
     prompt_ids = tokenizer(render_chat(tokenizer, example.messages), add_special_tokens=False)["input_ids"]
-    target_ids = tokenizer(example.target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    target_ids = tokenizer(example.target, add_special_tokens=False)["input_ids"] + [end_token_id]
     target_ids = target_ids[:max_seq_len]
     room = max_seq_len - len(target_ids)
     prompt_ids = prompt_ids[len(prompt_ids) - room:] if room > 0 else []
@@ -97,14 +126,78 @@ def weighted_loss(logits: Any, labels: Any, weights: Any) -> Any:
     return (example_loss * weights).mean()
 
 
+_LOGIT_SCALES = ("logit_scale", "logits_scaling", "output_multiplier_scale")
+"""Config attributes of architectures whose head output is rescaled after ``lm_head``: :func:`response_loss` leaves
+those to the model's own forward."""
+
+
+def _chunk_loss(head: Any, softcap: float | None, hidden: Any, targets: Any, token_weights: Any) -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    logits = head(hidden).float()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return (F.cross_entropy(logits, targets, reduction="none") * token_weights).sum()
+
+
+def response_loss(model: Any, input_ids: Any, attention_mask: Any, labels: Any, weights: Any,
+                  chunk_tokens: int) -> Any:
+    """:func:`weighted_loss` of the model on a batch, with output logits only at response positions.
+
+    The decoder runs once over the whole batch; its hidden states at the positions that predict a labelled token go
+    through the output head ``chunk_tokens`` at a time, each chunk under activation checkpointing, so at most one
+    chunk's logits exist at a time (forward and backward). The value equals :func:`weighted_loss` on full logits.
+    Architectures that rescale the head's output (see ``_LOGIT_SCALES``) use the full forward instead.
+
+    Args:
+        model: The causal LM (a ``PeftModel`` or a plain transformers model).
+        input_ids: ``(batch, seq)`` token ids.
+        attention_mask: ``(batch, seq)`` mask.
+        labels: ``(batch, seq)`` labels, -100 where nothing is predicted.
+        weights: ``(batch,)`` example weights.
+        chunk_tokens: Response positions per head call.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = causal.config.get_text_config() if hasattr(causal.config, "get_text_config") else causal.config
+    head = causal.get_output_embeddings()
+    decoder = causal.get_decoder() if hasattr(causal, "get_decoder") else None
+    if head is None or decoder is None or decoder is causal or any(getattr(config, a, None) for a in _LOGIT_SCALES):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return weighted_loss(logits, labels, weights)
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    shift_labels = labels[:, 1:]
+    counted = shift_labels != IGNORE_INDEX
+    rows = counted.nonzero()[:, 0]
+    per_example = weights / counted.sum(dim=1).clamp(min=1) / labels.shape[0]
+    selected, targets, token_weights = hidden[:, :-1][counted], shift_labels[counted], per_example[rows]
+    softcap = getattr(config, "final_logit_softcapping", None)
+    total = hidden.new_zeros((), dtype=weights.dtype)
+    for start in range(0, selected.shape[0], chunk_tokens):
+        end = start + chunk_tokens
+        total = total + checkpoint(_chunk_loss, head, softcap, selected[start:end], targets[start:end],
+                                   token_weights[start:end], use_reentrant=False)
+    return total
+
+
 def _peft_model(base: Any, config: TradelabConfig, init_adapter: str | Path | None) -> Any:
+    """The trainable PEFT model: ``init_adapter`` continued, or a fresh adapter on the resolved target modules.
+
+    Raises:
+        ConfigError: ``llm.lora.target_modules`` names a module this architecture does not have.
+    """
     from peft import LoraConfig, PeftModel, get_peft_model
+
+    from tradelab.advisor.arch import resolve_lora_targets
 
     if init_adapter is not None:
         return PeftModel.from_pretrained(base, Path(init_adapter), is_trainable=True)
     lora = config.llm.lora
+    targets = resolve_lora_targets(base, lora.target_modules)
     return get_peft_model(base, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                           target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
+                                           target_modules=targets, task_type="CAUSAL_LM"))
 
 
 def _validate(examples: Sequence[SFTExample]) -> None:
@@ -122,6 +215,8 @@ def _run_epochs(model: Any, batches: Callable[[int], list[list[int]]], encoded: 
                 progress: Callable[[int, int], None] | None) -> TrainSummary:
     import torch
 
+    from tradelab.advisor.memory import PeakMemory
+
     sft = config.llm.sft
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=learning_rate, weight_decay=sft.weight_decay)
@@ -129,13 +224,27 @@ def _run_epochs(model: Any, batches: Callable[[int], list[list[int]]], encoded: 
     total = epochs * len(batches(0))
     started = time.perf_counter()
     model.train()
+    with PeakMemory(device) as memory:
+        _epochs(model, batches, encoded, weights, sft, optimiser, params, summary, pad_id=pad_id, epochs=epochs,
+                device=device, total=total, progress=progress)
+    model.eval()
+    summary.peak_memory_mb, summary.peak_memory_kind = memory.peak_mb, memory.kind
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def _epochs(model: Any, batches: Callable[[int], list[list[int]]], encoded: list, weights: list[float], sft: Any,
+            optimiser: Any, params: list, summary: TrainSummary, *, pad_id: int, epochs: int, device: str,
+            total: int, progress: Callable[[int, int], None] | None) -> None:
+    import torch
+
     for epoch in range(epochs):
         losses = []
         for index in batches(epoch):
             batch = {k: v.to(device) for k, v in collate([encoded[i] for i in index], pad_id=pad_id).items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             w = torch.tensor([weights[i] for i in index], dtype=torch.float32, device=device)
-            loss = weighted_loss(logits, batch["labels"], w)
+            loss = response_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"], w,
+                                 sft.loss_chunk_tokens)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, sft.grad_clip_norm)
@@ -146,9 +255,6 @@ def _run_epochs(model: Any, batches: Callable[[int], list[list[int]]], encoded: 
                 progress(summary.steps, total)
         summary.epoch_loss.append(sum(losses) / len(losses))
         log.info("adapter training epoch %d/%d loss %.4f", epoch + 1, epochs, summary.epoch_loss[-1])
-    model.eval()
-    summary.seconds = round(time.perf_counter() - started, 3)
-    return summary
 
 
 def train_adapter(
@@ -182,6 +288,7 @@ def train_adapter(
     import numpy as np
     import torch
 
+    from tradelab.advisor.arch import adapted_modules, answer_end_id
     from tradelab.advisor.load import load_base_model, load_tokenizer, resolve_device
 
     _validate(examples)
@@ -191,7 +298,8 @@ def train_adapter(
     tokenizer = load_tokenizer(base_dir, trust_remote_code=llm.trust_remote_code)
     base, _ = load_base_model(Path(base_dir), llm, device)
     model = _peft_model(base, config, init_adapter)
-    encoded = [encode_example(tokenizer, e, sft.max_seq_len) for e in examples]
+    end_id = answer_end_id(tokenizer)
+    encoded = [encode_example(tokenizer, e, sft.max_seq_len, end_token_id=end_id) for e in examples]
     weights = [float(e.weight) for e in examples]
     order_rng = np.random.default_rng(seed)
     orders = [order_rng.permutation(len(encoded)) for _ in range(epochs or sft.epochs)]
@@ -203,6 +311,13 @@ def train_adapter(
     summary = _run_epochs(model, batches, encoded, weights, config, pad_id=tokenizer.pad_token_id,
                           epochs=epochs or sft.epochs,
                           learning_rate=learning_rate or sft.learning_rate, device=device, progress=progress)
+    target_modules = model.peft_config[model.active_adapter].target_modules
+    summary.target_modules = target_modules if isinstance(target_modules, str) else sorted(target_modules)
+    summary.adapted_modules = adapted_modules(model)
+    summary.answer_end_token = tokenizer.convert_ids_to_tokens(end_id)
+    log.info("adapter on %s (%d modules), answers end with %s, training peak memory %.0f MB (%s)",
+             summary.adapted_modules, sum(summary.adapted_modules.values()), summary.answer_end_token,
+             summary.peak_memory_mb, summary.peak_memory_kind)
     return _save(model, Path(out_dir), Path(base_dir), config, seed, summary, init_adapter)
 
 
@@ -224,6 +339,19 @@ def _save(model: Any, out_dir: Path, base_dir: Path, config: TradelabConfig, see
         })
     log.info("saved adapter to %s (%d steps, final loss %.4f)", out_dir, summary.steps, summary.epoch_loss[-1])
     return out_dir
+
+
+def read_training_summary(adapter_dir: str | Path) -> dict[str, Any]:
+    """The ``training`` section of an adapter's ``tradelab_adapter.json`` ({} when the file or section is absent)."""
+    import json
+
+    path = Path(adapter_dir) / ADAPTER_INFO
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    training = info.get("training") if isinstance(info, dict) else None
+    return training if isinstance(training, dict) else {}
 
 
 def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, *,

@@ -92,6 +92,16 @@ def stage1_table(market: str, summary: dict[str, Any]) -> Table:
         "refinements": len(llm.get("refinements") or summary.get("refinements") or []),
         "time (s)": (summary.get("timings") or {}).get("total_s"),
     }
+    advisor = llm.get("advisor") or {}
+    if advisor:
+        off = advisor.get("prefix_cache_off_reason")
+        brief["advisor prefix cache"] = (f"off: {off}" if off else
+                                         f"{advisor.get('prefix_cache_shared_tokens')} tokens shared per prompt")
+    memory = summary.get("memory") or {}
+    if memory:
+        brief["peak memory (MB)"] = (f"process {memory.get('process_peak_rss_mb')}, adapter training "
+                                     f"{memory.get('adapter_training_peak_mb')} "
+                                     f"({memory.get('adapter_training_peak_kind')})")
     brief.update(summary.get("paths") or {})
     return kv_table(f"{market}: Stage 1", brief)
 

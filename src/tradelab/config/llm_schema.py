@@ -61,7 +61,10 @@ class LoraConfig(StrictModel):
     r: int = Field(ge=1, le=1024, description="LoRA rank.")
     alpha: int = Field(ge=1, description="LoRA scaling numerator (lora_alpha); scale = alpha / r.")
     dropout: float = Field(ge=0, lt=1, description="Dropout on the LoRA input during training.")
-    target_modules: list[str] = Field(min_length=1, description="Module names that get adapters, e.g. q_proj.")
+    target_modules: list[str] = Field(
+        min_length=1,
+        description="Module names that get adapters, e.g. q_proj; fused names are resolved per model; [all-linear].",
+    )
 
 
 class SFTConfig(StrictModel):
@@ -73,6 +76,9 @@ class SFTConfig(StrictModel):
     batch_size: int = Field(ge=1, description="Examples per optimiser step.")
     grad_clip_norm: float = Field(gt=0, description="Gradients are clipped to this global L2 norm.")
     max_seq_len: int = Field(ge=16, description="Longest prompt+response in tokens; longer prompts lose their start.")
+    loss_chunk_tokens: int = Field(
+        ge=1, description="Response positions whose full-vocabulary logits are computed at once (memory bound)."
+    )
 
 
 class WarmStartConfig(StrictModel):

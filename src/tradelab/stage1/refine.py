@@ -101,9 +101,10 @@ def refine_adapter(
         epochs: Passes over the examples.
 
     Returns:
-        ``{examples, mean_weight, seconds, adapter_path}``; ``examples == 0`` means nothing was trained.
+        ``{examples, mean_weight, seconds, adapter_path, peak_memory_mb}``; ``examples == 0`` means nothing was
+        trained. ``peak_memory_mb`` is the training loop's peak (:class:`tradelab.advisor.memory.PeakMemory`).
     """
-    from tradelab.advisor.train import SFTExample, train_adapter
+    from tradelab.advisor.train import SFTExample, read_training_summary, train_adapter
 
     started = time.perf_counter()
     examples = []
@@ -112,11 +113,12 @@ def refine_adapter(
         if made is not None:
             examples.append(SFTExample(messages=made[0], target=made[1], weight=made[2]))
     if not examples:
-        return {"examples": 0, "mean_weight": 0.0, "seconds": 0.0, "adapter_path": str(init_adapter)}
+        return {"examples": 0, "mean_weight": 0.0, "seconds": 0.0, "adapter_path": str(init_adapter),
+                "peak_memory_mb": 0.0}
     train_adapter(base_dir, examples, config, out_dir=out_dir, seed=seed, init_adapter=init_adapter, epochs=epochs)
     mean_weight = sum(e.weight for e in examples) / len(examples)
     seconds = round(time.perf_counter() - started, 3)
     log.info("refined adapter on %d examples (mean weight %.3f) in %.1fs -> %s", len(examples), mean_weight,
              seconds, out_dir)
     return {"examples": len(examples), "mean_weight": round(mean_weight, 4), "seconds": seconds,
-            "adapter_path": str(out_dir)}
+            "adapter_path": str(out_dir), "peak_memory_mb": read_training_summary(out_dir).get("peak_memory_mb", 0.0)}

@@ -288,5 +288,22 @@ class Stage1Run:
                 "tensorboard": str(self.ws.stage1_tensorboard_dir(self.market)),
                 "manifest": str(self.ws.manifest_path(self.market)),
             },
-            "timings": dict(self.timings), "llm_stats": stats["llm_stats"], "hybrid_stats": stats["hybrid_stats"],
+            "timings": dict(self.timings), "memory": self.memory(),
+            "llm_stats": stats["llm_stats"], "hybrid_stats": stats["hybrid_stats"],
         }
+
+    def memory(self) -> dict[str, Any]:
+        """Peak memory: the process's lifetime peak resident set, and the largest adapter-training peak of this run
+        (the initial adapter's own training, when it was trained, and every refinement), with how it was measured."""
+        from tradelab.advisor.memory import process_peak_rss_mb
+        from tradelab.advisor.train import read_training_summary
+
+        trainings = []
+        if self.bundle is not None:
+            trainings.append(read_training_summary(self.bundle.adapter_path))
+        history = self.callback.refiner.history if self.callback and self.callback.refiner else []
+        peaks = [float(t.get("peak_memory_mb") or 0.0) for t in trainings] + [
+            float(h.get("peak_memory_mb") or 0.0) for h in history]
+        kind = next((t.get("peak_memory_kind") for t in trainings if t.get("peak_memory_kind")), None)
+        return {"process_peak_rss_mb": round(process_peak_rss_mb(), 1),
+                "adapter_training_peak_mb": max(peaks, default=0.0), "adapter_training_peak_kind": kind}

@@ -87,7 +87,8 @@ def load_policy(base: Path, adapter: Path, config: TradelabConfig, *, device: st
 
 
 def stop_spec(tokenizer: Any, model: Any, soft: Any, max_new_tokens: int) -> StopSpec:
-    """Pad id, stop ids (EOS and the model's generation EOS ids) and the think markers' ids.
+    """Pad id, stop ids (EOS, the model's generation EOS ids and the chat template's end-of-turn token, as the
+    advisor stops on: :func:`tradelab.advisor.arch.stop_token_ids`) and the think markers' ids.
 
     Args:
         tokenizer: The policy's tokenizer.
@@ -98,12 +99,9 @@ def stop_spec(tokenizer: Any, model: Any, soft: Any, max_new_tokens: int) -> Sto
     Raises:
         ConfigError: The think-end marker tokenises to nothing, or the model has no EOS id.
     """
-    stop: set[int] = set()
-    for source in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
-        if isinstance(source, int):
-            stop.add(source)
-        elif isinstance(source, (list, tuple)):
-            stop.update(int(i) for i in source)
+    from tradelab.advisor.arch import stop_token_ids
+
+    stop = set(stop_token_ids(tokenizer, getattr(model, "generation_config", None)))
     if not stop:
         raise ConfigError(f"{getattr(tokenizer, 'name_or_path', 'tokenizer')}: no EOS token id; the model cannot stop")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(stop)
