@@ -167,6 +167,7 @@ def test_cli_stage2_exits_1_when_the_launch_fails(stage2_root: Path, standin_pyt
     data = yaml.safe_load(stage2_yaml.read_text())
     data["runner"]["python"] = str(standin_python)
     data["preflight"]["compose_config"] = False
+    data["preflight"]["check_artifacts"] = False  # the stand-in Stage 1 base has no weights
     stage2_yaml.write_text(yaml.safe_dump(data))
     done = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "main.py"), "--root", str(stage2_root), "stage2", "--market", "NQ",

@@ -78,6 +78,10 @@ class PreflightConfig(StrictModel):
     compose_config: bool = Field(description="Compose the engine config with verl's Hydra (catches unknown keys).")
     min_train_batches: int = Field(ge=1, description="Train rows must be >= train_batch_size x this.")
     min_val_rows: int = Field(ge=0, description="Validation rows below this are a warning.")
+    check_artifacts: bool = Field(
+        description="Load the engine's model folder under the launch interpreter and compare it with tradelab's."
+    )
+    artifact_timeout_s: int = Field(ge=10, description="Time limit of loading the model under the launch interpreter.")
 
 
 class SoftGrpoConfig(StrictModel):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.config import TradelabConfig
+from tradelab.errors import TradelabError
 from tradelab.grpo import checks as rules
 from tradelab.grpo import config_checks
 from tradelab.grpo.checks import FAIL, PASS, SKIP, WARN, Check
@@ -38,6 +39,7 @@ class PreflightReport:
     checks: list[Check] = field(default_factory=list)
     plan: dict[str, Any] | None = None
     probe: dict[str, Any] | None = None
+    artifacts: dict[str, Any] | None = None
     created_at: str = field(default_factory=utc_now)
 
     @property
@@ -56,7 +58,7 @@ class PreflightReport:
         return {
             "ok": self.ok, "market": self.market, "engine": self.engine, "dataset_only": self.dataset_only,
             "created_at": self.created_at, "checks": [c.to_dict() for c in self.checks], "plan": self.plan,
-            "probe": self.probe,
+            "probe": self.probe, "artifacts": self.artifacts,
         }
 
 
@@ -142,6 +144,8 @@ def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, plan: bas
         return checks
     checks.append(Check("launch_python", PASS, f"{probe['python']} (Python {probe['python_version']})"))
     checks.extend(rules.probe_checks(probe, plan, settings.runner, dataset_only))
+    if settings.preflight.check_artifacts:
+        checks.append(_artifact_check(ws, market, plan, settings, report))
     composed = _compose(plan, probe, settings, checks)
     values = config_checks.effective_values(plan.overrides, composed)
     train_rows = rules.dataset_rows(ws, market, "train")
@@ -150,6 +154,32 @@ def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, plan: bas
         checks.append(config_checks.soft_grpo_pitfalls(values))
     checks.append(rules.cluster_check(settings.runner.nnodes, plan.environment()))
     return checks
+
+
+def _artifact_check(ws: Workspace, market: str, plan: base.LaunchPlan, settings: Any,
+                    report: PreflightReport) -> Check:
+    """Prove the engine's model folder reads identically under the launch interpreter (building stage1_merged)."""
+    from tradelab.grpo.artifact_check import parity_check, probe_messages
+
+    inputs = base.stage1_inputs(ws.root, market)
+    if plan.engine == "soft-grpo":
+        if inputs.base_model is None or inputs.adapter is None or not (inputs.adapter / "adapter_config.json").is_file():
+            return Check("artifact_parity", SKIP, "no Stage 1 base model and adapter to merge yet")
+        from tradelab.grpo.engines.soft_grpo import ensure_merged
+
+        try:
+            ensure_merged(inputs.base_model, inputs.adapter, ws.stage1_merged_dir(market))
+        except (OSError, ValueError, RuntimeError, TradelabError) as exc:
+            return Check("artifact_parity", FAIL, f"cannot build {ws.stage1_merged_dir(market)} from "
+                         f"{inputs.base_model} + {inputs.adapter}: {exc}; check the Stage 1 model files")
+        model_dir = ws.stage1_merged_dir(market)
+    else:
+        model_dir = inputs.base_model
+    messages = probe_messages(ws.soft_grpo_data_dir(market) / "stage2_val.parquet")
+    check, details = parity_check(plan, model_dir, messages, settings.preflight.artifact_timeout_s,
+                                  reference_dir=inputs.base_model if plan.engine == "soft-grpo" else None)
+    report.artifacts = details
+    return check
 
 
 def _compose(plan: base.LaunchPlan, probe: dict[str, Any], settings: Any, checks: list[Check]) -> dict | None:
