@@ -39,13 +39,13 @@ def probe_messages(val_parquet: Path) -> list[dict[str, str]]:
 
 
 def launch_describe(plan: base.LaunchPlan, model_dir: Path, messages: list[dict[str, str]],
-                    timeout_s: int) -> tuple[dict[str, Any] | None, str]:
+                    timeout_s: int, with_weights: bool = True) -> tuple[dict[str, Any] | None, str]:
     """:func:`artifact_probe.describe` under the plan's interpreter and environment; ``(result, error)``."""
     with tempfile.TemporaryDirectory(prefix="tradelab_artifact_") as tmp:
         out, msgs = Path(tmp) / "out.json", Path(tmp) / "messages.json"
         msgs.write_text(json.dumps(messages), encoding="utf-8")
         argv = [plan.python, str(PROBE_SCRIPT), "--out", str(out), "--model-dir", str(model_dir),
-                "--messages", str(msgs)]
+                "--messages", str(msgs), *([] if with_weights else ["--no-weights"])]
         plan.cwd.mkdir(parents=True, exist_ok=True)
         try:
             done = subprocess.run(argv, cwd=plan.cwd, env=plan.environment(), capture_output=True, text=True,
@@ -60,7 +60,7 @@ def launch_describe(plan: base.LaunchPlan, model_dir: Path, messages: list[dict[
 
 
 def parity_check(plan: base.LaunchPlan, model_dir: Path | None, messages: list[dict[str, str]], timeout_s: int,
-                 reference_dir: Path | None = None) -> tuple[Check, dict[str, Any]]:
+                 reference_dir: Path | None = None, with_weights: bool = True) -> tuple[Check, dict[str, Any]]:
     """Compare what tradelab and the launch interpreter read from ``model_dir``.
 
     Args:
@@ -70,20 +70,21 @@ def parity_check(plan: base.LaunchPlan, model_dir: Path | None, messages: list[d
         timeout_s: Time limit of the launch-side load.
         reference_dir: A folder tradelab's reading of ``model_dir`` must also agree with on config and tokenizer
             (the base model the merge started from), so a conversion that both interpreters misread is caught.
+        with_weights: Also load the weights and compare RoPE frequencies and logits.
 
     Returns:
         ``(check, details)``; details hold both sides' versions and the differences.
     """
     if model_dir is None or not (model_dir / "config.json").is_file():
         return Check("artifact_parity", SKIP, f"{model_dir}: no model folder to compare yet"), {}
-    reference = artifact_probe.describe(str(model_dir), messages)
-    launch, error = launch_describe(plan, model_dir, messages, timeout_s)
+    reference = artifact_probe.describe(str(model_dir), messages, with_weights=with_weights, use_verl=False)
+    launch, error = launch_describe(plan, model_dir, messages, timeout_s, with_weights)
     if launch is None:
         return Check("artifact_parity", FAIL, f"cannot load {model_dir} under {plan.python}: {error}; the engine "
                      f"would fail the same way"), {}
     problems = artifact_probe.compare(reference, launch)
     if reference_dir is not None and (reference_dir / "config.json").is_file():
-        origin = artifact_probe.describe(str(reference_dir), messages, with_weights=False)
+        origin = artifact_probe.describe(str(reference_dir), messages, with_weights=False, use_verl=False)
         for key in ("rope", "vocab_size", "max_position_embeddings"):
             if origin.get("config", {}).get(key) != reference.get("config", {}).get(key):
                 problems.append(f"{model_dir.name} config {key} = {reference.get('config', {}).get(key)!r} but its "

@@ -27,10 +27,14 @@ def _error(exc):
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()[-1500:]
 
 
-def _rope(config):
-    """``{"rope_theta", "rope_type", **scaling}`` whichever way this transformers stores it."""
+def _rope(config, major):
+    """``{"rope_theta", "rope_type", **scaling}`` as this transformers' models use them.
+
+    transformers >= 5 builds RoPE from ``rope_parameters``; 4.x from ``rope_theta`` and ``rope_scaling`` and keeps
+    a ``rope_parameters`` key in the file as an unused attribute, so each major version is read its own way.
+    """
     params = getattr(config, "rope_parameters", None)
-    if isinstance(params, dict) and "rope_theta" in params:
+    if major >= 5 and isinstance(params, dict) and "rope_theta" in params:
         out = dict(params)
     else:
         out = dict(getattr(config, "rope_scaling", None) or {})
@@ -41,17 +45,12 @@ def _rope(config):
 
 
 def _verl_hf_tokenizer():
-    """verl's ``hf_tokenizer`` and where it came from: imported, else its file loaded by path from ``sys.path``.
+    """verl's ``hf_tokenizer`` and where it came from, or ``(None, None)``.
 
-    The fork's ``verl/__init__.py`` needs its whole training stack; ``verl/utils/tokenizer.py`` itself needs only
-    transformers, so it is loaded by path when the package does not import here.
+    The fork's ``verl/utils/tokenizer.py`` needs only transformers, so it is loaded by path from ``sys.path``
+    (importing the ``verl`` package would pull its whole training stack); a verl whose tokenizer module is laid out
+    differently is imported.
     """
-    try:
-        from verl.utils.tokenizer import hf_tokenizer
-
-        return hf_tokenizer, "verl.utils.tokenizer.hf_tokenizer"
-    except Exception:  # noqa: BLE001 - any import failure falls through to loading the file
-        pass
     import importlib.util
     import os
 
@@ -62,11 +61,16 @@ def _verl_hf_tokenizer():
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             return module.hf_tokenizer, f"hf_tokenizer from {path}"
-    return None, None
+    try:
+        from verl.utils.tokenizer import hf_tokenizer
+
+        return hf_tokenizer, "verl.utils.tokenizer.hf_tokenizer"
+    except Exception:  # noqa: BLE001 - no usable verl here: transformers directly, with verl's pad rule
+        return None, None
 
 
-def _load_tokenizer(model_dir):
-    hf_tokenizer, where = _verl_hf_tokenizer()
+def _load_tokenizer(model_dir, use_verl):
+    hf_tokenizer, where = _verl_hf_tokenizer() if use_verl else (None, None)
     if hf_tokenizer is not None:
         import warnings
 
@@ -95,8 +99,12 @@ def _logits(model, ids, offset):
     return out.logits[0].float()
 
 
-def describe(model_dir, messages, with_weights=True):
-    """Everything two interpreters must agree on for ``model_dir``; each part reports its own load error."""
+def describe(model_dir, messages, with_weights=True, use_verl=True):
+    """Everything two interpreters must agree on for ``model_dir``; each part reports its own load error.
+
+    ``use_verl`` False loads the tokenizer with transformers and verl's pad rule (tradelab's own process, where
+    importing verl would only cost time).
+    """
     import transformers
 
     result = {"python": sys.executable, "transformers": transformers.__version__}
@@ -111,7 +119,7 @@ def describe(model_dir, messages, with_weights=True):
 
         config = AutoConfig.from_pretrained(model_dir)
         result["config"] = {
-            "model_type": config.model_type, "vocab_size": config.vocab_size, "rope": _rope(config),
+            "model_type": config.model_type, "vocab_size": config.vocab_size, "rope": _rope(config, int(transformers.__version__.split(".")[0])),
             "max_position_embeddings": getattr(config, "max_position_embeddings", None),
             "tie_word_embeddings": bool(getattr(config, "tie_word_embeddings", False)),
             "eos_token_id": getattr(config, "eos_token_id", None),
@@ -120,7 +128,7 @@ def describe(model_dir, messages, with_weights=True):
         result["config_error"] = _error(exc)
         return result
     try:
-        tokenizer, loader = _load_tokenizer(model_dir)
+        tokenizer, loader = _load_tokenizer(model_dir, use_verl)
         prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         result["tokenizer"] = {

@@ -51,9 +51,9 @@ LLAMA32_1B_CONFIG: dict[str, Any] = {
 
 TINY_SHAPES: dict[str, dict[str, int]] = {
     # Same query/key-value head ratio as the real model (14:2 and 32:8), width and depth cut for CPU tests.
-    "qwen2.5": {"hidden_size": 112, "intermediate_size": 224, "num_hidden_layers": 2, "num_attention_heads": 7,
+    "qwen2.5": {"hidden_size": 56, "intermediate_size": 112, "num_hidden_layers": 2, "num_attention_heads": 7,
                 "num_key_value_heads": 1},
-    "llama3.2": {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 8,
+    "llama3.2": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 8,
                  "num_key_value_heads": 2, "head_dim": 16},
 }
 
