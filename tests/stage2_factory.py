@@ -149,9 +149,18 @@ if args[:2] == ["-m", "verl.model_merger"]:
     target = os.path.join(args[args.index("--target_dir") + 1], "lora_adapter")
     os.makedirs(target, exist_ok=True)
     with open(os.path.join(target, "adapter_config.json"), "w") as fh:
-        json.dump({"r": 8, "lora_alpha": 16, "peft_type": "LORA"}, fh)
-    with open(os.path.join(target, "adapter_model.safetensors"), "wb") as fh:
-        fh.write(b"stand-in refined adapter")
+        json.dump({"r": 8, "lora_alpha": 16, "peft_type": "LORA", "target_modules": ["q_proj"]}, fh)
+    weights = os.path.join(target, "adapter_model.safetensors")
+    if os.environ.get("STANDIN_BAD_ADAPTER") == "1":
+        with open(weights, "wb") as fh:
+            fh.write(b"stand-in refined adapter")
+    else:
+        import torch
+        from safetensors.torch import save_file
+
+        prefix = "base_model.model.model.layers.0.self_attn.q_proj"
+        save_file({f"{prefix}.lora_A.weight": torch.zeros(8, 32), f"{prefix}.lora_B.weight": torch.zeros(32, 8)},
+                  weights)
     print("stand-in merger wrote", target)
     sys.exit(0)
 code = int(os.environ.get("STANDIN_EXIT", "3"))
@@ -161,6 +170,12 @@ if code == 0:
     os.makedirs(os.path.join(local, "global_step_2", "actor"), exist_ok=True)
     with open(os.path.join(local, "latest_checkpointed_iteration.txt"), "w") as fh:
         fh.write("2")
+    # Like the fork with hf_model in checkpoint.contents: the actor's full weights as a Hugging Face folder.
+    if os.environ.get("STANDIN_HF_MODEL") and any("hf_model" in a for a in args):
+        import shutil
+
+        shutil.copytree(os.environ["STANDIN_HF_MODEL"], os.path.join(local, "global_step_2", "actor", "huggingface"),
+                        copy_function=shutil.copy)
 sys.exit(code)
 '''
 

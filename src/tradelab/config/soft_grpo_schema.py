@@ -41,7 +41,9 @@ class RunnerConfig(StrictModel):
     python: str | None = Field(
         description="Interpreter that runs the engine and the preflight probes; null = the one running tradelab."
     )
-    n_gpus_per_node: int = Field(ge=1, description="GPUs per node ({n_gpus}); preflight checks the node has them.")
+    n_gpus_per_node: int | None = Field(
+        ge=1, description="GPUs per node ({n_gpus}); null = every GPU visible here (preflight warns when fewer are used)."
+    )
     nnodes: int = Field(ge=1, description="Nodes in the Ray cluster ({nnodes}); >1 needs RAY_ADDRESS set.")
 
 

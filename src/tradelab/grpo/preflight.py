@@ -130,7 +130,7 @@ def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, plan: bas
     settings = config.soft_grpo
     checks: list[Check] = []
     if plan.engine == "soft-grpo":
-        checks.append(rules.repo_check(plan.repo_root))
+        checks.append(rules.repo_check(plan.repo_root, base.repo_root_source(config)))
         checks.append(rules.merged_check(ws, market, plan))
     if plan.missing:
         checks.append(Check("placeholders", FAIL, "unresolved: " + "; ".join(
@@ -150,6 +150,10 @@ def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, plan: bas
     values = config_checks.effective_values(plan.overrides, composed)
     train_rows = rules.dataset_rows(ws, market, "train")
     checks.append(config_checks.batch_check(values, train_rows, settings.preflight.min_train_batches))
+    model_dir = plan.model_path
+    if plan.engine == "soft-grpo" and not (plan.model_path and (plan.model_path / "config.json").is_file()):
+        model_dir = base.stage1_inputs(ws.root, market).base_model  # merged from it, same context length
+    checks.append(config_checks.context_check(values, model_dir))
     if plan.engine == "soft-grpo":
         checks.append(config_checks.soft_grpo_pitfalls(values))
     checks.append(rules.cluster_check(settings.runner.nnodes, plan.environment()))

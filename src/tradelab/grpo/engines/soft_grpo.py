@@ -124,14 +124,3 @@ def build_plan(
     if not fresh:
         plan.notes.append(f"stage1_merged will be rebuilt before launch: {reason}")
     return plan
-
-
-def fork_adapter_dir(output_dir: Path) -> Path | None:
-    """A ``lora_adapter`` folder the fork left under its checkpoints, newest step first (None when absent)."""
-    found = []
-    for step_dir in output_dir.glob("checkpoints/global_step_*"):
-        step = step_dir.name.removeprefix("global_step_")
-        adapters = sorted(step_dir.glob("actor/**/lora_adapter"))
-        if step.isdigit() and adapters:
-            found.append((int(step), adapters[0]))
-    return max(found)[1] if found else None
