@@ -138,7 +138,9 @@ if args and args[0].endswith("env_probe.py"):
     ok = {"importable": True, "version": "stand-in", "file": "/stand-in"}
     probe = {"python": sys.argv[0], "python_version": "3.11", "cwd": os.getcwd(), "pythonpath": "",
              "verl": {"importable": True, "version": version, "file": "/stand-in/verl/__init__.py"},
-             "sglang": ok, "vllm": ok, "flash_attn_cross_entropy": {"importable": True},
+             "sglang": ok, "vllm": ok, "flash_attn": ok, "flash_attn_cross_entropy": {"importable": True},
+             "sglang_soft_thinking": {"found": os.environ.get("STANDIN_SOFT_SGLANG") == "1",
+                                      "file": "/stand-in/sglang/srt/server_args.py"},
              "torch": {"importable": True, "version": "stand-in",
                        "cuda_available": os.environ.get("STANDIN_CUDA", "1") == "1", "device_count": 8},
              "reward": ok}

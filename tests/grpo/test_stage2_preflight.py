@@ -82,6 +82,19 @@ def test_per_gpu_mini_batch_rule_of_the_fork_workers() -> None:
     assert any("not divisible by ppo_micro_batch_size_per_gpu = 3" in p for p in batch_problems(odd, 100, 1))
 
 
+def test_flash_attn_message_says_what_its_absence_does() -> None:
+    from tradelab.grpo.checks import flash_attn_check
+
+    missing = {"flash_attn": {"importable": False, "error": "No module named 'flash_attn'"},
+               "flash_attn_cross_entropy": {"importable": False, "error": "No module named 'flash_attn'"}}
+    check = flash_attn_check(missing, "soft-grpo")
+    assert check.status == "fail" and "crashes on CUDA" in check.message and "silently" not in check.message
+    partial = {**missing, "flash_attn": {"importable": True},
+               "flash_attn_cross_entropy": {"importable": False, "error": "No module named 'triton'"}}
+    assert "silently falls back" in flash_attn_check(partial, "soft-grpo").message
+    assert flash_attn_check(missing, "verl").status == "warn"
+
+
 def test_context_length_against_the_model(tmp_path: Path) -> None:
     from tradelab.grpo.config_checks import context_check
 
@@ -147,7 +160,11 @@ def test_soft_grpo_preflight_with_env_override(stage2_root: Path, standin_python
     assert statuses["soft_grpo_repo"] == "pass" and statuses["verl"] == "pass"
     assert statuses["stage1_merged"] == "warn"
     assert statuses["soft_grpo_settings"] == "pass" and statuses["batch_rules"] == "pass"
-    assert statuses["rollout_backend"] == "warn"  # the stand-in sglang is not the soft-thinking fork
+    # Plain sglang (the fork's version number, no enable_soft_thinking in its server args) is caught.
+    assert statuses["rollout_backend"] == "fail" and "enable_soft_thinking" in report.summary()
+    monkeypatch.setenv("STANDIN_SOFT_SGLANG", "1")
+    report = run_preflight(stage2_root, "NQ", config, engine="soft-grpo", dataset_only=False)
+    assert _statuses(report)["rollout_backend"] == "pass"
     assert report.ok, report.summary()
     assert report.plan["env_overrides"]["PYTHONPATH"].split(":")[0] == str(repo / "verl-0.4.x")
     recorded = load_manifest(stage2_root, "NQ")["stage2"]["preflight"]

@@ -168,16 +168,7 @@ def _gpu_checks(probe: Mapping[str, Any], plan: base.LaunchPlan, n_gpus: int, da
                             f"GPU machine or use --dataset-only / --engine local"))
     count = int(torch.get("device_count") or 0)
     checks.append(gpu_count_check(count, n_gpus))
-    fa = probe["flash_attn_cross_entropy"]
-    if fa["importable"]:
-        checks.append(Check("flash_attn", PASS, "flash_attn.ops.triton.cross_entropy imports"))
-    else:
-        soft = plan.engine == "soft-grpo"
-        effect = ("SofT-GRPO silently falls back to plain GRPO without it" if soft
-                  else "verl runs without it, but without flash-attn's fused kernels")
-        checks.append(Check("flash_attn", FAIL if soft else WARN,
-                            f"flash-attn Triton cross-entropy does not import ({fa['error']}); {effect}; install a "
-                            f"flash-attn build matching the launch environment's torch/CUDA"))
+    checks.append(flash_attn_check(probe, plan.engine))
     checks.append(_backend_check(probe, plan))
     return checks
 
@@ -193,6 +184,25 @@ def gpu_count_check(visible: int, used: int) -> Check:
     return Check("gpu_count", PASS, found)
 
 
+def flash_attn_check(probe: Mapping[str, Any], engine: str) -> Check:
+    """flash-attn and its Triton cross-entropy, with what each absence really does to the engine."""
+    package = probe.get("flash_attn") or {"importable": probe["flash_attn_cross_entropy"]["importable"]}
+    fa = probe["flash_attn_cross_entropy"]
+    fix = "install a flash-attn build matching the launch environment's torch/CUDA (the fork pins 2.7.3)"
+    if fa["importable"]:
+        return Check("flash_attn", PASS, "flash_attn.ops.triton.cross_entropy imports")
+    soft = engine == "soft-grpo"
+    if not package.get("importable"):
+        effect = ("the fork's remove-padding actor imports flash_attn.bert_padding and crashes on CUDA at the "
+                  "first step" if soft else "verl runs without it, but without flash-attn's kernels")
+        return Check("flash_attn", FAIL if soft else WARN,
+                     f"flash-attn is not installed ({package.get('error')}); {effect}; {fix}")
+    effect = ("SofT-GRPO silently falls back to plain log-probs without its Triton cross-entropy" if soft
+              else "verl runs without it, but without flash-attn's fused cross-entropy")
+    return Check("flash_attn", FAIL if soft else WARN,
+                 f"flash-attn imports but its Triton cross-entropy does not ({fa['error']}); {effect}; {fix}")
+
+
 def _backend_check(probe: Mapping[str, Any], plan: base.LaunchPlan) -> Check:
     """The rollout engine imports; for SofT-GRPO it must be the soft-thinking sglang fork."""
     name = base.override_map(plan.overrides).get("actor_rollout_ref.rollout.name", "vllm")
@@ -202,10 +212,12 @@ def _backend_check(probe: Mapping[str, Any], plan: base.LaunchPlan) -> Check:
                      f"install it in the launch environment")
     found = f"{name} {backend.get('version')} from {backend.get('file')}"
     if plan.engine == "soft-grpo" and name == "sglang":
-        fork = SGLANG_FORK_DIR in str(backend.get("file")) or backend.get("version") == SGLANG_FORK_VERSION
-        if not fork:
-            return Check("rollout_backend", WARN, f"{found} is not the soft-thinking fork ({SGLANG_FORK_VERSION} "
-                         f"from {SGLANG_FORK_DIR}); install the fork with `pip install -e` from the repository")
+        soft = probe.get("sglang_soft_thinking") or {}
+        if not soft.get("found"):
+            return Check("rollout_backend", FAIL, f"{found} is not the soft-thinking fork: its "
+                         f"{soft.get('file') or 'srt/server_args.py'} has no enable_soft_thinking (plain sglang "
+                         f"{SGLANG_FORK_VERSION} has the fork's version number and crashes on that argument); "
+                         f"`pip install -e` {SGLANG_FORK_DIR}/python from the repository")
     return Check("rollout_backend", PASS, found)
 
 

@@ -84,6 +84,24 @@ def _flash_attn():
     return {"importable": True}
 
 
+def _sglang_soft_thinking():
+    """Whether the importable sglang is the soft-thinking fork: its ServerArgs source defines enable_soft_thinking.
+
+    Plain sglang 0.4.6.post1 has the fork's version number, so only the code tells them apart; the file is read,
+    not imported (importing sglang's server pulls CUDA kernels).
+    """
+    spec = importlib.util.find_spec("sglang")
+    if spec is None or not spec.submodule_search_locations:
+        return {"found": False, "file": None}
+    path = os.path.join(list(spec.submodule_search_locations)[0], "srt", "server_args.py")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+    except OSError as exc:
+        return {"found": False, "file": path, "error": _error(exc)}
+    return {"found": "enable_soft_thinking" in text, "file": path}
+
+
 def _torch():
     info = _module_info("torch")
     if info["importable"]:
@@ -109,7 +127,9 @@ def probe():
             "verl": _module_info("verl"),
             "sglang": _module_info("sglang"),
             "vllm": _module_info("vllm"),
+            "flash_attn": _module_info("flash_attn"),
             "flash_attn_cross_entropy": _flash_attn(),
+            "sglang_soft_thinking": _sglang_soft_thinking(),
             "torch": _torch(),
             "reward": _module_info("tradelab.grpo.reward"),
         }
