@@ -180,6 +180,37 @@ def soft_grpo_problems(values: Mapping[str, Any]) -> tuple[list[str], list[str]]
     return failures, warnings
 
 
+def verl_problems(values: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """``(failures, warnings)`` for PyPI verl 0.9: keys it moved or removed, checked against its own code.
+
+    - the reward is ``reward.custom_reward_function.*``; the top-level block is kept only as a legacy stub;
+    - ``actor_rollout_ref.rollout.mode=sync`` was removed (``RolloutConfig`` raises);
+    - ``trainer.use_v1`` defaults to True; the V0 trainer is deprecated;
+    - LoRA continues from ``actor_rollout_ref.model.lora_adapter_path`` with ``lora_rank`` > 0.
+    """
+    failures, warnings = [], []
+    if values.get(f"{_A}.rollout.mode") == "sync":
+        failures.append(f"{_A}.rollout.mode=sync was removed in verl 0.9 (RolloutConfig raises); drop it or use async")
+    if values.get("custom_reward_function.path") and not values.get("reward.custom_reward_function.path"):
+        failures.append("custom_reward_function.path is the pre-0.9 key and is ignored; set "
+                        "reward.custom_reward_function.path / .name")
+    if values.get("trainer.use_v1") is False:
+        warnings.append("trainer.use_v1=False selects verl's deprecated V0 trainer (main_ppo_v0)")
+    rank = _int(values, f"{_A}.model.lora_rank") or 0
+    if values.get(f"{_A}.model.lora_adapter_path") and rank <= 0:
+        failures.append(f"{_A}.model.lora_adapter_path is set but lora_rank = {rank}: verl would train the full model")
+    return failures, warnings
+
+
+def verl_pitfalls(values: Mapping[str, Any]) -> Check:
+    failures, warnings = verl_problems(values)
+    if failures:
+        return Check("verl_settings", FAIL, "; ".join(failures + warnings))
+    if warnings:
+        return Check("verl_settings", WARN, "; ".join(warnings))
+    return Check("verl_settings", PASS, "reward.* keys, async rollout, V1 trainer, LoRA from stage1_lora")
+
+
 def soft_grpo_pitfalls(values: Mapping[str, Any]) -> Check:
     failures, warnings = soft_grpo_problems(values)
     if failures:

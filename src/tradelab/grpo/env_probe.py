@@ -52,6 +52,8 @@ VALUE_KEYS = (
     "actor_rollout_ref.rollout.val_kwargs.top_k",
     "data.max_prompt_length",
     "data.max_response_length",
+    "actor_rollout_ref.rollout.mode",
+    "trainer.use_v1",
     "trainer.n_gpus_per_node",
     "trainer.nnodes",
     "trainer.save_freq",

@@ -156,6 +156,8 @@ def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, plan: bas
     checks.append(config_checks.context_check(values, model_dir))
     if plan.engine == "soft-grpo":
         checks.append(config_checks.soft_grpo_pitfalls(values))
+    else:
+        checks.append(config_checks.verl_pitfalls(values))
     checks.append(rules.cluster_check(settings.runner.nnodes, plan.environment()))
     return checks
 
