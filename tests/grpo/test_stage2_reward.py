@@ -149,3 +149,15 @@ def test_flatten_bars_without_an_explicit_count_use_the_envs_rule() -> None:
     assert flatten_after_bars("2026-03-02T15:40:00-05:00", rules, 30) == 14
     assert flatten_after_bars("2026-03-02T15:40:00-05:00", rules, 10) is None  # beyond the window
     assert flatten_after_bars("2026-03-02T15:40:00-05:00", {**rules, "flatten_after_bars": 3}, 30) == 3
+
+
+def test_a_reasoning_block_before_the_answer_line_scores_as_the_line_alone() -> None:
+    from stage2_factory import make_record
+
+    from tradelab.grpo.ground_truth import build_ground_truth
+
+    truth = json.dumps(build_ground_truth(make_record(0, trend="up")))
+    bare = compute_score("tradelab/NQ", "BUY | 0.80 | trend up", truth)
+    reasoned = compute_score("tradelab/NQ", "<think>\nclose 18000.00 above vwap; SELL fades it\n</think>\n"
+                             "BUY | 0.80 | trend up", truth)
+    assert reasoned == bare and bare["format"] == 1.0 and bare["action_valid"] == 1.0

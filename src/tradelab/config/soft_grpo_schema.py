@@ -33,6 +33,10 @@ class DatasetConfig(StrictModel):
     seed: int = Field(ge=0, description="Seed of the random split.")
     test_max_rows: int = Field(ge=2, description="Row cap (latest rows) applied in test mode.")
     samples_rows: int = Field(ge=0, description="Rows copied to stage2_samples.jsonl for people to read.")
+    reasoning_instruction: str | None = Field(
+        description="Appended to each Stage 2 system message: ask for a short <think>...</think> block before the "
+                    "answer line (soft thinking ends at </think>); null exports the prompts unchanged."
+    )
 
 
 class RunnerConfig(StrictModel):

@@ -92,7 +92,7 @@ def parity_check(plan: base.LaunchPlan, model_dir: Path | None, messages: list[d
         for key in ("vocab_sha256", "eos_token_id", "pad_token_id", "prompt_ids"):
             if origin.get("tokenizer", {}).get(key) != reference.get("tokenizer", {}).get(key):
                 problems.append(f"{model_dir.name} tokenizer {key} differs from its base {reference_dir}")
-    details = {"model_dir": str(model_dir), "tradelab_transformers": reference.get("transformers"),
+    details = {"model_dir": str(model_dir), "think_end_ids": (launch.get("tokenizer") or {}).get("think_end_ids"), "tradelab_transformers": reference.get("transformers"),
                "launch_transformers": launch.get("transformers"), "launch_python": launch.get("python"),
                "tokenizer_loader": (launch.get("tokenizer") or {}).get("loader"), "differences": problems}
     versions = (f"tradelab transformers {reference.get('transformers')} vs {plan.python} transformers "
@@ -107,3 +107,19 @@ def parity_check(plan: base.LaunchPlan, model_dir: Path | None, messages: list[d
                  f"{config['rope']}, vocab {reference['tokenizer']['len']}, eos {reference['tokenizer']['eos_token_id']}"
                  f", pad {reference['tokenizer']['pad_token_id']}, logits of a {weights.get('prompt_tokens')}-token "
                  f"prompt at positions 0 and {weights.get('far_offset')}"), details
+
+
+def think_end_check(details: dict[str, Any]) -> Check | None:
+    """The fork ends soft thinking at the last token of ``</think>``; that must be a token of its own.
+
+    The soft-thinking sglang sets ``think_end_str_id = tokenizer.encode("</think>")[-1]``: when ``</think>`` splits
+    into several tokens, every occurrence of its last piece (``>`` for most BPE vocabularies) ends soft mode.
+    """
+    ids = details.get("think_end_ids")
+    if ids is None:
+        return None
+    if len(ids) == 1:
+        return Check("think_end", PASS, f"</think> is one token ({ids[0]}): soft thinking ends exactly there")
+    return Check("think_end", WARN, f"</think> encodes to {len(ids)} tokens {ids}; the fork ends soft thinking at "
+                 f"any token {ids[-1]}, not only at </think>; add </think> as a token (a model trained with "
+                 f"reasoning tags has it) or expect soft mode to end early")

@@ -139,6 +139,7 @@ def describe(model_dir, messages, with_weights=True, use_verl=True):
             "special_tokens": sorted(str(t) for t in tokenizer.all_special_tokens),
             "prompt_sha256": hashlib.sha256(prompt.encode("utf-8")).hexdigest(), "prompt_ids": ids,
             "probe_text_ids": tokenizer(PROBE_TEXT, add_special_tokens=False)["input_ids"],
+            "think_end_ids": tokenizer.encode("</think>", add_special_tokens=False),
         }
     except Exception as exc:  # noqa: BLE001
         result["tokenizer_error"] = _error(exc)

@@ -145,7 +145,7 @@ def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, plan: bas
     checks.append(Check("launch_python", PASS, f"{probe['python']} (Python {probe['python_version']})"))
     checks.extend(rules.probe_checks(probe, plan, settings.runner, dataset_only))
     if settings.preflight.check_artifacts:
-        checks.append(_artifact_check(ws, market, plan, settings, report))
+        checks.extend(_artifact_checks(ws, market, plan, settings, report))
     composed = _compose(plan, probe, settings, checks)
     values = config_checks.effective_values(plan.overrides, composed)
     train_rows = rules.dataset_rows(ws, market, "train")
@@ -162,22 +162,22 @@ def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, plan: bas
     return checks
 
 
-def _artifact_check(ws: Workspace, market: str, plan: base.LaunchPlan, settings: Any,
-                    report: PreflightReport) -> Check:
+def _artifact_checks(ws: Workspace, market: str, plan: base.LaunchPlan, settings: Any,
+                     report: PreflightReport) -> list[Check]:
     """Prove the engine's model folder reads identically under the launch interpreter (building stage1_merged)."""
-    from tradelab.grpo.artifact_check import parity_check, probe_messages
+    from tradelab.grpo.artifact_check import parity_check, probe_messages, think_end_check
 
     inputs = base.stage1_inputs(ws.root, market)
     if plan.engine == "soft-grpo":
         if inputs.base_model is None or inputs.adapter is None or not (inputs.adapter / "adapter_config.json").is_file():
-            return Check("artifact_parity", SKIP, "no Stage 1 base model and adapter to merge yet")
+            return [Check("artifact_parity", SKIP, "no Stage 1 base model and adapter to merge yet")]
         from tradelab.grpo.engines.soft_grpo import ensure_merged
 
         try:
             ensure_merged(inputs.base_model, inputs.adapter, ws.stage1_merged_dir(market))
         except (OSError, ValueError, RuntimeError, TradelabError) as exc:
-            return Check("artifact_parity", FAIL, f"cannot build {ws.stage1_merged_dir(market)} from "
-                         f"{inputs.base_model} + {inputs.adapter}: {exc}; check the Stage 1 model files")
+            return [Check("artifact_parity", FAIL, f"cannot build {ws.stage1_merged_dir(market)} from "
+                          f"{inputs.base_model} + {inputs.adapter}: {exc}; check the Stage 1 model files")]
         model_dir = ws.stage1_merged_dir(market)
     else:
         model_dir = inputs.base_model
@@ -185,7 +185,8 @@ def _artifact_check(ws: Workspace, market: str, plan: base.LaunchPlan, settings:
     check, details = parity_check(plan, model_dir, messages, settings.preflight.artifact_timeout_s,
                                   reference_dir=inputs.base_model if plan.engine == "soft-grpo" else None)
     report.artifacts = details
-    return check
+    think = think_end_check(details) if plan.engine == "soft-grpo" else None
+    return [check] + ([think] if think else [])
 
 
 def _compose(plan: base.LaunchPlan, probe: dict[str, Any], settings: Any, checks: list[Check]) -> dict | None:
