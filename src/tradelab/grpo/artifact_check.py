@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.grpo import artifact_probe
-from tradelab.grpo.checks import FAIL, PASS, SKIP, Check
+from tradelab.grpo.checks import FAIL, PASS, SKIP, WARN, Check
 from tradelab.grpo.engines import base
 
 PROBE_SCRIPT = Path(artifact_probe.__file__)
