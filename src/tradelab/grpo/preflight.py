@@ -8,7 +8,9 @@ dataset-only mode) with a message that says the fix. The last report is recorded
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,6 +183,9 @@ def _artifact_checks(ws: Workspace, market: str, plan: base.LaunchPlan, settings
         model_dir = ws.stage1_merged_dir(market)
     else:
         model_dir = inputs.base_model
+        if os.path.realpath(plan.python) == os.path.realpath(sys.executable):
+            return [Check("artifact_parity", PASS, f"{plan.python} is tradelab's own interpreter: it reads "
+                          f"{model_dir} as tradelab does")]
     messages = probe_messages(ws.soft_grpo_data_dir(market) / "stage2_val.parquet")
     check, details = parity_check(plan, model_dir, messages, settings.preflight.artifact_timeout_s,
                                   reference_dir=inputs.base_model if plan.engine == "soft-grpo" else None)
