@@ -46,7 +46,7 @@ class RunnerConfig(StrictModel):
         description="Interpreter that runs the engine and the preflight probes; null = the one running tradelab."
     )
     n_gpus_per_node: int | None = Field(
-        ge=1, description="GPUs per node ({n_gpus}); null = every GPU visible here (preflight warns when fewer are used)."
+        ge=1, description="GPUs per node ({n_gpus}); null = every visible GPU (preflight warns when some stay idle)."
     )
     nnodes: int = Field(ge=1, description="Nodes in the Ray cluster ({nnodes}); >1 needs RAY_ADDRESS set.")
 
@@ -93,7 +93,10 @@ class PreflightConfig(StrictModel):
 class SoftGrpoConfig(StrictModel):
     """Stage 2 settings."""
 
-    repo_root: str = Field(description="SofT-GRPO repository (relative to --root or absolute); $SOFT_GRPO_REPO_ROOT overrides it.")
+    repo_root: str = Field(
+        description="SofT-GRPO repository (relative to --root or absolute); $SOFT_GRPO_REPO_ROOT, relative to the "
+                    "current directory, overrides it."
+    )
     dataset: DatasetConfig = Field(description="Experience -> parquet export.")
     runner: RunnerConfig = Field(description="Launch interpreter and cluster shape.")
     engines: EnginesConfig = Field(description="Per-engine commands.")

@@ -92,7 +92,8 @@ def parity_check(plan: base.LaunchPlan, model_dir: Path | None, messages: list[d
         for key in ("vocab_sha256", "eos_token_id", "pad_token_id", "prompt_ids"):
             if origin.get("tokenizer", {}).get(key) != reference.get("tokenizer", {}).get(key):
                 problems.append(f"{model_dir.name} tokenizer {key} differs from its base {reference_dir}")
-    details = {"model_dir": str(model_dir), "think_end_ids": (launch.get("tokenizer") or {}).get("think_end_ids"), "tradelab_transformers": reference.get("transformers"),
+    details = {"model_dir": str(model_dir), "think_end_ids": (launch.get("tokenizer") or {}).get("think_end_ids"),
+               "tradelab_transformers": reference.get("transformers"),
                "launch_transformers": launch.get("transformers"), "launch_python": launch.get("python"),
                "tokenizer_loader": (launch.get("tokenizer") or {}).get("loader"), "differences": problems}
     versions = (f"tradelab transformers {reference.get('transformers')} vs {plan.python} transformers "
@@ -104,8 +105,8 @@ def parity_check(plan: base.LaunchPlan, model_dir: Path | None, messages: list[d
     config = reference["config"]
     weights = reference.get("weights") or {}
     return Check("artifact_parity", PASS, f"{model_dir.name} identical under both ({versions}): rope "
-                 f"{config['rope']}, vocab {reference['tokenizer']['len']}, eos {reference['tokenizer']['eos_token_id']}"
-                 f", pad {reference['tokenizer']['pad_token_id']}, logits of a {weights.get('prompt_tokens')}-token "
+                 f"{config['rope']}, vocab {reference['tokenizer']['len']}, eos "
+                 f"{reference['tokenizer']['eos_token_id']}, pad {reference['tokenizer']['pad_token_id']}, logits of a {weights.get('prompt_tokens')}-token "
                  f"prompt at positions 0 and {weights.get('far_offset')}"), details
 
 

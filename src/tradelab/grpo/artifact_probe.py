@@ -118,8 +118,9 @@ def describe(model_dir, messages, with_weights=True, use_verl=True):
         from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(model_dir)
+        major = int(transformers.__version__.split(".")[0])
         result["config"] = {
-            "model_type": config.model_type, "vocab_size": config.vocab_size, "rope": _rope(config, int(transformers.__version__.split(".")[0])),
+            "model_type": config.model_type, "vocab_size": config.vocab_size, "rope": _rope(config, major),
             "max_position_embeddings": getattr(config, "max_position_embeddings", None),
             "tie_word_embeddings": bool(getattr(config, "tie_word_embeddings", False)),
             "eos_token_id": getattr(config, "eos_token_id", None),

@@ -182,7 +182,8 @@ def _write_qwen25_tokenizer(out: Path) -> None:
     (out / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
     specials = [t for t in QWEN25_SPECIAL_TOKENS[1:] if not t.startswith("<tool")]
     config = {
-        "add_bos_token": False, "add_prefix_space": False, "added_tokens_decoder": _added_tokens_decoder(tokenizer_json),
+        "add_bos_token": False, "add_prefix_space": False,
+        "added_tokens_decoder": _added_tokens_decoder(tokenizer_json),
         "additional_special_tokens": specials, "bos_token": None, "chat_template": QWEN25_CHAT_TEMPLATE,
         "clean_up_tokenization_spaces": False, "eos_token": "<|im_end|>", "errors": "replace",
         "model_max_length": 131072, "pad_token": "<|endoftext|>", "split_special_tokens": False,

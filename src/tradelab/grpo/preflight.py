@@ -171,7 +171,8 @@ def _artifact_checks(ws: Workspace, market: str, plan: base.LaunchPlan, settings
 
     inputs = base.stage1_inputs(ws.root, market)
     if plan.engine == "soft-grpo":
-        if inputs.base_model is None or inputs.adapter is None or not (inputs.adapter / "adapter_config.json").is_file():
+        adapter_ready = inputs.adapter is not None and (inputs.adapter / "adapter_config.json").is_file()
+        if inputs.base_model is None or not adapter_ready:
             return [Check("artifact_parity", SKIP, "no Stage 1 base model and adapter to merge yet")]
         from tradelab.grpo.engines.soft_grpo import ensure_merged
 
