@@ -60,7 +60,8 @@ def launch_describe(plan: base.LaunchPlan, model_dir: Path, messages: list[dict[
 
 
 def parity_check(plan: base.LaunchPlan, model_dir: Path | None, messages: list[dict[str, str]], timeout_s: int,
-                 reference_dir: Path | None = None, with_weights: bool = True) -> tuple[Check, dict[str, Any]]:
+                 reference_dir: Path | None = None, with_weights: bool = True,
+                 fix: str = "") -> tuple[Check, dict[str, Any]]:
     """Compare what tradelab and the launch interpreter read from ``model_dir``.
 
     Args:
@@ -71,6 +72,7 @@ def parity_check(plan: base.LaunchPlan, model_dir: Path | None, messages: list[d
         reference_dir: A folder tradelab's reading of ``model_dir`` must also agree with on config and tokenizer
             (the base model the merge started from), so a conversion that both interpreters misread is caught.
         with_weights: Also load the weights and compare RoPE frequencies and logits.
+        fix: What to do about a difference (default: align the two interpreters' transformers).
 
     Returns:
         ``(check, details)``; details hold both sides' versions and the differences.
@@ -100,8 +102,8 @@ def parity_check(plan: base.LaunchPlan, model_dir: Path | None, messages: list[d
                 f"{launch.get('transformers')}")
     if problems:
         return Check("artifact_parity", FAIL, f"{model_dir} loads differently under the launch interpreter "
-                     f"({versions}): " + "; ".join(problems) + "; rebuild it (delete the folder: the runner "
-                     f"rewrites it in the fork's form) or align the interpreters' transformers"), details
+                     f"({versions}): " + "; ".join(problems) + "; "
+                     + (fix or "align the two interpreters' transformers versions")), details
     config = reference["config"]
     weights = reference.get("weights") or {}
     return Check("artifact_parity", PASS, f"{model_dir.name} identical under both ({versions}): rope "

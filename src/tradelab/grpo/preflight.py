@@ -188,8 +188,12 @@ def _artifact_checks(ws: Workspace, market: str, plan: base.LaunchPlan, settings
             return [Check("artifact_parity", PASS, f"{plan.python} is tradelab's own interpreter: it reads "
                           f"{model_dir} as tradelab does")]
     messages = probe_messages(ws.soft_grpo_data_dir(market) / "stage2_val.parquet")
+    fork = plan.engine == "soft-grpo"
+    fix = ("delete it: the runner merges it again and writes it in the fork's form (tradelab.grpo.fork_format)"
+           if fork else "rewrite the base's config and tokenizer for that interpreter "
+           "(tradelab.grpo.fork_format.write_fork_format) or run verl with tradelab's transformers")
     check, details = parity_check(plan, model_dir, messages, settings.preflight.artifact_timeout_s,
-                                  reference_dir=inputs.base_model if plan.engine == "soft-grpo" else None)
+                                  reference_dir=inputs.base_model if fork else None, fix=fix)
     report.artifacts = details
     think = think_end_check(details) if plan.engine == "soft-grpo" else None
     return [check] + ([think] if think else [])
