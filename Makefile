@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench setup clean-workspace
+.PHONY: demo test test-fast bench setup clean-workspace fork-env
 
 setup: $(STAMP)
 
@@ -18,7 +18,23 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 demo: $(STAMP)
 	$(PY) main.py --test
 
-test: $(STAMP)
+# A second interpreter with the SofT-GRPO fork's pins (requirements-fork.txt), for the tests that prove stage1_merged/
+# loads identically there. A venv without pip whose path file points at .venv's site-packages: only transformers
+# 4.51.1, tokenizers 0.21.1 and huggingface-hub (~14 MB of wheels) are installed into it; torch is reused.
+FORK_ENV := .cache/fork-env
+FORK_STAMP := $(FORK_ENV)/.installed
+
+fork-env: $(FORK_STAMP)
+
+$(FORK_STAMP): requirements-fork.txt $(STAMP)
+	rm -rf $(FORK_ENV)
+	$(PY) -m venv --without-pip $(FORK_ENV)
+	$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > "$$($(FORK_ENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/tradelab_main_venv.pth"
+	$(PY) -m pip install -q --no-deps --target "$$($(FORK_ENV)/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")" -r requirements-fork.txt
+	$(FORK_ENV)/bin/python -c "import transformers, tokenizers; assert transformers.__version__ == '4.51.1', transformers.__version__"
+	touch $(FORK_STAMP)
+
+test: $(STAMP) $(FORK_STAMP)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)

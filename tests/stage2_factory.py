@@ -129,6 +129,8 @@ import os
 import sys
 
 args = sys.argv[1:]
+if args and args[0].endswith("artifact_probe.py"):
+    os.execv(sys.executable, [sys.executable, *args])
 if args and args[0].endswith("env_probe.py"):
     if args[args.index("--out") + 2] == "compose":
         os.execv(sys.executable, [sys.executable, *args])
@@ -136,7 +138,9 @@ if args and args[0].endswith("env_probe.py"):
     ok = {"importable": True, "version": "stand-in", "file": "/stand-in"}
     probe = {"python": sys.argv[0], "python_version": "3.11", "cwd": os.getcwd(), "pythonpath": "",
              "verl": {"importable": True, "version": version, "file": "/stand-in/verl/__init__.py"},
-             "sglang": ok, "vllm": ok, "flash_attn_cross_entropy": {"importable": True},
+             "sglang": ok, "vllm": ok, "flash_attn": ok, "flash_attn_cross_entropy": {"importable": True},
+             "sglang_soft_thinking": {"found": os.environ.get("STANDIN_SOFT_SGLANG") == "1",
+                                      "file": "/stand-in/sglang/srt/server_args.py"},
              "torch": {"importable": True, "version": "stand-in",
                        "cuda_available": os.environ.get("STANDIN_CUDA", "1") == "1", "device_count": 8},
              "reward": ok}
@@ -147,9 +151,18 @@ if args[:2] == ["-m", "verl.model_merger"]:
     target = os.path.join(args[args.index("--target_dir") + 1], "lora_adapter")
     os.makedirs(target, exist_ok=True)
     with open(os.path.join(target, "adapter_config.json"), "w") as fh:
-        json.dump({"r": 8, "lora_alpha": 16, "peft_type": "LORA"}, fh)
-    with open(os.path.join(target, "adapter_model.safetensors"), "wb") as fh:
-        fh.write(b"stand-in refined adapter")
+        json.dump({"r": 8, "lora_alpha": 16, "peft_type": "LORA", "target_modules": ["q_proj"]}, fh)
+    weights = os.path.join(target, "adapter_model.safetensors")
+    if os.environ.get("STANDIN_BAD_ADAPTER") == "1":
+        with open(weights, "wb") as fh:
+            fh.write(b"stand-in refined adapter")
+    else:
+        import torch
+        from safetensors.torch import save_file
+
+        prefix = "base_model.model.model.layers.0.self_attn.q_proj"
+        save_file({f"{prefix}.lora_A.weight": torch.zeros(8, 32), f"{prefix}.lora_B.weight": torch.zeros(32, 8)},
+                  weights)
     print("stand-in merger wrote", target)
     sys.exit(0)
 code = int(os.environ.get("STANDIN_EXIT", "3"))
@@ -159,6 +172,12 @@ if code == 0:
     os.makedirs(os.path.join(local, "global_step_2", "actor"), exist_ok=True)
     with open(os.path.join(local, "latest_checkpointed_iteration.txt"), "w") as fh:
         fh.write("2")
+    # Like the fork with hf_model in checkpoint.contents: the actor's full weights as a Hugging Face folder.
+    if os.environ.get("STANDIN_HF_MODEL") and any("hf_model" in a for a in args):
+        import shutil
+
+        shutil.copytree(os.environ["STANDIN_HF_MODEL"], os.path.join(local, "global_step_2", "actor", "huggingface"),
+                        copy_function=shutil.copy)
 sys.exit(code)
 '''
 
@@ -183,5 +202,9 @@ def mixed_records(count: int = 40) -> list[dict]:
 
 
 def with_overrides(**dotted: object) -> TradelabConfig:
-    """The default config with ``soft_grpo`` keys overridden (``a__b`` means ``a.b``)."""
+    """The default config with ``soft_grpo`` keys overridden (``a__b`` means ``a.b``).
+
+    The artifact comparison is off unless asked for: :func:`fake_stage1`'s base model has no real weights.
+    """
+    dotted.setdefault("preflight__check_artifacts", False)
     return load_config(overrides={f"soft_grpo.{k.replace('__', '.')}": v for k, v in dotted.items()})

@@ -199,3 +199,22 @@ def test_the_blocklist_travels_in_every_rows_ground_truth(stage2_root: Path) -> 
         # Exactly what verl's reward manager calls with the row: the penalty needs no engine-side guard.
         scored = compute_score(row["data_source"], "HOLD | 0.5 | see http://x", truth, row["extra_info"])
         assert scored["score"] == INVALID_SCORE and scored["blocked"] == 1.0
+
+
+def test_prompts_ask_for_a_reasoning_block_and_stay_point_in_time(stage2_root: Path) -> None:
+    config = load_config()
+    instruction = config.soft_grpo.dataset.reasoning_instruction
+    assert instruction and "<think>" in instruction and "</think>" in instruction
+    export_dataset(stage2_root, "NQ", config, test_mode=True)
+    rows = pq.read_table(Workspace.at(stage2_root).soft_grpo_data_dir("NQ") / "stage2_train.parquet").to_pylist()
+    record = mixed_records()[0]
+    for row in rows:
+        system, user = row["prompt"]
+        assert system["content"] == f"{record['prompt'][0]['content']} {instruction}"
+        assert user["content"].startswith("NQ ") and "forward" not in user["content"]
+        truth = json.loads(row["reward_model"]["ground_truth"])
+        assert not any(f"{v:.2f}" in user["content"] for v in truth["forward"]["close"][:5])
+    plain = with_overrides(dataset__reasoning_instruction=None)
+    export_dataset(stage2_root, "NQ", plain, test_mode=True)
+    rows = pq.read_table(Workspace.at(stage2_root).soft_grpo_data_dir("NQ") / "stage2_train.parquet").to_pylist()
+    assert rows[0]["prompt"][0]["content"] == record["prompt"][0]["content"]

@@ -161,3 +161,15 @@ def test_blocklisted_answers_score_the_malformed_penalty() -> None:
     assert blocked["score"] == _score("not an answer", truth)
     # Without a list in the ground truth (older datasets) nothing is blocked.
     assert compute_score("tradelab/NQ", "BUY | 0.9 | visit spam.example", _truth("up"))["blocked"] == 0.0
+
+
+def test_a_reasoning_block_before_the_answer_line_scores_as_the_line_alone() -> None:
+    from stage2_factory import make_record
+
+    from tradelab.grpo.ground_truth import build_ground_truth
+
+    truth = json.dumps(build_ground_truth(make_record(0, trend="up")))
+    bare = compute_score("tradelab/NQ", "BUY | 0.80 | trend up", truth)
+    reasoned = compute_score("tradelab/NQ", "<think>\nclose 18000.00 above vwap; SELL fades it\n</think>\n"
+                             "BUY | 0.80 | trend up", truth)
+    assert reasoned == bare and bare["format"] == 1.0 and bare["action_valid"] == 1.0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -79,6 +81,41 @@ def test_dry_run_returns_the_command_and_launches_nothing(stage2_root: Path, sta
     assert summary["dataset"]["counts"]["train"] > 0
 
 
+def test_launch_script_runs_the_same_command(stage2_root: Path, standin_python: Path) -> None:
+    config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
+    summary = run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True, dry_run=True)
+    script = Path(summary["launch_script"])
+    assert script == Workspace.at(stage2_root).soft_grpo_output_dir("NQ") / "launch.sh"
+    text = script.read_text()
+    assert text.startswith("#!/usr/bin/env bash") and "export TENSORBOARD_DIR=" in text and "\ncd " in text
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120, check=False)
+    n_overrides = len(summary["command"]) - 3
+    assert done.returncode == 3 and f"stand-in engine verl.trainer.main_ppo: {n_overrides} overrides" in done.stdout
+
+
+def test_cli_dry_run_prints_the_command_plainly(stage2_root: Path, standin_python: Path) -> None:
+    config_dir = stage2_root / "config"
+    config_dir.mkdir()
+    for source in DEFAULT_CONFIG_DIR.glob("*.yaml"):
+        (config_dir / source.name).write_text(source.read_text())
+    stage2_yaml = config_dir / "phase3_soft_grpo.yaml"
+    data = yaml.safe_load(stage2_yaml.read_text())
+    data["runner"]["python"] = str(standin_python)
+    data["preflight"].update(compose_config=False, check_artifacts=False)
+    stage2_yaml.write_text(yaml.safe_dump(data))
+    done = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "main.py"), "--root", str(stage2_root), "stage2", "--market", "NQ",
+         "--engine", "verl", "--test", "--dry-run"],
+        capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "COLUMNS": "80"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    command = lines[lines.index("command:") + 1]
+    argv = shlex.split(command.split(" && ", 1)[1])
+    assert argv[argv.index("-m") + 1] == "verl.trainer.main_ppo" and len(command) > 80  # one unwrapped line
+    assert any(a.startswith("data.train_files=") for a in argv) and argv[-1].startswith("trainer.")
+
+
 def test_failing_launch_is_recorded_with_log_and_code(stage2_root: Path, standin_python: Path) -> None:
     config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
     lines: list[str] = []
@@ -107,6 +144,50 @@ def test_successful_launch_exports_the_adapter(stage2_root: Path, standin_python
     (run,) = _runs(stage2_root)
     assert run["status"] == "completed" and run["return_code"] == 0 and run["adapter_path"] == str(adapter)
     assert "stand-in merger wrote" in Path(run["log_file"]).read_text()
+
+
+def test_an_adapter_that_does_not_load_fails_the_run(stage2_root: Path, standin_python: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STANDIN_EXIT", "0")
+    monkeypatch.setenv("STANDIN_BAD_ADAPTER", "1")
+    config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
+    with pytest.raises(StageFailed, match="adapter weights do not load"):
+        run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True)
+    (run,) = _runs(stage2_root)
+    assert run["status"] == "failed" and run["adapter_path"] is None and "do not load" in run["output_note"]
+    assert not Workspace.at(stage2_root).soft_grpo_adapter_dir("NQ").exists()
+
+
+@pytest.mark.slow
+def test_fork_run_is_complete_only_with_a_loadable_hf_model(tmp_path: Path, standin_python: Path,
+                                                            tiny_advisor_dir: Path, warm_adapter_dir: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from stage2_factory import mixed_records, write_experience
+
+    from tradelab.grpo.runner import hf_model_dir
+    from tradelab.manifest import merge_stage1
+
+    root = tmp_path / "ws"
+    write_experience(root, mixed_records())
+    merge_stage1(root, "NQ", {"status": "completed", "lora_adapter_path": str(warm_adapter_dir),
+                              "base_model": {"name": "tiny", "local_path": str(tiny_advisor_dir),
+                                             "smoke_test_model": True}})
+    repo = fake_soft_grpo_repo(tmp_path / "SofT-GRPO-master-main")
+    monkeypatch.setenv("SOFT_GRPO_REPO_ROOT", str(repo))
+    monkeypatch.setenv("STANDIN_VERL_VERSION", "0.4.0")
+    monkeypatch.setenv("STANDIN_EXIT", "0")
+    monkeypatch.setenv("STANDIN_HF_MODEL", str(tiny_advisor_dir))
+    config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
+    summary = run_stage2(root, "NQ", config, engine="soft-grpo", test_mode=True)
+    target = hf_model_dir(Workspace.at(root), "NQ")
+    assert summary["hf_model_path"] == str(target) and (target / "model.safetensors").is_file()
+    (run,) = _runs(root)
+    assert run["status"] == "completed" and run["output"]["sha256"] and run["hf_model_path"] == str(target)
+    # A fork run that leaves sharded files only (no huggingface/) is recorded as failed, with the fix named.
+    monkeypatch.delenv("STANDIN_HF_MODEL")
+    with pytest.raises(StageFailed, match="add hf_model to actor_rollout_ref.actor.checkpoint.contents"):
+        run_stage2(root, "NQ", config, engine="soft-grpo", test_mode=True)
+    assert _runs(root)[-1]["status"] == "failed" and _runs(root)[-1]["hf_model_path"] is None
 
 
 def test_preflight_failure_blocks_the_launch(stage2_root: Path, tmp_path: Path) -> None:
@@ -167,6 +248,7 @@ def test_cli_stage2_exits_1_when_the_launch_fails(stage2_root: Path, standin_pyt
     data = yaml.safe_load(stage2_yaml.read_text())
     data["runner"]["python"] = str(standin_python)
     data["preflight"]["compose_config"] = False
+    data["preflight"]["check_artifacts"] = False  # the stand-in Stage 1 base has no weights
     stage2_yaml.write_text(yaml.safe_dump(data))
     done = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "main.py"), "--root", str(stage2_root), "stage2", "--market", "NQ",

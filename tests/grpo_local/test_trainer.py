@@ -52,6 +52,9 @@ def test_soft_test_run_records_everything_and_resume_repeats_it(grpo_root: Path,
     original = _lines(run_dir / "train_log.jsonl")
     assert sum(s["soft_step_frac"] for s in original) > 0  # soft thinking steps really happened
     assert sum(s["blocked"] for s in original) > 0  # answers containing a space got the malformed penalty
+    # The published adapter, loaded as Stage 1 loads it, scores held-out prompts as the trained model did.
+    trip = first["adapter_round_trip"]
+    assert trip["ok"] and trip["prompts"] >= 1 and trip["max_abs_diff"] <= 1e-3
 
     runs = load_manifest(grpo_root, MARKET)["stage2"]["runs"]
     record = runs[-1]

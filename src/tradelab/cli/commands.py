@@ -75,6 +75,7 @@ def _stage2(args: argparse.Namespace, out: Console) -> int:
         )
     for table in render.stage2_tables(args.market, summary):
         out.print(table)
+    render.print_command(out, summary)
     return 0
 
 

@@ -171,6 +171,7 @@ class Menu:
                                     **STAGE2_MODES[mode])
         for table in render.stage2_tables(f"{market} ({mode})", summary):
             self.out.print(table)
+        render.print_command(self.out, summary)
 
     # ----------------------------------------------------------------------------------------- evaluation etc.
     def evaluation(self) -> None:

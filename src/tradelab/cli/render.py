@@ -112,8 +112,8 @@ def stage2_tables(market: str, summary: dict[str, Any]) -> list[Table]:
     dataset = summary.get("dataset") or {}
     brief: dict[str, Any] = {"rows": dataset.get("counts")}
     brief.update({f"dataset {k}": v for k, v in (dataset.get("paths") or {}).items()})
-    if summary.get("command_line"):
-        brief["command"] = summary["command_line"]
+    if summary.get("launch_script"):
+        brief["launch script"] = summary["launch_script"]
     run = summary.get("run") or {}
     for key in ("log_file", "return_code", "adapter_path"):
         if summary.get(key) is not None or run.get(key) is not None:
@@ -123,6 +123,13 @@ def stage2_tables(market: str, summary: dict[str, Any]) -> list[Table]:
             brief[key] = run[key]
     tables.append(kv_table(f"{market}: Stage 2", brief))
     return tables
+
+
+def print_command(out: Any, summary: dict[str, Any]) -> None:
+    """The launch command on its own line, shell-quoted and never wrapped, so it can be copied whole."""
+    if summary.get("command_line"):
+        out.print("command:", markup=False, highlight=False)
+        out.print(summary["command_line"], markup=False, highlight=False, soft_wrap=True, crop=False)
 
 
 def status_tables(status: dict[str, Any]) -> list[Table]:

@@ -36,6 +36,10 @@ class DatasetConfig(StrictModel):
     blocklist: list[str] = Field(
         description="Answers containing any of these substrings score the malformed penalty, in every engine."
     )
+    reasoning_instruction: str | None = Field(
+        description="Appended to each Stage 2 system message: ask for a short <think>...</think> block before the "
+                    "answer line (soft thinking ends at </think>); null exports the prompts unchanged."
+    )
 
 
 class RunnerConfig(StrictModel):
@@ -44,7 +48,9 @@ class RunnerConfig(StrictModel):
     python: str | None = Field(
         description="Interpreter that runs the engine and the preflight probes; null = the one running tradelab."
     )
-    n_gpus_per_node: int = Field(ge=1, description="GPUs per node ({n_gpus}); preflight checks the node has them.")
+    n_gpus_per_node: int | None = Field(
+        ge=1, description="GPUs per node ({n_gpus}); null = every visible GPU (preflight warns when some stay idle)."
+    )
     nnodes: int = Field(ge=1, description="Nodes in the Ray cluster ({nnodes}); >1 needs RAY_ADDRESS set.")
 
 
@@ -81,12 +87,19 @@ class PreflightConfig(StrictModel):
     compose_config: bool = Field(description="Compose the engine config with verl's Hydra (catches unknown keys).")
     min_train_batches: int = Field(ge=1, description="Train rows must be >= train_batch_size x this.")
     min_val_rows: int = Field(ge=0, description="Validation rows below this are a warning.")
+    check_artifacts: bool = Field(
+        description="Load the engine's model folder under the launch interpreter and compare it with tradelab's."
+    )
+    artifact_timeout_s: int = Field(ge=10, description="Time limit of loading the model under the launch interpreter.")
 
 
 class SoftGrpoConfig(StrictModel):
     """Stage 2 settings."""
 
-    repo_root: str = Field(description="SofT-GRPO repository (relative to --root or absolute); $SOFT_GRPO_REPO_ROOT overrides it.")
+    repo_root: str = Field(
+        description="SofT-GRPO repository (relative to --root or absolute); $SOFT_GRPO_REPO_ROOT, relative to the "
+                    "current directory, overrides it."
+    )
     dataset: DatasetConfig = Field(description="Experience -> parquet export.")
     runner: RunnerConfig = Field(description="Launch interpreter and cluster shape.")
     engines: EnginesConfig = Field(description="Per-engine commands.")

@@ -100,18 +100,20 @@ def dataset_check(ws: Workspace, market: str, min_val_rows: int = 1) -> Check:
 
 
 # -------------------------------------------------------------------------------------------------- repository
-def repo_check(repo_root: Path | None) -> Check:
+def repo_check(repo_root: Path | None, source: str = "") -> Check:
     """The SofT-GRPO repository has the file set ARCHITECTURE.md §9 lists; every missing file is named."""
     from tradelab.grpo.engines.soft_grpo import missing_repo_files
 
-    fix = "set soft_grpo.repo_root in config/phase3_soft_grpo.yaml or export SOFT_GRPO_REPO_ROOT=/path/to/repo"
+    fix = ("clone it there (git clone <SofT-GRPO repository> SofT-GRPO-master-main), set soft_grpo.repo_root in "
+           "config/phase3_soft_grpo.yaml, or export SOFT_GRPO_REPO_ROOT=/path/to/repo")
+    where = f" (from {source})" if source else ""
     if repo_root is None or not repo_root.is_dir():
-        return Check("soft_grpo_repo", FAIL, f"SofT-GRPO repository not found at {repo_root}; {fix}")
+        return Check("soft_grpo_repo", FAIL, f"SofT-GRPO repository not found at {repo_root}{where}; {fix}")
     missing = missing_repo_files(repo_root)
     if missing:
         return Check("soft_grpo_repo", FAIL, f"{repo_root} is incomplete; missing: {', '.join(missing)}. "
                      f"Restore a full copy of the SofT-GRPO repository there")
-    return Check("soft_grpo_repo", PASS, str(repo_root))
+    return Check("soft_grpo_repo", PASS, f"{repo_root}{where}")
 
 
 def merged_check(ws: Workspace, market: str, plan: base.LaunchPlan) -> Check:
@@ -165,21 +167,40 @@ def _gpu_checks(probe: Mapping[str, Any], plan: base.LaunchPlan, n_gpus: int, da
         checks.append(Check("cuda", FAIL, f"torch.cuda.is_available() is False under {probe['python']}; run on a "
                             f"GPU machine or use --dataset-only / --engine local"))
     count = int(torch.get("device_count") or 0)
-    checks.append(Check("gpu_count", PASS if count >= n_gpus else FAIL,
-                        f"{count} GPU(s) visible, runner.n_gpus_per_node = {n_gpus}"
-                        + ("" if count >= n_gpus else "; lower runner.n_gpus_per_node or free GPUs (verl hangs)")))
-    fa = probe["flash_attn_cross_entropy"]
-    if fa["importable"]:
-        checks.append(Check("flash_attn", PASS, "flash_attn.ops.triton.cross_entropy imports"))
-    else:
-        soft = plan.engine == "soft-grpo"
-        effect = ("SofT-GRPO silently falls back to plain GRPO without it" if soft
-                  else "verl runs without it, but without flash-attn's fused kernels")
-        checks.append(Check("flash_attn", FAIL if soft else WARN,
-                            f"flash-attn Triton cross-entropy does not import ({fa['error']}); {effect}; install a "
-                            f"flash-attn build matching the launch environment's torch/CUDA"))
+    checks.append(gpu_count_check(count, n_gpus))
+    checks.append(flash_attn_check(probe, plan.engine))
     checks.append(_backend_check(probe, plan))
     return checks
+
+
+def gpu_count_check(visible: int, used: int) -> Check:
+    """Fail when fewer GPUs are visible than the launch uses (verl hangs); warn when some would sit idle."""
+    found = f"{visible} GPU(s) visible to the launch interpreter, trainer.n_gpus_per_node = {used}"
+    if visible < used:
+        return Check("gpu_count", FAIL, f"{found}; lower runner.n_gpus_per_node or free GPUs (verl hangs)")
+    if used < visible:
+        return Check("gpu_count", WARN, f"{found}: {visible - used} GPU(s) stay idle; set runner.n_gpus_per_node: "
+                     f"null in config/phase3_soft_grpo.yaml to use every visible GPU")
+    return Check("gpu_count", PASS, found)
+
+
+def flash_attn_check(probe: Mapping[str, Any], engine: str) -> Check:
+    """flash-attn and its Triton cross-entropy, with what each absence really does to the engine."""
+    package = probe.get("flash_attn") or {"importable": probe["flash_attn_cross_entropy"]["importable"]}
+    fa = probe["flash_attn_cross_entropy"]
+    fix = "install a flash-attn build matching the launch environment's torch/CUDA (the fork pins 2.7.3)"
+    if fa["importable"]:
+        return Check("flash_attn", PASS, "flash_attn.ops.triton.cross_entropy imports")
+    soft = engine == "soft-grpo"
+    if not package.get("importable"):
+        effect = ("the fork's remove-padding actor imports flash_attn.bert_padding and crashes on CUDA at the "
+                  "first step" if soft else "verl runs without it, but without flash-attn's kernels")
+        return Check("flash_attn", FAIL if soft else WARN,
+                     f"flash-attn is not installed ({package.get('error')}); {effect}; {fix}")
+    effect = ("SofT-GRPO silently falls back to plain log-probs without its Triton cross-entropy" if soft
+              else "verl runs without it, but without flash-attn's fused cross-entropy")
+    return Check("flash_attn", FAIL if soft else WARN,
+                 f"flash-attn imports but its Triton cross-entropy does not ({fa['error']}); {effect}; {fix}")
 
 
 def _backend_check(probe: Mapping[str, Any], plan: base.LaunchPlan) -> Check:
@@ -191,10 +212,12 @@ def _backend_check(probe: Mapping[str, Any], plan: base.LaunchPlan) -> Check:
                      f"install it in the launch environment")
     found = f"{name} {backend.get('version')} from {backend.get('file')}"
     if plan.engine == "soft-grpo" and name == "sglang":
-        fork = SGLANG_FORK_DIR in str(backend.get("file")) or backend.get("version") == SGLANG_FORK_VERSION
-        if not fork:
-            return Check("rollout_backend", WARN, f"{found} is not the soft-thinking fork ({SGLANG_FORK_VERSION} "
-                         f"from {SGLANG_FORK_DIR}); install the fork with `pip install -e` from the repository")
+        soft = probe.get("sglang_soft_thinking") or {}
+        if not soft.get("found"):
+            return Check("rollout_backend", FAIL, f"{found} is not the soft-thinking fork: its "
+                         f"{soft.get('file') or 'srt/server_args.py'} has no enable_soft_thinking (plain sglang "
+                         f"{SGLANG_FORK_VERSION} has the fork's version number and crashes on that argument); "
+                         f"`pip install -e` {SGLANG_FORK_DIR}/python from the repository")
     return Check("rollout_backend", PASS, found)
 
 
@@ -206,7 +229,9 @@ def probe_checks(probe: Mapping[str, Any], plan: base.LaunchPlan, runner: Any, d
                         f"tradelab.grpo.reward imports ({reward.get('file')})" if reward["importable"]
                         else f"tradelab.grpo.reward does not import in the launch environment: {reward['error']}; "
                              f"it needs numpy there and the project's src on PYTHONPATH"))
-    checks.extend(_gpu_checks(probe, plan, runner.n_gpus_per_node, dataset_only))
+    raw = base.override_map(plan.overrides).get("trainer.n_gpus_per_node", "").strip()
+    used = int(raw) if raw.isdigit() else (runner.n_gpus_per_node or 1)
+    checks.extend(_gpu_checks(probe, plan, used, dataset_only))
     return checks
 
 

@@ -83,6 +83,7 @@ def batch_problems(values: Mapping[str, Any], train_rows: int | None, min_train_
                         f"n_gpus_per_node x nnodes = {gpus}")
     if tbs is not None and mini is not None and tbs < mini:
         problems.append(f"data.train_batch_size = {tbs} < {_A}.actor.ppo_mini_batch_size = {mini}")
+    problems.extend(per_gpu_problems(values, gpus))
     if not values.get(f"{_A}.actor.use_dynamic_bsz"):
         uses_ref = bool(values.get(f"{_A}.actor.use_kl_loss"))
         for pair in MICRO_PAIRS if uses_ref else MICRO_PAIRS[:2]:
@@ -96,6 +97,49 @@ def batch_problems(values: Mapping[str, Any], train_rows: int | None, min_train_
     if save_freq is None or save_freq <= 0:
         problems.append(f"trainer.save_freq = {save_freq}: set it > 0 or the run leaves no checkpoint to export")
     return problems
+
+
+def per_gpu_problems(values: Mapping[str, Any], gpus: int) -> list[str]:
+    """The actor worker's own rule (fork and PyPI ``fsdp_workers.py``): the mini-batch normalised per GPU.
+
+    The worker multiplies ``ppo_mini_batch_size`` by ``rollout.n`` and divides it by the data-parallel size
+    (GPUs / Ulysses sequence-parallel size); the result must be > 0 and divisible by
+    ``ppo_micro_batch_size_per_gpu``, else the worker asserts after the cluster has started.
+    """
+    mini, n = _int(values, f"{_A}.actor.ppo_mini_batch_size"), _int(values, f"{_A}.rollout.n")
+    micro = _int(values, f"{_A}.actor.ppo_micro_batch_size_per_gpu")
+    sp = _int(values, f"{_A}.actor.ulysses_sequence_parallel_size") or 1
+    if not (mini and n and gpus) or gpus // sp == 0:
+        return []
+    normalised = mini * n // (gpus // sp)
+    if normalised <= 0:
+        return [f"ppo_mini_batch_size x rollout.n / (GPUs / sequence parallel) = {mini} x {n} / {gpus // sp} = 0 "
+                f"per GPU: the actor worker asserts; raise ppo_mini_batch_size to at least {-(-gpus // sp // n)}"]
+    if micro and normalised % micro:
+        return [f"ppo_mini_batch_size per GPU = {mini} x {n} / {gpus // sp} = {normalised} is not divisible by "
+                f"ppo_micro_batch_size_per_gpu = {micro}: the actor worker asserts"]
+    return []
+
+
+def context_check(values: Mapping[str, Any], model_dir: Any) -> Check:
+    """Prompt + response must fit the model's ``max_position_embeddings`` (the sglang rollout asserts otherwise)."""
+    import json
+    from pathlib import Path
+
+    prompt, response = _int(values, "data.max_prompt_length"), _int(values, "data.max_response_length")
+    config = Path(model_dir) / "config.json" if model_dir else None
+    if config is None or not config.is_file() or prompt is None or response is None:
+        return Check("context_length", WARN, f"cannot check prompt + response against the model's context "
+                     f"(max_prompt_length={prompt}, max_response_length={response}, config {config})")
+    try:
+        limit = json.loads(config.read_text(encoding="utf-8")).get("max_position_embeddings")
+    except ValueError as exc:
+        return Check("context_length", FAIL, f"{config} is not valid JSON: {exc}")
+    if isinstance(limit, int) and prompt + response > limit:
+        return Check("context_length", FAIL, f"data.max_prompt_length + data.max_response_length = {prompt} + "
+                     f"{response} = {prompt + response} > max_position_embeddings = {limit} of {model_dir}; the "
+                     f"rollout asserts. Lower them in engines.*.args / test_overrides or use a longer-context model")
+    return Check("context_length", PASS, f"{prompt} + {response} <= max_position_embeddings {limit}")
 
 
 def batch_check(values: Mapping[str, Any], train_rows: int | None, min_train_batches: int) -> Check:
@@ -120,9 +164,51 @@ def soft_grpo_problems(values: Mapping[str, Any]) -> tuple[list[str], list[str]]
         failures.append(f"{_A}.actor.strategy must be fsdp")
     if values.get(f"{_A}.rollout.name") != "sglang":
         failures.append(f"{_A}.rollout.name must be sglang (the soft-thinking fork)")
-    if values.get(f"{_A}.rollout.add_noise_gumbel_softmax") is not True:
+    if values.get(f"{_A}.model.use_fused_kernels") is True:
+        failures.append(f"{_A}.model.use_fused_kernels must be False: with fused kernels the fork's actor takes "
+                        f"log-probs from the fused output and skips the Gumbel top-k scoring of soft tokens")
+    gumbel = values.get(f"{_A}.rollout.add_noise_gumbel_softmax") is True
+    if gumbel and values.get(f"{_A}.rollout.add_noise_dirichlet") is True:
+        failures.append(f"{_A}.rollout.add_noise_dirichlet and add_noise_gumbel_softmax are both True: the sglang "
+                        f"rollout then samples Dirichlet noise while the actor scores Gumbel; keep one (Gumbel)")
+    if not gumbel:
         warnings.append(f"{_A}.rollout.add_noise_gumbel_softmax is not True (no Gumbel exploration noise)")
+    contents = values.get(f"{_A}.actor.checkpoint.contents")
+    if "hf_model" not in str(contents or ""):
+        failures.append(f"{_A}.actor.checkpoint.contents = {contents} has no hf_model: the fork would save sharded "
+                        f"FSDP files only, and the run would leave no Hugging Face model for evaluation or Stage 1")
     return failures, warnings
+
+
+def verl_problems(values: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """``(failures, warnings)`` for PyPI verl 0.9: keys it moved or removed, checked against its own code.
+
+    - the reward is ``reward.custom_reward_function.*``; the top-level block is kept only as a legacy stub;
+    - ``actor_rollout_ref.rollout.mode=sync`` was removed (``RolloutConfig`` raises);
+    - ``trainer.use_v1`` defaults to True; the V0 trainer is deprecated;
+    - LoRA continues from ``actor_rollout_ref.model.lora_adapter_path`` with ``lora_rank`` > 0.
+    """
+    failures, warnings = [], []
+    if values.get(f"{_A}.rollout.mode") == "sync":
+        failures.append(f"{_A}.rollout.mode=sync was removed in verl 0.9 (RolloutConfig raises); drop it or use async")
+    if values.get("custom_reward_function.path") and not values.get("reward.custom_reward_function.path"):
+        failures.append("custom_reward_function.path is the pre-0.9 key and is ignored; set "
+                        "reward.custom_reward_function.path / .name")
+    if values.get("trainer.use_v1") is False:
+        warnings.append("trainer.use_v1=False selects verl's deprecated V0 trainer (main_ppo_v0)")
+    rank = _int(values, f"{_A}.model.lora_rank") or 0
+    if values.get(f"{_A}.model.lora_adapter_path") and rank <= 0:
+        failures.append(f"{_A}.model.lora_adapter_path is set but lora_rank = {rank}: verl would train the full model")
+    return failures, warnings
+
+
+def verl_pitfalls(values: Mapping[str, Any]) -> Check:
+    failures, warnings = verl_problems(values)
+    if failures:
+        return Check("verl_settings", FAIL, "; ".join(failures + warnings))
+    if warnings:
+        return Check("verl_settings", WARN, "; ".join(warnings))
+    return Check("verl_settings", PASS, "reward.* keys, async rollout, V1 trainer, LoRA from stage1_lora")
 
 
 def soft_grpo_pitfalls(values: Mapping[str, Any]) -> Check:

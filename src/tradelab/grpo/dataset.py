@@ -210,11 +210,25 @@ def _split(rows: list[_Candidate], settings: Any) -> tuple[list[_Candidate], lis
     return [r for i, r in enumerate(rows) if i not in val_idx], [r for i, r in enumerate(rows) if i in val_idx]
 
 
-def _rows(part: list[_Candidate], split: str, market: str) -> list[dict[str, Any]]:
+def with_reasoning(prompt: list[dict[str, str]], instruction: str | None) -> list[dict[str, str]]:
+    """``prompt`` with ``instruction`` appended to its system message (one is added when there is none).
+
+    The soft-thinking fork keeps a rollout in soft mode until ``</think>``; asking for a short reasoning block
+    before the answer line makes only that block soft and the answer line discrete. The instruction is fixed text,
+    so the prompt stays point-in-time.
+    """
+    if not instruction:
+        return prompt
+    if prompt[0]["role"] == "system":
+        return [{"role": "system", "content": f"{prompt[0]['content'].rstrip()} {instruction}"}, *prompt[1:]]
+    return [{"role": "system", "content": instruction}, *prompt]
+
+
+def _rows(part: list[_Candidate], split: str, market: str, instruction: str | None = None) -> list[dict[str, Any]]:
     return [
         {
             "data_source": f"tradelab/{market}",
-            "prompt": c.prompt,
+            "prompt": with_reasoning(c.prompt, instruction),
             "ability": ABILITY,
             "reward_model": {"style": "rule", "ground_truth": c.ground_truth},
             "extra_info": {"split": split, "index": i, "experience_id": c.experience_id,
@@ -300,7 +314,8 @@ def export_dataset(
                     ", ".join(str(n) for n, _ in scan.malformed[:20]), scan.malformed[0][1])
     train, val = _split(kept, settings)
     out_dir = ws.soft_grpo_data_dir(market)
-    train_rows, val_rows = _rows(train, "train", market), _rows(val, "val", market)
+    instruction = settings.reasoning_instruction
+    train_rows, val_rows = _rows(train, "train", market, instruction), _rows(val, "val", market, instruction)
     paths = {"train": out_dir / TRAIN_FILE, "val": out_dir / VAL_FILE, "samples": out_dir / SAMPLES_FILE}
     _write_parquet(paths["train"], train_rows)
     _write_parquet(paths["val"], val_rows)

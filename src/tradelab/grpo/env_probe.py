@@ -41,6 +41,19 @@ VALUE_KEYS = (
     "actor_rollout_ref.model.lora_adapter_path",
     "actor_rollout_ref.rollout.enable_soft_thinking",
     "actor_rollout_ref.rollout.add_noise_gumbel_softmax",
+    "actor_rollout_ref.actor.ulysses_sequence_parallel_size",
+    "actor_rollout_ref.actor.checkpoint.contents",
+    "actor_rollout_ref.model.use_fused_kernels",
+    "actor_rollout_ref.rollout.add_noise_dirichlet",
+    "actor_rollout_ref.rollout.after_thinking_top_k",
+    "actor_rollout_ref.rollout.val_kwargs.do_sample",
+    "actor_rollout_ref.rollout.val_kwargs.temperature",
+    "actor_rollout_ref.rollout.val_kwargs.top_p",
+    "actor_rollout_ref.rollout.val_kwargs.top_k",
+    "data.max_prompt_length",
+    "data.max_response_length",
+    "actor_rollout_ref.rollout.mode",
+    "trainer.use_v1",
     "trainer.n_gpus_per_node",
     "trainer.nnodes",
     "trainer.save_freq",
@@ -73,6 +86,24 @@ def _flash_attn():
     return {"importable": True}
 
 
+def _sglang_soft_thinking():
+    """Whether the importable sglang is the soft-thinking fork: its ServerArgs source defines enable_soft_thinking.
+
+    Plain sglang 0.4.6.post1 has the fork's version number, so only the code tells them apart; the file is read,
+    not imported (importing sglang's server pulls CUDA kernels).
+    """
+    spec = importlib.util.find_spec("sglang")
+    if spec is None or not spec.submodule_search_locations:
+        return {"found": False, "file": None}
+    path = os.path.join(list(spec.submodule_search_locations)[0], "srt", "server_args.py")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+    except OSError as exc:
+        return {"found": False, "file": path, "error": _error(exc)}
+    return {"found": "enable_soft_thinking" in text, "file": path}
+
+
 def _torch():
     info = _module_info("torch")
     if info["importable"]:
@@ -98,7 +129,9 @@ def probe():
             "verl": _module_info("verl"),
             "sglang": _module_info("sglang"),
             "vllm": _module_info("vllm"),
+            "flash_attn": _module_info("flash_attn"),
             "flash_attn_cross_entropy": _flash_attn(),
+            "sglang_soft_thinking": _sglang_soft_thinking(),
             "torch": _torch(),
             "reward": _module_info("tradelab.grpo.reward"),
         }

@@ -8,13 +8,16 @@ dataset-only mode) with a message that says the fix. The last report is recorded
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tradelab.config import TradelabConfig
+from tradelab.errors import TradelabError
 from tradelab.grpo import checks as rules
 from tradelab.grpo import config_checks
 from tradelab.grpo.checks import FAIL, PASS, SKIP, WARN, Check
@@ -38,6 +41,7 @@ class PreflightReport:
     checks: list[Check] = field(default_factory=list)
     plan: dict[str, Any] | None = None
     probe: dict[str, Any] | None = None
+    artifacts: dict[str, Any] | None = None
     created_at: str = field(default_factory=utc_now)
 
     @property
@@ -56,7 +60,7 @@ class PreflightReport:
         return {
             "ok": self.ok, "market": self.market, "engine": self.engine, "dataset_only": self.dataset_only,
             "created_at": self.created_at, "checks": [c.to_dict() for c in self.checks], "plan": self.plan,
-            "probe": self.probe,
+            "probe": self.probe, "artifacts": self.artifacts,
         }
 
 
@@ -128,7 +132,7 @@ def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, plan: bas
     settings = config.soft_grpo
     checks: list[Check] = []
     if plan.engine == "soft-grpo":
-        checks.append(rules.repo_check(plan.repo_root))
+        checks.append(rules.repo_check(plan.repo_root, base.repo_root_source(config)))
         checks.append(rules.merged_check(ws, market, plan))
     if plan.missing:
         checks.append(Check("placeholders", FAIL, "unresolved: " + "; ".join(
@@ -142,14 +146,57 @@ def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, plan: bas
         return checks
     checks.append(Check("launch_python", PASS, f"{probe['python']} (Python {probe['python_version']})"))
     checks.extend(rules.probe_checks(probe, plan, settings.runner, dataset_only))
+    if settings.preflight.check_artifacts:
+        checks.extend(_artifact_checks(ws, market, plan, settings, report))
     composed = _compose(plan, probe, settings, checks)
     values = config_checks.effective_values(plan.overrides, composed)
     train_rows = rules.dataset_rows(ws, market, "train")
     checks.append(config_checks.batch_check(values, train_rows, settings.preflight.min_train_batches))
+    model_dir = plan.model_path
+    if plan.engine == "soft-grpo" and not (plan.model_path and (plan.model_path / "config.json").is_file()):
+        model_dir = base.stage1_inputs(ws.root, market).base_model  # merged from it, same context length
+    checks.append(config_checks.context_check(values, model_dir))
     if plan.engine == "soft-grpo":
         checks.append(config_checks.soft_grpo_pitfalls(values))
+    else:
+        checks.append(config_checks.verl_pitfalls(values))
     checks.append(rules.cluster_check(settings.runner.nnodes, plan.environment()))
     return checks
+
+
+def _artifact_checks(ws: Workspace, market: str, plan: base.LaunchPlan, settings: Any,
+                     report: PreflightReport) -> list[Check]:
+    """Prove the engine's model folder reads identically under the launch interpreter (building stage1_merged)."""
+    from tradelab.grpo.artifact_check import parity_check, probe_messages, think_end_check
+
+    inputs = base.stage1_inputs(ws.root, market)
+    if plan.engine == "soft-grpo":
+        adapter_ready = inputs.adapter is not None and (inputs.adapter / "adapter_config.json").is_file()
+        if inputs.base_model is None or not adapter_ready:
+            return [Check("artifact_parity", SKIP, "no Stage 1 base model and adapter to merge yet")]
+        from tradelab.grpo.engines.soft_grpo import ensure_merged
+
+        try:
+            ensure_merged(inputs.base_model, inputs.adapter, ws.stage1_merged_dir(market))
+        except (OSError, ValueError, RuntimeError, TradelabError) as exc:
+            return [Check("artifact_parity", FAIL, f"cannot build {ws.stage1_merged_dir(market)} from "
+                          f"{inputs.base_model} + {inputs.adapter}: {exc}; check the Stage 1 model files")]
+        model_dir = ws.stage1_merged_dir(market)
+    else:
+        model_dir = inputs.base_model
+        if os.path.realpath(plan.python) == os.path.realpath(sys.executable):
+            return [Check("artifact_parity", PASS, f"{plan.python} is tradelab's own interpreter: it reads "
+                          f"{model_dir} as tradelab does")]
+    messages = probe_messages(ws.soft_grpo_data_dir(market) / "stage2_val.parquet")
+    fork = plan.engine == "soft-grpo"
+    fix = ("delete it: the runner merges it again and writes it in the fork's form (tradelab.grpo.fork_format)"
+           if fork else "rewrite the base's config and tokenizer for that interpreter "
+           "(tradelab.grpo.fork_format.write_fork_format) or run verl with tradelab's transformers")
+    check, details = parity_check(plan, model_dir, messages, settings.preflight.artifact_timeout_s,
+                                  reference_dir=inputs.base_model if fork else None, fix=fix)
+    report.artifacts = details
+    think = think_end_check(details) if plan.engine == "soft-grpo" else None
+    return [check] + ([think] if think else [])
 
 
 def _compose(plan: base.LaunchPlan, probe: dict[str, Any], settings: Any, checks: list[Check]) -> dict | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,8 @@ def run_stage2(
         return _run_local(root, market, config, result, report, dry_run, mode, test_mode, resume_from, progress)
     plan = build_plan(root, market, config, engine=engine, test_mode=test_mode, python=python,
                       extra_overrides=extra_overrides)
-    result.update(plan=plan.to_dict(), command=list(plan.argv), command_line=plan.command_line())
+    result.update(plan=plan.to_dict(), command=list(plan.argv), command_line=plan.command_line(),
+                  launch_script=str(write_launch_script(plan)))
     if dry_run:
         return result
     if not report.ok:
@@ -92,6 +94,16 @@ def run_stage2(
                              f"fix these, or see `python main.py preflight --market {market} --engine {engine}`")
     result.update(_launch(root, market, config, plan, dataset, test_mode, on_line))
     return result
+
+
+def write_launch_script(plan: base.LaunchPlan) -> Path:
+    """``launch.sh`` (environment, cd, command) in the run folder, for running by hand or from a scheduler."""
+    from tradelab.io import atomic_write_text
+
+    path = plan.output_dir / "launch.sh"
+    atomic_write_text(path, plan.launch_script())
+    path.chmod(0o755)
+    return path
 
 
 def _dataset_summary(dataset: dict[str, Any]) -> dict[str, Any]:
@@ -162,12 +174,13 @@ def _launch(root: str | Path, market: str, config: TradelabConfig, plan: base.La
             test_mode: bool, on_line: LineSink | None) -> dict[str, Any]:
     ws = Workspace.at(root)
     log_file = ws.soft_grpo_log_dir() / f"{market}_{utc_stamp()}.log"
-    for folder in (plan.cwd, plan.output_dir, plan.tensorboard_dir):
+    for folder in (plan.cwd, plan.output_dir, plan.tensorboard_dir, log_file.parent):
         folder.mkdir(parents=True, exist_ok=True)
     append_run(ws.root, market, _run_record(plan, dataset, config, log_file, test_mode))
     try:
         if plan.engine == "soft-grpo":
             _merge_for_fork(ws, market, plan, log_file)
+        started_epoch_s = time.time()
         code = stream(plan.argv, plan.cwd, plan.environment(), log_file, on_line)
     except BaseException as exc:
         update_last_run(ws.root, market, {"status": "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
@@ -177,13 +190,20 @@ def _launch(root: str | Path, market: str, config: TradelabConfig, plan: base.La
         update_last_run(ws.root, market, {"status": "failed", "finished_at": utc_now(), "return_code": code})
         raise StageFailed(f"{plan.engine} exited with code {code}; see the log {log_file} "
                           f"(the attempt is recorded in stage2.runs)")
-    adapter, note = _export_adapter(ws, market, plan, log_file, on_line)
+    output, note = _export_output(ws, market, plan, log_file, on_line, started_epoch_s)
     status = "completed" if note is None else "failed"
-    update_last_run(ws.root, market, {"status": status, "finished_at": utc_now(), "return_code": code,
-                                      "adapter_path": str(adapter) if adapter else None, "adapter_note": note})
+    key = "hf_model_path" if plan.engine == "soft-grpo" else "adapter_path"
+    record: dict[str, Any] = {"status": status, "finished_at": utc_now(), "return_code": code,
+                              key: str(output) if output else None, "output_note": note}
+    if output is not None and note is None:
+        from tradelab.grpo.outputs import describe_output
+
+        record["output"] = describe_output(output)
+    update_last_run(ws.root, market, record)
     if note is not None:
-        raise StageFailed(f"{plan.engine} finished but the adapter export failed: {note}; see {log_file}")
-    return {"log_file": str(log_file), "return_code": code, "adapter_path": str(adapter) if adapter else None}
+        raise StageFailed(f"{plan.engine} exited 0 but left no usable weights: {note}; see {log_file} "
+                          f"(the run is recorded as failed)")
+    return {"log_file": str(log_file), "return_code": code, key: str(output)}
 
 
 def _merge_for_fork(ws: Workspace, market: str, plan: base.LaunchPlan, log_file: Path) -> None:
@@ -195,16 +215,32 @@ def _merge_for_fork(ws: Workspace, market: str, plan: base.LaunchPlan, log_file:
         sink.write(f"stage1_merged: {'rebuilt' if merged['rebuilt'] else 'reused'} ({merged['reason']})\n")
 
 
-def _export_adapter(ws: Workspace, market: str, plan: base.LaunchPlan, log_file: Path,
-                    on_line: LineSink | None) -> tuple[Path | None, str | None]:
-    """Copy the trained LoRA adapter to ``soft_grpo/adapter/``; ``(path, None)`` or ``(None, why it failed)``."""
-    target = ws.soft_grpo_adapter_dir(market)
-    if plan.engine == "soft-grpo":
-        from tradelab.grpo.engines.soft_grpo import fork_adapter_dir
+def hf_model_dir(ws: Workspace, market: str) -> Path:
+    """Where a fork run's Hugging Face model is kept for evaluation and the next Stage 1."""
+    return ws.soft_grpo_output_dir(market) / "hf_model"
 
-        found = fork_adapter_dir(plan.output_dir)
+
+def _export_output(ws: Workspace, market: str, plan: base.LaunchPlan, log_file: Path,
+                   on_line: LineSink | None, started_epoch_s: float) -> tuple[Path | None, str | None]:
+    """Find, verify and copy a run's weights; ``(path, None)`` or ``(None, why there is nothing usable)``.
+
+    The fork trains full weights: its checkpoint's ``huggingface/`` folder becomes ``soft_grpo/hf_model/``. verl
+    trains LoRA: the last checkpoint is merged with ``verl.model_merger`` and its ``lora_adapter/`` becomes
+    ``soft_grpo/adapter/``. Either is verified to load (:mod:`tradelab.grpo.outputs`) before it is recorded.
+    """
+    from tradelab.grpo import outputs
+
+    if plan.engine == "soft-grpo":
+        found = outputs.fork_hf_model_dir(plan.output_dir, started_epoch_s)
         if found is None:
-            return None, None  # full-weight training: the checkpoint itself is the result
+            return None, (f"this run wrote no checkpoints/global_step_*/actor/{outputs.HF_MODEL_DIR}/ under "
+                          f"{plan.output_dir}: "
+                          f"add hf_model to actor_rollout_ref.actor.checkpoint.contents and keep trainer.save_freq "
+                          f"> 0")
+        problem = outputs.verify_hf_model(found)
+        if problem:
+            return None, problem
+        target = hf_model_dir(ws, market)
         _replace_dir(found, target)
         return target, None
     from tradelab.grpo.engines.verl import latest_actor_checkpoint, merger_argv
@@ -219,6 +255,10 @@ def _export_adapter(ws: Workspace, market: str, plan: base.LaunchPlan, log_file:
     lora = merged / "lora_adapter"
     if not (lora / "adapter_config.json").is_file():
         return None, f"verl.model_merger wrote no {lora} (was lora_rank > 0?)"
+    problem = outputs.verify_adapter(lora)
+    if problem:
+        return None, problem
+    target = ws.soft_grpo_adapter_dir(market)
     _replace_dir(lora, target)
     return target, None
 

@@ -12,6 +12,8 @@ import logging
 import os
 import re
 import shlex
+import shutil
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +93,15 @@ class LaunchPlan:
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env_overrides.items()))
         return f"cd {shlex.quote(str(self.cwd))} && {env} {shlex.join(self.argv)}".strip()
 
+    def launch_script(self) -> str:
+        """A bash script that reproduces the launch: the environment overrides, ``cd``, then the command."""
+        lines = ["#!/usr/bin/env bash", f"# tradelab Stage 2 launch ({self.engine}); run it with bash on the GPU "
+                 "machine or hand it to a scheduler.", "set -euo pipefail"]
+        lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(self.env_overrides.items())]
+        lines.append(f"cd {shlex.quote(str(self.cwd))}")
+        lines.append("exec " + " \\\n  ".join(shlex.quote(a) for a in self.argv))
+        return "\n".join(lines) + "\n"
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (paths as strings)."""
         return {
@@ -130,10 +141,24 @@ def resolve_python(root: Path, config: TradelabConfig, override: str | None) -> 
 
 
 def resolve_repo_root(root: Path, config: TradelabConfig) -> Path:
-    """The SofT-GRPO repository: ``$SOFT_GRPO_REPO_ROOT`` if set (absolute or relative to ``root``), else config."""
-    value = os.environ.get("SOFT_GRPO_REPO_ROOT") or config.soft_grpo.repo_root
-    path = Path(os.path.expanduser(value))
+    """The SofT-GRPO repository.
+
+    ``$SOFT_GRPO_REPO_ROOT``, when set, is taken as a shell user means it: a relative value is resolved against the
+    current directory. Otherwise ``soft_grpo.repo_root`` from the config, where a relative value is resolved
+    against the workspace root (``--root``), like every other path in the config.
+    """
+    value = os.environ.get("SOFT_GRPO_REPO_ROOT")
+    if value:
+        return Path(os.path.expanduser(value)).resolve()
+    path = Path(os.path.expanduser(config.soft_grpo.repo_root))
     return path if path.is_absolute() else (root / path)
+
+
+def repo_root_source(config: TradelabConfig) -> str:
+    """Where :func:`resolve_repo_root` took the path from, for messages."""
+    if os.environ.get("SOFT_GRPO_REPO_ROOT"):
+        return "$SOFT_GRPO_REPO_ROOT, relative to the current directory"
+    return "soft_grpo.repo_root in config/phase3_soft_grpo.yaml, relative to --root"
 
 
 def override_key(item: str) -> str:
@@ -222,6 +247,27 @@ def stage1_inputs(root: Path, market: str) -> Stage1Inputs:
                         alpha if isinstance(alpha, (int, float)) else None, manifest is not None and bool(stage1))
 
 
+def visible_gpu_count() -> int:
+    """GPUs this machine shows: ``CUDA_VISIBLE_DEVICES`` when set, else ``nvidia-smi -L`` lines, else 0."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return len([d for d in listed.split(",") if d.strip() and d.strip() != "-1"])
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return 0
+    try:
+        done = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in done.stdout.splitlines() if line.startswith("GPU ")) if done.returncode == 0 else 0
+
+
+def gpus_per_node(config: TradelabConfig) -> int:
+    """``runner.n_gpus_per_node``, or every visible GPU when it is null (at least 1)."""
+    asked = config.soft_grpo.runner.n_gpus_per_node
+    return asked if asked is not None else max(1, visible_gpu_count())
+
+
 def base_values(root: Path, market: str, config: TradelabConfig, engine: str) -> dict[str, str]:
     """Placeholder values common to both engines (model/adapter ones are added by each engine)."""
     ws = Workspace.at(root)
@@ -233,7 +279,7 @@ def base_values(root: Path, market: str, config: TradelabConfig, engine: str) ->
         "output_dir": str(ws.soft_grpo_output_dir(market)),
         "market": market,
         "tensorboard_dir": str(ws.soft_grpo_tensorboard_dir(market)),
-        "n_gpus": str(runner.n_gpus_per_node),
+        "n_gpus": str(gpus_per_node(config)),
         "nnodes": str(runner.nnodes),
         "reward_path": str(reward_path()),
         "reward_name": REWARD_FUNCTION,

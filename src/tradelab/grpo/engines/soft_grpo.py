@@ -21,6 +21,8 @@ from tradelab.provenance import utc_now
 
 ENGINE = "soft-grpo"
 MERGE_MARKER = "tradelab_merge.json"
+MERGE_FORMAT = "transformers-4.51"
+"""The form ``stage1_merged/`` is written in (:mod:`tradelab.grpo.fork_format`); a marker without it is stale."""
 FORK_DIR = "verl-0.4.x"
 SCRIPT_GLOB = "SofT-GRPO-deepscaler-8k*.sh"
 
@@ -68,13 +70,17 @@ def merged_state(merged_dir: Path, adapter_dir: Path | None) -> tuple[bool, str]
         return False, f"{marker} is not valid JSON"
     if recorded != sha256_dir(adapter_dir):
         return False, f"{merged_dir} was merged from a different adapter (stale)"
+    if json.loads(marker.read_text(encoding="utf-8")).get("format") != MERGE_FORMAT:
+        return False, f"{merged_dir} is not written in the fork's form ({MERGE_FORMAT})"
     return True, "up to date"
 
 
 def ensure_merged(base_dir: Path, adapter_dir: Path, merged_dir: Path) -> dict[str, Any]:
     """Build ``stage1_merged/`` with PEFT ``merge_and_unload`` unless it is current.
 
-    The merge runs into a sibling temp folder that replaces the old one only when complete.
+    The merge runs into a sibling temp folder that replaces the old one only when complete. The saved config and
+    tokenizer are then rewritten in the form the fork's transformers 4.51 reads identically
+    (:func:`tradelab.grpo.fork_format.write_fork_format`); the changes are recorded in the marker.
 
     Returns:
         ``{"rebuilt": bool, "reason": str, "path": str}``.
@@ -83,12 +89,14 @@ def ensure_merged(base_dir: Path, adapter_dir: Path, merged_dir: Path) -> dict[s
     if fresh:
         return {"rebuilt": False, "reason": reason, "path": str(merged_dir)}
     from tradelab.advisor.train import merge_adapter
+    from tradelab.grpo.fork_format import write_fork_format
 
     with staged_dir(merged_dir) as staging:
         merge_adapter(base_dir, adapter_dir, staging)
+        changes = write_fork_format(staging)
         atomic_write_json(staging / MERGE_MARKER, {
             "adapter_path": str(adapter_dir), "adapter_sha256": sha256_dir(adapter_dir),
-            "base_model": str(base_dir), "merged_at": utc_now(),
+            "base_model": str(base_dir), "merged_at": utc_now(), "format": MERGE_FORMAT, "format_changes": changes,
         })
     return {"rebuilt": True, "reason": reason, "path": str(merged_dir)}
 
@@ -116,14 +124,3 @@ def build_plan(
     if not fresh:
         plan.notes.append(f"stage1_merged will be rebuilt before launch: {reason}")
     return plan
-
-
-def fork_adapter_dir(output_dir: Path) -> Path | None:
-    """A ``lora_adapter`` folder the fork left under its checkpoints, newest step first (None when absent)."""
-    found = []
-    for step_dir in output_dir.glob("checkpoints/global_step_*"):
-        step = step_dir.name.removeprefix("global_step_")
-        adapters = sorted(step_dir.glob("actor/**/lora_adapter"))
-        if step.isdigit() and adapters:
-            found.append((int(step), adapters[0]))
-    return max(found)[1] if found else None

@@ -26,6 +26,7 @@ from tradelab.grpo.local.rewards import default_reward
 from tradelab.grpo.local.runlog import TENSORBOARD, RunRecorder, hardware_info
 from tradelab.grpo.local.settings import cli_command, effective_settings, resolved_config
 from tradelab.grpo.local.step import StepContext, run_step, validate
+from tradelab.grpo.roundtrip import PROBE_COMPLETION, adapter_round_trip, completion_logprobs
 from tradelab.io import staged_dir
 from tradelab.manifest import append_run
 from tradelab.markets import validate_market_name
@@ -33,6 +34,10 @@ from tradelab.paths import Workspace
 from tradelab.provenance import origin, utc_now, utc_stamp
 
 log = logging.getLogger(__name__)
+
+
+ROUND_TRIP_PROMPTS = 3
+"""Held-out (validation) prompts on which the published adapter must score as the trained model did."""
 
 
 def seed_everything(seed: int, deterministic: bool, cpu_threads: int) -> tuple[bool, int]:
@@ -113,6 +118,7 @@ class _Run:
         self.skipped = 0
         self.start_step = 0
         self.steps_done = 0
+        self.round_trip: dict[str, Any] | None = None
 
     def setup(self) -> None:
         s = self.settings
@@ -268,7 +274,14 @@ def train_local(
         raise
     try:
         run.train(progress)
+        held_out = [row.prompt_ids for row in run.val_rows[:ROUND_TRIP_PROMPTS]]
+        engine_values = completion_logprobs(run.ctx.model, run.policy.tokenizer, held_out, PROBE_COMPLETION)
         adapter = publish_adapter(run.ctx.model, run.run_dir, run.ws.soft_grpo_adapter_dir(run.market))
+        run.round_trip = adapter_round_trip(engine_values, held_out, run.config, run.ws.root, run.base, adapter,
+                                            device=run.policy.device)
+        if not run.round_trip["ok"]:
+            raise StageFailed(f"{adapter}: loaded as Stage 1 loads it, the published adapter scores held-out "
+                              f"prompts {run.round_trip['max_abs_diff']:.3g} nats away from the trained model")
     except BaseException as exc:
         _record_failure(run, exc)
         if isinstance(exc, TradelabError) or not isinstance(exc, Exception):
@@ -288,6 +301,7 @@ def _record_failure(run: _Run, exc: BaseException) -> None:
 def _finish(run: _Run, adapter: Path) -> dict[str, Any]:
     run.timings["total_s"] = time.perf_counter() - run.clock
     record = run.run_record("completed", adapter)
+    record["adapter_round_trip"] = run.round_trip
     first, last = run.history[0], run.history[-1]
     summary = {
         "status": "completed", "run_dir": str(run.run_dir), "adapter_path": str(adapter), "mode": run.settings.mode,
@@ -295,6 +309,7 @@ def _finish(run: _Run, adapter: Path) -> dict[str, Any]:
         "val_reward_start": first["val_reward_mean"], "val_reward_end": last["val_reward_mean"],
         "val_format_start": first["val_format_rate"], "val_format_end": last["val_format_rate"],
         "validation": run.history, "timings": run.timings, "config_hash": run.config_hash, "run": record,
+        "adapter_round_trip": run.round_trip,
     }
     run.recorder.event("finished", **{k: v for k, v in summary.items() if k not in ("validation", "run")})
     run.recorder.close()
