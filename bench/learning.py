@@ -10,7 +10,9 @@ prints what the best simple rule (follow the 5-bar return) earns per trade after
 
 The headline, printed last: ``advisor_hit_rate_gain=<final minus warm start, edge market>``.
 
-Runs up to ~40 minutes on a 2-core CPU with the defaults; ``--test`` is a few minutes (test-mode stages).
+By default every stage runs its test-mode profile with :data:`tradelab.loop.TINY_ADVISOR_LEARNING` (the tiny
+advisor's learning knobs) and ``--timesteps`` Stage 1 steps per iteration: about 20 minutes on a quiet 2-core CPU.
+``--full`` runs the full-size stages instead (hours on a CPU).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 from tradelab import stages
 from tradelab.config import load_config
+from tradelab.loop import TINY_ADVISOR_LEARNING
 from tradelab.marketdata import load_market_arrays
 
 
@@ -50,7 +53,7 @@ def rule_r_per_trade(root: Path, edge: float, days: int, seed: int, prompts: int
 
 def run_market(root: Path, edge: float, args: argparse.Namespace) -> dict[str, Any]:
     """Generate the market and run the loop on it; returns the loop report."""
-    config = load_config()
+    config = load_config(overrides=None if args.full else TINY_ADVISOR_LEARNING)
     stages.generate_data(root, "NQ", days=args.days, seed=args.data_seed, edge=edge, config=config)
     started = time.perf_counter()
 
@@ -58,7 +61,7 @@ def run_market(root: Path, edge: float, args: argparse.Namespace) -> dict[str, A
         print(f"  [{time.perf_counter() - started:7.1f}s] edge={edge}: {line}", flush=True)
 
     result = stages.loop(root, "NQ", iterations=args.iterations, engine="local", seeds=args.seeds,
-                         test_mode=args.test, probe_prompts=args.probe_prompts, timesteps=args.timesteps,
+                         test_mode=not args.full, probe_prompts=args.probe_prompts, timesteps=args.timesteps,
                          config=config, on_event=event)
     print(f"  edge={edge}: loop finished in {time.perf_counter() - started:.0f}s; report {result['paths']['json']}",
           flush=True)
@@ -142,8 +145,8 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--probe-prompts", type=int, default=240)
-    parser.add_argument("--timesteps", type=int, default=None, help="Stage 1 timesteps per iteration")
-    parser.add_argument("--test", action="store_true", help="test-mode stages (minutes, not tens of minutes)")
+    parser.add_argument("--timesteps", type=int, default=4096, help="Stage 1 timesteps per iteration")
+    parser.add_argument("--full", action="store_true", help="full-size stages (hours on a CPU)")
     parser.add_argument("--root", default=None, help="keep the workspaces here (default: a temp folder)")
     args = parser.parse_args()
     base = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="tradelab_learning_"))

@@ -13,12 +13,14 @@ from typing import Any
 import pytest
 
 from tradelab import stages
-from tradelab.config import TradelabConfig
+from tradelab.config import TradelabConfig, load_config
+from tradelab.loop import TINY_ADVISOR_LEARNING
 from tradelab.paths import Workspace
 from tradelab.stage1.setup import WARM_ADAPTER_DIR
 
 STRONG_EDGE = 0.6
 """Follow-the-5-bar-return wins about 69% of 30-bar directions at this strength (README, bench/learning.py)."""
+
 
 
 def _workspace(root: Path, edge: float, config: TradelabConfig, tiny_advisor_dir: Path, warm_adapter_dir: Path) -> Path:
@@ -29,7 +31,8 @@ def _workspace(root: Path, edge: float, config: TradelabConfig, tiny_advisor_dir
     return root
 
 
-def _loop(root: Path, config: TradelabConfig) -> dict[str, Any]:
+def _loop(root: Path) -> dict[str, Any]:
+    config = load_config(overrides=TINY_ADVISOR_LEARNING)
     return stages.loop(root, "NQ", iterations=1, test_mode=True, seeds=2, probe_prompts=96, config=config)["report"]
 
 
@@ -39,7 +42,7 @@ def test_a_short_loop_on_a_strong_edge_learns_and_trades(
     tmp_path: Path, config: TradelabConfig, tiny_advisor_dir: Path, warm_adapter_dir: Path,
 ) -> None:
     root = _workspace(tmp_path, STRONG_EDGE, config, tiny_advisor_dir, warm_adapter_dir)
-    report = _loop(root, config)
+    report = _loop(root)
     warm = report["warm_start"]["advisor"]
     final = report["iterations"][-1]["advisor"]
     assert report["edge"] == STRONG_EDGE
@@ -54,7 +57,7 @@ def test_the_null_market_shows_no_edge(
     tmp_path: Path, config: TradelabConfig, tiny_advisor_dir: Path, warm_adapter_dir: Path,
 ) -> None:
     root = _workspace(tmp_path, 0.0, config, tiny_advisor_dir, warm_adapter_dir)
-    report = _loop(root, config)
+    report = _loop(root)
     assert report["edge"] == 0.0
     last = report["iterations"][-1]
     for name, agent in last["agents"].items():
