@@ -164,3 +164,11 @@ def test_the_lock_of_a_killed_process_is_free(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True,
                    env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert not lock_held(tmp_path, "NQ")
+
+
+def test_status_shows_a_killed_run_as_stale(tmp_path: Path) -> None:
+    from tradelab.stages import status
+
+    manifest.merge_stage1(tmp_path, "NQ", {"status": "running", "pid": _dead_pid(), "host": socket.gethostname()})
+    stage1 = status(tmp_path, "NQ")["markets"][0]["stages"]["stage1"]
+    assert stage1.startswith("stale: marked running")

@@ -1,8 +1,9 @@
 """Entry point: ``python main.py [--root DIR] <command> ...``, ``--test``, or the interactive menu.
 
 This is the error boundary. A :class:`TradelabError` prints one clear line and exits with its code (2 for user
-errors, 1 for a failed stage); any other exception is logged with its traceback to ``logs/app.log`` and reported in
-one line (exit 1). Importing this module does not import torch, transformers, peft, sb3 or verl.
+errors, 1 for a failed stage); an OSError no layer below wrapped exits 2 and a MemoryError 1, each in one line; a
+closed output pipe exits 141 silently; any other exception is logged with its traceback to ``logs/app.log`` and
+reported in one line (exit 1). Logging is set up inside the boundary, so a bad ``--root`` is one line too. Importing this module does not import torch, transformers, peft, sb3 or verl.
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def _quiet_stdout() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the process exit code (0 ok, 1 a stage failed, 2 user error, 130 interrupted)."""
+    """Run the CLI; returns the process exit code (0 ok, 1 a stage failed, 2 user error, 130 interrupted, 141 the
+    output pipe closed)."""
     from tradelab.cli import render
 
     out = render.console()
