@@ -217,7 +217,8 @@ def test_answers_end_with_the_end_of_turn_token_not_eos() -> None:
     from tradelab.advisor.arch import answer_end_id, stop_token_ids
     from tradelab.advisor.families import GEMMA3_TEMPLATE
 
-    words = ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>", *"abcdefghijklmnopqrstuvwxyz |.0123456789\n"]
+    specials = ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"]
+    words = [*specials, *"abcdefghijklmnopqrstuvwxyz |.0123456789\n"]
     vocab = {t: i for i, t in enumerate(words)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
     tok.pre_tokenizer = pre_tokenizers.Split("", "isolated")
