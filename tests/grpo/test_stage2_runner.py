@@ -175,6 +175,7 @@ def test_fork_run_is_complete_only_with_a_loadable_hf_model(tmp_path: Path, stan
     repo = fake_soft_grpo_repo(tmp_path / "SofT-GRPO-master-main")
     monkeypatch.setenv("SOFT_GRPO_REPO_ROOT", str(repo))
     monkeypatch.setenv("STANDIN_VERL_VERSION", "0.4.0")
+    monkeypatch.setenv("STANDIN_SOFT_SGLANG", "1")
     monkeypatch.setenv("STANDIN_EXIT", "0")
     monkeypatch.setenv("STANDIN_HF_MODEL", str(tiny_advisor_dir))
     config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
