@@ -113,6 +113,10 @@ def stage1(
     init = None
     if init_ppo is not None:
         init = Workspace.at(root).ppo_dir(market) / "final.zip" if str(init_ppo) == "last" else Path(init_ppo)
+        for needed in (init, init.with_name("vecnormalize.npz")):
+            if not needed.is_file():
+                raise StageNotReady(f"{needed}: no such file; --init-ppo needs a Stage 1 final.zip with the "
+                                    "vecnormalize.npz saved beside it (run stage1 once without --init-ppo)")
     return run_stage1(
         root, market, cfg, test_mode=test_mode, total_timesteps=timesteps, resume=resume, init_ppo=init, force=force,
         progress=progress,

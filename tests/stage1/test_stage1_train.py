@@ -217,3 +217,30 @@ def test_same_seed_same_rollout(make_root) -> None:
         firsts.append([(r["bar_index"], r["action_taken"], r["response"]) for r in records])
     assert firsts[0] == firsts[1] and len(firsts[0]) > 4
     assert np.all([a is not None for _, a, _ in firsts[0][:4]])
+
+
+def test_init_ppo_continues_the_saved_model(trained, stage1_config, tmp_path: Path) -> None:
+    """`stage1 --init-ppo`: training starts from the saved weights (not a fresh net) and trains the budget again."""
+    import shutil
+
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    root, _ = trained
+    copy = tmp_path / "continued"
+    shutil.copytree(root, copy)
+    final = Workspace.at(copy).ppo_dir("NQ") / "final.zip"
+    saved = MaskablePPO.load(str(final), device="cpu").policy.state_dict()
+    summary = run_stage1(copy, "NQ", stage1_config, test_mode=True, total_timesteps=256, init_ppo=final)
+    assert summary["initialized_from"] == str(final) and summary["timesteps"] == 256
+    continued = MaskablePPO.load(str(final), device="cpu").policy.state_dict()
+    fresh_scale = float(torch.cat([p.flatten() for p in saved.values()]).abs().mean())
+    moved = max(float((continued[k] - saved[k]).abs().max()) for k in saved)
+    # Close to the saved weights (a few updates away), and not the same: it trained from them.
+    assert 0.0 < moved < fresh_scale * 10
+    drift = float(np.mean([float((continued[k] - saved[k]).abs().mean()) for k in saved]))
+    assert drift < 0.1 * fresh_scale
+    with pytest.raises(StageNotReady, match="--init-ppo"):
+        from tradelab import stages
+
+        stages.stage1(copy, "NQ", test_mode=True, init_ppo=tmp_path / "missing.zip", config=stage1_config)
