@@ -52,3 +52,18 @@ def test_correct_advice_gets_the_floor_weight_or_is_dropped() -> None:
     empty = _record("BUY")
     empty["forward"] = {"horizon_bars": 0, "open": [], "high": [], "low": [], "close": [], "atr": 1.0}
     assert hindsight_example(empty, 0.05) is None
+
+
+def test_each_target_action_carries_the_same_total_weight() -> None:
+    """A stretch of bars that mostly favours SELL must not teach one constant answer."""
+    from tradelab.stage1.refine import balance_by_action
+
+    actions = ["SELL"] * 6 + ["BUY"] * 2 + ["HOLD"]
+    weights = [1.0, 2.0, 1.0, 1.0, 0.5, 0.5, 3.0, 1.0, 0.9]
+    balanced = balance_by_action(actions, weights)
+    totals = {a: sum(w for b, w in zip(actions, balanced) if b == a) for a in set(actions)}
+    assert sum(balanced) == pytest.approx(sum(weights))
+    assert max(totals.values()) == pytest.approx(min(totals.values()))
+    # Within an action the advantage ordering is kept.
+    assert balanced[1] == pytest.approx(2 * balanced[0]) and balanced[6] == pytest.approx(3 * balanced[7])
+    assert balance_by_action([], []) == []

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab import ACTIONS
-from tradelab.advisor.parse import format_advice
+from tradelab.advisor.parse import format_advice, parse_advice
 from tradelab.replay import simulate_action
 from tradelab.tradesim import Costs, ExitRules
 
@@ -79,6 +79,20 @@ def hindsight_example(record: Mapping[str, Any], min_weight: float) -> tuple[lis
     return [dict(m) for m in record["prompt"]], target, float(weight)
 
 
+def balance_by_action(actions: Sequence[str], weights: Sequence[float]) -> list[float]:
+    """Rescale weights so every target action carries the same total weight (the overall total is kept).
+
+    Hindsight labels over a stretch of bars follow its drift: most of them can name one side. Trained on the raw
+    weights, a small advisor settles on that side for every prompt (a constant answer, blind to the prompt) instead
+    of telling up from down; with each action's total weight equal, the constant answer no longer pays.
+    """
+    totals: dict[str, float] = {}
+    for action, weight in zip(actions, weights, strict=True):
+        totals[action] = totals.get(action, 0.0) + weight
+    share = sum(totals.values()) / len(totals) if totals else 0.0
+    return [weight * share / totals[action] for action, weight in zip(actions, weights)]
+
+
 def refine_adapter(
     records: Sequence[Mapping[str, Any]],
     config: Any,
@@ -115,6 +129,9 @@ def refine_adapter(
     if not examples:
         return {"examples": 0, "mean_weight": 0.0, "seconds": 0.0, "adapter_path": str(init_adapter),
                 "peak_memory_mb": 0.0}
+    actions = [str(parse_advice(e.target).action) for e in examples]
+    balanced = balance_by_action(actions, [e.weight for e in examples])
+    examples = [SFTExample(messages=e.messages, target=e.target, weight=w) for e, w in zip(examples, balanced)]
     train_adapter(base_dir, examples, config, out_dir=out_dir, seed=seed, init_adapter=init_adapter, epochs=epochs)
     mean_weight = sum(e.weight for e in examples) / len(examples)
     seconds = round(time.perf_counter() - started, 3)
