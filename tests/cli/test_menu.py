@@ -49,7 +49,7 @@ def test_training_stage2_dataset_only(keys, tmp_path: Path) -> None:
         _select(0),  # Market: NQ (the only one with a completed Stage 1)
         _select(2),  # Dataset only
         _select(0),  # Engine: verl
-        _select(5),  # Main: Exit
+        _select(6),  # Main: Exit
     ]
     out = _drive(keys, root, presses)
     data_dir = Workspace.at(root).soft_grpo_data_dir("NQ")
@@ -61,16 +61,21 @@ def test_training_stage2_dataset_only(keys, tmp_path: Path) -> None:
 
 
 def test_stage2_without_completed_stage1_shows_the_fix(keys, tmp_path: Path) -> None:
-    out = _drive(keys, tmp_path, [_select(1), _select(1), _select(5)])
+    out = _drive(keys, tmp_path, [_select(1), _select(1), _select(6)])
     assert "No market has a completed Stage 1" in out and "stage1 --market NQ --test" in out
 
 
 def test_status_entry_renders_tables(keys, tmp_path: Path) -> None:
     manifest.merge_stage1(tmp_path, "ES", {"status": "completed"})
-    out = _drive(keys, tmp_path, [_select(3), _select(5)])
+    out = _drive(keys, tmp_path, [_select(4), _select(6)])
     assert "ES: stages" in out and "completed" in out
 
 
 def test_back_returns_to_the_main_menu(keys, tmp_path: Path) -> None:
-    out = _drive(keys, tmp_path, [_select(0), _select(3), _select(5)])  # Data -> Back -> Exit
+    out = _drive(keys, tmp_path, [_select(0), _select(3), _select(6)])  # Data -> Back -> Exit
     assert "Error" not in out
+
+
+def test_learning_loop_entry_without_data_shows_the_fix(keys, tmp_path: Path) -> None:
+    out = _drive(keys, tmp_path, [_select(3), _select(6)])  # Learning loop -> Exit
+    assert "No market data yet" in out and "data generate" in out
