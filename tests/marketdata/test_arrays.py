@@ -71,6 +71,6 @@ def test_missing_market_names_both_commands(tmp_path: Path, config) -> None:
 
 def test_list_markets(market_root: Path) -> None:
     (entry,) = list_markets(market_root)
-    assert entry["market"] == "NQ" and entry["rows"] == 7 * 390 and entry["source"] == "synthetic"
+    assert entry["market"] == "NQ" and entry["rows"] == 7 * 390 and entry["source"] == "synthetic edge=0"
     assert pd.Timestamp(entry["start"]) < pd.Timestamp(entry["end"])
     assert Path(entry["path"]).is_file()

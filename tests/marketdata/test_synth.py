@@ -27,7 +27,7 @@ def test_same_seed_same_bars_different_seed_different(tmp_path: Path, config) ->
     report = json.loads(Workspace.at(tmp_path / "a").data_report_path("NQ").read_text())
     assert report["source"] == reports[0]["source"] and report["source"]["kind"] == "synthetic"
     assert report["source"]["seed"] == 11 and report["origin"]["seed"] == 11
-    assert list_markets(tmp_path / "a")[0]["source"] == "synthetic"
+    assert list_markets(tmp_path / "a")[0]["source"] == "synthetic edge=0"
 
 
 def test_calendar_session_and_dst(config) -> None:

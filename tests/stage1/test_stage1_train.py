@@ -57,7 +57,9 @@ def test_outputs_and_complete_manifest(trained) -> None:
     assert set(stage1["base_model"]) == {"name", "local_path", "smoke_test_model"}
     assert set(stage1["prompts"]) == {"system", "template_hash"}
     assert stage1["adapter_sha256"] == sha256_dir(ws.stage1_lora_dir("NQ"))
-    assert set(manifest["data"]) == {"bars_path", "sha256", "rows", "start", "end", "train_end", "holdout_start"}
+    assert set(manifest["data"]) == {"bars_path", "sha256", "rows", "start", "end", "train_end", "holdout_start",
+                                     "origin"}
+    assert manifest["data"]["origin"] == {"kind": "synthetic", "generator_version": 2, "edge": 0.0, "seed": 7}
     records = [json.loads(x) for x in _lines(ws.experience_path("NQ"))]
     assert stage1["experience_samples"] == len(records) == summary["experiences"] > 0
     with_outcome = [r for r in records if r["outcome"] is not None]
