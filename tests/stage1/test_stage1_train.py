@@ -234,7 +234,8 @@ def test_init_ppo_continues_the_saved_model(trained, stage1_config, tmp_path: Pa
     final = Workspace.at(copy).ppo_dir("NQ") / "final.zip"
     saved = MaskablePPO.load(str(final), device="cpu").policy.state_dict()
     summary = run_stage1(copy, "NQ", stage1_config, test_mode=True, total_timesteps=256, init_ppo=final)
-    assert summary["initialized_from"] == str(final) and summary["timesteps"] == 256
+    # The step counter restarts (SB3 rounds the budget up to whole rollouts of n_envs x n_steps = 512).
+    assert summary["initialized_from"] == str(final) and 256 <= summary["timesteps"] <= STEPS
     continued = MaskablePPO.load(str(final), device="cpu").policy.state_dict()
     fresh_scale = float(torch.cat([p.flatten() for p in saved.values()]).abs().mean())
     moved = max(float((continued[k] - saved[k]).abs().max()) for k in saved)
