@@ -11,7 +11,6 @@ and is named.
 from __future__ import annotations
 
 import json
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -42,21 +41,10 @@ def launch_describe(plan: base.LaunchPlan, model_dir: Path, messages: list[dict[
                     timeout_s: int, with_weights: bool = True) -> tuple[dict[str, Any] | None, str]:
     """:func:`artifact_probe.describe` under the plan's interpreter and environment; ``(result, error)``."""
     with tempfile.TemporaryDirectory(prefix="tradelab_artifact_") as tmp:
-        out, msgs = Path(tmp) / "out.json", Path(tmp) / "messages.json"
+        msgs = Path(tmp) / "messages.json"
         msgs.write_text(json.dumps(messages), encoding="utf-8")
-        argv = [plan.python, str(PROBE_SCRIPT), "--out", str(out), "--model-dir", str(model_dir),
-                "--messages", str(msgs), *([] if with_weights else ["--no-weights"])]
-        plan.cwd.mkdir(parents=True, exist_ok=True)
-        try:
-            done = subprocess.run(argv, cwd=plan.cwd, env=plan.environment(), capture_output=True, text=True,
-                                  timeout=timeout_s, check=False)
-        except OSError as exc:
-            return None, f"interpreter {plan.python!r} cannot run: {exc}"
-        except subprocess.TimeoutExpired:
-            return None, f"loading the model did not finish within {timeout_s}s"
-        if done.returncode != 0 or not out.is_file():
-            return None, f"exit code {done.returncode}: {(done.stderr or done.stdout).strip()[-800:]}"
-        return json.loads(out.read_text(encoding="utf-8")), ""
+        args = ["--model-dir", str(model_dir), "--messages", str(msgs), *([] if with_weights else ["--no-weights"])]
+        return plan.run_json(PROBE_SCRIPT, args, timeout_s=timeout_s, what="loading the model")
 
 
 def parity_check(plan: base.LaunchPlan, model_dir: Path | None, messages: list[dict[str, str]], timeout_s: int,

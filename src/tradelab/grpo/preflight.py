@@ -7,11 +7,8 @@ dataset-only mode) with a message that says the fix. The last report is recorded
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,22 +63,7 @@ class PreflightReport:
 
 def run_probe(plan: base.LaunchPlan, args: list[str], timeout_s: int) -> tuple[dict[str, Any] | None, str]:
     """Run :mod:`env_probe` under the plan's interpreter, environment and cwd; ``(result, error)``."""
-    plan.cwd.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="tradelab_probe_") as tmp:
-        out = Path(tmp) / "probe.json"
-        argv = [plan.python, str(PROBE_SCRIPT), "--out", str(out), *args]
-        try:
-            done = subprocess.run(argv, cwd=plan.cwd, env=plan.environment(), capture_output=True, text=True,
-                                  timeout=timeout_s, check=False)
-        except FileNotFoundError:
-            return None, f"interpreter {plan.python!r} not found"
-        except OSError as exc:
-            return None, f"interpreter {plan.python!r} cannot run: {exc}"
-        except subprocess.TimeoutExpired:
-            return None, f"the probe did not finish within {timeout_s}s"
-        if done.returncode != 0 or not out.is_file():
-            return None, f"exit code {done.returncode}: {(done.stderr or done.stdout).strip()[-800:]}"
-        return json.loads(out.read_text(encoding="utf-8")), ""
+    return plan.run_json(PROBE_SCRIPT, args, timeout_s=timeout_s, what="the probe")
 
 
 def _dataset_test_mode(root: Path, market: str) -> bool:

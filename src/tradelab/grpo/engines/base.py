@@ -88,6 +88,41 @@ class LaunchPlan:
         """The full environment of the launch: the current one plus :attr:`env_overrides`."""
         return {**os.environ, **self.env_overrides}
 
+    def run_json(
+        self, script: Path, args: list[str], *, timeout_s: int, what: str
+    ) -> tuple[dict[str, Any] | None, str]:
+        """Run ``script --out <file> *args`` under this launch's interpreter, environment and cwd.
+
+        Preflight's probes use it, so they see exactly what the engine will see.
+
+        Args:
+            script: A Python file that writes its JSON result to ``--out``.
+            args: Further arguments.
+            timeout_s: Seconds before the run counts as hung.
+            what: What is running, for the timeout message (e.g. "the probe").
+
+        Returns:
+            ``(result, "")``, or ``(None, error)`` naming what went wrong.
+        """
+        import tempfile
+
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="tradelab_probe_") as tmp:
+            out = Path(tmp) / "out.json"
+            argv = [self.python, str(script), "--out", str(out), *args]
+            try:
+                done = subprocess.run(argv, cwd=self.cwd, env=self.environment(), capture_output=True, text=True,
+                                      timeout=timeout_s, check=False)
+            except FileNotFoundError:
+                return None, f"interpreter {self.python!r} not found"
+            except OSError as exc:
+                return None, f"interpreter {self.python!r} cannot run: {exc}"
+            except subprocess.TimeoutExpired:
+                return None, f"{what} did not finish within {timeout_s}s"
+            if done.returncode != 0 or not out.is_file():
+                return None, f"exit code {done.returncode}: {(done.stderr or done.stdout).strip()[-800:]}"
+            return json.loads(out.read_text(encoding="utf-8")), ""
+
     def command_line(self) -> str:
         """The argv as one copy-pasteable, shell-quoted line (for display only; launches use the list)."""
         env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(self.env_overrides.items()))
