@@ -22,11 +22,11 @@ def test_plan_imports_every_step_and_cpu_runs_nothing() -> None:
 
 
 def test_functions_exist_for_each_step() -> None:
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import gpu_acceptance
-    finally:
-        sys.path.pop(0)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_acceptance", SCRIPT)
+    gpu_acceptance = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_acceptance)
     assert set(gpu_acceptance.STEPS) == {"advisor", "stage1", "local", "verl"}
     for name in ("step_advisor", "step_stage1", "step_local", "step_verl"):
         assert callable(getattr(gpu_acceptance, name))

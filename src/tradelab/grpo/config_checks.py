@@ -202,19 +202,21 @@ def verl_problems(values: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     return failures, warnings
 
 
-def verl_pitfalls(values: Mapping[str, Any]) -> Check:
-    failures, warnings = verl_problems(values)
+def _settings_check(name: str, problems: tuple[list[str], list[str]], ok_message: str) -> Check:
+    """FAIL with every problem when any failure, WARN with the warnings, else PASS with ``ok_message``."""
+    failures, warnings = problems
     if failures:
-        return Check("verl_settings", FAIL, "; ".join(failures + warnings))
+        return Check(name, FAIL, "; ".join(failures + warnings))
     if warnings:
-        return Check("verl_settings", WARN, "; ".join(warnings))
-    return Check("verl_settings", PASS, "reward.* keys, async rollout, V1 trainer, LoRA from stage1_lora")
+        return Check(name, WARN, "; ".join(warnings))
+    return Check(name, PASS, ok_message)
+
+
+def verl_pitfalls(values: Mapping[str, Any]) -> Check:
+    return _settings_check("verl_settings", verl_problems(values),
+                           "reward.* keys, async rollout, V1 trainer, LoRA from stage1_lora")
 
 
 def soft_grpo_pitfalls(values: Mapping[str, Any]) -> Check:
-    failures, warnings = soft_grpo_problems(values)
-    if failures:
-        return Check("soft_grpo_settings", FAIL, "; ".join(failures + warnings))
-    if warnings:
-        return Check("soft_grpo_settings", WARN, "; ".join(warnings))
-    return Check("soft_grpo_settings", PASS, "remove-padding, soft thinking, fsdp, sglang, full weights")
+    return _settings_check("soft_grpo_settings", soft_grpo_problems(values),
+                           "remove-padding, soft thinking, fsdp, sglang, full weights")

@@ -161,8 +161,10 @@ def build_report(market: str, config: TradelabConfig, state: dict[str, Any]) -> 
     }
 
 
-def write_loop_report(report_dir: Path, market: str, config: TradelabConfig, state: dict[str, Any]) -> dict[str, str]:
-    """Write ``loop_report.json``, ``loop_report.md`` and ``loop_report.png``; return their paths."""
+def write_loop_report(
+    report_dir: Path, market: str, config: TradelabConfig, state: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Write ``loop_report.json``, ``loop_report.md`` and ``loop_report.png``; return the report and their paths."""
     report_dir.mkdir(parents=True, exist_ok=True)
     report = build_report(market, config, state)
     paths = {"json": report_dir / "loop_report.json", "md": report_dir / "loop_report.md",
@@ -170,7 +172,7 @@ def write_loop_report(report_dir: Path, market: str, config: TradelabConfig, sta
     atomic_write_text(paths["json"], json.dumps(report, indent=2, default=str) + "\n")
     atomic_write_text(paths["md"], markdown(report))
     plot_loop(report, paths["png"])
-    return {k: str(v) for k, v in paths.items()}
+    return report, {k: str(v) for k, v in paths.items()}
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

@@ -107,18 +107,15 @@ def run_loop(
                 raise
             iteration["stages"][stage] = "completed"
             _save(root, market, state)
-        paths = _write(root, market, config, state)
-        state["report"] = paths
-        _save(root, market, state)
+        if number < settings.iterations:  # readable while a long loop runs; the last one is written below
+            state["report"] = _write(root, market, config, state)[1]
+            _save(root, market, state)
     state["status"] = "completed"
     state["completed_at"] = utc_now()
-    paths = _write(root, market, config, state)
+    report, paths = _write(root, market, config, state)
     state["report"] = paths
     _save(root, market, state)
-    from tradelab.loop.report import build_report
-
-    return {"report": build_report(market, config, state),
-            "paths": {kind: str(ws.resolve(path)) for kind, path in paths.items()}}
+    return {"report": report, "paths": {kind: str(ws.resolve(path)) for kind, path in paths.items()}}
 
 
 # ------------------------------------------------------------------------------------------------------ state
@@ -352,9 +349,11 @@ class _ProbeContext:
         return self._kept(after_figures, after_texts, after, label), comparison
 
 
-def _write(root: str | Path, market: str, config: TradelabConfig, state: dict[str, Any]) -> dict[str, str]:
+def _write(root: str | Path, market: str, config: TradelabConfig,
+           state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Write the loop report; returns it and its paths as recorded in the manifest (workspace-relative)."""
     from tradelab.loop.report import write_loop_report
 
     ws = Workspace.at(root)
-    paths = write_loop_report(ws.resolve(state["report_dir"]), market, config, state)
-    return {kind: ws.record(path) for kind, path in paths.items()}
+    report, paths = write_loop_report(ws.resolve(state["report_dir"]), market, config, state)
+    return report, {kind: ws.record(path) for kind, path in paths.items()}
