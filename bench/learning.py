@@ -85,18 +85,26 @@ def print_edge(report: dict[str, Any]) -> float | None:
     last = report["iterations"][-1]
     print("\n== edge market (edge %s)" % report["edge"])
     print(f"advisor hit rate  warm start      {fmt(warm['hit_rate'])} {fmt(warm['hit_rate_ci'])} "
-          f"(directional answers {warm['directional']}, non-HOLD {fmt(warm['non_hold_share'])})")
+          f"up {fmt(warm['hit_rate_up'])} down {fmt(warm['hit_rate_down'])} balanced {fmt(warm['balanced_hit_rate'])} "
+          f"{fmt(warm['balanced_hit_rate_ci'])} (directional answers {warm['directional']}, non-HOLD "
+          f"{fmt(warm['non_hold_share'])})")
     for it in report["iterations"]:
         for label, key in (("after Stage 1", "advisor_stage1"), ("after Stage 2", "advisor")):
             a = it[key]
             print(f"advisor hit rate  it{it['iteration']} {label}  {fmt(a['hit_rate'])} {fmt(a['hit_rate_ci'])} "
-                  f"up {fmt(a['hit_rate_up'])} down {fmt(a['hit_rate_down'])} reward {fmt(a['holdout_reward'])} "
+                  f"up {fmt(a['hit_rate_up'])} down {fmt(a['hit_rate_down'])} balanced {fmt(a['balanced_hit_rate'])} "
+                  f"{fmt(a['balanced_hit_rate_ci'])} reward {fmt(a['holdout_reward'])} "
                   f"{fmt(a['holdout_reward_ci'])} non-HOLD {fmt(a['non_hold_share'])} parse {fmt(a['parse_rate'])}")
     final = last["advisor"]
     gain = None if final["hit_rate"] is None or warm["hit_rate"] is None else final["hit_rate"] - warm["hit_rate"]
     goal_hit = (final["hit_rate"] is not None and final["hit_rate"] >= 0.60 and gain is not None and gain >= 0.08
                 and not overlap(final["hit_rate_ci"], warm["hit_rate_ci"]))
     print(f"goal: final hit rate >= 0.60 and >= warm + 0.08, intervals apart: {'met' if goal_hit else 'MISSED'}")
+    b_warm, b_final = warm["balanced_hit_rate"], final["balanced_hit_rate"]
+    if b_warm is not None and b_final is not None:
+        apart = not overlap(final["balanced_hit_rate_ci"], warm["balanced_hit_rate_ci"])
+        print(f"balanced hit rate (a constant answer scores 0.5): warm {fmt(b_warm)} -> final {fmt(b_final)}, "
+              f"gain {fmt(b_final - b_warm)}, intervals apart: {apart}")
     for it in report["iterations"]:
         c = it["stage2_vs_stage1"] or {}
         excludes = bool(c.get("reward_gain_ci")) and (c["reward_gain_ci"][0] > 0 or c["reward_gain_ci"][1] < 0)
@@ -132,7 +140,8 @@ def print_null(report: dict[str, Any]) -> bool:
         ci = a["hit_rate_ci"]
         contains = ci is None or ci[0] <= 0.5 <= ci[1]
         clean &= contains
-        print(f"advisor hit rate {label}: {fmt(a['hit_rate'])} {fmt(ci)} {'contains 0.5' if contains else 'LEAK?'}")
+        print(f"advisor hit rate {label}: {fmt(a['hit_rate'])} {fmt(ci)} {'contains 0.5' if contains else 'LEAK?'} "
+              f"(balanced {fmt(a['balanced_hit_rate'])} {fmt(a['balanced_hit_rate_ci'])})")
     print(f"null market clean: {clean}")
     return clean
 

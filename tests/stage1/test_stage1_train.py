@@ -21,14 +21,35 @@ pytestmark = pytest.mark.slow
 STEPS = 512
 
 
+RECORDER_WINDOWS: list[int] = []
+"""``recent_maxlen`` of every experience recorder the ``trained`` run built."""
+
+
 @pytest.fixture(scope="module")
 def trained(make_root, stage1_config) -> tuple[Path, dict]:
+    from tradelab.stage1 import setup
+
     root = make_root()
     calls = []
-    summary = run_stage1(root, "NQ", stage1_config, test_mode=True, total_timesteps=STEPS,
-                         progress=lambda done, total: calls.append((done, total)))
+    real_recorder_for = setup.recorder_for
+
+    def recorder_for(*args, **kwargs):
+        RECORDER_WINDOWS.append(kwargs["recent_maxlen"])
+        return real_recorder_for(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(setup, "recorder_for", recorder_for)
+        summary = run_stage1(root, "NQ", stage1_config, test_mode=True, total_timesteps=STEPS,
+                             progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (STEPS, STEPS)
     return root, summary
+
+
+def test_the_refinement_window_is_the_test_profiles(trained, stage1_config) -> None:
+    """In test mode the recorder keeps ``stage1.test.refinement_recent_records`` records, not the full-size count."""
+    test_window = stage1_config.stage1.test.refinement_recent_records
+    assert test_window != stage1_config.stage1.refinement.recent_records
+    assert RECORDER_WINDOWS == [test_window]
 
 
 def _lines(path: Path) -> list[str]:

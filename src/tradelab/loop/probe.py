@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -167,11 +168,34 @@ def score_answers(probe: ProbeSet, answers: list[str], *, level: float = 0.95, s
         "hit_rate_up": _rate(up_hits, up_n), "hit_rate_up_ci": _ci(wilson_ci(up_hits, up_n, level=level)),
         "hit_rate_down": _rate(down_hits, down_n),
         "hit_rate_down_ci": _ci(wilson_ci(down_hits, down_n, level=level)),
+        **balanced_hit_rate(up_hits, up_n, down_hits, down_n, level=level),
         "holdout_reward": float(rewards.mean()) if n else None,
         "holdout_reward_ci": _ci(day_bootstrap_ci(rewards, probe.session_ids, level=level, seed=seed)),
         "rewards": rewards.tolist(),
         "actions": actions,
     }
+
+
+def balanced_hit_rate(up_hits: int, up_n: int, down_hits: int, down_n: int, *, level: float = 0.95) -> dict[str, Any]:
+    """The mean of the up-move and down-move hit rates, with an Agresti-Caffo interval.
+
+    The plain hit rate of a constant answer is the share of moves that went its way, so on a holdout that drifts it
+    can look like skill (always SELL on a falling stretch). The balanced rate gives any constant answer 0.5 and
+    rises only when the advisor tells up from down. The interval is the normal one of the mean of two independent
+    proportions, each with one success and one failure added (Agresti and Caffo, 2000), clipped to [0, 1].
+
+    Returns:
+        ``{"balanced_hit_rate", "balanced_hit_rate_ci"}``; both None unless each side has a directional answer.
+    """
+    if up_n == 0 or down_n == 0:
+        return {"balanced_hit_rate": None, "balanced_hit_rate_ci": None}
+    rate = 0.5 * (up_hits / up_n + down_hits / down_n)
+    up_adj, down_adj = (up_hits + 1) / (up_n + 2), (down_hits + 1) / (down_n + 2)
+    centre = 0.5 * (up_adj + down_adj)
+    spread = 0.5 * math.sqrt(up_adj * (1 - up_adj) / (up_n + 2) + down_adj * (1 - down_adj) / (down_n + 2))
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    return {"balanced_hit_rate": rate,
+            "balanced_hit_rate_ci": [max(0.0, centre - z * spread), min(1.0, centre + z * spread)]}
 
 
 def day_bootstrap_ci(

@@ -9,8 +9,8 @@ JSON shape (every ``*_ci`` is ``[low, high]`` or null when the sample is too sma
                      "agents": {"hybrid": AGENT, "ppo": AGENT, ...}, "hybrid_minus_ppo", "notes": [...]}],
      "headline": {"advisor_hit_rate_gain", ...}}
 
-    ADVISOR = {hit_rate, hit_rate_ci, hit_rate_up, hit_rate_down, holdout_reward, holdout_reward_ci, parse_rate,
-               non_hold_share, prompts, directional, ...}
+    ADVISOR = {hit_rate, hit_rate_ci, hit_rate_up, hit_rate_down, balanced_hit_rate, balanced_hit_rate_ci,
+               holdout_reward, holdout_reward_ci, parse_rate, non_hold_share, prompts, directional, ...}
     AGENT   = {net_pnl_usd, net_pnl_usd_ci (day-block bootstrap), net_pnl_usd_seed_ci (t over >= 3 seeds),
                trades_per_day, sharpe, days, trades, seeds}
 
@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from tradelab.config.schema import TradelabConfig
 
 ADVISOR_KEYS: tuple[str, ...] = (
-    "hit_rate", "hit_rate_ci", "hit_rate_up", "hit_rate_up_ci", "hit_rate_down", "hit_rate_down_ci", "holdout_reward",
+    "hit_rate", "hit_rate_ci", "hit_rate_up", "hit_rate_up_ci", "hit_rate_down", "hit_rate_down_ci",
+    "balanced_hit_rate", "balanced_hit_rate_ci", "holdout_reward",
     "holdout_reward_ci", "parse_rate", "parse_rate_ci", "non_hold_share", "non_hold_share_ci", "prompts",
     "directional", "adapter_sha256", "answers_path",
 )
@@ -146,9 +147,11 @@ def build_report(market: str, config: TradelabConfig, state: dict[str, Any]) -> 
         })
     warm = _advisor((state.get("warm_start") or {}).get("advisor"))
     last = next((it for it in reversed(iterations) if it["advisor"]), None)
-    gain = None
+    gain = balanced_gain = None
     if warm and last and warm["hit_rate"] is not None and last["advisor"]["hit_rate"] is not None:
         gain = last["advisor"]["hit_rate"] - warm["hit_rate"]
+    if warm and last and warm["balanced_hit_rate"] is not None and last["advisor"]["balanced_hit_rate"] is not None:
+        balanced_gain = last["advisor"]["balanced_hit_rate"] - warm["balanced_hit_rate"]
     settings = state["settings"]
     origin_ = state.get("market_origin") or {}
     return {
@@ -157,7 +160,7 @@ def build_report(market: str, config: TradelabConfig, state: dict[str, Any]) -> 
         "started_at": state["started_at"], "completed_at": state.get("completed_at"),
         "origin": origin(config_hash(config), config.app.seed),
         "warm_start": {"advisor": warm}, "iterations": iterations,
-        "headline": {"advisor_hit_rate_gain": gain},
+        "headline": {"advisor_hit_rate_gain": gain, "advisor_balanced_hit_rate_gain": balanced_gain},
     }
 
 
@@ -195,8 +198,9 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Learning loop: {report['market']}", "",
              f"- Market: {market_line}", f"- Settings: {report['settings']}", f"- Status: {report['status']}", "",
              "## Advisor on holdout prompts", "",
-             "| when | hit rate | 95% CI | up | down | mean reward | 95% CI | parse | non-HOLD | n dir. |",
-             "| --- | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
+             "| when | hit rate | 95% CI | up | down | balanced | 95% CI | mean reward | 95% CI | parse | non-HOLD "
+             "| n dir. |",
+             "| --- | ---: | --- | ---: | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: |"]
     rows = [("warm start", report["warm_start"]["advisor"])]
     for it in report["iterations"]:
         rows += [(f"it {it['iteration']} after Stage 1", it["advisor_stage1"]),
@@ -204,7 +208,8 @@ def markdown(report: dict[str, Any]) -> str:
     for label, a in rows:
         if a:
             lines.append(f"| {label} | {_fmt(a['hit_rate'])} | {_ci(a['hit_rate_ci'])} | {_fmt(a['hit_rate_up'])} | "
-                         f"{_fmt(a['hit_rate_down'])} | {_fmt(a['holdout_reward'])} | {_ci(a['holdout_reward_ci'])} | "
+                         f"{_fmt(a['hit_rate_down'])} | {_fmt(a.get('balanced_hit_rate'))} | "
+                         f"{_ci(a.get('balanced_hit_rate_ci'))} | {_fmt(a['holdout_reward'])} | {_ci(a['holdout_reward_ci'])} | "
                          f"{_fmt(a['parse_rate'])} | {_fmt(a['non_hold_share'])} | {a['directional']} |")
     for it in report["iterations"]:
         lines += ["", f"## Iteration {it['iteration']}", "",
@@ -252,6 +257,9 @@ def plot_loop(report: dict[str, Any], path: Path) -> Path:
         ax.errorbar(xs, ys, yerr=[np.subtract(ys, lows), np.subtract(highs, ys)], fmt="o-", capsize=3)
         if key == "hit_rate":
             ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+            xs = [i for i, a in enumerate(hits) if a and a.get("balanced_hit_rate") is not None]
+            ax.plot(xs, [hits[i]["balanced_hit_rate"] for i in xs], "s--", label="balanced (up/down)")
+            ax.legend(fontsize=7)
         ax.set_xticks(range(len(labels)), labels, fontsize=8)
         ax.set_title(title, fontsize=9)
     rewards = report["iterations"]

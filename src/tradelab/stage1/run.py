@@ -92,7 +92,7 @@ class Stage1Run:
             self.bundle = load_advisor(self.root, self.market, self.config, seed=self.seed, resume=self.resume)
         self.timings["advisor_setup_s"] = round(time.perf_counter() - started, 3)
         self.recorder = recorder_for(self.root, self.market, self.config, self.arrays, run_id=self.run_id,
-                                     recent_maxlen=stage1.refinement.recent_records) if self.bundle else None
+                                     recent_maxlen=s.refinement_recent_records) if self.bundle else None
         fns = env_fns(self.root, self.market, self.config, self.arrays, n_envs=s.n_envs, seed=self.seed,
                       split="train")
         source = LLMAdviceSource(self.bundle.advisor) if self.bundle else None
