@@ -138,19 +138,59 @@ def _ray_connect(ray: Any, address: str) -> bool:
     """Connect to ``address`` (or start a local instance); True when this call started Ray and must stop it."""
     if ray.is_initialized():
         return False
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+    _route_ray_logs()
     try:
         if address == LOCAL:
-            # ``address="local"`` never joins a cluster someone else started on this machine.
-            ray.init(address="local", _node_ip_address=LOCAL_NODE_IP, **kwargs)
+            init_local_ray()
         else:
-            ray.init(address=address, **{k: v for k, v in kwargs.items() if k != "include_dashboard"})
+            ray.init(address=address, configure_logging=False, log_to_driver=False)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise TradelabError(
             f"--ray {address}: could not start or reach Ray ({_first_line(exc)}); start the head with "
             "`ray start --head` and pass its HOST:PORT, or give --ray without an address for a local instance"
         ) from exc
     return True
+
+
+def _route_ray_logs() -> None:
+    """Send the driver's Ray log records to our log (``logs/app.log``) instead of the screen: ``import ray`` gives
+    its ``ray`` logger a handler of its own on stderr."""
+    ray_log = logging.getLogger("ray")
+    for handler in [h for h in ray_log.handlers if isinstance(h, logging.StreamHandler)
+                    and not isinstance(h, logging.FileHandler)]:
+        ray_log.removeHandler(handler)
+    ray_log.propagate = True
+
+
+def init_local_ray(num_cpus: int | None = None) -> None:
+    """Start a private Ray instance whose every service binds to 127.0.0.1 (no dashboard; logs go to our log).
+
+    ``address="local"`` never joins a cluster someone else started on this machine. Ray turns a loopback
+    ``_node_ip_address`` into the machine's routable address unless it believes clusters are off, so that switch
+    (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``'s constant) is held off while the node starts.
+
+    Args:
+        num_cpus: CPUs the instance offers (None: all of this machine's).
+
+    Raises:
+        RuntimeError: Ray bound to another address after all (the instance is stopped first).
+    """
+    import ray
+    from ray._private import ray_constants
+
+    _route_ray_logs()
+    clusters = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address=LOCAL_NODE_IP,
+                 configure_logging=False, log_to_driver=False)
+    finally:
+        if clusters is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = clusters
+    addresses = {node.get("NodeManagerAddress") for node in ray.nodes()}
+    if addresses != {LOCAL_NODE_IP}:
+        ray.shutdown()
+        raise RuntimeError(f"the local Ray instance bound to {sorted(map(str, addresses))}, not {LOCAL_NODE_IP}")
 
 
 def _guarded(fn: Callable[[Any], Any], spec: Any) -> tuple[Any, ...]:
@@ -186,7 +226,8 @@ def worker_workspace(parent_root: str | Path, run: str, task: str) -> Path:
     """The folder task ``task`` of fan-out ``run`` works in: ``<parent>/fanout/<run>/<task>/`` (created).
 
     Raises:
-        WorkspaceError: The parent workspace is not visible here (another node without the shared volume).
+        WorkspaceError: The parent workspace is not visible here (another node without the shared volume), or the
+            folder cannot be created.
     """
     parent = Workspace.at(parent_root).root
     if not parent.is_dir():
@@ -195,7 +236,12 @@ def worker_workspace(parent_root: str | Path, run: str, task: str) -> Path:
             "the workspace on a volume every node mounts at the same path"
         )
     path = parent / FANOUT_DIR / run / task
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WorkspaceError(f"{parent / FANOUT_DIR}: cannot create the task folder {path.relative_to(parent)} "
+                             f"({exc.strerror or type(exc).__name__}); make {FANOUT_DIR}/ a writable folder in the "
+                             "workspace (or remove the file of that name)") from exc
     return path
 
 
