@@ -159,3 +159,42 @@ def test_no_ray_import_without_ray(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ}).stdout.strip()
     assert out == "False"
+
+
+def test_loop_evaluations_get_the_ray_address(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tradelab.config import load_config
+    from tradelab.loop import report as loop_report
+    from tradelab.loop import run as loop_run
+
+    seen: dict[str, object] = {}
+
+    def evaluate(root: object, market: str, **kwargs: object) -> dict[str, str]:
+        seen.update(kwargs)
+        return {"report_dir": str(tmp_path / "reports" / market / "r1")}
+
+    monkeypatch.setattr(stages, "evaluate", evaluate)
+    monkeypatch.setattr(loop_report, "agents_from_report", lambda path, level, seed: {"agents": {}})
+    settings = loop_run.LoopSettings(iterations=1, engine="local", seeds=2, test_mode=True, probe_prompts=4)
+    iteration: dict[str, object] = {}
+    loop_run._evaluation(tmp_path, "NQ", load_config(), settings, {}, iteration, None, None, ray_address="h:6379")
+    assert seen["ray"] == "h:6379" and seen["seeds"] == 2
+    assert iteration["evaluation"] == {"report_dir": "reports/NQ/r1", "agents": {}}
+
+
+def test_several_markets_without_ray_loop_one_after_another_here(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from tradelab.loop import parallel
+
+    calls: list[tuple[str, object]] = []
+
+    def run_loop(root: object, market: str, config: object, settings: object, **kwargs: object) -> dict[str, str]:
+        calls.append((market, kwargs["ray_address"]))
+        kwargs["on_event"]("stage1")  # type: ignore[operator]
+        return {"market": market}
+
+    monkeypatch.setattr(parallel, "run_loop", run_loop)
+    events: list[str] = []
+    results = stages.loop_markets(_parent(tmp_path), ["NQ", "ES"], iterations=1, test_mode=True,
+                                  on_event=events.append)
+    assert results == [{"market": "NQ"}, {"market": "ES"}]
+    assert calls == [("NQ", None), ("ES", None)] and events == ["NQ: stage1", "ES: stage1"]

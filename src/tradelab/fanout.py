@@ -193,6 +193,29 @@ def init_local_ray(num_cpus: int | None = None) -> None:
         raise RuntimeError(f"the local Ray instance bound to {sorted(map(str, addresses))}, not {LOCAL_NODE_IP}")
 
 
+@contextmanager
+def task_logging(parent_root: str | Path, label: str) -> Iterator[None]:
+    """Inside a Ray task: append tradelab's log records to the parent workspace's ``logs/app.log``, each tagged
+    with the task, so a fanned-out run leaves one log like a serial run does (Ray keeps its own worker logs)."""
+    path = Workspace.at(parent_root).app_log()
+    tradelab_log = logging.getLogger("tradelab")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        handler = logging.NullHandler()  # the task's own error, if any, still reaches the parent
+    handler.setFormatter(logging.Formatter(f"%(asctime)s %(levelname)s %(name)s [{label}]: %(message)s"))
+    level = tradelab_log.level
+    tradelab_log.addHandler(handler)
+    tradelab_log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        tradelab_log.removeHandler(handler)
+        tradelab_log.setLevel(level)
+        handler.close()
+
+
 def _guarded(fn: Callable[[Any], Any], spec: Any) -> tuple[Any, ...]:
     """Run one task inside a Ray worker; an exception becomes a plain record the parent turns back into one."""
     try:
@@ -302,7 +325,8 @@ def adopt_market(worker_root: Path, parent_root: str | Path, market: str) -> lis
     """Move what a task wrote for ``market`` into the parent workspace, as if it had run there.
 
     The market's model folder, Stage 2 data and TensorBoard folders replace the parent's (as a serial run in the
-    parent would have overwritten them); report folders are added. Absolute paths into the task workspace found in
+    parent would have overwritten them); report folders are added, and so are base models the parent lacks (the
+    tiny advisor a task built). Absolute paths into the task workspace found in
     the manifest and in the report folders' JSON files are rewritten to the parent's.
 
     Returns:
@@ -311,6 +335,14 @@ def adopt_market(worker_root: Path, parent_root: str | Path, market: str) -> lis
     parent = Workspace.at(parent_root).root
     worker = Workspace.at(worker_root).root
     moved: list[Path] = []
+    base = worker / "models" / "base"
+    if base.is_dir() and not base.is_symlink():  # a base model the task built because the parent had none
+        for model in sorted(base.iterdir()):
+            target = parent / "models" / "base" / model.name
+            if model.is_dir() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(model, target)
+                moved.append(target)
     for rel in market_outputs(worker, market):
         source, target = worker / rel, parent / rel
         # Only records are rebased: model folders are hashed as they are, and resolve paths against the root.

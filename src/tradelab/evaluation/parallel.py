@@ -63,31 +63,37 @@ def run_seed_task(task: SeedTask) -> SeedLogs:
     Raises:
         StageFailed: The task workspace's roster differs from the parent's.
     """
+    from tradelab.fanout import link_market, remove_worker_workspace, task_logging, worker_workspace
+
+    with task_logging(task.parent_root, task.label):
+        worker = worker_workspace(task.parent_root, task.run, f"{task.market}_seed{task.seed}")
+        try:
+            link_market(task.parent_root, worker, task.market)
+            return _run_seed_in(worker, task)
+        finally:
+            remove_worker_workspace(worker)
+
+
+def _run_seed_in(worker: Path, task: SeedTask) -> SeedLogs:
     from tradelab.env import make_env
     from tradelab.evaluation.backtest import run_seed_windows
     from tradelab.evaluation.holdout import holdout_arrays
     from tradelab.evaluation.roster import build_roster
     from tradelab.evaluation.run import env_config
-    from tradelab.fanout import link_market, remove_worker_workspace, worker_workspace
     from tradelab.manifest import require_stage1
     from tradelab.marketdata import load_market_arrays
 
     market, config, settings = task.market, task.config, task.settings
-    worker = worker_workspace(task.parent_root, task.run, f"{market}_seed{task.seed}")
-    try:
-        link_market(task.parent_root, worker, market)
-        manifest = require_stage1(worker, market)
-        arrays, _holdout = holdout_arrays(worker, market, manifest, load_market_arrays(worker, market, config))
-        specs, _, _ = build_roster(worker, market, config, settings, config.evaluation.agents, manifest)
-        if tuple(s.name for s in specs) != task.agents:
-            raise StageFailed(f"{task.label}: the task workspace {worker} yields agents "
-                              f"{[s.name for s in specs]}, the parent {list(task.agents)}; the workspace changed "
-                              "while the evaluation ran, run it again")
-        env = make_env(market, worker, split="holdout", seed=settings.seed_list[0],
-                       config=env_config(config, settings), arrays=arrays)
-        return run_seed_windows(env, specs, task.plan, settings, task.seed)
-    finally:
-        remove_worker_workspace(worker)
+    manifest = require_stage1(worker, market)
+    arrays, _holdout = holdout_arrays(worker, market, manifest, load_market_arrays(worker, market, config))
+    specs, _, _ = build_roster(worker, market, config, settings, config.evaluation.agents, manifest)
+    if tuple(s.name for s in specs) != task.agents:
+        raise StageFailed(f"{task.label}: the task workspace {worker} yields agents {[s.name for s in specs]}, "
+                          f"the parent {list(task.agents)}; the workspace changed while the evaluation ran, run it "
+                          "again")
+    env = make_env(market, worker, split="holdout", seed=settings.seed_list[0], config=env_config(config, settings),
+                   arrays=arrays)
+    return run_seed_windows(env, specs, task.plan, settings, task.seed)
 
 
 def evaluate_markets(

@@ -54,11 +54,12 @@ class LoopTask:
 
 def run_loop_task(task: LoopTask) -> dict[str, Any]:
     """Run one market's loop in its task workspace (left in place for the parent to adopt)."""
-    from tradelab.fanout import copy_market, worker_workspace
+    from tradelab.fanout import copy_market, task_logging, worker_workspace
 
-    worker = worker_workspace(task.parent_root, task.run, task.market)
-    copy_market(task.parent_root, worker, task.market)
-    return run_loop(worker, task.market, task.config, task.settings, restart=task.restart)
+    with task_logging(task.parent_root, f"loop {task.market}"):
+        worker = worker_workspace(task.parent_root, task.run, task.market)
+        copy_market(task.parent_root, worker, task.market)
+        return run_loop(worker, task.market, task.config, task.settings, restart=task.restart)
 
 
 def loop_markets(

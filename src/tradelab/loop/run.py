@@ -102,7 +102,9 @@ def run_loop(
             iteration["stages"][stage] = "running"
             _save(root, market, state)
             try:
-                run_stage = partial(_evaluation, ray_address=ray_address) if stage == "evaluation" else _STAGES[stage]
+                run_stage = _STAGES[stage]
+                if stage == "evaluation" and ray_address is not None:
+                    run_stage = partial(run_stage, ray_address=ray_address)
                 run_stage(root, market, config, settings, state, iteration, probe_ctx, progress)
             except BaseException as exc:
                 state["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
