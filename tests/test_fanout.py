@@ -104,6 +104,13 @@ def test_adopting_a_market_moves_its_outputs_in_and_rebases_recorded_paths(tmp_p
         json.dumps({"base": str(ws.root / "models")}))  # model files are hashed: left as they are
     ws.manifest_path("NQ").write_text(json.dumps({"evaluation": [{"report_dir": str(report)}],
                                                   "loop": {"report_dir": "reports/NQ/loop_20260101T000000Z"}}))
+    ws.soft_grpo_log_dir().mkdir(parents=True)
+    (ws.soft_grpo_log_dir() / "NQ_20260101T000000Z.log").write_text("engine output")
+    (ws.soft_grpo_log_dir() / "ES_20260101T000000Z.log").write_text("another market's")
+    (ws.root / "models" / "base").unlink()  # as if the parent had no base model and the task built one
+    (ws.root / "models" / "base" / "tiny-advisor").mkdir(parents=True)
+    (ws.root / "models" / "base" / "tiny-advisor" / "config.json").write_text("{}")
+    (ws.root / "models" / "base" / "qwen").mkdir()
     moved = adopt_market(worker, parent, "NQ")
     remove_worker_workspace(worker)
 
@@ -118,6 +125,9 @@ def test_adopting_a_market_moves_its_outputs_in_and_rebases_recorded_paths(tmp_p
     assert adapter == {"base": str(ws.root / "models")}
     assert not (home.root / FANOUT_DIR).exists()
     assert not list(home.market_model_dir("NQ").parent.glob(".*replaced"))
+    assert [p.name for p in home.soft_grpo_log_dir().iterdir()] == ["NQ_20260101T000000Z.log"]
+    assert home.root / "models" / "base" / "qwen" in moved  # a base model the parent lacked
+    assert not (home.root / "models" / "base" / "tiny-advisor" / "config.json").exists()  # the parent's stays
 
 
 def test_rebase_paths_only_touches_paths_under_the_folder() -> None:

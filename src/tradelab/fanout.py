@@ -325,8 +325,8 @@ def adopt_market(worker_root: Path, parent_root: str | Path, market: str) -> lis
     """Move what a task wrote for ``market`` into the parent workspace, as if it had run there.
 
     The market's model folder, Stage 2 data and TensorBoard folders replace the parent's (as a serial run in the
-    parent would have overwritten them); report folders are added, and so are base models the parent lacks (the
-    tiny advisor a task built). Absolute paths into the task workspace found in
+    parent would have overwritten them); report folders and Stage 2 launch logs are added, and so are base models the
+    parent lacks (the tiny advisor a task built). Absolute paths into the task workspace found in
     the manifest and in the report folders' JSON files are rewritten to the parent's.
 
     Returns:
@@ -335,6 +335,12 @@ def adopt_market(worker_root: Path, parent_root: str | Path, market: str) -> lis
     parent = Workspace.at(parent_root).root
     worker = Workspace.at(worker_root).root
     moved: list[Path] = []
+    logs = Workspace.at(worker).soft_grpo_log_dir()
+    for log_file in sorted(logs.glob(f"{market}_*")) if logs.is_dir() else []:  # Stage 2 launch logs
+        target = Workspace.at(parent).soft_grpo_log_dir() / log_file.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(log_file, target)
+        moved.append(target)
     base = worker / "models" / "base"
     if base.is_dir() and not base.is_symlink():  # a base model the task built because the parent had none
         for model in sorted(base.iterdir()):
