@@ -165,7 +165,8 @@ def test_no_ray_import_without_ray(tmp_path: Path) -> None:
     import sys
 
     code = ("import sys; from tradelab.fanout import fan_out; fan_out(abs, [-1]); "
-            "import tradelab.evaluation.parallel, tradelab.loop.parallel; print('ray' in sys.modules)")
+            "import tradelab.evaluation.parallel, tradelab.loop.parallel, tradelab.stages; "
+            "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ}).stdout.strip()
     assert out == "False"
