@@ -1,5 +1,6 @@
-"""``tradelab.fanout`` without Ray: the serial map, error records, task workspaces and adopting a market; the
-``--market A,B|all`` and ``--ray [ADDRESS]`` flags. The Ray path itself is in ``test_fanout_ray.py``."""
+"""``tradelab.fanout`` without Ray (the serial map, error records), ``tradelab.taskspace`` (task workspaces,
+adopting a market), and the ``--market A,B|all`` and ``--ray [ADDRESS]`` flags. The Ray path itself is in
+``test_fanout_ray.py``."""
 
 from __future__ import annotations
 
@@ -12,21 +13,18 @@ import pytest
 from tradelab import stages
 from tradelab.cli.parser import build_parser
 from tradelab.errors import ConfigError, DataError, StageFailed, StageNotReady, WorkspaceError
-from tradelab.fanout import (
+from tradelab.fanout import LOCAL, _guarded, _rebuilt_error, fan_out
+from tradelab.markets import validate_market_name
+from tradelab.paths import Workspace
+from tradelab.taskspace import (
     FANOUT_DIR,
-    LOCAL,
-    _guarded,
-    _rebuilt_error,
     adopt_market,
     copy_market,
-    fan_out,
     link_market,
     rebase_paths,
     remove_worker_workspace,
     worker_workspace,
 )
-from tradelab.markets import validate_market_name
-from tradelab.paths import Workspace
 
 
 def test_serial_map_keeps_order_reports_each_and_lets_errors_through() -> None:

@@ -16,9 +16,10 @@ from tradelab import stages
 from tradelab.cli.app import main
 from tradelab.config import TradelabConfig, load_config
 from tradelab.errors import ConfigError, StageFailed
-from tradelab.fanout import FANOUT_DIR, LOCAL, fan_out, init_local_ray
+from tradelab.fanout import LOCAL, fan_out, init_local_ray
 from tradelab.markets import validate_market_name
 from tradelab.paths import Workspace
+from tradelab.taskspace import FANOUT_DIR
 
 pytestmark = pytest.mark.slow
 

@@ -63,7 +63,7 @@ def run_seed_task(task: SeedTask) -> SeedLogs:
     Raises:
         StageFailed: The task workspace's roster differs from the parent's.
     """
-    from tradelab.fanout import link_market, remove_worker_workspace, task_logging, worker_workspace
+    from tradelab.taskspace import link_market, remove_worker_workspace, task_logging, worker_workspace
 
     with task_logging(task.parent_root, task.label):
         worker = worker_workspace(task.parent_root, task.run, f"{task.market}_seed{task.seed}")

@@ -1,8 +1,8 @@
 """Learning loops over several markets: one after another here, or one Ray task per market with ``--ray``.
 
 On Ray each market's loop runs in its own task workspace (``fanout/<run>/<MKT>/``) holding a copy of the market's
-folders (:func:`tradelab.fanout.copy_market`), so an unfinished loop resumes there as it would here. When every task
-has finished, the parent moves each market's outputs into its own workspace (:func:`tradelab.fanout.adopt_market`):
+folders (:func:`tradelab.taskspace.copy_market`), so an unfinished loop resumes there as it would here. When every task
+has finished, the parent moves each market's outputs into its own workspace (:func:`tradelab.taskspace.adopt_market`):
 the manifest, models, Stage 2 data and reports end up where a serial loop would have written them. Inside a market
 task the evaluation seeds run one after another (tasks do not start tasks of their own).
 """
@@ -47,14 +47,14 @@ class LoopTask:
 
     @property
     def worker_root(self) -> Path:
-        from tradelab.fanout import FANOUT_DIR
+        from tradelab.taskspace import FANOUT_DIR
 
         return Path(self.parent_root) / FANOUT_DIR / self.run / self.market
 
 
 def run_loop_task(task: LoopTask) -> dict[str, Any]:
     """Run one market's loop in its task workspace (left in place for the parent to adopt)."""
-    from tradelab.fanout import copy_market, task_logging, worker_workspace
+    from tradelab.taskspace import copy_market, task_logging, worker_workspace
 
     with task_logging(task.parent_root, f"loop {task.market}"):
         worker = worker_workspace(task.parent_root, task.run, task.market)
@@ -77,7 +77,8 @@ def loop_markets(
     Returns:
         What :func:`run_loop` returns, per market, with paths in the parent workspace.
     """
-    from tradelab.fanout import adopt_market, fan_out, ray_session, rebase_paths, remove_worker_workspace
+    from tradelab.fanout import fan_out, ray_session
+    from tradelab.taskspace import adopt_market, rebase_paths, remove_worker_workspace
     from tradelab.provenance import utc_stamp
 
     if ray_address is None or len(markets) == 1:
