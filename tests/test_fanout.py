@@ -207,3 +207,18 @@ def test_several_markets_without_ray_loop_one_after_another_here(tmp_path: Path,
                                   on_event=events.append)
     assert results == [{"market": "NQ"}, {"market": "ES"}]
     assert calls == [("NQ", None), ("ES", None)] and events == ["NQ: stage1", "ES: stage1"]
+
+
+def test_task_logging_writes_the_parent_log_with_the_task_named(tmp_path: Path) -> None:
+    import logging
+
+    from tradelab.taskspace import task_logging
+
+    parent = _parent(tmp_path)
+    with pytest.raises(DataError), task_logging(parent, "evaluate NQ seed 3"):
+        logging.getLogger("tradelab.evaluation.run").info("seed started")
+        raise DataError("bad bars")
+    logging.getLogger("tradelab.evaluation.run").info("after the task")
+    text = Workspace.at(parent).app_log().read_text()
+    assert "[evaluate NQ seed 3]: seed started" in text and "DataError: bad bars" in text
+    assert "after the task" not in text

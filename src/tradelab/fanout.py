@@ -1,7 +1,7 @@
 """Fan work out over tasks: one after another in this process (the default), or as Ray tasks.
 
 :func:`fan_out` maps a module-level task function over picklable task specs. Without a Ray address it is a plain
-loop, so a run without ``--ray`` behaves exactly as before. With one, every spec becomes a Ray remote task; the
+loop: a run without ``--ray`` is the plain serial run. With one, every spec becomes a Ray remote task; the
 results come back in the order of the specs, and the caller merges them as the serial path would.
 
 Each task works in its own workspace folder (:mod:`tradelab.taskspace`) and returns plain results.

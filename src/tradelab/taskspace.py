@@ -206,6 +206,9 @@ def task_logging(parent_root: str | Path, label: str) -> Iterator[None]:
     tradelab_log.setLevel(logging.INFO)
     try:
         yield
+    except Exception:
+        tradelab_log.exception("task failed")  # the traceback stays in the log; the parent shows one line
+        raise
     finally:
         tradelab_log.removeHandler(handler)
         tradelab_log.setLevel(level)
