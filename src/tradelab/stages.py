@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.config import DEFAULT_CONFIG_DIR, TradelabConfig, load_config
-from tradelab.errors import StageNotReady, TradelabError
+from tradelab.errors import ConfigError, StageNotReady, TradelabError
 from tradelab.manifest import load_manifest
 from tradelab.markets import validate_market_name
 from tradelab.paths import Workspace
@@ -173,9 +173,18 @@ def preflight(
 def evaluate(
     root: str | Path, market: str, *, episodes: int | None = None, seeds: int | None = None,
     adapter: str = "stage1", walk_forward: bool | int = False, cost_sweep: bool = False,
-    config: TradelabConfig | None = None, progress: Progress | None = None,
+    config: TradelabConfig | None = None, progress: Progress | None = None, ray: str | None = None,
 ) -> dict[str, Any]:
-    """Holdout backtests of the hybrid agent against baselines; writes a report folder."""
+    """Holdout backtests of the hybrid agent against baselines; writes a report folder.
+
+    Args:
+        ray: Run the seeds as Ray tasks: a cluster address, or ``"local"`` for a private local instance
+            (:func:`tradelab.fanout.fan_out`); None runs them here.
+    """
+    if ray is not None:
+        return evaluate_markets(root, [market], episodes=episodes, seeds=seeds, adapter=adapter,
+                                walk_forward=walk_forward, cost_sweep=cost_sweep, config=config, progress=progress,
+                                ray=ray)[0]
     from tradelab.evaluation.run import evaluate as run_evaluation
 
     validate_market_name(market)
@@ -185,20 +194,70 @@ def evaluate(
     )
 
 
+def evaluate_markets(
+    root: str | Path, markets: list[str], *, episodes: int | None = None, seeds: int | None = None,
+    adapter: str = "stage1", walk_forward: bool | int = False, cost_sweep: bool = False,
+    config: TradelabConfig | None = None, progress: Progress | None = None, ray: str | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`evaluate` for several markets, one report each; with ``ray`` every (market, seed) is a Ray task."""
+    from tradelab.evaluation.parallel import evaluate_markets as run_markets
+
+    for market in markets:
+        validate_market_name(market)
+    return run_markets(root, markets, _cfg(root, config), episodes=episodes, seeds=seeds, adapter=adapter,
+                       walk_forward=walk_forward, cost_sweep=cost_sweep, ray_address=ray, progress=progress)
+
+
+def parse_markets(root: str | Path, text: str) -> list[str]:
+    """``--market`` where several are allowed: ``NQ``, ``NQ,ES`` or ``all`` (every market with bars), in order.
+
+    Raises:
+        ConfigError: A name is not a valid market name.
+        StageNotReady: ``all`` and no market has bars.
+    """
+    if text.strip().lower() == "all":
+        markets = Workspace.at(root).markets_with_data()
+        if not markets:
+            raise StageNotReady(f"--market all: no market has bars under {Workspace.at(root).root / 'data'}; run "
+                                "`python main.py data generate --market NQ` or `data import PATH` first")
+        return markets
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ConfigError(f"--market {text!r}: name a market (NQ), several (NQ,ES) or all")
+    return list(dict.fromkeys(validate_market_name(name) for name in names))
+
+
 # ------------------------------------------------------------------------------------------------------------ loop
 def loop(
     root: str | Path, market: str, *, iterations: int, engine: str = "local", seeds: int | None = None,
     test_mode: bool = False, probe_prompts: int | None = None, timesteps: int | None = None, restart: bool = False,
     config: TradelabConfig | None = None, on_event: LineSink | None = None, progress: Progress | None = None,
+    ray: str | None = None,
 ) -> dict[str, Any]:
     """Stage 1 -> Stage 2 dataset -> Stage 2 engine -> evaluation, ``iterations`` times, with a loop report.
 
-    An unfinished loop with the same settings resumes where it stopped; ``restart`` starts a new one.
+    An unfinished loop with the same settings resumes where it stopped; ``restart`` starts a new one. With ``ray``
+    (an address, or ``"local"``) each evaluation's seeds run as Ray tasks.
     """
-    from tradelab.grpo import ENGINES
-    from tradelab.loop.run import LoopSettings, run_loop
+    return loop_markets(root, [market], iterations=iterations, engine=engine, seeds=seeds, test_mode=test_mode,
+                        probe_prompts=probe_prompts, timesteps=timesteps, restart=restart, config=config,
+                        on_event=on_event, progress=progress, ray=ray)[0]
 
-    validate_market_name(market)
+
+def loop_markets(
+    root: str | Path, markets: list[str], *, iterations: int, engine: str = "local", seeds: int | None = None,
+    test_mode: bool = False, probe_prompts: int | None = None, timesteps: int | None = None, restart: bool = False,
+    config: TradelabConfig | None = None, on_event: LineSink | None = None, progress: Progress | None = None,
+    ray: str | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`loop` for several markets, one result each; with ``ray`` and several markets each market's loop is a
+    Ray task in its own workspace folder, moved into this workspace when it has finished."""
+    from tradelab.grpo import ENGINES
+    from tradelab.loop.parallel import loop_markets as run_markets
+    from tradelab.loop.run import LoopSettings
+
+    for market in markets:
+        validate_market_name(market)
     cfg = _cfg(root, config)
     if engine not in ENGINES:
         raise TradelabError(f"loop --engine {engine!r}: choose one of {', '.join(ENGINES)}")
@@ -211,7 +270,8 @@ def loop(
             ev.test.probe_prompts if test_mode else ev.probe_prompts),
         timesteps=timesteps,
     )
-    return run_loop(root, market, cfg, settings, restart=restart, on_event=on_event, progress=progress)
+    return run_markets(root, markets, cfg, settings, restart=restart, ray_address=ray, on_event=on_event,
+                       progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------------------- status

@@ -12,7 +12,7 @@ import pytest
 from tradelab import manifest
 from tradelab.cli.app import main
 
-HEAVY = ("torch", "transformers", "peft", "stable_baselines3", "sb3_contrib", "verl", "gymnasium")
+HEAVY = ("torch", "transformers", "peft", "stable_baselines3", "sb3_contrib", "verl", "gymnasium", "ray")
 
 
 def test_menu_import_pulls_no_heavy_modules() -> None:

@@ -91,27 +91,32 @@ def _preflight(args: argparse.Namespace, out: Console) -> int:
 
 def _evaluate(args: argparse.Namespace, out: Console) -> int:
     cfg = stages.workspace_config(args.root, args.config_dir)
-    with render.progress_bar(out, f"Evaluation {args.market}") as progress:
-        summary = stages.evaluate(args.root, args.market, episodes=args.episodes, seeds=args.seeds,
-                                  adapter=args.adapter, walk_forward=args.walk_forward, cost_sweep=args.cost_sweep,
-                                  config=cfg, progress=progress)
-    table = summary.get("table") or []
-    if table:
-        out.print(render.rows_table(f"{args.market}: holdout evaluation", table))
-    out.print(f"Report: {summary.get('report_dir')}")
+    markets = stages.parse_markets(args.root, args.market)
+    title = f"Evaluation {','.join(markets)}" + (" (Ray)" if args.ray else "")
+    with render.progress_bar(out, title) as progress:
+        summaries = stages.evaluate_markets(
+            args.root, markets, episodes=args.episodes, seeds=args.seeds, adapter=args.adapter,
+            walk_forward=args.walk_forward, cost_sweep=args.cost_sweep, config=cfg, progress=progress, ray=args.ray)
+    for market, summary in zip(markets, summaries):
+        table = summary.get("table") or []
+        if table:
+            out.print(render.rows_table(f"{market}: holdout evaluation", table))
+        out.print(f"Report: {summary.get('report_dir')}")
     return 0
 
 
 def _loop(args: argparse.Namespace, out: Console) -> int:
     cfg = stages.workspace_config(args.root, args.config_dir)
-    with render.progress_bar(out, f"Loop {args.market}") as progress:
-        result = stages.loop(
-            args.root, args.market, iterations=args.iterations, engine=args.engine, seeds=args.seeds,
+    markets = stages.parse_markets(args.root, args.market)
+    with render.progress_bar(out, f"Loop {','.join(markets)}") as progress:
+        results = stages.loop_markets(
+            args.root, markets, iterations=args.iterations, engine=args.engine, seeds=args.seeds,
             test_mode=args.test, probe_prompts=args.probe_prompts, timesteps=args.timesteps, restart=args.restart,
-            config=cfg, progress=progress, on_event=lambda line: out.print(f"[bold]→[/bold] {line}"),
+            config=cfg, progress=progress, on_event=lambda line: out.print(f"[bold]→[/bold] {line}"), ray=args.ray,
         )
-    out.print(render.loop_table(result["report"]))
-    out.print(f"Loop report: {result['paths']['json']}")
+    for result in results:
+        out.print(render.loop_table(result["report"]))
+        out.print(f"Loop report: {result['paths']['json']}")
     return 0
 
 

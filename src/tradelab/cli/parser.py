@@ -141,6 +141,12 @@ def edge_float(text: str) -> float:
     return value
 
 
+def _add_ray(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help=f"fan out on Ray: {what}; ADDRESS = a cluster's HOST:PORT (from `ray start --head`) or "
+                             "auto; without ADDRESS a private local instance on 127.0.0.1")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python main.py",
@@ -200,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--json", action="store_true", help="machine-readable output")
 
     ev = sub.add_parser("evaluate", help="holdout backtests against baselines")
-    ev.add_argument("--market", required=True)
+    ev.add_argument("--market", required=True, metavar="MKT[,MKT...]|all",
+                    help="market, several separated by commas (one report each), or all markets with bars")
     ev.add_argument("--episodes", type=episodes_int, default=None)
     ev.add_argument("--seeds", type=seeds_int, default=None)
     ev.add_argument("--adapter", choices=("stage1", "soft_grpo", "none"), default="stage1")
@@ -208,9 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also score K purged, embargoed walk-forward folds (K defaults to the config)")
     ev.add_argument("--cost-sweep", action="store_true",
                     help="re-score every agent's trades at 0x, 1x, 2x, 3x commission and slippage")
+    _add_ray(ev, "every (market, seed) runs as a Ray task")
 
     lp = sub.add_parser("loop", help="the learning loop: Stage 1 -> Stage 2 -> evaluation, K times, with a report")
-    lp.add_argument("--market", required=True)
+    lp.add_argument("--market", required=True, metavar="MKT[,MKT...]|all",
+                    help="market, several separated by commas (one loop each), or all markets with bars")
     lp.add_argument("--iterations", type=positive_int, required=True, help="iterations to run (or resume to)")
     lp.add_argument("--engine", choices=ENGINES, default="local", help="Stage 2 engine (default: local)")
     lp.add_argument("--seeds", type=seeds_int, default=None, help="evaluation seeds per iteration (default: config)")
@@ -220,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--timesteps", type=timesteps_int, default=None,
                     help="Stage 1 timesteps per iteration (default: config)")
     lp.add_argument("--restart", action="store_true", help="start a new loop even if an unfinished one exists")
+    _add_ray(lp, "several markets: each market's loop is a Ray task; one market: each evaluation's seeds are")
 
     st = sub.add_parser("status", help="manifests, artifacts and runs per market")
     st.add_argument("--market", default=None)

@@ -107,6 +107,59 @@ class BacktestResult:
     skipped_bars: int = 0
 
 
+@dataclass(frozen=True)
+class BacktestPlan:
+    """Where every seed's episodes start: drawn once, before any agent runs.
+
+    Attributes:
+        windows: The windows evaluated (the walk-forward test folds, or one covering the holdout).
+        starts: ``(seed, window number)`` -> start bars.
+        folds: The purged walk-forward folds (empty without walk-forward).
+        skipped_bars: Holdout bars left untested in front of the first fold.
+    """
+
+    windows: list[Window]
+    starts: dict[tuple[int, int], list[int]]
+    folds: list[Fold]
+    skipped_bars: int
+
+    def episodes(self, seed: int) -> int:
+        """Episodes one agent plays for ``seed`` (all windows)."""
+        return sum(len(self.starts[(seed, w.window)]) for w in self.windows)
+
+
+SeedLogs = list[dict[str, list[EpisodeLog]]]
+"""One seed's logs: per window (in plan order), agent name -> its episode logs."""
+
+
+def backtest_plan(session_id: Any, holdout: Window, settings: EvalSettings) -> BacktestPlan:
+    """The windows and every seed's episode starts (the same whichever process later runs the seed)."""
+    folds: list[Fold] = []
+    skipped = 0
+    if settings.walk_forward:
+        folds, skipped = walk_forward_folds(
+            holdout.end_index, holdout.start_index, settings.walk_forward_windows,
+            purge_bars=settings.walk_forward_purge_bars, embargo_bars=settings.walk_forward_embargo_bars,
+            min_test_bars=settings.episode_bars)
+    windows = [f.test for f in folds] if settings.walk_forward else [holdout]
+    starts = {(seed, w.window): choose_starts(session_id, w, episodes=settings.episodes, seed=seed + 7919 * w.window,
+                                              mode=settings.start_mode, min_bars=settings.episode_bars)
+              for seed in settings.seed_list for w in windows}
+    return BacktestPlan(windows=windows, starts=starts, folds=folds, skipped_bars=skipped)
+
+
+def run_seed_windows(env: Any, specs: Sequence[AgentSpec], plan: BacktestPlan, settings: EvalSettings, seed: int,
+                     on_episode: Callable[[], None] | None = None) -> SeedLogs:
+    """Build the agents of ``seed`` and run them over its starts in every window, in order.
+
+    The agents are built once per seed and keep their state across windows (the random baseline's generator runs
+    on), so a seed's windows always run together, in one process.
+    """
+    agents = {spec.name: spec.build(settings.random_agent_seed + seed) for spec in specs}
+    return [run_seed(env, agents, plan.starts[(seed, w.window)], seed=seed, on_episode=on_episode)
+            for w in plan.windows]
+
+
 def run_backtests(
     env: Any, session_id: Any, holdout: Window, specs: Sequence[AgentSpec], ctx: ScoringContext,
     settings: EvalSettings, progress: Progress | None = None,
@@ -122,18 +175,8 @@ def run_backtests(
         settings: Resolved settings.
         progress: ``progress(done, total)`` after each episode.
     """
-    folds: list[Fold] = []
-    skipped = 0
-    if settings.walk_forward:
-        folds, skipped = walk_forward_folds(
-            holdout.end_index, holdout.start_index, settings.walk_forward_windows,
-            purge_bars=settings.walk_forward_purge_bars, embargo_bars=settings.walk_forward_embargo_bars,
-            min_test_bars=settings.episode_bars)
-    windows = [f.test for f in folds] if settings.walk_forward else [holdout]
-    plan = {(seed, w.window): choose_starts(session_id, w, episodes=settings.episodes, seed=seed + 7919 * w.window,
-                                            mode=settings.start_mode, min_bars=settings.episode_bars)
-            for seed in settings.seed_list for w in windows}
-    total = len(specs) * sum(len(s) for s in plan.values())
+    plan = backtest_plan(session_id, holdout, settings)
+    total = len(specs) * sum(len(s) for s in plan.starts.values())
     done = [0]
 
     def tick() -> None:
@@ -141,31 +184,36 @@ def run_backtests(
         if progress:
             progress(done[0], total)
 
-    result = BacktestResult(windows=windows, per_window=[{} for _ in windows] if settings.walk_forward else [],
-                            folds=folds, skipped_bars=skipped)
+    logs = {seed: run_seed_windows(env, specs, plan, settings, seed, tick) for seed in settings.seed_list}
+    return score_backtests(plan, logs, specs, ctx, settings)
+
+
+def score_backtests(plan: BacktestPlan, logs: dict[int, SeedLogs], specs: Sequence[AgentSpec], ctx: ScoringContext,
+                    settings: EvalSettings) -> BacktestResult:
+    """Score the logs of every seed (however they were run) into the report's result, seeds in settings order."""
+    result = BacktestResult(windows=plan.windows, per_window=[{} for _ in plan.windows] if settings.walk_forward
+                            else [], folds=plan.folds, skipped_bars=plan.skipped_bars)
     all_logs: dict[str, list[EpisodeLog]] = {spec.name: [] for spec in specs}
     for seed in settings.seed_list:
-        agents = {spec.name: spec.build(settings.random_agent_seed + seed) for spec in specs}
         seed_logs: dict[str, list[EpisodeLog]] = {spec.name: [] for spec in specs}
         result.starts[seed] = []
-        for w in windows:
-            starts = plan[(seed, w.window)]
-            result.starts[seed].extend(starts)
-            logs = run_seed(env, agents, starts, seed=seed, on_episode=tick)
+        for w, window_logs in zip(plan.windows, logs[seed]):
+            result.starts[seed].extend(plan.starts[(seed, w.window)])
             for spec in specs:
-                seed_logs[spec.name].extend(logs[spec.name])
+                seed_logs[spec.name].extend(window_logs[spec.name])
                 result.trades.extend({"agent": spec.name, "seed": seed, "window": w.window, "episode": log.episode,
-                                      **trade.to_dict()} for log in logs[spec.name] for trade in episode_trades(log))
+                                      **trade.to_dict()}
+                                     for log in window_logs[spec.name] for trade in episode_trades(log))
                 if settings.walk_forward:
-                    metrics = score_agent(logs[spec.name], ctx, uses_advisor=spec.uses_advisor,
+                    metrics = score_agent(window_logs[spec.name], ctx, uses_advisor=spec.uses_advisor,
                                           has_policy=spec.has_policy)
                     result.per_window[w.window].setdefault(spec.name, []).append((seed, metrics))
         _score_seed(result, specs, seed_logs, ctx, seed)
         for name, logs_ in seed_logs.items():
             all_logs[name].extend(logs_)
     result.calibration = {s.name: agent_calibration(all_logs[s.name], ctx) for s in specs if s.uses_advisor}
-    result.bars_seen = {name: (min(min(log.bars) for log in logs), max(max(log.bars) for log in logs))
-                        for name, logs in all_logs.items()}
+    result.bars_seen = {name: (min(min(log.bars) for log in logs_), max(max(log.bars) for log in logs_))
+                        for name, logs_ in all_logs.items()}
     return result
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradelab.errors import ConfigError, StageFailed
-from tradelab.evaluation.backtest import BacktestResult, EvalSettings, run_backtests
+from tradelab.evaluation.backtest import AgentSpec, BacktestResult, EvalSettings, run_backtests
 from tradelab.evaluation.holdout import bar_time, holdout_arrays
 from tradelab.evaluation.ledger import hhmm_to_minute
 from tradelab.evaluation.report import agent_entry, summary_table, write_report
@@ -118,8 +119,53 @@ def evaluate(
         DataError: The bars changed since Stage 1, or the holdout is too short for one episode.
     """
     from tradelab.env import make_env
+
+    prep = prepare_evaluation(root, market, config, episodes=episodes, seeds=seeds, adapter=adapter,
+                              walk_forward=walk_forward, cost_sweep=cost_sweep)
+    settings = prep.settings
+    env = make_env(market, root, split="holdout", seed=settings.seed_list[0], config=env_config(config, settings),
+                   arrays=prep.arrays)
+    result = run_backtests(env, prep.arrays.session_id, prep.holdout, prep.specs, prep.ctx, settings, progress)
+    return finish_evaluation(prep, result)
+
+
+@dataclass
+class PreparedEvaluation:
+    """Everything an evaluation needs before its agents run (built in the process that writes the report).
+
+    Attributes:
+        root: Workspace root.
+        market: Market name.
+        config: The whole config.
+        manifest: The market's manifest as read at the start.
+        settings: Resolved settings.
+        arrays: The market's arrays.
+        holdout: The holdout window.
+        specs: The agents to run (built lazily: nothing is loaded until a spec builds its agent).
+        skipped: Agents left out, and why.
+        aliases: Report aliases.
+        ctx: Scoring context.
+    """
+
+    root: str | Path
+    market: str
+    config: TradelabConfig
+    manifest: dict[str, Any]
+    settings: EvalSettings
+    arrays: MarketArrays
+    holdout: Window
+    specs: list[AgentSpec]
+    skipped: dict[str, str]
+    aliases: dict[str, str]
+    ctx: ScoringContext
+
+
+def prepare_evaluation(
+    root: str | Path, market: str, config: TradelabConfig, *, episodes: int | None = None, seeds: int | None = None,
+    adapter: str = "stage1", walk_forward: bool | int = False, cost_sweep: bool = False,
+) -> PreparedEvaluation:
+    """Check the prerequisites and resolve settings, holdout and agents (arguments as for :func:`evaluate`)."""
     from tradelab.marketdata import load_market_arrays
-    from tradelab.marketdata.store import market_origin
 
     manifest = require_stage1(root, market)
     test_mode = bool((manifest.get("stage1") or {}).get("test_mode"))
@@ -127,15 +173,21 @@ def evaluate(
                                 walk_forward=walk_forward, cost_sweep=cost_sweep)
     arrays, holdout = holdout_arrays(root, market, manifest, load_market_arrays(root, market, config))
     specs, skipped, aliases = build_roster(root, market, config, settings, config.evaluation.agents, manifest)
-    env = make_env(market, root, split="holdout", seed=settings.seed_list[0], config=env_config(config, settings),
-                   arrays=arrays)
-    result = run_backtests(env, arrays.session_id, holdout, specs, scoring_context(arrays, config, settings),
-                           settings, progress)
+    return PreparedEvaluation(root, market, config, manifest, settings, arrays, holdout, specs, skipped, aliases,
+                              scoring_context(arrays, config, settings))
+
+
+def finish_evaluation(prep: PreparedEvaluation, result: BacktestResult) -> dict[str, Any]:
+    """Write the report folder of a finished backtest and append its summary to the manifest."""
+    from tradelab.marketdata.store import market_origin
+
+    root, market, config, settings = prep.root, prep.market, prep.config, prep.settings
+    arrays, holdout, specs = prep.arrays, prep.holdout, prep.specs
     report_dir = new_report_dir(Workspace.at(root).reports_dir(market))
-    report = build_report(market, config, settings, arrays, holdout, result, skipped, aliases,
+    report = build_report(market, config, settings, arrays, holdout, result, prep.skipped, prep.aliases,
                           {s.name: s.adapter_path for s in specs}, report_dir)
     report["market_origin"] = market_origin(root, market)
-    report.update(honest_sections(root, market, config, settings, arrays, holdout, result, manifest, report,
+    report.update(honest_sections(root, market, config, settings, arrays, holdout, result, prep.manifest, report,
                                   trained=[s.name for s in specs if s.has_policy or s.uses_advisor]))
     if settings.plots:
         report["plots"] = write_plots(report_dir, market, result, settings, arrays, config, report)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,7 +60,7 @@ class LoopSettings:
 
 def run_loop(
     root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings, *, restart: bool = False,
-    on_event: EventSink | None = None, progress: Progress | None = None,
+    on_event: EventSink | None = None, progress: Progress | None = None, ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the learning loop and write its report.
 
@@ -71,6 +72,8 @@ def run_loop(
         restart: Start a new loop even when an unfinished one exists.
         on_event: Receives one line per stage started or skipped (for the CLI).
         progress: Passed to Stage 1, the local engine and evaluation.
+        ray_address: Run each evaluation's seeds as Ray tasks (:func:`tradelab.fanout.fan_out`); None runs them
+            here. An execution choice, not a setting: a loop may resume with or without it.
 
     Returns:
         ``{"report": <loop_report.json content>, "paths": {json, md, png}}``.
@@ -99,7 +102,10 @@ def run_loop(
             iteration["stages"][stage] = "running"
             _save(root, market, state)
             try:
-                _STAGES[stage](root, market, config, settings, state, iteration, probe_ctx, progress)
+                run_stage = _STAGES[stage]
+                if stage == "evaluation" and ray_address is not None:
+                    run_stage = partial(run_stage, ray_address=ray_address)
+                run_stage(root, market, config, settings, state, iteration, probe_ctx, progress)
             except BaseException as exc:
                 state["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
                 state["error"] = f"iteration {number} {stage}: {type(exc).__name__}: {exc}"
@@ -223,12 +229,12 @@ def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settin
 
 def _evaluation(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
                 state: dict[str, Any], iteration: dict[str, Any], probe: _ProbeContext,
-                progress: Progress | None) -> None:
+                progress: Progress | None, ray_address: str | None = None) -> None:
     from tradelab import stages
     from tradelab.loop.report import agents_from_report
 
     summary = stages.evaluate(root, market, seeds=settings.seeds, adapter="soft_grpo", config=config,
-                              progress=progress)
+                              progress=progress, ray=ray_address)
     ws = Workspace.at(root)
     report_dir = ws.resolve(summary["report_dir"])
     figures = agents_from_report(report_dir / "report.json", level=config.evaluation.ci_level,
