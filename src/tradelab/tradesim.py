@@ -322,8 +322,3 @@ def net_pnl_usd(side: int, entry: float, exit: float, costs: Costs) -> float:
 def r_multiple(pnl_usd: float, position: Position, costs: Costs) -> float:
     """``pnl_usd`` in units of the position's initial risk in USD."""
     return pnl_usd / (position.initial_risk_points * costs.point_value)
-
-
-def unrealized_pnl_usd(position: Position, price: float, costs: Costs) -> float:
-    """Mark-to-market USD P&L at ``price``, before exit costs and commissions."""
-    return position.side * (price - position.entry_price) * costs.point_value

@@ -237,9 +237,6 @@ class Advisor:
 
         return model_info(self.model_dir)
 
-    def clear_cache(self) -> None:
-        self._cache.clear()
-
     # generation
     def generate_texts(self, messages_list: Sequence[Messages], *, seed: int | None = None) -> list[str]:
         """Raw answers for chat messages, ``generation.batch_size`` prompts per ``generate`` call (no cache)."""

@@ -1,8 +1,8 @@
 """Shared-prefix key/value reuse: the system turn every advisor prompt starts with goes through the model once.
 
-Every prompt of a batch starts with the same tokens up to its user message (30 of about 130 tokens on the tiny
-advisor: the system turn and the user header; with Gemma's template, which folds the system text into the first
-user turn, that whole opening). Prefill is most of a batched ``generate`` call on CPU, so :class:`PrefixCache` keeps
+Every prompt of a batch starts with the same tokens up to its user message (the system turn and the user header;
+with Gemma's template, which folds the system text into the first user turn, that whole opening). Prefilling them
+once per batch row is repeated work, so :class:`PrefixCache` keeps
 those tokens' keys/values (one copy per weights) and hands ``generate`` a cache already holding them; prefill then
 covers each prompt's own tokens only. The advisor picks the prefix (:meth:`tradelab.advisor.generate.Advisor`) and
 reports its length, or why there is none.

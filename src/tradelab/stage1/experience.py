@@ -238,8 +238,3 @@ class ExperienceRecorder:
     def pending_count(self) -> int:
         """Records opened but not yet resolved."""
         return len(self._pending)
-
-    @property
-    def resolved_unflushed(self) -> int:
-        """Resolved records waiting for the next batch."""
-        return len(self._resolved)
