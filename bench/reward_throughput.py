@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from tradelab.grpo.ground_truth import dumps
-from tradelab.grpo.reward import _CACHE, compute_score
+from tradelab.core.ground_truth import dumps
+from tradelab.core.reward import _CACHE, compute_score
 
 ANSWERS = (
     "BUY | 0.80 | uptrend above VWAP",

@@ -10,7 +10,7 @@ from stable_baselines3.common.utils import set_random_seed
 from prior_reference import prior_numpy
 from stage1_fakes import FakeAdvisor, FakeTradingEnv, make_arrays
 
-from tradelab import ACTION_IDS
+from tradelab.core import ACTION_IDS
 from tradelab.stage1.policy import FusionPolicy, log_prior
 from tradelab.stage1.slots import N_ACTIONS, SLOT_SIZE, encode_slots
 from tradelab.stage1.vec import advice_vec_env, make_probe, normalized

@@ -286,10 +286,10 @@ def llama3_tokenizer() -> Any:
 
 
 def _corpus(config: TradelabConfig, n_contexts: int = 300) -> list[str]:
-    from tradelab.advisor.parse import ALIASES
     from tradelab.advisor.prompts import build_messages
     from tradelab.advisor.synth import random_contexts
     from tradelab.advisor.teacher import teacher_response
+    from tradelab.core.parse import ALIASES
 
     texts = [" ".join(ALIASES), "ACTION | confidence | reason", "0 1 2 3 4 5 6 7 8 9 % . , : ; { } \""]
     for context in random_contexts(n_contexts, 0):
@@ -426,7 +426,7 @@ def build_family_model(family: str, out_dir: str | Path, config: TradelabConfig,
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    from tradelab.io import staged_dir
+    from tradelab.fileio import staged_dir
 
     hf_logging.disable_progress_bar()
     tokenizer = family_tokenizer(family, config)

@@ -22,7 +22,7 @@ from tradelab.evaluation.report import agent_entry, summary_table, write_report
 from tradelab.evaluation.roster import build_roster
 from tradelab.evaluation.scoring import ScoringContext
 from tradelab.evaluation.starts import Window
-from tradelab.io import atomic_write_text
+from tradelab.fileio import atomic_write_text
 from tradelab.manifest import append_evaluation, require_stage1
 from tradelab.paths import Workspace
 from tradelab.provenance import SCHEMA_VERSION, origin, utc_now, utc_stamp
@@ -262,11 +262,11 @@ def honest_sections(
     holdout: Window, result: BacktestResult, manifest: dict[str, Any], report: dict[str, Any], trained: list[str],
 ) -> dict[str, Any]:
     """The report's ``intervals``, ``selection``, ``regimes`` and (when asked) ``cost_sweep`` sections."""
+    from tradelab.core.tradesim import Costs
     from tradelab.evaluation.cost_sweep import TradeCosts, cost_sweep
     from tradelab.evaluation.intervals import agent_intervals, trials_from_history
     from tradelab.evaluation.regimes import regime_report, synthetic_regimes
     from tradelab.markets import contract_spec
-    from tradelab.tradesim import Costs
 
     current = {"config_hash": report["origin"]["config_hash"], "adapter": settings.adapter,
                "agents": {name: {"sharpe": report["agents"][name].get("sharpe")} for name in result.per_seed}}

@@ -98,7 +98,7 @@ def run_stage2(
 
 def write_launch_script(plan: base.LaunchPlan) -> Path:
     """``launch.sh`` (environment, cd, command) in the run folder, for running by hand or from a scheduler."""
-    from tradelab.io import atomic_write_text
+    from tradelab.fileio import atomic_write_text
 
     path = plan.output_dir / "launch.sh"
     atomic_write_text(path, plan.launch_script())

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradelab.errors import StageFailed, StageNotReady
-from tradelab.io import sha256_dir
+from tradelab.fileio import sha256_dir
 from tradelab.manifest import load_manifest, update_manifest
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now
@@ -302,7 +302,7 @@ class _ProbeContext:
         """The summary figures for the manifest; the per-prompt answers, actions and rewards go to a JSONL."""
         import json
 
-        from tradelab.io import atomic_write_text
+        from tradelab.fileio import atomic_write_text
 
         probe = self.probe()
         rows = [{"bar_index": bar, "timestamp": ctx["timestamp"], "answer": text, "action": action, "reward": reward,

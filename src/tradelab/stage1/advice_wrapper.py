@@ -19,7 +19,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
-from tradelab import ACTIONS
+from tradelab.core import ACTIONS
 from tradelab.stage1.experience import ExperienceRecorder
 from tradelab.stage1.slots import SLOT_SIZE, encode_slots
 from tradelab.stage1.source import AdviceResult, AdviceSource

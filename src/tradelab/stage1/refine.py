@@ -1,8 +1,8 @@
 """Adapter refinement inside Stage 1: hindsight labels from resolved experience, weighted SFT of the LoRA adapter.
 
 For each resolved record every allowed action is replayed over the record's forward window with
-:func:`tradelab.replay.simulate_action` (same exit rules, costs and forced flatten as the env). The target answer is
-the best action, with a confidence from its margin over the runner-up and a reason templated from the context (never
+:func:`tradelab.core.replay.simulate_action` (same exit rules, costs and forced flatten as the env). The target answer
+is the best action, with a confidence from its margin over the runner-up and a reason templated from the context (never
 from the forward window: the model must learn to answer from what it can see). The example's weight is the best
 action's advantage over the advised one in R (a failed or disallowed answer counts as the worst allowed action),
 floored at ``refinement.min_weight`` and capped at :data:`MAX_WEIGHT_R`.
@@ -17,10 +17,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tradelab import ACTIONS
-from tradelab.advisor.parse import format_advice, parse_advice
-from tradelab.replay import simulate_action
-from tradelab.tradesim import Costs, ExitRules
+from tradelab.core import ACTIONS
+from tradelab.core.parse import format_advice, parse_advice
+from tradelab.core.replay import simulate_action
+from tradelab.core.tradesim import Costs, ExitRules
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.config import config_hash
-from tradelab.io import sha256_dir
+from tradelab.fileio import sha256_dir
 from tradelab.paths import Workspace
 from tradelab.provenance import git_sha, package_versions, utc_now, utc_stamp
 from tradelab.stage1.sections import count_experience, data_section, stage1_section

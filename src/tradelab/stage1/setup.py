@@ -110,10 +110,10 @@ def experience_terms(market: str, config: Any, arrays: Any, *, end_index: int) -
         arrays: The market arrays.
         end_index: First bar forward windows may not reach (the split's end).
     """
+    from tradelab.core.tradesim import Costs
     from tradelab.env.tables import get_tables
     from tradelab.markets import contract_spec
     from tradelab.stage1.forward import ForwardSlicer
-    from tradelab.tradesim import Costs
 
     rules = config.env.rules
     spec = contract_spec(config, market)

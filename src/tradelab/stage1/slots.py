@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tradelab import ACTION_IDS, ACTIONS
+from tradelab.core import ACTION_IDS, ACTIONS
 
 N_ACTIONS = len(ACTIONS)
 SLOT_SIZE = N_ACTIONS + 2

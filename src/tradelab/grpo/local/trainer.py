@@ -19,6 +19,7 @@ from typing import Any
 
 from tradelab.config import TradelabConfig, config_hash
 from tradelab.errors import StageFailed, TradelabError
+from tradelab.fileio import staged_dir
 from tradelab.grpo.local import checkpoint as ckpt
 from tradelab.grpo.local.data import DatasetCheck, PromptGuard, prepare_rows, verify_dataset
 from tradelab.grpo.local.model import load_policy, resolve_sources, stop_spec, trainable_parameters
@@ -27,7 +28,6 @@ from tradelab.grpo.local.runlog import TENSORBOARD, RunRecorder, hardware_info
 from tradelab.grpo.local.settings import cli_command, effective_settings, resolved_config
 from tradelab.grpo.local.step import StepContext, run_step, validate
 from tradelab.grpo.roundtrip import PROBE_COMPLETION, adapter_round_trip, completion_logprobs
-from tradelab.io import staged_dir
 from tradelab.manifest import append_run
 from tradelab.markets import validate_market_name
 from tradelab.paths import Workspace

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tradelab.errors import WorkspaceError
-from tradelab.io import append_jsonl, atomic_write_text, iter_jsonl
+from tradelab.fileio import append_jsonl, atomic_write_text, iter_jsonl
 from tradelab.stage1.sections import count_experience
 
 

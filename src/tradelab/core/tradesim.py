@@ -2,7 +2,8 @@
 
 Pure Python (no pydantic, no torch, no tradelab.config): the reward imports this module under a bare interpreter.
 
-Timing convention (identical in :class:`tradelab.env.FuturesTradingEnv` and :func:`tradelab.replay.simulate_action`):
+Timing convention (identical in :class:`tradelab.env.FuturesTradingEnv` and
+:func:`tradelab.core.replay.simulate_action`):
 
 * The agent decides at the close of bar ``t``.
 * A market entry fills at bar ``t+1``'s open, ``slippage_ticks`` against the trader. The initial stop is

@@ -1,8 +1,8 @@
 """Counterfactual replay: what taking an action at a decision bar would have done over a recorded forward window.
 
 The GRPO reward and Stage 1's hindsight labels score any allowed action with :func:`simulate_action`, using the
-env's own mechanics from :mod:`tradelab.tradesim` (same fills, exits, costs and forced flatten), so "one reward, one
-env" holds. Pure Python: it imports under a bare interpreter with only numpy.
+env's own mechanics from :mod:`tradelab.core.tradesim` (same fills, exits, costs and forced flatten), so "one reward,
+one env" holds. Pure Python: it imports under a bare interpreter with only numpy.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple
 
-from tradelab.tradesim import (
+from tradelab.core.tradesim import (
     ENTRY_ACTIONS,
     LONG,
     MANAGEMENT_ACTIONS,
