@@ -21,13 +21,13 @@ cached by the ground-truth string, because GRPO scores several answers per promp
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 from tradelab.core import ACTION_IDS
 from tradelab.core.parse import parse_advice
-from tradelab.core.replay import SimResult, simulate_action
-from tradelab.core.tradesim import Costs, ExitRules
+from tradelab.core.replay import Counterfactual
 
 FORMAT_BONUS = 0.1
 """Added to every well-formed, allowed answer."""
@@ -44,7 +44,7 @@ NEUTRAL_CONFIDENCE = 0.5
 INVALID_SCORE = -1.5
 """Fixed score of a malformed or disallowed answer (below the minimum -1.0 of a valid one)."""
 CACHE_SIZE = 8192
-"""Ground-truth strings kept parsed; the cache is cleared when full."""
+"""Ground-truth strings kept parsed (the least recently used goes first)."""
 
 SCORE_KEYS: tuple[str, ...] = (
     "score", "format", "action_valid", "outcome_r", "calibration", "confidence", "action_id", "bars_held", "best_r",
@@ -53,59 +53,27 @@ SCORE_KEYS: tuple[str, ...] = (
 """Keys of every :func:`compute_score` result, in order; every value is a float."""
 
 
-class _Truth:
-    """A parsed ground truth with lazily simulated outcomes per action."""
+class _Truth(Counterfactual):
+    """A parsed ground truth: the replayed outcomes and the answers' blocklist."""
 
-    __slots__ = ("allowed", "atr", "blocklist", "costs", "decision_close", "flatten", "forward", "position", "rules",
-                 "_sims")
+    __slots__ = ("blocklist",)
 
     def __init__(self, data: dict[str, Any]) -> None:
-        forward = data["forward"]
-        self.forward = {k: forward[k] for k in ("open", "high", "low", "close", "atr_path") if k in forward}
-        self.atr = float(forward["atr"])
-        self.costs = Costs.from_dict(data["contract"])
-        self.rules = ExitRules.from_dict(data["rules"])
-        self.position = data.get("position")
-        self.allowed = frozenset(data["allowed_actions"])
-        self.decision_close = float(data["decision_close"])
-        self.flatten = data.get("flatten_after_bars")
+        super().__init__(data)
         self.blocklist = tuple(str(item) for item in data.get("blocklist") or () if item)
-        self._sims: dict[str, SimResult] = {}
-
-    def sim(self, action: str) -> SimResult:
-        result = self._sims.get(action)
-        if result is None:
-            result = simulate_action(
-                action, self.position, self.forward, self.atr, self.costs, self.rules, self.flatten,
-                decision_close=self.decision_close,
-            )
-            self._sims[action] = result
-        return result
-
-    def best_entry_r(self) -> float | None:
-        """The better R of the allowed entries while flat; None in a position or when no entry is allowed."""
-        if self.position is not None:
-            return None
-        entries = [self.sim(a).r_multiple for a in ("BUY", "SELL") if a in self.allowed]
-        return max(entries) if entries else None
 
 
-_CACHE: dict[str, _Truth] = {}
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def _parsed(ground_truth: str) -> _Truth:
+    try:
+        data = json.loads(ground_truth)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"ground_truth is not the JSON object the dataset exporter writes: {exc}") from None
+    return _Truth(data)
 
 
 def _truth(ground_truth: str | dict[str, Any]) -> _Truth:
-    if isinstance(ground_truth, dict):
-        return _Truth(ground_truth)
-    cached = _CACHE.get(ground_truth)
-    if cached is None:
-        try:
-            data = json.loads(ground_truth)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"ground_truth is not the JSON object the dataset exporter writes: {exc}") from None
-        if len(_CACHE) >= CACHE_SIZE:
-            _CACHE.clear()
-        cached = _CACHE[ground_truth] = _Truth(data)
-    return cached
+    return _Truth(ground_truth) if isinstance(ground_truth, dict) else _parsed(ground_truth)
 
 
 def _result(score: float, fmt: float, valid: float, outcome_r: float, calibration: float, confidence: float,
