@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradelab.errors import ConfigError, StageFailed
+from tradelab.errors import ConfigError
 from tradelab.evaluation.backtest import BacktestResult, EvalSettings, run_backtests
 from tradelab.evaluation.holdout import bar_time, holdout_arrays
 from tradelab.evaluation.ledger import hhmm_to_minute
@@ -22,10 +22,10 @@ from tradelab.evaluation.report import agent_entry, summary_table, write_report
 from tradelab.evaluation.roster import build_roster
 from tradelab.evaluation.scoring import ScoringContext
 from tradelab.evaluation.starts import Window
-from tradelab.fileio import atomic_write_text
+from tradelab.fileio import atomic_write_text, new_stamped_dir
 from tradelab.manifest import append_evaluation, require_stage1
 from tradelab.paths import Workspace
-from tradelab.provenance import SCHEMA_VERSION, origin, utc_now, utc_stamp
+from tradelab.provenance import SCHEMA_VERSION, origin, utc_now
 
 if TYPE_CHECKING:
     from tradelab.config.schema import TradelabConfig
@@ -131,7 +131,7 @@ def evaluate(
                    arrays=arrays)
     result = run_backtests(env, arrays.session_id, holdout, specs, scoring_context(arrays, config, settings),
                            settings, progress)
-    report_dir = new_report_dir(Workspace.at(root).reports_dir(market))
+    report_dir = new_stamped_dir(Workspace.at(root).reports_dir(market))
     report = build_report(market, config, settings, arrays, holdout, result, skipped, aliases,
                           {s.name: s.adapter_path for s in specs}, report_dir)
     report["market_origin"] = market_origin(root, market)
@@ -150,19 +150,6 @@ def evaluate(
 def _selection_figures(intervals: dict[str, Any], name: str) -> dict[str, Any]:
     entry = intervals.get(name)
     return {"psr": entry["psr"], "dsr": entry["dsr"], "days": entry["days"]} if entry else {}
-
-
-def new_report_dir(reports_dir: Path) -> Path:
-    """Create ``reports_dir/<UTC stamp>/``; a second report in the same second gets ``-2``, ``-3``... appended."""
-    stamp = utc_stamp()
-    for attempt in range(1, 1000):
-        path = reports_dir / (stamp if attempt == 1 else f"{stamp}-{attempt}")
-        try:
-            path.mkdir(parents=True, exist_ok=False)
-        except FileExistsError:
-            continue
-        return path
-    raise StageFailed(f"{reports_dir}: could not create a new report folder for {stamp}")
 
 
 def build_report(

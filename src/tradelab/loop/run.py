@@ -120,8 +120,8 @@ def run_loop(
 
 # ------------------------------------------------------------------------------------------------------ state
 def _start_or_resume(root: str | Path, market: str, settings: LoopSettings, restart: bool) -> dict[str, Any]:
+    from tradelab.fileio import new_stamped_dir
     from tradelab.marketdata.store import market_origin
-    from tradelab.provenance import utc_stamp
 
     manifest = load_manifest(root, market) or {}
     previous = manifest.get("loop")
@@ -138,10 +138,11 @@ def _start_or_resume(root: str | Path, market: str, settings: LoopSettings, rest
         previous["error"] = None
         log.info("loop for %s resumes (%d iterations recorded)", market, len(previous["iterations"]))
         return previous
+    ws = Workspace.at(root)
     return {
         "status": "running", "started_at": utc_now(), "completed_at": None, "settings": wanted,
         "market_origin": market_origin(root, market), "warm_start": None, "iterations": [], "report": None,
-        "report_dir": Workspace.at(root).record(Workspace.at(root).reports_dir(market) / f"loop_{utc_stamp()}"),
+        "report_dir": ws.record(new_stamped_dir(ws.reports_dir(market), prefix="loop_")),
     }
 
 
