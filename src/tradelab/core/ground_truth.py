@@ -13,12 +13,11 @@ from typing import Any
 
 from tradelab.core import ACTIONS
 from tradelab.core.replay import bars_to_flatten
+from tradelab.core.tradesim import COST_KEYS, RULE_KEYS
 
 GROUND_TRUTH_VERSION = 2
 """Version of the ground-truth JSON layout; bump when a key changes meaning (2: ``blocklist``)."""
 
-COST_KEYS: tuple[str, ...] = ("tick_size", "tick_value", "point_value", "commission_per_side", "slippage_ticks")
-RULE_KEYS: tuple[str, ...] = ("stop_atr", "target_r", "trail_atr", "be_buffer_ticks")
 PRICE_KEYS: tuple[str, ...] = ("open", "high", "low", "close")
 POSITION_KEYS: tuple[str, ...] = ("side", "entry_price", "stop", "target", "trail_on", "bars_in_trade")
 

@@ -215,7 +215,7 @@ class Counterfactual:
         """The better R of the allowed entries while flat; None in a position or when no entry is allowed."""
         if self.position is not None:
             return None
-        entries = [self.sim(a).r_multiple for a in ("BUY", "SELL") if a in self.allowed]
+        entries = [self.sim(a).r_multiple for a in ENTRY_ACTIONS if a in self.allowed]
         return max(entries) if entries else None
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from tradelab.core import ACTIONS
+from tradelab.core.tradesim import ENTRY_ACTIONS
 from tradelab.fileio import append_jsonl
 from tradelab.provenance import SCHEMA_VERSION
 from tradelab.stage1.forward import ForwardSlicer
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 EXIT_EPISODE_END = "episode_end"
 EXIT_NO_TRADE = "no_trade"
-ENTRY_ACTIONS = ("BUY", "SELL")
 
 
 @dataclass

@@ -110,7 +110,7 @@ def experience_terms(market: str, config: Any, arrays: Any, *, end_index: int) -
         arrays: The market arrays.
         end_index: First bar forward windows may not reach (the split's end).
     """
-    from tradelab.core.tradesim import Costs
+    from tradelab.core.tradesim import RULE_KEYS, Costs
     from tradelab.env.tables import get_tables
     from tradelab.markets import contract_spec
     from tradelab.stage1.forward import ForwardSlicer
@@ -121,8 +121,7 @@ def experience_terms(market: str, config: Any, arrays: Any, *, end_index: int) -
                         flatten_time=rules.flatten_time, session_end=spec.session_end)
     slicer = ForwardSlicer(arrays, int(end_index), config.env.forward_horizon_bars, tables.forced_exit)
     rule_dict = {
-        "stop_atr": rules.stop_atr, "target_r": rules.target_r, "trail_atr": rules.trail_atr,
-        "be_buffer_ticks": rules.be_buffer_ticks, "flatten_time": rules.flatten_time,
+        **{key: getattr(rules, key) for key in RULE_KEYS}, "flatten_time": rules.flatten_time,
         "entry_cutoff": rules.entry_cutoff, "atr_period_bars": rules.atr_period_bars,
         "trailing_drawdown_usd": rules.trailing_drawdown_usd, "daily_loss_limit_usd": rules.daily_loss_limit_usd,
     }
