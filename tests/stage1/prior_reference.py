@@ -8,14 +8,8 @@ from tradelab.stage1.slots import BUY_ID, HAS_ADVICE_INDEX, HOLD_ID, N_ACTIONS, 
 
 
 def prior_numpy(slots: np.ndarray, masks: np.ndarray, confidence_floor: float) -> np.ndarray:
-    """Reference prior over actions for a batch of slot vectors (mirrors the torch version in ``policy``).
-
-    The advised action gets its confidence; the rest ``1 - confidence`` is spread evenly over the other allowed
-    actions. No advice, advice below ``confidence_floor``, advice for a masked action, or HOLD while an entry is
-    allowed gives the uniform prior over allowed actions (no effect on the policy). Masked actions get probability 0.
-
-    HOLD while flat is an abstention, not a view: the account is already doing nothing, and an advisor that mostly
-    says "no setup" would otherwise pull every entry toward HOLD and stop the fused policy from trading at all.
+    """Reference prior over actions for a batch of slot vectors: the rule :func:`tradelab.stage1.policy.log_prior`
+    documents, written with numpy loops. Masked actions get probability 0.
 
     Args:
         slots: ``(n, SLOT_SIZE)`` raw slot values.
