@@ -195,6 +195,7 @@ def loop(
 
     An unfinished loop with the same settings resumes where it stopped; ``restart`` starts a new one.
     """
+    from tradelab.config.profile import apply_test_profile
     from tradelab.grpo import ENGINES
     from tradelab.loop.run import LoopSettings, run_loop
 
@@ -202,13 +203,12 @@ def loop(
     cfg = _cfg(root, config)
     if engine not in ENGINES:
         raise TradelabError(f"loop --engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    ev = cfg.evaluation
+    ev = (apply_test_profile(cfg) if test_mode else cfg).evaluation
     settings = LoopSettings(
         iterations=iterations, engine=engine,
-        seeds=seeds if seeds is not None else (ev.test.seeds if test_mode else ev.seeds),
+        seeds=seeds if seeds is not None else ev.seeds,
         test_mode=test_mode,
-        probe_prompts=probe_prompts if probe_prompts is not None else (
-            ev.test.probe_prompts if test_mode else ev.probe_prompts),
+        probe_prompts=probe_prompts if probe_prompts is not None else ev.probe_prompts,
         timesteps=timesteps,
     )
     return run_loop(root, market, cfg, settings, restart=restart, on_event=on_event, progress=progress)

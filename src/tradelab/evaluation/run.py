@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tradelab.config.profile import apply_test_profile
 from tradelab.errors import ConfigError
 from tradelab.evaluation.backtest import BacktestResult, EvalSettings, run_backtests
 from tradelab.evaluation.holdout import bar_time, holdout_arrays
@@ -40,28 +41,26 @@ def resolve_settings(
     config: TradelabConfig, *, test_mode: bool, episodes: int | None, seeds: int | None, adapter: str,
     walk_forward: bool | int, cost_sweep: bool = False,
 ) -> EvalSettings:
-    """Combine ``config.evaluation``, its test-mode values and the call's arguments (arguments win).
+    """Combine ``config.evaluation`` (under the test profile in test mode) and the call's arguments (arguments win).
 
     ``walk_forward`` is ``False`` (off), ``True`` (``evaluation.walk_forward_windows`` folds) or a fold count.
     """
-    ev = config.evaluation
+    ev = (apply_test_profile(config) if test_mode else config).evaluation
     if not isinstance(walk_forward, bool) and int(walk_forward) < 1:
         raise ConfigError(f"evaluate: --walk-forward {walk_forward}; the number of folds must be at least 1 "
                           "(e.g. --walk-forward 3)")
     folds = ev.walk_forward_windows if walk_forward is True else int(walk_forward)
-    n_seeds = seeds if seeds is not None else (ev.test.seeds if test_mode else ev.seeds)
-    n_episodes = episodes if episodes is not None else (ev.test.episodes if test_mode else ev.episodes)
+    n_seeds = seeds if seeds is not None else ev.seeds
+    n_episodes = episodes if episodes is not None else ev.episodes
     if n_seeds < 1 or n_episodes < 1:
         raise ConfigError(f"evaluate: episodes={n_episodes}, seeds={n_seeds}; both must be at least 1 "
                           "(pass --episodes N --seeds K with N, K >= 1)")
-    episode_bars = ev.test.episode_bars if test_mode else (ev.episode_bars or config.env.episode_bars)
+    episode_bars = ev.episode_bars or config.env.episode_bars
     return EvalSettings(
         episodes=n_episodes, seed_list=[ev.base_seed + k for k in range(n_seeds)], episode_bars=episode_bars,
         start_mode=ev.start_mode, walk_forward=bool(walk_forward), walk_forward_windows=folds,
         random_agent_seed=ev.random_agent_seed, deterministic_policy=ev.deterministic_policy,
-        advisor_query_interval_bars=(
-            ev.test.advisor_query_interval_bars if test_mode else ev.advisor_query_interval_bars
-        ),
+        advisor_query_interval_bars=ev.advisor_query_interval_bars,
         hit_horizon_bars=ev.hit_horizon_bars, calibration_bins=ev.calibration_bins, ci_level=ev.ci_level,
         plots=ev.plots, test_mode=test_mode, adapter=adapter,
         walk_forward_purge_bars=(ev.walk_forward_purge_bars if ev.walk_forward_purge_bars is not None
