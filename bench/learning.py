@@ -35,8 +35,8 @@ from tradelab.marketdata import load_market_arrays
 
 def rule_r_per_trade(root: Path, edge: float, days: int, seed: int, prompts: int) -> tuple[float, list | None, float]:
     """Mean R per trade after costs, its day-block interval, and the hit rate of 'follow the 5-bar return'."""
+    from tradelab.core.reward import compute_score
     from tradelab.evaluation.starts import Window
-    from tradelab.grpo.reward import compute_score
     from tradelab.loop.probe import build_probe_set, day_bootstrap_ci, momentum_rule_answers, score_answers
 
     config = load_config()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from tradelab.grpo.ground_truth import dumps
-from tradelab.grpo.reward import _CACHE, compute_score
+from tradelab.core.ground_truth import dumps
+from tradelab.core.reward import _parsed, compute_score
 
 ANSWERS = (
     "BUY | 0.80 | uptrend above VWAP",
@@ -61,7 +61,7 @@ def _run(truths: list[str]) -> tuple[int, float]:
 
 def main() -> None:
     truths = [_truth(i) for i in range(PROMPTS)]
-    _CACHE.clear()
+    _parsed.cache_clear()
     cold_n, cold_s = _run(truths)
     warm_n, warm_s = 0, 0.0
     for _ in range(ROUNDS):

@@ -2,7 +2,7 @@
 
 * ``off``: PPO with the fusion policy, no advisor queries;
 * ``batched``: the advice wrapper asks once per vector step for every env that needs advice;
-* ``sequential``: the same triggers, but one advisor call per env.
+* ``sequential``: the same triggers, but one advisor call per env (:class:`_OneAtATime` splits each batch).
 
 The response cache is off so every query generates. The modes are built once and timed in interleaved rounds (off,
 batched, sequential, off, ...), so a machine that speeds up or slows down during the run affects every mode alike;
@@ -25,6 +25,21 @@ from pathlib import Path
 MODES = ("off", "batched", "sequential")
 
 
+class _OneAtATime:
+    """An advice source that answers a batch with one advisor call per context (the ``sequential`` mode)."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self.calls = 0
+
+    def advise(self, contexts):
+        self.calls += len(contexts)
+        return [result for ctx in contexts for result in self.source.advise([ctx])]
+
+    def adapter_info(self):
+        return self.source.adapter_info()
+
+
 class _Mode:
     """One mode's MaskablePPO + advice VecEnv, built once and timed in rounds (``learn`` continues each time)."""
 
@@ -41,9 +56,10 @@ class _Mode:
 
         set_random_seed(0)
         source = None if mode == "off" else LLMAdviceSource(Advisor(config, root, adapter_path=adapter, device="cpu"))
+        if mode == "sequential":
+            source = _OneAtATime(source)
         fns = env_fns(root, "NQ", config, arrays, n_envs=n_envs, seed=0, split="train")
-        self.env = advice_vec_env(fns, config.stage1, source=source, batched=mode != "sequential",
-                                  interval_bars=interval)
+        self.env = advice_vec_env(fns, config.stage1, source=source, interval_bars=interval)
         vec = normalized(self.env, config.ppo)
         self.model = MaskablePPO(FusionPolicy, vec, n_steps=64, batch_size=256, n_epochs=1, seed=0, device="cpu",
                                  policy_kwargs={"net_arch": {"pi": [32], "vf": [32]}, "llm_weight": 1.0,
@@ -61,8 +77,11 @@ class _Mode:
         self.queries += self.env.stats.queries - before
 
     def summary(self, steps: int) -> dict:
+        source = self.env.source
+        mean_batch = (self.env.stats.queries / max(source.calls, 1) if isinstance(source, _OneAtATime)
+                      else self.env.stats.summary()["llm_stats"]["mean_batch_size"])
         return {"steps_per_s": steps / min(self.seconds), "median_steps_per_s": steps / statistics.median(self.seconds),
-                "queries": self.queries, "mean_batch": self.env.stats.summary()["llm_stats"]["mean_batch_size"]}
+                "queries": self.queries, "mean_batch": mean_batch}
 
 
 def main() -> None:

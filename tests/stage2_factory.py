@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tradelab.grpo.engines.soft_grpo import REQUIRED_CONTENT, REQUIRED_FILES
 from tradelab.config import TradelabConfig, load_config
-from tradelab.io import append_jsonl
+from tradelab.fileio import append_jsonl
+from tradelab.grpo.engines.soft_grpo import REQUIRED_CONTENT, REQUIRED_FILES
 from tradelab.manifest import merge_stage1
 from tradelab.paths import Workspace
 

@@ -72,7 +72,7 @@ def _workspace(source: Path, root: Path, config: TradelabConfig) -> Path:
     import shutil
 
     from tradelab.evaluation.holdout import bar_time
-    from tradelab.io import sha256_file
+    from tradelab.fileio import sha256_file
     from tradelab.manifest import merge_stage1, set_section
     from tradelab.marketdata import load_market_arrays
 

@@ -79,7 +79,7 @@ def test_saved_file_is_valid_json_without_temp_leftovers(tmp_path: Path) -> None
 
 
 def test_atomic_writes_are_readable_by_others(tmp_path: Path) -> None:
-    from tradelab.io import atomic_write_text
+    from tradelab.fileio import atomic_write_text
 
     path = atomic_write_text(tmp_path / "a.txt", "x")
     assert path.stat().st_mode & 0o777 == 0o644
@@ -89,7 +89,7 @@ def test_atomic_writes_are_readable_by_others(tmp_path: Path) -> None:
 
 
 def test_staged_dir_replaces_only_when_complete(tmp_path: Path) -> None:
-    from tradelab.io import staged_dir
+    from tradelab.fileio import staged_dir
 
     target = tmp_path / "adapter"
     with staged_dir(target) as staging:
@@ -107,7 +107,7 @@ def test_staged_dir_replaces_only_when_complete(tmp_path: Path) -> None:
 
 
 def test_atomic_path_for_writers_that_need_a_file_name(tmp_path: Path) -> None:
-    from tradelab.io import atomic_path
+    from tradelab.fileio import atomic_path
 
     target = tmp_path / "final.zip"
     with pytest.raises(OSError):

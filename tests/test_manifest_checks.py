@@ -14,7 +14,7 @@ import pytest
 
 from tradelab import manifest
 from tradelab.errors import DataError, StageNotReady, WorkspaceError
-from tradelab.io import sha256_file
+from tradelab.fileio import sha256_file
 from tradelab.paths import Workspace
 from tradelab.runlock import lock_held, run_liveness, stage1_lock
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from tradelab.errors import WorkspaceError
-from tradelab.io import atomic_write_json, sha256_file
+from tradelab.fileio import atomic_write_json, sha256_file
 
 REGISTRY_NAME = "sha256sums.json"
 """Per-folder file of ``{file name: sha256}`` for the pickled artifacts in that folder."""

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.errors import DataError, StageNotReady
-from tradelab.io import atomic_write_json, writing
+from tradelab.fileio import atomic_write_json, writing
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now
 

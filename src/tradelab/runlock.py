@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.errors import WorkspaceError
-from tradelab.io import writing
+from tradelab.fileio import writing
 from tradelab.paths import Workspace
 
 LOCK_NAME = "stage1.lock"

@@ -252,6 +252,7 @@ def loop_markets(
 ) -> list[dict[str, Any]]:
     """:func:`loop` for several markets, one result each; with ``ray`` and several markets each market's loop is a
     Ray task in its own workspace folder, moved into this workspace when it has finished."""
+    from tradelab.config.profile import apply_test_profile
     from tradelab.grpo import ENGINES
     from tradelab.loop.parallel import loop_markets as run_markets
     from tradelab.loop.run import LoopSettings
@@ -261,13 +262,12 @@ def loop_markets(
     cfg = _cfg(root, config)
     if engine not in ENGINES:
         raise TradelabError(f"loop --engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    ev = cfg.evaluation
+    ev = (apply_test_profile(cfg) if test_mode else cfg).evaluation
     settings = LoopSettings(
         iterations=iterations, engine=engine,
-        seeds=seeds if seeds is not None else (ev.test.seeds if test_mode else ev.seeds),
+        seeds=seeds if seeds is not None else ev.seeds,
         test_mode=test_mode,
-        probe_prompts=probe_prompts if probe_prompts is not None else (
-            ev.test.probe_prompts if test_mode else ev.probe_prompts),
+        probe_prompts=probe_prompts if probe_prompts is not None else ev.probe_prompts,
         timesteps=timesteps,
     )
     return run_markets(root, markets, cfg, settings, restart=restart, ray_address=ray, on_event=on_event,

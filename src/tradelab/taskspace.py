@@ -155,7 +155,7 @@ def adopt_market(worker_root: Path, parent_root: str | Path, market: str) -> lis
 
 def _rebase_json(path: Path, old_prefix: str, new_prefix: str) -> None:
     """Rewrite every string in a JSON file that starts with ``old_prefix`` (a folder) to start with ``new_prefix``."""
-    from tradelab.io import atomic_write_text
+    from tradelab.fileio import atomic_write_text
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

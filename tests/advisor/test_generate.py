@@ -9,7 +9,7 @@ import pytest
 from tradelab.advisor.generate import Advisor
 from tradelab.advisor.synth import random_contexts
 from tradelab.config import TradelabConfig, load_config
-from tradelab.io import sha256_dir
+from tradelab.fileio import sha256_dir
 
 
 @pytest.fixture(scope="module")

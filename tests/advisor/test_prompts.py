@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tradelab import ACTION_IDS
-from tradelab.advisor.parse import parse_advice
 from tradelab.advisor.prompts import build_messages, context_key, prompt_fields, template_hash
 from tradelab.advisor.synth import random_contexts
 from tradelab.advisor.teacher import teacher_decision, teacher_response
 from tradelab.config import TradelabConfig, load_config
 from tradelab.config.llm_schema import PROMPT_PLACEHOLDERS
-from tradelab.context import MarketContext
+from tradelab.core import ACTION_IDS
+from tradelab.core.context import MarketContext
+from tradelab.core.parse import parse_advice
 from tradelab.errors import ConfigError
 
 FORWARD_WORDS = ("forward", "future", "next", "outcome", "label", "reward")

@@ -16,7 +16,7 @@ from tradelab.advisor.tiny import (
 )
 from tradelab.config import TradelabConfig
 from tradelab.errors import TradelabError
-from tradelab.io import sha256_file
+from tradelab.fileio import sha256_file
 from tradelab.paths import Workspace
 
 

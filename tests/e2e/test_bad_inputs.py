@@ -372,8 +372,8 @@ def _prepare(root: Path) -> None:
 
     from tradelab.config import load_config
     from tradelab.evaluation.holdout import bar_time
+    from tradelab.fileio import sha256_file
     from tradelab.integrity import record_sha256
-    from tradelab.io import sha256_file
     from tradelab.manifest import merge_stage1, set_section
     from tradelab.marketdata import generate_market, load_market_arrays
     from tradelab.stage1.vecnorm import STATS_FORMAT

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tradelab import ACTIONS
 from tradelab.config import load_config
-from tradelab.context import AccountContext, MarketContext, PositionContext
+from tradelab.core import ACTIONS
+from tradelab.core.context import AccountContext, MarketContext, PositionContext
 from tradelab.env import ADVISOR_SLOT_SIZE, make_env
 from tradelab.env.layout import ACCOUNT_FEATURES, POSITION_FEATURES
 from tradelab.errors import ConfigError, DataError

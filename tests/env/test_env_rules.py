@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from tradelab import ACTION_IDS
 from tradelab.config import load_config
+from tradelab.core import ACTION_IDS
 from tradelab.env import make_env
 
 PV, RT, SLIP = 20.0, 4.5, 0.25

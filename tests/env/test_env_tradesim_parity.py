@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tradelab import ACTION_IDS
 from tradelab.config import load_config
+from tradelab.core import ACTION_IDS
+from tradelab.core.replay import bars_to_flatten, simulate_action
+from tradelab.core.tradesim import Costs, ExitRules
 from tradelab.env import make_env
 from tradelab.marketdata.arrays import MarketArrays
-from tradelab.replay import bars_to_flatten, simulate_action
-from tradelab.tradesim import Costs, ExitRules
 
 HORIZON_BARS = 400  # longer than a session: every trade ends by a stop, target, trail or the flatten
 

@@ -27,7 +27,7 @@ def baseline_config() -> TradelabConfig:
 def make_eval_workspace(src: Path, dst: Path, config: TradelabConfig, *, test_mode: bool = True) -> Path:
     """Copy the market data of ``src`` to ``dst`` and write the manifest stub Stage 1 would leave."""
     from tradelab.evaluation.holdout import bar_time
-    from tradelab.io import sha256_file
+    from tradelab.fileio import sha256_file
     from tradelab.manifest import merge_stage1, set_section
     from tradelab.marketdata import load_market_arrays
 

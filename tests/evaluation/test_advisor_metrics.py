@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tradelab import ACTION_IDS
+from tradelab.core import ACTION_IDS
 from tradelab.evaluation.advisor_metrics import AdviceRecord, advice_record, advisor_metrics, calibration_table
 
 B, S, H = ACTION_IDS["BUY"], ACTION_IDS["SELL"], ACTION_IDS["HOLD"]

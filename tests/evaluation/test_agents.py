@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tradelab import ACTION_IDS
+from tradelab.core import ACTION_IDS
 from tradelab.evaluation.agents import AdvisorAgent, BuyAndHoldAgent, FlatAgent, RandomAgent
 
 HOLD, BUY, SELL, TRAIL = ACTION_IDS["HOLD"], ACTION_IDS["BUY"], ACTION_IDS["SELL"], ACTION_IDS["ENABLE_TRAIL"]

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tradelab.advisor.parse import parse_advice
 from tradelab.advisor.teacher import teacher_response
 from tradelab.config import TradelabConfig
+from tradelab.core.parse import parse_advice
 from tradelab.env import make_env
 from tradelab.errors import StageFailed
 from tradelab.evaluation.agents import BASELINES, AdvisorAgent, advice_to_dict

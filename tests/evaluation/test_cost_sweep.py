@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from tradelab.core.tradesim import Costs
 from tradelab.evaluation.cost_sweep import TradeCosts, break_even_multiple, cost_sweep, format_break_even
-from tradelab.tradesim import Costs
 
 COSTS = TradeCosts.from_costs(Costs(tick_size=0.25, tick_value=5.0, point_value=20.0, commission_per_side=2.0,
                                     slippage_ticks=1.0))

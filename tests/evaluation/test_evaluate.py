@@ -11,7 +11,7 @@ import pytest
 from tradelab.config import TradelabConfig, load_config
 from tradelab.errors import ConfigError, DataError, StageNotReady
 from tradelab.evaluation.aggregate import confidence_interval
-from tradelab.evaluation.run import evaluate, new_report_dir
+from tradelab.evaluation.run import evaluate
 from tradelab.manifest import load_manifest, merge_stage1, update_manifest
 
 BASELINES = ["flat", "buy_and_hold", "random"]
@@ -156,8 +156,3 @@ def test_bad_arguments_are_config_errors(eval_root: Path, baseline_config: Trade
         evaluate(eval_root, "NQ", baseline_config, episodes=0)
     with pytest.raises(ConfigError, match="adapter"):
         evaluate(eval_root, "NQ", baseline_config, adapter="latest")
-
-
-def test_reports_in_the_same_second_get_their_own_folders(tmp_path: Path) -> None:
-    first, second = new_report_dir(tmp_path), new_report_dir(tmp_path)
-    assert first.is_dir() and second.is_dir() and first != second

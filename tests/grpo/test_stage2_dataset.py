@@ -11,8 +11,8 @@ from stage2_factory import make_record, mixed_records, with_overrides, write_exp
 
 from tradelab.config import load_config
 from tradelab.errors import DataError, StageNotReady
+from tradelab.fileio import sha256_file
 from tradelab.grpo.dataset import export_dataset, row_schema
-from tradelab.io import sha256_file
 from tradelab.manifest import load_manifest
 from tradelab.paths import Workspace
 
@@ -190,7 +190,7 @@ def test_export_reports_progress_in_bytes_of_the_experience_file(
 
 
 def test_the_blocklist_travels_in_every_rows_ground_truth(stage2_root: Path) -> None:
-    from tradelab.grpo.reward import INVALID_SCORE, compute_score
+    from tradelab.core.reward import INVALID_SCORE, compute_score
 
     export_dataset(stage2_root, "NQ", with_overrides(dataset__blocklist=["http://"]), test_mode=False)
     for row in _rows(stage2_root, "train") + _rows(stage2_root, "val"):

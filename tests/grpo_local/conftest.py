@@ -54,7 +54,7 @@ def write_experience(market_root: Path, out_root: Path, config: TradelabConfig, 
     """Walk the env with random allowed actions and record every few bars; returns the experience file."""
     from tradelab.env import make_env
     from tradelab.env.tables import get_tables
-    from tradelab.io import append_jsonl
+    from tradelab.fileio import append_jsonl
     from tradelab.marketdata import load_market_arrays
     from tradelab.markets import contract_spec
     from tradelab.paths import Workspace

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from tradelab.errors import DataError, StageNotReady
+from tradelab.fileio import sha256_file
 from tradelab.grpo.local.checkpoint import capture_rng, resolve_checkpoint, restore_rng
 from tradelab.grpo.local.data import PromptGuard, PromptRow, prepare_rows, verify_dataset
 from tradelab.grpo.local.rewards import score_answers
-from tradelab.io import sha256_file
 from tradelab.paths import Workspace
 
 

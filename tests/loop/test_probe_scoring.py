@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tradelab.advisor.parse import format_advice
+from tradelab.core.parse import format_advice
 from tradelab.loop.probe import ProbeSet, balanced_hit_rate, score_answers
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tradelab.io import sha256_file
+from tradelab.fileio import sha256_file
 from tradelab.marketdata import import_market, load_bars
 from tradelab.paths import Workspace
 

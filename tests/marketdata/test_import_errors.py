@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from tradelab.errors import DataError
-from tradelab.io import sha256_file
+from tradelab.fileio import sha256_file
 from tradelab.marketdata import generate_market, import_market
 from tradelab.paths import Workspace
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tradelab.io import sha256_file
+from tradelab.fileio import sha256_file
 from tradelab.marketdata import generate_market, list_markets, load_bars
 from tradelab.marketdata.synth import REGIMES, synthesize_bars
 from tradelab.markets import contract_spec

@@ -71,8 +71,8 @@ def test_strength_and_version_are_recorded_and_bounded(tmp_path: Path, config: T
 def test_the_simple_rule_earns_on_the_edge_and_nothing_on_the_null_market(tmp_path: Path,
                                                                         config: TradelabConfig) -> None:
     """Following the 5-bar return wins after costs on a strong edge; on the null market its interval holds 0."""
+    from tradelab.core.reward import compute_score
     from tradelab.evaluation.starts import Window
-    from tradelab.grpo.reward import compute_score
     from tradelab.loop.probe import build_probe_set, day_bootstrap_ci, momentum_rule_answers
     from tradelab.marketdata import load_market_arrays
 

@@ -1,7 +1,7 @@
 """Small stand-ins for the trading env, the market arrays and the advisor, for fast Stage 1 unit tests.
 
 The fake env follows the real env's contract (flat float32 Box observation ending in zeroed advisor slots,
-``action_masks()``, ``info["market_context"]``, ``info["events"]``) and trades with ``tradelab.tradesim``, so the
+``action_masks()``, ``info["market_context"]``, ``info["events"]``) and trades with ``tradelab.core.tradesim``, so the
 wrapper, the recorder and the fusion policy can be tested without the real env.
 """
 
@@ -14,11 +14,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from tradelab import ACTION_IDS, ACTIONS
-from tradelab.advisor.parse import check_allowed, parse_advice
+from tradelab.core import ACTION_IDS, ACTIONS
+from tradelab.core.parse import check_allowed, parse_advice
+from tradelab.core.tradesim import Costs, ExitRules, net_pnl_usd, open_position, r_multiple, step_bar
 from tradelab.stage1.slots import SLOT_SIZE
 from tradelab.stage1.source import AdviceResult
-from tradelab.tradesim import Costs, ExitRules, net_pnl_usd, open_position, r_multiple, step_bar
 
 COSTS = Costs(tick_size=0.25, tick_value=5.0, point_value=20.0, commission_per_side=2.0, slippage_ticks=1.0)
 RULES = ExitRules(stop_atr=1.5, target_r=2.0, trail_atr=1.0, be_buffer_ticks=1.0)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from stage1_fakes import COSTS, RULES, FakeAdvisor, FakeTradingEnv, make_arrays
 
+from tradelab.core.replay import simulate_action
 from tradelab.stage1.advice_wrapper import closed_trades
 from tradelab.stage1.experience import ExperienceRecorder
 from tradelab.stage1.forward import ForwardSlicer
 from tradelab.stage1.vec import advice_vec_env
-from tradelab.replay import simulate_action
 
 SIX_ACTIONS = ["HOLD", "BUY", "SELL", "MOVE_TO_BE", "ENABLE_TRAIL", "DISABLE_TRAIL"]
 

@@ -7,11 +7,12 @@ import pytest
 import torch as th
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.utils import set_random_seed
+from prior_reference import prior_numpy
 from stage1_fakes import FakeAdvisor, FakeTradingEnv, make_arrays
 
-from tradelab import ACTION_IDS
+from tradelab.core import ACTION_IDS
 from tradelab.stage1.policy import FusionPolicy, log_prior
-from tradelab.stage1.slots import N_ACTIONS, SLOT_SIZE, encode_slots, prior_numpy
+from tradelab.stage1.slots import N_ACTIONS, SLOT_SIZE, encode_slots
 from tradelab.stage1.vec import advice_vec_env, make_probe, normalized
 
 PPO_KW = dict(n_steps=32, batch_size=32, n_epochs=2, learning_rate=1e-3, seed=3, device="cpu")

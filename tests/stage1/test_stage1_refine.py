@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from stage1_fakes import COSTS, RULES
 
-from tradelab.advisor.parse import parse_advice
+from tradelab.core.parse import parse_advice
 from tradelab.stage1.refine import MAX_WEIGHT_R, hindsight_example, score_actions
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tradelab.errors import StageNotReady
+from tradelab.fileio import sha256_dir, sha256_file
 from tradelab.integrity import recorded_sha256
-from tradelab.io import sha256_dir, sha256_file
 from tradelab.manifest import load_manifest
 from tradelab.paths import Workspace
 from tradelab.stage1.sections import STAGE1_KEYS

@@ -3,8 +3,7 @@
 transformers' ``sdpa`` attention copies a grouped-query model's key/value heads up to the query head count whenever
 an attention mask is passed, which is every padded batch: CUDA's fused kernels take GQA only without a mask. On
 CPU, torch's SDPA takes ``enable_gqa=True`` together with a mask in the same flash kernel, so the copy buys nothing,
-and it copies the whole KV cache again at every decode step. For 32 prompts on the tiny advisor those copies were
-the largest single cost of a decode step. :data:`NAME` is the same computation without them; it is registered with
+and it copies the whole KV cache again at every decode step. :data:`NAME` is the same computation without them; it is registered with
 transformers by :func:`cpu_attention`, and the loader asks for it on CPU.
 """
 

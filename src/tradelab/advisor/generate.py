@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradelab.advisor.parse import Advice, check_allowed, parse_advice
 from tradelab.advisor.prefix import PrefixCache
 from tradelab.advisor.prompts import build_messages, context_key, render_chat
+from tradelab.core.parse import Advice, check_allowed, parse_advice
 
 if TYPE_CHECKING:
     from tradelab.config.schema import TradelabConfig
-    from tradelab.context import MarketContext
+    from tradelab.core.context import MarketContext
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class Advisor:
     # adapters
     @staticmethod
     def _adapter_record(path: Path) -> dict[str, str]:
-        from tradelab.io import sha256_dir
+        from tradelab.fileio import sha256_dir
 
         return {"path": str(path), "sha256": sha256_dir(path)}
 
@@ -236,9 +236,6 @@ class Advisor:
         from tradelab.advisor.tiny import model_info
 
         return model_info(self.model_dir)
-
-    def clear_cache(self) -> None:
-        self._cache.clear()
 
     # generation
     def generate_texts(self, messages_list: Sequence[Messages], *, seed: int | None = None) -> list[str]:

@@ -2,9 +2,8 @@
 
 glibc serves blocks above its mmap threshold (128 KiB at start, raised only as the process happens to free larger
 blocks) with ``mmap`` and hands them back with ``munmap`` when freed. A batched ``generate`` call on CPU allocates and
-frees multi-MB activations at every layer, so each call faults all of them in from the kernel again: on the tiny
-advisor with 32 prompts that was about a quarter of the call. :func:`keep_freed_memory` pins the thresholds high
-instead (``mallopt``): large blocks come from the heap and go back to it, and up to :data:`TRIM_THRESHOLD_BYTES` of
+frees multi-MB activations at every layer, so each call faults all of them in from the kernel again.
+:func:`keep_freed_memory` pins the thresholds high instead (``mallopt``): large blocks come from the heap and go back to it, and up to :data:`TRIM_THRESHOLD_BYTES` of
 free memory stays with the process.
 
 Linux with glibc only; elsewhere (macOS, musl) it does nothing and says so.

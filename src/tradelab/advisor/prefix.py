@@ -1,11 +1,10 @@
 """Shared-prefix key/value reuse: the system turn every advisor prompt starts with goes through the model once.
 
-Every prompt of a batch starts with the same tokens up to its user message (30 of about 130 tokens on the tiny
-advisor: the system turn and the user header; with Gemma's template, which folds the system text into the first
-user turn, that whole opening). Prefill is most of a batched ``generate`` call on CPU, so :class:`PrefixCache` keeps
-those tokens' keys/values (one copy per weights) and hands ``generate`` a cache already holding them; prefill then
-covers each prompt's own tokens only. The advisor picks the prefix (:meth:`tradelab.advisor.generate.Advisor`) and
-reports its length, or why there is none.
+Every prompt of a batch starts with the same tokens up to its user message (the system turn and the user header;
+with Gemma's template, which folds the system text into the first user turn, that whole opening). Prefilling them
+once per batch row is repeated work, so :class:`PrefixCache` keeps those tokens' keys/values (one copy per weights)
+and hands ``generate`` a cache already holding them; prefill then covers each prompt's own tokens only. The advisor
+picks the prefix (:meth:`tradelab.advisor.generate.Advisor`) and reports its length, or why there is none.
 
 A batch is laid out ``[prefix][left padding][own tokens]`` with the attention mask zero on the padding. ``generate``
 derives position ids from the mask (its cumulative sum), so each row gets the positions and the attention of its
@@ -18,6 +17,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int, *, prefix: Sequence[int] = ()) -> tuple[Any, Any]:
+    """Token id lists as one left-padded batch: ``[prefix][padding][row]`` on every row.
+
+    Args:
+        rows: Each row's own token ids (may be empty).
+        pad_id: Id written on the padding.
+        prefix: Ids every row starts with, placed before the padding (empty: plain left padding).
+
+    Returns:
+        ``(input_ids, attention_mask)``, CPU ``long`` tensors of shape ``(rows, len(prefix) + longest row)``; the
+        mask is 0 on the padding only.
+    """
+    import torch
+
+    n_prefix = len(prefix)
+    width = n_prefix + max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    if n_prefix:
+        input_ids[:, :n_prefix] = torch.tensor(list(prefix), dtype=torch.long)
+        attention_mask[:, :n_prefix] = 1
+    for i, row in enumerate(rows):
+        if row:
+            input_ids[i, width - len(row):] = torch.tensor(list(row), dtype=torch.long)
+            attention_mask[i, width - len(row):] = 1
+    return input_ids, attention_mask
 
 
 class PrefixCache:
@@ -63,18 +90,8 @@ class PrefixCache:
             left-padded after the prefix; with a prefix also ``past_key_values``, a cache holding the prefix's
             keys/values for every row. An empty prefix is plain left padding.
         """
-        import torch
-
         n_prefix = len(prefix_ids)
-        own = [list(row[n_prefix:]) for row in rows]
-        width = n_prefix + max(len(part) for part in own)
-        input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        input_ids[:, :n_prefix] = torch.tensor(prefix_ids, dtype=torch.long)
-        attention_mask[:, :n_prefix] = 1
-        for i, part in enumerate(own):
-            input_ids[i, width - len(part):] = torch.tensor(part, dtype=torch.long)
-            attention_mask[i, width - len(part):] = 1
+        input_ids, attention_mask = left_pad([row[n_prefix:] for row in rows], pad_token_id, prefix=prefix_ids)
         inputs: dict[str, Any] = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
         if n_prefix:
             from transformers import DynamicCache

@@ -1,6 +1,6 @@
 """Advisor prompts: a system message and a user message rendered from the market context at the decision bar.
 
-Only the :class:`~tradelab.context.MarketContext` keys are read, and the context itself holds nothing after the
+Only the :class:`~tradelab.core.context.MarketContext` keys are read, and the context itself holds nothing after the
 decision bar, so no prompt can carry a forward value (the experience record's ``forward`` window never gets here).
 Numbers are rounded on purpose: short prompts are cheap to generate thousands of times, and coarse values are what
 the response cache keys on. Templates come from ``config/llm.yaml`` (``prompts``). Pure Python.
@@ -12,7 +12,7 @@ import hashlib
 import re
 from typing import TYPE_CHECKING, Any
 
-from tradelab.context import MarketContext
+from tradelab.core.context import MarketContext
 
 if TYPE_CHECKING:
     from tradelab.config.llm_schema import LLMConfig

@@ -1,6 +1,6 @@
 """Random but internally consistent market contexts, for the tokenizer corpus, the warm start, tests and benches.
 
-The contexts have the exact shape of :class:`tradelab.context.MarketContext`, with the allowed actions derived from
+The contexts have the exact shape of :class:`tradelab.core.context.MarketContext`, with the allowed actions derived from
 the position the way the env's mask does (flat: HOLD/BUY/SELL before the entry cut-off; in a trade: HOLD, MOVE_TO_BE
 while the stop is not yet at break-even, and ENABLE_TRAIL or DISABLE_TRAIL by the trail state). Pure numpy.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tradelab.context import MarketContext, PositionContext
+from tradelab.core.context import MarketContext, PositionContext
 
 _MARKETS: dict[str, tuple[float, float]] = {"NQ": (18000.0, 0.25), "ES": (5000.0, 0.25), "CL": (75.0, 0.01)}
 _EXITS = ("stop", "target", "trail", "breakeven", "flatten")

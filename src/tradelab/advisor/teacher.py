@@ -6,8 +6,8 @@ a sensible default behaviour) before any reinforcement. Only actions the mask al
 
 from __future__ import annotations
 
-from tradelab.advisor.parse import format_advice
-from tradelab.context import MarketContext
+from tradelab.core.context import MarketContext
+from tradelab.core.parse import format_advice
 
 
 def _favourable_move_atr(context: MarketContext) -> float:

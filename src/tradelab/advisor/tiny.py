@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradelab.errors import TradelabError
-from tradelab.io import staged_dir
+from tradelab.fileio import staged_dir
 
 if TYPE_CHECKING:
     from tradelab.config.llm_schema import TinyModelConfig
@@ -49,10 +49,10 @@ def _complete(model_dir: Path) -> bool:
 
 def _corpus(tiny: TinyModelConfig, config: TradelabConfig) -> list[str]:
     """Prompts and teacher answers of synthetic contexts, plus every action name and alias, for the tokenizer."""
-    from tradelab.advisor.parse import ALIASES
     from tradelab.advisor.prompts import build_messages
     from tradelab.advisor.synth import random_contexts
     from tradelab.advisor.teacher import teacher_response
+    from tradelab.core.parse import ALIASES
 
     texts: list[str] = [" ".join(ALIASES), "ACTION | confidence | reason", "0 1 2 3 4 5 6 7 8 9 % . , : ; { } \""]
     for context in random_contexts(tiny.corpus_contexts, tiny.seed):
@@ -111,7 +111,7 @@ def _write(target: Path, tiny: TinyModelConfig, config: TradelabConfig) -> None:
     from transformers.utils import logging as hf_logging
 
     from tradelab.config import config_hash
-    from tradelab.io import atomic_write_json
+    from tradelab.fileio import atomic_write_json
     from tradelab.provenance import origin
 
     hf_logging.disable_progress_bar()  # save_pretrained's shard bar would print from library code
@@ -130,7 +130,7 @@ def _write(target: Path, tiny: TinyModelConfig, config: TradelabConfig) -> None:
 def ensure_tiny_advisor(root: str | Path, config: TradelabConfig | None = None) -> Path:
     """Build the tiny advisor under ``<root>/models/base/tiny-advisor`` unless it is already there.
 
-    Built in a staging folder that replaces the target only when complete (:func:`tradelab.io.staged_dir`), so a
+    Built in a staging folder that replaces the target only when complete (:func:`tradelab.fileio.staged_dir`), so a
     crash never leaves a half-written model; the build is seeded, so a concurrent builder writes the same files.
 
     Args:

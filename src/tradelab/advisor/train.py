@@ -327,7 +327,7 @@ def _save(model: Any, out_dir: Path, base_dir: Path, config: TradelabConfig, see
 
     from tradelab.advisor.tiny import model_info
     from tradelab.config import config_hash
-    from tradelab.io import atomic_write_json, staged_dir
+    from tradelab.fileio import atomic_write_json, staged_dir
     from tradelab.provenance import origin
 
     with staged_dir(out_dir) as staging:
@@ -364,7 +364,7 @@ def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | 
     from transformers import AutoModelForCausalLM
 
     from tradelab.advisor.load import load_tokenizer
-    from tradelab.io import staged_dir
+    from tradelab.fileio import staged_dir
 
     out = Path(out_dir)
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype="auto", local_files_only=True,

@@ -7,15 +7,8 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
-from tradelab import ACTIONS
-from tradelab.env.account import Account
-from tradelab.env.fastcopy import FastCopyDict
-from tradelab.env.layout import ACCOUNT_FEATURES, ADVISOR_SLOT_SIZE, POSITION_FEATURES, obs_size
-from tradelab.env.market_context import build_context
-from tradelab.env.tables import FORCED_FLATTEN_TIME, get_tables
-from tradelab.errors import ConfigError, DataError
-from tradelab.markets import contract_spec
-from tradelab.tradesim import (
+from tradelab.core import ACTIONS
+from tradelab.core.tradesim import (
     REASON_FLATTEN,
     Costs,
     Exit,
@@ -28,10 +21,17 @@ from tradelab.tradesim import (
     open_position,
     step_bar,
 )
+from tradelab.env.account import Account
+from tradelab.env.fastcopy import FastCopyDict
+from tradelab.env.layout import ACCOUNT_FEATURES, ADVISOR_SLOT_SIZE, POSITION_FEATURES, obs_size
+from tradelab.env.market_context import build_context
+from tradelab.env.tables import FORCED_FLATTEN_TIME, get_tables
+from tradelab.errors import ConfigError, DataError
+from tradelab.markets import contract_spec
 
 if TYPE_CHECKING:
     from tradelab.config.schema import TradelabConfig
-    from tradelab.context import MarketContext
+    from tradelab.core.context import MarketContext
     from tradelab.marketdata.arrays import MarketArrays
 
 SPLITS = ("train", "holdout")
@@ -50,8 +50,8 @@ class FuturesTradingEnv(gym.Env):
 
     **Timing.** ``step(a)`` is the decision at the close of bar ``t``: entries fill at bar ``t+1``'s open plus
     slippage, management actions move the stop before ``t+1`` trades, then bar ``t+1`` runs through
-    :func:`tradelab.tradesim.step_bar` (gap/stop/target/trail), then the account rules are checked at its close and
-    the env advances to ``t+1``. Observation, mask and ``info`` at ``t`` use bars ``<= t`` only.
+    :func:`tradelab.core.tradesim.step_bar` (gap/stop/target/trail), then the account rules are checked at its close
+    and the env advances to ``t+1``. Observation, mask and ``info`` at ``t`` use bars ``<= t`` only.
 
     **Rules (config ``env.rules``).** ATR stop, R-multiple target, tick-aware break-even, ATR trail, slippage and
     commissions from the contract spec. At a bar's close: an open position is flattened (market, with slippage) when
@@ -78,7 +78,7 @@ class FuturesTradingEnv(gym.Env):
     ``tradelab.env.layout.POSITION_FEATURES``, ``ACCOUNT_FEATURES`` and ``ADVISOR_SLOT_SIZE`` advisor slots at
     :attr:`advisor_slot_slice` (always 0 here; Stage 1 fills them).
 
-    **Info.** ``bar_index`` (the decision bar), ``market_context`` (:class:`tradelab.context.MarketContext`),
+    **Info.** ``bar_index`` (the decision bar), ``market_context`` (:class:`tradelab.core.context.MarketContext`),
     ``events`` (list of ``{event, side, price, bar_index, pnl_usd, r_multiple, exit_reason, bars_held}``, event
     "entry" or "exit"), ``invalid_action`` and ``equity_usd``.
     """

@@ -1,7 +1,7 @@
 """A dict whose ``deepcopy`` is fast for the env's JSON-like ``info`` trees.
 
-SB3's ``DummyVecEnv`` deep-copies every env's ``info`` on every step; the generic ``copy.deepcopy`` walk (memo,
-dispatch, keep-alive per scalar) cost more than the env step itself. Values here are scalars, strings, plain
+SB3's ``DummyVecEnv`` deep-copies every env's ``info`` on every step, and the generic ``copy.deepcopy`` walk pays
+for a memo, a dispatch and a keep-alive per scalar. Values here are scalars, strings, plain
 dicts and lists, so a direct structural copy gives the same result; anything else still goes through
 ``copy.deepcopy``.
 """

@@ -12,7 +12,7 @@ The advisor slots are last so ``slice(obs_size - ADVISOR_SLOT_SIZE, obs_size)`` 
 
 from __future__ import annotations
 
-from tradelab import ACTIONS
+from tradelab.core import ACTIONS
 
 ADVISOR_SLOT_SIZE = len(ACTIONS) + 2
 """Floats reserved at the end of every observation for the advisor (filled by Stage 1's VecEnv wrapper)."""

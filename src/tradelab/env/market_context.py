@@ -1,4 +1,4 @@
-"""Build :class:`tradelab.context.MarketContext` dicts from the env's precomputed tables (no look-ahead).
+"""Build :class:`tradelab.core.context.MarketContext` dicts from the env's precomputed tables (no look-ahead).
 
 One flat function on the step path: every env step builds a context, so it avoids helper calls and numpy scalars.
 """
@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from tradelab import ACTIONS
-from tradelab.context import MarketContext
+from tradelab.core import ACTIONS
+from tradelab.core.context import MarketContext
+from tradelab.core.tradesim import Position
 from tradelab.env.account import Account
 from tradelab.env.fastcopy import FastCopyDict
 from tradelab.env.tables import TREND_NAMES, VOLATILITY_NAMES, BarTables
-from tradelab.tradesim import Position
 
 _TZ_BY_OFFSET: dict[int, timezone] = {}
 _ALLOWED_BY_MASK: dict[tuple[bool, ...], tuple[str, ...]] = {}

@@ -26,7 +26,6 @@ TREND_NAMES = ("flat", "up", "down")
 VOLATILITY_NAMES = ("normal", "low", "high")
 _TREND_DEADBAND_ATR = 0.05
 _VOL_LOW, _VOL_HIGH = 0.8, 1.25
-FEATURE_CLIP = 10.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,10 +128,10 @@ def build_tables(
     utc_minute = (ts_ns // 60_000_000_000) % 1440
     offset = (minute - utc_minute + 720) % 1440 - 720
 
-    feats = np.nan_to_num(np.asarray(arrays.features, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    feats = np.asarray(arrays.features, dtype=np.float32)  # finite and clipped where they are computed
     n_features = feats.shape[1]
     padded = np.zeros((window_bars - 1 + n, n_features), dtype=np.float32)
-    padded[window_bars - 1:] = np.clip(feats, -FEATURE_CLIP, FEATURE_CLIP)
+    padded[window_bars - 1:] = feats
 
     return BarTables(
         n=n,

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from tradelab import ACTION_IDS
-from tradelab.advisor.parse import ERROR_DISALLOWED
+from tradelab.core import ACTION_IDS
+from tradelab.core.parse import ERROR_DISALLOWED
 
 ADVISOR_KEYS: tuple[str, ...] = (
     "advice_count", "parse_rate", "agreement_with_ppo", "veto_rate", "directional_advice", "hit_rate",

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from tradelab import ACTION_IDS
+from tradelab.core import ACTION_IDS
 
 HOLD, BUY = ACTION_IDS["HOLD"], ACTION_IDS["BUY"]
 

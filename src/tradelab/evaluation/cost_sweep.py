@@ -1,10 +1,10 @@
 """Cost and slippage sensitivity: every agent's trades re-scored at multiples of commission and slippage.
 
 Nothing is re-run. Each closed trade in the ledger paid ``2 x commission_per_side`` plus ``slippage_ticks`` on every
-market fill: the entry, and the exit unless it was a target (a limit order; see :mod:`tradelab.tradesim`). Its gross
-P&L is ``pnl_usd + cost``; at a multiple ``k`` of the costs it nets ``gross - k x cost``. The bars check the ledger:
-each entry's fill must sit ``slippage_ticks`` from its bar's open on the adverse side, and trades are bucketed into
-days by the session of their exit bar.
+market fill: the entry, and the exit unless it was a target (a limit order; see :mod:`tradelab.core.tradesim`). Its
+gross P&L is ``pnl_usd + cost``; at a multiple ``k`` of the costs it nets ``gross - k x cost``. The bars check the
+ledger: each entry's fill must sit ``slippage_ticks`` from its bar's open on the adverse side, and trades are bucketed
+into days by the session of their exit bar.
 
 Re-scoring keeps the agents' actions fixed: at higher costs a real agent might trade less, and an account rule
 (trailing drawdown) might have stopped it earlier. The sweep answers "what would these exact trades have netted".
@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from tradelab.core.tradesim import REASON_TARGET
 from tradelab.evaluation.metrics import finite_or_none
 from tradelab.evaluation.stats import annualised_sharpe
-from tradelab.tradesim import REASON_TARGET
 
 DEFAULT_MULTIPLES: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
 """Cost multiples of ``evaluate --cost-sweep`` (0x = frictionless, 1x = the contract's costs)."""
@@ -46,7 +46,7 @@ class TradeCosts:
 
     @classmethod
     def from_costs(cls, costs: Any) -> TradeCosts:
-        """From a :class:`tradelab.tradesim.Costs` (or anything with its five fields)."""
+        """From a :class:`tradelab.core.tradesim.Costs` (or anything with its five fields)."""
         return cls(
             commission_round_turn_usd=2.0 * float(costs.commission_per_side),
             slippage_per_fill_usd=float(costs.slippage_ticks) * float(costs.tick_value),

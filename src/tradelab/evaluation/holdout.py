@@ -18,7 +18,7 @@ import numpy as np
 
 from tradelab.errors import DataError, StageNotReady
 from tradelab.evaluation.starts import Window
-from tradelab.io import sha256_file
+from tradelab.fileio import sha256_file
 from tradelab.marketdata.arrays import MarketArrays
 from tradelab.paths import Workspace
 

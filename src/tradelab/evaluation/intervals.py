@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tradelab.evaluation.stats import (
+    TRADING_DAYS_PER_YEAR,
     block_bootstrap_ci,
     deflated_sharpe_ratio,
     probabilistic_sharpe_ratio,
@@ -77,7 +78,7 @@ def agent_intervals(
     r_mult = np.array([float(t["r_multiple"]) for t in trades], dtype=np.float64)
     n_days, n_trades, n_seeds = int(days.size), int(pnl.size), len(daily_by_seed)
     boot = {"level": level, "seed": seed}
-    sharpe = (float(days.mean() / days.std(ddof=1) * math.sqrt(252))
+    sharpe = (float(days.mean() / days.std(ddof=1) * math.sqrt(TRADING_DAYS_PER_YEAR))
               if n_days >= 2 and days.std(ddof=1) > 0 else None)
     pf = _profit_factor(pnl) if n_trades else math.nan
     per_seed_pnl = [float(m["net_pnl_usd"]) for m in per_seed_metrics if m.get("net_pnl_usd") is not None]

@@ -13,9 +13,6 @@ from typing import Any
 
 import numpy as np
 
-TRADING_DAYS_PER_YEAR = 252
-"""Annualisation factor for daily returns (empyrical's ``period='daily'``)."""
-
 PORTFOLIO_KEYS: tuple[str, ...] = (
     "net_pnl_usd", "days", "mean_daily_pnl_usd", "max_drawdown_usd", "sharpe", "sortino", "max_drawdown", "calmar",
     "annual_return",

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from tradelab.io import atomic_write_bytes
+from tradelab.fileio import atomic_write_bytes
 
 _STYLES = ("-", "--", "-.", ":")
 """Line styles cycled per agent, so agents with identical curves stay visible on top of each other."""

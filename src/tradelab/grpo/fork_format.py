@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.errors import TradelabError
-from tradelab.io import atomic_write_json
+from tradelab.fileio import atomic_write_json
 
 FAST_BACKENDS: frozenset[str] = frozenset({"TokenizersBackend"})
 """transformers 5 tokenizer classes with no 4.51 counterpart of the same name."""

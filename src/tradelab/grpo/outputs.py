@@ -101,7 +101,7 @@ def verify_adapter(folder: Path) -> str | None:
 
 def describe_output(folder: Path) -> dict[str, object]:
     """What the manifest records about a verified output folder."""
-    from tradelab.io import sha256_dir
+    from tradelab.fileio import sha256_dir
 
     config = folder / "config.json"
     info: dict[str, object] = {"path": str(folder), "sha256": sha256_dir(folder)}

@@ -8,7 +8,6 @@ is appended to ``stage2.runs`` before it starts and completed when it ends, so a
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any
 
 from tradelab.config import TradelabConfig, config_hash
 from tradelab.errors import PreflightError, StageFailed, TradelabError
+from tradelab.fileio import atomic_copy_dir
 from tradelab.grpo import ENGINES
 from tradelab.grpo.engines import base
 from tradelab.manifest import append_run, update_last_run
@@ -98,7 +98,7 @@ def run_stage2(
 
 def write_launch_script(plan: base.LaunchPlan) -> Path:
     """``launch.sh`` (environment, cd, command) in the run folder, for running by hand or from a scheduler."""
-    from tradelab.io import atomic_write_text
+    from tradelab.fileio import atomic_write_text
 
     path = plan.output_dir / "launch.sh"
     atomic_write_text(path, plan.launch_script())
@@ -241,7 +241,7 @@ def _export_output(ws: Workspace, market: str, plan: base.LaunchPlan, log_file: 
         if problem:
             return None, problem
         target = hf_model_dir(ws, market)
-        _replace_dir(found, target)
+        atomic_copy_dir(found, target)
         return target, None
     from tradelab.grpo.engines.verl import latest_actor_checkpoint, merger_argv
 
@@ -259,15 +259,7 @@ def _export_output(ws: Workspace, market: str, plan: base.LaunchPlan, log_file: 
     if problem:
         return None, problem
     target = ws.soft_grpo_adapter_dir(market)
-    _replace_dir(lora, target)
+    atomic_copy_dir(lora, target)
     return target, None
 
 
-def _replace_dir(source: Path, target: Path) -> None:
-    staging = target.with_name(f".{target.name}.tmp")
-    if staging.exists():
-        shutil.rmtree(staging)
-    shutil.copytree(source, staging)
-    if target.exists():
-        shutil.rmtree(target)
-    staging.rename(target)

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tradelab.advisor.parse import format_advice, parse_advice
 from tradelab.advisor.prompts import build_messages
+from tradelab.core.ground_truth import build_ground_truth, dumps
+from tradelab.core.parse import format_advice, parse_advice
+from tradelab.core.reward import compute_score
 from tradelab.evaluation.stats import block_bootstrap_ci, wilson_ci
-from tradelab.grpo.ground_truth import build_ground_truth, dumps
-from tradelab.grpo.reward import compute_score
 
 if TYPE_CHECKING:
     from tradelab.config.schema import TradelabConfig

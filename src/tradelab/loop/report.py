@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tradelab.evaluation.stats import block_bootstrap_ci, seed_t_ci
-from tradelab.io import atomic_write_text
+from tradelab.fileio import atomic_write_text
 from tradelab.provenance import SCHEMA_VERSION, origin
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradelab.errors import StageFailed, StageNotReady
-from tradelab.io import sha256_dir
+from tradelab.fileio import sha256_dir
 from tradelab.manifest import load_manifest, update_manifest
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now
@@ -126,8 +126,8 @@ def run_loop(
 
 # ------------------------------------------------------------------------------------------------------ state
 def _start_or_resume(root: str | Path, market: str, settings: LoopSettings, restart: bool) -> dict[str, Any]:
+    from tradelab.fileio import new_stamped_dir
     from tradelab.marketdata.store import market_origin
-    from tradelab.provenance import utc_stamp
 
     manifest = load_manifest(root, market) or {}
     previous = manifest.get("loop")
@@ -144,10 +144,11 @@ def _start_or_resume(root: str | Path, market: str, settings: LoopSettings, rest
         previous["error"] = None
         log.info("loop for %s resumes (%d iterations recorded)", market, len(previous["iterations"]))
         return previous
+    ws = Workspace.at(root)
     return {
         "status": "running", "started_at": utc_now(), "completed_at": None, "settings": wanted,
         "market_origin": market_origin(root, market), "warm_start": None, "iterations": [], "report": None,
-        "report_dir": Workspace.at(root).record(Workspace.at(root).reports_dir(market) / f"loop_{utc_stamp()}"),
+        "report_dir": ws.record(new_stamped_dir(ws.reports_dir(market), prefix="loop_")),
     }
 
 
@@ -308,7 +309,7 @@ class _ProbeContext:
         """The summary figures for the manifest; the per-prompt answers, actions and rewards go to a JSONL."""
         import json
 
-        from tradelab.io import atomic_write_text
+        from tradelab.fileio import atomic_write_text
 
         probe = self.probe()
         rows = [{"bar_index": bar, "timestamp": ctx["timestamp"], "answer": text, "action": action, "reward": reward,

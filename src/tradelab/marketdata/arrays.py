@@ -27,7 +27,8 @@ class MarketArrays:
         rsi: RSI(14), 0-100 (float64).
         vwap: Session VWAP (float64), reset at each session start.
         atr_median: Rolling median of ATR over the last 390 bars (float64), for the volatility regime.
-        features: Observation features, float32 of shape (n, F), roughly unit-scaled and stationary.
+        features: Observation features, float32 of shape (n, F), roughly unit-scaled and stationary; finite and
+            within +-:data:`tradelab.marketdata.features.FEATURE_CLIP` (the env uses them as they are).
         feature_names: The F feature column names.
         split_index: First holdout bar; bars ``[0, split_index)`` are training bars.
     """

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tradelab.io import atomic_write_bytes
+from tradelab.fileio import atomic_write_bytes
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tradelab.errors import DataError
-from tradelab.io import sha256_file
+from tradelab.fileio import sha256_file
 from tradelab.marketdata.contracts import select_outrights, volume_roll
 from tradelab.marketdata.databento import has_databento_columns, looks_like_databento, read_databento
 from tradelab.marketdata.generic import read_generic

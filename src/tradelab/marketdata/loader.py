@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tradelab.errors import DataError
-from tradelab.io import sha256_file
+from tradelab.fileio import sha256_file
 from tradelab.marketdata.arrays import MarketArrays
 from tradelab.marketdata.features import FEATURE_NAMES, cache_key, compute_features, read_cached, write_cache
 from tradelab.marketdata.sessions import minute_of_day, session_ids, session_minutes, utc_ns

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradelab.errors import DataError, StageNotReady, WorkspaceError
-from tradelab.io import atomic_write_bytes, atomic_write_json
+from tradelab.fileio import atomic_write_bytes, atomic_write_json
 from tradelab.marketdata.parsing import ET
 from tradelab.paths import Workspace
 from tradelab.provenance import SCHEMA_VERSION, utc_now
@@ -44,7 +44,7 @@ def refuse_replacing_used_bars(root: str | Path, market: str, *, force: bool) ->
         WorkspaceError: The market's bars are the ones the manifest's completed Stage 1 recorded (same sha256) and
             ``force`` is false.
     """
-    from tradelab.io import sha256_file
+    from tradelab.fileio import sha256_file
     from tradelab.manifest import load_manifest
 
     ws = Workspace.at(root)

@@ -19,7 +19,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
-from tradelab import ACTIONS
+from tradelab.core import ACTIONS
 from tradelab.stage1.experience import ExperienceRecorder
 from tradelab.stage1.slots import SLOT_SIZE, encode_slots
 from tradelab.stage1.source import AdviceResult, AdviceSource
@@ -55,7 +55,6 @@ class AdviceVecEnv(VecEnvWrapper):
         veto: Risk veto thresholds.
         advice_ttl_bars: Advice older than this is cleared.
         recorder: Receives every query and the steps that resolve it; None records nothing.
-        batched: One advisor call for all envs that ask (True) or one call per env (False, for benchmarks).
     """
 
     def __init__(
@@ -67,7 +66,6 @@ class AdviceVecEnv(VecEnvWrapper):
         veto: VetoRules,
         advice_ttl_bars: int,
         recorder: ExperienceRecorder | None = None,
-        batched: bool = True,
     ) -> None:
         super().__init__(venv)
         self.source = source
@@ -75,7 +73,6 @@ class AdviceVecEnv(VecEnvWrapper):
         self.veto = VetoTracker(self.num_envs, veto)
         self.advice_ttl_bars = int(advice_ttl_bars)
         self.recorder = recorder
-        self.batched = batched
         self.stats = AdvisorStats()
         self.probe: PolicyProbe | None = None
         self.contexts: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
@@ -179,16 +176,11 @@ class AdviceVecEnv(VecEnvWrapper):
     def _query(self, asking: list[int], argmax: np.ndarray | None) -> None:
         contexts = [self.contexts[i] for i in asking]
         start = time.perf_counter()
-        if self.batched:
-            results = self.source.advise(contexts)  # type: ignore[union-attr]
-            batches = 1
-        else:
-            results = [r for ctx in contexts for r in self.source.advise([ctx])]  # type: ignore[union-attr]
-            batches = len(contexts)
+        results = self.source.advise(contexts)  # type: ignore[union-attr]
         self.stats.latency_s += time.perf_counter() - start
-        self.stats.batches += batches
+        self.stats.batches += 1
         self.stats.queries += len(asking)
-        self.stats.max_batch = max(self.stats.max_batch, len(asking) if self.batched else 1)
+        self.stats.max_batch = max(self.stats.max_batch, len(asking))
         self.scheduler.mark_queried(asking)
         adapter = self.source.adapter_info()  # type: ignore[union-attr]
         for i, result in zip(asking, results):

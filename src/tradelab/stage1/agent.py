@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tradelab import ACTIONS
+from tradelab.core import ACTIONS
 from tradelab.errors import StageNotReady
 from tradelab.paths import Workspace
 from tradelab.stage1.slots import SLOT_SIZE, encode_slots

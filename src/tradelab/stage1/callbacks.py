@@ -11,8 +11,8 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+from tradelab.fileio import atomic_path
 from tradelab.integrity import record_sha256
-from tradelab.io import atomic_path
 from tradelab.stage1.advice_wrapper import AdviceVecEnv
 from tradelab.stage1.experience import ExperienceRecorder
 from tradelab.stage1.refine import refine_adapter

@@ -9,7 +9,7 @@ is resolved by the env's later steps:
 * an episode that ends first resolves it early (an open trade is marked at its last unrealised P&L, ``episode_end``).
 
 ``outcome.reward`` is the env reward summed from the decision until resolution. Resolved records are appended to the
-JSONL in batches of ``flush_every`` with :func:`tradelab.io.append_jsonl`; the file is never rewritten, so a crash
+JSONL in batches of ``flush_every`` with :func:`tradelab.fileio.append_jsonl`; the file is never rewritten, so a crash
 loses at most one batch. :meth:`ExperienceRecorder.close` writes whatever is still pending with ``outcome: null``.
 """
 
@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from tradelab import ACTIONS
-from tradelab.io import append_jsonl
+from tradelab.core import ACTIONS
+from tradelab.core.tradesim import ENTRY_ACTIONS
+from tradelab.fileio import append_jsonl
 from tradelab.provenance import SCHEMA_VERSION
 from tradelab.stage1.forward import ForwardSlicer
 
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 EXIT_EPISODE_END = "episode_end"
 EXIT_NO_TRADE = "no_trade"
-ENTRY_ACTIONS = ("BUY", "SELL")
 
 
 @dataclass
@@ -238,8 +238,3 @@ class ExperienceRecorder:
     def pending_count(self) -> int:
         """Records opened but not yet resolved."""
         return len(self._pending)
-
-    @property
-    def resolved_unflushed(self) -> int:
-        """Resolved records waiting for the next batch."""
-        return len(self._resolved)

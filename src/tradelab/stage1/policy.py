@@ -21,7 +21,14 @@ MaskLike = th.Tensor | np.ndarray | None
 
 
 def log_prior(slots: th.Tensor, masks: th.Tensor, confidence_floor: float) -> th.Tensor:
-    """log(prior) for a batch of raw slot vectors (see :func:`tradelab.stage1.slots.prior_numpy`).
+    """log(prior) for a batch of raw slot vectors.
+
+    The advised action gets its confidence; the rest ``1 - confidence`` is spread evenly over the other allowed
+    actions. No advice, advice below ``confidence_floor``, advice for a masked action, or HOLD while an entry is
+    allowed gives the uniform prior over allowed actions (no effect on the policy).
+
+    HOLD while flat is an abstention, not a view: the account is already doing nothing, and an advisor that mostly
+    says "no setup" would otherwise pull every entry toward HOLD and stop the fused policy from trading at all.
 
     Args:
         slots: ``(n, SLOT_SIZE)`` raw slot values.

@@ -1,8 +1,8 @@
 """Adapter refinement inside Stage 1: hindsight labels from resolved experience, weighted SFT of the LoRA adapter.
 
 For each resolved record every allowed action is replayed over the record's forward window with
-:func:`tradelab.replay.simulate_action` (same exit rules, costs and forced flatten as the env). The target answer is
-the best action, with a confidence from its margin over the runner-up and a reason templated from the context (never
+:func:`tradelab.core.replay.simulate_action` (same exit rules, costs and forced flatten as the env). The target answer
+is the best action, with a confidence from its margin over the runner-up and a reason templated from the context (never
 from the forward window: the model must learn to answer from what it can see). The example's weight is the best
 action's advantage over the advised one in R (a failed or disallowed answer counts as the worst allowed action),
 floored at ``refinement.min_weight`` and capped at :data:`MAX_WEIGHT_R`.
@@ -17,10 +17,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tradelab import ACTIONS
-from tradelab.advisor.parse import format_advice, parse_advice
-from tradelab.replay import simulate_action
-from tradelab.tradesim import Costs, ExitRules
+from tradelab.core import ACTIONS
+from tradelab.core.ground_truth import build_ground_truth
+from tradelab.core.parse import format_advice, parse_advice
+from tradelab.core.replay import Counterfactual
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +29,14 @@ MAX_WEIGHT_R = 3.0
 
 
 def score_actions(record: Mapping[str, Any]) -> dict[str, float] | None:
-    """R-multiple of every allowed action over the record's forward window, or None without a window."""
-    forward = record["forward"]
-    if not forward.get("open"):
+    """R-multiple of every allowed action over the record's forward window, or None without a window.
+
+    The same replay the reward scores with (:class:`tradelab.core.replay.Counterfactual` over the record's ground
+    truth).
+    """
+    if not record["forward"].get("open"):
         return None
-    costs = Costs.from_dict(record["contract"])
-    rules = ExitRules.from_dict(record["rules"])
-    flatten = record["rules"].get("flatten_after_bars")
-    close = float(record["market_context"]["close"])
-    position = record["position"] if record["position"].get("side", "flat") != "flat" else None
-    scores = {}
-    for action in record["allowed_actions"]:
-        result = simulate_action(action, position, forward, float(forward["atr"]), costs, rules, flatten,
-                                 decision_close=close)
-        scores[action] = float(result.r_multiple)
-    return scores
+    return Counterfactual(build_ground_truth(dict(record))).r_multiples()
 
 
 def hindsight_reason(context: Mapping[str, Any], action: str) -> str:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tradelab.config import config_hash
-from tradelab.io import sha256_dir
+from tradelab.fileio import atomic_copy_dir, sha256_dir
 from tradelab.paths import Workspace
 from tradelab.provenance import git_sha, package_versions, utc_now, utc_stamp
 from tradelab.stage1.sections import count_experience, data_section, stage1_section
@@ -204,9 +203,7 @@ class Stage1Run:
         lora = self.ws.stage1_lora_dir(self.market)
         current = Path(self.bundle.advisor.adapter_path or self.bundle.adapter_path)
         if current.resolve() != lora.resolve():
-            if lora.exists():
-                shutil.rmtree(lora)
-            shutil.copytree(current, lora)
+            atomic_copy_dir(current, lora)
 
     def save_interrupted(self) -> None:
         """Checkpoint at the current step and flush the buffer (``outcome: null`` for unresolved records)."""

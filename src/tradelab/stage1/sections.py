@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tradelab.io import iter_jsonl, sha256_file
+from tradelab.fileio import iter_jsonl, sha256_file
 from tradelab.paths import Workspace
 
 _NY = ZoneInfo("America/New_York")

@@ -34,29 +34,29 @@ class RunSettings:
 
 
 def run_settings(config: Any, *, test_mode: bool, total_timesteps: int | None) -> RunSettings:
-    """Resolve ``ppo`` and ``stage1`` with the ``test`` overrides when ``test_mode``; ``total_timesteps`` wins."""
+    """Resolve ``ppo`` and ``stage1`` under the test profile when ``test_mode``; ``total_timesteps`` wins."""
     if total_timesteps is not None and (isinstance(total_timesteps, bool) or int(total_timesteps) < 1):
         from tradelab.errors import ConfigError
 
         raise ConfigError(f"total_timesteps = {total_timesteps!r}: must be a whole number of at least 1 "
                           f"(leave it out for the configured value)")
-    ppo, stage1 = config.ppo, config.stage1
-    src = ppo.test if test_mode else ppo
-    refinement = stage1.refinement
+    from tradelab.config.profile import apply_test_profile
+
+    resolved = apply_test_profile(config) if test_mode else config
+    ppo, refinement = resolved.ppo, resolved.stage1.refinement
     return RunSettings(
-        n_envs=src.n_envs,
-        n_steps=src.n_steps,
-        batch_size=src.batch_size,
-        n_epochs=src.n_epochs,
-        net_arch={"pi": list(src.net_arch.pi), "vf": list(src.net_arch.vf)},
-        total_timesteps=int(total_timesteps if total_timesteps is not None else src.total_timesteps),
-        checkpoint_every_steps=src.checkpoint_every_steps,
-        interval_bars=stage1.test.interval_bars if test_mode else stage1.query.interval_bars,
-        refinement_every_steps=stage1.test.refinement_every_steps if test_mode else refinement.every_steps,
-        refinement_min_records=stage1.test.refinement_min_records if test_mode else refinement.min_records,
-        refinement_recent_records=(stage1.test.refinement_recent_records if test_mode
-                                   else refinement.recent_records),
-        refinement_epochs=stage1.test.refinement_epochs if test_mode else refinement.epochs,
+        n_envs=ppo.n_envs,
+        n_steps=ppo.n_steps,
+        batch_size=ppo.batch_size,
+        n_epochs=ppo.n_epochs,
+        net_arch={"pi": list(ppo.net_arch.pi), "vf": list(ppo.net_arch.vf)},
+        total_timesteps=int(total_timesteps if total_timesteps is not None else ppo.total_timesteps),
+        checkpoint_every_steps=ppo.checkpoint_every_steps,
+        interval_bars=resolved.stage1.query.interval_bars,
+        refinement_every_steps=refinement.every_steps,
+        refinement_min_records=refinement.min_records,
+        refinement_recent_records=refinement.recent_records,
+        refinement_epochs=refinement.epochs,
     )
 
 
@@ -110,10 +110,10 @@ def experience_terms(market: str, config: Any, arrays: Any, *, end_index: int) -
         arrays: The market arrays.
         end_index: First bar forward windows may not reach (the split's end).
     """
+    from tradelab.core.tradesim import RULE_KEYS, Costs
     from tradelab.env.tables import get_tables
     from tradelab.markets import contract_spec
     from tradelab.stage1.forward import ForwardSlicer
-    from tradelab.tradesim import Costs
 
     rules = config.env.rules
     spec = contract_spec(config, market)
@@ -121,8 +121,7 @@ def experience_terms(market: str, config: Any, arrays: Any, *, end_index: int) -
                         flatten_time=rules.flatten_time, session_end=spec.session_end)
     slicer = ForwardSlicer(arrays, int(end_index), config.env.forward_horizon_bars, tables.forced_exit)
     rule_dict = {
-        "stop_atr": rules.stop_atr, "target_r": rules.target_r, "trail_atr": rules.trail_atr,
-        "be_buffer_ticks": rules.be_buffer_ticks, "flatten_time": rules.flatten_time,
+        **{key: getattr(rules, key) for key in RULE_KEYS}, "flatten_time": rules.flatten_time,
         "entry_cutoff": rules.entry_cutoff, "atr_period_bars": rules.atr_period_bars,
         "trailing_drawdown_usd": rules.trailing_drawdown_usd, "daily_loss_limit_usd": rules.daily_loss_limit_usd,
     }

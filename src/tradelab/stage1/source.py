@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tradelab.advisor.parse import Advice
+from tradelab.core.parse import Advice
 
 
 @dataclass(frozen=True)

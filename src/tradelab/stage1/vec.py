@@ -38,7 +38,6 @@ def advice_vec_env(
     *,
     source: AdviceSource | None,
     recorder: ExperienceRecorder | None = None,
-    batched: bool = True,
     interval_bars: int | None = None,
 ) -> AdviceVecEnv:
     """A :class:`DummyVecEnv` of ``env_fns`` under the advice wrapper configured from ``stage1``."""
@@ -49,7 +48,6 @@ def advice_vec_env(
         veto=VetoRules.from_config(stage1.veto),
         advice_ttl_bars=stage1.query.advice_ttl_bars,
         recorder=recorder,
-        batched=batched,
     )
 
 

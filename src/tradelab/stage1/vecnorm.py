@@ -22,7 +22,7 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from tradelab.errors import WorkspaceError
-from tradelab.io import atomic_write_bytes
+from tradelab.fileio import atomic_write_bytes
 from tradelab.stage1.slots import SLOT_SIZE
 
 STATS_FORMAT = "tradelab.vecnormalize.v1"

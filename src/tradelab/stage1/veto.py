@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tradelab import ACTION_IDS
+from tradelab.core import ACTION_IDS
 
 ENTRY_ACTION_IDS: tuple[int, ...] = (ACTION_IDS["BUY"], ACTION_IDS["SELL"])
 

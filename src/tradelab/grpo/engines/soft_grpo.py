@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.config import TradelabConfig
+from tradelab.fileio import atomic_write_json, sha256_dir, staged_dir
 from tradelab.grpo.engines import base
-from tradelab.io import atomic_write_json, sha256_dir, staged_dir
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now
 

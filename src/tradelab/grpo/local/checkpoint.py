@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.errors import DataError
-from tradelab.io import atomic_write_json, staged_dir
+from tradelab.fileio import atomic_write_json, staged_dir
 
 STATE_FILE = "trainer_state.pt"
 CHECKPOINTS = "checkpoints"

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.errors import DataError, StageNotReady
-from tradelab.io import sha256_file
+from tradelab.fileio import sha256_file
 from tradelab.paths import Workspace
 
 log = logging.getLogger(__name__)

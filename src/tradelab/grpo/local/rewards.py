@@ -36,7 +36,7 @@ class AnswerScores:
 
 def default_reward() -> RewardFn:
     """The engine-independent reward :func:`tradelab.grpo.reward.compute_score`."""
-    from tradelab.grpo.reward import compute_score
+    from tradelab.core.reward import compute_score
 
     return compute_score
 

@@ -94,22 +94,6 @@ class RolloutBatch:
         return RolloutBatch(**{name: getattr(self, name).to(device) for name in self.__dataclass_fields__})
 
 
-def left_pad(
-    prompts: list[list[int]], pad_id: int, device: "torch.device | str"
-) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """Left-pad id lists into ``(ids, mask)`` tensors of shape ``[B, max_len]``."""
-    import torch
-
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        if prompt:
-            ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-            mask[row, width - len(prompt):] = 1
-    return ids.to(device), mask.to(device)
-
-
 def filtered_probs(logits: "torch.Tensor", spec: SamplingSpec) -> "torch.Tensor":
     """softmax(logits / T) with the top-k and top-p filters applied and renormalised (float32)."""
     import torch
@@ -240,8 +224,10 @@ def generate(
     """
     import torch
 
+    from tradelab.advisor.prefix import left_pad
+
     device = next(model.parameters()).device
-    prompt_ids, prompt_mask = left_pad(prompts, stop.pad_id, device)
+    prompt_ids, prompt_mask = (t.to(device) for t in left_pad(prompts, stop.pad_id))
     embed = model.get_input_embeddings()
     rows, slots = len(prompts), max(spec.soft_slots, 1)
     attn = prompt_mask.clone()

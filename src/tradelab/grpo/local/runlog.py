@@ -8,7 +8,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from tradelab.io import append_jsonl, atomic_write_json
+from tradelab.fileio import append_jsonl, atomic_write_json
 from tradelab.provenance import utc_now
 
 MANIFEST = "manifest.json"

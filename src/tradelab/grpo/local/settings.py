@@ -6,34 +6,22 @@ from pathlib import Path
 
 from tradelab.config import TradelabConfig
 from tradelab.config.grpo_local_schema import GrpoLocalConfig
+from tradelab.config.profile import apply_test_profile
 from tradelab.errors import ConfigError
 
 MODES = ("soft", "discrete")
 
 
 def effective_settings(config: TradelabConfig, mode: str | None, test_mode: bool) -> GrpoLocalConfig:
-    """``config.grpo_local`` with ``mode`` (when given) and, under ``--test``, the ``test`` block applied.
+    """``config.grpo_local`` with ``mode`` (when given), under the test profile with ``--test``.
 
     Raises:
         ConfigError: ``mode`` is not ``soft`` or ``discrete``.
     """
-    base = config.grpo_local
     if mode is not None and mode not in MODES:
         raise ConfigError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
-    settings = base.model_copy(update={"mode": mode or base.mode})
-    if not test_mode:
-        return settings
-    t = base.test
-    return settings.model_copy(update={
-        "cpu_threads": t.cpu_threads,
-        "rollout": base.rollout.model_copy(update={"group_size": t.group_size, "max_new_tokens": t.max_new_tokens}),
-        "soft": base.soft.model_copy(update={"max_think_tokens": t.max_think_tokens,
-                                             "think_start_marker": t.think_start_marker}),
-        "optim": base.optim.model_copy(update={"steps": t.steps, "prompts_per_step": t.prompts_per_step,
-                                               "lr": t.lr}),
-        "run": base.run.model_copy(update={"checkpoint_every": t.checkpoint_every, "val_every": t.val_every,
-                                           "val_prompts": t.val_prompts}),
-    })
+    base = (apply_test_profile(config) if test_mode else config).grpo_local
+    return base.model_copy(update={"mode": mode or base.mode})
 
 
 def resolved_config(config: TradelabConfig, settings: GrpoLocalConfig) -> TradelabConfig:

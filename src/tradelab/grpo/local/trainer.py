@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from tradelab.config import TradelabConfig, config_hash
 from tradelab.errors import StageFailed, TradelabError
+from tradelab.fileio import atomic_copy_dir, new_stamped_dir
 from tradelab.grpo.local import checkpoint as ckpt
 from tradelab.grpo.local.data import DatasetCheck, PromptGuard, prepare_rows, verify_dataset
 from tradelab.grpo.local.model import load_policy, resolve_sources, stop_spec, trainable_parameters
@@ -27,11 +27,10 @@ from tradelab.grpo.local.runlog import TENSORBOARD, RunRecorder, hardware_info
 from tradelab.grpo.local.settings import cli_command, effective_settings, resolved_config
 from tradelab.grpo.local.step import StepContext, run_step, validate
 from tradelab.grpo.roundtrip import PROBE_COMPLETION, adapter_round_trip, completion_logprobs
-from tradelab.io import staged_dir
 from tradelab.manifest import append_run
 from tradelab.markets import validate_market_name
 from tradelab.paths import Workspace
-from tradelab.provenance import origin, utc_now, utc_stamp
+from tradelab.provenance import origin, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -80,23 +79,11 @@ def build_optimizer(params: list[Any], settings: Any) -> tuple[Any, Any]:
     return optimizer, scheduler
 
 
-def _run_dir(ws: Workspace, market: str) -> tuple[Path, str]:
-    stamp = utc_stamp()
-    run_dir = ws.soft_grpo_output_dir(market) / f"local_{stamp}"
-    suffix = 1
-    while run_dir.exists():
-        run_dir = ws.soft_grpo_output_dir(market) / f"local_{stamp}_{suffix}"
-        suffix += 1
-    return run_dir, stamp
-
-
 def publish_adapter(model: Any, run_dir: Path, target: Path) -> Path:
     """Save the adapter into the run directory and replace ``target`` with a copy of it (via a temp folder)."""
     final = run_dir / "adapter"
     model.save_pretrained(final)
-    with staged_dir(target) as staging:
-        shutil.copytree(final, staging, dirs_exist_ok=True)
-    return target
+    return atomic_copy_dir(final, target)
 
 
 class _Run:
@@ -143,7 +130,8 @@ class _Run:
                                default_reward())
         if self.checkpoint is not None:
             self._restore(self.checkpoint)
-        self.run_dir, stamp = _run_dir(self.ws, self.market)
+        self.run_dir = new_stamped_dir(self.ws.soft_grpo_output_dir(self.market), prefix="local_")
+        stamp = self.run_dir.name.removeprefix("local_")
         self.recorder = RunRecorder(self.run_dir, self.ws.soft_grpo_log_dir() / f"{self.market}_{stamp}.log")
         self.recorder.write_manifest(self._manifest())
 

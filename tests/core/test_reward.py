@@ -1,18 +1,16 @@
-"""The Stage 2 reward: fixed keys, ordering, counterfactual HOLD, env-identical simulation, bare import."""
+"""The Stage 2 reward: fixed keys, ordering, counterfactual HOLD, env-identical simulation."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from stage2_factory import make_record
 
-from tradelab.grpo.ground_truth import build_ground_truth, dumps
-from tradelab.grpo.reward import INVALID_SCORE, SCORE_KEYS, compute_score
-from tradelab.replay import simulate_action
-from tradelab.tradesim import Costs, ExitRules
+from tradelab.core.ground_truth import build_ground_truth, dumps
+from tradelab.core.replay import simulate_action
+from tradelab.core.reward import INVALID_SCORE, SCORE_KEYS, compute_score
+from tradelab.core.tradesim import Costs, ExitRules
 
 ANSWERS = (
     "BUY | 0.8 | trend", "SELL | 0.6 | fade", "HOLD | 0.5 | wait", "<think>up move</think>\nBUY | 0.9 | up",
@@ -102,19 +100,6 @@ def test_broken_ground_truth_is_an_error_not_a_score() -> None:
         compute_score("tradelab/NQ", "BUY | 0.5 | x", "{not json")
 
 
-def test_imports_under_bare_python_with_only_numpy() -> None:
-    code = (
-        "import sys\n"
-        "for name in ('torch', 'pydantic', 'pandas', 'transformers', 'yaml', 'pyarrow'):\n"
-        "    sys.modules[name] = None\n"
-        "from tradelab.grpo.reward import compute_score\n"
-        f"print(compute_score('tradelab/NQ', 'BUY | 0.7 | x', {_truth('up')!r})['score'])\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    assert float(done.stdout.strip()) > 0
-
-
 def test_trailing_stop_replay_uses_each_forward_bars_atr() -> None:
     """A trail enabled at the decision ratchets with the recorded per-bar ATR, as the env's trail does."""
     position = {"side": "long", "entry_price": 18000.0, "stop": 17990.0, "target": 18040.0, "trail_on": False,
@@ -143,7 +128,7 @@ def test_trailing_stop_replay_uses_each_forward_bars_atr() -> None:
 
 def test_flatten_bars_without_an_explicit_count_use_the_envs_rule() -> None:
     """A 15:40 decision bar ends 15:41; the env flattens at the close of the first bar ending >= 15:55: bar 14."""
-    from tradelab.grpo.ground_truth import flatten_after_bars
+    from tradelab.core.ground_truth import flatten_after_bars
 
     rules = {"flatten_time": "15:55"}
     assert flatten_after_bars("2026-03-02T15:40:00-05:00", rules, 30) == 14
@@ -166,7 +151,7 @@ def test_blocklisted_answers_score_the_malformed_penalty() -> None:
 def test_a_reasoning_block_before_the_answer_line_scores_as_the_line_alone() -> None:
     from stage2_factory import make_record
 
-    from tradelab.grpo.ground_truth import build_ground_truth
+    from tradelab.core.ground_truth import build_ground_truth
 
     truth = json.dumps(build_ground_truth(make_record(0, trend="up")))
     bare = compute_score("tradelab/NQ", "BUY | 0.80 | trend up", truth)

@@ -1,8 +1,8 @@
 """Counterfactual replay: what taking an action at a decision bar would have done over a recorded forward window.
 
 The GRPO reward and Stage 1's hindsight labels score any allowed action with :func:`simulate_action`, using the
-env's own mechanics from :mod:`tradelab.tradesim` (same fills, exits, costs and forced flatten), so "one reward, one
-env" holds. Pure Python: it imports under a bare interpreter with only numpy.
+env's own mechanics from :mod:`tradelab.core.tradesim` (same fills, exits, costs and forced flatten), so "one reward,
+one env" holds. Pure Python: it imports under a bare interpreter with only numpy.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple
 
-from tradelab.tradesim import (
+from tradelab.core.tradesim import (
     ENTRY_ACTIONS,
     LONG,
     MANAGEMENT_ACTIONS,
@@ -165,6 +165,58 @@ def simulate_action(
             raise ValueError(f"simulate_action({action_name!r}) on an open position needs decision_close")
         manage(pos, action_name, float(decision_close or 0.0), atr, costs, rules)
     return _run_forward(pos, opens, highs, lows, closes, atr, atr_path, costs, rules, flatten_after_bars)
+
+
+
+class Counterfactual:
+    """Any allowed action replayed over one ground truth's forward window, each simulated once, on demand.
+
+    The one way to score actions in hindsight: the reward (:mod:`tradelab.core.reward`) and Stage 1's hindsight
+    labels (:func:`tradelab.stage1.refine.score_actions`) both read outcomes from here.
+
+    Args:
+        truth: A ground-truth object (:func:`tradelab.core.ground_truth.build_ground_truth`): ``forward`` (prices,
+            optional ``atr_path``, decision ``atr``), ``contract``, ``rules``, ``position``, ``allowed_actions``,
+            ``decision_close`` and ``flatten_after_bars``.
+    """
+
+    __slots__ = ("allowed", "allowed_actions", "atr", "costs", "decision_close", "flatten", "forward", "position",
+                 "rules", "_sims")
+
+    def __init__(self, truth: Mapping[str, Any]) -> None:
+        forward = truth["forward"]
+        self.forward = {k: forward[k] for k in ("open", "high", "low", "close", "atr_path") if k in forward}
+        self.atr = float(forward["atr"])
+        self.costs = Costs.from_dict(truth["contract"])
+        self.rules = ExitRules.from_dict(truth["rules"])
+        self.position = truth.get("position")
+        self.allowed_actions: tuple[str, ...] = tuple(truth["allowed_actions"])
+        self.allowed = frozenset(self.allowed_actions)
+        self.decision_close = float(truth["decision_close"])
+        self.flatten = truth.get("flatten_after_bars")
+        self._sims: dict[str, SimResult] = {}
+
+    def sim(self, action: str) -> SimResult:
+        """The replayed outcome of ``action`` (simulated on first use, then kept)."""
+        result = self._sims.get(action)
+        if result is None:
+            result = simulate_action(
+                action, self.position, self.forward, self.atr, self.costs, self.rules, self.flatten,
+                decision_close=self.decision_close,
+            )
+            self._sims[action] = result
+        return result
+
+    def r_multiples(self) -> dict[str, float]:
+        """R-multiple of every allowed action, in the ground truth's order."""
+        return {action: float(self.sim(action).r_multiple) for action in self.allowed_actions}
+
+    def best_entry_r(self) -> float | None:
+        """The better R of the allowed entries while flat; None in a position or when no entry is allowed."""
+        if self.position is not None:
+            return None
+        entries = [self.sim(a).r_multiple for a in ENTRY_ACTIONS if a in self.allowed]
+        return max(entries) if entries else None
 
 
 def _copy_position(position: Position | Mapping[str, Any] | None, rules: ExitRules) -> Position | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tradelab.errors import WorkspaceError
-from tradelab.io import append_jsonl, atomic_write_text, iter_jsonl
+from tradelab.fileio import append_jsonl, atomic_write_text, iter_jsonl, new_stamped_dir
 from tradelab.stage1.sections import count_experience
 
 
@@ -69,3 +69,9 @@ def test_a_file_where_a_folder_belongs_is_a_workspace_error(tmp_path: Path) -> N
     blocker.write_text("not a folder")
     with pytest.raises(WorkspaceError, match="cannot write"):
         atomic_write_text(blocker / "NQ" / "x.json", "{}")
+
+
+def test_runs_in_the_same_second_get_their_own_folders(tmp_path: Path) -> None:
+    first, second = new_stamped_dir(tmp_path, prefix="local_"), new_stamped_dir(tmp_path, prefix="local_")
+    assert first.is_dir() and second.is_dir() and first != second
+    assert first.name.startswith("local_") and second.name == f"{first.name}-2"

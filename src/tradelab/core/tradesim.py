@@ -2,7 +2,8 @@
 
 Pure Python (no pydantic, no torch, no tradelab.config): the reward imports this module under a bare interpreter.
 
-Timing convention (identical in :class:`tradelab.env.FuturesTradingEnv` and :func:`tradelab.replay.simulate_action`):
+Timing convention (identical in :class:`tradelab.env.FuturesTradingEnv` and
+:func:`tradelab.core.replay.simulate_action`):
 
 * The agent decides at the close of bar ``t``.
 * A market entry fills at bar ``t+1``'s open, ``slippage_ticks`` against the trader. The initial stop is
@@ -28,6 +29,10 @@ SHORT = -1
 
 ENTRY_ACTIONS = {"BUY": LONG, "SELL": SHORT}
 MANAGEMENT_ACTIONS = ("MOVE_TO_BE", "ENABLE_TRAIL", "DISABLE_TRAIL")
+COST_KEYS: tuple[str, ...] = ("tick_size", "tick_value", "point_value", "commission_per_side", "slippage_ticks")
+"""The contract's cost fields (:class:`Costs`, an experience record's ``contract``)."""
+RULE_KEYS: tuple[str, ...] = ("stop_atr", "target_r", "trail_atr", "be_buffer_ticks")
+"""The exit-rule fields (:class:`ExitRules`, the scoring part of an experience record's ``rules``)."""
 
 REASON_STOP = "stop"
 REASON_BREAKEVEN = "breakeven"
@@ -63,16 +68,16 @@ class Costs:
         Raises:
             KeyError: A required key is missing.
         """
-        return cls(**{name: float(data[name]) for name in _COST_KEYS})
+        return cls(**{name: float(data[name]) for name in COST_KEYS})
 
     @classmethod
     def from_spec(cls, spec: Any) -> Costs:
         """Build from any object with these five attributes (e.g. ``tradelab.config.schema.ContractSpec``)."""
-        return cls(**{name: float(getattr(spec, name)) for name in _COST_KEYS})
+        return cls(**{name: float(getattr(spec, name)) for name in COST_KEYS})
 
     def to_dict(self) -> dict[str, float]:
         """The five fields as a plain dict (the experience record's ``contract``)."""
-        return {name: getattr(self, name) for name in _COST_KEYS}
+        return {name: getattr(self, name) for name in COST_KEYS}
 
     @property
     def slippage_points(self) -> float:
@@ -108,15 +113,11 @@ class ExitRules:
         Raises:
             KeyError: A required key is missing.
         """
-        return cls(**{name: float(data[name]) for name in _RULE_KEYS})
+        return cls(**{name: float(data[name]) for name in RULE_KEYS})
 
     def to_dict(self) -> dict[str, float]:
         """The four fields as a plain dict (part of the experience record's ``rules``)."""
-        return {name: getattr(self, name) for name in _RULE_KEYS}
-
-
-_COST_KEYS = ("tick_size", "tick_value", "point_value", "commission_per_side", "slippage_ticks")
-_RULE_KEYS = ("stop_atr", "target_r", "trail_atr", "be_buffer_ticks")
+        return {name: getattr(self, name) for name in RULE_KEYS}
 
 
 @dataclass(slots=True)
@@ -322,8 +323,3 @@ def net_pnl_usd(side: int, entry: float, exit: float, costs: Costs) -> float:
 def r_multiple(pnl_usd: float, position: Position, costs: Costs) -> float:
     """``pnl_usd`` in units of the position's initial risk in USD."""
     return pnl_usd / (position.initial_risk_points * costs.point_value)
-
-
-def unrealized_pnl_usd(position: Position, price: float, costs: Costs) -> float:
-    """Mark-to-market USD P&L at ``price``, before exit costs and commissions."""
-    return position.side * (price - position.entry_price) * costs.point_value

@@ -1,15 +1,13 @@
-"""The response parser: contract variants, failures with error kinds, the mask check, and the bare import."""
+"""The response parser: contract variants, failures with error kinds, and the mask check."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tradelab import ACTION_IDS, ACTIONS
-from tradelab.advisor.parse import (
+from tradelab.core import ACTION_IDS, ACTIONS
+from tradelab.core.parse import (
     ALIASES,
     ERROR_BAD_CONFIDENCE,
     ERROR_DISALLOWED,
@@ -162,18 +160,3 @@ def test_check_allowed_flags_masked_action_separately() -> None:
     assert flagged.error == ERROR_DISALLOWED and not flagged.allowed
     bad = parse_advice("nonsense here")
     assert check_allowed(bad, ["HOLD"]) is bad
-
-
-def test_parse_imports_under_bare_python() -> None:
-    code = (
-        "import sys\n"
-        "for name in ('torch', 'pydantic', 'transformers', 'peft', 'yaml', 'pandas'):\n"
-        "    sys.modules[name] = None\n"
-        "from tradelab.advisor.parse import parse_advice\n"
-        "a = parse_advice('BUY | 0.5 | x')\n"
-        "assert a.parse_ok and a.action == 'BUY', a\n"
-        "heavy = [m for m in ('torch', 'pydantic', 'transformers') if sys.modules.get(m) is not None]\n"
-        "assert not heavy, heavy\n"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tradelab.errors import WorkspaceError
+from tradelab.errors import StageFailed, WorkspaceError
+from tradelab.provenance import utc_stamp
 
 
 @contextlib.contextmanager
@@ -99,6 +100,33 @@ def staged_dir(target: str | Path) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def new_stamped_dir(parent: str | Path, *, prefix: str = "") -> Path:
+    """Create and return ``parent/<prefix><UTC stamp>/`` for one run or report.
+
+    The folder is claimed by ``mkdir`` itself, so two runs started in the same second (two processes included) never
+    share one: the later gets ``-2``, ``-3``... appended.
+
+    Raises:
+        StageFailed: 999 folders of that second already exist.
+    """
+    parent, stamp = Path(parent), utc_stamp()
+    for attempt in range(1, 1000):
+        path = parent / (f"{prefix}{stamp}" if attempt == 1 else f"{prefix}{stamp}-{attempt}")
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            continue
+        return path
+    raise StageFailed(f"{parent}: could not create a new folder for {prefix}{stamp}")
+
+
+def atomic_copy_dir(source: str | Path, target: str | Path) -> Path:
+    """Replace ``target`` with a copy of the folder ``source`` through :func:`staged_dir` (complete or not at all)."""
+    with staged_dir(target) as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+    return Path(target)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

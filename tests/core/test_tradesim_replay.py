@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
-from tradelab.replay import position_from_dict, simulate_action
-from tradelab.tradesim import (
+from tradelab.core.replay import position_from_dict, simulate_action
+from tradelab.core.tradesim import (
     Costs,
     ExitRules,
     Position,
@@ -222,15 +219,6 @@ def test_simulate_rejects_bad_input() -> None:
         simulate_action("MOVE_TO_BE", _long(), FORWARD, 2.0, COSTS, RULES)
     with pytest.raises(ValueError):
         open_position(1, 100.0, float("nan"), COSTS, RULES)
-
-
-def test_mechanics_and_replay_import_without_pydantic_or_torch() -> None:
-    code = (
-        "import sys; sys.modules['pydantic'] = None; sys.modules['torch'] = None; "
-        "sys.modules['gymnasium'] = None; sys.modules['pandas'] = None; import tradelab.tradesim, tradelab.replay"
-    )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stderr
 
 
 def test_simulate_reads_atr_path_from_forward() -> None:

@@ -11,14 +11,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from tradelab import ACTIONS
-from tradelab.replay import bars_to_flatten
+from tradelab.core import ACTIONS
+from tradelab.core.replay import bars_to_flatten
+from tradelab.core.tradesim import COST_KEYS, RULE_KEYS
 
 GROUND_TRUTH_VERSION = 2
 """Version of the ground-truth JSON layout; bump when a key changes meaning (2: ``blocklist``)."""
 
-COST_KEYS: tuple[str, ...] = ("tick_size", "tick_value", "point_value", "commission_per_side", "slippage_ticks")
-RULE_KEYS: tuple[str, ...] = ("stop_atr", "target_r", "trail_atr", "be_buffer_ticks")
 PRICE_KEYS: tuple[str, ...] = ("open", "high", "low", "close")
 POSITION_KEYS: tuple[str, ...] = ("side", "entry_price", "stop", "target", "trail_on", "bars_in_trade")
 
@@ -76,7 +75,7 @@ def flatten_after_bars(timestamp: str, rules: dict[str, Any], horizon_bars: int)
 
     Returns:
         ``rules["flatten_after_bars"]`` when the record carries the key (null: no flatten in the window); else
-        :func:`tradelab.replay.bars_to_flatten` for ``rules["flatten_time"]`` (the env's own count); None when the
+        :func:`tradelab.core.replay.bars_to_flatten` for ``rules["flatten_time"]`` (the env's own count); None when the
         flatten falls beyond the forward window or the record has no flatten time.
     """
     if "flatten_after_bars" in rules:
