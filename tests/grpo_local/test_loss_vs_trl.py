@@ -24,10 +24,9 @@ from typing import Any
 
 import pytest
 import torch
+from trl.trainer import grpo_trainer as trl_grpo
 
 from tradelab.grpo.local.loss import LossSpec, policy_loss
-
-trl_grpo = pytest.importorskip("trl.trainer.grpo_trainer", reason="trl is in requirements.txt")
 
 BATCH, LENGTH, VOCAB = 6, 5, 11
 MAX_COMPLETION = 7
