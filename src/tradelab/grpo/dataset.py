@@ -166,9 +166,10 @@ READ_BYTES = 1 << 23
 RUN_ROWS = 32768
 """Kept candidates held in memory before they are sorted and spilled to a temporary Arrow file; with
 :data:`BATCH_ROWS` and :data:`CHUNK_ROWS` this bounds the export's memory whatever the file's size."""
-BATCH_ROWS = 2048
-"""Rows per record batch of a spilled run: what each run holds in memory while the parts are written."""
-CHUNK_ROWS = 16384
+BATCH_ROWS = 256
+"""Rows per record batch of a spilled run: what each run holds in memory while the parts are written (all runs
+are read side by side, so this times the number of runs is the gather's memory)."""
+CHUNK_ROWS = 4096
 """Rows per parquet write (one row group each): a part is written chunk by chunk, never held whole."""
 
 
@@ -295,6 +296,14 @@ def _stream(
     return scan
 
 
+def _spill_schema() -> Any:
+    """Columns of a spilled run: what a row needs beyond the constants."""
+    import pyarrow as pa
+
+    return pa.schema([("prompt", row_schema().field("prompt").type), ("ground_truth", pa.string()),
+                      ("experience_id", pa.string()), ("timestamp", pa.string())])
+
+
 class _Spill:
     """Kept candidates as sorted runs in temporary Arrow IPC files, their sort keys in memory.
 
@@ -324,17 +333,18 @@ class _Spill:
         if not items:
             return
         items.sort(key=lambda t: t[:2])
-        candidates = [c for _, _, c in items]
-        prompt_type = row_schema().field("prompt").type
-        table = pa.table({
-            "prompt": pa.array([with_reasoning(c.prompt, self.instruction) for c in candidates], prompt_type),
-            "ground_truth": pa.array([c.ground_truth for c in candidates], pa.string()),
-            "experience_id": pa.array([c.experience_id for c in candidates], pa.string()),
-            "timestamp": pa.array([c.timestamp for c in candidates], pa.string()),
-        })
+        schema = _spill_schema()
         path = self.folder / f"run{len(self.files):05d}.arrow"
-        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table, max_chunksize=BATCH_ROWS)
+        # Converted BATCH_ROWS at a time: converting a whole run at once would cost several times its size.
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            for start in range(0, len(items), BATCH_ROWS):
+                part = [c for _, _, c in items[start:start + BATCH_ROWS]]
+                writer.write_batch(pa.record_batch([
+                    pa.array([with_reasoning(c.prompt, self.instruction) for c in part], schema.field("prompt").type),
+                    pa.array([c.ground_truth for c in part], pa.string()),
+                    pa.array([c.experience_id for c in part], pa.string()),
+                    pa.array([c.timestamp for c in part], pa.string()),
+                ], schema=schema))
         self.files.append(path)
         self.sizes.append(len(items))
         self._seconds.append(np.array([key[0] for key, _, _ in items], dtype=np.float64))
