@@ -106,6 +106,7 @@ def run_trl(model_dir: Path, train_path: Path, args: argparse.Namespace, out_dir
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from tradelab.grpo.reward import compute_score
@@ -148,6 +149,7 @@ def run_trl(model_dir: Path, train_path: Path, args: argparse.Namespace, out_dir
     timer = StepTimer()
     trainer = GRPOTrainer(model=base, reward_funcs=reward, args=config, train_dataset=data,
                           processing_class=tokenizer, peft_config=LoraConfig(**LORA), callbacks=[timer])
+    trainer.remove_callback(PrinterCallback)  # the per-step log dicts; the bench prints its own summary
     trainer.train()
     logs = [h for h in trainer.state.log_history if "completions/mean_length" in h]
     steps = [{"s": s, "tokens": round(h["completions/mean_length"] * batch), "reward": h.get("reward", float("nan"))}
