@@ -171,8 +171,10 @@ def _child_export(root: str) -> None:
     started = time.perf_counter()
     meta = export_dataset(root, MARKET, config, test_mode=False)
     elapsed = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"export_s": elapsed, "peak_rss_mb": peak_mb, "counts": meta["counts"],
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak_mb = usage.ru_maxrss / 1024
+    print(json.dumps({"export_s": elapsed, "peak_rss_mb": peak_mb, "cpu_s": usage.ru_utime + usage.ru_stime,
+                      "counts": meta["counts"],
                       "files": {k: v["rows"] for k, v in meta["files"].items()}}))
 
 
@@ -226,6 +228,8 @@ def main() -> None:
     print(f"export_rows_train={result['files']['train']} export_rows_val={result['files']['val']} "
           f"kept={result['counts']['kept']} lines={result['counts']['lines']}")
     print(f"export_peak_rss_mb={result['peak_rss_mb']:.0f}")
+    print(f"export_cpu_s={result['cpu_s']:.1f} (the export process's user+sys CPU, imports included; the wall time "
+          f"below is longer when the machine is shared)")
     if args.keep:
         print(f"workspace={root}")
     else:
