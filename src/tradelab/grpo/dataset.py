@@ -351,9 +351,6 @@ class _Spill:
         self._ids.extend(key[1] for key, _, _ in items)
         self._lines.append(np.array([line for _, line, _ in items], dtype=np.int64))
 
-    def __len__(self) -> int:
-        return sum(self.sizes)
-
     def order(self) -> Any:
         """Global row numbers (run offset + row in run) sorted by (timestamp, id, line)."""
         import numpy as np
