@@ -28,6 +28,17 @@ def _finite(value: Any, where: str) -> float:
     return float(value)
 
 
+def _finite_floats(values: list[Any]) -> list[float] | None:
+    """A copy of ``values`` when every item is a finite float (checked in C: the export meets a million of these),
+    else None so the caller's item-by-item check names the bad one."""
+    if set(map(type, values)) != {float}:
+        return None
+    try:
+        return list(values) if math.isfinite(math.fsum(values)) else None
+    except (OverflowError, ValueError):  # a sum past the float range; inf and -inf together
+        return None
+
+
 def _forward(record: dict[str, Any]) -> dict[str, list[float]]:
     forward = record.get("forward")
     if not isinstance(forward, dict):
@@ -37,13 +48,15 @@ def _forward(record: dict[str, Any]) -> dict[str, list[float]]:
         values = forward.get(key)
         if not isinstance(values, list) or not values:
             raise ValueError(f"forward.{key} must be a non-empty list")
-        prices[key] = [_finite(v, f"forward.{key}[{i}]") for i, v in enumerate(values)]
+        prices[key] = _finite_floats(values) or [_finite(v, f"forward.{key}[{i}]") for i, v in enumerate(values)]
     atr_path = forward.get("atr_path")
     if atr_path is not None:
         # Each forward bar's ATR lets the replay ratchet a trailing stop exactly as the env did.
         if not isinstance(atr_path, list):
             raise ValueError("forward.atr_path must be a list")
-        prices["atr_path"] = [_finite(v, f"forward.atr_path[{i}]") for i, v in enumerate(atr_path)]
+        prices["atr_path"] = _finite_floats(atr_path) or [
+            _finite(v, f"forward.atr_path[{i}]") for i, v in enumerate(atr_path)
+        ]
     if len({len(v) for v in prices.values()}) != 1:
         raise ValueError("forward open/high/low/close/atr_path have different lengths")
     return prices

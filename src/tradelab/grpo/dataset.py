@@ -3,6 +3,8 @@
 :func:`export_dataset` streams ``stage1_experience.jsonl`` line by line, keeps resolved experiences that pass the
 filters in ``config/phase3_soft_grpo.yaml``, splits them (chronological by default: validation is the latest period)
 and writes ``stage2_train.parquet``, ``stage2_val.parquet``, ``stage2_samples.jsonl`` and ``dataset_metadata.json``.
+Memory stays bounded at any file size: kept rows are spilled as sorted runs to a temporary folder beside the output
+and each part is written in chunks (one row group each), in the same order and with the same rows as one table.
 Rows follow ARCHITECTURE.md §7 with an explicit Arrow schema, so every row has the same types and no empty structs.
 The prompt is the record's own point-in-time messages; the forward window only ever goes into ``ground_truth``.
 """
@@ -11,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import io
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +27,7 @@ from typing import Any
 from tradelab.config import TradelabConfig, config_hash
 from tradelab.core.ground_truth import build_ground_truth, dumps
 from tradelab.errors import DataError, StageNotReady
-from tradelab.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
+from tradelab.fileio import atomic_write_json, atomic_write_text, sha256_file, writing
 from tradelab.grpo.record_check import check_record
 from tradelab.manifest import load_manifest, set_stage2
 from tradelab.paths import Workspace
@@ -71,6 +74,8 @@ class _Candidate:
 
 _NO_FORWARD = _Candidate((0.0, ""), "", "", [], "")
 """Marker for a resolved experience whose forward window is empty."""
+_REPARSE = _Candidate((0.0, ""), "", "", [], "")
+"""Marker for a record read by orjson whose output needs the standard parser and writer (see :func:`_loads`)."""
 
 
 @dataclass
@@ -115,9 +120,11 @@ def _sort_key(record: dict[str, Any]) -> tuple[float, str]:
     return seconds, str(record.get("id", ""))
 
 
-def _candidate(record: Any, blocklist: Sequence[str] = ()) -> _Candidate | None:
+def _candidate(record: Any, blocklist: Sequence[str] = (), fast: bool = False) -> _Candidate | None:
     """A candidate row from a parsed line; None when the experience has no outcome yet, :data:`_NO_FORWARD` when
-    its forward window is empty (a decision at the very end of the data cannot be scored).
+    its forward window is empty (a decision at the very end of the data cannot be scored). ``fast``: the record
+    came through orjson; :data:`_REPARSE` when its ground truth must be written by the standard path instead
+    (see :func:`_ground_truth_text`).
 
     Raises:
         ValueError: The record is malformed (the message says which field).
@@ -131,8 +138,10 @@ def _candidate(record: Any, blocklist: Sequence[str] = ()) -> _Candidate | None:
         raise ValueError("outcome must be an object or null")
     if isinstance(record.get("forward"), dict) and record["forward"].get("open") == []:
         return _NO_FORWARD
-    return _Candidate(_sort_key(record), record["id"], record["timestamp"], _prompt(record),
-                      dumps(build_ground_truth(record, blocklist=blocklist)))
+    text = _ground_truth_text(build_ground_truth(record, blocklist=blocklist), fast)
+    if text is None:
+        return _REPARSE
+    return _Candidate(_sort_key(record), record["id"], record["timestamp"], _prompt(record), text)
 
 
 def _passes(record: dict[str, Any], scan: _Scan, settings: Any) -> bool:
@@ -151,31 +160,112 @@ def _passes(record: dict[str, Any], scan: _Scan, settings: Any) -> bool:
     return True
 
 
+READ_BYTES = 1 << 23
+"""The experience file is read and hashed in blocks of this many bytes, then split into lines."""
+RUN_ROWS = 32768
+"""Kept candidates held in memory before they are sorted and spilled to a temporary Arrow file; with
+:data:`BATCH_ROWS` and :data:`CHUNK_ROWS` this bounds the export's memory whatever the file's size."""
+BATCH_ROWS = 256
+"""Rows per record batch of a spilled run: what each run holds in memory while the parts are written (all runs
+are read side by side, so this times the number of runs is the gather's memory)."""
+CHUNK_ROWS = 4096
+"""Rows per parquet write (one row group each): a part is written chunk by chunk, never held whole."""
+
+
+_DIFFERS_FROM_JSON_DUMPS: tuple[bytes, ...] = (b"e+", b"e-", b"0.0000", b"\x7f")
+"""Where orjson's text can differ from :func:`json.dumps`' for the same objects: a float with an exponent, one in
+[1e-5, 1e-4) (orjson writes ``0.0000x``, Python an exponent) and DEL (Python escapes it); non-ASCII is checked
+apart. A string that merely contains one of these only costs the slower path."""
+
+
+def _loads(raw: bytes) -> tuple[Any, bool]:
+    """One JSONL line parsed, and whether orjson parsed it (several times faster than :func:`json.loads`).
+
+    A line orjson rejects (``NaN``, ``Infinity``, a lone surrogate) goes to :func:`json.loads`, so it reads as
+    before. orjson reads an integer past 64 bits as a float; :func:`_ground_truth_text` sends such a record back
+    to the standard parser (its float has an exponent), and so does a record that fails validation.
+    """
+    if _orjson is not None:
+        try:
+            return _orjson.loads(raw), True
+        except ValueError:  # orjson.JSONDecodeError is a ValueError
+            pass
+    return json.loads(raw), False
+
+
+def _ground_truth_text(ground_truth: dict[str, Any], fast: bool) -> str | None:
+    """:func:`tradelab.core.ground_truth.dumps` of ``ground_truth``, byte for byte; None when ``fast`` and orjson's
+    text may differ (then the record is parsed again by the standard parser and rebuilt).
+
+    With ``fast`` (its record came through orjson, so it holds no NaN or infinity, which orjson would write as
+    null) orjson writes it, and its text is kept when it is ASCII and holds none of
+    :data:`_DIFFERS_FROM_JSON_DUMPS`, the only places where the two writers differ.
+    """
+    if not fast:
+        return dumps(ground_truth)
+    try:
+        text = _orjson.dumps(ground_truth, option=_orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError: a non-str key, an integer past 64 bits
+        return None
+    if not text.isascii() or any(marker in text for marker in _DIFFERS_FROM_JSON_DUMPS):
+        return None
+    return text.decode("ascii")
+
+
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - orjson is in requirements.txt; without it every line takes the json path
+    _orjson = None
+
+
+def _lines(fh: Any, digest: Any) -> Iterator[bytes]:
+    """Every line of ``fh`` as ``for line in fh`` yields it (split at ``\\n``, a last line without one included),
+    read in :data:`READ_BYTES` blocks that also feed ``digest``."""
+    carry = b""
+    while block := fh.read(READ_BYTES):
+        digest.update(block)
+        parts = (carry + block).split(b"\n")
+        carry = parts.pop()
+        for part in parts:
+            yield part + b"\n"
+    if carry:
+        yield carry
+
+
 def _stream(
-    path: Path, settings: Any, keep: int | None, progress: Callable[[int, int], None] | None = None
-) -> tuple[_Scan, list[_Candidate]]:
-    """Read the JSONL once: count, validate, filter; keep the latest ``keep`` candidates (all when None).
+    path: Path, settings: Any, keep: int | None, spill: _Spill, progress: Callable[[int, int], None] | None = None
+) -> _Scan:
+    """Read the JSONL once: count, validate, filter; hand the kept candidates to ``spill`` (the latest ``keep`` of
+    them, all when None).
 
     ``progress`` gets ``(bytes read, file size)`` every :data:`PROGRESS_EVERY_LINES` lines and at the end.
     """
     scan = _Scan()
     digest = hashlib.sha256()
     heap: list[tuple[tuple[float, str], int, _Candidate]] = []
+    run: list[tuple[tuple[float, str], int, _Candidate]] = []
     total_bytes = path.stat().st_size
     done_bytes = 0
+    number = 0
     with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            digest.update(raw)
+        for number, raw in enumerate(_lines(fh, digest), start=1):
             done_bytes += len(raw)
             if progress and number % PROGRESS_EVERY_LINES == 0:
                 progress(done_bytes, total_bytes)
-            scan.lines = number
             if not raw.strip():
                 scan.blank += 1
                 continue
             try:
-                record = json.loads(raw)
-                candidate = _candidate(record, settings.blocklist)
+                record, fast = _loads(raw)
+                try:
+                    candidate = _candidate(record, settings.blocklist, fast)
+                except (ValueError, TypeError, KeyError):
+                    if not fast:
+                        raise
+                    candidate = _REPARSE
+                if candidate is _REPARSE:
+                    record = json.loads(raw)
+                    candidate = _candidate(record, settings.blocklist)
             except (ValueError, TypeError, KeyError) as exc:
                 scan.malformed.append((number, str(exc)[:200]))
                 continue
@@ -190,24 +280,153 @@ def _stream(
                 continue
             scan.passed_filters += 1
             item = (candidate.sort_key, number, candidate)
-            if keep is None or len(heap) < keep:
+            if keep is None:
+                run.append(item)
+                if len(run) >= RUN_ROWS:
+                    spill.add_run(run)
+                    run = []
+            elif len(heap) < keep:
                 heapq.heappush(heap, item)
             elif item[:2] > heap[0][:2]:
                 heapq.heapreplace(heap, item)
+    scan.lines = number
     scan.source_sha256 = digest.hexdigest()
-    return scan, [c for _, _, c in sorted(heap, key=lambda t: t[:2])]
+    spill.add_run(run if keep is None else heap)
+    return scan
 
 
-def _split(rows: list[_Candidate], settings: Any) -> tuple[list[_Candidate], list[_Candidate]]:
-    """Chronological (val = latest) or seeded random split; both keep time order inside each part."""
-    n = len(rows)
-    n_val = 0 if n < 2 else min(n - 1, max(1, round(n * settings.val_fraction)))
-    if settings.split == "chronological":
-        return rows[: n - n_val], rows[n - n_val:]
+def _spill_schema() -> Any:
+    """Columns of a spilled run: what a row needs beyond the constants."""
+    import pyarrow as pa
+
+    return pa.schema([("prompt", row_schema().field("prompt").type), ("ground_truth", pa.string()),
+                      ("experience_id", pa.string()), ("timestamp", pa.string())])
+
+
+class _Spill:
+    """Kept candidates as sorted runs in temporary Arrow IPC files, their sort keys in memory.
+
+    Each run is sorted by (timestamp, id, line) before it is written, so the parts read every run front to back one
+    :data:`BATCH_ROWS` batch at a time; the global order is one numpy sort over the keys. The rows are those the
+    in-memory export wrote (same prompts, ground truths, order), only never all in memory at once.
+
+    Args:
+        folder: A private temporary folder for the run files.
+        instruction: ``dataset.reasoning_instruction``, applied to each prompt as it is spilled.
+    """
+
+    def __init__(self, folder: Path, instruction: str | None) -> None:
+        self.folder = folder
+        self.instruction = instruction
+        self.files: list[Path] = []
+        self.sizes: list[int] = []
+        self._seconds: list[Any] = []
+        self._ids: list[str] = []
+        self._lines: list[Any] = []
+
+    def add_run(self, items: list[tuple[tuple[float, str], int, _Candidate]]) -> None:
+        """Sort ``items`` (``(sort_key, line, candidate)``) and write them as one run (nothing when empty)."""
+        import numpy as np
+        import pyarrow as pa
+
+        if not items:
+            return
+        items.sort(key=lambda t: t[:2])
+        schema = _spill_schema()
+        path = self.folder / f"run{len(self.files):05d}.arrow"
+        # Converted BATCH_ROWS at a time: converting a whole run at once would cost several times its size.
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            for start in range(0, len(items), BATCH_ROWS):
+                part = [c for _, _, c in items[start:start + BATCH_ROWS]]
+                writer.write_batch(pa.record_batch([
+                    pa.array([with_reasoning(c.prompt, self.instruction) for c in part], schema.field("prompt").type),
+                    pa.array([c.ground_truth for c in part], pa.string()),
+                    pa.array([c.experience_id for c in part], pa.string()),
+                    pa.array([c.timestamp for c in part], pa.string()),
+                ], schema=schema))
+        self.files.append(path)
+        self.sizes.append(len(items))
+        self._seconds.append(np.array([key[0] for key, _, _ in items], dtype=np.float64))
+        self._ids.extend(key[1] for key, _, _ in items)
+        self._lines.append(np.array([line for _, line, _ in items], dtype=np.int64))
+
+    def order(self) -> Any:
+        """Global row numbers (run offset + row in run) sorted by (timestamp, id, line)."""
+        import numpy as np
+
+        if not self.sizes:
+            return np.zeros(0, dtype=np.int64)
+        _, id_rank = np.unique(np.array(self._ids, dtype=object), return_inverse=True)
+        return np.lexsort((np.concatenate(self._lines), id_rank.reshape(-1), np.concatenate(self._seconds)))
+
+    def write_part(self, path: Path, rows: Any, split: str, market: str, samples: list[dict[str, Any]],
+                   samples_rows: int) -> None:
+        """Write the rows ``rows`` (global row numbers, in output order) as the parquet file ``path``.
+
+        Rows are gathered :data:`CHUNK_ROWS` at a time; each chunk is one row group. The first rows are appended
+        to ``samples`` until it holds ``samples_rows``.
+        """
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from tradelab.fileio import atomic_path
+
+        schema = row_schema()
+        offsets = np.cumsum([0, *self.sizes])
+        readers = [pa.ipc.open_file(pa.OSFile(str(f), "rb")) for f in self.files]
+        loaded: dict[int, tuple[int, Any]] = {}
+
+        def batch(run: int, index: int) -> Any:
+            if run not in loaded or loaded[run][0] != index:
+                loaded[run] = (index, readers[run].get_batch(index))
+            return loaded[run][1]
+
+        with atomic_path(path) as tmp, pq.ParquetWriter(str(tmp), schema) as writer:
+            if len(rows) == 0:
+                writer.write_table(schema.empty_table())
+            for start in range(0, len(rows), CHUNK_ROWS):
+                wanted = np.asarray(rows[start:start + CHUNK_ROWS])
+                run_of = np.searchsorted(offsets, wanted, side="right") - 1
+                in_run = wanted - offsets[run_of]
+                group = run_of * (int(in_run.max()) // BATCH_ROWS + 1) + in_run // BATCH_ROWS
+                placed = np.argsort(group, kind="stable")
+                pieces = []
+                for key in np.unique(group):
+                    picked = in_run[group == key]
+                    run, index = int(run_of[group == key][0]), int(picked[0]) // BATCH_ROWS
+                    pieces.append(batch(run, index).take(pa.array(picked - index * BATCH_ROWS)))
+                gathered = pa.Table.from_batches(pieces).take(pa.array(np.argsort(placed))).combine_chunks()
+                count = len(gathered)
+                extra = pa.StructArray.from_arrays(
+                    [pa.array([split] * count, pa.string()),
+                     pa.array(np.arange(start, start + count, dtype=np.int64)),
+                     gathered["experience_id"].combine_chunks(), gathered["timestamp"].combine_chunks(),
+                     pa.array([market] * count, pa.string())],
+                    fields=list(schema.field("extra_info").type))
+                reward = pa.StructArray.from_arrays(
+                    [pa.array(["rule"] * count, pa.string()), gathered["ground_truth"].combine_chunks()],
+                    fields=list(schema.field("reward_model").type))
+                chunk = pa.Table.from_arrays(
+                    [pa.array([f"tradelab/{market}"] * count, pa.string()), gathered["prompt"].combine_chunks(),
+                     pa.array([ABILITY] * count, pa.string()), reward, extra], schema=schema)
+                if len(samples) < samples_rows:
+                    samples.extend(chunk.slice(0, samples_rows - len(samples)).to_pylist())
+                writer.write_table(chunk)
+
+
+def _split(n: int, settings: Any) -> tuple[Any, Any]:
+    """Positions (into the time-ordered kept rows) of train and val: chronological (val = latest) or a seeded
+    random split; both keep time order inside each part."""
     import numpy as np
 
-    val_idx = set(np.random.default_rng(settings.seed).permutation(n)[:n_val].tolist())
-    return [r for i, r in enumerate(rows) if i not in val_idx], [r for i, r in enumerate(rows) if i in val_idx]
+    n_val = 0 if n < 2 else min(n - 1, max(1, round(n * settings.val_fraction)))
+    positions = np.arange(n, dtype=np.int64)
+    if settings.split == "chronological":
+        return positions[: n - n_val], positions[n - n_val:]
+    is_val = np.zeros(n, dtype=bool)
+    is_val[np.random.default_rng(settings.seed).permutation(n)[:n_val]] = True
+    return positions[~is_val], positions[is_val]
 
 
 def with_reasoning(prompt: list[dict[str, str]], instruction: str | None) -> list[dict[str, str]]:
@@ -222,30 +441,6 @@ def with_reasoning(prompt: list[dict[str, str]], instruction: str | None) -> lis
     if prompt[0]["role"] == "system":
         return [{"role": "system", "content": f"{prompt[0]['content'].rstrip()} {instruction}"}, *prompt[1:]]
     return [{"role": "system", "content": instruction}, *prompt]
-
-
-def _rows(part: list[_Candidate], split: str, market: str, instruction: str | None = None) -> list[dict[str, Any]]:
-    return [
-        {
-            "data_source": f"tradelab/{market}",
-            "prompt": with_reasoning(c.prompt, instruction),
-            "ability": ABILITY,
-            "reward_model": {"style": "rule", "ground_truth": c.ground_truth},
-            "extra_info": {"split": split, "index": i, "experience_id": c.experience_id,
-                           "timestamp": c.timestamp, "market": market},
-        }
-        for i, c in enumerate(part)
-    ]
-
-
-def _write_parquet(path: Path, rows: list[dict[str, Any]]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pylist(rows, schema=row_schema())
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    atomic_write_bytes(path, sink.getvalue())
 
 
 def _check_scan(path: Path, scan: _Scan, settings: Any, market: str) -> None:
@@ -305,24 +500,30 @@ def export_dataset(
         )
     caps = [c for c in (settings.max_samples, settings.test_max_rows if test_mode else None) if c is not None]
     keep = min(caps) if caps else None
-    scan, kept = _stream(source, settings, keep, progress)
-    if progress:
-        progress(source.stat().st_size, source.stat().st_size)
-    _check_scan(source, scan, settings, market)
-    if scan.malformed:
-        log.warning("%s: %d malformed lines skipped (lines %s; first: %s)", source, len(scan.malformed),
-                    ", ".join(str(n) for n, _ in scan.malformed[:20]), scan.malformed[0][1])
-    train, val = _split(kept, settings)
     out_dir = ws.soft_grpo_data_dir(market)
-    instruction = settings.reasoning_instruction
-    train_rows, val_rows = _rows(train, "train", market, instruction), _rows(val, "val", market, instruction)
-    paths = {"train": out_dir / TRAIN_FILE, "val": out_dir / VAL_FILE, "samples": out_dir / SAMPLES_FILE}
-    _write_parquet(paths["train"], train_rows)
-    _write_parquet(paths["val"], val_rows)
-    samples = (train_rows + val_rows)[: settings.samples_rows]
+    with writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        spill_dir = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
+    try:
+        spill = _Spill(spill_dir, settings.reasoning_instruction)
+        scan = _stream(source, settings, keep, spill, progress)
+        if progress:
+            progress(source.stat().st_size, source.stat().st_size)
+        _check_scan(source, scan, settings, market)
+        if scan.malformed:
+            log.warning("%s: %d malformed lines skipped (lines %s; first: %s)", source, len(scan.malformed),
+                        ", ".join(str(n) for n, _ in scan.malformed[:20]), scan.malformed[0][1])
+        order = spill.order()
+        train, val = _split(len(order), settings)
+        paths = {"train": out_dir / TRAIN_FILE, "val": out_dir / VAL_FILE, "samples": out_dir / SAMPLES_FILE}
+        samples: list[dict[str, Any]] = []
+        spill.write_part(paths["train"], order[train], "train", market, samples, settings.samples_rows)
+        spill.write_part(paths["val"], order[val], "val", market, samples, settings.samples_rows)
+    finally:
+        shutil.rmtree(spill_dir, ignore_errors=True)
     atomic_write_text(paths["samples"], "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in samples))
-    metadata = _metadata(source, scan, settings, config, test_mode, keep, len(kept), paths,
-                         {"train": len(train_rows), "val": len(val_rows), "samples": len(samples)})
+    metadata = _metadata(source, scan, settings, config, test_mode, keep, len(order), paths,
+                         {"train": len(train), "val": len(val), "samples": len(samples)})
     atomic_write_json(out_dir / METADATA_FILE, metadata)
     entry = _manifest_entry(metadata, out_dir / METADATA_FILE, ws)
     set_stage2(root, market, "dataset", entry)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tradelab.fileio import iter_jsonl, sha256_file
+from tradelab.fileio import sha256_file
 from tradelab.paths import Workspace
 
 _NY = ZoneInfo("America/New_York")
@@ -55,22 +55,13 @@ def count_experience(path: Path) -> tuple[int, int]:
     """``(records, records_with_outcome)`` in the experience JSONL (0, 0 when it does not exist).
 
     Malformed lines (a partial last line after a kill, a hand edit) are skipped and logged, never fatal: they must
-    not block the next Stage 1 run; Stage 2's export skips and reports them the same way.
+    not block the next Stage 1 run; Stage 2's export skips and reports them the same way. Only the bytes appended
+    since the last count are read (:mod:`tradelab.stage1.experience_count`), so a resume does not re-read the file.
     """
-    if not path.is_file():
-        return 0, 0
-    total = with_outcome = 0
-    bad: list[int] = []
-    for line in iter_jsonl(path):
-        if line.record is None:
-            bad.append(line.number)
-            continue
-        total += 1
-        with_outcome += line.record.get("outcome") is not None
-    if bad:
-        log.warning("%s: %d malformed lines skipped when counting (lines %s)", path, len(bad),
-                    ", ".join(map(str, bad[:20])))
-    return total, with_outcome
+    from tradelab.stage1.experience_count import count_experience_file
+
+    count = count_experience_file(path)
+    return count.records, count.with_outcome
 
 
 def stage1_section(**fields: Any) -> dict[str, Any]:
