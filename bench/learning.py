@@ -148,13 +148,13 @@ def print_null(report: dict[str, Any]) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--edge", type=float, default=0.3, help="planted edge of the known-answer market")
+    parser.add_argument("--edge", type=float, default=0.5, help="planted edge of the known-answer market")
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--data-seed", type=int, default=7)
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--probe-prompts", type=int, default=240)
-    parser.add_argument("--timesteps", type=int, default=4096, help="Stage 1 timesteps per iteration")
+    parser.add_argument("--timesteps", type=int, default=8192, help="Stage 1 timesteps per iteration")
     parser.add_argument("--full", action="store_true", help="full-size stages (hours on a CPU)")
     parser.add_argument("--root", default=None, help="keep the workspaces here (default: a temp folder)")
     args = parser.parse_args()

@@ -1,9 +1,11 @@
 """The loop end to end with every real stage, on a strong planted edge and on the null market.
 
-On the edge market the test checks what the loop robustly does today: the fused policy trades (the HOLD collapse is
-gone), Stage 1's refinement moves the advisor off HOLD, and Stage 2's adapter really reaches the advisor. It does not
-assert that the holdout hit rate rises: with the embedded tiny advisor it does not yet (it settles on one direction;
-see issue 12's note and ``bench/learning.py``). On the null market no agent and no advisor may show an edge.
+On the edge market the advisor must learn to tell up from down on holdout prompts: its balanced hit rate (the mean
+of the up-move and down-move hit rates) rises above the warm start's, after Stage 1 and after Stage 2. The balanced
+rate, not the plain one, because the warm-started advisor answers one side for every flat prompt, and on a holdout
+that drifts that side the plain hit rate of a constant answer is high by luck (0.69 here, against 0.64 for the
+learned rule). The fused policy must trade, and Stage 2's adapter must really reach the advisor. On the null market
+no agent and no advisor may show an edge.
 
 Both runs use the CLI's own ``stages.loop`` in test mode on 40 generated sessions, with the session's tiny advisor and
 warm adapter copied into the workspace (the warm start is the same function the loop would call).
@@ -23,8 +25,11 @@ from tradelab.loop import TINY_ADVISOR_LEARNING
 from tradelab.paths import Workspace
 from tradelab.stage1.setup import WARM_ADAPTER_DIR
 
-STRONG_EDGE = 0.6
-"""Follow-the-5-bar-return wins about 69% of 30-bar directions at this strength (README, bench/learning.py)."""
+STRONG_EDGE = 0.8
+"""A strong planted edge: the 70 entry records of one short Stage 1 are enough for the tiny advisor to learn it."""
+TIMESTEPS = 4096
+"""Stage 1 steps: two refinements under :data:`TINY_ADVISOR_LEARNING`, on the run's entry records (about 70)."""
+PROBE_PROMPTS = 128
 
 
 
@@ -38,7 +43,8 @@ def _workspace(root: Path, edge: float, config: TradelabConfig, tiny_advisor_dir
 
 def _loop(root: Path) -> dict[str, Any]:
     config = load_config(overrides=TINY_ADVISOR_LEARNING)
-    return stages.loop(root, "NQ", iterations=1, test_mode=True, seeds=2, probe_prompts=96, config=config)["report"]
+    return stages.loop(root, "NQ", iterations=1, test_mode=True, seeds=2, probe_prompts=PROBE_PROMPTS,
+                       timesteps=TIMESTEPS, config=config)["report"]
 
 
 @pytest.mark.slow
@@ -53,7 +59,8 @@ def test_a_short_loop_on_a_strong_edge_trades_and_hands_each_adapter_on(
     assert report["edge"] == STRONG_EDGE and iteration["stages"] == dict.fromkeys(
         ("stage1", "stage2_dataset", "stage2_engine", "evaluation"), "completed")
     assert iteration["agents"]["hybrid"]["trades"] > 0
-    assert iteration["advisor_stage1"]["non_hold_share"] > warm["non_hold_share"]
+    assert iteration["advisor_stage1"]["balanced_hit_rate"] > warm["balanced_hit_rate"]
+    assert iteration["advisor"]["balanced_hit_rate"] > warm["balanced_hit_rate"]
     assert len({iteration["adapter_in_sha256"], iteration["adapter_stage1_sha256"],
                 iteration["adapter_out_sha256"]}) == 3
     handed_on = iteration["stage2_vs_stage1"]
@@ -73,5 +80,6 @@ def test_the_null_market_shows_no_edge(
         interval = agent["net_pnl_usd_ci"]
         assert interval is None or interval[0] <= 0.0, f"{name} shows an edge on the null market: {interval}"
     for advisor in (report["warm_start"]["advisor"], last["advisor"]):
-        interval = advisor["hit_rate_ci"]
-        assert interval is None or interval[0] <= 0.5 <= interval[1], advisor
+        for key in ("hit_rate_ci", "balanced_hit_rate_ci"):
+            interval = advisor[key]
+            assert interval is None or interval[0] <= 0.5 <= interval[1], (key, advisor)

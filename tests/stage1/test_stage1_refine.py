@@ -67,3 +67,47 @@ def test_each_target_action_carries_the_same_total_weight() -> None:
     # Within an action the advantage ordering is kept.
     assert balanced[1] == pytest.approx(2 * balanced[0]) and balanced[6] == pytest.approx(3 * balanced[7])
     assert balance_by_action([], []) == []
+
+
+def _in_trade(record: dict) -> dict:
+    return {**record, "position": {**record["position"], "side": "long", "entry_price": 100.0, "stop": 98.0,
+                                   "target": 103.0},
+            "allowed_actions": ["HOLD", "MOVE_TO_BE", "ENABLE_TRAIL"]}
+
+
+@pytest.mark.parametrize("decisions, trained", [("all", 3), ("entries", 2)])
+def test_an_entries_only_refinement_drops_in_trade_records(monkeypatch: pytest.MonkeyPatch, tmp_path, decisions: str,
+                                                           trained: int) -> None:
+    from tradelab.advisor import train
+    from tradelab.config import load_config
+    from tradelab.stage1.refine import is_entry_decision, refine_adapter
+
+    records = [_record("SELL"), _in_trade(_record("HOLD")), _record(None, parse_ok=False)]
+    assert [is_entry_decision(r) for r in records] == [True, False, True]
+    seen: list[list] = []
+    monkeypatch.setattr(train, "train_adapter", lambda base, examples, *a, **k: seen.append(list(examples)))
+    monkeypatch.setattr(train, "read_training_summary", lambda _: {})
+    config = load_config(overrides={"stage1.refinement.decisions": decisions, "stage1.refinement.min_weight": 0.05})
+    summary = refine_adapter(records, config, base_dir=tmp_path, init_adapter=tmp_path, out_dir=tmp_path, seed=0,
+                             epochs=1)
+    assert summary["examples"] == trained == len(seen[0])
+
+
+@pytest.mark.parametrize("weights", ["advantage", "uniform"])
+def test_uniform_weights_skip_the_advantage_and_the_balancing(monkeypatch: pytest.MonkeyPatch, tmp_path,
+                                                              weights: str) -> None:
+    from tradelab.advisor import train
+    from tradelab.config import load_config
+    from tradelab.stage1.refine import refine_adapter
+
+    records = [_record("SELL"), _record("BUY"), _record(None, parse_ok=False)]
+    seen: list[list] = []
+    monkeypatch.setattr(train, "train_adapter", lambda base, examples, *a, **k: seen.append(list(examples)))
+    monkeypatch.setattr(train, "read_training_summary", lambda _: {})
+    config = load_config(overrides={"stage1.refinement.weights": weights, "stage1.refinement.min_weight": 0.05})
+    refine_adapter(records, config, base_dir=tmp_path, init_adapter=tmp_path, out_dir=tmp_path, seed=0, epochs=1)
+    got = [e.weight for e in seen[0]]
+    if weights == "uniform":
+        assert got == [1.0, 1.0, 1.0]
+    else:  # all three targets are BUY: the correct advice keeps the floor, the others their advantage
+        assert got[1] == pytest.approx(0.05) and got[0] > 1.0 and got[2] > 1.0

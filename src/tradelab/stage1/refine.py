@@ -72,6 +72,11 @@ def hindsight_example(record: Mapping[str, Any], min_weight: float) -> tuple[lis
     return [dict(m) for m in record["prompt"]], target, float(weight)
 
 
+def is_entry_decision(record: Mapping[str, Any]) -> bool:
+    """Whether a record asked while flat with both entries allowed (the decision the market's direction decides)."""
+    return record["position"].get("side", "flat") == "flat" and {"BUY", "SELL"} <= set(record["allowed_actions"])
+
+
 def balance_by_action(actions: Sequence[str], weights: Sequence[float]) -> list[float]:
     """Rescale weights so every target action carries the same total weight (the overall total is kept).
 
@@ -100,7 +105,7 @@ def refine_adapter(
 
     Args:
         records: Resolved experience records (most recent last).
-        config: The whole config (``llm`` for training, ``stage1.refinement.min_weight``).
+        config: The whole config (``llm`` for training, ``stage1.refinement.min_weight``, ``weights`` and ``decisions``).
         base_dir: The base model directory.
         init_adapter: Adapter to continue from (the warm-started or the previous refined one).
         out_dir: Where the refined adapter goes (replaced atomically).
@@ -114,6 +119,8 @@ def refine_adapter(
     from tradelab.advisor.train import SFTExample, read_training_summary, train_adapter
 
     started = time.perf_counter()
+    if config.stage1.refinement.decisions == "entries":
+        records = [r for r in records if is_entry_decision(r)]
     examples = []
     for record in records:
         made = hindsight_example(record, config.stage1.refinement.min_weight)
@@ -122,9 +129,12 @@ def refine_adapter(
     if not examples:
         return {"examples": 0, "mean_weight": 0.0, "seconds": 0.0, "adapter_path": str(init_adapter),
                 "peak_memory_mb": 0.0}
-    actions = [str(parse_advice(e.target).action) for e in examples]
-    balanced = balance_by_action(actions, [e.weight for e in examples])
-    examples = [SFTExample(messages=e.messages, target=e.target, weight=w) for e, w in zip(examples, balanced)]
+    if config.stage1.refinement.weights == "uniform":
+        examples = [SFTExample(messages=e.messages, target=e.target, weight=1.0) for e in examples]
+    else:
+        actions = [str(parse_advice(e.target).action) for e in examples]
+        balanced = balance_by_action(actions, [e.weight for e in examples])
+        examples = [SFTExample(messages=e.messages, target=e.target, weight=w) for e, w in zip(examples, balanced)]
     train_adapter(base_dir, examples, config, out_dir=out_dir, seed=seed, init_adapter=init_adapter, epochs=epochs)
     mean_weight = sum(e.weight for e in examples) / len(examples)
     seconds = round(time.perf_counter() - started, 3)
