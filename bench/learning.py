@@ -148,7 +148,7 @@ def print_null(report: dict[str, Any]) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--edge", type=float, default=0.5, help="planted edge of the known-answer market")
+    parser.add_argument("--edge", type=float, default=0.8, help="planted edge of the known-answer market")
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--data-seed", type=int, default=7)
     parser.add_argument("--iterations", type=int, default=2)
@@ -161,7 +161,7 @@ def main() -> int:
     base = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="tradelab_learning_"))
     print(f"workspaces under {base}", flush=True)
     print("best simple rule (BUY if the 5-bar return is up, else SELL), holdout prompts, after costs:")
-    for strength in (0.0, 0.1, 0.2, 0.3, 0.5):
+    for strength in (0.0, 0.1, 0.2, 0.3, 0.5, 0.8):
         r, ci, hit = rule_r_per_trade(base / f"rule_{strength}", strength, args.days, args.data_seed,
                                       args.probe_prompts)
         print(f"  edge {strength:.1f}: {r:+.3f} R per trade {fmt(ci)}, direction hit rate {hit:.3f}", flush=True)

@@ -63,13 +63,7 @@ def link_market(parent_root: str | Path, worker_root: Path, market: str) -> None
 
     For tasks that only read (evaluation seeds): nothing is copied. A folder already there is left as it is.
     """
-    parent = Workspace.at(parent_root).root
-    for rel in market_inputs(parent, market):
-        target = worker_root / rel
-        if target.exists() or target.is_symlink():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(parent / rel, target, target_is_directory=True)
+    _place_market(parent_root, worker_root, market, copy=False)
 
 
 def copy_market(parent_root: str | Path, worker_root: Path, market: str) -> None:
@@ -78,16 +72,20 @@ def copy_market(parent_root: str | Path, worker_root: Path, market: str) -> None
     The base models are linked, not copied: they are only read, and the tiny advisor is built in a staging folder
     that replaces the target atomically, so concurrent tasks cannot leave it half written.
     """
+    _place_market(parent_root, worker_root, market, copy=True)
+
+
+def _place_market(parent_root: str | Path, worker_root: Path, market: str, *, copy: bool) -> None:
     parent = Workspace.at(parent_root).root
     for rel in market_inputs(parent, market):
         target = worker_root / rel
         if target.exists() or target.is_symlink():
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        if rel.parts[:2] == ("models", "base"):
-            os.symlink(parent / rel, target, target_is_directory=True)
-        else:
+        if copy and rel.parts[:2] != ("models", "base"):
             shutil.copytree(parent / rel, target, symlinks=True)
+        else:
+            os.symlink(parent / rel, target, target_is_directory=True)
 
 
 def market_outputs(root: str | Path, market: str) -> list[Path]:
