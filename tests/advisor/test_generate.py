@@ -185,19 +185,13 @@ def test_cpu_threads_apply_per_call_and_restore_the_process_setting(advisor_root
     before = torch.get_num_threads()
     torch.set_num_threads(2)  # a process setting the per-call one differs from
     seen: list[int] = []
-    forward = one.model.forward
-
-    def spy(*args, **kwargs):  # records the thread count every forward pass of the model runs under
-        seen.append(torch.get_num_threads())
-        return forward(*args, **kwargs)
-
-    one.model.forward = spy
+    hook = one.model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
     try:
         texts = [r.text for r in one.advise(contexts)]
         assert torch.get_num_threads() == 2
         torch.set_num_threads(1)  # the same arithmetic as one thread for the whole process: the same answers
         assert texts == [r.text for r in own.advise(contexts)]
     finally:
-        del one.model.forward
+        hook.remove()
         torch.set_num_threads(before)
     assert seen and set(seen) == {1}
