@@ -1,17 +1,28 @@
-"""Stage 1 training throughput (env-steps/s) on CPU with the tiny advisor, in three modes.
+"""Stage 1 training throughput (env-steps/s) on CPU with the tiny advisor: the advisor on against off, and its levers.
+
+Modes (all at the same query interval, 16 envs by default):
 
 * ``off``: PPO with the fusion policy, no advisor queries;
-* ``batched``: the advice wrapper asks once per vector step for every env that needs advice;
-* ``sequential``: the same triggers, but one advisor call per env (:class:`_OneAtATime` splits each batch).
+* ``batched``: the advice wrapper asks once per vector step for every env that needs advice, with every lever off
+  (response cache off, generation on the process's torch threads, no trigger filters): the figure before the levers;
+* ``sequential``: as ``batched``, but one advisor call per env (:class:`_OneAtATime` splits each batch);
+* ``on``: Stage 1 as configured (``config/*.yaml``): the levers that measured faster are on there;
+* with ``--levers``, also each lever alone on top of ``batched``: ``threads1`` (``llm.generation.cpu_threads: 1``),
+  ``skip_single`` (``stage1.query.skip_single_action``), ``cache`` (``llm.generation.cache``, the discretised
+  context key) and ``entries_only`` (``stage1.query.only_when_entries_allowed``).
 
-The response cache is off so every query generates. The modes are built once and timed in interleaved rounds (off,
-batched, sequential, off, ...), so a machine that speeds up or slows down during the run affects every mode alike;
-each figure is the best round (the median is printed beside it). By default the advisor is the bare tiny model,
-whose answers run to ``max_new_tokens``; ``--warm-start`` applies the warm-start adapter first, as Stage 1 does, so
-answers stop at their end token and prefill is a larger share of each call. Headline last:
-``batched_over_sequential=<x>`` (best batched / best sequential env-steps/s).
+Beside each throughput the bench prints the advisor's use per 1000 env-steps: ``asks_per_1k`` (envs the triggers
+sent to the advisor) and ``generated_per_1k`` (those answered by generation, not the response cache), so a gain from
+asking less shows as such. The modes are built once and timed in interleaved rounds (off, batched, ..., off, ...),
+so a machine that speeds up or slows down during the run affects every mode alike; each figure is the best round (the
+median is printed beside it). By default the advisor is the bare tiny model, whose answers run to
+``max_new_tokens``; ``--warm-start`` applies the warm-start adapter first, as Stage 1 does, so answers stop at their
+end token and prefill is a larger share of each call. Figures, then the headline last:
+``batched_over_sequential=<x>`` (best batched / best sequential env-steps/s) and
+``advisor_on_over_off=<x>`` (best ``on`` / best ``off`` env-steps/s).
 
-Usage: ``python bench/stage1_throughput.py [--envs 16] [--steps 2048] [--rounds 3] [--interval 4] [--warm-start]``
+Usage: ``python bench/stage1_throughput.py [--envs 16] [--steps 2048] [--rounds 3] [--interval 4] [--warm-start]
+[--levers]``
 """
 
 from __future__ import annotations
@@ -22,7 +33,25 @@ import tempfile
 import time
 from pathlib import Path
 
-MODES = ("off", "batched", "sequential")
+LEVERS_OFF = {"llm.generation.cache": False, "llm.generation.cpu_threads": 0,
+              "stage1.query.skip_single_action": False, "stage1.query.only_when_entries_allowed": False}
+"""Every lever off: the advisor as Stage 1 ran it before the levers (``batched`` and ``sequential`` modes)."""
+LEVER_MODES: dict[str, dict[str, object]] = {
+    "threads1": {"llm.generation.cpu_threads": 1},
+    "skip_single": {"stage1.query.skip_single_action": True},
+    "cache": {"llm.generation.cache": True},
+    "entries_only": {"stage1.query.only_when_entries_allowed": True},
+}
+"""One lever each, on top of :data:`LEVERS_OFF`."""
+
+
+def mode_overrides(mode: str) -> dict[str, object]:
+    """Config overrides of a mode (``on`` and ``off`` run the configuration as it is)."""
+    if mode in ("batched", "sequential"):
+        return dict(LEVERS_OFF)
+    if mode in LEVER_MODES:
+        return {**LEVERS_OFF, **LEVER_MODES[mode]}
+    return {}
 
 
 class _OneAtATime:
@@ -43,19 +72,22 @@ class _OneAtATime:
 class _Mode:
     """One mode's MaskablePPO + advice VecEnv, built once and timed in rounds (``learn`` continues each time)."""
 
-    def __init__(self, mode: str, root: Path, config, arrays, *, n_envs: int, interval: int,
+    def __init__(self, mode: str, root: Path, overrides: dict[str, object], arrays, *, n_envs: int, interval: int,
                  adapter: Path | None) -> None:
         from sb3_contrib import MaskablePPO
         from stable_baselines3.common.utils import set_random_seed
 
         from tradelab.advisor.generate import Advisor
+        from tradelab.config import load_config
         from tradelab.stage1.policy import FusionPolicy
         from tradelab.stage1.setup import env_fns
         from tradelab.stage1.source import LLMAdviceSource
         from tradelab.stage1.vec import advice_vec_env, make_probe, normalized
 
+        config = load_config(overrides={"llm.device": "cpu", **overrides})
         set_random_seed(0)
-        source = None if mode == "off" else LLMAdviceSource(Advisor(config, root, adapter_path=adapter, device="cpu"))
+        self.advisor = None if mode == "off" else Advisor(config, root, adapter_path=adapter, device="cpu")
+        source = None if self.advisor is None else LLMAdviceSource(self.advisor)
         if mode == "sequential":
             source = _OneAtATime(source)
         fns = env_fns(root, "NQ", config, arrays, n_envs=n_envs, seed=0, split="train")
@@ -67,21 +99,33 @@ class _Mode:
         self.env.probe = make_probe(self.model.policy, vec)
         self.model.learn(n_envs * 64)  # warm-up: first generate calls and allocations
         self.seconds: list[float] = []
+        self.steps = 0
         self.queries = 0
+        self.generated = 0
+
+    def _generated(self) -> int:
+        return 0 if self.advisor is None else self.advisor.stats.queries - self.advisor.stats.cache_hits
 
     def run(self, steps: int) -> None:
-        before = self.env.stats.queries
+        before, generated_before, steps_before = self.env.stats.queries, self._generated(), self.model.num_timesteps
         started = time.perf_counter()
         self.model.learn(steps, reset_num_timesteps=False)
         self.seconds.append(time.perf_counter() - started)
+        self.steps += self.model.num_timesteps - steps_before
         self.queries += self.env.stats.queries - before
+        self.generated += self._generated() - generated_before
 
     def summary(self, steps: int) -> dict:
         source = self.env.source
         mean_batch = (self.env.stats.queries / max(source.calls, 1) if isinstance(source, _OneAtATime)
                       else self.env.stats.summary()["llm_stats"]["mean_batch_size"])
+        per_1k = 1000.0 / max(self.steps, 1)
+        calls = [c for c in self.advisor.stats.calls] if self.advisor is not None else []
         return {"steps_per_s": steps / min(self.seconds), "median_steps_per_s": steps / statistics.median(self.seconds),
-                "queries": self.queries, "mean_batch": mean_batch}
+                "queries": self.queries, "asks_per_1k": self.queries * per_1k,
+                "generated_per_1k": self.generated * per_1k,
+                "mean_batch": mean_batch,
+                "ms_per_generate": 1000.0 * statistics.mean(c.latency_s for c in calls) if calls else 0.0}
 
 
 def main() -> None:
@@ -91,6 +135,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per mode (best and median reported)")
     parser.add_argument("--interval", type=int, default=4, help="query interval in bars")
     parser.add_argument("--warm-start", action="store_true", help="advise with the warm-start adapter applied")
+    parser.add_argument("--levers", action="store_true", help="also time each lever alone on top of 'batched'")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: ppo.torch_threads, as Stage 1 uses; 0 = torch's default)")
     args = parser.parse_args()
@@ -101,7 +146,8 @@ def main() -> None:
     from tradelab.config import load_config
     from tradelab.marketdata import generate_market, load_market_arrays
 
-    config = load_config(overrides={"llm.generation.cache": False, "llm.device": "cpu"})
+    config = load_config(overrides={"llm.device": "cpu"})
+    modes_run = ("off", "batched", "sequential", "on", *(LEVER_MODES if args.levers else ()))
     threads = config.ppo.torch_threads if args.threads is None else args.threads
     if threads:
         torch.set_num_threads(threads)
@@ -115,23 +161,31 @@ def main() -> None:
             from tradelab.advisor.train import warm_start
 
             adapter = warm_start(root, config, seed=0, out_dir=root / "warm_adapter")
-        modes = {mode: _Mode(mode, root, config, arrays, n_envs=args.envs, interval=args.interval, adapter=adapter)
-                 for mode in MODES}
+        modes = {mode: _Mode(mode, root, mode_overrides(mode), arrays, n_envs=args.envs, interval=args.interval,
+                             adapter=adapter)
+                 for mode in modes_run}
         for _ in range(args.rounds):  # rounds interleave the modes, so drifting machine speed hits all of them alike
-            for mode in MODES:
+            for mode in modes_run:
                 modes[mode].run(args.steps)
-        results = {mode: modes[mode].summary(args.steps) for mode in MODES}
+        results = {mode: modes[mode].summary(args.steps) for mode in modes_run}
         for mode, r in results.items():
             print(f"{mode}: steps_per_s={r['steps_per_s']:.1f} median_steps_per_s={r['median_steps_per_s']:.1f} "
-                  f"queries={r['queries']} mean_batch={r['mean_batch']:.2f}")
+                  f"asks_per_1k={r['asks_per_1k']:.1f} generated_per_1k={r['generated_per_1k']:.1f} "
+                  f"queries={r['queries']} mean_batch={r['mean_batch']:.2f} ms_per_generate={r['ms_per_generate']:.1f}")
+        query = config.stage1.query
+        print(f"on_levers: cache={config.llm.generation.cache} cpu_threads={config.llm.generation.cpu_threads} "
+              f"skip_single_action={query.skip_single_action} "
+              f"only_when_entries_allowed={query.only_when_entries_allowed}")
     print(f"envs={args.envs} interval_bars={args.interval} rounds={args.rounds} steps_per_round={args.steps} "
           f"torch_threads={torch.get_num_threads()} "
           f"advisor={'warm-start adapter' if args.warm_start else 'bare tiny model'}")
     median = results["batched"]["median_steps_per_s"] / results["sequential"]["median_steps_per_s"]
     print(f"batched_over_sequential_median={median:.2f}")
     print(f"advisor_overhead_batched={results['off']['steps_per_s'] / results['batched']['steps_per_s']:.2f}")
+    print(f"advisor_on_over_off_median={results['on']['median_steps_per_s'] / results['off']['median_steps_per_s']:.3f}")
     ratio = results["batched"]["steps_per_s"] / results["sequential"]["steps_per_s"]
     print(f"batched_over_sequential={ratio:.2f}")
+    print(f"advisor_on_over_off={results['on']['steps_per_s'] / results['off']['steps_per_s']:.3f}")
 
 
 if __name__ == "__main__":

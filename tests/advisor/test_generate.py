@@ -173,3 +173,25 @@ def test_cpu_models_use_native_gqa_attention_with_identical_logits(advisor_root:
         repeated = model(**batch).logits
     keep = batch["attention_mask"].bool()
     torch.testing.assert_close(native[keep], repeated[keep], rtol=1e-5, atol=1e-5)
+
+
+def test_cpu_threads_apply_per_call_and_restore_the_process_setting(advisor_root: Path) -> None:
+    import torch
+
+    overrides = {"llm.generation.cache": False, "llm.generation.max_new_tokens": 12}
+    own = Advisor(load_config(overrides={**overrides, "llm.generation.cpu_threads": 0}), advisor_root, device="cpu")
+    one = Advisor(load_config(overrides={**overrides, "llm.generation.cpu_threads": 1}), advisor_root, device="cpu")
+    contexts = random_contexts(5, 406)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # a process setting the per-call one differs from
+    seen: list[int] = []
+    hook = one.model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    try:
+        texts = [r.text for r in one.advise(contexts)]
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)  # the same arithmetic as one thread for the whole process: the same answers
+        assert texts == [r.text for r in own.advise(contexts)]
+    finally:
+        hook.remove()
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {1}

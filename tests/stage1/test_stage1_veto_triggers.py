@@ -96,3 +96,31 @@ def test_vecnormalize_leaves_slots_raw_and_round_trips(tmp_path) -> None:
     loaded = load_stats(tmp_path / "v.npz", venv)
     np.testing.assert_array_equal(loaded.normalize_obs(raw), out)
     np.testing.assert_array_equal(load_stats(tmp_path / "v.npz").normalize_obs(raw), out)
+
+
+def test_filters_skip_single_action_and_positions_without_entries() -> None:
+    hold_only = np.array([True, False, False, False, False, False])
+    in_trade = np.array([True, False, False, True, True, False])
+    masks = np.stack([ENTRY_MASK, hold_only, in_trade])
+    plain = TriggerRules(interval_bars=4, on_position_change=False, entropy_threshold=1.0, cooldown_bars=0)
+    assert QueryScheduler(3, plain).due(["flat", "flat", "long"], [True] * 3, masks) == ["episode_start"] * 3
+    single = TriggerRules(interval_bars=4, on_position_change=False, entropy_threshold=1.0, cooldown_bars=0,
+                          skip_single_action=True)
+    sched = QueryScheduler(3, single)
+    assert sched.due(["flat", "flat", "long"], [True] * 3, masks) == ["episode_start", None, "episode_start"]
+    sched.mark_queried([0, 2])
+    sched.set_entropy(np.array([0.0, 0.0, 2.0]))
+    assert sched.due(["flat", "flat", "long"], [False] * 3, masks) == [None, None, "entropy"], (
+        "env 1 is 2 bars past (half an interval) but may not piggyback while it has a single action"
+    )
+    sched.mark_queried([2])
+    sched.set_entropy(np.array([0.0, 2.0, 0.0]))
+    assert sched.due(["flat"] * 3, [False] * 3, np.stack([ENTRY_MASK] * 3))[1] == "entropy", (
+        "the skipped env asks once its mask offers a choice"
+    )
+    entries = TriggerRules(interval_bars=4, on_position_change=True, entropy_threshold=1.0, cooldown_bars=0,
+                           only_when_entries_allowed=True)
+    sched = QueryScheduler(3, entries)
+    assert sched.due(["flat", "flat", "long"], [True] * 3, masks) == ["episode_start", None, None]
+    assert entries.skips(in_trade) and entries.skips(hold_only) and not entries.skips(ENTRY_MASK)
+    assert not entries.skips(None) and not plain.skips(hold_only)

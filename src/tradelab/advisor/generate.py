@@ -309,15 +309,23 @@ class Advisor:
         if off_reason is not None and off_reason.split(" (")[0] not in self._off_reasons_logged:
             self._off_reasons_logged.add(off_reason.split(" (")[0])  # once per cause, not per batch width
             log.info("advisor prefix cache not used: %s", off_reason)
-        inputs = self._prefix.inputs(self.model, rows, prefix, pad_token_id=self.tokenizer.pad_token_id,
-                                     device=self.device)
-        if seed is not None:
-            torch.manual_seed(seed)
-        with torch.inference_mode():
-            output = self.model.generate(
-                **inputs, max_new_tokens=self.generation.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=self.stop_token_ids, **self._sampling_kwargs(),
-            )
+        threads = self.generation.cpu_threads if str(self.device).startswith("cpu") else 0
+        process_threads = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+        try:
+            inputs = self._prefix.inputs(self.model, rows, prefix, pad_token_id=self.tokenizer.pad_token_id,
+                                         device=self.device)
+            if seed is not None:
+                torch.manual_seed(seed)
+            with torch.inference_mode():
+                output = self.model.generate(
+                    **inputs, max_new_tokens=self.generation.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
+                    eos_token_id=self.stop_token_ids, **self._sampling_kwargs(),
+                )
+        finally:
+            if threads:
+                torch.set_num_threads(process_threads)
         latency = time.perf_counter() - started
         answers = [self._answer(row) for row in output[:, inputs["input_ids"].shape[1]:].cpu().tolist()]
         self.stats.record_call(GenerationCall(

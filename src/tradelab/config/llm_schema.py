@@ -32,6 +32,10 @@ class GenerationConfig(StrictModel):
     )
     cache: bool = Field(description="Reuse answers for contexts that discretise to the same key (same adapter).")
     cache_max_entries: int = Field(ge=1, description="Least recently used answers are dropped beyond this many.")
+    cpu_threads: int = Field(
+        ge=0, description="Torch CPU threads for each generate call on a CPU device (restored after); 0 keeps the "
+        "process setting."
+    )
 
 
 class PromptConfig(StrictModel):

@@ -86,6 +86,12 @@ class QueryConfig(StrictModel):
         ge=0, le=1, description="Ask when the policy's own entropy / log(allowed actions) exceeds this (1 = uniform)."
     )
     cooldown_bars: int = Field(ge=0, description="Never ask again within this many bars of the env's last query.")
+    skip_single_action: bool = Field(
+        description="Never ask while the vetoed mask allows a single action (advice could not move the policy)."
+    )
+    only_when_entries_allowed: bool = Field(
+        description="Ask only while BUY or SELL is allowed (flat, entries not vetoed); false asks in positions too."
+    )
     advice_ttl_bars: int = Field(ge=1, description="Advice older than this many bars is cleared from the slots.")
 
 

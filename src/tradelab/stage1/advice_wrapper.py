@@ -153,7 +153,7 @@ class AdviceVecEnv(VecEnvWrapper):
             entropy, argmax = self.probe(self._with_slots(obs), self.masks)
             self.scheduler.set_entropy(entropy)
         sides = [str((ctx.get("position") or {}).get("side", "flat")) for ctx in self.contexts]
-        due = self.scheduler.due(sides, list(episode_start))
+        due = self.scheduler.due(sides, list(episode_start), self.masks)
         self.fresh = [None] * self.num_envs
         asking = [i for i, trigger in enumerate(due) if trigger is not None and self.contexts[i]]
         if self.source is not None and asking:

@@ -125,7 +125,7 @@ class HybridAgent:
         entropy, _ = self.probe(raw, mask[None])
         self.scheduler.set_entropy(entropy)
         side = str(context["position"]["side"])
-        due = self.scheduler.due([side], [self._episode_start])[0]
+        due = self.scheduler.due([side], [self._episode_start], mask[None])[0]
         self._episode_start = False
         advice = None
         if due is not None and self.advisor is not None:

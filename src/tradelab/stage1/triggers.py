@@ -8,6 +8,10 @@ A batched generate call costs far less per row than a call of its own, so the ru
   and the interval batches shrink with them.
 * When some env asks between ticks, envs at least half an interval past their last query join the same batch
   ("piggyback").
+* Optional filters skip an env whose answer could not matter or is not wanted, whatever fired: a vetoed mask that
+  allows one action only (the prior is uniform over a single action, so advice cannot move the policy), or, with
+  ``only_when_entries_allowed``, any bar where neither BUY nor SELL is allowed. A skipped env neither asks nor
+  piggybacks; its counter keeps running, so it asks when a trigger next fires at a bar the filters allow.
 
 Pure numpy; the advice wrapper owns one :class:`QueryScheduler` and calls :meth:`QueryScheduler.due` once per step.
 """
@@ -18,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from tradelab import ACTION_IDS
 
 TRIGGER_EPISODE_START = "episode_start"
 TRIGGER_INTERVAL = "interval"
@@ -38,12 +44,28 @@ class TriggerRules:
         on_position_change: Ask when the position side changed since the previous bar.
         entropy_threshold: Ask when the policy's own normalised entropy at this bar exceeds this.
         cooldown_bars: Never ask within this many bars of the env's last query (episode starts excepted).
+        skip_single_action: Never ask while the (vetoed) mask allows a single action.
+        only_when_entries_allowed: Ask only while BUY or SELL is allowed (flat, entries not vetoed).
     """
 
     interval_bars: int
     on_position_change: bool
     entropy_threshold: float
     cooldown_bars: int
+    skip_single_action: bool = False
+    only_when_entries_allowed: bool = False
+
+    def skips(self, mask: np.ndarray | None) -> bool:
+        """Whether the filters rule out asking at a bar with this (vetoed) action mask; None: no mask known."""
+        if mask is None:
+            return False
+        mask = np.asarray(mask, dtype=bool).reshape(-1)
+        if self.skip_single_action and int(mask.sum()) <= 1:
+            return True
+        return self.only_when_entries_allowed and not (mask[_BUY] or mask[_SELL])
+
+
+_BUY, _SELL = ACTION_IDS["BUY"], ACTION_IDS["SELL"]
 
 
 class QueryScheduler:
@@ -66,12 +88,15 @@ class QueryScheduler:
         """Record the policy's own normalised entropy at the current bar of each env (from the policy probe)."""
         self.entropy = np.asarray(entropy, dtype=np.float64).reshape(self.n_envs).copy()
 
-    def due(self, sides: Sequence[str], episode_start: Sequence[bool]) -> list[str | None]:
+    def due(self, sides: Sequence[str], episode_start: Sequence[bool],
+            masks: np.ndarray | None = None) -> list[str | None]:
         """Advance one bar and say which envs ask now.
 
         Args:
             sides: Each env's position side at the new decision bar ("flat", "long", "short").
             episode_start: Whether each env's observation starts a new episode.
+            masks: ``(n_envs, n_actions)`` vetoed action masks at the new bar, for the rules' filters (None: no
+                filter applies).
 
         Returns:
             Per env, the trigger that fired (one of :data:`TRIGGERS`) or None.
@@ -81,11 +106,14 @@ class QueryScheduler:
         self.bars_since_query += 1
         tick = self.bar > 1 and (self.bar - 1) % rules.interval_bars == 0
         half = max(rules.cooldown_bars + 1, (rules.interval_bars + 1) // 2)
+        skipped = [rules.skips(None if masks is None else masks[i]) for i in range(self.n_envs)]
         out: list[str | None] = []
         for i in range(self.n_envs):
             changed = self.last_side[i] is not None and sides[i] != self.last_side[i]
             self.last_side[i] = sides[i]
-            if episode_start[i]:
+            if skipped[i]:
+                out.append(None)
+            elif episode_start[i]:
                 out.append(TRIGGER_EPISODE_START)
             elif self.bars_since_query[i] <= rules.cooldown_bars:
                 out.append(None)
@@ -99,7 +127,7 @@ class QueryScheduler:
                 out.append(None)
         if any(t is not None for t in out):
             for i in range(self.n_envs):
-                if out[i] is None and self.bars_since_query[i] >= half:
+                if out[i] is None and not skipped[i] and self.bars_since_query[i] >= half:
                     out[i] = TRIGGER_PIGGYBACK
         return out
 

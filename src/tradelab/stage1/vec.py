@@ -29,6 +29,8 @@ def trigger_rules(stage1: Any, *, interval_bars: int | None = None) -> TriggerRu
         on_position_change=bool(query.on_position_change),
         entropy_threshold=float(query.entropy_threshold),
         cooldown_bars=int(query.cooldown_bars),
+        skip_single_action=bool(query.skip_single_action),
+        only_when_entries_allowed=bool(query.only_when_entries_allowed),
     )
 
 
