@@ -21,7 +21,8 @@ from tradelab.loop.run import LOOP_STAGES, LoopSettings, run_loop
 from tradelab.manifest import load_manifest
 
 FIGURES = {"hit_rate": 0.5, "hit_rate_ci": [0.4, 0.6], "hit_rate_up": 0.5, "hit_rate_up_ci": None,
-           "hit_rate_down": 0.5, "hit_rate_down_ci": None, "holdout_reward": 0.1, "holdout_reward_ci": [0.0, 0.2],
+           "hit_rate_down": 0.5, "hit_rate_down_ci": None, "balanced_hit_rate": 0.5,
+           "balanced_hit_rate_ci": [0.45, 0.55], "holdout_reward": 0.1, "holdout_reward_ci": [0.0, 0.2],
            "parse_rate": 1.0, "parse_rate_ci": [0.9, 1.0], "non_hold_share": 0.5, "non_hold_share_ci": [0.4, 0.6],
            "prompts": 10, "directional": 5, "adapter_sha256": "x", "answers_path": "a.jsonl"}
 AGENT = {"net_pnl_usd": 12.5, "net_pnl_usd_ci": [-3.0, 20.0], "net_pnl_usd_seed_ci": None, "trades_per_day": 1.5,
@@ -53,7 +54,8 @@ class Recorder:
             elif name == "stage2_engine":
                 iteration["adapter_out_path"] = f"adapter-{number}"
                 iteration["adapter_out_sha256"] = f"s2-{number}"
-                iteration["advisor"] = {**FIGURES, "hit_rate": 0.5 + 0.05 * number}
+                iteration["advisor"] = {**FIGURES, "hit_rate": 0.5 + 0.05 * number,
+                                        "balanced_hit_rate": 0.5 + 0.02 * number}
                 iteration["stage2_vs_stage1"] = {"reward_gain": 0.0, "reward_gain_ci": None, "answers_changed": 0.0,
                                                  "logprob_shift_mean": 1e-4, "same_adapter": False}
             else:
@@ -89,12 +91,14 @@ def test_stages_run_in_order_and_lineage_chains(tmp_path: Path, config: Tradelab
     second = report["iterations"][1]
     assert second["adapter_in_sha256"] == report["iterations"][0]["adapter_out_sha256"] == "s2-1"
     assert second["ppo_init"] == "final.zip" and second["dataset_sha256s"] == {"train": "t2", "val": "v2"}
-    for key in ("hit_rate", "hit_rate_ci", "holdout_reward", "holdout_reward_ci", "parse_rate", "non_hold_share"):
+    for key in ("hit_rate", "hit_rate_ci", "balanced_hit_rate", "balanced_hit_rate_ci", "holdout_reward",
+                "holdout_reward_ci", "parse_rate", "non_hold_share"):
         assert key in second["advisor"]
     for key in ("net_pnl_usd", "net_pnl_usd_ci", "trades_per_day", "sharpe"):
         assert key in second["agents"]["hybrid"]
     assert any("identical net P&L to the cent" in note for note in second["notes"])
     assert report["headline"]["advisor_hit_rate_gain"] == pytest.approx(0.1)
+    assert report["headline"]["advisor_balanced_hit_rate_gain"] == pytest.approx(0.04)
     manifest = load_manifest(root, "NQ")
     assert manifest["loop"]["status"] == "completed"
     # The manifest records paths relative to the root (a moved workspace keeps its report); the caller gets them whole.
