@@ -143,6 +143,20 @@ def test_filters_count_what_they_remove(stage2_root: Path) -> None:
     assert kept == [f"run1-{i:07d}" for i in range(24, 40) if i % 2]
 
 
+def test_entries_filter_keeps_only_flat_records_with_both_entries(tmp_path: Path) -> None:
+    long = {"side": "long", "entry_price": 18000.0, "stop": 17990.0, "target": 18020.0, "trail_on": False,
+            "unrealized_pnl": 5.0, "bars_in_trade": 2}
+    records = [make_record(0), make_record(1, position=long, allowed=["HOLD", "MOVE_TO_BE"]),
+               make_record(2, allowed=["HOLD", "BUY"]), make_record(3)]
+    write_experience(tmp_path, records)
+    metadata = export_dataset(tmp_path, "NQ", load_config(overrides={"soft_grpo.dataset.decisions": "entries"}),
+                              test_mode=False)
+    assert metadata["filters"]["decisions"] == {"value": "entries", "removed": 2}
+    kept = [r["extra_info"]["experience_id"] for r in _rows(tmp_path, "train") + _rows(tmp_path, "val")]
+    assert sorted(kept) == ["run1-0000000", "run1-0000003"]
+    assert export_dataset(tmp_path, "NQ", load_config(), test_mode=False)["filters"]["decisions"]["removed"] == 0
+
+
 def test_test_mode_caps_rows(stage2_root: Path) -> None:
     metadata = export_dataset(stage2_root, "NQ", with_overrides(dataset__test_max_rows=10), test_mode=True)
     assert metadata["counts"]["train"] + metadata["counts"]["val"] == 10

@@ -80,7 +80,8 @@ def test_an_entries_only_refinement_drops_in_trade_records(monkeypatch: pytest.M
                                                            trained: int) -> None:
     from tradelab.advisor import train
     from tradelab.config import load_config
-    from tradelab.stage1.refine import is_entry_decision, refine_adapter
+    from tradelab.core.tradesim import is_entry_decision
+    from tradelab.stage1.refine import refine_adapter
 
     records = [_record("SELL"), _in_trade(_record("HOLD")), _record(None, parse_ok=False)]
     assert [is_entry_decision(r) for r in records] == [True, False, True]

@@ -25,6 +25,9 @@ class DatasetConfig(StrictModel):
         description="An experience is a success when outcome.pnl (USD) >= this; the rest are failures."
     )
     include_failures: bool = Field(description="Keep failures (pnl below min_success_pnl); false drops them.")
+    decisions: Literal["all", "entries"] = Field(
+        description="all: every resolved record; entries: only records asked while flat with BUY and SELL allowed."
+    )
     max_samples: int | None = Field(ge=1, description="Keep at most this many (the latest) rows; null = no cap.")
     split: Literal["chronological", "random"] = Field(
         description="chronological: val is the latest period; random: a seeded shuffle picks val rows."

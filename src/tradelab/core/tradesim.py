@@ -34,6 +34,13 @@ COST_KEYS: tuple[str, ...] = ("tick_size", "tick_value", "point_value", "commiss
 RULE_KEYS: tuple[str, ...] = ("stop_atr", "target_r", "trail_atr", "be_buffer_ticks")
 """The exit-rule fields (:class:`ExitRules`, the scoring part of an experience record's ``rules``)."""
 
+
+def is_entry_decision(record: Mapping[str, Any]) -> bool:
+    """Whether an experience record was asked while flat with both entries allowed: the decision the market's
+    direction decides (in an open position most hindsight answers are HOLD)."""
+    return record["position"].get("side", "flat") == "flat" and set(ENTRY_ACTIONS) <= set(record["allowed_actions"])
+
+
 REASON_STOP = "stop"
 REASON_BREAKEVEN = "breakeven"
 REASON_TRAIL = "trail"

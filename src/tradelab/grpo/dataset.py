@@ -26,6 +26,7 @@ from typing import Any
 
 from tradelab.config import TradelabConfig, config_hash
 from tradelab.core.ground_truth import build_ground_truth, dumps
+from tradelab.core.tradesim import is_entry_decision
 from tradelab.errors import DataError, StageNotReady
 from tradelab.fileio import atomic_write_json, atomic_write_text, sha256_file, writing
 from tradelab.grpo.record_check import check_record
@@ -88,6 +89,7 @@ class _Scan:
     without_outcome: int = 0
     empty_forward: int = 0
     with_outcome: int = 0
+    removed_decisions: int = 0
     removed_min_reward: int = 0
     removed_failures: int = 0
     successes: int = 0
@@ -145,7 +147,10 @@ def _candidate(record: Any, blocklist: Sequence[str] = (), fast: bool = False) -
 
 
 def _passes(record: dict[str, Any], scan: _Scan, settings: Any) -> bool:
-    """Apply min_reward and include_failures/min_success_pnl, counting what each removes."""
+    """Apply decisions, min_reward and include_failures/min_success_pnl, counting what each removes."""
+    if settings.decisions == "entries" and not is_entry_decision(record):
+        scan.removed_decisions += 1
+        return False
     outcome = record["outcome"]
     reward = outcome.get("reward")
     if settings.min_reward is not None and (not isinstance(reward, (int, float)) or reward < settings.min_reward):
@@ -461,10 +466,12 @@ def _check_scan(path: Path, scan: _Scan, settings: Any, market: str) -> None:
         raise DataError(
             f"{path}: the dataset filters in config/phase3_soft_grpo.yaml removed all {scan.with_outcome} "
             f"experiences with an outcome:\n"
+            f"  dataset.decisions = {settings.decisions!r}: removed {scan.removed_decisions}\n"
             f"  dataset.min_reward = {settings.min_reward!r}: removed {scan.removed_min_reward}\n"
             f"  dataset.include_failures = {settings.include_failures!r} "
             f"(dataset.min_success_pnl = {settings.min_success_pnl!r}): removed {scan.removed_failures}\n"
-            f"Relax dataset.min_reward (or set it to null) or set dataset.include_failures: true"
+            f"Relax dataset.min_reward (or set it to null), set dataset.include_failures: true or "
+            f"dataset.decisions: all"
         )
 
 
@@ -551,6 +558,7 @@ def _metadata(
         },
         "malformed_lines": [{"line": n, "error": why} for n, why in scan.malformed[:MAX_REPORTED_LINES]],
         "filters": {
+            "decisions": {"value": settings.decisions, "removed": scan.removed_decisions},
             "min_reward": {"value": settings.min_reward, "removed": scan.removed_min_reward},
             "include_failures": {"value": settings.include_failures, "min_success_pnl": settings.min_success_pnl,
                                  "removed": scan.removed_failures},

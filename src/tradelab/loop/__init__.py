@@ -7,8 +7,15 @@ TINY_ADVISOR_LEARNING: dict[str, object] = {
     "stage1.test.refinement_every_steps": 2048,
     "stage1.test.refinement_recent_records": 4096,
     "stage1.test.refinement_epochs": 2,
+    "soft_grpo.dataset.decisions": "entries",
+    "soft_grpo.dataset.reasoning_instruction": None,
+    "soft_grpo.dataset.test_max_rows": 512,
     "grpo_local.mode": "discrete",
-    "grpo_local.test.lr": 1e-4,
+    "grpo_local.rollout.temperature": 0.7,
+    "grpo_local.test.steps": 30,
+    "grpo_local.test.prompts_per_step": 8,
+    "grpo_local.test.group_size": 8,
+    "grpo_local.test.lr": 3e-4,
 }
 """Config overrides (``load_config(overrides=...)``) under which the embedded tiny advisor learns the planted cue
 within a test-mode loop.
@@ -19,8 +26,14 @@ within a test-mode loop.
 - Uniform weights: balanced advantage weights multiplied the few HOLD-on-a-flat-bar examples about eight-fold, and
   their clipped gradient steps kept the adapter on one side.
 - Every refinement retrains on up to 4,096 resolved records of the run, with a larger step than a real model needs.
-- Discrete GRPO: the tiny advisor has no thinking to make soft, and in soft mode none of its answers parsed. At the
-  test profile's lr of 1e-3, four GRPO steps pushed the refined adapter onto one side (balanced hit rate 0.67 ->
-  0.50 on the 0.8 edge); 1e-4 is used instead.
+- Stage 2 on the same entry decisions, exported without the reasoning instruction: the tiny advisor has no thinking,
+  and with the instruction appended to its system message none of its sampled answers parsed (format rate 0.0), so
+  every answer scored the malformed penalty, every advantage was 0, and only the KL pull towards the random base
+  moved the adapter (at lr 1e-3 it pushed a learned adapter onto one side: balanced hit rate 0.67 -> 0.50).
+- Discrete GRPO at temperature 0.7: the tiny advisor has no thinking to make soft. At temperature 1.0 a quarter of
+  its sampled answers parsed, the malformed penalty dominated the advantages and 30 steps taught it one side
+  (balanced hit rate 0.63 -> 0.50); at 0.7 nearly all parse from the first steps, and the groups' differences are
+  about direction (0.63 -> 0.68 on the same Stage 1 adapter).
+- 30 steps of 8 prompts x 8 answers at lr 3e-4: the test profile's 4 steps of 2 x 4 barely move the adapter.
 
 ``bench/learning.py`` and the slow loop tests use them; a real base model should keep the defaults."""

@@ -21,6 +21,7 @@ from tradelab.core import ACTIONS
 from tradelab.core.ground_truth import build_ground_truth
 from tradelab.core.parse import format_advice, parse_advice
 from tradelab.core.replay import Counterfactual
+from tradelab.core.tradesim import is_entry_decision
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,6 @@ def hindsight_example(record: Mapping[str, Any], min_weight: float) -> tuple[lis
     confidence = 0.5 + 0.45 * math.tanh(max(margin, 0.0))
     target = format_advice(best, confidence, hindsight_reason(record["market_context"], best))
     return [dict(m) for m in record["prompt"]], target, float(weight)
-
-
-def is_entry_decision(record: Mapping[str, Any]) -> bool:
-    """Whether a record asked while flat with both entries allowed (the decision the market's direction decides)."""
-    return record["position"].get("side", "flat") == "flat" and {"BUY", "SELL"} <= set(record["allowed_actions"])
 
 
 def balance_by_action(actions: Sequence[str], weights: Sequence[float]) -> list[float]:
