@@ -30,7 +30,8 @@ STRONG_EDGE = 0.8
 TIMESTEPS = 4096
 """Stage 1 steps: two refinements under :data:`TINY_ADVISOR_LEARNING`, on the run's entry records (about 70)."""
 PROBE_PROMPTS = 128
-
+STAGE2_STEPS = 10
+"""Local GRPO steps: a third of the learning profile's, to keep each test within its CI budget."""
 
 
 def _workspace(root: Path, edge: float, config: TradelabConfig, tiny_advisor_dir: Path, warm_adapter_dir: Path) -> Path:
@@ -42,7 +43,7 @@ def _workspace(root: Path, edge: float, config: TradelabConfig, tiny_advisor_dir
 
 
 def _loop(root: Path) -> dict[str, Any]:
-    config = load_config(overrides=TINY_ADVISOR_LEARNING)
+    config = load_config(overrides={**TINY_ADVISOR_LEARNING, "grpo_local.test.steps": STAGE2_STEPS})
     return stages.loop(root, "NQ", iterations=1, test_mode=True, seeds=2, probe_prompts=PROBE_PROMPTS,
                        timesteps=TIMESTEPS, config=config)["report"]
 
