@@ -107,7 +107,6 @@ def require_stage1(root: str | Path, market: str) -> Manifest:
     """
     manifest = load_manifest(root, market)
     stage1 = stage1_of(manifest)
-    section = (manifest or {}).get("stage1") or {}  # the raw dict run_liveness reads
     found = stage1.status or "missing"
     if found == "completed":
         return manifest  # type: ignore[return-value]
@@ -115,7 +114,7 @@ def require_stage1(root: str | Path, market: str) -> Manifest:
     if found == "running":
         from tradelab.runlock import run_liveness
 
-        liveness = run_liveness(root, market, section)
+        liveness = run_liveness(root, market, stage1)
         if liveness != "stale":
             where = f"pid {stage1.pid or '?'} on host {stage1.host or '?'}"
             raise StageNotReady(
@@ -129,7 +128,7 @@ def require_stage1(root: str | Path, market: str) -> Manifest:
     if previous is not None and previous.status == "completed":
         log.warning("%s: stage1 is %s; using the last completed run (completed %s)", path, found,
                     previous.completed_at)
-        return {**manifest, "stage1": section["last_completed"]}  # type: ignore[dict-item]
+        return {**manifest, "stage1": manifest["stage1"]["last_completed"]}  # type: ignore[index]
     raise StageNotReady(
         f"{path}: stage1.status is {found!r}, this step needs a completed Stage 1; run "
         f"`python main.py stage1 --market {market} --test` (or a full run; --resume continues from the last "
