@@ -36,6 +36,13 @@ def test_build_ground_truth_validates_with_the_same_check() -> None:
         check_record(record)
     with pytest.raises(ValueError, match="action_taken is str"):
         build_ground_truth(record)
+    # A record still being written (no id or prompt yet) builds; its scored fields are still required.
+    partial = {k: v for k, v in make_record(0, trend="up").items() if k not in ("id", "prompt")}
+    assert build_ground_truth(partial)["allowed_actions"] == partial["allowed_actions"]
+    with pytest.raises(ValueError, match="id is missing"):
+        check_record(partial)
+    with pytest.raises(ValueError, match="contract is missing"):
+        build_ground_truth({k: v for k, v in partial.items() if k != "contract"})
 
 
 def test_the_ground_truth_carries_a_versioned_reward_spec() -> None:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tradelab.core import ACTIONS
-from tradelab.core.records import GroundTruth, check_record, reward_spec
+from tradelab.core.records import SCORED, GroundTruth, check_record, reward_spec
 from tradelab.core.replay import bars_to_flatten
 from tradelab.core.tradesim import COST_KEYS, RULE_KEYS
 
@@ -119,13 +119,14 @@ def build_ground_truth(
         weights: The reward's weights (:class:`tradelab.core.records.RewardWeights`); missing ones take the
             defaults. Weights and blocklist travel with the data as ``reward_spec``, so every engine (local, PyPI
             verl, the SofT-GRPO fork) scores with the same figures through the reward.
-        checked: The caller already ran :func:`tradelab.core.records.check_record` on ``record``.
+        checked: The caller already ran :func:`tradelab.core.records.check_record` on ``record``; otherwise it
+            runs here, requiring only the fields the ground truth is built from (:data:`~tradelab.core.records.SCORED`).
 
     Raises:
         ValueError: A field the reward needs is missing or malformed (the message names it).
     """
     if not checked:
-        check_record(record)
+        check_record(record, required=SCORED)
     prices = _forward(record)
     contract = record.get("contract") or {}
     rules = record.get("rules") or {}

@@ -50,6 +50,10 @@ REQUIRED: dict[str, tuple[type, ...]] = {
 }
 """Fields every record must have, with their types."""
 
+SCORED: tuple[str, ...] = ("allowed_actions", "forward", "contract", "rules")
+"""The required fields a ground truth is built from; a record still being written (Stage 1's hindsight scoring, the
+loop's probe) has these before it has an id or a prompt."""
+
 OPTIONAL: dict[str, tuple[type, ...]] = {
     "schema_version": (int,),
     "market": (str,),
@@ -98,15 +102,19 @@ def _expect(types: tuple[type, ...]) -> str:
     return " or ".join(dict.fromkeys(names.get(t.__name__, t.__name__) for t in types))
 
 
-def check_record(record: Any) -> None:
+def check_record(record: Any, required: Sequence[str] | None = None) -> None:
     """Raise ``ValueError`` naming the first field whose type differs from :class:`ExperienceRecord`'s.
 
     Args:
         record: One parsed JSONL line.
+        required: The :data:`REQUIRED` fields that must be present (all when None); the others are type-checked
+            when present.
     """
     if not isinstance(record, dict):
         raise ValueError(f"line is a JSON {_type_name(record)}, not an object")
     for key, types in REQUIRED.items():
+        if required is not None and key not in required and record.get(key) is None:
+            continue
         if key not in record or record[key] is None:
             raise ValueError(f"{key} is missing; it must be {_expect(types)}")
         if not _fits(record[key], types):
