@@ -70,7 +70,8 @@ def test_an_older_ground_truth_without_a_spec_scores_identically(trend: str) -> 
 def test_the_carried_weights_are_the_ones_scored_with() -> None:
     record = make_record(0, trend="up")
     plain = compute_score("tradelab/NQ", "nonsense", dumps(build_ground_truth(record)))
-    harsher = compute_score("tradelab/NQ", "nonsense", dumps(build_ground_truth(record, weights={"invalid_score": -3.0})))
+    harsher_truth = dumps(build_ground_truth(record, weights={"invalid_score": -3.0}))
+    harsher = compute_score("tradelab/NQ", "nonsense", harsher_truth)
     assert plain["score"] == DEFAULT_REWARD_WEIGHTS["invalid_score"] and harsher["score"] == -3.0
     good = compute_score("tradelab/NQ", "BUY | 0.8 | up", dumps(build_ground_truth(record)))
     bonus = compute_score("tradelab/NQ", "BUY | 0.8 | up",
