@@ -112,12 +112,10 @@ def _prompt(record: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def _sort_key(record: dict[str, Any]) -> tuple[float, str]:
-    stamp = record.get("timestamp")
-    if not isinstance(stamp, str):
-        raise ValueError("timestamp must be an ISO-8601 string")
-    moment = datetime.fromisoformat(stamp)
+    """``(seconds, id)`` of a record :func:`tradelab.core.records.check_record` passed (a string timestamp)."""
+    moment = datetime.fromisoformat(record["timestamp"])
     seconds = moment.timestamp() if moment.tzinfo else moment.replace(tzinfo=None).timestamp()
-    return seconds, str(record.get("id", ""))
+    return seconds, record["id"]
 
 
 def _candidate(record: Any, blocklist: Sequence[str] = (), fast: bool = False,
