@@ -1,6 +1,8 @@
 """The per-market Phase 3 manifest: ``models/phase3_hybrid/<MKT>/phase3_stage_manifest.json``.
 
-One module owns reading and writing it (ARCHITECTURE.md §11). Sections are plain JSON objects:
+One module owns reading and writing it (ARCHITECTURE.md §11); :mod:`tradelab.manifest_schema` declares its shape
+once, as pydantic models that every read is checked against and that readers get typed sections from
+(:func:`stage1_of`, :func:`stage2_of`, :func:`data_of`, :func:`evaluations_of`, :func:`loop_of`). Sections:
 
 - ``data``: bars_path, sha256, rows, start, end, train_end, holdout_start
 - ``stage1``: status, timings, seeds, config hash, git SHA, versions, artifact paths, experience and LLM stats
@@ -30,6 +32,23 @@ from typing import Any
 
 from tradelab.errors import DataError, StageNotReady
 from tradelab.fileio import atomic_write_json, writing
+from tradelab.manifest_schema import (
+    STAGE1_PATH_KEYS,
+    STAGE1_STATUSES,
+    DataSection,
+    EvaluationSummary,
+    LoopSection,
+    ManifestModel,
+    RunRecord,
+    Stage1Section,
+    Stage2Section,
+    data_of,
+    evaluations_of,
+    loop_of,
+    problems_of,
+    stage1_of,
+    stage2_of,
+)
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now
 
@@ -43,11 +62,13 @@ MANIFEST_SCHEMA_VERSION = 2
 """Version of the manifest layout. 2: workspace-relative paths; ``stage1`` records pid, host, the model's sha256
 and the last completed run. Version 1 (absolute paths) is migrated on read."""
 
-STAGE1_STATUSES: tuple[str, ...] = ("running", "completed", "interrupted", "failed")
-
-_STAGE1_PATH_KEYS: tuple[str, ...] = (
-    "model_checkpoint", "vecnormalize_path", "checkpoints_dir", "lora_adapter_path", "experience_path",
-)
+__all__ = [
+    "MANIFEST_SCHEMA_VERSION", "SECTIONS", "STAGE1_STATUSES", "DataSection", "EvaluationSummary", "LoopSection",
+    "Manifest", "ManifestModel", "RunRecord", "Stage1Section", "Stage2Section", "append_evaluation", "append_run",
+    "data_of", "evaluations_of", "load_manifest", "loop_of", "merge_stage1", "migrate", "new_manifest",
+    "require_stage1", "set_section", "set_stage2", "shape_problems", "stage1_of", "stage2_of", "update_last_run",
+    "update_manifest",
+]
 
 
 def new_manifest(market: str) -> Manifest:
@@ -85,29 +106,29 @@ def require_stage1(root: str | Path, market: str) -> Manifest:
     since that run's ``final.zip`` is what is on disk. A run that is still alive is waited for, not read around.
     """
     manifest = load_manifest(root, market)
-    section = (manifest or {}).get("stage1") or {}
-    found = section.get("status", "missing")
+    stage1 = stage1_of(manifest)
+    found = stage1.status or "missing"
     if found == "completed":
         return manifest  # type: ignore[return-value]
     path = Workspace.at(root).manifest_path(market)
     if found == "running":
         from tradelab.runlock import run_liveness
 
-        liveness = run_liveness(root, market, section)
+        liveness = run_liveness(root, market, stage1)
         if liveness != "stale":
-            where = f"pid {section.get('pid', '?')} on host {section.get('host', '?')}"
+            where = f"pid {stage1.pid or '?'} on host {stage1.host or '?'}"
             raise StageNotReady(
-                f"{path}: Stage 1 for {market} is running ({where}, started {section.get('started_at')}); wait "
+                f"{path}: Stage 1 for {market} is running ({where}, started {stage1.started_at}); wait "
                 f"for it to finish"
                 + (", or if that run is gone, run `python main.py stage1 --market {market} --resume`"
                    if liveness == "unknown" else "")
             )
-        found = f"running, but its process ({section.get('pid', '?')} on {section.get('host', '?')}) is gone"
-    previous = section.get("last_completed")
-    if isinstance(previous, dict) and previous.get("status") == "completed":
+        found = f"running, but its process ({stage1.pid or '?'} on {stage1.host or '?'}) is gone"
+    previous = stage1.last_completed
+    if previous is not None and previous.status == "completed":
         log.warning("%s: stage1 is %s; using the last completed run (completed %s)", path, found,
-                    previous.get("completed_at"))
-        return {**manifest, "stage1": previous}  # type: ignore[dict-item]
+                    previous.completed_at)
+        return {**manifest, "stage1": manifest["stage1"]["last_completed"]}  # type: ignore[index]
     raise StageNotReady(
         f"{path}: stage1.status is {found!r}, this step needs a completed Stage 1; run "
         f"`python main.py stage1 --market {market} --test` (or a full run; --resume continues from the last "
@@ -228,78 +249,18 @@ def _parse(path: Path, market: str, root: str | Path) -> Manifest:
     return manifest
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def shape_problems(manifest: Any, market: str) -> list[str]:
-    """What is wrong with a parsed manifest's shape (empty when it can be used)."""
+    """What is wrong with a parsed manifest's shape (empty when it can be used), checked against
+    :class:`tradelab.manifest_schema.ManifestModel`."""
     if not isinstance(manifest, dict):
         return [f"top level is {type(manifest).__name__}, expected an object"]
     missing = [k for k in ("schema_version", "market", *SECTIONS) if k not in manifest]
     if missing:
         return [f"missing keys {missing}"]
     problems = []
-    if not _is_int(manifest["schema_version"]) or manifest["schema_version"] < 1:
-        problems.append(f"schema_version is {manifest['schema_version']!r}, expected a positive integer")
     if manifest["market"] != market:
         problems.append(f"market is {manifest['market']!r}, expected {market!r}")
-    for key in ("data", "stage1"):
-        if manifest[key] is not None and not isinstance(manifest[key], dict):
-            problems.append(f"{key} is {manifest[key]!r}, expected an object or null")
-    problems += _stage1_problems(manifest["stage1"]) if isinstance(manifest["stage1"], dict) else []
-    problems += _data_problems(manifest["data"]) if isinstance(manifest["data"], dict) else []
-    stage2 = manifest["stage2"]
-    if not isinstance(stage2, dict):
-        problems.append(f"stage2 is {stage2!r}, expected an object with dataset, preflight and runs")
-    else:
-        for key in ("dataset", "preflight"):
-            if stage2.get(key) is not None and not isinstance(stage2[key], dict):
-                problems.append(f"stage2.{key} is {stage2[key]!r}, expected an object or null")
-        dataset = stage2.get("dataset")
-        for key in ("counts", "paths", "sha256s") if isinstance(dataset, dict) else ():
-            if not isinstance(dataset.get(key), dict):
-                problems.append(f"stage2.dataset.{key} is {dataset.get(key)!r}, expected an object")
-        runs = stage2.get("runs", [])
-        if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
-            problems.append("stage2.runs must be a list of objects")
-    evaluation = manifest["evaluation"]
-    if not isinstance(evaluation, list) or not all(isinstance(e, dict) for e in evaluation):
-        problems.append("evaluation must be a list of objects")
-    return problems
-
-
-def _data_problems(data: dict[str, Any]) -> list[str]:
-    problems = []
-    for key in ("bars_path", "sha256", "start", "end", "train_end", "holdout_start"):
-        if data.get(key) is not None and not isinstance(data[key], str):
-            problems.append(f"data.{key} is {data[key]!r}, expected a string or null")
-    if data.get("rows") is not None and not _is_int(data["rows"]):
-        problems.append(f"data.rows is {data['rows']!r}, expected an integer")
-    return problems
-
-
-def _stage1_problems(stage1: dict[str, Any]) -> list[str]:
-    problems = []
-    status = stage1.get("status")
-    if status is not None and status not in STAGE1_STATUSES:
-        problems.append(f"stage1.status is {status!r}, expected one of {list(STAGE1_STATUSES)}")
-    for key in _STAGE1_PATH_KEYS:
-        if stage1.get(key) is not None and not isinstance(stage1[key], str):
-            problems.append(f"stage1.{key} is {stage1[key]!r}, expected a path string or null")
-    for key in ("base_model", "last_completed", "llm_stats", "hybrid_stats", "prompts"):
-        if stage1.get(key) is not None and not isinstance(stage1[key], dict):
-            problems.append(f"stage1.{key} is {stage1[key]!r}, expected an object or null")
-    if isinstance(stage1.get("base_model"), dict):
-        local = stage1["base_model"].get("local_path")
-        if local is not None and not isinstance(local, str):
-            problems.append(f"stage1.base_model.local_path is {local!r}, expected a path string")
-    for key in ("total_timesteps", "seed", "pid", "experience_samples", "experience_with_outcome"):
-        if stage1.get(key) is not None and not _is_int(stage1[key]):
-            problems.append(f"stage1.{key} is {stage1[key]!r}, expected an integer")
-    if stage1.get("test_mode") is not None and not isinstance(stage1["test_mode"], bool):
-        problems.append(f"stage1.test_mode is {stage1['test_mode']!r}, expected true or false")
-    return problems
+    return problems + problems_of(manifest)
 
 
 def migrate(manifest: Manifest, ws: Workspace) -> Manifest:
@@ -319,7 +280,7 @@ def migrate(manifest: Manifest, ws: Workspace) -> Manifest:
     for section in (stage1, (stage1 or {}).get("last_completed")):
         if not isinstance(section, dict):
             continue
-        for key in _STAGE1_PATH_KEYS:
+        for key in STAGE1_PATH_KEYS:
             if isinstance(section.get(key), str):
                 section[key] = ws.record(section[key])
         base = section.get("base_model")

@@ -13,12 +13,13 @@ import fcntl
 import json
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from tradelab.errors import WorkspaceError
 from tradelab.fileio import writing
+from tradelab.manifest_schema import Stage1Section
 from tradelab.paths import Workspace
 
 LOCK_NAME = "stage1.lock"
@@ -103,18 +104,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def run_liveness(root: str | Path, market: str, section: dict[str, Any]) -> str:
-    """Whether the run a ``running`` Stage 1 section describes is still going.
+def run_liveness(root: str | Path, market: str, section: Stage1Section | Mapping[str, Any]) -> str:
+    """Whether the run a ``running`` Stage 1 section (typed, or as the manifest holds it) describes is still going.
 
     Returns:
         ``"alive"``, ``"stale"`` (its process is gone: killed, crashed, machine rebooted) or ``"unknown"`` (it ran on
         another host, where neither its pid nor its lock can be checked from here).
     """
-    pid, host = section.get("pid"), section.get("host")
+    stage1 = section if isinstance(section, Stage1Section) else Stage1Section.model_validate(section)
+    pid, host = stage1.pid, stage1.host
     if host is not None and host != socket.gethostname():
         return "unknown"
     if not lock_held(root, market):
         return "stale"
-    if isinstance(pid, int) and not isinstance(pid, bool) and not _pid_alive(pid):
+    if pid is not None and not _pid_alive(pid):
         return "stale"
     return "alive"

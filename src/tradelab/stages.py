@@ -16,7 +16,7 @@ from typing import Any
 
 from tradelab.config import DEFAULT_CONFIG_DIR, TradelabConfig, load_config
 from tradelab.errors import ConfigError, StageNotReady, TradelabError
-from tradelab.manifest import load_manifest
+from tradelab.manifest import Stage1Section, evaluations_of, load_manifest, stage1_of, stage2_of
 from tradelab.markets import validate_market_name
 from tradelab.paths import Workspace
 
@@ -286,28 +286,28 @@ def status(root: str | Path, market: str | None = None) -> dict[str, Any]:
 
 def _market_status(ws: Workspace, market: str) -> dict[str, Any]:
     manifest = load_manifest(ws.root, market)
-    stage1_section = (manifest or {}).get("stage1") or {}
-    stage2_section = (manifest or {}).get("stage2") or {}
-    evaluations = (manifest or {}).get("evaluation") or []
+    stage1_section = stage1_of(manifest)
+    stage2_section = stage2_of(manifest)
+    evaluations = evaluations_of(manifest)
     artifacts = {
         "bars": ws.bars_path(market),
-        "ppo_model": ws.resolve(stage1_section.get("model_checkpoint")),
-        "vecnormalize": ws.resolve(stage1_section.get("vecnormalize_path")),
-        "stage1_lora": ws.resolve(stage1_section.get("lora_adapter_path")),
-        "experience": ws.resolve(stage1_section.get("experience_path")) or ws.experience_path(market),
+        "ppo_model": ws.resolve(stage1_section.model_checkpoint),
+        "vecnormalize": ws.resolve(stage1_section.vecnormalize_path),
+        "stage1_lora": ws.resolve(stage1_section.lora_adapter_path),
+        "experience": ws.resolve(stage1_section.experience_path) or ws.experience_path(market),
         "stage2_train": ws.soft_grpo_data_dir(market) / "stage2_train.parquet",
         "stage2_val": ws.soft_grpo_data_dir(market) / "stage2_val.parquet",
         "soft_grpo_adapter": ws.soft_grpo_adapter_dir(market),
     }
-    dataset = stage2_section.get("dataset") or {}
+    dataset = stage2_section.dataset
     return {
         "market": market,
         "manifest": str(ws.manifest_path(market)) if manifest else None,
         "stages": {
             "data": "ready" if ws.bars_path(market).exists() else "missing",
             "stage1": _stage1_status(ws, market, stage1_section),
-            "stage2_dataset": "exported" if dataset else "not run",
-            "stage2_runs": len(stage2_section.get("runs") or []),
+            "stage2_dataset": "exported" if dataset is not None else "not run",
+            "stage2_runs": len(stage2_section.runs),
             "evaluations": len(evaluations),
         },
         "artifacts": [
@@ -315,24 +315,24 @@ def _market_status(ws: Workspace, market: str) -> dict[str, Any]:
             for name, path in artifacts.items()
         ],
         "runs": [
-            {k: run.get(k) for k in ("engine", "status", "return_code", "log_file", "started_at")}
-            for run in stage2_section.get("runs") or []
+            {k: getattr(run, k) for k in ("engine", "status", "return_code", "log_file", "started_at")}
+            for run in stage2_section.runs
         ],
-        "last_evaluation": evaluations[-1] if evaluations else None,
+        "last_evaluation": evaluations[-1].model_dump(exclude_unset=True) if evaluations else None,
     }
 
 
-def _stage1_status(ws: Workspace, market: str, section: dict[str, Any]) -> str:
+def _stage1_status(ws: Workspace, market: str, section: Stage1Section) -> str:
     """The section's status, with a ``running`` one whose process is gone shown as stale."""
-    status = section.get("status", "not run")
+    status = section.status or "not run"
     if status == "running":
         from tradelab.runlock import run_liveness
 
         liveness = run_liveness(ws.root, market, section)
         if liveness == "stale":
-            return f"stale: marked running, but pid {section.get('pid', '?')} is gone"
+            return f"stale: marked running, but pid {section.pid if section.pid is not None else '?'} is gone"
         if liveness == "unknown":
-            return f"running on {section.get('host')}"
+            return f"running on {section.host}"
     return str(status)
 
 

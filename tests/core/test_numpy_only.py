@@ -57,7 +57,8 @@ def _truth() -> str:
 
 
 def test_core_and_the_reward_import_with_only_numpy() -> None:
-    assert {"tradelab.core.reward", "tradelab.core.parse", "tradelab.core.tradesim"} <= set(CORE_MODULES)
+    assert {"tradelab.core.reward", "tradelab.core.parse", "tradelab.core.tradesim", "tradelab.core.records",
+            "tradelab.core.ground_truth"} <= set(CORE_MODULES)
     done = subprocess.run([sys.executable, "-c", SCRIPT, json.dumps(CORE_MODULES), _truth()], capture_output=True,
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr

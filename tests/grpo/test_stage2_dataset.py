@@ -209,7 +209,7 @@ def test_the_blocklist_travels_in_every_rows_ground_truth(stage2_root: Path) -> 
     export_dataset(stage2_root, "NQ", with_overrides(dataset__blocklist=["http://"]), test_mode=False)
     for row in _rows(stage2_root, "train") + _rows(stage2_root, "val"):
         truth = row["reward_model"]["ground_truth"]
-        assert json.loads(truth)["blocklist"] == ["http://"]
+        assert json.loads(truth)["reward_spec"]["blocklist"] == ["http://"]
         # Exactly what verl's reward manager calls with the row: the penalty needs no engine-side guard.
         scored = compute_score(row["data_source"], "HOLD | 0.5 | see http://x", truth, row["extra_info"])
         assert scored["score"] == INVALID_SCORE and scored["blocked"] == 1.0

@@ -21,7 +21,7 @@ from tradelab.cli.parser import days_int, edge_float, positive_int, timesteps_in
 from tradelab.config import TradelabConfig
 from tradelab.errors import TradelabError
 from tradelab.grpo import ENGINES
-from tradelab.manifest import load_manifest
+from tradelab.manifest import load_manifest, stage1_of
 from tradelab.paths import Workspace
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class Menu:
 
     def _stage1_markets(self) -> list[str]:
         return [m for m in self.ws.markets_with_manifest()
-                if ((load_manifest(self.root, m) or {}).get("stage1") or {}).get("status") == "completed"]
+                if stage1_of(load_manifest(self.root, m)).status == "completed"]
 
     def stage1(self) -> None:
         market = self._market(self.ws.markets_with_data(),

@@ -15,6 +15,18 @@ PLACEHOLDERS: tuple[str, ...] = (
 """Names that may appear as ``{name}`` in engine ``args`` / ``test_overrides``; the runner fills them in."""
 
 
+class RewardWeightsConfig(StrictModel):
+    """The reward's weights (:mod:`tradelab.core.reward`), written into every exported row's ground truth."""
+
+    format_bonus: float = Field(description="Added to every well-formed, allowed answer.")
+    r_clip: float = Field(gt=0, description="Outcome R-multiples are clipped to +/- this and scaled into [-1, 1].")
+    calibration_weight: float = Field(description="Weight of the Brier-style confidence term (in [-1, 1]).")
+    hold_miss_weight: float = Field(description="HOLD while flat costs this times the best entry's R when it won.")
+    hold_avoid_weight: float = Field(description="HOLD while flat earns this times the loss avoided when all lost.")
+    neutral_confidence: float = Field(ge=0, le=1, description="Confidence assumed when the answer gives none.")
+    invalid_score: float = Field(description="Fixed score of a malformed, disallowed or blocklisted answer.")
+
+
 class DatasetConfig(StrictModel):
     """How Stage 1 experience records become the GRPO train / val parquet files."""
 
@@ -38,6 +50,9 @@ class DatasetConfig(StrictModel):
     samples_rows: int = Field(ge=0, description="Rows copied to stage2_samples.jsonl for people to read.")
     blocklist: list[str] = Field(
         description="Answers containing any of these substrings score the malformed penalty, in every engine."
+    )
+    reward_weights: RewardWeightsConfig = Field(
+        description="The reward's weights; they travel in each row's ground truth with the blocklist."
     )
     reasoning_instruction: str | None = Field(
         description="Appended to each Stage 2 system message: ask for a short <think>...</think> block before the "

@@ -9,6 +9,8 @@ nothing but the standard library, numpy and this package (``tests/core/test_nump
 - :mod:`tradelab.core.replay`: counterfactual replay of any action over a recorded forward window;
 - :mod:`tradelab.core.context`: the raw market context the env exposes and prompts are built from;
 - :mod:`tradelab.core.parse`: the advisor answer parser;
+- :mod:`tradelab.core.records`: the experience record, the ground truth and the reward spec declared once, with
+  the record's one validator;
 - :mod:`tradelab.core.ground_truth`: the ground-truth payload a Stage 2 row carries;
 - :mod:`tradelab.core.reward`: the verifiable reward, :func:`~tradelab.core.reward.compute_score`.
 

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tradelab.core import ACTIONS
+from tradelab.core.records import SCORED, GroundTruth, check_record, reward_spec
 from tradelab.core.replay import bars_to_flatten
 from tradelab.core.tradesim import COST_KEYS, RULE_KEYS
 
-GROUND_TRUTH_VERSION = 2
-"""Version of the ground-truth JSON layout; bump when a key changes meaning (2: ``blocklist``)."""
+GROUND_TRUTH_VERSION = 3
+"""Version of the ground-truth JSON layout; bump when a key changes meaning (2: ``blocklist``; 3: ``reward_spec``
+carries the reward's weights and the blocklist, :class:`tradelab.core.records.RewardSpec`)."""
 
 PRICE_KEYS: tuple[str, ...] = ("open", "high", "low", "close")
 POSITION_KEYS: tuple[str, ...] = ("side", "entry_price", "stop", "target", "trail_on", "bars_in_trade")
@@ -105,17 +107,26 @@ def flatten_after_bars(timestamp: str, rules: dict[str, Any], horizon_bars: int)
     return bars if bars <= horizon_bars else None
 
 
-def build_ground_truth(record: dict[str, Any], *, blocklist: Sequence[str] = ()) -> dict[str, Any]:
+def build_ground_truth(
+    record: dict[str, Any], *, blocklist: Sequence[str] = (), weights: Mapping[str, float] | None = None,
+    checked: bool = False,
+) -> GroundTruth:
     """The ground-truth object for one experience record.
 
     Args:
-        record: The experience record.
-        blocklist: Substrings that make any answer to this prompt score the malformed penalty. It travels with the
-            data, so every engine (local, PyPI verl, the SofT-GRPO fork) applies the same list through the reward.
+        record: The experience record (:class:`tradelab.core.records.ExperienceRecord`).
+        blocklist: Substrings that make any answer to this prompt score the malformed penalty.
+        weights: The reward's weights (:class:`tradelab.core.records.RewardWeights`); missing ones take the
+            defaults. Weights and blocklist travel with the data as ``reward_spec``, so every engine (local, PyPI
+            verl, the SofT-GRPO fork) scores with the same figures through the reward.
+        checked: The caller already ran :func:`tradelab.core.records.check_record` on ``record``; otherwise it
+            runs here, requiring only the fields the ground truth is built from (:data:`~tradelab.core.records.SCORED`).
 
     Raises:
         ValueError: A field the reward needs is missing or malformed (the message names it).
     """
+    if not checked:
+        check_record(record, required=SCORED)
     prices = _forward(record)
     contract = record.get("contract") or {}
     rules = record.get("rules") or {}
@@ -128,7 +139,7 @@ def build_ground_truth(record: dict[str, Any], *, blocklist: Sequence[str] = ())
     advice = record.get("advice") or {}
     outcome = record.get("outcome")
     horizon = len(prices["open"])
-    return {
+    truth: GroundTruth = {
         "v": GROUND_TRUTH_VERSION,
         "market": str(record.get("market", "")),
         "timestamp": str(record.get("timestamp", "")),
@@ -142,10 +153,11 @@ def build_ground_truth(record: dict[str, Any], *, blocklist: Sequence[str] = ())
         "outcome": outcome if isinstance(outcome, dict) else None,
         "action_taken": (record.get("action_taken") or {}).get("action"),
         "advice": {"action": advice.get("action"), "confidence": advice.get("confidence")},
-        "blocklist": [str(item) for item in blocklist if item],
+        "reward_spec": reward_spec(weights, blocklist),
     }
+    return truth
 
 
-def dumps(ground_truth: dict[str, Any]) -> str:
+def dumps(ground_truth: Mapping[str, Any]) -> str:
     """Compact, key-sorted JSON (the same record always gives the same string, so the reward's cache hits)."""
     return json.dumps(ground_truth, separators=(",", ":"), sort_keys=True)

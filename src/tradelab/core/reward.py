@@ -13,7 +13,12 @@ where ``outcome_r`` is the answer's R-multiple. HOLD while flat has no trade of 
 ``HOLD_MISS_WEIGHT x`` the best allowed entry's R when one would have won. A malformed or disallowed answer scores
 the fixed ``INVALID_SCORE``, below anything a valid answer can reach, so the ordering is: right direction on a clear
 move > wrong direction > malformed. An answer containing any substring of the ground truth's ``blocklist`` scores
-``INVALID_SCORE`` too (``blocked`` = 1), whatever it says: the list travels with the data, so every engine applies it.
+``INVALID_SCORE`` too (``blocked`` = 1), whatever it says.
+
+The weights and the blocklist are data, not code: each ground truth carries its ``reward_spec``
+(:class:`tradelab.core.records.RewardSpec`, written at export from the config's ``dataset.reward_weights`` and
+``dataset.blocklist``), so every engine scores with the figures recorded beside the data. A ground truth written
+before the spec travelled gets :data:`tradelab.core.records.DEFAULT_REWARD_WEIGHTS`, the constants below.
 
 Pure Python on top of numpy-free modules; deterministic; the parsed ground truth and its directional outcomes are
 cached by the ground-truth string, because GRPO scores several answers per prompt.
@@ -27,21 +32,22 @@ from typing import Any
 
 from tradelab.core import ACTION_IDS
 from tradelab.core.parse import parse_advice
+from tradelab.core.records import DEFAULT_REWARD_WEIGHTS, spec_of
 from tradelab.core.replay import Counterfactual
 
-FORMAT_BONUS = 0.1
+FORMAT_BONUS = DEFAULT_REWARD_WEIGHTS["format_bonus"]
 """Added to every well-formed, allowed answer."""
-R_CLIP = 2.0
+R_CLIP = DEFAULT_REWARD_WEIGHTS["r_clip"]
 """Outcome R-multiples are clipped to +/- this and scaled into [-1, 1]."""
-CALIBRATION_WEIGHT = 0.1
+CALIBRATION_WEIGHT = DEFAULT_REWARD_WEIGHTS["calibration_weight"]
 """Weight of the Brier-style confidence term, which lies in [-1, 1]."""
-HOLD_MISS_WEIGHT = 0.5
+HOLD_MISS_WEIGHT = DEFAULT_REWARD_WEIGHTS["hold_miss_weight"]
 """HOLD while flat costs this times the best allowed entry's R when that entry would have won."""
-HOLD_AVOID_WEIGHT = 0.5
+HOLD_AVOID_WEIGHT = DEFAULT_REWARD_WEIGHTS["hold_avoid_weight"]
 """HOLD while flat earns this times the smallest loss avoided when every allowed entry would have lost."""
-NEUTRAL_CONFIDENCE = 0.5
+NEUTRAL_CONFIDENCE = DEFAULT_REWARD_WEIGHTS["neutral_confidence"]
 """Confidence assumed when the answer gives none."""
-INVALID_SCORE = -1.5
+INVALID_SCORE = DEFAULT_REWARD_WEIGHTS["invalid_score"]
 """Fixed score of a malformed or disallowed answer (below the minimum -1.0 of a valid one)."""
 CACHE_SIZE = 8192
 """Ground-truth strings kept parsed (the least recently used goes first)."""
@@ -54,13 +60,15 @@ SCORE_KEYS: tuple[str, ...] = (
 
 
 class _Truth(Counterfactual):
-    """A parsed ground truth: the replayed outcomes and the answers' blocklist."""
+    """A parsed ground truth: the replayed outcomes, the reward's weights and the answers' blocklist."""
 
-    __slots__ = ("blocklist",)
+    __slots__ = ("blocklist", "weights")
 
     def __init__(self, data: dict[str, Any]) -> None:
         super().__init__(data)
-        self.blocklist = tuple(str(item) for item in data.get("blocklist") or () if item)
+        spec = spec_of(data)
+        self.weights = spec["weights"]
+        self.blocklist = tuple(spec["blocklist"])
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
@@ -105,29 +113,32 @@ def compute_score(
         ValueError: ``ground_truth`` is not a valid ground-truth object (a dataset bug, never a model error).
     """
     truth = _truth(ground_truth)
+    w = truth.weights
+    invalid = w["invalid_score"]
     best = truth.best_entry_r()
     best_r = best if best is not None else 0.0
     advice = parse_advice(solution_str)
     if any(item in solution_str for item in truth.blocklist):
-        return _result(INVALID_SCORE, float(advice.parse_ok), 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, best_r, blocked=1.0)
+        return _result(invalid, float(advice.parse_ok), 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, best_r, blocked=1.0)
     if not advice.parse_ok:
-        return _result(INVALID_SCORE, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, best_r)
+        return _result(invalid, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0, 0.0, best_r)
     action = advice.action or "HOLD"
-    confidence = advice.confidence if advice.confidence is not None else NEUTRAL_CONFIDENCE
+    confidence = advice.confidence if advice.confidence is not None else w["neutral_confidence"]
     if action not in truth.allowed:
-        return _result(INVALID_SCORE, 1.0, 0.0, 0.0, 0.0, confidence, ACTION_IDS[action], 0.0, best_r)
+        return _result(invalid, 1.0, 0.0, 0.0, 0.0, confidence, ACTION_IDS[action], 0.0, best_r)
     if action == "HOLD" and truth.position is None:
         if best is None:
             outcome_r, won = 0.0, True
         elif best > 0.0:
-            outcome_r, won = -HOLD_MISS_WEIGHT * best, False
+            outcome_r, won = -w["hold_miss_weight"] * best, False
         else:
-            outcome_r, won = HOLD_AVOID_WEIGHT * -best, True
+            outcome_r, won = w["hold_avoid_weight"] * -best, True
         bars_held = 0
     else:
         sim = truth.sim(action)
         outcome_r, won, bars_held = sim.r_multiple, sim.r_multiple > 0.0, sim.bars_held
     calibration = 1.0 - 2.0 * (confidence - (1.0 if won else 0.0)) ** 2
-    outcome_term = max(-R_CLIP, min(R_CLIP, outcome_r)) / R_CLIP
-    score = FORMAT_BONUS + outcome_term + CALIBRATION_WEIGHT * calibration
+    r_clip = w["r_clip"]
+    outcome_term = max(-r_clip, min(r_clip, outcome_r)) / r_clip
+    score = w["format_bonus"] + outcome_term + w["calibration_weight"] * calibration
     return _result(score, 1.0, 1.0, outcome_r, calibration, confidence, ACTION_IDS[action], bars_held, best_r)

@@ -19,6 +19,7 @@ import numpy as np
 from tradelab.errors import DataError, StageNotReady
 from tradelab.evaluation.starts import Window
 from tradelab.fileio import sha256_file
+from tradelab.manifest import DataSection, data_of
 from tradelab.marketdata.arrays import MarketArrays
 from tradelab.paths import Workspace
 
@@ -44,12 +45,12 @@ def timestamp_ns(value: str, *, field: str, path: Path) -> int:
 def check_bars_unchanged(root: str | Path, market: str, manifest: dict[str, Any], arrays: MarketArrays) -> None:
     """Raise when the bars differ from the ones Stage 1 recorded (the holdout would not be the trained one's)."""
     ws = Workspace.at(root)
-    data = manifest.get("data") or {}
+    data = data_of(manifest) or DataSection()
     fix = f"re-run `python main.py stage1 --market {market}` on the current data, or restore the original bars"
-    if data.get("rows") is not None and int(data["rows"]) != len(arrays):
-        raise DataError(f"{ws.manifest_path(market)}: data.rows = {data['rows']} but {ws.bars_path(market)} now has "
+    if data.rows is not None and data.rows != len(arrays):
+        raise DataError(f"{ws.manifest_path(market)}: data.rows = {data.rows} but {ws.bars_path(market)} now has "
                         f"{len(arrays)} rows; {fix}")
-    if data.get("sha256") and ws.bars_path(market).is_file() and sha256_file(ws.bars_path(market)) != data["sha256"]:
+    if data.sha256 and ws.bars_path(market).is_file() and sha256_file(ws.bars_path(market)) != data.sha256:
         raise DataError(f"{ws.manifest_path(market)}: data.sha256 does not match {ws.bars_path(market)}; {fix}")
 
 
@@ -60,20 +61,19 @@ def holdout_start_index(manifest: dict[str, Any], arrays: MarketArrays, path: Pa
         StageNotReady: The manifest records no holdout start.
         DataError: The holdout is empty or overlaps the recorded training range.
     """
-    data = manifest.get("data") or {}
-    value = data.get("holdout_start")
+    data = data_of(manifest) or DataSection()
+    value = data.holdout_start
     if value is None:
         raise StageNotReady(f"{path}: data.holdout_start is missing; re-run stage1 so the manifest records its split")
     ts = arrays.timestamps_ns
-    start = int(value) if isinstance(value, int) else int(
-        np.searchsorted(ts, timestamp_ns(value, field="data.holdout_start", path=path), side="left"))
+    start = int(np.searchsorted(ts, timestamp_ns(value, field="data.holdout_start", path=path), side="left"))
     if not 0 < start < len(arrays) - 1:
         raise DataError(f"{path}: data.holdout_start = {value!r} leaves no holdout in {len(arrays)} bars; "
                         "generate or import more data and re-run stage1")
-    train_end = data.get("train_end")
+    train_end = data.train_end
     if train_end is not None:
-        last_train = int(train_end) if isinstance(train_end, int) else int(
-            np.searchsorted(ts, timestamp_ns(train_end, field="data.train_end", path=path), side="right") - 1)
+        last_train = int(np.searchsorted(ts, timestamp_ns(train_end, field="data.train_end", path=path),
+                                         side="right") - 1)
         if last_train >= start:
             raise DataError(f"{path}: data.train_end = {train_end!r} is not before data.holdout_start = {value!r}; "
                             "the holdout would overlap training bars. Re-run stage1")

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tradelab.errors import ConfigError, StageNotReady
 from tradelab.evaluation.agents import BASELINES, AdvisorAgent, Agent, advice_to_dict
 from tradelab.evaluation.backtest import AgentSpec, EvalSettings
+from tradelab.manifest import stage1_of
 from tradelab.paths import Workspace
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def expected_adapter_dirs(root: str | Path, market: str, manifest: dict[str, Any
     ``stage1_lora/``. ``soft_grpo``: ``soft_grpo/adapter/``, where every Stage 2 engine exports its result.
     """
     ws = Workspace.at(root)
-    recorded = ((manifest or {}).get("stage1") or {}).get("lora_adapter_path")
+    recorded = stage1_of(manifest).lora_adapter_path
     return {"stage1": ws.root / recorded if recorded else ws.stage1_lora_dir(market),
             "soft_grpo": ws.soft_grpo_adapter_dir(market)}
 

@@ -25,7 +25,7 @@ from tradelab.evaluation.roster import build_roster
 from tradelab.evaluation.scoring import ScoringContext
 from tradelab.evaluation.starts import Window
 from tradelab.fileio import atomic_write_text, new_stamped_dir
-from tradelab.manifest import append_evaluation, require_stage1
+from tradelab.manifest import append_evaluation, evaluations_of, require_stage1, stage1_of
 from tradelab.paths import Workspace
 from tradelab.provenance import SCHEMA_VERSION, origin, utc_now
 
@@ -167,7 +167,7 @@ def prepare_evaluation(
     from tradelab.marketdata import load_market_arrays
 
     manifest = require_stage1(root, market)
-    test_mode = bool((manifest.get("stage1") or {}).get("test_mode"))
+    test_mode = bool(stage1_of(manifest).test_mode)
     settings = resolve_settings(config, test_mode=test_mode, episodes=episodes, seeds=seeds, adapter=adapter,
                                 walk_forward=walk_forward, cost_sweep=cost_sweep)
     arrays, holdout = holdout_arrays(root, market, manifest, load_market_arrays(root, market, config))
@@ -308,7 +308,8 @@ def honest_sections(
 
     current = {"config_hash": report["origin"]["config_hash"], "adapter": settings.adapter,
                "agents": {name: {"sharpe": report["agents"][name].get("sharpe")} for name in result.per_seed}}
-    n_trials, trial_sharpes = trials_from_history(manifest.get("evaluation") or [], current, trained)
+    n_trials, trial_sharpes = trials_from_history(
+        [e.model_dump() for e in evaluations_of(manifest)], current, trained)
     intervals = {
         name: agent_intervals(
             result.daily_pnl[name], [t for t in result.trades if t["agent"] == name],

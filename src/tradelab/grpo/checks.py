@@ -13,7 +13,7 @@ from typing import Any
 
 from tradelab.fileio import sha256_file
 from tradelab.grpo.engines import base
-from tradelab.manifest import load_manifest
+from tradelab.manifest import load_manifest, stage2_of
 from tradelab.paths import Workspace
 
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
@@ -72,28 +72,28 @@ def _adapter_check(inputs: base.Stage1Inputs, fix: str) -> Check:
 # ----------------------------------------------------------------------------------------------------- dataset
 def dataset_rows(ws: Workspace, market: str, split: str) -> int | None:
     """Rows of the last exported split from the manifest, or None before any export."""
-    dataset = (((load_manifest(ws.root, market) or {}).get("stage2") or {}).get("dataset")) or {}
-    value = (dataset.get("counts") or {}).get(split)
+    dataset = stage2_of(load_manifest(ws.root, market)).dataset
+    value = dataset.counts.get(split) if dataset is not None else None
     return value if isinstance(value, int) else None
 
 
 def dataset_check(ws: Workspace, market: str, min_val_rows: int = 1) -> Check:
     """The exported parquet files exist and still match the hashes recorded at export."""
-    dataset = (((load_manifest(ws.root, market) or {}).get("stage2") or {}).get("dataset")) or {}
+    dataset = stage2_of(load_manifest(ws.root, market)).dataset
     fix = f"run `python main.py stage2 --market {market} --dataset-only`"
-    if not dataset:
+    if dataset is None:
         return Check("dataset", FAIL, f"no Stage 2 dataset has been exported; {fix}")
     problems = []
     for name in ("train", "val"):
-        path = ws.resolve(dataset["paths"][name])  # recorded relative to the workspace root
+        path = ws.resolve(dataset.paths[name])  # recorded relative to the workspace root
         if not path.is_file():
             problems.append(f"{path} is missing")
-        elif sha256_file(path) != dataset["sha256s"][name]:
+        elif sha256_file(path) != dataset.sha256s[name]:
             problems.append(f"{path} changed since export (sha256 differs from the manifest)")
     if problems:
         return Check("dataset", FAIL, "; ".join(problems) + f"; {fix}")
-    counts = dataset["counts"]
-    message = f"train={counts['train']} val={counts['val']} rows (test_mode={dataset.get('test_mode')})"
+    counts = dataset.counts
+    message = f"train={counts['train']} val={counts['val']} rows (test_mode={dataset.test_mode})"
     if counts["val"] < min_val_rows:
         return Check("dataset", WARN, f"{message}; fewer than {min_val_rows} validation rows: export more data")
     return Check("dataset", PASS, message)

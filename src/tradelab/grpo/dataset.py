@@ -18,7 +18,7 @@ import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,10 +26,10 @@ from typing import Any
 
 from tradelab.config import TradelabConfig, config_hash
 from tradelab.core.ground_truth import build_ground_truth, dumps
+from tradelab.core.records import check_record
 from tradelab.core.tradesim import is_entry_decision
 from tradelab.errors import DataError, StageNotReady
 from tradelab.fileio import atomic_write_json, atomic_write_text, sha256_file, writing
-from tradelab.grpo.record_check import check_record
 from tradelab.manifest import load_manifest, set_stage2
 from tradelab.paths import Workspace
 from tradelab.provenance import SCHEMA_VERSION, origin, utc_now
@@ -114,15 +114,14 @@ def _prompt(record: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def _sort_key(record: dict[str, Any]) -> tuple[float, str]:
-    stamp = record.get("timestamp")
-    if not isinstance(stamp, str):
-        raise ValueError("timestamp must be an ISO-8601 string")
-    moment = datetime.fromisoformat(stamp)
+    """``(seconds, id)`` of a record :func:`tradelab.core.records.check_record` passed (a string timestamp)."""
+    moment = datetime.fromisoformat(record["timestamp"])
     seconds = moment.timestamp() if moment.tzinfo else moment.replace(tzinfo=None).timestamp()
-    return seconds, str(record.get("id", ""))
+    return seconds, record["id"]
 
 
-def _candidate(record: Any, blocklist: Sequence[str] = (), fast: bool = False) -> _Candidate | None:
+def _candidate(record: Any, blocklist: Sequence[str] = (), fast: bool = False,
+               weights: Mapping[str, float] | None = None) -> _Candidate | None:
     """A candidate row from a parsed line; None when the experience has no outcome yet, :data:`_NO_FORWARD` when
     its forward window is empty (a decision at the very end of the data cannot be scored). ``fast``: the record
     came through orjson; :data:`_REPARSE` when its ground truth must be written by the standard path instead
@@ -136,11 +135,9 @@ def _candidate(record: Any, blocklist: Sequence[str] = (), fast: bool = False) -
         raise ValueError("id must be a non-empty string")
     if record.get("outcome") is None:
         return None
-    if not isinstance(record["outcome"], dict):
-        raise ValueError("outcome must be an object or null")
     if isinstance(record.get("forward"), dict) and record["forward"].get("open") == []:
         return _NO_FORWARD
-    text = _ground_truth_text(build_ground_truth(record, blocklist=blocklist), fast)
+    text = _ground_truth_text(build_ground_truth(record, blocklist=blocklist, weights=weights, checked=True), fast)
     if text is None:
         return _REPARSE
     return _Candidate(_sort_key(record), record["id"], record["timestamp"], _prompt(record), text)
@@ -246,6 +243,7 @@ def _stream(
     ``progress`` gets ``(bytes read, file size)`` every :data:`PROGRESS_EVERY_LINES` lines and at the end.
     """
     scan = _Scan()
+    weights = settings.reward_weights.model_dump()
     digest = hashlib.sha256()
     heap: list[tuple[tuple[float, str], int, _Candidate]] = []
     run: list[tuple[tuple[float, str], int, _Candidate]] = []
@@ -263,14 +261,14 @@ def _stream(
             try:
                 record, fast = _loads(raw)
                 try:
-                    candidate = _candidate(record, settings.blocklist, fast)
+                    candidate = _candidate(record, settings.blocklist, fast, weights)
                 except (ValueError, TypeError, KeyError):
                     if not fast:
                         raise
                     candidate = _REPARSE
                 if candidate is _REPARSE:
                     record = json.loads(raw)
-                    candidate = _candidate(record, settings.blocklist)
+                    candidate = _candidate(record, settings.blocklist, weights=weights)
             except (ValueError, TypeError, KeyError) as exc:
                 scan.malformed.append((number, str(exc)[:200]))
                 continue

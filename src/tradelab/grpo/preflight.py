@@ -19,7 +19,7 @@ from tradelab.grpo import checks as rules
 from tradelab.grpo import config_checks
 from tradelab.grpo.checks import FAIL, PASS, SKIP, WARN, Check
 from tradelab.grpo.engines import base
-from tradelab.manifest import load_manifest, set_stage2
+from tradelab.manifest import load_manifest, set_stage2, stage2_of
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now
 
@@ -67,8 +67,8 @@ def run_probe(plan: base.LaunchPlan, args: list[str], timeout_s: int) -> tuple[d
 
 
 def _dataset_test_mode(root: Path, market: str) -> bool:
-    dataset = ((load_manifest(root, market) or {}).get("stage2") or {}).get("dataset") or {}
-    return bool(dataset.get("test_mode"))
+    dataset = stage2_of(load_manifest(root, market)).dataset
+    return bool(dataset is not None and dataset.test_mode)
 
 
 def run_preflight(

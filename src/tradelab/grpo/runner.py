@@ -131,16 +131,18 @@ def _run_local(root: str | Path, market: str, config: TradelabConfig, result: di
 
 def _run_record(plan: base.LaunchPlan, dataset: dict[str, Any], config: TradelabConfig, log_file: Path,
                 test_mode: bool) -> dict[str, Any]:
+    from tradelab.manifest import RunRecord
+
     splits = ("train", "val")
-    return {
-        "engine": plan.engine, "status": "running", "command": list(plan.argv), "cwd": str(plan.cwd),
-        "env": dict(plan.env_overrides), "log_file": str(log_file), "started_at": utc_now(), "finished_at": None,
-        "return_code": None, "test_mode": test_mode, "python": plan.python,
-        "dataset": {"paths": {k: dataset["paths"][k] for k in splits},
-                    "sha256s": {k: dataset["sha256s"][k] for k in splits}},
-        "config_hash": config_hash(config), "output_dir": str(plan.output_dir),
-        "tensorboard_dir": str(plan.tensorboard_dir), "adapter_path": None,
-    }
+    return RunRecord(
+        engine=plan.engine, status="running", command=list(plan.argv), cwd=str(plan.cwd),
+        env=dict(plan.env_overrides), log_file=str(log_file), started_at=utc_now(), finished_at=None,
+        return_code=None, test_mode=test_mode, python=plan.python,
+        dataset={"paths": {k: dataset["paths"][k] for k in splits},
+                 "sha256s": {k: dataset["sha256s"][k] for k in splits}},
+        config_hash=config_hash(config), output_dir=str(plan.output_dir),
+        tensorboard_dir=str(plan.tensorboard_dir), adapter_path=None,
+    ).record()
 
 
 def stream(argv: list[str], cwd: Path, env: dict[str, str], log_file: Path, on_line: LineSink | None) -> int:

@@ -45,16 +45,16 @@ def refuse_replacing_used_bars(root: str | Path, market: str, *, force: bool) ->
             ``force`` is false.
     """
     from tradelab.fileio import sha256_file
-    from tradelab.manifest import load_manifest
+    from tradelab.manifest import data_of, load_manifest, stage1_of
 
     ws = Workspace.at(root)
     bars = ws.bars_path(market)
     if force or not bars.is_file():
         return
-    manifest = load_manifest(root, market) or {}
-    stage1 = manifest.get("stage1") or {}
-    completed = stage1.get("status") == "completed" or isinstance(stage1.get("last_completed"), dict)
-    recorded = (manifest.get("data") or {}).get("sha256")
+    manifest = load_manifest(root, market)
+    stage1, data = stage1_of(manifest), data_of(manifest)
+    completed = stage1.status == "completed" or stage1.last_completed is not None
+    recorded = data.sha256 if data is not None else None
     if completed and recorded and recorded == sha256_file(bars):
         raise WorkspaceError(
             f"{bars}: a completed Stage 1 for {market} was trained on these bars; replacing them would leave its "

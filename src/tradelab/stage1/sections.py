@@ -1,4 +1,5 @@
-"""The manifest's ``data`` and ``stage1`` sections (ARCHITECTURE.md §11) as Stage 1 writes them."""
+"""The manifest's ``data`` and ``stage1`` sections (ARCHITECTURE.md §11) as Stage 1 writes them; their shape is
+declared in :mod:`tradelab.manifest_schema`."""
 
 from __future__ import annotations
 
@@ -9,20 +10,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from tradelab.fileio import sha256_file
+from tradelab.manifest_schema import STAGE1_KEYS, Stage1Section
 from tradelab.paths import Workspace
 
 _NY = ZoneInfo("America/New_York")
 log = logging.getLogger(__name__)
 
-STAGE1_KEYS: tuple[str, ...] = (
-    "status", "started_at", "completed_at", "test_mode", "total_timesteps", "seed", "config_hash", "git_sha",
-    "versions", "model_checkpoint", "vecnormalize_path", "checkpoints_dir", "base_model", "lora_adapter_path",
-    "adapter_sha256", "experience_path", "experience_samples", "experience_with_outcome", "llm_stats",
-    "hybrid_stats", "prompts", "pid", "host", "model_sha256", "last_completed",
-)
-"""Every key of the ``stage1`` section, in the order of ARCHITECTURE.md §11, then the run's owner (pid, host: a
-``running`` status whose process is gone is stale), the model's sha256 and, while a newer run is not completed,
-the section of the last completed run (whose ``final.zip`` is still the one on disk)."""
+__all__ = ["STAGE1_KEYS", "count_experience", "data_section", "stage1_section"]
 
 
 def _iso_ny(ns: int) -> str:
@@ -65,8 +59,15 @@ def count_experience(path: Path) -> tuple[int, int]:
 
 
 def stage1_section(**fields: Any) -> dict[str, Any]:
-    """A complete ``stage1`` section: every key of :data:`STAGE1_KEYS` (missing ones are None)."""
+    """A complete ``stage1`` section: every key of :data:`STAGE1_KEYS` (missing ones are None), checked against
+    :class:`tradelab.manifest_schema.Stage1Section` before it is written.
+
+    Raises:
+        ValueError: A key the section does not declare, or a value of the wrong type.
+    """
     unknown = set(fields) - set(STAGE1_KEYS)
     if unknown:
         raise ValueError(f"unknown stage1 manifest keys {sorted(unknown)}")
-    return {key: fields.get(key) for key in STAGE1_KEYS}
+    section = {key: fields.get(key) for key in STAGE1_KEYS}
+    Stage1Section.model_validate(section)  # a pydantic ValidationError is a ValueError naming the field
+    return section

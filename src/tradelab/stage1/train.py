@@ -134,7 +134,8 @@ def run_stage1(
     run = Stage1Run(root, market, config, test_mode=test_mode, total_timesteps=total_timesteps, resume=resume,
                     init_ppo=init_ppo)
     with stage1_lock(root, market, started_at=run.started_at) as me:
-        previous = last_completed((load_manifest(root, market) or {}).get("stage1"))
+        manifest = load_manifest(root, market)
+        previous = last_completed(manifest["stage1"] if manifest is not None else None)
         _refuse_downgrade(root, market, previous, run.settings.total_timesteps, resume=resume,
                           force=force or init_ppo is not None)
         run.check_resume()

@@ -24,7 +24,7 @@ from tradelab.config import TradelabConfig
 from tradelab.config.soft_grpo_schema import PLACEHOLDERS, EngineConfig
 from tradelab.errors import ConfigError
 from tradelab.grpo.hydra_quote import hydra_quote
-from tradelab.manifest import load_manifest
+from tradelab.manifest import load_manifest, stage1_of
 from tradelab.paths import Workspace
 
 log = logging.getLogger(__name__)
@@ -265,9 +265,9 @@ def stage1_inputs(root: Path, market: str) -> Stage1Inputs:
     """Base model and adapter recorded by Stage 1, and the adapter's ``r`` / ``lora_alpha``."""
     ws = Workspace.at(root)
     manifest = load_manifest(root, market)
-    stage1 = (manifest or {}).get("stage1") or {}
-    base = _resolve(ws.root, (stage1.get("base_model") or {}).get("local_path"))
-    adapter = _resolve(ws.root, stage1.get("lora_adapter_path")) or ws.stage1_lora_dir(market)
+    stage1 = stage1_of(manifest)
+    base = _resolve(ws.root, stage1.base_model.local_path if stage1.base_model else None)
+    adapter = _resolve(ws.root, stage1.lora_adapter_path) or ws.stage1_lora_dir(market)
     log.info("stage 2 inputs for %s: base model %s, adapter %s (manifest paths resolved against %s)", market, base,
              adapter, ws.root)
     rank = alpha = None

@@ -14,7 +14,7 @@ from typing import Any
 from tradelab.config import TradelabConfig
 from tradelab.errors import ConfigError, MissingDependency, StageNotReady
 from tradelab.grpo.local.rollout import StopSpec
-from tradelab.manifest import load_manifest
+from tradelab.manifest import load_manifest, stage1_of
 from tradelab.paths import Workspace
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,10 @@ def resolve_sources(root: str | Path, market: str, config: TradelabConfig) -> tu
     from tradelab.advisor.load import resolve_model_dir
 
     ws = Workspace.at(root)
-    stage1 = (load_manifest(root, market) or {}).get("stage1") or {}
-    recorded = (stage1.get("base_model") or {}).get("local_path")
+    stage1 = stage1_of(load_manifest(root, market))
+    recorded = stage1.base_model.local_path if stage1.base_model else None
     base = resolve_model_dir(str(recorded or config.llm.model), ws.root, config)
-    adapter = Path(stage1.get("lora_adapter_path") or ws.stage1_lora_dir(market))
+    adapter = Path(stage1.lora_adapter_path or ws.stage1_lora_dir(market))
     adapter = adapter if adapter.is_absolute() else ws.root / adapter
     if not (adapter / "adapter_config.json").is_file():
         raise StageNotReady(

@@ -208,19 +208,23 @@ class _Run:
         self.recorder.event("checkpoint", step=step, path=str(path))
         return path
 
-    def run_record(self, status: str, adapter: Path | None) -> dict[str, Any]:
-        return {
-            "engine": "local", "status": status,
-            "command": cli_command(self.ws.root, self.market, self.settings.mode, self.test_mode, self.resume_from),
-            "cwd": str(Path.cwd()), "env": {}, "log_file": str(self.recorder.log_file),
-            "started_at": self.started_at, "finished_at": utc_now(), "return_code": 0 if status == "completed" else 1,
-            "dataset": {"paths": self.check.paths, "sha256s": self.check.sha256s},
-            "config_hash": self.config_hash, "output_dir": str(self.run_dir),
-            "adapter_path": str(adapter) if adapter else None, "test_mode": self.test_mode,
-            "mode": self.settings.mode, "resumed_from": str(self.checkpoint) if self.checkpoint else None,
-            "tensorboard_dir": str(self.run_dir / TENSORBOARD), "steps_done": self.steps_done,
-            "skipped_steps": self.skipped,
-        }
+    def run_record(self, status: str, adapter: Path | None,
+                   round_trip: dict[str, Any] | None = None) -> dict[str, Any]:
+        from tradelab.manifest import RunRecord
+
+        engine_only = {} if round_trip is None else {"adapter_round_trip": round_trip}
+        return RunRecord(
+            engine="local", status=status,
+            command=cli_command(self.ws.root, self.market, self.settings.mode, self.test_mode, self.resume_from),
+            cwd=str(Path.cwd()), env={}, log_file=str(self.recorder.log_file),
+            started_at=self.started_at, finished_at=utc_now(), return_code=0 if status == "completed" else 1,
+            dataset={"paths": self.check.paths, "sha256s": self.check.sha256s},
+            config_hash=self.config_hash, output_dir=str(self.run_dir),
+            adapter_path=str(adapter) if adapter else None, test_mode=self.test_mode,
+            mode=self.settings.mode, resumed_from=str(self.checkpoint) if self.checkpoint else None,
+            tensorboard_dir=str(self.run_dir / TENSORBOARD), steps_done=self.steps_done,
+            skipped_steps=self.skipped, **engine_only,
+        ).record()
 
 
 def train_local(
@@ -288,8 +292,7 @@ def _record_failure(run: _Run, exc: BaseException) -> None:
 
 def _finish(run: _Run, adapter: Path) -> dict[str, Any]:
     run.timings["total_s"] = time.perf_counter() - run.clock
-    record = run.run_record("completed", adapter)
-    record["adapter_round_trip"] = run.round_trip
+    record = run.run_record("completed", adapter, run.round_trip)
     first, last = run.history[0], run.history[-1]
     summary = {
         "status": "completed", "run_dir": str(run.run_dir), "adapter_path": str(adapter), "mode": run.settings.mode,
