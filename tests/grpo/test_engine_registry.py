@@ -12,6 +12,7 @@ import tradelab.grpo
 from tradelab.config import load_config
 from tradelab.errors import ConfigError, TradelabError
 from tradelab.grpo.engines import base
+from tradelab.grpo.engines.interface import Engine
 from tradelab.grpo.engines.registry import ENGINES, get_engine
 from tradelab.grpo.runner import run_stage2
 
@@ -20,7 +21,7 @@ ENGINES_DIR = Path(tradelab.grpo.__file__).parent / "engines"
 
 def test_every_cli_engine_is_registered_and_unknown_names_list_the_valid_ones() -> None:
     assert tuple(ENGINES) == tradelab.grpo.ENGINES
-    assert all(isinstance(engine, base.Engine) and engine.name == name for name, engine in ENGINES.items())
+    assert all(isinstance(engine, Engine) and engine.name == name for name, engine in ENGINES.items())
     with pytest.raises(ConfigError, match="verl, soft-grpo, local"):
         get_engine("trl")
 
@@ -45,7 +46,7 @@ def test_a_dry_run_builds_the_plan_once_and_preflight_checks_that_plan(
     built: list[base.LaunchPlan] = []
     original = type(engine).build_plan
 
-    def counting(self: base.Engine, *args: object, **kwargs: object) -> base.LaunchPlan:
+    def counting(self: Engine, *args: object, **kwargs: object) -> base.LaunchPlan:
         built.append(original(self, *args, **kwargs))
         return built[-1]
 

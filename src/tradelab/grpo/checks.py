@@ -128,8 +128,8 @@ def _verl_check(probe: Mapping[str, Any], plan: base.LaunchPlan) -> Check:
     return Check("verl", PASS, found)
 
 
-def _gpu_checks(probe: Mapping[str, Any], plan: base.LaunchPlan, engine: base.Engine, n_gpus: int,
-                dataset_only: bool) -> list[Check]:
+def _gpu_checks(probe: Mapping[str, Any], plan: base.LaunchPlan, n_gpus: int, dataset_only: bool, *,
+                flash_attn_required: bool, soft_thinking_rollout: bool) -> list[Check]:
     names = ("cuda", "gpu_count", "flash_attn", "rollout_backend")
     if dataset_only:
         return [Check(name, SKIP, _SKIPPED) for name in names]
@@ -142,8 +142,8 @@ def _gpu_checks(probe: Mapping[str, Any], plan: base.LaunchPlan, engine: base.En
                             f"GPU machine or use --dataset-only / --engine local"))
     count = int(torch.get("device_count") or 0)
     checks.append(gpu_count_check(count, n_gpus))
-    checks.append(flash_attn_check(probe, engine.flash_attn_required))
-    checks.append(_backend_check(probe, plan, engine.soft_thinking_rollout))
+    checks.append(flash_attn_check(probe, flash_attn_required))
+    checks.append(_backend_check(probe, plan, soft_thinking_rollout))
     return checks
 
 
@@ -163,8 +163,8 @@ def flash_attn_check(probe: Mapping[str, Any], required: bool) -> Check:
 
     Args:
         probe: The launch environment's probe result.
-        required: The engine is the SofT-GRPO fork (:attr:`Engine.flash_attn_required`): it crashes without
-            flash-attn and silently degrades without its Triton cross-entropy; verl only runs slower.
+        required: The engine's ``flash_attn_required`` (the SofT-GRPO fork): it crashes without flash-attn and
+            silently degrades without its Triton cross-entropy; verl only runs slower.
     """
     package = probe.get("flash_attn") or {"importable": probe["flash_attn_cross_entropy"]["importable"]}
     fa = probe["flash_attn_cross_entropy"]
@@ -200,9 +200,13 @@ def _backend_check(probe: Mapping[str, Any], plan: base.LaunchPlan, soft_thinkin
     return Check("rollout_backend", PASS, found)
 
 
-def probe_checks(probe: Mapping[str, Any], plan: base.LaunchPlan, runner: Any, dataset_only: bool,
-                 engine: base.Engine) -> list[Check]:
-    """verl dialect, the reward import and (unless dataset-only) CUDA, GPU count, flash-attn, rollout backend."""
+def probe_checks(probe: Mapping[str, Any], plan: base.LaunchPlan, runner: Any, dataset_only: bool, *,
+                 flash_attn_required: bool, soft_thinking_rollout: bool) -> list[Check]:
+    """verl dialect, the reward import and (unless dataset-only) CUDA, GPU count, flash-attn, rollout backend.
+
+    The two flags are the engine's (:class:`tradelab.grpo.engines.interface.Engine`): whether flash-attn is
+    required, and whether an sglang rollout must be the soft-thinking fork.
+    """
     checks = [_verl_check(probe, plan)]
     reward = probe["reward"]
     checks.append(Check("reward_import", PASS if reward["importable"] else FAIL,
@@ -211,7 +215,8 @@ def probe_checks(probe: Mapping[str, Any], plan: base.LaunchPlan, runner: Any, d
                              f"it needs numpy there and the project's src on PYTHONPATH"))
     raw = base.override_map(plan.overrides).get("trainer.n_gpus_per_node", "").strip()
     used = int(raw) if raw.isdigit() else (runner.n_gpus_per_node or 1)
-    checks.extend(_gpu_checks(probe, plan, engine, used, dataset_only))
+    checks.extend(_gpu_checks(probe, plan, used, dataset_only, flash_attn_required=flash_attn_required,
+                              soft_thinking_rollout=soft_thinking_rollout))
     return checks
 
 

@@ -16,6 +16,7 @@ from tradelab.grpo import checks as rules
 from tradelab.grpo import config_checks
 from tradelab.grpo.checks import FAIL, PASS, SKIP, WARN, Check
 from tradelab.grpo.engines import base
+from tradelab.grpo.engines.interface import Engine
 from tradelab.grpo.engines.registry import get_engine
 from tradelab.manifest import load_manifest, set_stage2
 from tradelab.paths import Workspace
@@ -108,7 +109,7 @@ def run_preflight(
     return report
 
 
-def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, spec: base.Engine, plan: base.LaunchPlan,
+def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, spec: Engine, plan: base.LaunchPlan,
                    dataset_only: bool, report: PreflightReport) -> list[Check]:
     settings = config.soft_grpo
     checks: list[Check] = spec.plan_checks(ws, market, config, plan)
@@ -123,7 +124,9 @@ def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, spec: bas
                             f"{error}; set runner.python in config/phase3_soft_grpo.yaml to a working interpreter"))
         return checks
     checks.append(Check("launch_python", PASS, f"{probe['python']} (Python {probe['python_version']})"))
-    checks.extend(rules.probe_checks(probe, plan, settings.runner, dataset_only, spec))
+    checks.extend(rules.probe_checks(probe, plan, settings.runner, dataset_only,
+                                     flash_attn_required=spec.flash_attn_required,
+                                     soft_thinking_rollout=spec.soft_thinking_rollout))
     if settings.preflight.check_artifacts:
         artifact_checks, report.artifacts = spec.artifact_checks(ws, market, plan,
                                                                  settings.preflight.artifact_timeout_s)
@@ -138,7 +141,7 @@ def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, spec: bas
     return checks
 
 
-def _compose(spec: base.Engine, plan: base.LaunchPlan, probe: dict[str, Any], settings: Any,
+def _compose(spec: Engine, plan: base.LaunchPlan, probe: dict[str, Any], settings: Any,
              checks: list[Check]) -> dict | None:
     """Compose the overrides with the launch environment's verl; append the check; return the values."""
     if not settings.preflight.compose_config:

@@ -17,6 +17,7 @@ from typing import Any
 from tradelab.config import TradelabConfig, config_hash
 from tradelab.errors import PreflightError, StageFailed
 from tradelab.grpo.engines import base
+from tradelab.grpo.engines.interface import Engine
 from tradelab.grpo.engines.registry import get_engine
 from tradelab.grpo.engines.soft_grpo import hf_model_dir
 from tradelab.manifest import append_run, update_last_run
@@ -167,7 +168,7 @@ def stream(argv: list[str], cwd: Path, env: dict[str, str], log_file: Path, on_l
             raise
 
 
-def _launch(root: str | Path, market: str, config: TradelabConfig, spec: base.Engine, plan: base.LaunchPlan,
+def _launch(root: str | Path, market: str, config: TradelabConfig, spec: Engine, plan: base.LaunchPlan,
             dataset: dict[str, Any], test_mode: bool, on_line: LineSink | None) -> dict[str, Any]:
     ws = Workspace.at(root)
     log_file = ws.soft_grpo_log_dir() / f"{market}_{utc_stamp()}.log"

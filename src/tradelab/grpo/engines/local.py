@@ -12,11 +12,12 @@ from typing import Any
 
 from tradelab.config import TradelabConfig
 from tradelab.grpo.engines import base
+from tradelab.grpo.engines.interface import Engine
 
 ENGINE = "local"
 
 
-class LocalEngine(base.Engine):
+class LocalEngine(Engine):
     """The in-process engine: no plan, no prepare step, no engine-specific preflight checks."""
 
     name = ENGINE

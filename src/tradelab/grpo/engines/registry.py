@@ -1,4 +1,4 @@
-"""The Stage 2 engine registry: one :class:`~tradelab.grpo.engines.base.Engine` per name.
+"""The Stage 2 engine registry: one :class:`~tradelab.grpo.engines.interface.Engine` per name.
 
 The runner and preflight import this module (downwards) and ask the engine for its plan, prepare step, output
 export and checks; no engine module imports the runner or preflight.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from tradelab.errors import ConfigError
 from tradelab.grpo import ENGINES as ENGINE_NAMES
 from tradelab.grpo.engines import local, soft_grpo, verl
-from tradelab.grpo.engines.base import Engine
+from tradelab.grpo.engines.interface import Engine
 
 ENGINES: dict[str, Engine] = {e.name: e for e in (verl.ENGINE_SPEC, soft_grpo.ENGINE_SPEC, local.ENGINE_SPEC)}
 """Name -> engine, in the CLI's order (:data:`tradelab.grpo.ENGINES` lists the names without importing this)."""

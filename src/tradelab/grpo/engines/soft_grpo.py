@@ -20,6 +20,7 @@ from tradelab.fileio import atomic_copy_dir, atomic_write_json, sha256_dir, stag
 from tradelab.grpo import config_checks
 from tradelab.grpo.checks import FAIL, PASS, SKIP, WARN, Check
 from tradelab.grpo.engines import base
+from tradelab.grpo.engines.interface import Engine, RunArgv
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now
 
@@ -157,7 +158,7 @@ def merged_check(ws: Workspace, market: str, plan: base.LaunchPlan) -> Check:
     return Check("stage1_merged", WARN, f"{reason}; the runner merges it (PEFT merge_and_unload) before launch")
 
 
-class SoftGrpoEngine(base.Engine):
+class SoftGrpoEngine(Engine):
     """The SofT-GRPO fork: full weights from ``stage1_merged/`` (merged before launch), ``hf_model/`` as output."""
 
     name = ENGINE
@@ -176,7 +177,7 @@ class SoftGrpoEngine(base.Engine):
         merged = ensure_merged(inputs.base_model, inputs.adapter, ws.stage1_merged_dir(market))
         return f"stage1_merged: {'rebuilt' if merged['rebuilt'] else 'reused'} ({merged['reason']})"
 
-    def export_output(self, ws: Workspace, market: str, plan: base.LaunchPlan, run: base.RunArgv,
+    def export_output(self, ws: Workspace, market: str, plan: base.LaunchPlan, run: RunArgv,
                       started_epoch_s: float) -> tuple[Path | None, str | None]:
         """This run's newest checkpoint ``huggingface/`` folder, verified, becomes ``soft_grpo/hf_model/``."""
         from tradelab.grpo import outputs

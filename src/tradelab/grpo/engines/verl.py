@@ -21,6 +21,7 @@ from tradelab.fileio import atomic_copy_dir
 from tradelab.grpo import config_checks
 from tradelab.grpo.checks import PASS, Check
 from tradelab.grpo.engines import base
+from tradelab.grpo.engines.interface import Engine, RunArgv
 from tradelab.paths import Workspace
 
 ENGINE = "verl"
@@ -68,7 +69,7 @@ def merger_argv(python: str, actor_dir: Path, target_dir: Path) -> list[str]:
             "--local_dir", str(actor_dir), "--target_dir", str(target_dir)]
 
 
-class VerlEngine(base.Engine):
+class VerlEngine(Engine):
     """PyPI verl with LoRA: the plan above, no prepare step, the merged LoRA adapter as output."""
 
     name = ENGINE
@@ -79,7 +80,7 @@ class VerlEngine(base.Engine):
                    python: str | None = None, extra_overrides: list[str] | None = None) -> base.LaunchPlan:
         return build_plan(root, market, config, test_mode=test_mode, python=python, extra_overrides=extra_overrides)
 
-    def export_output(self, ws: Workspace, market: str, plan: base.LaunchPlan, run: base.RunArgv,
+    def export_output(self, ws: Workspace, market: str, plan: base.LaunchPlan, run: RunArgv,
                       started_epoch_s: float) -> tuple[Path | None, str | None]:
         """Merge the last checkpoint with ``verl.model_merger``; its verified ``lora_adapter/`` becomes the adapter."""
         from tradelab.grpo import outputs
