@@ -385,4 +385,3 @@ def assemble_plan(
     )
     plan.missing = {k: v for k, v in values.items() if v.startswith(MISSING_PREFIX)}
     return plan
-
