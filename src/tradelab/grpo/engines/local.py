@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.config import TradelabConfig
-from tradelab.grpo.engines import base
 from tradelab.grpo.engines.interface import Engine
 
 ENGINE = "local"
