@@ -41,3 +41,13 @@ def test_workspace_layout(tmp_path: Path) -> None:
     assert ws.manifest_path("NQ") == tmp_path / "models/phase3_hybrid/NQ/phase3_stage_manifest.json"
     assert ws.experience_path("NQ") == tmp_path / "data/soft_grpo/NQ/stage1_experience.jsonl"
     assert ws.soft_grpo_tensorboard_dir("ES") == tmp_path / "tensorboard_logs/phase3/soft_grpo/ES"
+
+
+def test_the_config_schema_does_not_import_markets() -> None:
+    """markets -> config.schema -> market_names is one-way: loading the schema leaves tradelab.markets unimported."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tradelab.config.schema as s; s.MarketsConfig(contracts={}); "
+            "assert 'tradelab.markets' not in sys.modules, 'config.schema imported tradelab.markets'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,7 +9,7 @@ import pytest
 from stage2_factory import fake_soft_grpo_repo, with_overrides
 
 from tradelab.config import load_config
-from tradelab.grpo.checks import repo_check
+from tradelab.grpo.engines.soft_grpo import repo_check
 from tradelab.grpo.config_checks import batch_problems, soft_grpo_problems
 from tradelab.grpo.dataset import export_dataset
 from tradelab.grpo.engines.base import repo_root_source, resolve_repo_root
@@ -84,15 +84,16 @@ def test_per_gpu_mini_batch_rule_of_the_fork_workers() -> None:
 
 def test_flash_attn_message_says_what_its_absence_does() -> None:
     from tradelab.grpo.checks import flash_attn_check
+    from tradelab.grpo.engines.registry import get_engine
 
     missing = {"flash_attn": {"importable": False, "error": "No module named 'flash_attn'"},
                "flash_attn_cross_entropy": {"importable": False, "error": "No module named 'flash_attn'"}}
-    check = flash_attn_check(missing, "soft-grpo")
+    check = flash_attn_check(missing, get_engine("soft-grpo").flash_attn_required)
     assert check.status == "fail" and "crashes on CUDA" in check.message and "silently" not in check.message
     partial = {**missing, "flash_attn": {"importable": True},
                "flash_attn_cross_entropy": {"importable": False, "error": "No module named 'triton'"}}
-    assert "silently falls back" in flash_attn_check(partial, "soft-grpo").message
-    assert flash_attn_check(missing, "verl").status == "warn"
+    assert "silently falls back" in flash_attn_check(partial, get_engine("soft-grpo").flash_attn_required).message
+    assert flash_attn_check(missing, get_engine("verl").flash_attn_required).status == "warn"
 
 
 def test_context_length_against_the_model(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from tradelab.config.grpo_local_schema import GrpoLocalConfig
 from tradelab.config.llm_schema import LLMConfig
 from tradelab.config.soft_grpo_schema import SoftGrpoConfig
 from tradelab.config.stage1_schema import PPOConfig, Stage1Config
+from tradelab.market_names import validate_market_name
 
 _HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
 
@@ -58,8 +59,6 @@ class MarketsConfig(StrictModel):
     @field_validator("contracts")
     @classmethod
     def _names(cls, v: dict[str, ContractSpec]) -> dict[str, ContractSpec]:
-        from tradelab.markets import validate_market_name
-
         for name in v:
             validate_market_name(name)
         return v

@@ -99,33 +99,6 @@ def dataset_check(ws: Workspace, market: str, min_val_rows: int = 1) -> Check:
     return Check("dataset", PASS, message)
 
 
-# -------------------------------------------------------------------------------------------------- repository
-def repo_check(repo_root: Path | None, source: str = "") -> Check:
-    """The SofT-GRPO repository has the file set ARCHITECTURE.md §9 lists; every missing file is named."""
-    from tradelab.grpo.engines.soft_grpo import missing_repo_files
-
-    fix = ("clone it there (git clone <SofT-GRPO repository> SofT-GRPO-master-main), set soft_grpo.repo_root in "
-           "config/phase3_soft_grpo.yaml, or export SOFT_GRPO_REPO_ROOT=/path/to/repo")
-    where = f" (from {source})" if source else ""
-    if repo_root is None or not repo_root.is_dir():
-        return Check("soft_grpo_repo", FAIL, f"SofT-GRPO repository not found at {repo_root}{where}; {fix}")
-    missing = missing_repo_files(repo_root)
-    if missing:
-        return Check("soft_grpo_repo", FAIL, f"{repo_root} is incomplete; missing: {', '.join(missing)}. "
-                     f"Restore a full copy of the SofT-GRPO repository there")
-    return Check("soft_grpo_repo", PASS, f"{repo_root}{where}")
-
-
-def merged_check(ws: Workspace, market: str, plan: base.LaunchPlan) -> Check:
-    """Whether ``stage1_merged/`` is current (a stale one is rebuilt before launch, so this only warns)."""
-    from tradelab.grpo.engines.soft_grpo import merged_state
-
-    fresh, reason = merged_state(ws.stage1_merged_dir(market), plan.adapter_path)
-    if fresh:
-        return Check("stage1_merged", PASS, f"{ws.stage1_merged_dir(market)} matches the Stage 1 adapter")
-    return Check("stage1_merged", WARN, f"{reason}; the runner merges it (PEFT merge_and_unload) before launch")
-
-
 # ------------------------------------------------------------------------------------------- launch environment
 def verl_dialect(info: Mapping[str, Any], repo_root: Path | None) -> str:
     """"pypi" (>= 0.9), "fork" (0.4.x, from the SofT-GRPO repo) or "other"."""
@@ -155,7 +128,8 @@ def _verl_check(probe: Mapping[str, Any], plan: base.LaunchPlan) -> Check:
     return Check("verl", PASS, found)
 
 
-def _gpu_checks(probe: Mapping[str, Any], plan: base.LaunchPlan, n_gpus: int, dataset_only: bool) -> list[Check]:
+def _gpu_checks(probe: Mapping[str, Any], plan: base.LaunchPlan, n_gpus: int, dataset_only: bool, *,
+                flash_attn_required: bool, soft_thinking_rollout: bool) -> list[Check]:
     names = ("cuda", "gpu_count", "flash_attn", "rollout_backend")
     if dataset_only:
         return [Check(name, SKIP, _SKIPPED) for name in names]
@@ -168,8 +142,8 @@ def _gpu_checks(probe: Mapping[str, Any], plan: base.LaunchPlan, n_gpus: int, da
                             f"GPU machine or use --dataset-only / --engine local"))
     count = int(torch.get("device_count") or 0)
     checks.append(gpu_count_check(count, n_gpus))
-    checks.append(flash_attn_check(probe, plan.engine))
-    checks.append(_backend_check(probe, plan))
+    checks.append(flash_attn_check(probe, flash_attn_required))
+    checks.append(_backend_check(probe, plan, soft_thinking_rollout))
     return checks
 
 
@@ -184,26 +158,31 @@ def gpu_count_check(visible: int, used: int) -> Check:
     return Check("gpu_count", PASS, found)
 
 
-def flash_attn_check(probe: Mapping[str, Any], engine: str) -> Check:
-    """flash-attn and its Triton cross-entropy, with what each absence really does to the engine."""
+def flash_attn_check(probe: Mapping[str, Any], required: bool) -> Check:
+    """flash-attn and its Triton cross-entropy, with what each absence really does to the engine.
+
+    Args:
+        probe: The launch environment's probe result.
+        required: The engine's ``flash_attn_required`` (the SofT-GRPO fork): it crashes without flash-attn and
+            silently degrades without its Triton cross-entropy; verl only runs slower.
+    """
     package = probe.get("flash_attn") or {"importable": probe["flash_attn_cross_entropy"]["importable"]}
     fa = probe["flash_attn_cross_entropy"]
     fix = "install a flash-attn build matching the launch environment's torch/CUDA (the fork pins 2.7.3)"
     if fa["importable"]:
         return Check("flash_attn", PASS, "flash_attn.ops.triton.cross_entropy imports")
-    soft = engine == "soft-grpo"
     if not package.get("importable"):
         effect = ("the fork's remove-padding actor imports flash_attn.bert_padding and crashes on CUDA at the "
-                  "first step" if soft else "verl runs without it, but without flash-attn's kernels")
-        return Check("flash_attn", FAIL if soft else WARN,
+                  "first step" if required else "verl runs without it, but without flash-attn's kernels")
+        return Check("flash_attn", FAIL if required else WARN,
                      f"flash-attn is not installed ({package.get('error')}); {effect}; {fix}")
-    effect = ("SofT-GRPO silently falls back to plain log-probs without its Triton cross-entropy" if soft
+    effect = ("SofT-GRPO silently falls back to plain log-probs without its Triton cross-entropy" if required
               else "verl runs without it, but without flash-attn's fused cross-entropy")
-    return Check("flash_attn", FAIL if soft else WARN,
+    return Check("flash_attn", FAIL if required else WARN,
                  f"flash-attn imports but its Triton cross-entropy does not ({fa['error']}); {effect}; {fix}")
 
 
-def _backend_check(probe: Mapping[str, Any], plan: base.LaunchPlan) -> Check:
+def _backend_check(probe: Mapping[str, Any], plan: base.LaunchPlan, soft_thinking: bool) -> Check:
     """The rollout engine imports; for SofT-GRPO it must be the soft-thinking sglang fork."""
     name = base.override_map(plan.overrides).get("actor_rollout_ref.rollout.name", "vllm")
     backend = probe.get(name) or {"importable": False, "error": f"unknown rollout backend {name!r}"}
@@ -211,7 +190,7 @@ def _backend_check(probe: Mapping[str, Any], plan: base.LaunchPlan) -> Check:
         return Check("rollout_backend", FAIL, f"rollout backend {name} does not import: {backend.get('error')}; "
                      f"install it in the launch environment")
     found = f"{name} {backend.get('version')} from {backend.get('file')}"
-    if plan.engine == "soft-grpo" and name == "sglang":
+    if soft_thinking and name == "sglang":
         soft = probe.get("sglang_soft_thinking") or {}
         if not soft.get("found"):
             return Check("rollout_backend", FAIL, f"{found} is not the soft-thinking fork: its "
@@ -221,8 +200,13 @@ def _backend_check(probe: Mapping[str, Any], plan: base.LaunchPlan) -> Check:
     return Check("rollout_backend", PASS, found)
 
 
-def probe_checks(probe: Mapping[str, Any], plan: base.LaunchPlan, runner: Any, dataset_only: bool) -> list[Check]:
-    """verl dialect, the reward import and (unless dataset-only) CUDA, GPU count, flash-attn, rollout backend."""
+def probe_checks(probe: Mapping[str, Any], plan: base.LaunchPlan, runner: Any, dataset_only: bool, *,
+                 flash_attn_required: bool, soft_thinking_rollout: bool) -> list[Check]:
+    """verl dialect, the reward import and (unless dataset-only) CUDA, GPU count, flash-attn, rollout backend.
+
+    The two flags are the engine's (:class:`tradelab.grpo.engines.interface.Engine`): whether flash-attn is
+    required, and whether an sglang rollout must be the soft-thinking fork.
+    """
     checks = [_verl_check(probe, plan)]
     reward = probe["reward"]
     checks.append(Check("reward_import", PASS if reward["importable"] else FAIL,
@@ -231,7 +215,8 @@ def probe_checks(probe: Mapping[str, Any], plan: base.LaunchPlan, runner: Any, d
                              f"it needs numpy there and the project's src on PYTHONPATH"))
     raw = base.override_map(plan.overrides).get("trainer.n_gpus_per_node", "").strip()
     used = int(raw) if raw.isdigit() else (runner.n_gpus_per_node or 1)
-    checks.extend(_gpu_checks(probe, plan, used, dataset_only))
+    checks.extend(_gpu_checks(probe, plan, used, dataset_only, flash_attn_required=flash_attn_required,
+                              soft_thinking_rollout=soft_thinking_rollout))
     return checks
 
 

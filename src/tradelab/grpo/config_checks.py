@@ -43,9 +43,9 @@ def effective_values(overrides: list[str], composed: Mapping[str, Any] | None) -
     return {k: _scalar(v) for k, v in base.override_map(overrides).items()}
 
 
-def compose_check(result: Mapping[str, Any] | None, error: str, plan: base.LaunchPlan) -> Check:
+def compose_check(result: Mapping[str, Any] | None, error: str, plan: base.LaunchPlan, config_key: str) -> Check:
     """Turn the compose probe's answer into a check (unknown keys and validate_config failures fail)."""
-    where = "engines.verl.args" if plan.engine == "verl" else "engines.soft_grpo.args"
+    where = f"engines.{config_key}.args"
     if result is None:
         return Check("config_compose", FAIL, f"composing the config failed to run: {error}")
     if not result.get("ok"):

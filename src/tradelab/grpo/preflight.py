@@ -7,18 +7,17 @@ dataset-only mode) with a message that says the fix. The last report is recorded
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tradelab.config import TradelabConfig
-from tradelab.errors import TradelabError
 from tradelab.grpo import checks as rules
 from tradelab.grpo import config_checks
 from tradelab.grpo.checks import FAIL, PASS, SKIP, WARN, Check
 from tradelab.grpo.engines import base
+from tradelab.grpo.engines.interface import Engine
+from tradelab.grpo.engines.registry import get_engine
 from tradelab.manifest import load_manifest, set_stage2, stage2_of
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now
@@ -74,7 +73,7 @@ def _dataset_test_mode(root: Path, market: str) -> bool:
 def run_preflight(
     root: str | Path, market: str, config: TradelabConfig, *, engine: str, dataset_only: bool,
     test_mode: bool | None = None, python: str | None = None, extra_overrides: list[str] | None = None,
-    record: bool = True,
+    record: bool = True, plan: base.LaunchPlan | None = None,
 ) -> PreflightReport:
     """Check everything a launch of ``engine`` needs and record the report in the manifest.
 
@@ -88,34 +87,32 @@ def run_preflight(
         python: Launch interpreter override (else ``runner.python``).
         extra_overrides: Extra Hydra overrides the launch will add.
         record: Write the report to ``stage2.preflight``.
+        plan: The launch plan the caller already built for this run (external engines); None = build it here.
 
     Returns:
         The report; ``.ok`` is False when any check failed.
     """
     ws = Workspace.at(root)
+    spec = get_engine(engine)
     report = PreflightReport(market=market, engine=engine, dataset_only=dataset_only)
     report.checks.extend(rules.stage1_checks(ws, market))
     report.checks.append(rules.dataset_check(ws, market, config.soft_grpo.preflight.min_val_rows))
-    if engine != "local":
-        mode = _dataset_test_mode(ws.root, market) if test_mode is None else test_mode
-        from tradelab.grpo.runner import build_plan
-
-        plan = build_plan(ws.root, market, config, engine=engine, test_mode=mode, python=python,
-                          extra_overrides=extra_overrides)
+    if spec.external:
+        if plan is None:
+            mode = _dataset_test_mode(ws.root, market) if test_mode is None else test_mode
+            plan = spec.build_plan(ws.root, market, config, test_mode=mode, python=python,
+                                   extra_overrides=extra_overrides)
         report.plan = plan.to_dict()
-        report.checks.extend(_engine_checks(ws, market, config, plan, dataset_only, report))
+        report.checks.extend(_engine_checks(ws, market, config, spec, plan, dataset_only, report))
     if record:
         set_stage2(ws.root, market, "preflight", report.to_dict())
     return report
 
 
-def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, plan: base.LaunchPlan, dataset_only: bool,
-                   report: PreflightReport) -> list[Check]:
+def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, spec: Engine, plan: base.LaunchPlan,
+                   dataset_only: bool, report: PreflightReport) -> list[Check]:
     settings = config.soft_grpo
-    checks: list[Check] = []
-    if plan.engine == "soft-grpo":
-        checks.append(rules.repo_check(plan.repo_root, base.repo_root_source(config)))
-        checks.append(rules.merged_check(ws, market, plan))
+    checks: list[Check] = spec.plan_checks(ws, market, config, plan)
     if plan.missing:
         checks.append(Check("placeholders", FAIL, "unresolved: " + "; ".join(
             f"{{{k}}} needs {v.removeprefix(base.MISSING_PREFIX)}" for k, v in plan.missing.items())
@@ -127,61 +124,25 @@ def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, plan: bas
                             f"{error}; set runner.python in config/phase3_soft_grpo.yaml to a working interpreter"))
         return checks
     checks.append(Check("launch_python", PASS, f"{probe['python']} (Python {probe['python_version']})"))
-    checks.extend(rules.probe_checks(probe, plan, settings.runner, dataset_only))
+    checks.extend(rules.probe_checks(probe, plan, settings.runner, dataset_only,
+                                     flash_attn_required=spec.flash_attn_required,
+                                     soft_thinking_rollout=spec.soft_thinking_rollout))
     if settings.preflight.check_artifacts:
-        checks.extend(_artifact_checks(ws, market, plan, settings, report))
-    composed = _compose(plan, probe, settings, checks)
+        artifact_checks, report.artifacts = spec.artifact_checks(ws, market, plan,
+                                                                 settings.preflight.artifact_timeout_s)
+        checks.extend(artifact_checks)
+    composed = _compose(spec, plan, probe, settings, checks)
     values = config_checks.effective_values(plan.overrides, composed)
     train_rows = rules.dataset_rows(ws, market, "train")
     checks.append(config_checks.batch_check(values, train_rows, settings.preflight.min_train_batches))
-    model_dir = plan.model_path
-    if plan.engine == "soft-grpo" and not (plan.model_path and (plan.model_path / "config.json").is_file()):
-        model_dir = base.stage1_inputs(ws.root, market).base_model  # merged from it, same context length
-    checks.append(config_checks.context_check(values, model_dir))
-    if plan.engine == "soft-grpo":
-        checks.append(config_checks.soft_grpo_pitfalls(values))
-    else:
-        checks.append(config_checks.verl_pitfalls(values))
+    checks.append(config_checks.context_check(values, spec.context_model_dir(ws, market, plan)))
+    checks.append(spec.pitfalls(values))
     checks.append(rules.cluster_check(settings.runner.nnodes, plan.environment()))
     return checks
 
 
-def _artifact_checks(ws: Workspace, market: str, plan: base.LaunchPlan, settings: Any,
-                     report: PreflightReport) -> list[Check]:
-    """Prove the engine's model folder reads identically under the launch interpreter (building stage1_merged)."""
-    from tradelab.grpo.artifact_check import parity_check, probe_messages, think_end_check
-
-    inputs = base.stage1_inputs(ws.root, market)
-    if plan.engine == "soft-grpo":
-        adapter_ready = inputs.adapter is not None and (inputs.adapter / "adapter_config.json").is_file()
-        if inputs.base_model is None or not adapter_ready:
-            return [Check("artifact_parity", SKIP, "no Stage 1 base model and adapter to merge yet")]
-        from tradelab.grpo.engines.soft_grpo import ensure_merged
-
-        try:
-            ensure_merged(inputs.base_model, inputs.adapter, ws.stage1_merged_dir(market))
-        except (OSError, ValueError, RuntimeError, TradelabError) as exc:
-            return [Check("artifact_parity", FAIL, f"cannot build {ws.stage1_merged_dir(market)} from "
-                          f"{inputs.base_model} + {inputs.adapter}: {exc}; check the Stage 1 model files")]
-        model_dir = ws.stage1_merged_dir(market)
-    else:
-        model_dir = inputs.base_model
-        if os.path.realpath(plan.python) == os.path.realpath(sys.executable):
-            return [Check("artifact_parity", PASS, f"{plan.python} is tradelab's own interpreter: it reads "
-                          f"{model_dir} as tradelab does")]
-    messages = probe_messages(ws.soft_grpo_data_dir(market) / "stage2_val.parquet")
-    fork = plan.engine == "soft-grpo"
-    fix = ("delete it: the runner merges it again and writes it in the fork's form (tradelab.grpo.fork_format)"
-           if fork else "rewrite the base's config and tokenizer for that interpreter "
-           "(tradelab.grpo.fork_format.write_fork_format) or run verl with tradelab's transformers")
-    check, details = parity_check(plan, model_dir, messages, settings.preflight.artifact_timeout_s,
-                                  reference_dir=inputs.base_model if fork else None, fix=fix)
-    report.artifacts = details
-    think = think_end_check(details) if plan.engine == "soft-grpo" else None
-    return [check] + ([think] if think else [])
-
-
-def _compose(plan: base.LaunchPlan, probe: dict[str, Any], settings: Any, checks: list[Check]) -> dict | None:
+def _compose(spec: Engine, plan: base.LaunchPlan, probe: dict[str, Any], settings: Any,
+             checks: list[Check]) -> dict | None:
     """Compose the overrides with the launch environment's verl; append the check; return the values."""
     if not settings.preflight.compose_config:
         checks.append(Check("config_compose", SKIP, "preflight.compose_config is false"))
@@ -196,5 +157,5 @@ def _compose(plan: base.LaunchPlan, probe: dict[str, Any], settings: Any, checks
                             f"{plan.engine} engine needs {plan.dialect}; fix the verl check, then re-run preflight"))
         return None
     result, error = run_probe(plan, ["compose", "--", *plan.overrides], settings.preflight.compose_timeout_s)
-    checks.append(config_checks.compose_check(result, error, plan))
+    checks.append(config_checks.compose_check(result, error, plan, spec.config_key))
     return (result or {}).get("values") if result and result.get("ok") else None

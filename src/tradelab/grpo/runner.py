@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.config import TradelabConfig, config_hash
-from tradelab.errors import PreflightError, StageFailed, TradelabError
-from tradelab.fileio import atomic_copy_dir
-from tradelab.grpo import ENGINES
+from tradelab.errors import PreflightError, StageFailed
 from tradelab.grpo.engines import base
+from tradelab.grpo.engines.interface import Engine
+from tradelab.grpo.engines.registry import get_engine
+from tradelab.grpo.engines.soft_grpo import hf_model_dir
 from tradelab.manifest import append_run, update_last_run
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now, utc_stamp
+
+__all__ = ["build_plan", "hf_model_dir", "run_stage2", "stream", "write_launch_script"]
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +33,9 @@ LineSink = Callable[[str], None]
 
 def build_plan(root: str | Path, market: str, config: TradelabConfig, *, engine: str, test_mode: bool,
                python: str | None = None, extra_overrides: list[str] | None = None) -> base.LaunchPlan:
-    """The launch plan of an external engine ("verl" or "soft-grpo")."""
-    if engine == "soft-grpo":
-        from tradelab.grpo.engines.soft_grpo import build_plan as build
-    elif engine == "verl":
-        from tradelab.grpo.engines.verl import build_plan as build
-    else:
-        raise TradelabError(f"engine {engine!r} has no launch plan; choose verl or soft-grpo")
-    return build(root, market, config, test_mode=test_mode, python=python, extra_overrides=extra_overrides)
+    """The launch plan of an external engine ("verl" or "soft-grpo"), from the engine registry."""
+    return get_engine(engine).build_plan(root, market, config, test_mode=test_mode, python=python,
+                                         extra_overrides=extra_overrides)
 
 
 def run_stage2(
@@ -73,18 +71,18 @@ def run_stage2(
     from tradelab.grpo.dataset import export_dataset
     from tradelab.grpo.preflight import run_preflight
 
-    if engine not in ENGINES:
-        raise TradelabError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    spec = get_engine(engine)
     dataset = export_dataset(root, market, config, test_mode=test_mode, progress=progress)
+    # Built once: preflight checks this plan and the launch runs it.
+    plan = spec.build_plan(root, market, config, test_mode=test_mode, python=python,
+                           extra_overrides=extra_overrides) if spec.external else None
     report = run_preflight(root, market, config, engine=engine, dataset_only=dataset_only,
-                           test_mode=test_mode, python=python, extra_overrides=extra_overrides)
+                           test_mode=test_mode, python=python, extra_overrides=extra_overrides, plan=plan)
     result: dict[str, Any] = {"dataset": _dataset_summary(dataset), "preflight": report.to_dict()}
     if dataset_only:
         return result
-    if engine == "local":
+    if plan is None:
         return _run_local(root, market, config, result, report, dry_run, mode, test_mode, resume_from, progress)
-    plan = build_plan(root, market, config, engine=engine, test_mode=test_mode, python=python,
-                      extra_overrides=extra_overrides)
     result.update(plan=plan.to_dict(), command=list(plan.argv), command_line=plan.command_line(),
                   launch_script=str(write_launch_script(plan)))
     if dry_run:
@@ -92,7 +90,7 @@ def run_stage2(
     if not report.ok:
         raise PreflightError(f"preflight failed for engine {engine} on {market}:\n{report.summary()}\n"
                              f"fix these, or see `python main.py preflight --market {market} --engine {engine}`")
-    result.update(_launch(root, market, config, plan, dataset, test_mode, on_line))
+    result.update(_launch(root, market, config, spec, plan, dataset, test_mode, on_line))
     return result
 
 
@@ -116,15 +114,15 @@ def _run_local(root: str | Path, market: str, config: TradelabConfig, result: di
                dry_run: bool, mode: str | None, test_mode: bool, resume_from: str | Path | None,
                progress: Callable[[int, int], None] | None) -> dict[str, Any]:
     """The in-process engine; it records its own ``stage2.runs`` entry."""
-    call = f"tradelab.grpo.local.trainer.train_local(mode={mode!r}, test_mode={test_mode}, resume_from={resume_from!r})"
+    from tradelab.grpo.engines.local import ENGINE_SPEC as local
+
+    call = local.call_line(mode, test_mode, resume_from)
     result.update(command=[call], command_line=call)
     if dry_run:
         return result
     if not report.ok:
         raise PreflightError(f"preflight failed for engine local on {market}:\n{report.summary()}")
-    from tradelab.grpo.local.trainer import train_local
-
-    result["run"] = train_local(root, market, config, mode=mode, test_mode=test_mode, resume_from=resume_from,
+    result["run"] = local.train(root, market, config, mode=mode, test_mode=test_mode, resume_from=resume_from,
                                 progress=progress)
     return result
 
@@ -172,16 +170,18 @@ def stream(argv: list[str], cwd: Path, env: dict[str, str], log_file: Path, on_l
             raise
 
 
-def _launch(root: str | Path, market: str, config: TradelabConfig, plan: base.LaunchPlan, dataset: dict[str, Any],
-            test_mode: bool, on_line: LineSink | None) -> dict[str, Any]:
+def _launch(root: str | Path, market: str, config: TradelabConfig, spec: Engine, plan: base.LaunchPlan,
+            dataset: dict[str, Any], test_mode: bool, on_line: LineSink | None) -> dict[str, Any]:
     ws = Workspace.at(root)
     log_file = ws.soft_grpo_log_dir() / f"{market}_{utc_stamp()}.log"
     for folder in (plan.cwd, plan.output_dir, plan.tensorboard_dir, log_file.parent):
         folder.mkdir(parents=True, exist_ok=True)
     append_run(ws.root, market, _run_record(plan, dataset, config, log_file, test_mode))
     try:
-        if plan.engine == "soft-grpo":
-            _merge_for_fork(ws, market, plan, log_file)
+        prepared = spec.prepare(ws, market, plan)
+        if prepared is not None:
+            with open(log_file, "a", encoding="utf-8") as sink:
+                sink.write(prepared + "\n")
         started_epoch_s = time.time()
         code = stream(plan.argv, plan.cwd, plan.environment(), log_file, on_line)
     except BaseException as exc:
@@ -192,9 +192,10 @@ def _launch(root: str | Path, market: str, config: TradelabConfig, plan: base.La
         update_last_run(ws.root, market, {"status": "failed", "finished_at": utc_now(), "return_code": code})
         raise StageFailed(f"{plan.engine} exited with code {code}; see the log {log_file} "
                           f"(the attempt is recorded in stage2.runs)")
-    output, note = _export_output(ws, market, plan, log_file, on_line, started_epoch_s)
+    output, note = spec.export_output(
+        ws, market, plan, lambda argv: stream(argv, plan.cwd, plan.environment(), log_file, on_line), started_epoch_s)
     status = "completed" if note is None else "failed"
-    key = "hf_model_path" if plan.engine == "soft-grpo" else "adapter_path"
+    key = spec.output_key
     record: dict[str, Any] = {"status": status, "finished_at": utc_now(), "return_code": code,
                               key: str(output) if output else None, "output_note": note}
     if output is not None and note is None:
@@ -206,62 +207,3 @@ def _launch(root: str | Path, market: str, config: TradelabConfig, plan: base.La
         raise StageFailed(f"{plan.engine} exited 0 but left no usable weights: {note}; see {log_file} "
                           f"(the run is recorded as failed)")
     return {"log_file": str(log_file), "return_code": code, key: str(output)}
-
-
-def _merge_for_fork(ws: Workspace, market: str, plan: base.LaunchPlan, log_file: Path) -> None:
-    from tradelab.grpo.engines.soft_grpo import ensure_merged
-
-    inputs = base.stage1_inputs(ws.root, market)
-    merged = ensure_merged(inputs.base_model, inputs.adapter, ws.stage1_merged_dir(market))
-    with open(log_file, "a", encoding="utf-8") as sink:
-        sink.write(f"stage1_merged: {'rebuilt' if merged['rebuilt'] else 'reused'} ({merged['reason']})\n")
-
-
-def hf_model_dir(ws: Workspace, market: str) -> Path:
-    """Where a fork run's Hugging Face model is kept for evaluation and the next Stage 1."""
-    return ws.soft_grpo_output_dir(market) / "hf_model"
-
-
-def _export_output(ws: Workspace, market: str, plan: base.LaunchPlan, log_file: Path,
-                   on_line: LineSink | None, started_epoch_s: float) -> tuple[Path | None, str | None]:
-    """Find, verify and copy a run's weights; ``(path, None)`` or ``(None, why there is nothing usable)``.
-
-    The fork trains full weights: its checkpoint's ``huggingface/`` folder becomes ``soft_grpo/hf_model/``. verl
-    trains LoRA: the last checkpoint is merged with ``verl.model_merger`` and its ``lora_adapter/`` becomes
-    ``soft_grpo/adapter/``. Either is verified to load (:mod:`tradelab.grpo.outputs`) before it is recorded.
-    """
-    from tradelab.grpo import outputs
-
-    if plan.engine == "soft-grpo":
-        found = outputs.fork_hf_model_dir(plan.output_dir, started_epoch_s)
-        if found is None:
-            return None, (f"this run wrote no checkpoints/global_step_*/actor/{outputs.HF_MODEL_DIR}/ under "
-                          f"{plan.output_dir}: "
-                          f"add hf_model to actor_rollout_ref.actor.checkpoint.contents and keep trainer.save_freq "
-                          f"> 0")
-        problem = outputs.verify_hf_model(found)
-        if problem:
-            return None, problem
-        target = hf_model_dir(ws, market)
-        atomic_copy_dir(found, target)
-        return target, None
-    from tradelab.grpo.engines.verl import latest_actor_checkpoint, merger_argv
-
-    actor = latest_actor_checkpoint(plan.output_dir)
-    if actor is None:
-        return None, f"no checkpoint under {plan.output_dir / 'checkpoints'} (is trainer.save_freq > 0?)"
-    merged = plan.output_dir / "merged" / actor.parent.name
-    code = stream(merger_argv(plan.python, actor, merged), plan.cwd, plan.environment(), log_file, on_line)
-    if code != 0:
-        return None, f"verl.model_merger exited with code {code}"
-    lora = merged / "lora_adapter"
-    if not (lora / "adapter_config.json").is_file():
-        return None, f"verl.model_merger wrote no {lora} (was lora_rank > 0?)"
-    problem = outputs.verify_adapter(lora)
-    if problem:
-        return None, problem
-    target = ws.soft_grpo_adapter_dir(market)
-    atomic_copy_dir(lora, target)
-    return target, None
-
-

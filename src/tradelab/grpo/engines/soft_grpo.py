@@ -10,12 +10,17 @@ with ``PYTHONPATH=<repo>/verl-0.4.x`` (plus the project's ``src`` so verl can lo
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tradelab.config import TradelabConfig
-from tradelab.fileio import atomic_write_json, sha256_dir, staged_dir
+from tradelab.errors import TradelabError
+from tradelab.fileio import atomic_copy_dir, atomic_write_json, sha256_dir, staged_dir
+from tradelab.grpo import config_checks
+from tradelab.grpo.checks import FAIL, PASS, SKIP, WARN, Check
 from tradelab.grpo.engines import base
+from tradelab.grpo.engines.interface import Engine, RunArgv
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now
 
@@ -124,3 +129,104 @@ def build_plan(
     if not fresh:
         plan.notes.append(f"stage1_merged will be rebuilt before launch: {reason}")
     return plan
+
+
+def hf_model_dir(ws: Workspace, market: str) -> Path:
+    """Where a fork run's Hugging Face model is kept for evaluation and the next Stage 1."""
+    return ws.soft_grpo_output_dir(market) / "hf_model"
+
+
+def repo_check(repo_root: Path | None, source: str = "") -> Check:
+    """The SofT-GRPO repository has the file set ARCHITECTURE.md §9 lists; every missing file is named."""
+    fix = ("clone it there (git clone <SofT-GRPO repository> SofT-GRPO-master-main), set soft_grpo.repo_root in "
+           "config/phase3_soft_grpo.yaml, or export SOFT_GRPO_REPO_ROOT=/path/to/repo")
+    where = f" (from {source})" if source else ""
+    if repo_root is None or not repo_root.is_dir():
+        return Check("soft_grpo_repo", FAIL, f"SofT-GRPO repository not found at {repo_root}{where}; {fix}")
+    missing = missing_repo_files(repo_root)
+    if missing:
+        return Check("soft_grpo_repo", FAIL, f"{repo_root} is incomplete; missing: {', '.join(missing)}. "
+                     f"Restore a full copy of the SofT-GRPO repository there")
+    return Check("soft_grpo_repo", PASS, f"{repo_root}{where}")
+
+
+def merged_check(ws: Workspace, market: str, plan: base.LaunchPlan) -> Check:
+    """Whether ``stage1_merged/`` is current (a stale one is rebuilt before launch, so this only warns)."""
+    fresh, reason = merged_state(ws.stage1_merged_dir(market), plan.adapter_path)
+    if fresh:
+        return Check("stage1_merged", PASS, f"{ws.stage1_merged_dir(market)} matches the Stage 1 adapter")
+    return Check("stage1_merged", WARN, f"{reason}; the runner merges it (PEFT merge_and_unload) before launch")
+
+
+class SoftGrpoEngine(Engine):
+    """The SofT-GRPO fork: full weights from ``stage1_merged/`` (merged before launch), ``hf_model/`` as output."""
+
+    name = ENGINE
+    config_key = "soft_grpo"
+    output_key = "hf_model_path"
+    flash_attn_required = True
+    soft_thinking_rollout = True
+
+    def build_plan(self, root: str | Path, market: str, config: TradelabConfig, *, test_mode: bool,
+                   python: str | None = None, extra_overrides: list[str] | None = None) -> base.LaunchPlan:
+        return build_plan(root, market, config, test_mode=test_mode, python=python, extra_overrides=extra_overrides)
+
+    def prepare(self, ws: Workspace, market: str, plan: base.LaunchPlan) -> str | None:
+        """Merge the Stage 1 adapter into ``stage1_merged/`` unless it is current."""
+        inputs = base.stage1_inputs(ws.root, market)
+        merged = ensure_merged(inputs.base_model, inputs.adapter, ws.stage1_merged_dir(market))
+        return f"stage1_merged: {'rebuilt' if merged['rebuilt'] else 'reused'} ({merged['reason']})"
+
+    def export_output(self, ws: Workspace, market: str, plan: base.LaunchPlan, run: RunArgv,
+                      started_epoch_s: float) -> tuple[Path | None, str | None]:
+        """This run's newest checkpoint ``huggingface/`` folder, verified, becomes ``soft_grpo/hf_model/``."""
+        from tradelab.grpo import outputs
+
+        found = outputs.fork_hf_model_dir(plan.output_dir, started_epoch_s)
+        if found is None:
+            return None, (f"this run wrote no checkpoints/global_step_*/actor/{outputs.HF_MODEL_DIR}/ under "
+                          f"{plan.output_dir}: "
+                          f"add hf_model to actor_rollout_ref.actor.checkpoint.contents and keep trainer.save_freq "
+                          f"> 0")
+        problem = outputs.verify_hf_model(found)
+        if problem:
+            return None, problem
+        target = hf_model_dir(ws, market)
+        atomic_copy_dir(found, target)
+        return target, None
+
+    def plan_checks(self, ws: Workspace, market: str, config: TradelabConfig,
+                    plan: base.LaunchPlan) -> list[Check]:
+        return [repo_check(plan.repo_root, base.repo_root_source(config)), merged_check(ws, market, plan)]
+
+    def context_model_dir(self, ws: Workspace, market: str, plan: base.LaunchPlan) -> Path | None:
+        if plan.model_path and (plan.model_path / "config.json").is_file():
+            return plan.model_path
+        return base.stage1_inputs(ws.root, market).base_model  # merged from it, same context length
+
+    def pitfalls(self, values: Mapping[str, Any]) -> Check:
+        return config_checks.soft_grpo_pitfalls(values)
+
+    def artifact_checks(self, ws: Workspace, market: str, plan: base.LaunchPlan,
+                        timeout_s: int) -> tuple[list[Check], dict[str, Any] | None]:
+        """Build ``stage1_merged/`` and prove the fork's interpreter reads it as tradelab reads the base model."""
+        from tradelab.grpo.artifact_check import parity_check, probe_messages, think_end_check
+
+        inputs = base.stage1_inputs(ws.root, market)
+        adapter_ready = inputs.adapter is not None and (inputs.adapter / "adapter_config.json").is_file()
+        if inputs.base_model is None or not adapter_ready:
+            return [Check("artifact_parity", SKIP, "no Stage 1 base model and adapter to merge yet")], None
+        model_dir = ws.stage1_merged_dir(market)
+        try:
+            ensure_merged(inputs.base_model, inputs.adapter, model_dir)
+        except (OSError, ValueError, RuntimeError, TradelabError) as exc:
+            return [Check("artifact_parity", FAIL, f"cannot build {model_dir} from "
+                          f"{inputs.base_model} + {inputs.adapter}: {exc}; check the Stage 1 model files")], None
+        messages = probe_messages(ws.soft_grpo_data_dir(market) / "stage2_val.parquet")
+        fix = "delete it: the runner merges it again and writes it in the fork's form (tradelab.grpo.fork_format)"
+        check, details = parity_check(plan, model_dir, messages, timeout_s, reference_dir=inputs.base_model, fix=fix)
+        think = think_end_check(details)
+        return [check] + ([think] if think else []), details
+
+
+ENGINE_SPEC = SoftGrpoEngine()

@@ -15,8 +15,8 @@ MANIFEST = "manifest.json"
 RUN_LOG = "run_log.jsonl"
 TRAIN_LOG = "train_log.jsonl"
 TENSORBOARD = "tensorboard"
-SCALARS = ("reward_mean", "reward_std", "format_rate", "kl", "clip_frac", "grad_norm", "loss", "pg_loss",
-           "tokens_per_s", "lr", "soft_step_frac", "answer_tokens", "gpu_mem_gib")
+STEP_KEY = "step"
+"""The record field that is TensorBoard's x-axis, not a metric."""
 
 
 def hardware_info() -> dict[str, Any]:
@@ -35,6 +35,11 @@ def hardware_info() -> dict[str, Any]:
             for i in range(torch.cuda.device_count())
         ]
     return info
+
+
+def _is_scalar(value: Any) -> bool:
+    """A real number TensorBoard can plot (bools are flags, not metrics)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class RunRecorder:
@@ -70,19 +75,28 @@ class RunRecorder:
         self._logger.info("%s %s", name, fields)
 
     def step(self, record: dict[str, Any]) -> None:
-        """Append one step's metrics to ``train_log.jsonl`` and TensorBoard."""
+        """Append one step's metrics to ``train_log.jsonl`` and every numeric one to TensorBoard.
+
+        Top-level numbers go under ``train/<name>``; a nested mapping (e.g. ``timings``) goes under ``<key>/<name>``,
+        so a metric the trainer starts logging is recorded without being declared here first.
+        """
         append_jsonl(self.run_dir / TRAIN_LOG, [{"time": utc_now(), **record}])
-        for key in SCALARS:
-            value = record.get(key)
-            if isinstance(value, (int, float)):
-                self._writer.add_scalar(f"train/{key}", value, record["step"])
-        for key, value in record.get("timings", {}).items():
-            self._writer.add_scalar(f"timings/{key}", value, record["step"])
+        step = record[STEP_KEY]
+        for key, value in record.items():
+            if key == STEP_KEY:
+                continue
+            if isinstance(value, dict):
+                for name, inner in value.items():
+                    if _is_scalar(inner):
+                        self._writer.add_scalar(f"{key}/{name}", inner, step)
+            elif _is_scalar(value):
+                self._writer.add_scalar(f"train/{key}", value, step)
 
     def validation(self, step: int, metrics: dict[str, float]) -> None:
         self.event("validation", step=step, **metrics)
         for key, value in metrics.items():
-            self._writer.add_scalar(f"val/{key}", value, step)
+            if _is_scalar(value):
+                self._writer.add_scalar(f"val/{key}", value, step)
 
     def close(self) -> None:
         self._writer.flush()

@@ -1,0 +1,70 @@
+"""The engine registry: one interface per engine, imported downwards, and one plan per run."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from stage2_factory import fake_stage1, with_overrides
+
+import tradelab.grpo
+from tradelab.config import load_config
+from tradelab.errors import ConfigError, TradelabError
+from tradelab.grpo.engines import base
+from tradelab.grpo.engines.interface import Engine
+from tradelab.grpo.engines.registry import ENGINES, get_engine
+from tradelab.grpo.runner import run_stage2
+
+ENGINES_DIR = Path(tradelab.grpo.__file__).parent / "engines"
+
+
+def test_every_cli_engine_is_registered_and_unknown_names_list_the_valid_ones() -> None:
+    assert tuple(ENGINES) == tradelab.grpo.ENGINES
+    assert all(isinstance(engine, Engine) and engine.name == name for name, engine in ENGINES.items())
+    with pytest.raises(ConfigError, match="verl, soft-grpo, local"):
+        get_engine("trl")
+
+
+def test_external_engines_plan_under_their_own_name_and_local_has_no_plan(stage2_root: Path) -> None:
+    fake_stage1(stage2_root, rank=8)
+    config = load_config()
+    for name in ("verl", "soft-grpo"):
+        engine = get_engine(name)
+        assert engine.external
+        assert engine.build_plan(stage2_root, "NQ", config, test_mode=True).engine == name
+    assert get_engine("soft-grpo").output_key == "hf_model_path" and get_engine("verl").output_key == "adapter_path"
+    local = get_engine("local")
+    assert not local.external
+    with pytest.raises(TradelabError, match="no launch plan"):
+        local.build_plan(stage2_root, "NQ", config, test_mode=True)
+
+
+def test_a_dry_run_builds_the_plan_once_and_preflight_checks_that_plan(
+        stage2_root: Path, standin_python: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = get_engine("verl")
+    built: list[base.LaunchPlan] = []
+    original = type(engine).build_plan
+
+    def counting(self: Engine, *args: object, **kwargs: object) -> base.LaunchPlan:
+        built.append(original(self, *args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(type(engine), "build_plan", counting)
+    config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
+    summary = run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True, dry_run=True)
+    assert len(built) == 1
+    assert summary["preflight"]["plan"] == summary["plan"] == built[0].to_dict()
+
+
+def test_engine_modules_never_import_the_runner_or_preflight() -> None:
+    upward = {"tradelab.grpo.runner", "tradelab.grpo.preflight"}
+    for path in sorted(ENGINES_DIR.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                names = {node.module or ""} | {f"{node.module}.{alias.name}" for alias in node.names}
+            elif isinstance(node, ast.Import):
+                names = {alias.name for alias in node.names}
+            else:
+                continue
+            assert not names & upward, f"{path.name} imports {names & upward}"
