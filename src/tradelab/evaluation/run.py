@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradelab.config.profile import apply_test_profile
 from tradelab.errors import ConfigError, StageFailed
 from tradelab.evaluation.backtest import AgentSpec, BacktestResult, EvalSettings, run_backtests
 from tradelab.evaluation.holdout import bar_time, holdout_arrays
@@ -42,11 +41,12 @@ def resolve_settings(
     config: TradelabConfig, *, test_mode: bool, episodes: int | None, seeds: int | None, adapter: str,
     walk_forward: bool | int, cost_sweep: bool = False,
 ) -> EvalSettings:
-    """Combine ``config.evaluation`` (under the test profile in test mode) and the call's arguments (arguments win).
+    """Combine a resolved config's ``evaluation`` (test profile already applied, :func:`tradelab.config.resolve_config`)
+    and the call's arguments (arguments win); ``test_mode`` is recorded.
 
     ``walk_forward`` is ``False`` (off), ``True`` (``evaluation.walk_forward_windows`` folds) or a fold count.
     """
-    ev = (apply_test_profile(config) if test_mode else config).evaluation
+    ev = config.evaluation
     if not isinstance(walk_forward, bool) and int(walk_forward) < 1:
         raise ConfigError(f"evaluate: --walk-forward {walk_forward}; the number of folds must be at least 1 "
                           "(e.g. --walk-forward 3)")
@@ -164,10 +164,14 @@ def prepare_evaluation(
     adapter: str = "stage1", walk_forward: bool | int = False, cost_sweep: bool = False,
 ) -> PreparedEvaluation:
     """Check the prerequisites and resolve settings, holdout and agents (arguments as for :func:`evaluate`)."""
+    from tradelab.config import resolve_config
     from tradelab.marketdata import load_market_arrays
 
     manifest = require_stage1(root, market)
     test_mode = bool((manifest.get("stage1") or {}).get("test_mode"))
+    # Evaluation follows the mode Stage 1 ran in: the profile is laid over the config once, here, and the report's
+    # config hash is of this resolved config.
+    config = resolve_config(config, test_mode=test_mode)
     settings = resolve_settings(config, test_mode=test_mode, episodes=episodes, seeds=seeds, adapter=adapter,
                                 walk_forward=walk_forward, cost_sweep=cost_sweep)
     arrays, holdout = holdout_arrays(root, market, manifest, load_market_arrays(root, market, config))

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tradelab.config import config_hash
+from tradelab.config import config_hash, resolve_config
 from tradelab.fileio import atomic_copy_dir, sha256_dir
 from tradelab.paths import Workspace
 from tradelab.provenance import git_sha, package_versions, utc_now, utc_stamp
@@ -43,10 +43,11 @@ class Stage1Run:
                  resume: bool, init_ppo: Path | None = None) -> None:
         from tradelab.marketdata import load_market_arrays
 
-        self.root, self.market, self.config = root, market, config
+        # The test profile is laid over the config once, here; everything below (and the manifest's hash) reads it.
+        self.root, self.market, self.config = root, market, resolve_config(config, test_mode=test_mode)
         self.ws = Workspace.at(root)
         self.test_mode, self.resume = test_mode, resume
-        self.settings: RunSettings = run_settings(config, test_mode=test_mode, total_timesteps=total_timesteps)
+        self.settings: RunSettings = run_settings(self.config, total_timesteps=total_timesteps)
         self.seed = int(config.app.seed)
         self.run_id = f"s1-{market}-{utc_stamp()}"
         self.started_at = utc_now()

@@ -33,17 +33,15 @@ class RunSettings:
     refinement_epochs: int
 
 
-def run_settings(config: Any, *, test_mode: bool, total_timesteps: int | None) -> RunSettings:
-    """Resolve ``ppo`` and ``stage1`` under the test profile when ``test_mode``; ``total_timesteps`` wins."""
+def run_settings(config: Any, *, total_timesteps: int | None) -> RunSettings:
+    """The run's ``ppo`` and ``stage1`` settings from a resolved config (test profile already applied by
+    :func:`tradelab.config.resolve_config`); ``total_timesteps`` wins."""
     if total_timesteps is not None and (isinstance(total_timesteps, bool) or int(total_timesteps) < 1):
         from tradelab.errors import ConfigError
 
         raise ConfigError(f"total_timesteps = {total_timesteps!r}: must be a whole number of at least 1 "
                           f"(leave it out for the configured value)")
-    from tradelab.config.profile import apply_test_profile
-
-    resolved = apply_test_profile(config) if test_mode else config
-    ppo, refinement = resolved.ppo, resolved.stage1.refinement
+    ppo, refinement = config.ppo, config.stage1.refinement
     return RunSettings(
         n_envs=ppo.n_envs,
         n_steps=ppo.n_steps,
@@ -52,7 +50,7 @@ def run_settings(config: Any, *, test_mode: bool, total_timesteps: int | None) -
         net_arch={"pi": list(ppo.net_arch.pi), "vf": list(ppo.net_arch.vf)},
         total_timesteps=int(total_timesteps if total_timesteps is not None else ppo.total_timesteps),
         checkpoint_every_steps=ppo.checkpoint_every_steps,
-        interval_bars=resolved.stage1.query.interval_bars,
+        interval_bars=config.stage1.query.interval_bars,
         refinement_every_steps=refinement.every_steps,
         refinement_min_records=refinement.min_records,
         refinement_recent_records=refinement.recent_records,
