@@ -14,11 +14,17 @@ from tradelab.core.parse import parse_advice
 from tradelab.env import make_env
 from tradelab.errors import StageFailed
 from tradelab.evaluation.agents import BASELINES, AdvisorAgent, advice_to_dict
-from tradelab.evaluation.backtest import AgentSpec, run_backtests
+from tradelab.evaluation.backtest import (
+    AgentSpec,
+    env_config,
+    resolve_settings,
+    run_backtests,
+    run_episode,
+    run_seed,
+    scoring_context,
+)
 from tradelab.evaluation.episode import EpisodeLog
 from tradelab.evaluation.holdout import holdout_arrays
-from tradelab.evaluation.run import env_config, resolve_settings, scoring_context
-from tradelab.evaluation.runner import run_episode, run_seed
 from tradelab.manifest import load_manifest
 from tradelab.marketdata import load_market_arrays
 

@@ -9,7 +9,7 @@ import pytest
 from tradelab.config import TradelabConfig, resolve_config
 from tradelab.errors import StageNotReady
 from tradelab.evaluation.roster import adapter_dirs, build_roster
-from tradelab.evaluation.run import resolve_settings
+from tradelab.evaluation.backtest import resolve_settings
 from tradelab.paths import Workspace
 
 NAMES = ["hybrid", "ppo", "advisor", "flat", "buy_and_hold", "random"]
