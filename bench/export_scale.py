@@ -50,9 +50,8 @@ def build_pool(root: Path, config: Any, *, n_records: int, seed: int) -> list[di
     from tradelab.env.tables import get_tables
     from tradelab.marketdata import generate_market, load_market_arrays
     from tradelab.markets import contract_spec
-    from tradelab.stage1.advice_wrapper import closed_trades
-    from tradelab.stage1.experience import ExperienceRecorder
-    from tradelab.stage1.forward import ForwardSlicer
+    from tradelab.stage1.advice import closed_trades
+    from tradelab.stage1.experience import ExperienceRecorder, ForwardSlicer
 
     generate_market(root, MARKET, config, days=60, seed=seed)
     arrays = load_market_arrays(root, MARKET, config)

@@ -80,9 +80,8 @@ class _Mode:
         from tradelab.advisor.generate import Advisor
         from tradelab.config import load_config
         from tradelab.stage1.policy import FusionPolicy
-        from tradelab.stage1.setup import env_fns
-        from tradelab.stage1.source import LLMAdviceSource
-        from tradelab.stage1.vec import advice_vec_env, make_probe, normalized
+        from tradelab.stage1.advice import LLMAdviceSource
+        from tradelab.stage1.wiring import advice_vec_env, env_fns, make_probe, normalized
 
         config = load_config(overrides={"llm.device": "cpu", **overrides})
         set_random_seed(0)

@@ -252,7 +252,7 @@ def loop_markets(
 ) -> list[dict[str, Any]]:
     """:func:`loop` for several markets, one result each; with ``ray`` and several markets each market's loop is a
     Ray task in its own workspace folder, moved into this workspace when it has finished."""
-    from tradelab.config.profile import apply_test_profile
+    from tradelab.config import resolve_config
     from tradelab.grpo import ENGINES
     from tradelab.loop.parallel import loop_markets as run_markets
     from tradelab.loop.run import LoopSettings
@@ -262,7 +262,7 @@ def loop_markets(
     cfg = _cfg(root, config)
     if engine not in ENGINES:
         raise TradelabError(f"loop --engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    ev = (apply_test_profile(cfg) if test_mode else cfg).evaluation
+    ev = resolve_config(cfg, test_mode=test_mode).evaluation
     settings = LoopSettings(
         iterations=iterations, engine=engine,
         seeds=seeds if seeds is not None else ev.seeds,

@@ -23,7 +23,7 @@ from tradelab import stages
 from tradelab.config import TradelabConfig, load_config
 from tradelab.loop import TINY_ADVISOR_LEARNING
 from tradelab.paths import Workspace
-from tradelab.stage1.setup import WARM_ADAPTER_DIR
+from tradelab.stage1.wiring import WARM_ADAPTER_DIR
 
 STRONG_EDGE = 0.8
 """A strong planted edge: the 70 entry records of one short Stage 1 are enough for the tiny advisor to learn it."""

@@ -9,16 +9,22 @@ import numpy as np
 import pytest
 
 from tradelab.advisor.teacher import teacher_response
-from tradelab.config import TradelabConfig
+from tradelab.config import TradelabConfig, resolve_config
 from tradelab.core.parse import parse_advice
 from tradelab.env import make_env
 from tradelab.errors import StageFailed
 from tradelab.evaluation.agents import BASELINES, AdvisorAgent, advice_to_dict
-from tradelab.evaluation.backtest import AgentSpec, run_backtests
+from tradelab.evaluation.backtest import (
+    AgentSpec,
+    env_config,
+    resolve_settings,
+    run_backtests,
+    run_episode,
+    run_seed,
+    scoring_context,
+)
 from tradelab.evaluation.episode import EpisodeLog
 from tradelab.evaluation.holdout import holdout_arrays
-from tradelab.evaluation.run import env_config, resolve_settings, scoring_context
-from tradelab.evaluation.runner import run_episode, run_seed
 from tradelab.manifest import load_manifest
 from tradelab.marketdata import load_market_arrays
 
@@ -36,7 +42,7 @@ def _specs() -> list[AgentSpec]:
 def setup(eval_root: Path, baseline_config: TradelabConfig) -> dict[str, Any]:
     manifest = load_manifest(eval_root, "NQ")
     arrays, holdout = holdout_arrays(eval_root, "NQ", manifest, load_market_arrays(eval_root, "NQ", baseline_config))
-    settings = resolve_settings(baseline_config, test_mode=True, episodes=3, seeds=2, adapter="none",
+    settings = resolve_settings(resolve_config(baseline_config, test_mode=True), test_mode=True, episodes=3, seeds=2, adapter="none",
                                 walk_forward=True)
     env = make_env("NQ", eval_root, split="holdout", config=env_config(baseline_config, settings), arrays=arrays)
     ctx = scoring_context(arrays, baseline_config, settings)

@@ -22,7 +22,7 @@ AGENTS = ["hybrid", "hybrid_soft_grpo", "ppo", "advisor", "flat", "buy_and_hold"
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory: pytest.TempPathFactory, nq_workspace: Path, tiny_advisor_dir: Path,
               warm_adapter_dir: Path) -> dict[str, Any]:
-    from tradelab.stage1.setup import WARM_ADAPTER_DIR
+    from tradelab.stage1.wiring import WARM_ADAPTER_DIR
     from tradelab.stage1.train import run_stage1
 
     root = tmp_path_factory.mktemp("eval_integration")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tradelab.config import TradelabConfig
+from tradelab.config import TradelabConfig, resolve_config
 from tradelab.errors import StageNotReady
 from tradelab.evaluation.roster import adapter_dirs, build_roster
-from tradelab.evaluation.run import resolve_settings
+from tradelab.evaluation.backtest import resolve_settings
 from tradelab.paths import Workspace
 
 NAMES = ["hybrid", "ppo", "advisor", "flat", "buy_and_hold", "random"]
@@ -21,7 +21,7 @@ def _adapter(path: Path) -> None:
 
 
 def _roster(root: Path, config: TradelabConfig, adapter: str) -> tuple[list[str], dict, dict]:
-    settings = resolve_settings(config, test_mode=True, episodes=None, seeds=None, adapter=adapter,
+    settings = resolve_settings(resolve_config(config, test_mode=True), test_mode=True, episodes=None, seeds=None, adapter=adapter,
                                 walk_forward=False)
     specs, skipped, aliases = build_roster(root, "NQ", config, settings, NAMES)
     return [s.name for s in specs], skipped, aliases

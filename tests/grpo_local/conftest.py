@@ -58,7 +58,7 @@ def write_experience(market_root: Path, out_root: Path, config: TradelabConfig, 
     from tradelab.marketdata import load_market_arrays
     from tradelab.markets import contract_spec
     from tradelab.paths import Workspace
-    from tradelab.stage1.forward import ForwardSlicer
+    from tradelab.stage1.experience import ForwardSlicer
 
     arrays = load_market_arrays(market_root, MARKET, config)
     env = make_env(MARKET, market_root, split="train", seed=seed, config=config, arrays=arrays)

@@ -10,7 +10,7 @@ import pytest
 
 from tradelab.config import TradelabConfig, load_config
 from tradelab.paths import Workspace
-from tradelab.stage1.setup import WARM_ADAPTER_DIR
+from tradelab.stage1.wiring import WARM_ADAPTER_DIR
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tradelab.stage1.slots import BUY_ID, HAS_ADVICE_INDEX, HOLD_ID, N_ACTIONS, PRIOR_EPS, SELL_ID, SLOT_SIZE
+from tradelab.stage1.advice import BUY_ID, HAS_ADVICE_INDEX, HOLD_ID, N_ACTIONS, PRIOR_EPS, SELL_ID, SLOT_SIZE
 
 
 def prior_numpy(slots: np.ndarray, masks: np.ndarray, confidence_floor: float) -> np.ndarray:

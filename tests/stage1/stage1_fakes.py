@@ -17,8 +17,7 @@ import numpy as np
 from tradelab.core import ACTION_IDS, ACTIONS
 from tradelab.core.parse import check_allowed, parse_advice
 from tradelab.core.tradesim import Costs, ExitRules, net_pnl_usd, open_position, r_multiple, step_bar
-from tradelab.stage1.slots import SLOT_SIZE
-from tradelab.stage1.source import AdviceResult
+from tradelab.stage1.advice import SLOT_SIZE, AdviceResult
 
 COSTS = Costs(tick_size=0.25, tick_value=5.0, point_value=20.0, commission_per_side=2.0, slippage_ticks=1.0)
 RULES = ExitRules(stop_atr=1.5, target_r=2.0, trail_atr=1.0, be_buffer_ticks=1.0)

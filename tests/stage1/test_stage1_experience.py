@@ -9,10 +9,9 @@ import pytest
 from stage1_fakes import COSTS, RULES, FakeAdvisor, FakeTradingEnv, make_arrays
 
 from tradelab.core.replay import simulate_action
-from tradelab.stage1.advice_wrapper import closed_trades
-from tradelab.stage1.experience import ExperienceRecorder
-from tradelab.stage1.forward import ForwardSlicer
-from tradelab.stage1.vec import advice_vec_env
+from tradelab.stage1.advice import closed_trades
+from tradelab.stage1.experience import ExperienceRecorder, ForwardSlicer
+from tradelab.stage1.wiring import advice_vec_env
 
 SIX_ACTIONS = ["HOLD", "BUY", "SELL", "MOVE_TO_BE", "ENABLE_TRAIL", "DISABLE_TRAIL"]
 

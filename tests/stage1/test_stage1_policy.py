@@ -12,8 +12,8 @@ from stage1_fakes import FakeAdvisor, FakeTradingEnv, make_arrays
 
 from tradelab.core import ACTION_IDS
 from tradelab.stage1.policy import FusionPolicy, log_prior
-from tradelab.stage1.slots import N_ACTIONS, SLOT_SIZE, encode_slots
-from tradelab.stage1.vec import advice_vec_env, make_probe, normalized
+from tradelab.stage1.advice import N_ACTIONS, SLOT_SIZE, encode_slots
+from tradelab.stage1.wiring import advice_vec_env, make_probe, normalized
 
 PPO_KW = dict(n_steps=32, batch_size=32, n_epochs=2, learning_rate=1e-3, seed=3, device="cpu")
 

@@ -14,7 +14,7 @@ from tradelab.integrity import recorded_sha256
 from tradelab.manifest import load_manifest
 from tradelab.paths import Workspace
 from tradelab.stage1.sections import STAGE1_KEYS
-from tradelab.stage1.setup import WARM_ADAPTER_DIR
+from tradelab.stage1.wiring import WARM_ADAPTER_DIR
 from tradelab.stage1.train import run_stage1
 
 pytestmark = pytest.mark.slow
@@ -27,18 +27,18 @@ RECORDER_WINDOWS: list[int] = []
 
 @pytest.fixture(scope="module")
 def trained(make_root, stage1_config) -> tuple[Path, dict]:
-    from tradelab.stage1 import setup
+    from tradelab.stage1 import wiring
 
     root = make_root()
     calls = []
-    real_recorder_for = setup.recorder_for
+    real_recorder_for = wiring.recorder_for
 
     def recorder_for(*args, **kwargs):
         RECORDER_WINDOWS.append(kwargs["recent_maxlen"])
         return real_recorder_for(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(setup, "recorder_for", recorder_for)
+        patch.setattr(wiring, "recorder_for", recorder_for)
         summary = run_stage1(root, "NQ", stage1_config, test_mode=True, total_timesteps=STEPS,
                              progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (STEPS, STEPS)

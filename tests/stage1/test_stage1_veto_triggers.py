@@ -6,10 +6,10 @@ import numpy as np
 from stage1_fakes import FakeTradingEnv, make_arrays
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from tradelab.stage1.slots import SLOT_SIZE
-from tradelab.stage1.triggers import QueryScheduler, TriggerRules
+from tradelab.stage1.advice import (
+    SLOT_SIZE, VETO_DAILY_LOSS, VETO_DRAWDOWN, VETO_LOSS_STREAK, QueryScheduler, TriggerRules, VetoRules, VetoTracker,
+)
 from tradelab.stage1.vecnorm import SlotPreservingVecNormalize, load_stats, save_stats
-from tradelab.stage1.veto import VETO_DAILY_LOSS, VETO_DRAWDOWN, VETO_LOSS_STREAK, VetoRules, VetoTracker
 
 RULES = VetoRules(max_consecutive_losses=3, loss_streak_pause_bars=5, min_drawdown_buffer_usd=500.0,
                   daily_loss_stop_usd=800.0)

@@ -2,7 +2,9 @@
 
 ``load_config()`` reads each file listed in :data:`tradelab.config.schema.SECTION_FILES` from the config directory
 (default: the project's ``config/``), applies dotted overrides, validates into frozen pydantic models and returns a
-:class:`TradelabConfig`. :func:`config_hash` gives a stable hash of the resolved config for manifests.
+:class:`TradelabConfig`; with ``test_mode`` the test profile (:mod:`tradelab.config.profile`) is laid over it once, by
+:func:`resolve_config`, so every stage reads plain fields. :func:`config_hash` gives a stable hash of the resolved
+config (the one that ran) for manifests.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from tradelab.config.profile import apply_test_profile
 from tradelab.config.schema import SECTION_FILES, TradelabConfig
 from tradelab.errors import ConfigError
 
@@ -66,13 +69,14 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def load_config(
-    config_dir: str | Path | None = None, overrides: dict[str, Any] | None = None
+    config_dir: str | Path | None = None, overrides: dict[str, Any] | None = None, *, test_mode: bool = False
 ) -> TradelabConfig:
     """Load, override and validate the whole configuration.
 
     Args:
         config_dir: Directory holding the YAML files; default the project's ``config/``.
         overrides: Dotted keys to replace after reading, e.g. ``{"ppo.n_steps": 128}``. Unknown keys still fail.
+        test_mode: Lay the test profile over the result (:func:`resolve_config`).
 
     Returns:
         The frozen, validated configuration.
@@ -91,9 +95,20 @@ def load_config(
     for dotted, value in (overrides or {}).items():
         _apply_override(raw, dotted, value)
     try:
-        return TradelabConfig.model_validate(raw)
+        config = TradelabConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, directory)) from None
+    return resolve_config(config, test_mode=test_mode)
+
+
+def resolve_config(config: TradelabConfig, *, test_mode: bool) -> TradelabConfig:
+    """The config a run reads: ``config`` itself, or with ``test_mode`` every ``test`` block value in the full-run
+    field it replaces (:data:`tradelab.config.profile.TEST_PROFILE`).
+
+    Resolving an already resolved config changes nothing, so a stage entry point may resolve what it is given and
+    hash the result: the hash in a manifest is the hash of the settings that ran.
+    """
+    return apply_test_profile(config) if test_mode else config
 
 
 def config_hash(config: BaseModel) -> str:

@@ -1,25 +1,121 @@
-"""The backtest loop: for each seed (and walk-forward window) draw starts once, run every agent, score them."""
+"""The evaluation runner: resolved settings, agents driven through the env on shared episode starts, and the backtest
+loop (for each seed and walk-forward window draw starts once, run every agent, score them).
+
+Every agent of a seed is reset to the same start bars with the same reset seed, so all of them trade the same bars;
+:func:`run_seed` checks that each agent's first bar really is the requested start and raises otherwise.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tradelab.evaluation.agents import Agent
+import numpy as np
+
+from tradelab.errors import ConfigError, StageFailed
+from tradelab.evaluation.advisor_metrics import advice_record
+from tradelab.evaluation.agents import Agent, advice_to_dict
 from tradelab.evaluation.episode import EpisodeLog
-from tradelab.evaluation.runner import run_seed
-from tradelab.evaluation.scoring import (
-    ScoringContext,
-    agent_calibration,
-    daily_pnl_usd,
-    episode_trades,
-    score_agent,
-)
+from tradelab.evaluation.ledger import hhmm_to_minute
+from tradelab.evaluation.scoring import ScoringContext, agent_calibration, daily_pnl_usd, episode_trades, score_agent
 from tradelab.evaluation.starts import Window, choose_starts
 from tradelab.evaluation.walkforward import Fold, walk_forward_folds
 
+if TYPE_CHECKING:
+    from tradelab.config.schema import TradelabConfig
+    from tradelab.marketdata.arrays import MarketArrays
+
+START_OPTION = "start_index"
+"""``env.reset(options={START_OPTION: bar})`` starts an episode at that bar."""
+
 Progress = Callable[[int, int], None]
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """The reset seed of one episode of one evaluation seed (the same for every agent)."""
+    return seed * 100_003 + episode
+
+
+def reset_at(env: Any, start_index: int, seed: int) -> tuple[Any, dict[str, Any]]:
+    """Reset ``env`` so its first decision bar is ``start_index``.
+
+    Raises:
+        StageFailed: The env started somewhere else (it ignored the requested start).
+    """
+    obs, info = env.reset(seed=seed, options={START_OPTION: int(start_index)})
+    if int(info["bar_index"]) != int(start_index):
+        raise StageFailed(
+            f"env started at bar {info['bar_index']} instead of the requested {start_index}; evaluation needs "
+            f"env.reset(options={{'{START_OPTION}': bar}}) to start episodes where asked"
+        )
+    return obs, info
+
+
+def _events(info: Mapping[str, Any]) -> list[dict[str, Any]]:
+    bar = int(info["bar_index"])
+    return [{"bar_index": bar, **event} for event in info.get("events") or ()]
+
+
+def run_episode(env: Any, agent: Agent, log: EpisodeLog, *, reset_seed: int) -> EpisodeLog:
+    """Play one episode from ``log.start_index`` to termination or truncation, filling ``log``.
+
+    Args:
+        env: The holdout env (gymnasium API plus ``action_masks()``).
+        agent: The agent to drive; reset here.
+        log: An empty log naming the agent, seed, episode and start.
+        reset_seed: Seed passed to ``env.reset``.
+    """
+    agent.reset()
+    obs, info = reset_at(env, log.start_index, reset_seed)
+    log.record_state(info)
+    while True:
+        mask = np.asarray(env.action_masks(), dtype=bool)
+        action_id, advice = agent.act(obs, info, mask)
+        action_id = int(action_id)
+        if advice is not None:
+            log.advice.append(advice_record(int(info["bar_index"]), advice_to_dict(advice), mask, action_id))
+        log.actions.append(action_id)
+        obs, _reward, terminated, truncated, info = env.step(action_id)
+        log.record_state(info)
+        log.events.extend(_events(info))
+        if terminated or truncated:
+            return log
+
+
+def run_seed(
+    env: Any, agents: Mapping[str, Agent], starts: Sequence[int], *, seed: int,
+    on_episode: Callable[[], None] | None = None,
+) -> dict[str, list[EpisodeLog]]:
+    """Run every agent over the same episode starts.
+
+    Args:
+        env: One env reused by every agent (each episode starts from a reset).
+        agents: Name -> agent.
+        starts: Start bars, shared by all agents.
+        seed: Evaluation seed (reset seeds derive from it).
+        on_episode: Called after every finished episode (progress).
+
+    Returns:
+        Name -> the agent's logs, one per start, in the order of ``starts``.
+
+    Raises:
+        StageFailed: Two agents saw different first bars for the same episode.
+    """
+    logs: dict[str, list[EpisodeLog]] = {}
+    for name, agent in agents.items():
+        logs[name] = []
+        for episode, start in enumerate(starts):
+            log = EpisodeLog(agent=name, seed=seed, episode=episode, start_index=int(start))
+            logs[name].append(run_episode(env, agent, log, reset_seed=episode_seed(seed, episode)))
+            if on_episode:
+                on_episode()
+    first_bars = {name: [log.bars[0] for log in agent_logs] for name, agent_logs in logs.items()}
+    if len({tuple(bars) for bars in first_bars.values()}) > 1:
+        raise StageFailed(f"agents started on different bars for seed {seed}: {first_bars}")
+    return logs
+
+
 SeedMetrics = list[tuple[int, dict[str, Any]]]
 
 
@@ -227,3 +323,56 @@ def _score_seed(
         result.per_seed.setdefault(spec.name, []).append((seed, metrics))
         result.daily_pnl.setdefault(spec.name, {})[seed] = daily_pnl_usd(logs, ctx.session_id)
         result.paths.setdefault(spec.name, {})[seed] = [(list(log.bars), list(log.equity_usd)) for log in logs]
+
+
+def resolve_settings(
+    config: TradelabConfig, *, test_mode: bool, episodes: int | None, seeds: int | None, adapter: str,
+    walk_forward: bool | int, cost_sweep: bool = False,
+) -> EvalSettings:
+    """Combine a resolved config's ``evaluation`` (test profile already applied, :func:`tradelab.config.resolve_config`)
+    and the call's arguments (arguments win); ``test_mode`` is recorded.
+
+    ``walk_forward`` is ``False`` (off), ``True`` (``evaluation.walk_forward_windows`` folds) or a fold count.
+    """
+    ev = config.evaluation
+    if not isinstance(walk_forward, bool) and int(walk_forward) < 1:
+        raise ConfigError(f"evaluate: --walk-forward {walk_forward}; the number of folds must be at least 1 "
+                          "(e.g. --walk-forward 3)")
+    folds = ev.walk_forward_windows if walk_forward is True else int(walk_forward)
+    n_seeds = seeds if seeds is not None else ev.seeds
+    n_episodes = episodes if episodes is not None else ev.episodes
+    if n_seeds < 1 or n_episodes < 1:
+        raise ConfigError(f"evaluate: episodes={n_episodes}, seeds={n_seeds}; both must be at least 1 "
+                          "(pass --episodes N --seeds K with N, K >= 1)")
+    episode_bars = ev.episode_bars or config.env.episode_bars
+    return EvalSettings(
+        episodes=n_episodes, seed_list=[ev.base_seed + k for k in range(n_seeds)], episode_bars=episode_bars,
+        start_mode=ev.start_mode, walk_forward=bool(walk_forward), walk_forward_windows=folds,
+        random_agent_seed=ev.random_agent_seed, deterministic_policy=ev.deterministic_policy,
+        advisor_query_interval_bars=ev.advisor_query_interval_bars,
+        hit_horizon_bars=ev.hit_horizon_bars, calibration_bins=ev.calibration_bins, ci_level=ev.ci_level,
+        plots=ev.plots, test_mode=test_mode, adapter=adapter,
+        walk_forward_purge_bars=(ev.walk_forward_purge_bars if ev.walk_forward_purge_bars is not None
+                                 else config.env.episode_bars),
+        walk_forward_embargo_bars=ev.walk_forward_embargo_bars, cost_sweep=bool(cost_sweep or ev.cost_sweep),
+        cost_sweep_multiples=tuple(ev.cost_sweep_multiples), bootstrap_resamples=ev.bootstrap_resamples,
+    )
+
+
+def scoring_context(arrays: MarketArrays, config: TradelabConfig, settings: EvalSettings) -> ScoringContext:
+    """Market columns and account rules for scoring."""
+    from tradelab.markets import contract_spec
+
+    rules = config.env.rules
+    return ScoringContext(
+        close=arrays.close, minute_of_day=arrays.minute_of_day, session_id=arrays.session_id,
+        starting_balance_usd=rules.starting_balance_usd, trailing_drawdown_usd=rules.trailing_drawdown_usd,
+        flatten_minute=hhmm_to_minute(rules.flatten_time), point_value=contract_spec(config, arrays.market).point_value,
+        hit_horizon_bars=settings.hit_horizon_bars, calibration_bins=settings.calibration_bins,
+    )
+
+
+def env_config(config: TradelabConfig, settings: EvalSettings) -> TradelabConfig:
+    """The config the evaluation env runs with: evaluation's episode length, starts set by the runner."""
+    env = config.env.model_copy(update={"episode_bars": settings.episode_bars, "random_start": False})
+    return config.model_copy(update={"env": env})

@@ -76,10 +76,9 @@ def run_seed_task(task: SeedTask) -> SeedLogs:
 
 def _run_seed_in(worker: Path, task: SeedTask) -> SeedLogs:
     from tradelab.env import make_env
-    from tradelab.evaluation.backtest import run_seed_windows
+    from tradelab.evaluation.backtest import env_config, run_seed_windows
     from tradelab.evaluation.holdout import holdout_arrays
     from tradelab.evaluation.roster import build_roster
-    from tradelab.evaluation.run import env_config
     from tradelab.manifest import require_stage1
     from tradelab.marketdata import load_market_arrays
 

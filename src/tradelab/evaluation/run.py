@@ -15,11 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradelab.config.profile import apply_test_profile
-from tradelab.errors import ConfigError, StageFailed
-from tradelab.evaluation.backtest import AgentSpec, BacktestResult, EvalSettings, run_backtests
+from tradelab.errors import StageFailed
+from tradelab.evaluation.backtest import (
+    AgentSpec,
+    BacktestResult,
+    EvalSettings,
+    env_config,
+    resolve_settings,
+    run_backtests,
+    scoring_context,
+)
 from tradelab.evaluation.holdout import bar_time, holdout_arrays
-from tradelab.evaluation.ledger import hhmm_to_minute
 from tradelab.evaluation.report import agent_entry, summary_table, write_report
 from tradelab.evaluation.roster import build_roster
 from tradelab.evaluation.scoring import ScoringContext
@@ -36,58 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
-
-
-def resolve_settings(
-    config: TradelabConfig, *, test_mode: bool, episodes: int | None, seeds: int | None, adapter: str,
-    walk_forward: bool | int, cost_sweep: bool = False,
-) -> EvalSettings:
-    """Combine ``config.evaluation`` (under the test profile in test mode) and the call's arguments (arguments win).
-
-    ``walk_forward`` is ``False`` (off), ``True`` (``evaluation.walk_forward_windows`` folds) or a fold count.
-    """
-    ev = (apply_test_profile(config) if test_mode else config).evaluation
-    if not isinstance(walk_forward, bool) and int(walk_forward) < 1:
-        raise ConfigError(f"evaluate: --walk-forward {walk_forward}; the number of folds must be at least 1 "
-                          "(e.g. --walk-forward 3)")
-    folds = ev.walk_forward_windows if walk_forward is True else int(walk_forward)
-    n_seeds = seeds if seeds is not None else ev.seeds
-    n_episodes = episodes if episodes is not None else ev.episodes
-    if n_seeds < 1 or n_episodes < 1:
-        raise ConfigError(f"evaluate: episodes={n_episodes}, seeds={n_seeds}; both must be at least 1 "
-                          "(pass --episodes N --seeds K with N, K >= 1)")
-    episode_bars = ev.episode_bars or config.env.episode_bars
-    return EvalSettings(
-        episodes=n_episodes, seed_list=[ev.base_seed + k for k in range(n_seeds)], episode_bars=episode_bars,
-        start_mode=ev.start_mode, walk_forward=bool(walk_forward), walk_forward_windows=folds,
-        random_agent_seed=ev.random_agent_seed, deterministic_policy=ev.deterministic_policy,
-        advisor_query_interval_bars=ev.advisor_query_interval_bars,
-        hit_horizon_bars=ev.hit_horizon_bars, calibration_bins=ev.calibration_bins, ci_level=ev.ci_level,
-        plots=ev.plots, test_mode=test_mode, adapter=adapter,
-        walk_forward_purge_bars=(ev.walk_forward_purge_bars if ev.walk_forward_purge_bars is not None
-                                 else config.env.episode_bars),
-        walk_forward_embargo_bars=ev.walk_forward_embargo_bars, cost_sweep=bool(cost_sweep or ev.cost_sweep),
-        cost_sweep_multiples=tuple(ev.cost_sweep_multiples), bootstrap_resamples=ev.bootstrap_resamples,
-    )
-
-
-def scoring_context(arrays: MarketArrays, config: TradelabConfig, settings: EvalSettings) -> ScoringContext:
-    """Market columns and account rules for scoring."""
-    from tradelab.markets import contract_spec
-
-    rules = config.env.rules
-    return ScoringContext(
-        close=arrays.close, minute_of_day=arrays.minute_of_day, session_id=arrays.session_id,
-        starting_balance_usd=rules.starting_balance_usd, trailing_drawdown_usd=rules.trailing_drawdown_usd,
-        flatten_minute=hhmm_to_minute(rules.flatten_time), point_value=contract_spec(config, arrays.market).point_value,
-        hit_horizon_bars=settings.hit_horizon_bars, calibration_bins=settings.calibration_bins,
-    )
-
-
-def env_config(config: TradelabConfig, settings: EvalSettings) -> TradelabConfig:
-    """The config the evaluation env runs with: evaluation's episode length, starts set by the runner."""
-    env = config.env.model_copy(update={"episode_bars": settings.episode_bars, "random_start": False})
-    return config.model_copy(update={"env": env})
 
 
 def evaluate(
@@ -164,10 +118,14 @@ def prepare_evaluation(
     adapter: str = "stage1", walk_forward: bool | int = False, cost_sweep: bool = False,
 ) -> PreparedEvaluation:
     """Check the prerequisites and resolve settings, holdout and agents (arguments as for :func:`evaluate`)."""
+    from tradelab.config import resolve_config
     from tradelab.marketdata import load_market_arrays
 
     manifest = require_stage1(root, market)
     test_mode = bool(stage1_of(manifest).test_mode)
+    # Evaluation follows the mode Stage 1 ran in: the profile is laid over the config once, here, and the report's
+    # config hash is of this resolved config.
+    config = resolve_config(config, test_mode=test_mode)
     settings = resolve_settings(config, test_mode=test_mode, episodes=episodes, seeds=seeds, adapter=adapter,
                                 walk_forward=walk_forward, cost_sweep=cost_sweep)
     arrays, holdout = holdout_arrays(root, market, manifest, load_market_arrays(root, market, config))

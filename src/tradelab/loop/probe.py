@@ -76,7 +76,7 @@ def build_probe_set(
         split: The env split ``holdout`` lies in (``holdout``; ``train`` only for labelled training prompts).
     """
     from tradelab.env import make_env
-    from tradelab.stage1.setup import experience_terms
+    from tradelab.stage1.wiring import experience_terms
 
     horizon = config.evaluation.hit_horizon_bars
     forward_bars = config.env.forward_horizon_bars

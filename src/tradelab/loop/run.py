@@ -261,7 +261,7 @@ class _ProbeContext:
 
     def warm_adapter(self) -> Path:
         """The adapter iteration 1 starts from (``llm.adapter_path``, else the warm start, built if missing)."""
-        from tradelab.stage1.setup import initial_adapter
+        from tradelab.stage1.wiring import initial_adapter
 
         return initial_adapter(Workspace.at(self.root).root, self.market, self.config, seed=self.config.app.seed,
                                resume=False)

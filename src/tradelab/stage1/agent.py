@@ -15,11 +15,8 @@ import numpy as np
 from tradelab.core import ACTIONS
 from tradelab.errors import StageNotReady
 from tradelab.paths import Workspace
-from tradelab.stage1.slots import SLOT_SIZE, encode_slots
-from tradelab.stage1.stats import AdvisorStats
-from tradelab.stage1.triggers import QueryScheduler
-from tradelab.stage1.vec import make_probe, trigger_rules
-from tradelab.stage1.veto import VetoRules, VetoTracker
+from tradelab.stage1.advice import SLOT_SIZE, AdvisorStats, QueryScheduler, VetoRules, VetoTracker, encode_slots
+from tradelab.stage1.wiring import make_probe, trigger_rules
 
 
 class HybridAgent:

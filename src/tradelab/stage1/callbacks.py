@@ -13,10 +13,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from tradelab.fileio import atomic_path
 from tradelab.integrity import record_sha256
-from tradelab.stage1.advice_wrapper import AdviceVecEnv
+from tradelab.stage1.advice import AdviceVecEnv
 from tradelab.stage1.experience import ExperienceRecorder
 from tradelab.stage1.refine import refine_adapter
-from tradelab.stage1.vec import make_probe
+from tradelab.stage1.wiring import make_probe
 from tradelab.stage1.vecnorm import SlotPreservingVecNormalize, save_stats
 
 log = logging.getLogger(__name__)

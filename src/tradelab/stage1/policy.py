@@ -15,7 +15,7 @@ import torch as th
 from sb3_contrib.common.maskable.distributions import MaskableDistribution
 from sb3_contrib.common.maskable.policies import MaskableActorCriticPolicy
 
-from tradelab.stage1.slots import BUY_ID, HAS_ADVICE_INDEX, HOLD_ID, N_ACTIONS, PRIOR_EPS, SELL_ID, SLOT_SIZE
+from tradelab.stage1.advice import BUY_ID, HAS_ADVICE_INDEX, HOLD_ID, N_ACTIONS, PRIOR_EPS, SELL_ID, SLOT_SIZE
 
 MaskLike = th.Tensor | np.ndarray | None
 

@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from tradelab.errors import WorkspaceError
 from tradelab.fileio import atomic_write_bytes
-from tradelab.stage1.slots import SLOT_SIZE
+from tradelab.stage1.advice import SLOT_SIZE
 
 STATS_FORMAT = "tradelab.vecnormalize.v1"
 """Tag stored in every statistics ``.npz``."""

@@ -1,4 +1,4 @@
-"""Effective settings of a local run: mode and ``--test`` overrides applied to ``config.grpo_local``."""
+"""Effective settings of a local run: the mode applied to a resolved config's ``grpo_local``."""
 
 from __future__ import annotations
 
@@ -6,21 +6,20 @@ from pathlib import Path
 
 from tradelab.config import TradelabConfig
 from tradelab.config.grpo_local_schema import GrpoLocalConfig
-from tradelab.config.profile import apply_test_profile
 from tradelab.errors import ConfigError
 
 MODES = ("soft", "discrete")
 
 
-def effective_settings(config: TradelabConfig, mode: str | None, test_mode: bool) -> GrpoLocalConfig:
-    """``config.grpo_local`` with ``mode`` (when given), under the test profile with ``--test``.
+def effective_settings(config: TradelabConfig, mode: str | None) -> GrpoLocalConfig:
+    """``config.grpo_local`` of a resolved config (test profile already applied) with ``mode`` when given.
 
     Raises:
         ConfigError: ``mode`` is not ``soft`` or ``discrete``.
     """
     if mode is not None and mode not in MODES:
         raise ConfigError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
-    base = (apply_test_profile(config) if test_mode else config).grpo_local
+    base = config.grpo_local
     return base.model_copy(update={"mode": mode or base.mode})
 
 

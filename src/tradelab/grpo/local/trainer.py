@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tradelab.config import TradelabConfig, config_hash
+from tradelab.config import TradelabConfig, config_hash, resolve_config
 from tradelab.errors import StageFailed, TradelabError
 from tradelab.fileio import atomic_copy_dir, new_stamped_dir
 from tradelab.grpo.local import checkpoint as ckpt
@@ -93,8 +93,10 @@ class _Run:
                  resume_from: str | Path | None) -> None:
         self.ws = Workspace.at(root)
         self.market = validate_market_name(market)
-        self.settings = effective_settings(config, mode, test_mode)
-        self.config = resolved_config(config, self.settings)
+        # The test profile is laid over the whole config once, here; the manifest's hash is of what runs.
+        resolved = resolve_config(config, test_mode=test_mode)
+        self.settings = effective_settings(resolved, mode)
+        self.config = resolved_config(resolved, self.settings)
         self.config_hash = config_hash(self.config)
         self.test_mode = test_mode
         self.resume_from = resume_from

@@ -1,13 +1,27 @@
-"""Building the pieces of a Stage 1 run from config: settings, advisor + adapter, recorder, env stack, PPO model."""
+"""Building the pieces of a Stage 1 run from config: settings, advisor + adapter, recorder, the vector env stack and
+the PPO model.
+
+The env stack is envs -> :class:`AdviceVecEnv` -> :class:`SlotPreservingVecNormalize`. Training, evaluation
+(:class:`~tradelab.stage1.agent.HybridAgent`), the tests and the benchmark all build it through these helpers, so
+triggers, veto and slot filling are identical everywhere.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch as th
+from stable_baselines3.common.vec_env import DummyVecEnv
+
 from tradelab.paths import Workspace
+from tradelab.stage1.advice import AdviceSource, AdviceVecEnv, PolicyProbe, TriggerRules, VetoRules
+from tradelab.stage1.experience import ExperienceRecorder
+from tradelab.stage1.vecnorm import SlotPreservingVecNormalize
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +47,15 @@ class RunSettings:
     refinement_epochs: int
 
 
-def run_settings(config: Any, *, test_mode: bool, total_timesteps: int | None) -> RunSettings:
-    """Resolve ``ppo`` and ``stage1`` under the test profile when ``test_mode``; ``total_timesteps`` wins."""
+def run_settings(config: Any, *, total_timesteps: int | None) -> RunSettings:
+    """The run's ``ppo`` and ``stage1`` settings from a resolved config (test profile already applied by
+    :func:`tradelab.config.resolve_config`); ``total_timesteps`` wins."""
     if total_timesteps is not None and (isinstance(total_timesteps, bool) or int(total_timesteps) < 1):
         from tradelab.errors import ConfigError
 
         raise ConfigError(f"total_timesteps = {total_timesteps!r}: must be a whole number of at least 1 "
                           f"(leave it out for the configured value)")
-    from tradelab.config.profile import apply_test_profile
-
-    resolved = apply_test_profile(config) if test_mode else config
-    ppo, refinement = resolved.ppo, resolved.stage1.refinement
+    ppo, refinement = config.ppo, config.stage1.refinement
     return RunSettings(
         n_envs=ppo.n_envs,
         n_steps=ppo.n_steps,
@@ -52,7 +64,7 @@ def run_settings(config: Any, *, test_mode: bool, total_timesteps: int | None) -
         net_arch={"pi": list(ppo.net_arch.pi), "vf": list(ppo.net_arch.vf)},
         total_timesteps=int(total_timesteps if total_timesteps is not None else ppo.total_timesteps),
         checkpoint_every_steps=ppo.checkpoint_every_steps,
-        interval_bars=resolved.stage1.query.interval_bars,
+        interval_bars=config.stage1.query.interval_bars,
         refinement_every_steps=refinement.every_steps,
         refinement_min_records=refinement.min_records,
         refinement_recent_records=refinement.recent_records,
@@ -113,7 +125,7 @@ def experience_terms(market: str, config: Any, arrays: Any, *, end_index: int) -
     from tradelab.core.tradesim import RULE_KEYS, Costs
     from tradelab.env.tables import get_tables
     from tradelab.markets import contract_spec
-    from tradelab.stage1.forward import ForwardSlicer
+    from tradelab.stage1.experience import ForwardSlicer
 
     rules = config.env.rules
     spec = contract_spec(config, market)
@@ -170,3 +182,70 @@ def new_model(vecnorm: Any, config: Any, settings: RunSettings, *, seed: int) ->
         ent_coef=ppo.ent_coef, vf_coef=ppo.vf_coef, max_grad_norm=ppo.max_grad_norm, policy_kwargs=policy_kwargs,
         seed=seed, device=ppo.device, verbose=0,
     )
+
+
+def trigger_rules(stage1: Any, *, interval_bars: int | None = None) -> TriggerRules:
+    """Trigger rules from a ``stage1`` config section (``interval_bars`` overrides the configured interval)."""
+    query = stage1.query
+    return TriggerRules(
+        interval_bars=int(interval_bars if interval_bars is not None else query.interval_bars),
+        on_position_change=bool(query.on_position_change),
+        entropy_threshold=float(query.entropy_threshold),
+        cooldown_bars=int(query.cooldown_bars),
+        skip_single_action=bool(query.skip_single_action),
+        only_when_entries_allowed=bool(query.only_when_entries_allowed),
+    )
+
+
+def advice_vec_env(
+    env_fns: Sequence[Callable[[], Any]],
+    stage1: Any,
+    *,
+    source: AdviceSource | None,
+    recorder: ExperienceRecorder | None = None,
+    interval_bars: int | None = None,
+) -> AdviceVecEnv:
+    """A :class:`DummyVecEnv` of ``env_fns`` under the advice wrapper configured from ``stage1``."""
+    return AdviceVecEnv(
+        DummyVecEnv(list(env_fns)),
+        source=source,
+        triggers=trigger_rules(stage1, interval_bars=interval_bars),
+        veto=VetoRules.from_config(stage1.veto),
+        advice_ttl_bars=stage1.query.advice_ttl_bars,
+        recorder=recorder,
+    )
+
+
+def normalized(advice_env: AdviceVecEnv, ppo: Any, *, training: bool = True) -> SlotPreservingVecNormalize:
+    """Observation (and optionally reward) normalisation that leaves the advisor slots raw."""
+    return SlotPreservingVecNormalize(
+        advice_env, norm_obs=True, norm_reward=bool(ppo.normalize_reward), clip_obs=float(ppo.clip_obs),
+        gamma=float(ppo.gamma), training=training,
+    )
+
+
+def make_probe(policy: Any, vecnorm: SlotPreservingVecNormalize | None) -> PolicyProbe:
+    """``(raw_obs, masks) -> (normalised entropy, argmax)`` of the policy's own distribution (no prior, no sampling).
+
+    The entropy is divided by ``log(allowed actions)``, so 1 means uniform over what the mask allows whatever the
+    mask's size, and a single allowed action gives 0.
+
+    Args:
+        policy: A :class:`~tradelab.stage1.policy.FusionPolicy` (any MaskableActorCriticPolicy works: its
+            ``get_distribution`` is used when it has no ``base_distribution``).
+        vecnorm: Normalises the raw observation the way the policy sees it (statistics are not updated).
+    """
+
+    def probe(raw_obs: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        obs = vecnorm.normalize_obs(raw_obs) if vecnorm is not None else raw_obs
+        with th.no_grad():
+            obs_t = th.as_tensor(np.asarray(obs), dtype=th.float32, device=policy.device)
+            getter = getattr(policy, "base_distribution", policy.get_distribution)
+            dist = getter(obs_t, masks).distribution
+            entropy = dist.entropy().cpu().numpy()
+            argmax = dist.probs.argmax(dim=-1).cpu().numpy()
+        n_allowed = np.asarray(masks, dtype=bool).reshape(len(entropy), -1).sum(axis=1)
+        scale = np.log(np.maximum(n_allowed, 2))
+        return np.where(n_allowed > 1, entropy / scale, 0.0), argmax
+
+    return probe
