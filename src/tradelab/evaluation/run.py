@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradelab.errors import StageFailed
 from tradelab.evaluation.backtest import (
     AgentSpec,
     BacktestResult,
