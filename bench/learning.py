@@ -153,7 +153,7 @@ def main() -> int:
     parser.add_argument("--data-seed", type=int, default=7)
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--probe-prompts", type=int, default=240)
+    parser.add_argument("--probe-prompts", type=int, default=480)
     parser.add_argument("--timesteps", type=int, default=8192, help="Stage 1 timesteps per iteration")
     parser.add_argument("--full", action="store_true", help="full-size stages (hours on a CPU)")
     parser.add_argument("--root", default=None, help="keep the workspaces here (default: a temp folder)")
