@@ -31,7 +31,7 @@ from tradelab.grpo.local.data import PromptRow, encode_prompt
 from tradelab.grpo.local.model import stop_spec, trainable_parameters
 from tradelab.grpo.local.rollout import generate
 from tradelab.grpo.local.step import StepContext, run_step, sampling_spec
-from tradelab.grpo.local.trainer import build_optimizer
+from tradelab.grpo.local.train import build_optimizer
 
 
 def _reward(data_source: str, text: str, ground_truth: str, extra_info: Any = None) -> dict[str, float]:

@@ -69,9 +69,9 @@ def run_local(model_dir: Path, train_path: Path, args: argparse.Namespace) -> di
     from tradelab.config import load_config
     from tradelab.grpo.local.data import PromptGuard, prepare_rows
     from tradelab.grpo.local.model import stop_spec, trainable_parameters
-    from tradelab.grpo.local.rewards import default_reward
+    from tradelab.grpo.local.rollout import default_reward
     from tradelab.grpo.local.step import StepContext, run_step
-    from tradelab.grpo.local.trainer import build_optimizer
+    from tradelab.grpo.local.train import build_optimizer
 
     overrides = {
         "grpo_local.mode": "discrete", "grpo_local.optim.prompts_per_step": args.prompts,

@@ -120,7 +120,7 @@ class RunRecord(Section):
     - verl / soft-grpo (:func:`tradelab.grpo.runner.run`): ``python`` (launch interpreter), ``error`` (why an
       attempt was interrupted), ``output_note`` (why an exit-0 run left no usable weights), ``output`` (the
       exported weights described), and ``hf_model_path`` instead of ``adapter_path`` for soft-grpo.
-    - local (:func:`tradelab.grpo.local.trainer.train_local`): ``mode`` (soft / discrete), ``resumed_from``,
+    - local (:func:`tradelab.grpo.local.train.train_local`): ``mode`` (soft / discrete), ``resumed_from``,
       ``steps_done``, ``skipped_steps`` (non-finite steps) and ``adapter_round_trip``.
 
     Every engine's builder sets every common field (``engine`` .. ``adapter_path``); they are optional here only so

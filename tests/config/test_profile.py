@@ -44,7 +44,7 @@ def test_the_loader_lays_the_profile_over_once_and_the_hash_sees_it() -> None:
 
 def test_the_resolvers_read_plain_fields_of_the_resolved_config() -> None:
     from tradelab.evaluation.backtest import resolve_settings
-    from tradelab.grpo.local.settings import effective_settings
+    from tradelab.grpo.local.train import effective_settings
     from tradelab.stage1.wiring import run_settings
 
     config = load_config(test_mode=True)

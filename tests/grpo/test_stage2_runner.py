@@ -206,7 +206,7 @@ def test_dataset_only_exports_and_reports_without_launching(stage2_root: Path, t
 
 
 def test_local_engine_is_dispatched_in_process(stage2_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tradelab.grpo.local.trainer as local_trainer
+    import tradelab.grpo.local.train as local_trainer
 
     calls: list[dict] = []
     monkeypatch.setattr(local_trainer, "train_local", lambda root, market, config, **kw: calls.append(kw) or {"ok": 1})

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tradelab.errors import DataError, StageFailed
-from tradelab.grpo.local.trainer import train_local
+from tradelab.grpo.local.train import train_local
 from tradelab.manifest import load_manifest
 from tradelab.paths import Workspace
 
@@ -76,7 +76,7 @@ def test_nan_losses_are_skipped_then_abort(grpo_root: Path, local_config: Any, m
     def nan_reward() -> Any:
         return lambda data_source, text, ground_truth, extra_info=None: {"score": float("nan"), "format": 0.0}
 
-    monkeypatch.setattr("tradelab.grpo.local.trainer.default_reward", nan_reward)
+    monkeypatch.setattr("tradelab.grpo.local.train.default_reward", nan_reward)
     config = local_config(**{"guards.nan_max_skips": 1})
     with pytest.raises(StageFailed, match="nan_max_skips"):
         train_local(grpo_root, MARKET, config, mode="discrete", test_mode=True)

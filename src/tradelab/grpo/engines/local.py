@@ -25,13 +25,13 @@ class LocalEngine(Engine):
 
     def call_line(self, mode: str | None, test_mode: bool, resume_from: str | Path | None) -> str:
         """The call a run makes, shown by ``--dry-run`` and recorded as the command."""
-        return (f"tradelab.grpo.local.trainer.train_local(mode={mode!r}, test_mode={test_mode}, "
+        return (f"tradelab.grpo.local.train.train_local(mode={mode!r}, test_mode={test_mode}, "
                 f"resume_from={resume_from!r})")
 
     def train(self, root: str | Path, market: str, config: TradelabConfig, *, mode: str | None, test_mode: bool,
               resume_from: str | Path | None, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
         """Train in-process; the trainer exports the adapter and records the run."""
-        from tradelab.grpo.local.trainer import train_local
+        from tradelab.grpo.local.train import train_local
 
         return train_local(root, market, config, mode=mode, test_mode=test_mode, resume_from=resume_from,
                            progress=progress)

@@ -15,8 +15,7 @@ from typing import Any
 from tradelab.config.grpo_local_schema import GrpoLocalConfig
 from tradelab.grpo.local.data import PromptRow
 from tradelab.grpo.local.loss import LossSpec, ScoreSpec, grpo_advantages, policy_loss, step_scores
-from tradelab.grpo.local.rewards import RewardFn, score_answers
-from tradelab.grpo.local.rollout import RolloutBatch, SamplingSpec, StopSpec, generate
+from tradelab.grpo.local.rollout import RewardFn, RolloutBatch, SamplingSpec, StopSpec, generate, score_answers
 
 VAL_STREAM = 1
 ROLLOUT_STREAM = 0

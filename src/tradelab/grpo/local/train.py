@@ -4,6 +4,12 @@ It refines the Stage 1 LoRA adapter on ``data/soft_grpo/<MKT>/stage2_*.parquet``
 run directory ``models/phase3_hybrid/<MKT>/soft_grpo/local_<UTC>/`` (manifest.json, run_log.jsonl,
 train_log.jsonl, tensorboard/, checkpoints/, adapter/), publishes the final adapter to ``soft_grpo/adapter/`` and
 appends the run to the market manifest's ``stage2.runs``.
+
+Read top to bottom: the run's effective settings, its checkpoints (adapter, optimizer, scheduler, RNG states and
+counters under ``<run_dir>/checkpoints/step_000010/{adapter/, trainer_state.pt, state.json}``, written to a temporary
+folder and renamed into place; ``trainer_state.pt`` holds only tensors and plain containers and is read with
+``weights_only=True``), then the run itself. One GRPO step (rollout, reward, loss, update) is
+:func:`tradelab.grpo.local.step.run_step`.
 """
 
 from __future__ import annotations
@@ -17,14 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.config import TradelabConfig, config_hash, resolve_config
-from tradelab.errors import StageFailed, TradelabError
-from tradelab.fileio import atomic_copy_dir, new_stamped_dir
-from tradelab.grpo.local import checkpoint as ckpt
+from tradelab.config.grpo_local_schema import GrpoLocalConfig
+from tradelab.errors import ConfigError, DataError, StageFailed, TradelabError
+from tradelab.fileio import atomic_copy_dir, atomic_write_json, new_stamped_dir, staged_dir
 from tradelab.grpo.local.data import DatasetCheck, PromptGuard, prepare_rows, verify_dataset
 from tradelab.grpo.local.model import load_policy, resolve_sources, stop_spec, trainable_parameters
-from tradelab.grpo.local.rewards import default_reward
+from tradelab.grpo.local.rollout import default_reward
 from tradelab.grpo.local.runlog import TENSORBOARD, RunRecorder, hardware_info
-from tradelab.grpo.local.settings import cli_command, effective_settings, resolved_config
 from tradelab.grpo.local.step import StepContext, run_step, validate
 from tradelab.grpo.roundtrip import PROBE_COMPLETION, adapter_round_trip, completion_logprobs
 from tradelab.manifest import append_run
@@ -35,6 +40,138 @@ from tradelab.provenance import origin, utc_now
 log = logging.getLogger(__name__)
 
 
+# --------------------------------------------------------------------------------------------- settings
+MODES = ("soft", "discrete")
+
+
+def effective_settings(config: TradelabConfig, mode: str | None) -> GrpoLocalConfig:
+    """``config.grpo_local`` of a resolved config (test profile already applied) with ``mode`` when given.
+
+    Raises:
+        ConfigError: ``mode`` is not ``soft`` or ``discrete``.
+    """
+    if mode is not None and mode not in MODES:
+        raise ConfigError(f"--mode {mode!r}: expected one of {', '.join(MODES)}")
+    base = config.grpo_local
+    return base.model_copy(update={"mode": mode or base.mode})
+
+
+def resolved_config(config: TradelabConfig, settings: GrpoLocalConfig) -> TradelabConfig:
+    """The whole config with the effective engine section, as recorded and hashed for the run."""
+    return config.model_copy(update={"grpo_local": settings})
+
+
+def cli_command(root: Path, market: str, mode: str, test_mode: bool, resume_from: str | Path | None) -> list[str]:
+    """The ``main.py`` argv that starts the same run."""
+    argv = ["python", "main.py", "--root", str(root), "stage2", "--market", market, "--engine", "local",
+            "--mode", mode]
+    if test_mode:
+        argv.append("--test")
+    if resume_from is not None:
+        argv += ["--resume-from", str(resume_from)]
+    return argv
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+STATE_FILE = "trainer_state.pt"
+CHECKPOINTS = "checkpoints"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step_{step:06d}"
+
+
+def capture_rng() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU and CUDA) RNG states as tensors and plain containers."""
+    import numpy as np
+    import torch
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng(states: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    import numpy as np
+    import torch
+
+    random.setstate(_as_tuple(states["python"]))
+    npy = states["numpy"]
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached"]))
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def save_checkpoint(
+    run_dir: Path, step: int, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]
+) -> Path:
+    """Write the checkpoint for ``step`` and return its folder.
+
+    Args:
+        run_dir: The run directory.
+        step: Steps completed.
+        model: The PEFT model (its adapter is saved).
+        optimizer: Optimizer whose state is saved.
+        scheduler: LR scheduler whose state is saved.
+        state: JSON-able counters (step, skipped steps, config hash, ...), also written to ``state.json``.
+    """
+    import torch
+
+    parent = run_dir / CHECKPOINTS
+    parent.mkdir(parents=True, exist_ok=True)
+    final = parent / checkpoint_name(step)
+    with staged_dir(final) as tmp:
+        model.save_pretrained(tmp / "adapter")
+        payload = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": capture_rng(),
+                   "state": state}
+        torch.save(payload, tmp / STATE_FILE)
+        atomic_write_json(tmp / "state.json", state)
+    return final
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder from either a checkpoint folder or a run directory (its latest checkpoint).
+
+    Raises:
+        DataError: No checkpoint is found there.
+    """
+    path = Path(path).expanduser().resolve()
+    if (path / STATE_FILE).is_file():
+        return path
+    found = sorted((path / CHECKPOINTS).glob("step_*/" + STATE_FILE)) if path.is_dir() else []
+    if not found:
+        raise DataError(
+            f"{path}: no checkpoint found (expected {STATE_FILE} here or {CHECKPOINTS}/step_*/ below); pass a "
+            f"checkpoint folder or a local run directory that saved one (run.checkpoint_every > 0)"
+        )
+    return found[-1].parent
+
+
+def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
+    """The optimizer/scheduler/RNG payload of a checkpoint folder."""
+    import torch
+
+    try:
+        return torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a corrupt or foreign file
+        raise DataError(f"{checkpoint / STATE_FILE}: cannot read the checkpoint ({exc}); pick another one") from None
+
+
+# ------------------------------------------------------------------------------------------------ the run
 ROUND_TRIP_PROMPTS = 3
 """Held-out (validation) prompts on which the published adapter must score as the trained model did."""
 
@@ -113,7 +250,7 @@ class _Run:
         s = self.settings
         self.check: DatasetCheck = verify_dataset(self.ws.root, self.market,
                                                   allow_mismatch=s.guards.allow_dataset_hash_mismatch)
-        self.checkpoint = ckpt.resolve_checkpoint(self.resume_from) if self.resume_from is not None else None
+        self.checkpoint = resolve_checkpoint(self.resume_from) if self.resume_from is not None else None
         self.base, self.init_adapter = resolve_sources(self.ws.root, self.market, self.config)
         if self.checkpoint is not None:
             self.init_adapter = self.checkpoint / "adapter"
@@ -138,10 +275,10 @@ class _Run:
         self.recorder.write_manifest(self._manifest())
 
     def _restore(self, checkpoint: Path) -> None:
-        payload = ckpt.load_trainer_state(checkpoint)
+        payload = load_trainer_state(checkpoint)
         self.ctx.optimizer.load_state_dict(payload["optimizer"])
         self.ctx.scheduler.load_state_dict(payload["scheduler"])
-        ckpt.restore_rng(payload["rng"])
+        restore_rng(payload["rng"])
         state = payload["state"]
         self.start_step = self.steps_done = int(state["step"])
         self.skipped = int(state["skipped_steps"])
@@ -206,7 +343,7 @@ class _Run:
     def save_checkpoint(self, step: int) -> Path:
         state = {"step": step, "skipped_steps": self.skipped, "config_hash": self.config_hash,
                  "mode": self.settings.mode, "saved_at": utc_now()}
-        path = ckpt.save_checkpoint(self.run_dir, step, self.ctx.model, self.ctx.optimizer, self.ctx.scheduler, state)
+        path = save_checkpoint(self.run_dir, step, self.ctx.model, self.ctx.optimizer, self.ctx.scheduler, state)
         self.recorder.event("checkpoint", step=step, path=str(path))
         return path
 
