@@ -30,6 +30,7 @@ import numpy as np
 from tradelab import stages
 from tradelab.config import load_config
 from tradelab.loop import TINY_ADVISOR_LEARNING
+from tradelab.loop import api as loop_api
 from tradelab.marketdata import load_market_arrays
 
 
@@ -60,7 +61,7 @@ def run_market(root: Path, edge: float, args: argparse.Namespace) -> dict[str, A
     def event(line: str) -> None:
         print(f"  [{time.perf_counter() - started:7.1f}s] edge={edge}: {line}", flush=True)
 
-    result = stages.loop(root, "NQ", iterations=args.iterations, engine="local", seeds=args.seeds,
+    result = loop_api.loop(root, "NQ", iterations=args.iterations, engine="local", seeds=args.seeds,
                          test_mode=not args.full, probe_prompts=args.probe_prompts, timesteps=args.timesteps,
                          config=config, on_event=event)
     print(f"  edge={edge}: loop finished in {time.perf_counter() - started:.0f}s; report {result['paths']['json']}",

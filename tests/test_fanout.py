@@ -14,6 +14,7 @@ from tradelab import stages
 from tradelab.cli.parser import build_parser
 from tradelab.errors import ConfigError, DataError, StageFailed, StageNotReady, WorkspaceError
 from tradelab.fanout import LOCAL, _guarded, _rebuilt_error, fan_out
+from tradelab.loop import api as loop_api
 from tradelab.markets import validate_market_name
 from tradelab.paths import Workspace
 from tradelab.taskspace import (
@@ -203,7 +204,7 @@ def test_several_markets_without_ray_loop_one_after_another_here(tmp_path: Path,
 
     monkeypatch.setattr(parallel, "run_loop", run_loop)
     events: list[str] = []
-    results = stages.loop_markets(_parent(tmp_path), ["NQ", "ES"], iterations=1, test_mode=True,
+    results = loop_api.loop_markets(_parent(tmp_path), ["NQ", "ES"], iterations=1, test_mode=True,
                                   on_event=events.append)
     assert results == [{"market": "NQ"}, {"market": "ES"}]
     assert calls == [("NQ", None), ("ES", None)] and events == ["NQ: stage1", "ES: stage1"]

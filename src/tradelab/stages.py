@@ -2,7 +2,8 @@
 
 Each function takes the workspace root, resolves the config, delegates to the package that owns the work (heavy
 modules are imported here lazily, so importing ``tradelab.stages`` stays cheap) and returns a plain dict summary for
-the caller to render. Nothing here prints.
+the caller to render. Nothing here prints. The loop, which composes these functions, has its own entry points in
+:mod:`tradelab.loop.api`.
 """
 
 from __future__ import annotations
@@ -228,52 +229,6 @@ def parse_markets(root: str | Path, text: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------------------ loop
-def loop(
-    root: str | Path, market: str, *, iterations: int, engine: str = "local", seeds: int | None = None,
-    test_mode: bool = False, probe_prompts: int | None = None, timesteps: int | None = None, restart: bool = False,
-    config: TradelabConfig | None = None, on_event: LineSink | None = None, progress: Progress | None = None,
-    ray: str | None = None,
-) -> dict[str, Any]:
-    """Stage 1 -> Stage 2 dataset -> Stage 2 engine -> evaluation, ``iterations`` times, with a loop report.
-
-    An unfinished loop with the same settings resumes where it stopped; ``restart`` starts a new one. With ``ray``
-    (an address, or ``"local"``) each evaluation's seeds run as Ray tasks.
-    """
-    return loop_markets(root, [market], iterations=iterations, engine=engine, seeds=seeds, test_mode=test_mode,
-                        probe_prompts=probe_prompts, timesteps=timesteps, restart=restart, config=config,
-                        on_event=on_event, progress=progress, ray=ray)[0]
-
-
-def loop_markets(
-    root: str | Path, markets: list[str], *, iterations: int, engine: str = "local", seeds: int | None = None,
-    test_mode: bool = False, probe_prompts: int | None = None, timesteps: int | None = None, restart: bool = False,
-    config: TradelabConfig | None = None, on_event: LineSink | None = None, progress: Progress | None = None,
-    ray: str | None = None,
-) -> list[dict[str, Any]]:
-    """:func:`loop` for several markets, one result each; with ``ray`` and several markets each market's loop is a
-    Ray task in its own workspace folder, moved into this workspace when it has finished."""
-    from tradelab.config import resolve_config
-    from tradelab.grpo import ENGINES
-    from tradelab.loop.parallel import loop_markets as run_markets
-    from tradelab.loop.run import LoopSettings
-
-    for market in markets:
-        validate_market_name(market)
-    cfg = _cfg(root, config)
-    if engine not in ENGINES:
-        raise TradelabError(f"loop --engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    ev = resolve_config(cfg, test_mode=test_mode).evaluation
-    settings = LoopSettings(
-        iterations=iterations, engine=engine,
-        seeds=seeds if seeds is not None else ev.seeds,
-        test_mode=test_mode,
-        probe_prompts=probe_prompts if probe_prompts is not None else ev.probe_prompts,
-        timesteps=timesteps,
-    )
-    return run_markets(root, markets, cfg, settings, restart=restart, ray_address=ray, on_event=on_event,
-                       progress=progress)
-
-
 # ---------------------------------------------------------------------------------------------------------- status
 def status(root: str | Path, market: str | None = None) -> dict[str, Any]:
     """Every market's manifest summary: stages, artifacts (checked for existence) and Stage 2 runs."""

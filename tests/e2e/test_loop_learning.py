@@ -7,7 +7,7 @@ that drifts that side the plain hit rate of a constant answer is high by luck (0
 learned rule). The fused policy must trade, and Stage 2's adapter must really reach the advisor. On the null market
 no agent and no advisor may show an edge.
 
-Both runs use the CLI's own ``stages.loop`` in test mode on 40 generated sessions, with the session's tiny advisor and
+Both runs use the CLI's own ``tradelab.loop.api.loop`` in test mode on 40 generated sessions, with the session's tiny advisor and
 warm adapter copied into the workspace (the warm start is the same function the loop would call).
 """
 
@@ -22,6 +22,7 @@ import pytest
 from tradelab import stages
 from tradelab.config import TradelabConfig, load_config
 from tradelab.loop import TINY_ADVISOR_LEARNING
+from tradelab.loop import api as loop_api
 from tradelab.paths import Workspace
 from tradelab.stage1.wiring import WARM_ADAPTER_DIR
 
@@ -44,7 +45,7 @@ def _workspace(root: Path, edge: float, config: TradelabConfig, tiny_advisor_dir
 
 def _loop(root: Path) -> dict[str, Any]:
     config = load_config(overrides={**TINY_ADVISOR_LEARNING, "grpo_local.test.steps": STAGE2_STEPS})
-    return stages.loop(root, "NQ", iterations=1, test_mode=True, seeds=2, probe_prompts=PROBE_PROMPTS,
+    return loop_api.loop(root, "NQ", iterations=1, test_mode=True, seeds=2, probe_prompts=PROBE_PROMPTS,
                        timesteps=TIMESTEPS, config=config)["report"]
 
 

@@ -106,10 +106,12 @@ def _evaluate(args: argparse.Namespace, out: Console) -> int:
 
 
 def _loop(args: argparse.Namespace, out: Console) -> int:
+    from tradelab.loop import api as loop_api
+
     cfg = stages.workspace_config(args.root, args.config_dir)
     markets = stages.parse_markets(args.root, args.market)
     with render.progress_bar(out, f"Loop {','.join(markets)}") as progress:
-        results = stages.loop_markets(
+        results = loop_api.loop_markets(
             args.root, markets, iterations=args.iterations, engine=args.engine, seeds=args.seeds,
             test_mode=args.test, probe_prompts=args.probe_prompts, timesteps=args.timesteps, restart=args.restart,
             config=cfg, progress=progress, on_event=lambda line: out.print(f"[bold]→[/bold] {line}"), ray=args.ray,

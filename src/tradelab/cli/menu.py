@@ -184,6 +184,8 @@ class Menu:
         self.out.print(f"Report: {summary.get('report_dir')}")
 
     def loop(self) -> None:
+        from tradelab.loop import api as loop_api
+
         market = self._market(self.ws.markets_with_data(),
                               "No market data yet: Data → Generate sample market (or `python main.py data generate`).")
         test_mode = _ask(questionary.select("Mode", choices=["Test mode", "Full", BACK])) == "Test mode"
@@ -191,9 +193,9 @@ class Menu:
                                                validate=lambda v: _checked(positive_int, v))))
         engine = _ask(questionary.select("Stage 2 engine", choices=[*ENGINES, BACK], default="local"))
         with render.progress_bar(self.out, f"Loop {market}") as progress:
-            result = stages.loop(self.root, market, iterations=iterations, engine=engine, test_mode=test_mode,
-                                 config=self.config, progress=progress,
-                                 on_event=lambda line: self.out.print(f"→ {line}", markup=False))
+            result = loop_api.loop(self.root, market, iterations=iterations, engine=engine, test_mode=test_mode,
+                                   config=self.config, progress=progress,
+                                   on_event=lambda line: self.out.print(f"→ {line}", markup=False))
         self.out.print(render.loop_table(result["report"]))
         self.out.print(f"Loop report: {result['paths']['json']}")
 
