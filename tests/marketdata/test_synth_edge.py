@@ -88,3 +88,26 @@ def test_the_simple_rule_earns_on_the_edge_and_nothing_on_the_null_market(tmp_pa
         intervals[edge] = day_bootstrap_ci(np.asarray(r), probe.session_ids, seed=0)
     assert intervals[0.5][0] > 0.0
     assert intervals[0.0][0] <= 0.0 <= intervals[0.0][1]
+
+
+def test_probe_prompts_score_with_the_configured_reward_spec(tmp_path: Path) -> None:
+    """The loop's holdout probe scores with the same weights and blocklist Stage 2's dataset carries."""
+    import json
+
+    from tradelab.config import load_config
+    from tradelab.core.reward import compute_score
+    from tradelab.evaluation.starts import Window
+    from tradelab.loop.probe import build_probe_set
+    from tradelab.marketdata import load_market_arrays
+
+    config = load_config(overrides={"soft_grpo.dataset.reward_weights.invalid_score": -2.5,
+                                    "soft_grpo.dataset.blocklist": ["guaranteed"]})
+    stages.generate_data(tmp_path, "NQ", days=10, seed=7, edge=0.5, config=config)
+    arrays = load_market_arrays(tmp_path, "NQ", config)
+    probe = build_probe_set(tmp_path, "NQ", config, arrays, Window(0, int(arrays.split_index), len(arrays)),
+                            n_prompts=4, seed=1)
+    truth = probe.ground_truths[0]
+    spec = json.loads(truth)["reward_spec"]
+    assert spec["weights"]["invalid_score"] == -2.5 and spec["blocklist"] == ["guaranteed"]
+    assert compute_score("tradelab/NQ", "no answer here", truth)["score"] == -2.5
+    assert compute_score("tradelab/NQ", "BUY | 0.7 | guaranteed win", truth)["score"] == -2.5

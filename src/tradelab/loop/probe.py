@@ -100,6 +100,8 @@ def build_probe_set(
     if len(usable) > n_prompts:  # spread over the whole window, not its first sessions
         keep = np.sort(rng.choice(len(usable), size=n_prompts, replace=False))
         usable = [usable[i] for i in keep]
+    dataset = config.soft_grpo.dataset
+    blocklist, weights = dataset.blocklist, dataset.reward_weights.model_dump()
     for bar, context in usable:
         record = {
             "market": market, "timestamp": context["timestamp"], "forward": slicer.forward(int(bar)),
@@ -109,7 +111,7 @@ def build_probe_set(
         }
         bars.append(int(bar))
         contexts.append(context)
-        truths.append(dumps(build_ground_truth(record)))
+        truths.append(dumps(build_ground_truth(record, blocklist=blocklist, weights=weights)))
     index = np.asarray(bars, dtype=np.int64)
     moves = arrays.close[index + horizon] - arrays.close[index] if len(index) else np.zeros(0)
     return ProbeSet(
