@@ -12,18 +12,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+
+import torch
 
 from tradelab.grpo.local.rollout import Q_EPS, RolloutBatch, soft_embedding
-
-if TYPE_CHECKING:
-    import torch
 
 ADV_EPS = 1e-6
 """The constant in (R - mean) / (std + eps)."""
 
 
-def grpo_advantages(rewards: "torch.Tensor", group_size: int) -> "torch.Tensor":
+def grpo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """(R - mean_group) / (std_group + 1e-6) for rewards laid out group after group.
 
     Args:
@@ -33,8 +31,6 @@ def grpo_advantages(rewards: "torch.Tensor", group_size: int) -> "torch.Tensor":
     Returns:
         ``[G * n]`` advantages (zero for a group whose rewards are all equal).
     """
-    import torch
-
     if rewards.numel() % group_size:
         raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
     grouped = rewards.float().view(-1, group_size)
@@ -44,8 +40,8 @@ def grpo_advantages(rewards: "torch.Tensor", group_size: int) -> "torch.Tensor":
 
 
 def gumbel_log_density(
-    slot_logprobs: "torch.Tensor", noisy_logits: "torch.Tensor", slot_mask: "torch.Tensor", lo: float, hi: float
-) -> "torch.Tensor":
+    slot_logprobs: torch.Tensor, noisy_logits: torch.Tensor, slot_mask: torch.Tensor, lo: float, hi: float
+) -> torch.Tensor:
     """Log-density of recorded noisy logits g' under the policy, averaged over the kept slots.
 
     Args:
@@ -58,8 +54,6 @@ def gumbel_log_density(
     Returns:
         ``[...]`` the per-step score (0 where no slot is kept).
     """
-    import torch
-
     neg_inf = torch.full_like(slot_logprobs, float("-inf"))
     kept = torch.where(slot_mask, slot_logprobs, neg_inf)
     norm = torch.logsumexp(kept, dim=-1, keepdim=True)
@@ -72,15 +66,13 @@ def gumbel_log_density(
 
 
 def rebuild_inputs(
-    embed: "torch.nn.Module", batch: RolloutBatch, tau: float
-) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    embed: torch.nn.Module, batch: RolloutBatch, tau: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The detached input embeddings, attention mask and positions the rollout fed, as one full sequence.
 
     The sequence is prompt + the inputs that followed answer steps 0..L-2; its last P-1.. positions predict steps
     0..L-1.
     """
-    import torch
-
     with torch.no_grad():
         prompt_emb = embed(batch.prompt_ids)
         after = embed(batch.tokens[:, :-1])
@@ -105,10 +97,8 @@ class ScoreSpec:
     noise_max: float
 
 
-def step_scores(model: "torch.nn.Module", batch: RolloutBatch, spec: ScoreSpec) -> "torch.Tensor":
+def step_scores(model: torch.nn.Module, batch: RolloutBatch, spec: ScoreSpec) -> torch.Tensor:
     """Per-step scores ``[B, L]`` (float32): token log-prob on discrete steps, Gumbel log-density on soft steps."""
-    import torch
-
     embeds, attn, positions = rebuild_inputs(model.get_input_embeddings(), batch, spec.gumbel_tau)
     answer_len = batch.tokens.shape[1]
     # The last answer_len positions (prompt end .. answer end - 1) predict the answer steps; skip the prompt's head.
@@ -134,14 +124,14 @@ class LossSpec:
 
 
 def policy_loss(
-    scores: "torch.Tensor",
-    old_scores: "torch.Tensor",
-    ref_scores: "torch.Tensor | None",
-    advantages: "torch.Tensor",
-    mask: "torch.Tensor",
+    scores: torch.Tensor,
+    old_scores: torch.Tensor,
+    ref_scores: torch.Tensor | None,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
     spec: LossSpec,
     token_total: float,
-) -> tuple["torch.Tensor", dict[str, "torch.Tensor"]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO clipped (dual-clip) objective plus k3 KL, summed over ``mask`` and divided by ``token_total``.
 
     Dividing every micro-batch by the whole batch's token count makes accumulated gradients equal the token mean.
@@ -158,8 +148,6 @@ def policy_loss(
     Returns:
         ``(loss, sums)``: the scalar loss and detached sums (clipped tokens, KL, pg loss) for logging.
     """
-    import torch
-
     maskf = mask.float()
     adv = advantages.float()[:, None]
     ratio = torch.exp(scores - old_scores)

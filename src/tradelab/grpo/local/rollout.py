@@ -19,12 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch
 
 from tradelab.grpo.local.data import PromptRow
-
-if TYPE_CHECKING:
-    import torch
 
 Q_EPS = 1e-6
 """The constant inside log(q + eps) for noisy logits and log(pi + eps) in the log-density."""
@@ -75,32 +74,30 @@ class RolloutBatch:
         slot_mask: ``[B, L, K]`` bool, slots that survived the top-k/top-p filter.
     """
 
-    prompt_ids: "torch.Tensor"
-    prompt_mask: "torch.Tensor"
-    tokens: "torch.Tensor"
-    mask: "torch.Tensor"
-    soft: "torch.Tensor"
-    mix: "torch.Tensor"
-    slot_ids: "torch.Tensor"
-    noisy_logits: "torch.Tensor"
-    slot_mask: "torch.Tensor"
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    soft: torch.Tensor
+    mix: torch.Tensor
+    slot_ids: torch.Tensor
+    noisy_logits: torch.Tensor
+    slot_mask: torch.Tensor
 
     @property
     def size(self) -> int:
         return int(self.tokens.shape[0])
 
-    def rows(self, index: "torch.Tensor | slice") -> "RolloutBatch":
+    def rows(self, index: torch.Tensor | slice) -> RolloutBatch:
         """The sub-batch of ``index`` rows (same padding)."""
         return RolloutBatch(**{name: getattr(self, name)[index] for name in self.__dataclass_fields__})
 
-    def to(self, device: "torch.device | str") -> "RolloutBatch":
+    def to(self, device: torch.device | str) -> RolloutBatch:
         return RolloutBatch(**{name: getattr(self, name).to(device) for name in self.__dataclass_fields__})
 
 
-def filtered_probs(logits: "torch.Tensor", spec: SamplingSpec) -> "torch.Tensor":
+def filtered_probs(logits: torch.Tensor, spec: SamplingSpec) -> torch.Tensor:
     """softmax(logits / T) with the top-k and top-p filters applied and renormalised (float32)."""
-    import torch
-
     probs = torch.softmax(logits.float() / spec.temperature, dim=-1)
     if 0 < spec.top_k < probs.shape[-1]:
         kth = torch.topk(probs, spec.top_k, dim=-1).values[..., -1:]
@@ -115,16 +112,14 @@ def filtered_probs(logits: "torch.Tensor", spec: SamplingSpec) -> "torch.Tensor"
 
 
 def soft_step(
-    logits: "torch.Tensor", spec: SamplingSpec, generator: "torch.Generator | None"
-) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor", "torch.Tensor"]:
+    logits: torch.Tensor, spec: SamplingSpec, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One SofT-GRPO sampling step for a batch of next-token logits ``[B, V]``.
 
     Returns:
         ``(token, slot_ids, noisy_logits, slot_mask)``: the emitted ids ``[B]`` (argmax g'), the top-K ids
         ``[B, K]``, g' ``[B, K]`` and the kept-slot mask ``[B, K]``.
     """
-    import torch
-
     probs = filtered_probs(logits, spec)
     top_q, slot_ids = torch.topk(probs, spec.soft_slots, dim=-1)
     slot_mask = top_q > 0
@@ -138,41 +133,35 @@ def soft_step(
     return token, slot_ids, noisy, slot_mask
 
 
-def mixture_weights(noisy_logits: "torch.Tensor", slot_mask: "torch.Tensor", tau: float) -> "torch.Tensor":
+def mixture_weights(noisy_logits: torch.Tensor, slot_mask: torch.Tensor, tau: float) -> torch.Tensor:
     """y = softmax(g' / tau) over the kept slots (zero weight on the others)."""
-    import torch
-
     scaled = torch.where(slot_mask, noisy_logits / tau, torch.full_like(noisy_logits, float("-inf")))
     return torch.softmax(scaled, dim=-1)
 
 
 def soft_embedding(
-    embed: "torch.nn.Module",
-    slot_ids: "torch.Tensor",
-    noisy_logits: "torch.Tensor",
-    slot_mask: "torch.Tensor",
+    embed: torch.nn.Module,
+    slot_ids: torch.Tensor,
+    noisy_logits: torch.Tensor,
+    slot_mask: torch.Tensor,
     tau: float,
-) -> "torch.Tensor":
+) -> torch.Tensor:
     """sum_i y_i * E[id_i] for ``[..., K]`` slots, in the embedding's dtype."""
     weights = mixture_weights(noisy_logits, slot_mask, tau)
     vectors = embed(slot_ids)
     return (weights.to(vectors.dtype).unsqueeze(-1) * vectors).sum(-2)
 
 
-def discrete_step(logits: "torch.Tensor", spec: SamplingSpec, generator: "torch.Generator | None") -> "torch.Tensor":
+def discrete_step(logits: torch.Tensor, spec: SamplingSpec, generator: torch.Generator | None) -> torch.Tensor:
     """Sample (or take the argmax of) the next token for ``[B, V]`` logits."""
-    import torch
-
     if spec.greedy:
         return logits.argmax(-1)
     probs = filtered_probs(logits, spec)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def _marker_mask(history: list[list[int]], marker: list[int], device: "torch.device") -> "torch.Tensor":
+def _marker_mask(history: list[list[int]], marker: list[int], device: torch.device) -> torch.Tensor:
     """Rows whose emitted ids end with ``marker`` (all False for an empty marker)."""
-    import torch
-
     return torch.tensor([bool(marker) and ids[-len(marker):] == marker for ids in history], device=device)
 
 
@@ -196,8 +185,8 @@ class StopSpec:
 
 
 def _forward_step(
-    model: "torch.nn.Module", embeds: "torch.Tensor", attn: "torch.Tensor", positions: "torch.Tensor", past: Any
-) -> tuple["torch.Tensor", Any]:
+    model: torch.nn.Module, embeds: torch.Tensor, attn: torch.Tensor, positions: torch.Tensor, past: Any
+) -> tuple[torch.Tensor, Any]:
     """One cached forward; returns the last position's float32 logits and the updated cache."""
     out = model(
         inputs_embeds=embeds, attention_mask=attn, position_ids=positions, past_key_values=past, use_cache=True,
@@ -207,11 +196,11 @@ def _forward_step(
 
 
 def generate(
-    model: "torch.nn.Module",
+    model: torch.nn.Module,
     prompts: list[list[int]],
     spec: SamplingSpec,
     stop: StopSpec,
-    generator: "torch.Generator | None" = None,
+    generator: torch.Generator | None = None,
 ) -> RolloutBatch:
     """Sample one answer per prompt with a KV cache; soft steps follow SofT-GRPO when ``spec.soft_slots > 0``.
 
@@ -225,8 +214,6 @@ def generate(
     Returns:
         The recorded batch; the caller decodes ``tokens`` where ``mask`` is set.
     """
-    import torch
-
     from tradelab.advisor.prefix import left_pad
 
     device = next(model.parameters()).device
@@ -274,10 +261,8 @@ def generate(
     return _stack(prompt_ids, prompt_mask, steps)
 
 
-def _next_input(embed: "torch.nn.Module", rec: dict[str, "torch.Tensor"], tau: float) -> "torch.Tensor":
+def _next_input(embed: torch.nn.Module, rec: dict[str, torch.Tensor], tau: float) -> torch.Tensor:
     """``[B, 1, H]``: the soft mixture on mix rows, the emitted token's embedding elsewhere."""
-    import torch
-
     token_emb = embed(rec["tokens"])
     if bool(rec["mix"].any()):
         mixed = soft_embedding(embed, rec["slot_ids"], rec["noisy_logits"], rec["slot_mask"], tau)
@@ -286,17 +271,15 @@ def _next_input(embed: "torch.nn.Module", rec: dict[str, "torch.Tensor"], tau: f
 
 
 def _pick(
-    logits: "torch.Tensor",
+    logits: torch.Tensor,
     spec: SamplingSpec,
-    thinking: "torch.Tensor",
-    done: "torch.Tensor",
+    thinking: torch.Tensor,
+    done: torch.Tensor,
     pad_id: int,
     slots: int,
-    generator: "torch.Generator | None",
-) -> dict[str, "torch.Tensor"]:
+    generator: torch.Generator | None,
+) -> dict[str, torch.Tensor]:
     """Choose this step's token per row: soft where ``thinking``, discrete elsewhere, pad where ``done``."""
-    import torch
-
     rows, device = logits.shape[0], logits.device
     soft = thinking & ~done
     slot_ids = torch.zeros((rows, slots), dtype=torch.long, device=device)
@@ -315,11 +298,9 @@ def _pick(
 
 
 def _stack(
-    prompt_ids: "torch.Tensor", prompt_mask: "torch.Tensor", steps: list[dict[str, "torch.Tensor"]]
+    prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, steps: list[dict[str, torch.Tensor]]
 ) -> RolloutBatch:
-    import torch
-
-    def col(name: str) -> "torch.Tensor":
+    def col(name: str) -> torch.Tensor:
         return torch.stack([s[name] for s in steps], dim=1)
 
     return RolloutBatch(

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import torch
+
 from tradelab.config.grpo_local_schema import GrpoLocalConfig
 from tradelab.grpo.local.data import PromptRow
 from tradelab.grpo.local.loss import LossSpec, ScoreSpec, grpo_advantages, policy_loss, step_scores
@@ -24,8 +27,6 @@ VAL_CHUNK_ROWS = 64
 
 def stream_seed(seed: int, step: int, stream: int) -> int:
     """A 63-bit seed for (run seed, step, stream) from NumPy's SeedSequence."""
-    import numpy as np
-
     return int(np.random.SeedSequence([seed, step, stream]).generate_state(2, dtype=np.uint64)[0] >> 1)
 
 
@@ -88,16 +89,12 @@ def decode_answers(tokenizer: Any, batch: RolloutBatch, stop: StopSpec) -> list[
 
 def choose_prompts(n_rows: int, count: int, seed: int, step: int) -> list[int]:
     """Prompt indices of a step (without replacement while the split allows)."""
-    import numpy as np
-
     rng = np.random.default_rng([seed, step, 7])
     return rng.choice(n_rows, size=count, replace=count > n_rows).tolist()
 
 
 def run_step(ctx: StepContext, rows: Sequence[PromptRow], step: int) -> dict[str, Any]:
     """Sample, score and update once; returns the step's metrics (``skipped`` when the loss was not finite)."""
-    import torch
-
     cfg, n = ctx.cfg, ctx.cfg.rollout.group_size
     started = time.perf_counter()
     picked = [rows[i] for i in choose_prompts(len(rows), cfg.optim.prompts_per_step, cfg.seed, step)]
@@ -128,15 +125,11 @@ def run_step(ctx: StepContext, rows: Sequence[PromptRow], step: int) -> dict[str
 
 
 def _micro_batches(batch: RolloutBatch, parts: int) -> list[Any]:
-    import torch
-
     return list(torch.arange(batch.size).chunk(min(parts, batch.size)))
 
 
 def _frozen_scores(ctx: StepContext, batch: RolloutBatch) -> tuple[Any, Any]:
     """Old-policy scores, and reference scores (adapter disabled) when the KL term is on."""
-    import torch
-
     olds, refs = [], []
     with torch.no_grad():
         for index in _micro_batches(batch, ctx.cfg.optim.grad_accum):
@@ -150,8 +143,6 @@ def _frozen_scores(ctx: StepContext, batch: RolloutBatch) -> tuple[Any, Any]:
 
 def _update(ctx: StepContext, batch: RolloutBatch, advantages: Any, old: Any, ref: Any) -> dict[str, Any]:
     """``ppo_epochs`` optimizer updates with gradient accumulation, clipping and the NaN/inf guard."""
-    import torch
-
     total_tokens = float(batch.mask.sum().clamp(min=1))
     parts = _micro_batches(batch, ctx.cfg.optim.grad_accum)
     losses, grad_norms = [], []
@@ -194,8 +185,6 @@ def validate(ctx: StepContext, rows: Sequence[PromptRow]) -> dict[str, float]:
     ``rollout`` (the run's own sampling, soft thinking included). Sampling uses a generator whose seed is the same
     at every validation, so successive figures differ only through the weights.
     """
-    import torch
-
     cfg = ctx.cfg
     if cfg.run.val_decoding == "rollout":
         spec, samples = sampling_spec(cfg, ctx.mode), cfg.run.val_samples

@@ -22,6 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from tradelab.config import TradelabConfig, config_hash, resolve_config
 from tradelab.config.grpo_local_schema import GrpoLocalConfig
 from tradelab.errors import ConfigError, DataError, StageFailed, TradelabError
@@ -83,9 +86,6 @@ def checkpoint_name(step: int) -> str:
 
 def capture_rng() -> dict[str, Any]:
     """Python, NumPy and torch (CPU and CUDA) RNG states as tensors and plain containers."""
-    import numpy as np
-    import torch
-
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     states: dict[str, Any] = {
         "python": random.getstate(),
@@ -100,9 +100,6 @@ def capture_rng() -> dict[str, Any]:
 
 def restore_rng(states: dict[str, Any]) -> None:
     """Inverse of :func:`capture_rng`."""
-    import numpy as np
-    import torch
-
     random.setstate(_as_tuple(states["python"]))
     npy = states["numpy"]
     np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
@@ -129,8 +126,6 @@ def save_checkpoint(
         scheduler: LR scheduler whose state is saved.
         state: JSON-able counters (step, skipped steps, config hash, ...), also written to ``state.json``.
     """
-    import torch
-
     parent = run_dir / CHECKPOINTS
     parent.mkdir(parents=True, exist_ok=True)
     final = parent / checkpoint_name(step)
@@ -163,8 +158,6 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
     """The optimizer/scheduler/RNG payload of a checkpoint folder."""
-    import torch
-
     try:
         return torch.load(checkpoint / STATE_FILE, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a corrupt or foreign file
@@ -182,9 +175,6 @@ def seed_everything(seed: int, deterministic: bool, cpu_threads: int) -> tuple[b
     Returns:
         The previous ``(deterministic, threads)`` process settings, for :func:`restore_process`.
     """
-    import numpy as np
-    import torch
-
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -199,16 +189,12 @@ def seed_everything(seed: int, deterministic: bool, cpu_threads: int) -> tuple[b
 
 def restore_process(previous: tuple[bool, int]) -> None:
     """Undo :func:`seed_everything`'s deterministic switch and thread count."""
-    import torch
-
     torch.use_deterministic_algorithms(previous[0])
     torch.set_num_threads(previous[1])
 
 
 def build_optimizer(params: list[Any], settings: Any) -> tuple[Any, Any]:
     """AdamW over ``params`` and a linear warm-up LR schedule (``settings`` = effective ``grpo_local``)."""
-    import torch
-
     optim = settings.optim
     optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
     warmup = optim.warmup_steps
