@@ -6,8 +6,9 @@ import numpy as np
 from stage1_fakes import FakeTradingEnv, make_arrays
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from tradelab.stage1.advice import (
-    SLOT_SIZE, VETO_DAILY_LOSS, VETO_DRAWDOWN, VETO_LOSS_STREAK, QueryScheduler, TriggerRules, VetoRules, VetoTracker,
+from tradelab.stage1.advice import SLOT_SIZE
+from tradelab.stage1.triggers import (
+    VETO_DAILY_LOSS, VETO_DRAWDOWN, VETO_LOSS_STREAK, QueryScheduler, TriggerRules, VetoRules, VetoTracker,
 )
 from tradelab.stage1.vecnorm import SlotPreservingVecNormalize, load_stats, save_stats
 

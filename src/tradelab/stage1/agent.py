@@ -15,7 +15,8 @@ import numpy as np
 from tradelab.core import ACTIONS
 from tradelab.errors import StageNotReady
 from tradelab.paths import Workspace
-from tradelab.stage1.advice import SLOT_SIZE, AdvisorStats, QueryScheduler, VetoRules, VetoTracker, encode_slots
+from tradelab.stage1.advice import SLOT_SIZE, AdvisorStats, encode_slots
+from tradelab.stage1.triggers import QueryScheduler, VetoRules, VetoTracker
 from tradelab.stage1.wiring import make_probe, trigger_rules
 
 

@@ -19,7 +19,8 @@ import torch as th
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from tradelab.paths import Workspace
-from tradelab.stage1.advice import AdviceSource, AdviceVecEnv, PolicyProbe, TriggerRules, VetoRules
+from tradelab.stage1.advice import AdviceSource, AdviceVecEnv, PolicyProbe
+from tradelab.stage1.triggers import TriggerRules, VetoRules
 from tradelab.stage1.experience import ExperienceRecorder
 from tradelab.stage1.vecnorm import SlotPreservingVecNormalize
 
