@@ -20,9 +20,9 @@ TINY_ADVISOR_LEARNING: dict[str, object] = {
 """Config overrides (``load_config(overrides=...)``) under which the embedded tiny advisor learns the planted cue
 within a test-mode loop.
 
-- Entries only: about nine in ten Stage 1 records are asked while a trade is open, and most of their hindsight
-  answers are HOLD. Trained on all of them, the rank-8 adapter answered one side for every flat prompt; trained on the
-  entry records alone (70 in a 4,096-step run) it followed the sign of the 5-bar return on 81% of holdout prompts.
+- Entries only: most Stage 1 records are asked while a trade is open (about two in three of an 8,192-step run), and
+  most of their hindsight answers are HOLD. Trained on all of them, the rank-8 adapter answered one side for every
+  flat prompt; trained on the entry records alone it followed the sign of the 5-bar return on most holdout prompts.
 - Uniform weights: balanced advantage weights multiplied the few HOLD-on-a-flat-bar examples about eight-fold, and
   their clipped gradient steps kept the adapter on one side.
 - Every refinement retrains on up to 4,096 resolved records of the run, with a larger step than a real model needs.
