@@ -11,8 +11,10 @@ prints what the best simple rule (follow the 5-bar return) earns per trade after
 The headline, printed last: ``advisor_hit_rate_gain=<final minus warm start, edge market>``.
 
 By default every stage runs its test-mode profile with :data:`tradelab.loop.TINY_ADVISOR_LEARNING` (the tiny
-advisor's learning knobs) and ``--timesteps`` Stage 1 steps per iteration: about 20 minutes on a quiet 2-core CPU.
-``--full`` runs the full-size stages instead (hours on a CPU).
+advisor's learning knobs), ``--timesteps`` Stage 1 steps per iteration, and an evaluation of ``--eval-episodes``
+whole sessions per seed (the test profile's two 45-bar episodes per seed give two days, too few for an interval
+over days or a Sharpe): about 40 minutes on a quiet 2-core CPU. ``--full`` runs the full-size stages instead (hours
+on a CPU).
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def rule_r_per_trade(root: Path, edge: float, days: int, seed: int, prompts: int
 
 def run_market(root: Path, edge: float, args: argparse.Namespace) -> dict[str, Any]:
     """Generate the market and run the loop on it; returns the loop report."""
-    config = load_config(overrides=None if args.full else TINY_ADVISOR_LEARNING)
+    evaluation = {"evaluation.test.episodes": args.eval_episodes, "evaluation.test.episode_bars": args.eval_episode_bars}
+    config = load_config(overrides=None if args.full else {**TINY_ADVISOR_LEARNING, **evaluation})
     stages.generate_data(root, "NQ", days=args.days, seed=args.data_seed, edge=edge, config=config)
     started = time.perf_counter()
 
@@ -104,7 +107,8 @@ def print_edge(report: dict[str, Any]) -> float | None:
     b_warm, b_final = warm["balanced_hit_rate"], final["balanced_hit_rate"]
     if b_warm is not None and b_final is not None:
         apart = not overlap(final["balanced_hit_rate_ci"], warm["balanced_hit_rate_ci"])
-        print(f"balanced hit rate (a constant answer scores 0.5): warm {fmt(b_warm)} -> final {fmt(b_final)}, "
+        print(f"balanced hit rate (a constant answer, or one that only picks when to SELL, scores 0.5): "
+              f"warm {fmt(b_warm)} -> final {fmt(b_final)}, "
               f"gain {fmt(b_final - b_warm)}, intervals apart: {apart}")
     for it in report["iterations"]:
         c = it["stage2_vs_stage1"] or {}
@@ -155,7 +159,11 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--probe-prompts", type=int, default=480)
-    parser.add_argument("--timesteps", type=int, default=8192, help="Stage 1 timesteps per iteration")
+    parser.add_argument("--timesteps", type=int, default=32768,
+                        help="Stage 1 timesteps per iteration (about one entry record per 40 steps; the tiny advisor "
+                             "learns the cue from about 600)")
+    parser.add_argument("--eval-episodes", type=int, default=6, help="evaluation episodes per seed")
+    parser.add_argument("--eval-episode-bars", type=int, default=390, help="bars per evaluation episode (a session)")
     parser.add_argument("--full", action="store_true", help="full-size stages (hours on a CPU)")
     parser.add_argument("--root", default=None, help="keep the workspaces here (default: a temp folder)")
     args = parser.parse_args()

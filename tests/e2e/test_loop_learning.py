@@ -29,7 +29,10 @@ from tradelab.stage1.wiring import WARM_ADAPTER_DIR
 STRONG_EDGE = 0.8
 """A strong planted edge: the 70 entry records of one short Stage 1 are enough for the tiny advisor to learn it."""
 TIMESTEPS = 4096
-"""Stage 1 steps: two refinements under :data:`TINY_ADVISOR_LEARNING`, on the run's entry records (about 70)."""
+"""Stage 1 steps: two refinements, on the run's entry records (about 70)."""
+REFINEMENT_EVERY_STEPS = 2048
+REFINEMENT_EPOCHS = 2
+"""Refine every 2,048 steps for 2 passes: the learning profile's 8,192 would never refine in a run this short."""
 PROBE_PROMPTS = 128
 STAGE2_STEPS = 10
 """Local GRPO steps: a third of the learning profile's, to keep each test within its CI budget."""
@@ -44,7 +47,9 @@ def _workspace(root: Path, edge: float, config: TradelabConfig, tiny_advisor_dir
 
 
 def _loop(root: Path) -> dict[str, Any]:
-    config = load_config(overrides={**TINY_ADVISOR_LEARNING, "grpo_local.test.steps": STAGE2_STEPS})
+    config = load_config(overrides={**TINY_ADVISOR_LEARNING, "grpo_local.test.steps": STAGE2_STEPS,
+                                    "stage1.test.refinement_every_steps": REFINEMENT_EVERY_STEPS,
+                                    "stage1.test.refinement_epochs": REFINEMENT_EPOCHS})
     return loop_api.loop(root, "NQ", iterations=1, test_mode=True, seeds=2, probe_prompts=PROBE_PROMPTS,
                        timesteps=TIMESTEPS, config=config)["report"]
 

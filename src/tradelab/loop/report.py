@@ -12,7 +12,7 @@ JSON shape (every ``*_ci`` is ``[low, high]`` or null when the sample is too sma
     ADVISOR = {hit_rate, hit_rate_ci, hit_rate_up, hit_rate_down, balanced_hit_rate, balanced_hit_rate_ci,
                holdout_reward, holdout_reward_ci, parse_rate, non_hold_share, prompts, directional, ...}
     AGENT   = {net_pnl_usd, net_pnl_usd_ci (day-block bootstrap), net_pnl_usd_seed_ci (t over >= 3 seeds),
-               trades_per_day, sharpe, days, trades, seeds}
+               trades_per_day, sharpe (annualised, all seeds' days pooled), days, trades, seeds}
 
 ``advisor`` is the adapter an iteration hands on (after Stage 2); ``advisor_stage1`` the one Stage 1 refined.
 """
@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tradelab.evaluation.stats import block_bootstrap_ci, seed_t_ci
+from tradelab.evaluation.intervals import MIN_DAYS
+from tradelab.evaluation.stats import annualised_sharpe, block_bootstrap_ci, seed_t_ci
 from tradelab.fileio import atomic_write_text
 from tradelab.provenance import SCHEMA_VERSION, origin
 
@@ -65,15 +66,13 @@ def agents_from_report(path: Path, *, level: float = 0.95, seed: int = 0) -> dic
         net = [float(s["net_pnl_usd"]) for s in per_seed if s.get("net_pnl_usd") is not None]
         days = sum(int(s.get("days") or 0) for s in per_seed)
         trades = sum(int(s.get("trades") or 0) for s in per_seed)
-        sharpes = [float(s["sharpe"]) for s in per_seed if isinstance(s.get("sharpe"), (int, float))
-                   and math.isfinite(float(s["sharpe"]))]
         daily = _concat(daily_all.get(name) or daily_all.get(report["settings"]["aliases"].get(name, ""), {}))
         agents[name] = {
             "net_pnl_usd": float(np.mean(net)) if net else None,
             "net_pnl_usd_ci": _seed_mean_sum_ci(daily, n_seeds, level, seed),
             "net_pnl_usd_seed_ci": _pair(seed_t_ci(net, level=level)),
             "trades_per_day": trades / days if days else None,
-            "sharpe": float(np.mean(sharpes)) if sharpes else None,
+            "sharpe": pooled_sharpe(daily),
             "days": days, "trades": trades, "seeds": n_seeds,
             "per_seed_net_pnl_usd": net,
         }
@@ -89,6 +88,18 @@ def agents_from_report(path: Path, *, level: float = 0.95, seed: int = 0) -> dic
     identical = [[a, b] for i, a in enumerate(names) for b in names[i + 1:]
                  if _same_to_the_cent(agents[a], agents[b]) and agents[a]["trades"] > 0]
     return {"agents": agents, "hybrid_minus_ppo": difference, "identical": identical}
+
+
+def pooled_sharpe(daily_pnl_usd: list[float]) -> float | None:
+    """Annualised Sharpe of every seed's days pooled into one sample; None under :data:`MIN_DAYS` days or no spread.
+
+    Not the mean of per-seed Sharpes: a test-mode evaluation has two days per seed, and the ratio of two days is noise
+    that one seed with a near-zero spread can push to any size or sign (a hybrid with +11,689 USD averaged -64).
+    """
+    if len(daily_pnl_usd) < MIN_DAYS:
+        return None
+    sharpe = annualised_sharpe(np.asarray(daily_pnl_usd, dtype=np.float64))
+    return sharpe if math.isfinite(sharpe) else None
 
 
 def _concat(by_seed: dict[str, list[float]]) -> list[float]:
