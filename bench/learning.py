@@ -159,9 +159,9 @@ def main() -> int:
     parser.add_argument("--iterations", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--probe-prompts", type=int, default=480)
-    parser.add_argument("--timesteps", type=int, default=32768,
+    parser.add_argument("--timesteps", type=int, default=16384,
                         help="Stage 1 timesteps per iteration (about one entry record per 40 steps; the tiny advisor "
-                             "learns the cue from about 600)")
+                             "learns the cue from about 600, which the second iteration's refinements reach)")
     parser.add_argument("--eval-episodes", type=int, default=6, help="evaluation episodes per seed")
     parser.add_argument("--eval-episode-bars", type=int, default=390, help="bars per evaluation episode (a session)")
     parser.add_argument("--full", action="store_true", help="full-size stages (hours on a CPU)")

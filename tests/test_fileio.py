@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tradelab.errors import WorkspaceError
-from tradelab.fileio import append_jsonl, atomic_write_text, iter_jsonl, new_stamped_dir
+from tradelab.fileio import append_jsonl, atomic_write_text, iter_jsonl, new_stamped_dir, tail_jsonl
 from tradelab.stage1.sections import count_experience
 
 
@@ -75,3 +75,22 @@ def test_runs_in_the_same_second_get_their_own_folders(tmp_path: Path) -> None:
     first, second = new_stamped_dir(tmp_path, prefix="local_"), new_stamped_dir(tmp_path, prefix="local_")
     assert first.is_dir() and second.is_dir() and first != second
     assert first.name.startswith("local_") and second.name == f"{first.name}-2"
+
+
+@pytest.mark.parametrize("block_bytes", [7, 64, 1 << 20])
+def test_tail_jsonl_returns_the_last_lines_across_block_edges(tmp_path: Path, block_bytes: int) -> None:
+    path = tmp_path / "exp.jsonl"
+    lines = [json.dumps({"i": i, "pad": "x" * (i % 5)}) for i in range(40)]
+    path.write_text("\n".join(lines[:20]) + "\n\n" + "\n".join(lines[20:]) + "\n")
+    got = tail_jsonl(path, 6, block_bytes=block_bytes)
+    assert [line.record["i"] for line in got] == list(range(34, 40))
+    assert [line.number for line in got] == list(range(1, 7))
+    assert [line.record["i"] for line in tail_jsonl(path, 100, block_bytes=block_bytes)] == list(range(40))
+    assert tail_jsonl(path, 0) == []
+
+
+def test_tail_jsonl_reports_a_cut_last_line_as_malformed(tmp_path: Path) -> None:
+    path = tmp_path / "exp.jsonl"
+    path.write_text('{"i": 0}\n{"i": 1}\n{"i": 2, "cut')
+    got = tail_jsonl(path, 2, block_bytes=5)
+    assert got[0].record == {"i": 1} and got[1].record is None and "not valid JSON" in got[1].error

@@ -182,17 +182,41 @@ def iter_jsonl(path: str | Path) -> Iterator[JsonlLine]:
     yielded with their error instead of raising, so one damaged line never blocks a reader."""
     with open(path, "rb") as fh:
         for number, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
-                yield JsonlLine(number, None, f"not valid JSON ({str(exc)[:120]})")
-                continue
-            if not isinstance(record, dict):
-                yield JsonlLine(number, None, f"a JSON {type(record).__name__}, not an object")
-                continue
-            yield JsonlLine(number, record, None)
+            if raw.strip():
+                yield _parse_line(number, raw)
+
+
+def tail_jsonl(path: str | Path, n_lines: int, *, block_bytes: int = 1 << 20) -> list[JsonlLine]:
+    """The last ``n_lines`` non-blank lines of a JSONL file, parsed as :func:`iter_jsonl` does, oldest first.
+
+    Reads backwards from the end in blocks, so the cost follows the lines wanted, not the file's size. Line numbers
+    count from the first line returned (the file's total is unknown without reading it all); a trailing line that
+    an interrupted append left without its newline is returned as it is (malformed if it is cut short).
+    """
+    if n_lines <= 0:
+        return []
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        position, data = fh.tell(), b""
+        while position > 0 and data.count(b"\n") <= n_lines:
+            step = min(block_bytes, position)
+            position -= step
+            fh.seek(position)
+            data = fh.read(step) + data
+    lines = [raw for raw in data.split(b"\n") if raw.strip()]
+    if position > 0:
+        lines = lines[1:]  # the first piece may be the end of a longer line
+    return [_parse_line(number, raw) for number, raw in enumerate(lines[-n_lines:], start=1)]
+
+
+def _parse_line(number: int, raw: bytes) -> JsonlLine:
+    try:
+        record = json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        return JsonlLine(number, None, f"not valid JSON ({str(exc)[:120]})")
+    if not isinstance(record, dict):
+        return JsonlLine(number, None, f"a JSON {type(record).__name__}, not an object")
+    return JsonlLine(number, record, None)
 
 
 def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:

@@ -177,3 +177,26 @@ def test_closed_trades_reads_exit_events_only() -> None:
     ]}
     assert closed_trades(info) == [{"pnl": -30.0, "r_multiple": -1.0, "exit_reason": "stop", "bars_held": 4}]
     assert closed_trades({}) == []
+
+
+def test_a_new_run_starts_its_refinement_window_with_the_files_latest_resolved_records(tmp_path) -> None:
+    earlier = _recorder(tmp_path, horizon=1)
+    for bar in (2, 3, 4):
+        _open(earlier, bar=bar)
+        earlier.on_actions(np.array([0]))
+        earlier.on_step(0, reward=0.0, done=False, closed_trades=[], side_after="flat", unrealized_after=0.0)
+    _open(earlier, bar=5)
+    earlier.close()  # the pending record goes to the file with outcome null
+    path = tmp_path / "exp.jsonl"
+    with path.open("a") as fh:
+        fh.write('{"damaged": \n')
+    written = [json.loads(line) for line in path.read_text().splitlines()[:4]]
+
+    later = _recorder(tmp_path)
+    assert later.preload_history() == {"records": 3, "malformed": 1}
+    assert [r["bar_index"] for r in later.recent] == [r["bar_index"] for r in written[:3]] == [2, 3, 4]
+
+    window_of_two = ExperienceRecorder(path, market="NQ", run_id="r2", slicer=later.slicer, contract=later.contract,
+                                       rules=later.rules, flush_every=1, recent_maxlen=2)
+    assert window_of_two.preload_history() == {"records": 0, "malformed": 1}, "the tail: a null outcome, a bad line"
+    assert len(path.read_text().splitlines()) == 5, "reading the history never rewrites the file"

@@ -117,6 +117,10 @@ class RefinementConfig(StrictModel):
     decisions: Literal["all", "entries"] = Field(
         description="Records a refinement learns from: all, or entries only (flat, BUY and SELL both allowed)."
     )
+    history: Literal["run", "market"] = Field(
+        description="run: only this run's records; market: the run starts with the latest records of the "
+                    "market's experience file (earlier runs and loop iterations) in its refinement window."
+    )
 
 
 class Stage1TestOverrides(StrictModel):

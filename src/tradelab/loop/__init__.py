@@ -30,7 +30,10 @@ within a test-mode loop.
   on N labelled flat prompts of the training bars (edge 0.8), the tiny advisor's holdout hit rate was 0.64 at
   N = 160, 0.72 at 640 (2 passes), 0.815 at 640 (6 passes) and 0.813 at 2,000, which is the 5-bar rule's own 0.815.
   A Stage 1 run makes about one entry record per 40 steps: 8,192 steps (159 records) left the advisor at 0.60,
-  16,384 (345) at 0.63, 32,768 (833) at 0.815, so ``bench/learning.py`` runs 32,768 steps per iteration.
+  16,384 (345) at 0.63, 32,768 (833) at 0.815. ``bench/learning.py`` runs 16,384 steps per iteration: the first
+  iteration's Stage 1 leaves Stage 2 room to teach (0.63 -> 0.70 on that workspace; after 32,768 steps Stage 2 had
+  nothing left to add), and the second iteration's refinements start with the first's records
+  (``stage1.refinement.history: market``).
 - Stage 2 on the same entry decisions, exported without the reasoning instruction: the tiny advisor has no thinking,
   and with the instruction appended to its system message none of its sampled answers parsed (format rate 0.0), so
   every answer scored the malformed penalty, every advantage was 0, and only the KL pull towards the random base

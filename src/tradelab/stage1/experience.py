@@ -31,7 +31,8 @@ import numpy as np
 
 from tradelab.core import ACTIONS
 from tradelab.core.tradesim import ENTRY_ACTIONS
-from tradelab.fileio import append_jsonl
+from tradelab.core.records import check_record
+from tradelab.fileio import append_jsonl, tail_jsonl
 from tradelab.provenance import SCHEMA_VERSION
 
 @dataclass(frozen=True)
@@ -269,6 +270,38 @@ class ExperienceRecorder:
         pending.record["outcome"] = outcome
         self._resolved.append(pending.record)
         self.recent.append(pending.record)
+
+    def preload_history(self) -> dict[str, int]:
+        """Fill the refinement window with the latest resolved records already in the experience file.
+
+        Earlier runs' records (an earlier loop iteration, a previous Stage 1) teach as well as this run's: their
+        hindsight labels replay the market's bars, not the policy. Lines that do not parse or do not have the record's
+        types are skipped and counted (the dataset export reports the same lines); records without an outcome teach
+        nothing and are left out.
+
+        Returns:
+            ``{"records": loaded, "malformed": skipped lines}``.
+        """
+        if self.recent.maxlen is None or not self.path.is_file():
+            return {"records": 0, "malformed": 0}
+        loaded = malformed = 0
+        for line in tail_jsonl(self.path, self.recent.maxlen):
+            record = line.record
+            if record is not None:
+                try:
+                    check_record(record)
+                except ValueError:
+                    record = None
+            if record is None:
+                malformed += 1
+            elif record["outcome"] is not None and record["market"] == self.market:
+                self.recent.append(record)
+                loaded += 1
+        if malformed:
+            log.warning("%s: %d malformed lines among the latest %d skipped for refinement", self.path, malformed,
+                        self.recent.maxlen)
+        log.info("refinement window starts with %d earlier records from %s", loaded, self.path)
+        return {"records": loaded, "malformed": malformed}
 
     # --- writing -------------------------------------------------------------------------------------------------
     def flush(self) -> int:

@@ -213,6 +213,7 @@ class Stage1Run:
         self.vecnorm: Any = None
         self.advice_env: Any = None
         self.recorder: Any = None
+        self.history_loaded: dict[str, int] | None = None
         self.bundle: Any = None
         self.callback: Any = None
         self.resumed_from: str | None = None
@@ -247,6 +248,8 @@ class Stage1Run:
         self.timings["advisor_setup_s"] = round(time.perf_counter() - started, 3)
         self.recorder = recorder_for(self.root, self.market, self.config, self.arrays, run_id=self.run_id,
                                      recent_maxlen=s.refinement_recent_records) if self.bundle else None
+        if self.recorder is not None and stage1.refinement.enabled and stage1.refinement.history == "market":
+            self.history_loaded = self.recorder.preload_history()
         fns = env_fns(self.root, self.market, self.config, self.arrays, n_envs=s.n_envs, seed=self.seed,
                       split="train")
         source = LLMAdviceSource(self.bundle.advisor) if self.bundle else None
@@ -383,6 +386,7 @@ class Stage1Run:
             stats["llm_stats"]["advisor"] = self.bundle.advisor.stats.to_dict()
         history = self.callback.refiner.history if self.callback and self.callback.refiner else []
         stats["llm_stats"]["refinements"] = history
+        stats["llm_stats"]["refinement_history"] = self.history_loaded
         return stats
 
     def manifest_fields(self, status: str) -> dict[str, Any]:
