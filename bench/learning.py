@@ -13,7 +13,7 @@ The headline, printed last: ``advisor_hit_rate_gain=<final minus warm start, edg
 By default every stage runs its test-mode profile with :data:`tradelab.loop.TINY_ADVISOR_LEARNING` (the tiny
 advisor's learning knobs), ``--timesteps`` Stage 1 steps per iteration, and an evaluation of ``--eval-episodes``
 whole sessions per seed (the test profile's two 45-bar episodes per seed give two days, too few for an interval
-over days or a Sharpe): about 40 minutes on a quiet 2-core CPU. ``--full`` runs the full-size stages instead (hours
+over days or a Sharpe): about 30 minutes on a 2-core CPU. ``--full`` runs the full-size stages instead (hours
 on a CPU).
 """
 

@@ -20,4 +20,4 @@ def test_cpu_peak_covers_a_tensor_held_in_the_block() -> None:
     del block
     assert memory.kind == "cpu_peak_rss" and held == 1.0
     assert start is not None and memory.peak_mb >= start + 250
-    assert process_peak_rss_mb() >= memory.peak_mb - 1
+    assert process_peak_rss_mb() >= memory.peak_mb, "the process peak is never below a sampled one"

@@ -2,9 +2,9 @@
 
 On the edge market the advisor must learn to tell up from down on holdout prompts: its balanced hit rate (the mean
 of the up-move and down-move hit rates) rises above the warm start's, after Stage 1 and after Stage 2. The balanced
-rate, not the plain one, because the warm-started advisor answers one side for every flat prompt, and on a holdout
-that drifts that side the plain hit rate of a constant answer is high by luck (0.69 here, against 0.64 for the
-learned rule). The fused policy must trade, and Stage 2's adapter must really reach the advisor. On the null market
+rate, not the plain one: the warm-started advisor answers one side or HOLD on every flat prompt, and with 40 sessions
+its plain hit rate (0.69 here) depends on which moves its few directional answers fall on and on the short holdout's
+drift; the balanced rate of one-sided answers is 0.5 whatever they fall on. The fused policy must trade, and Stage 2's adapter must really reach the advisor. On the null market
 no agent and no advisor may show an edge.
 
 Both runs use the CLI's own ``tradelab.loop.api.loop`` in test mode on 40 generated sessions, with the session's tiny advisor and

@@ -258,7 +258,15 @@ def test_init_ppo_continues_the_saved_model(trained, stage1_config, tmp_path: Pa
     shutil.copytree(root, copy)
     final = Workspace.at(copy).ppo_dir("NQ") / "final.zip"
     saved = MaskablePPO.load(str(final), device="cpu").policy.state_dict()
+    earlier = [json.loads(x) for x in _lines(Workspace.at(copy).experience_path("NQ"))]
+    resolved = sum(r["outcome"] is not None for r in earlier)
+    window = stage1_config.stage1.test.refinement_recent_records
     summary = run_stage1(copy, "NQ", stage1_config, test_mode=True, total_timesteps=256, init_ppo=final)
+    # The refinement window starts with the first run's latest resolved records (stage1.refinement.history: market).
+    assert resolved > 0 and summary["llm_stats"]["refinement_history"]["malformed"] == 0
+    loaded = summary["llm_stats"]["refinement_history"]["records"]
+    assert 0 < loaded <= window and loaded == sum(r["outcome"] is not None for r in earlier[-window:])
+    assert summary["llm_stats"]["refinements"][0]["records"] >= loaded
     # The step counter restarts (SB3 rounds the budget up to whole rollouts of n_envs x n_steps = 512).
     assert summary["initialized_from"] == str(final) and 256 <= summary["timesteps"] <= STEPS
     continued = MaskablePPO.load(str(final), device="cpu").policy.state_dict()
