@@ -20,14 +20,12 @@ JSON shape (every ``*_ci`` is ``[low, high]`` or null when the sample is too sma
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tradelab.evaluation.intervals import MIN_DAYS
-from tradelab.evaluation.stats import annualised_sharpe, block_bootstrap_ci, seed_t_ci
+from tradelab.evaluation.stats import block_bootstrap_ci, seed_t_ci
 from tradelab.fileio import atomic_write_text
 from tradelab.provenance import SCHEMA_VERSION, origin
 
@@ -72,7 +70,7 @@ def agents_from_report(path: Path, *, level: float = 0.95, seed: int = 0) -> dic
             "net_pnl_usd_ci": _seed_mean_sum_ci(daily, n_seeds, level, seed),
             "net_pnl_usd_seed_ci": _pair(seed_t_ci(net, level=level)),
             "trades_per_day": trades / days if days else None,
-            "sharpe": pooled_sharpe(daily),
+            "sharpe": _pooled_sharpe(report, name),
             "days": days, "trades": trades, "seeds": n_seeds,
             "per_seed_net_pnl_usd": net,
         }
@@ -90,16 +88,15 @@ def agents_from_report(path: Path, *, level: float = 0.95, seed: int = 0) -> dic
     return {"agents": agents, "hybrid_minus_ppo": difference, "identical": identical}
 
 
-def pooled_sharpe(daily_pnl_usd: list[float]) -> float | None:
-    """Annualised Sharpe of every seed's days pooled into one sample; None under :data:`MIN_DAYS` days or no spread.
+def _pooled_sharpe(report: dict[str, Any], name: str) -> float | None:
+    """The evaluation's annualised Sharpe of every seed's days pooled into one sample.
 
     Not the mean of per-seed Sharpes: a test-mode evaluation has two days per seed, and the ratio of two days is noise
     that one seed with a near-zero spread can push to any size or sign (a hybrid with +11,689 USD averaged -64).
     """
-    if len(daily_pnl_usd) < MIN_DAYS:
-        return None
-    sharpe = annualised_sharpe(np.asarray(daily_pnl_usd, dtype=np.float64))
-    return sharpe if math.isfinite(sharpe) else None
+    intervals = report["intervals"]
+    key = name if name in intervals else report["settings"]["aliases"][name]
+    return intervals[key]["rows"]["sharpe_pooled"]["value"]
 
 
 def _concat(by_seed: dict[str, list[float]]) -> list[float]:

@@ -282,24 +282,19 @@ class ExperienceRecorder:
         Returns:
             ``{"records": loaded, "malformed": skipped lines}``.
         """
-        if self.recent.maxlen is None or not self.path.is_file():
+        if not self.path.is_file():
             return {"records": 0, "malformed": 0}
+        window = int(self.recent.maxlen or 0)
         loaded = malformed = 0
-        for line in tail_jsonl(self.path, self.recent.maxlen):
-            record = line.record
-            if record is not None:
-                try:
-                    check_record(record)
-                except ValueError:
-                    record = None
-            if record is None:
+        for line in tail_jsonl(self.path, window):
+            if line.record is None or not _well_typed(line.record):
                 malformed += 1
-            elif record["outcome"] is not None and record["market"] == self.market:
-                self.recent.append(record)
+            elif line.record["outcome"] is not None:
+                self.recent.append(line.record)
                 loaded += 1
         if malformed:
             log.warning("%s: %d malformed lines among the latest %d skipped for refinement", self.path, malformed,
-                        self.recent.maxlen)
+                        window)
         log.info("refinement window starts with %d earlier records from %s", loaded, self.path)
         return {"records": loaded, "malformed": malformed}
 
@@ -327,3 +322,11 @@ class ExperienceRecorder:
     def pending_count(self) -> int:
         """Records opened but not yet resolved."""
         return len(self._pending)
+
+
+def _well_typed(record: dict[str, Any]) -> bool:
+    try:
+        check_record(record)
+    except ValueError:
+        return False
+    return True
