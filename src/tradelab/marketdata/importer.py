@@ -273,3 +273,39 @@ def _to_bars(frame: "pd.DataFrame", table: SessionTable, market: str) -> "pd.Dat
     bars["session_close"] = from_utc_ns(table.close_ns[session])
     return bars
 
+
+
+def import_summary(report: dict[str, Any]) -> dict[str, str]:
+    """The lines ``data import`` prints: layout, clock, calendar, self-check and what was kept."""
+    import math
+
+    source, zone, stamp = report["source"], report["timezone"], report["stamp"]
+    session, calendar, check = report["session"], report["calendar"], report["self_check"]
+    cal = session["calendar"]
+    asked = check["asked"]
+    shift = " (converted to bar starts: -1 minute)" if stamp["shifted_minutes"] else ""
+    closes = ", ".join(f"{e['date']} {e['close'][11:16]}" for e in calendar["early_closes"]) or "none"
+    holidays = ", ".join(f"{h['date']} ({h['rows']} rows)" for h in calendar["holidays_dropped"]) or "none"
+    cash = f" + {cal['cash_calendar']} holidays" if cal["cash_calendar"] else ""
+    return {
+        "file": source["path"],
+        "format": f"{source['format']} ({source['format_label']}, "
+                  f"{'detected from the content' if source['detected'] else 'from --format'})",
+        "time zone": f"{zone['name']} ({zone['from']})",
+        "stamps": f"bar {stamp['convention']} ({stamp['from']}){shift}",
+        "session": f"{session['kind']} {session['start']}-{session['end']} ET",
+        "calendar": f"{cal['futures_calendar']}{cash} ({cal['library']} {cal['version']})",
+        "self-check": (f"{check['status']}: volume x{math.exp(asked['open_jump']):.1f} into 09:30 ET, "
+                       f"x{math.exp(asked['close_drop']):.1f} out of 15:59 ET over {check['sessions']} full "
+                       f"sessions" + (f"; {check['message']}" if check["message"] else "")),
+        "rows": f"{report['rows']:,} kept of {report['rows_read']:,} read",
+        "sessions": str(calendar["sessions"]),
+        "range": f"{report['start']} to {report['end']}",
+        "early closes": closes,
+        "holidays dropped": holidays,
+        "gaps": f"{report['gaps']['count']} gaps, {report['gaps']['missing_bars']} missing bars, "
+                f"{len(report['gaps']['short_sessions'])} short sessions",
+        "rolls": str(len(report["rolls"])),
+        "repairs": ", ".join(f"{r['kind']} {r['count']}" for r in report["repairs"]) or "none",
+        "bars": report["bars_path"],
+    }

@@ -6,9 +6,11 @@ from no bars at all). Read in the wrong zone the jump moves by whole hours; bar-
 one minute late.
 
 The check scores interpretations of the file's times: every candidate zone (for zone-less wall times) x both stamp
-conventions. A score is ``max(0, log((v[09:30] + 1) / (v[09:29] + 1))) + max(0, log((v[15:59] + 1) /
-(v[16:00] + 1)))``, where ``v[m]`` is the median over full regular sessions (the calendar's, no early close) of the
-volume of the bar opening at ET minute ``m`` under that interpretation (0 where there is no bar). The import is
+conventions. With ``L[m] = log(1 + v[m])``, where ``v[m]`` is the median over full regular sessions (the calendar's,
+no early close) of the volume of the bar opening at ET minute ``m`` under that interpretation (0 where there is no
+bar), the open step is ``min(L[09:30] - L[09:29], L[09:30] - L[16:00])`` and the close step
+``min(L[15:59] - L[16:00], L[15:59] - L[09:29])``: regular-hours volume above the volume outside on both sides. The
+score is ``max(0, open) + max(0, close)``. The import is
 refused when another interpretation scores at least :data:`MIN_SIGNAL` and beats the one asked for by
 :data:`MARGIN`; with no interpretation reaching :data:`MIN_SIGNAL` the check is inconclusive (recorded, not refused).
 """
@@ -189,9 +191,11 @@ def _interpret(zone: str, stamp: str, minutes: np.ndarray, volumes: np.ndarray, 
     present = np.searchsorted(minutes, end) > np.searchsorted(minutes, start)
     if not present.any():
         return Interpretation(zone, stamp, 0.0, 0.0, 0.0)
-    med = np.median(probes[:, present], axis=1)
-    open_jump = float(np.log((med[1] + 1.0) / (med[0] + 1.0)))
-    close_drop = float(np.log((med[2] + 1.0) / (med[3] + 1.0)))
+    before_open, at_open, before_close, at_close = np.log(np.median(probes[:, present], axis=1) + 1.0)
+    # A step counts only as far as the regular-hours level also beats the other side's outside level: the daily
+    # break's fall to no bars at 17:00 ET, read an hour early, is a drop out of the evening's quiet, not the close.
+    open_jump = float(min(at_open - before_open, at_open - at_close))
+    close_drop = float(min(before_close - at_close, before_close - before_open))
     return Interpretation(zone, stamp, open_jump, close_drop, max(0.0, open_jump) + max(0.0, close_drop))
 
 
