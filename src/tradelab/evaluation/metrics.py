@@ -80,3 +80,33 @@ def portfolio_metrics(daily_pnl_usd: Sequence[float], starting_balance_usd: floa
         "calmar": finite_or_none(empyrical.calmar_ratio(returns, period="daily")) if enough else None,
         "annual_return": finite_or_none(empyrical.annual_return(returns, period="daily")) if returns.size else None,
     }
+
+
+MIN_RATIO_DAYS = 20
+"""Fewest evaluated days behind a Sharpe, Sortino or Calmar shown as a number in a headline table (about a month of
+sessions); with fewer the table prints ``n/a (n=...)``. A ratio over two or three days is noise: one good day makes
+a Sharpe in the hundreds."""
+
+RATIO_KEYS: tuple[str, ...] = ("sharpe", "sortino", "calmar")
+"""The annualised ratios the headline tables pool over days."""
+
+
+def pooled_ratios(daily_by_seed: dict[int, Sequence[float]], starting_balance_usd: float,
+                  min_days: int = MIN_RATIO_DAYS) -> dict[str, float | int | None]:
+    """Sharpe, Sortino and Calmar over every seed's days pooled into one series (seed order, then time).
+
+    These are the figures the report's interval section uses (its pooled Sharpe is the same number).
+
+    Args:
+        daily_by_seed: Seed -> net daily P&L (USD) of the evaluated days.
+        starting_balance_usd: Account size the daily returns are measured against.
+        min_days: Fewest pooled days for a number; fewer give ``None``.
+
+    Returns:
+        ``{"sharpe", "sortino", "calmar", "days"}``.
+    """
+    days = [float(v) for seed in sorted(daily_by_seed) for v in daily_by_seed[seed]]
+    if len(days) < min_days:
+        return {**dict.fromkeys(RATIO_KEYS), "days": len(days)}
+    metrics = portfolio_metrics(days, starting_balance_usd)
+    return {**{k: metrics[k] for k in RATIO_KEYS}, "days": len(days)}

@@ -167,8 +167,11 @@ def build_report(
 ) -> dict[str, Any]:
     """The ``report.json`` content."""
     from tradelab.config import config_hash
+    from tradelab.evaluation.metrics import pooled_ratios
 
-    agents = {name: agent_entry(per_seed, settings.ci_level) for name, per_seed in result.per_seed.items()}
+    balance = config.env.rules.starting_balance_usd
+    agents = {name: agent_entry(per_seed, settings.ci_level, pooled_ratios(result.daily_pnl[name], balance))
+              for name, per_seed in result.per_seed.items()}
     agents = _with_aliases(agents, aliases)
     return {
         "schema_version": SCHEMA_VERSION,
