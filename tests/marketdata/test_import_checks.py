@@ -102,8 +102,9 @@ def test_thanksgiving_is_dropped_from_regular_hours_and_halts_globex(tmp_path: P
     bars = load_bars(tmp_path / "rth", "NQ")
     dates = set(bars["session_close"].dt.strftime("%Y-%m-%d"))
     assert dates == {"2023-11-21", "2023-11-22", "2023-11-24", "2023-11-27"}
-    assert report["calendar"]["holidays_dropped"] == [{"date": "2023-11-23", "rows": 35}]
-    assert report["dropped"]["holiday_rows"] == 35 and report["calendar"]["sessions"] == 4
+    # The holiday's regular-hours rows (09:30-09:39 and 12:55-12:59 of the fixture) are the ones counted.
+    assert report["calendar"]["holidays_dropped"] == [{"date": "2023-11-23", "rows": 15}]
+    assert report["dropped"]["holiday_rows"] == 15 and report["calendar"]["sessions"] == 4
     assert report["gaps"]["short_sessions"] == [] or all(s["date"] != "2023-11-23"
                                                           for s in report["gaps"]["short_sessions"])
 

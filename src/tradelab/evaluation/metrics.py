@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from tradelab.marketdata.budget import MIN_RATIO_DAYS
+
 PORTFOLIO_KEYS: tuple[str, ...] = (
     "net_pnl_usd", "days", "mean_daily_pnl_usd", "max_drawdown_usd", "sharpe", "sortino", "max_drawdown", "calmar",
     "annual_return",
@@ -82,10 +84,6 @@ def portfolio_metrics(daily_pnl_usd: Sequence[float], starting_balance_usd: floa
     }
 
 
-MIN_RATIO_DAYS = 20
-"""Fewest evaluated days behind a Sharpe, Sortino or Calmar shown as a number in a headline table (about a month of
-sessions); with fewer the table prints ``n/a (n=...)``. A ratio over two or three days is noise: one good day makes
-a Sharpe in the hundreds."""
 
 RATIO_KEYS: tuple[str, ...] = ("sharpe", "sortino", "calmar")
 """The annualised ratios the headline tables pool over days."""

@@ -20,12 +20,13 @@ import numpy as np
 
 from tradelab.errors import DataError
 from tradelab.fileio import sha256_file
+from tradelab.marketdata.budget import budget_report
 from tradelab.marketdata.calendar import SessionTable, calendar_info, check_kind, exchange_sessions
 from tradelab.marketdata.contracts import select_outrights, volume_roll
 from tradelab.marketdata.formats import CONTAINERS, DEFAULT_TIMEZONE, FORMAT_NAMES, open_bars
 from tradelab.marketdata.parsing import ET
 from tradelab.marketdata.selfcheck import volume_self_check
-from tradelab.marketdata.sessions import et_dates, from_utc_ns, gap_report, to_et, utc_ns
+from tradelab.marketdata.sessions import et_dates, from_utc_ns, gap_report, hhmm_minutes, minute_of_day, to_et, utc_ns
 from tradelab.marketdata.store import write_market
 from tradelab.marketdata.validate import drop_nan_rows, repair_bars, sort_and_dedupe
 from tradelab.markets import contract_spec, validate_market_name
@@ -134,6 +135,7 @@ def import_market(root: str | Path, path: str | Path, market: str, config: "Trad
             "dst_local_time_rows": dst_dropped,
         },
         "contracts": symbol_info["contracts"],
+        "budget": budget_report(market, utc_ns(bars["session_close"]), config),
         "origin": origin(config_hash(config), None),
     }
     return write_market(root, market, bars, report)
@@ -187,7 +189,8 @@ def _place(frame: "pd.DataFrame", src: Path, spec: "ContractSpec", kind: str, ma
     table = exchange_sessions(kind, first, last, rth_start=spec.session_start, rth_end=spec.session_end)
     index = table.locate(ns)
     inside = index >= 0
-    holidays = _holidays(frame, ~inside, table)
+    regular = (hhmm_minutes(spec.session_start), hhmm_minutes(spec.session_end)) if kind == "rth" else None
+    holidays = _holidays(frame, ~inside, table, regular)
     frame = frame[inside].assign(session=index[inside])
     _require_rows(frame, src, hours, "inside the session")
     frame, value_repairs = repair_bars(frame)
@@ -216,17 +219,21 @@ def _early(table: SessionTable, used: np.ndarray) -> list[dict[str, str]]:
     return [closes[str(table.dates[i])] for i in used if str(table.dates[i]) in closes]
 
 
-def _holidays(frame: "pd.DataFrame", outside: np.ndarray, table: SessionTable) -> list[dict[str, Any]]:
-    """Weekdays whose bars were all dropped because the calendar has no session that trade date."""
+def _holidays(frame: "pd.DataFrame", outside: np.ndarray, table: SessionTable,
+              regular: tuple[int, int] | None) -> list[dict[str, Any]]:
+    """Weekdays the calendar has no session for, with the rows dropped there (inside ``regular`` hours for RTH)."""
     if not outside.any():
         return []
     dates = et_dates(frame["ts"]).to_numpy().astype("datetime64[D]")
+    counted = outside.copy()
+    if regular is not None:
+        minutes = minute_of_day(frame["ts"])
+        counted &= (minutes >= regular[0]) & (minutes < regular[1])
     trade_dates = set(table.dates.tolist())
-    dropped_dates, counts = np.unique(dates[outside], return_counts=True)
-    kept_dates = set(dates[~outside].tolist())
     out = []
-    for day, count in zip(dropped_dates.tolist(), counts.tolist()):
-        if day.weekday() < 5 and day not in trade_dates and day not in kept_dates:
+    for day, count in zip(*np.unique(dates[counted], return_counts=True)):
+        day = day.item()
+        if day.weekday() < 5 and day not in trade_dates:
             out.append({"date": day.isoformat(), "rows": int(count)})
     return out
 
@@ -307,5 +314,9 @@ def import_summary(report: dict[str, Any]) -> dict[str, str]:
                 f"{len(report['gaps']['short_sessions'])} short sessions",
         "rolls": str(len(report["rolls"])),
         "repairs": ", ".join(f"{r['kind']} {r['count']}" for r in report["repairs"]) or "none",
+        "stage 1": report["budget"]["stage1"],
+        "stage 2": report["budget"]["stage2"],
+        "evaluate": report["budget"]["evaluate"],
+        "walk-forward": report["budget"]["walk_forward"],
         "bars": report["bars_path"],
     }

@@ -53,6 +53,7 @@ def load_market_arrays(root: str | Path, market: str, config: "TradelabConfig") 
         )
     open_ns, close_ns = _session_bounds(bars, spec, market, ws.bars_path(market))
     sid = session_ids_from_close(close_ns)
+    split_index = holdout_split(sid, config.env.holdout_fraction, ws.bars_path(market))  # refuse before any write
     minutes = minute_of_day(ts)
     rules = config.env.rules
     key = cache_key(sha256_file(ws.bars_path(market)), atr_period_bars=rules.atr_period_bars,
@@ -74,7 +75,7 @@ def load_market_arrays(root: str | Path, market: str, config: "TradelabConfig") 
         rsi=_col(feats, "rsi"), vwap=_col(feats, "vwap"), atr_median=_col(feats, "atr_median"),
         features=matrix,
         feature_names=FEATURE_NAMES,
-        split_index=holdout_split(sid, config.env.holdout_fraction, ws.bars_path(market)),
+        split_index=split_index,
         session_open_ns=open_ns,
         session_close_ns=close_ns,
         session_kind=session_kind(open_ns, close_ns),
@@ -121,8 +122,9 @@ def holdout_split(session_id: np.ndarray, holdout_fraction: float, path: Path | 
     starts = np.flatnonzero(np.diff(session_id) != 0) + 1
     if starts.size == 0:
         raise DataError(
-            f"{path}: all {n} bars belong to one session, so there is no holdout; generate or import at least two "
-            f"sessions (e.g. `python main.py data generate --days 30`)"
+            f"{path}: all {n} bars belong to one session, so nothing can be held out: Stage 1 needs at least 2 "
+            f"sessions, one or more to train on and one held out for evaluation (env.holdout_fraction "
+            f"{holdout_fraction:g}); import or generate more (e.g. `python main.py data generate --days 30`)"
         )
     later = starts[starts >= raw]
     return int(later[0]) if later.size else int(starts[-1])
