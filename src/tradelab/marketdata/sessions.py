@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tradelab.errors import ConfigError
+from tradelab.marketdata.clock import hhmm_minutes
 from tradelab.marketdata.parsing import ET
 
 if TYPE_CHECKING:
@@ -29,12 +30,6 @@ SHORT_SESSION_FRACTION = 0.9
 
 SESSION_COLUMNS = ("session_open", "session_close")
 """Stored per-bar schedule columns: the bar's session open and close (tz-aware America/New_York)."""
-
-
-def hhmm_minutes(text: str) -> int:
-    """``"09:30"`` -> 570."""
-    hours, minutes = text.split(":")
-    return int(hours) * 60 + int(minutes)
 
 
 def session_minutes(spec: "ContractSpec", market: str) -> tuple[int, int]:
@@ -86,14 +81,6 @@ def from_utc_ns(ns: np.ndarray) -> "pd.Series":
 def session_ids_from_close(close_ns: np.ndarray) -> np.ndarray:
     """0-based session index of each bar from its session close (non-decreasing for sorted bars)."""
     _, codes = np.unique(np.asarray(close_ns, dtype=np.int64), return_inverse=True)
-    return codes.astype(np.int32)
-
-
-def session_ids(ts_et: "pd.Series") -> np.ndarray:
-    """0-based index of each bar's ET date among the dates present (regular-hours sessions of fixed hours)."""
-    import pandas as pd
-
-    codes, _ = pd.factorize(et_dates(ts_et), sort=True)
     return codes.astype(np.int32)
 
 
