@@ -166,7 +166,7 @@ def _stamp(value: str) -> str:
 
 def _zone_report(zone: str, naive: bool, opts: ImportOptions, layout: "BarFormat") -> dict[str, Any]:
     if not naive:
-        return {"name": "UTC offsets in the file", "from": "the file", "naive_times": False,
+        return {"name": "UTC", "from": "offsets written in the file", "naive_times": False,
                 "ignored_flag": opts.timezone}
     if opts.timezone:
         origin_ = "--timezone"

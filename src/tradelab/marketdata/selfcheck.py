@@ -58,6 +58,7 @@ class Interpretation:
         open_jump: Log volume step into 09:30 ET.
         close_drop: Log volume step out of 15:59 ET.
         score: ``max(0, open_jump) + max(0, close_drop)``.
+        sessions: Full regular sessions with bars around the open or close under this reading (the median's n).
     """
 
     timezone: str
@@ -65,6 +66,7 @@ class Interpretation:
     open_jump: float
     close_drop: float
     score: float
+    sessions: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ class SelfCheck:
         status: ``passed``, ``inconclusive``, ``refused`` or ``overridden`` (refused, and ``--force-timezone``).
         asked: The interpretation the import uses.
         best: The best-scoring interpretation.
-        sessions: Full regular sessions the profile was taken over.
+        sessions: Full regular sessions the asked reading's profile was taken over.
         message: The refusal line (empty unless refused or overridden).
     """
 
@@ -125,11 +127,11 @@ def volume_self_check(ts_utc: "pd.Series", volume: "pd.Series", *, naive: bool, 
     asked = table[0] if stamp == "start" else table[1]
     best = max(table, key=lambda t: t.score)
     if best.score < MIN_SIGNAL:
-        return SelfCheck("inconclusive", asked, best, len(dates), "")
+        return SelfCheck("inconclusive", asked, best, asked.sessions, "")
     if best is asked or asked.score >= best.score - MARGIN:
-        return SelfCheck("passed", asked, best, len(dates), "")
+        return SelfCheck("passed", asked, best, asked.sessions, "")
     message = _refusal(label, asked, best, naive=naive)
-    return SelfCheck("overridden" if force else "refused", asked, best, len(dates), message)
+    return SelfCheck("overridden" if force else "refused", asked, best, asked.sessions, message)
 
 
 def _refusal(label: str, asked: Interpretation, best: Interpretation, *, naive: bool) -> str:
@@ -196,7 +198,8 @@ def _interpret(zone: str, stamp: str, minutes: np.ndarray, volumes: np.ndarray, 
     # break's fall to no bars at 17:00 ET, read an hour early, is a drop out of the evening's quiet, not the close.
     open_jump = float(min(at_open - before_open, at_open - at_close))
     close_drop = float(min(before_close - at_close, before_close - before_open))
-    return Interpretation(zone, stamp, open_jump, close_drop, max(0.0, open_jump) + max(0.0, close_drop))
+    return Interpretation(zone, stamp, open_jump, close_drop, max(0.0, open_jump) + max(0.0, close_drop),
+                          int(present.sum()))
 
 
 def _wall_in(et_walls: "pd.DatetimeIndex", zone: str) -> np.ndarray:
