@@ -8,7 +8,7 @@ import pytest
 
 from tradelab.evaluation.intervals import agent_intervals
 from tradelab.evaluation.metrics import MIN_RATIO_DAYS, portfolio_metrics, pooled_ratios
-from tradelab.evaluation.report import HEADLINE_KEYS, agent_entry, markdown_table, per_seed_table
+from tradelab.evaluation.report import HEADLINE_KEYS, agent_entry, markdown_table, per_seed_table, summary_table
 
 BALANCE = 50_000.0
 
@@ -28,6 +28,7 @@ def test_a_few_days_show_no_ratio_in_the_headline() -> None:
     assert entry["ratio_days"] == 4 and entry["seed_mean"]["sharpe"] is not None
     table = markdown_table({"random": entry}, HEADLINE_KEYS)
     assert table.count("n/a (n=4 days)") == 3
+    assert summary_table({"random": entry})[0]["sharpe"] == "n/a (n=4 days)"  # the terminal and manifest table
     seeds = per_seed_table({"random": entry})
     assert f"{entry['per_seed'][1]['sharpe']:.4g}" in seeds or f"{entry['per_seed'][1]['sharpe']:,.2f}" in seeds
 

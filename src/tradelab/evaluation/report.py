@@ -59,8 +59,16 @@ def agent_entry(per_seed: Sequence[tuple[int, dict[str, Any]]], level: float,
 
 
 def summary_table(agents: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Compact rows (agent + :data:`SUMMARY_KEYS`) with rounded numbers, for terminals and the manifest."""
-    return [{"agent": name, **{k: _round(entry.get(k)) for k in SUMMARY_KEYS}} for name, entry in agents.items()]
+    """Compact rows (agent + :data:`SUMMARY_KEYS`) with rounded numbers, for terminals and the manifest; a ratio
+    over fewer than the minimum days reads ``n/a (n=... days)``."""
+    return [{"agent": name, **{k: _summary_value(entry, k) for k in SUMMARY_KEYS}} for name, entry in agents.items()]
+
+
+def _summary_value(entry: Mapping[str, Any], key: str) -> Any:
+    """A rounded number, or for a ratio left undefined by too few days the n behind it (``n/a (n=4 days)``)."""
+    if key in RATIO_KEYS and entry.get(key) is None and "ratio_days" in entry:
+        return f"n/a (n={entry['ratio_days']} days)"
+    return _round(entry.get(key))
 
 
 def _round(value: Any) -> Any:
