@@ -98,3 +98,29 @@ def test_an_unknown_layout_names_the_choices(tmp_path: Path, config) -> None:
     assert "cannot tell the bar layout" in message and "'my trading notes'" in message and "--format" in message
     assert "ninjatrader" in message and "\n" not in message
     assert not (tmp_path / "ws" / "data").exists()
+
+
+def test_ib_rows_that_name_their_zone_use_it(tmp_path: Path, config, canonical) -> None:
+    lines = (FIXTURES / FILES["ib"]).read_text().splitlines()
+    rows = []
+    for line in lines[1:]:
+        stamp, rest = line.split(",", 1)
+        central = pd.Timestamp(stamp).tz_localize("America/New_York").tz_convert("America/Chicago")
+        rows.append(f"{central:%Y%m%d %H:%M:%S} US/Central,{rest}")
+    src = tmp_path / "ib_central.csv"
+    src.write_text("\n".join([lines[0], *rows]) + "\n")
+    report = import_market(tmp_path / "ws", src, "NQ", config)
+    assert report["source"]["format"] == "ib" and report["source"]["row_timezone"] == "US/Central"
+    pd.testing.assert_frame_equal(load_bars(tmp_path / "ws", "NQ")[COMPARED], canonical["rth"])
+
+
+def test_a_databento_archive_is_not_read_as_another_layout(tmp_path: Path, config) -> None:
+    import zipfile
+
+    src = tmp_path / "GLBX-1.zip"
+    with zipfile.ZipFile(src, "w") as archive:
+        archive.write(FIXTURES / FILES["databento"], "glbx-mdp3-20231120.ohlcv-1m.csv")
+        archive.writestr("metadata.json", "{}")
+    assert import_market(tmp_path / "ok", src, "NQ", config)["source"]["format"] == "databento"
+    with pytest.raises(DataError, match="a Databento export .* --format databento"):
+        import_market(tmp_path / "ws", src, "NQ", config, ImportOptions(format="kibot"))

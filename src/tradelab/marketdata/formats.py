@@ -76,7 +76,10 @@ def open_bars(path: Path, name: str | None) -> tuple[BarFormat, Source, bool]:
     fmt = get_format(name) if name is not None else None
     if is_zip(path):
         members = zip_members(path)
-        if any(m.lower().endswith(databento.MEMBER_SUFFIXES) for m in members) and fmt in (None, FORMATS["databento"]):
+        if any(m.lower().endswith(databento.MEMBER_SUFFIXES) for m in members):
+            if fmt not in (None, FORMATS["databento"]):
+                raise DataError(f"{path}: a Databento export (its members are '*ohlcv-1m.csv'), not --format "
+                                f"{fmt.name}; drop --format or pass --format databento")
             return FORMATS["databento"], Source(path, str(path), b"", "zip"), fmt is None
         if len(members) != 1:
             raise DataError(
