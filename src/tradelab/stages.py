@@ -71,18 +71,25 @@ def generate_data(
 
 def import_data(
     root: str | Path, path: str | Path, market: str, *, config: TradelabConfig | None = None, force: bool = False,
+    file_format: str | None = None, timezone: str | None = None, stamp: str | None = None, session: str = "rth",
+    force_timezone: bool = False,
 ) -> dict[str, Any]:
-    """Import a Databento GLBX OHLCV-1m export or a generic OHLCV CSV/parquet (``data import``).
+    """Import 1-minute bars in any known layout (``data import``).
 
     Args:
         force: Replace bars that a completed Stage 1 was trained on (refused otherwise).
+        file_format, timezone, stamp, session, force_timezone: The import flags
+            (:class:`tradelab.marketdata.importer.ImportOptions`).
     """
     from tradelab.marketdata import import_market
+    from tradelab.marketdata.importer import ImportOptions
     from tradelab.marketdata.store import refuse_replacing_used_bars
 
     validate_market_name(market)
     refuse_replacing_used_bars(root, market, force=force)
-    return import_market(root, Path(path), market, _cfg(root, config))
+    options = ImportOptions(format=file_format, timezone=timezone, stamp=stamp, session=session,
+                            force_timezone=force_timezone)
+    return import_market(root, Path(path), market, _cfg(root, config), options)
 
 
 def list_data(root: str | Path) -> list[dict[str, Any]]:

@@ -218,6 +218,38 @@ def _zip_bomb(ws: Path, inputs: Path, stack: ExitStack) -> None:
     (inputs / "bomb.zip").write_bytes(_zip_bytes({"glbx-mdp3-20240311.ohlcv-1m.csv": member}))
 
 
+BARS = REPO / "tests" / "fixtures" / "bars"
+"""The vendor-layout fixture files (tests/fixtures/bars/render.py)."""
+
+
+def _central_firstrate(ws: Path, inputs: Path, stack: ExitStack) -> None:
+    """The fixture's FirstRate file written in Chicago wall time (an hour behind), as many CME users export."""
+    import pandas as pd
+
+    lines = []
+    for line in (BARS / "NQ_firstrate.txt").read_text().splitlines():
+        stamp, rest = line.split(",", 1)
+        local = pd.Timestamp(stamp).tz_localize("America/New_York").tz_convert("America/Chicago")
+        lines.append(f"{local:%Y-%m-%d %H:%M:%S},{rest}")
+    (inputs / "nq_central.txt").write_text("\n".join(lines) + "\n")
+
+
+def _fixture_copy(name: str, as_name: str) -> Callable[[Path, Path, ExitStack], None]:
+    return lambda ws, inputs, stack: shutil.copyfile(BARS / name, inputs / as_name)
+
+
+def _one_session(ws: Path, inputs: Path, stack: ExitStack) -> None:
+    """ES bars of a single regular session, imported into the workspace (nothing can be held out)."""
+    from tradelab.config import load_config
+    from tradelab.marketdata import import_market
+
+    rows = "".join(f"2024-03-12 {9 + (30 + m) // 60:02d}:{(30 + m) % 60:02d}:00,5100.25,5101.0,5099.5,5100.5,"
+                   f"{900 if m < 390 else 40}\n" for m in range(-20, 400))
+    src = inputs / "es_one_day.csv"
+    src.write_text("timestamp,open,high,low,close,volume\n" + rows)
+    import_market(ws, src, "ES", load_config())
+
+
 def _stray_folder(ws: Path, inputs: Path, stack: ExitStack) -> None:
     stray = ws / "data" / "nq"
     stray.mkdir(parents=True)
@@ -353,8 +385,32 @@ CASES: list[Case] = [
          _write_input("t.csv", "timestamp,open,high,low,close,volume\n2024-03-11 09:30,1,2,0.5,abc,3\n")),
     Case("import_missing_file", "import", ["data", "import", "{inputs}/nope.csv", "--market", "ES"], 2,
          ("no such file",)),
-    Case("import_wrong_type", "import", ["data", "import", "{inputs}/bars.txt", "--market", "ES"], 2,
-         ("unsupported file type",), _write_input("bars.txt", "x")),
+    Case("import_unknown_layout", "import", ["data", "import", "{inputs}/bars.txt", "--market", "ES"], 2,
+         ("cannot tell the bar layout", "'x'", "--format"), _write_input("bars.txt", "x")),
+    # Real layouts: the clock and the calendar are checked, never guessed silently.
+    Case("import_central_time_as_eastern", "import", ["data", "import", "{inputs}/nq_central.txt", "--market", "ES"],
+         2, ("America/Chicago wall time", "--timezone America/Chicago", "--force-timezone", "Nothing was written"),
+         _central_firstrate),
+    Case("import_end_stamps_read_as_starts", "import", ["data", "import", "{inputs}/nt.txt", "--market", "ES",
+                                                       "--stamp", "start"], 2,
+         ("bar-end stamps", "--stamp end"), _fixture_copy("NQ 12-23.Last.txt", "nt.txt")),
+    Case("import_timezone_unknown", "flag", ["data", "import", "{inputs}/nt.txt", "--market", "ES", "--timezone",
+                                             "Mars/Olympus"], 2, ("--timezone", "Mars/Olympus", "IANA"),
+         _fixture_copy("NQ 12-23.Last.txt", "nt.txt")),
+    Case("import_format_unknown", "flag", ["data", "import", "{inputs}/nt.txt", "--market", "ES", "--format",
+                                           "excel"], 2, ("--format", "invalid choice"),
+         _fixture_copy("NQ 12-23.Last.txt", "nt.txt")),
+    Case("import_session_unknown", "flag", ["data", "import", "{inputs}/nt.txt", "--market", "ES", "--session",
+                                            "night"], 2, ("--session", "invalid choice"),
+         _fixture_copy("NQ 12-23.Last.txt", "nt.txt")),
+    Case("import_wrong_format_flag", "import", ["data", "import", "{inputs}/fr.txt", "--market", "ES", "--format",
+                                                "ninjatrader"], 2, ("fr.txt", "line 1", "not a time like"),
+         _fixture_copy("NQ_firstrate.txt", "fr.txt")),
+    Case("stage1_one_session", "state", ["stage1", "--market", "ES", "--test"], 2,
+         ("one session", "Stage 1 needs at least 2 sessions", "held out"), _one_session,
+         may_create=("models/phase3_hybrid/ES/**", "**/stage1.lock")),
+    Case("evaluate_walk_forward_too_many_folds", "state", ["evaluate", "--market", "NQ", "--walk-forward", "50"], 2,
+         ("--walk-forward 50 needs about", "holdout sessions", "purge of", "embargo of")),
     # Listings and output.
     Case("stray_data_folder", "listing", ["data", "list"], 0, ("warning:", "data/nq"), _stray_folder),
     Case("data_report_wrong_shape", "listing", ["data", "list"], 0, (),

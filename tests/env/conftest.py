@@ -25,17 +25,20 @@ def build_arrays(
     start_minute: int = 570,
     split_index: int | None = None,
     market: str = "NQ",
+    session_close_minute: int = 960,
 ) -> MarketArrays:
     """MarketArrays from explicit bars.
 
-    Minutes default to consecutive 1-minute bars from ``start_minute`` (09:30), sessions to one session. Features
+    Minutes default to consecutive 1-minute bars from ``start_minute`` (09:30), sessions to one session, each
+    session open 09:30-``session_close_minute`` (16:00; 13:15 = 795 for an early close) ET. Features
     are three point-in-time columns (1-bar return, close minus EMA over ATR, minute of day scaled).
     """
     n = len(closes)
     o, h, l, c = (np.asarray(x, dtype=np.float64) for x in (opens, highs, lows, closes))
     minute = np.asarray(minutes if minutes is not None else start_minute + np.arange(n), dtype=np.int16)
     session = np.asarray(sessions if sessions is not None else np.zeros(n), dtype=np.int32)
-    ts = _BASE_UTC_NS + session.astype(np.int64) * _DAY_NS + (minute.astype(np.int64) + 300) * 60 * 10**9
+    day_ns = _BASE_UTC_NS + session.astype(np.int64) * _DAY_NS
+    ts = day_ns + (minute.astype(np.int64) + 300) * 60 * 10**9
     atr_arr = np.broadcast_to(np.asarray(atr, dtype=np.float64), (n,)).copy()
     ema = _ema(c, 20)
     prev = np.concatenate([c[:1], c[:-1]])
@@ -45,6 +48,8 @@ def build_arrays(
         close=c, volume=np.full(n, 100.0), atr=atr_arr, ema_fast=ema, ema_slow=_ema(c, 50),
         rsi=np.full(n, 50.0), vwap=c.copy(), atr_median=atr_arr.copy(), features=features,
         feature_names=("ret_1", "ema_dist_atr", "minute"), split_index=split_index if split_index is not None else n,
+        session_open_ns=day_ns + (570 + 300) * 60 * 10**9,
+        session_close_ns=day_ns + (session_close_minute + 300) * 60 * 10**9,
     )
 
 

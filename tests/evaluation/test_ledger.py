@@ -8,7 +8,6 @@ import pytest
 from tradelab.evaluation.ledger import (
     Trade,
     compliance_metrics,
-    hhmm_to_minute,
     ledger_metrics,
     trades_from_events,
 )
@@ -75,12 +74,8 @@ def test_compliance_counts_breaches_flatten_and_overnight() -> None:
     overnight = (np.array([3, 4, 5]), np.array([True, True, False]), np.array([50_000.0, 50_000.0, 50_000.0]))
     # peak 51,000 then 48,500 = peak - 2,500: a breach (at or below the limit)
     breach = (np.array([0, 1]), np.array([False, False]), np.array([51_000.0, 48_500.0]))
-    got = compliance_metrics([clean, late, overnight, breach], minute_of_day=minute, session_id=session,
-                             flatten_minute=hhmm_to_minute("15:55"), starting_balance_usd=50_000.0,
-                             trailing_drawdown_usd=2_500.0)
+    got = compliance_metrics([clean, late, overnight, breach], past_flatten=minute > 955, session_id=session,
+                             starting_balance_usd=50_000.0, trailing_drawdown_usd=2_500.0)
     # late: bar 2 (15:56) held -> 1; overnight: bar 3 (15:57) held -> 1; bars 1 (15:55) is not after 15:55
     assert got == {"drawdown_breaches": 1, "flatten_violations": 2, "overnight_positions": 1}
 
-
-def test_hhmm_to_minute() -> None:
-    assert hhmm_to_minute("09:30") == 570 and hhmm_to_minute("15:55") == 955

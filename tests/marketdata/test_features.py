@@ -14,7 +14,7 @@ from ta.volatility import AverageTrueRange
 from tradelab.marketdata import generate_market, load_market_arrays
 from tradelab.marketdata import loader
 from tradelab.marketdata.features import FEATURE_NAMES, compute_features, session_vwap, wilder_atr
-from tradelab.marketdata.sessions import minute_of_day, session_ids
+from tradelab.marketdata.sessions import session_ids_from_close, utc_ns
 from tradelab.marketdata.synth import synthesize_bars
 from tradelab.markets import contract_spec
 from tradelab.paths import Workspace
@@ -28,10 +28,10 @@ def bars(config) -> pd.DataFrame:
 
 
 def _features(frame: pd.DataFrame, config) -> pd.DataFrame:
-    ts = frame["timestamp"]
-    return compute_features(frame, session_ids(ts), minute_of_day(ts),
-                            atr_period_bars=config.env.rules.atr_period_bars,
-                            session_start_min=570, session_end_min=960)
+    close_ns = utc_ns(frame["session_close"])
+    return compute_features(frame, session_ids_from_close(close_ns), utc_ns(frame["timestamp"]),
+                            utc_ns(frame["session_open"]), close_ns,
+                            atr_period_bars=config.env.rules.atr_period_bars)
 
 
 @pytest.mark.parametrize("cut", [7, 389, 390, 777, 1201])

@@ -61,7 +61,7 @@ def test_strength_and_version_are_recorded_and_bounded(tmp_path: Path, config: T
     from tradelab.marketdata.store import list_markets, market_origin
 
     assert market_origin(tmp_path, "NQ") == {"kind": "synthetic", "generator_version": GENERATOR_VERSION,
-                                             "edge": 0.25, "seed": 3}
+                                             "edge": 0.25, "seed": 3, "session": "rth"}
     assert list_markets(tmp_path)[0]["source"] == "synthetic edge=0.25"
     with pytest.raises(DataError, match="--edge 1.5"):
         stages.generate_data(tmp_path, "NQ", days=5, seed=3, edge=1.5, config=config)

@@ -80,7 +80,8 @@ def test_outputs_and_complete_manifest(trained) -> None:
     assert stage1["adapter_sha256"] == sha256_dir(ws.stage1_lora_dir("NQ"))
     assert set(manifest["data"]) == {"bars_path", "sha256", "rows", "start", "end", "train_end", "holdout_start",
                                      "origin"}
-    assert manifest["data"]["origin"] == {"kind": "synthetic", "generator_version": 2, "edge": 0.0, "seed": 7}
+    assert manifest["data"]["origin"] == {"kind": "synthetic", "generator_version": 3, "edge": 0.0, "seed": 7,
+                                          "session": "rth"}
     records = [json.loads(x) for x in _lines(ws.experience_path("NQ"))]
     assert stage1["experience_samples"] == len(records) == summary["experiences"] > 0
     with_outcome = [r for r in records if r["outcome"] is not None]

@@ -28,8 +28,9 @@ def _data(args: argparse.Namespace, out: Console) -> int:
         out.print(render.kv_table(f"{args.market}: synthetic market", _brief(report)))
     elif args.data_command == "import":
         report = stages.import_data(root, args.path, args.market, config=stages.workspace_config(root, args.config_dir),
-                                    force=args.force)
-        out.print(render.kv_table(f"{args.market}: imported", _brief(report)))
+                                    force=args.force, file_format=args.format, timezone=args.timezone,
+                                    stamp=args.stamp, session=args.session, force_timezone=args.force_timezone)
+        out.print(render.kv_table(f"{args.market}: imported", _import_brief(report)))
     else:
         _warn_stray(root)
         rows = stages.list_data(root)
@@ -48,6 +49,13 @@ def _warn_stray(root: str) -> None:
     for folder in Workspace.at(root).stray_data_dirs():
         err.print(f"warning: {folder}: not a market name (use 1-16 uppercase letters or digits); skipped",
                   markup=False)
+
+
+def _import_brief(report: dict) -> dict:
+    """The import summary: what was read, how it was placed on the clock and calendar, what was kept."""
+    from tradelab.marketdata.importer import import_summary
+
+    return import_summary(report)
 
 
 def _brief(report: dict) -> dict:

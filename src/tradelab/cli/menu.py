@@ -98,7 +98,7 @@ class Menu:
 
     # ----------------------------------------------------------------------------------------------------- data
     def data_menu(self) -> None:
-        choice = _ask(questionary.select("Data", choices=["Generate sample market", "Import Databento/CSV file",
+        choice = _ask(questionary.select("Data", choices=["Generate sample market", "Import a bar file",
                                                           "List markets", BACK]))
         if choice == "Generate sample market":
             market = _ask(questionary.select("Market", choices=[*self.config.markets.contracts, BACK]))
@@ -109,11 +109,14 @@ class Menu:
                                                validate=lambda v: _checked(edge_float, v))))
             report = stages.generate_data(self.root, market, days=days, edge=edge, config=self.config)
             self.out.print(render.kv_table(f"{market}: synthetic market", report))
-        elif choice == "Import Databento/CSV file":
-            path = _ask(questionary.path("File (.zip, .csv or .parquet)"))
+        elif choice == "Import a bar file":
+            path = _ask(questionary.path("Bar file (.txt, .csv, .csv.gz, .zip or .parquet; layout detected)"))
             market = _ask(questionary.select("Market", choices=[*self.config.markets.contracts, BACK]))
-            report = stages.import_data(self.root, path, market, config=self.config)
-            self.out.print(render.kv_table(f"{market}: imported", report))
+            session = _ask(questionary.select("Session", choices=["rth", "eth", BACK]))
+            report = stages.import_data(self.root, path, market, config=self.config, session=session)
+            from tradelab.marketdata.importer import import_summary
+
+            self.out.print(render.kv_table(f"{market}: imported", import_summary(report)))
         else:
             rows = stages.list_data(self.root)
             self.out.print(render.rows_table("Markets", rows) if rows else "No market data yet.")

@@ -168,9 +168,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="planted momentum edge in bar volatilities, 0-1 (default: app.synthetic_edge; 0 = null)")
     gen.add_argument("--force", action="store_true",
                      help="replace bars that a completed Stage 1 was trained on")
-    imp = data_sub.add_parser("import", help="import a Databento GLBX OHLCV-1m export or an OHLCV CSV/parquet")
+    from tradelab.marketdata.formats import FORMAT_NAMES
+
+    imp = data_sub.add_parser("import", help="import 1-minute bars: Databento, FirstRate, NinjaTrader, TradeStation, "
+                                             "Kibot, Sierra Chart, Barchart, IB or any OHLCV CSV/parquet")
     imp.add_argument("path")
     imp.add_argument("--market", required=True)
+    imp.add_argument("--format", choices=FORMAT_NAMES, default=None,
+                     help="the file's layout (default: detected from its content)")
+    imp.add_argument("--timezone", default=None, metavar="TZ",
+                     help="IANA zone of the file's wall times, e.g. America/Chicago (default: the layout's "
+                          "documented zone, else America/New_York)")
+    imp.add_argument("--stamp", choices=("start", "end"), default=None,
+                     help="bars labelled with their open (start) or close (end) time (default: the layout's)")
+    imp.add_argument("--session", choices=("rth", "eth"), default="rth",
+                     help="rth: regular hours (default); eth: the full Globex session, 18:00-17:00 ET")
+    imp.add_argument("--force-timezone", action="store_true",
+                     help="import even when the volume self-check says the zone or stamps look wrong")
     imp.add_argument("--force", action="store_true",
                      help="replace bars that a completed Stage 1 was trained on")
     data_sub.add_parser("list", help="markets with data: range, rows, source")

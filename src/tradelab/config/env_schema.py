@@ -27,10 +27,12 @@ class RulesConfig(StrictModel):
         gt=0, description="Session loss (realised + open) that flattens and blocks entries for the day; null disables."
     )
     entry_cutoff: str = Field(
-        pattern=_HHMM, description="No entries decided at a bar closing at or after this ET time."
+        pattern=_HHMM, description="No entries decided at a bar closing at or after this ET time (as a distance "
+                                   "before session_end, applied to each session's real close)."
     )
     flatten_time: str = Field(
-        pattern=_HHMM, description="Positions close at the first bar ending at/after this ET time (and at session end)."
+        pattern=_HHMM, description="Positions close at the first bar ending at/after this ET time (as a distance "
+                                   "before session_end, applied to each session's real close) and at session end."
     )
 
     @model_validator(mode="after")

@@ -55,8 +55,9 @@ class FuturesTradingEnv(gym.Env):
 
     **Rules (config ``env.rules``).** ATR stop, R-multiple target, tick-aware break-even, ATR trail, slippage and
     commissions from the contract spec. At a bar's close: an open position is flattened (market, with slippage) when
-    the close is at/after ``flatten_time`` ("flatten_time") or it is the session's last bar ("session_end"), so
-    nothing is held overnight. If the session's realised plus open P&L is at or below ``-daily_loss_limit_usd`` the
+    the close is at/after the session's flatten time ("flatten_time": ``flatten_time`` read as minutes before the
+    regular close, applied to each session's real close, early closes included) or it is the session's last bar
+    ("session_end"), so nothing is held overnight. If the session's realised plus open P&L is at or below ``-daily_loss_limit_usd`` the
     position is flattened ("daily_loss") and entries are masked until the next session. If end-of-bar equity is at or
     below ``peak - trailing_drawdown_usd`` (peak = highest end-of-bar equity, no cap) the position is flattened
     ("drawdown") and the episode terminates. BUY/SELL are allowed only when flat, at a bar closing before

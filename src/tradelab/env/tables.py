@@ -5,8 +5,12 @@ faster than on numpy scalars); the windowed features are one zero-padded float32
 is a contiguous slice. Tables depend only on the arrays and a few config values and are shared (cached) between
 envs built on the same :class:`~tradelab.marketdata.arrays.MarketArrays` object.
 
-Calendar columns (minute of day, session id) are schedule data: knowing that bar ``t`` is the last of its session
-or that the flatten time is near is not look-ahead. Price-derived columns at ``t`` use bars ``<= t`` only.
+Calendar columns (minute of day, session id, each session's real close) are schedule data: knowing that bar ``t``
+is the last of its session, that the session closes early at 13:15, or that the flatten time is near is not
+look-ahead (the exchange publishes its calendar). Price-derived columns at ``t`` use bars ``<= t`` only.
+
+The flatten and entry cut-off times are distances from the close (:mod:`tradelab.marketdata.clock`): with
+``flatten_time 15:55`` and ``session_end 16:00`` a position is closed 5 minutes before each session's *real* close.
 """
 
 from __future__ import annotations
@@ -17,9 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tradelab.marketdata.arrays import MarketArrays
-
-BAR_MINUTES = 1
-"""Bar length in minutes; a bar labelled ``m`` closes at ``m + BAR_MINUTES``."""
+from tradelab.marketdata.clock import bar_close_ns, minutes_before_close, minutes_until, rule_point_ns
 
 FORCED_NONE, FORCED_FLATTEN_TIME, FORCED_SESSION_END = 0, 1, 2
 TREND_NAMES = ("flat", "up", "down")
@@ -41,8 +43,8 @@ class BarTables:
         session: Session id per bar.
         forced_exit: At this bar's close an open position is flattened: 0 no, 1 flatten time, 2 session end.
         entry_window: Time, session and ATR allow an entry decided at this bar's close.
-        minutes_to_flatten: Minutes from this bar's close to the flatten time (0 after it).
-        minutes_to_close: Minutes from this bar's close to the contract's session end (0 after it).
+        minutes_to_flatten: Minutes from this bar's close to the session's flatten time (0 after it).
+        minutes_to_close: Minutes from this bar's close to the session's real close (0 after it).
         trend, volatility: Indices into :data:`TREND_NAMES` / :data:`VOLATILITY_NAMES`.
         rsi, vwap_distance_atr, return_5_bars, return_30_bars: Context values (NaN replaced by 0).
         utc_seconds, utc_offset_minutes: Bar open time (UTC epoch seconds) and the New York UTC offset.
@@ -76,12 +78,6 @@ class BarTables:
 _CACHE: dict[tuple, BarTables] = {}
 
 
-def hhmm_to_minutes(hhmm: str) -> int:
-    """'15:55' -> 955."""
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 60 + int(minutes)
-
-
 def get_tables(
     arrays: MarketArrays, *, window_bars: int, entry_cutoff: str, flatten_time: str, session_end: str
 ) -> BarTables:
@@ -109,22 +105,25 @@ def build_tables(
     safe_atr = np.where(atr_ok, atr, 1.0)
     minute = np.asarray(arrays.minute_of_day, dtype=np.int64)
     session = np.asarray(arrays.session_id, dtype=np.int64)
-    close_minute = minute + BAR_MINUTES
+    ts_ns = np.asarray(arrays.timestamps_ns, dtype=np.int64)
+    closes_at = bar_close_ns(ts_ns)
+    session_close = np.asarray(arrays.session_close_ns, dtype=np.int64)
+    flatten_at = rule_point_ns(session_close, minutes_before_close(flatten_time, session_end))
+    cutoff_at = rule_point_ns(session_close, minutes_before_close(entry_cutoff, session_end))
 
     last_of_session = np.ones(n, dtype=bool)
     last_of_session[:-1] = session[1:] != session[:-1]
     forced = np.where(
-        close_minute >= hhmm_to_minutes(flatten_time), FORCED_FLATTEN_TIME,
+        closes_at >= flatten_at, FORCED_FLATTEN_TIME,
         np.where(last_of_session, FORCED_SESSION_END, FORCED_NONE),
     )
-    entry_window = (close_minute < hhmm_to_minutes(entry_cutoff)) & (forced == FORCED_NONE) & atr_ok
+    entry_window = (closes_at < cutoff_at) & (forced == FORCED_NONE) & atr_ok
 
     spread = (np.asarray(arrays.ema_fast) - np.asarray(arrays.ema_slow)) / safe_atr
     trend = np.where(spread > _TREND_DEADBAND_ATR, 1, np.where(spread < -_TREND_DEADBAND_ATR, 2, 0))
     ratio = atr / np.where(np.asarray(arrays.atr_median) > 0, arrays.atr_median, np.nan)
     volatility = np.where(ratio < _VOL_LOW, 1, np.where(ratio > _VOL_HIGH, 2, 0))
 
-    ts_ns = np.asarray(arrays.timestamps_ns, dtype=np.int64)
     utc_minute = (ts_ns // 60_000_000_000) % 1440
     offset = (minute - utc_minute + 720) % 1440 - 720
 
@@ -145,8 +144,8 @@ def build_tables(
         session=session.tolist(),
         forced_exit=forced.tolist(),
         entry_window=entry_window.tolist(),
-        minutes_to_flatten=np.maximum(hhmm_to_minutes(flatten_time) - close_minute, 0).tolist(),
-        minutes_to_close=np.maximum(hhmm_to_minutes(session_end) - close_minute, 0).tolist(),
+        minutes_to_flatten=minutes_until(flatten_at, ts_ns).tolist(),
+        minutes_to_close=minutes_until(session_close, ts_ns).tolist(),
         trend=trend.tolist(),
         volatility=volatility.tolist(),
         rsi=_clean(np.asarray(arrays.rsi, dtype=np.float64)),

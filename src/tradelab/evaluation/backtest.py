@@ -17,7 +17,6 @@ from tradelab.errors import ConfigError, StageFailed
 from tradelab.evaluation.advisor_metrics import advice_record
 from tradelab.evaluation.agents import Agent, advice_to_dict
 from tradelab.evaluation.episode import EpisodeLog
-from tradelab.evaluation.ledger import hhmm_to_minute
 from tradelab.evaluation.scoring import ScoringContext, agent_calibration, daily_pnl_usd, episode_trades, score_agent
 from tradelab.evaluation.starts import Window, choose_starts
 from tradelab.evaluation.walkforward import Fold, walk_forward_folds
@@ -361,13 +360,16 @@ def resolve_settings(
 
 def scoring_context(arrays: MarketArrays, config: TradelabConfig, settings: EvalSettings) -> ScoringContext:
     """Market columns and account rules for scoring."""
+    from tradelab.marketdata.clock import minutes_before_close, past_point, rule_point_ns
     from tradelab.markets import contract_spec
 
     rules = config.env.rules
+    spec = contract_spec(config, arrays.market)
+    flatten_at = rule_point_ns(arrays.session_close_ns, minutes_before_close(rules.flatten_time, spec.session_end))
     return ScoringContext(
-        close=arrays.close, minute_of_day=arrays.minute_of_day, session_id=arrays.session_id,
+        close=arrays.close, past_flatten=past_point(arrays.timestamps_ns, flatten_at), session_id=arrays.session_id,
         starting_balance_usd=rules.starting_balance_usd, trailing_drawdown_usd=rules.trailing_drawdown_usd,
-        flatten_minute=hhmm_to_minute(rules.flatten_time), point_value=contract_spec(config, arrays.market).point_value,
+        point_value=spec.point_value,
         hit_horizon_bars=settings.hit_horizon_bars, calibration_bins=settings.calibration_bins,
     )
 

@@ -128,23 +128,23 @@ def ledger_metrics(
 
 
 def compliance_metrics(
-    episodes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], *, minute_of_day: np.ndarray,
-    session_id: np.ndarray, flatten_minute: int, starting_balance_usd: float, trailing_drawdown_usd: float,
+    episodes: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], *, past_flatten: np.ndarray,
+    session_id: np.ndarray, starting_balance_usd: float, trailing_drawdown_usd: float,
 ) -> dict[str, int]:
     """Count breaches of the account rules over episodes.
 
     Args:
         episodes: Per episode ``(bar_index, in_position, equity_usd)`` arrays, one entry per decision bar, where
             ``in_position`` and ``equity_usd`` describe the account at the end of that bar.
-        minute_of_day: The market's minute-of-day column (ET).
+        past_flatten: Per bar of the market, whether it opens after its session's flatten time (the flatten rule
+            applied to the session's real close, :func:`tradelab.marketdata.clock.past_point`).
         session_id: The market's session column.
-        flatten_minute: Flatten time as minutes after midnight ET.
         starting_balance_usd: Equity at each episode start (the first trailing-drawdown peak).
         trailing_drawdown_usd: Equity at or below ``peak - this`` is a breach.
 
     Returns:
         ``drawdown_breaches`` (episodes whose equity touched the trailing limit), ``flatten_violations`` (bars with a
-        position open after the flatten minute) and ``overnight_positions`` (positions carried into a new session).
+        position open after the session's flatten time) and ``overnight_positions`` (positions carried into a new session).
     """
     breaches = flatten = overnight = 0
     for bars, in_position, equity in episodes:
@@ -153,14 +153,9 @@ def compliance_metrics(
         curve = np.concatenate([[starting_balance_usd], np.asarray(equity, dtype=np.float64)])
         if np.any(curve <= np.maximum.accumulate(curve) - trailing_drawdown_usd):
             breaches += 1
-        flatten += int(np.sum(held & (minute_of_day[bars] > flatten_minute)))
+        flatten += int(np.sum(held & past_flatten[bars]))
         if bars.size > 1:
             new_session = session_id[bars[1:]] != session_id[bars[:-1]]
             overnight += int(np.sum(held[:-1] & new_session))
     return {"drawdown_breaches": breaches, "flatten_violations": flatten, "overnight_positions": overnight}
 
-
-def hhmm_to_minute(hhmm: str) -> int:
-    """``"15:55"`` -> 955 minutes after midnight."""
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 60 + int(minutes)

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from tradelab.marketdata.budget import MIN_RATIO_DAYS
+
 PORTFOLIO_KEYS: tuple[str, ...] = (
     "net_pnl_usd", "days", "mean_daily_pnl_usd", "max_drawdown_usd", "sharpe", "sortino", "max_drawdown", "calmar",
     "annual_return",
@@ -80,3 +82,29 @@ def portfolio_metrics(daily_pnl_usd: Sequence[float], starting_balance_usd: floa
         "calmar": finite_or_none(empyrical.calmar_ratio(returns, period="daily")) if enough else None,
         "annual_return": finite_or_none(empyrical.annual_return(returns, period="daily")) if returns.size else None,
     }
+
+
+
+RATIO_KEYS: tuple[str, ...] = ("sharpe", "sortino", "calmar")
+"""The annualised ratios the headline tables pool over days."""
+
+
+def pooled_ratios(daily_by_seed: dict[int, Sequence[float]], starting_balance_usd: float,
+                  min_days: int = MIN_RATIO_DAYS) -> dict[str, float | int | None]:
+    """Sharpe, Sortino and Calmar over every seed's days pooled into one series (seed order, then time).
+
+    These are the figures the report's interval section uses (its pooled Sharpe is the same number).
+
+    Args:
+        daily_by_seed: Seed -> net daily P&L (USD) of the evaluated days.
+        starting_balance_usd: Account size the daily returns are measured against.
+        min_days: Fewest pooled days for a number; fewer give ``None``.
+
+    Returns:
+        ``{"sharpe", "sortino", "calmar", "days"}``.
+    """
+    days = [float(v) for seed in sorted(daily_by_seed) for v in daily_by_seed[seed]]
+    if len(days) < min_days:
+        return {**dict.fromkeys(RATIO_KEYS), "days": len(days)}
+    metrics = portfolio_metrics(days, starting_balance_usd)
+    return {**{k: metrics[k] for k in RATIO_KEYS}, "days": len(days)}

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.evaluation.aggregate import aggregate_seeds
+from tradelab.evaluation.metrics import MIN_RATIO_DAYS, RATIO_KEYS
 from tradelab.fileio import atomic_write_json, atomic_write_text
 
 HEADLINE_KEYS: tuple[str, ...] = (
@@ -28,21 +29,46 @@ CI_KEYS: tuple[str, ...] = ("net_pnl_usd", "sharpe", "sortino", "max_drawdown", 
 """Metrics shown with their confidence interval in ``report.md`` when several seeds ran."""
 
 
-def agent_entry(per_seed: Sequence[tuple[int, dict[str, Any]]], level: float) -> dict[str, Any]:
+def agent_entry(per_seed: Sequence[tuple[int, dict[str, Any]]], level: float,
+                pooled: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One agent's report entry: metric means at the top level, then ``ci``, ``n`` and ``per_seed``.
+
+    The ratios (:data:`~tradelab.evaluation.metrics.RATIO_KEYS`) are not means of per-seed ratios: at the top level
+    they are ``pooled`` (every seed's days as one series, ``None`` below
+    :data:`~tradelab.evaluation.metrics.MIN_RATIO_DAYS` days); without ``pooled`` (a walk-forward fold) they are the
+    mean over seeds only when every seed has that many days. ``ratio_days`` is the n behind them; the means of the
+    per-seed ratios stay in ``seed_mean`` for the per-seed section.
 
     Args:
         per_seed: ``(seed, metrics)`` pairs.
         level: Confidence level of ``ci``.
+        pooled: :func:`~tradelab.evaluation.metrics.pooled_ratios` of this agent's days.
     """
     stats = aggregate_seeds([m for _, m in per_seed], level)
-    return {**stats["mean"], "n_seeds": len(per_seed), "ci": stats["ci"], "n": stats["n"],
-            "per_seed": [{"seed": seed, **metrics} for seed, metrics in per_seed]}
+    entry = {**stats["mean"], "n_seeds": len(per_seed), "ci": stats["ci"], "n": stats["n"],
+             "per_seed": [{"seed": seed, **metrics} for seed, metrics in per_seed]}
+    seed_mean = {k: entry.get(k) for k in RATIO_KEYS}
+    if pooled is None:
+        days = [int(m.get("days") or 0) for _, m in per_seed]
+        enough = bool(days) and min(days) >= MIN_RATIO_DAYS
+        pooled = {**{k: seed_mean[k] if enough else None for k in RATIO_KEYS}, "days": sum(days)}
+    entry.update({k: pooled[k] for k in RATIO_KEYS})
+    entry["ratio_days"] = int(pooled["days"])
+    entry["seed_mean"] = seed_mean
+    return entry
 
 
 def summary_table(agents: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Compact rows (agent + :data:`SUMMARY_KEYS`) with rounded numbers, for terminals and the manifest."""
-    return [{"agent": name, **{k: _round(entry.get(k)) for k in SUMMARY_KEYS}} for name, entry in agents.items()]
+    """Compact rows (agent + :data:`SUMMARY_KEYS`) with rounded numbers, for terminals and the manifest; a ratio
+    over fewer than the minimum days reads ``n/a (n=... days)``."""
+    return [{"agent": name, **{k: _summary_value(entry, k) for k in SUMMARY_KEYS}} for name, entry in agents.items()]
+
+
+def _summary_value(entry: Mapping[str, Any], key: str) -> Any:
+    """A rounded number, or for a ratio left undefined by too few days the n behind it (``n/a (n=4 days)``)."""
+    if key in RATIO_KEYS and entry.get(key) is None and "ratio_days" in entry:
+        return f"n/a (n={entry['ratio_days']} days)"
+    return _round(entry.get(key))
 
 
 def _round(value: Any) -> Any:
@@ -62,10 +88,27 @@ def _cell(value: Any) -> str:
 
 
 def markdown_table(agents: Mapping[str, Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """A GitHub-markdown table: one row per agent, one column per metric."""
+    """A GitHub-markdown table: one row per agent, one column per metric (a missing ratio shows its n of days)."""
     lines = ["| agent | " + " | ".join(columns) + " |", "| --- |" + " ---: |" * len(columns)]
     for name, entry in agents.items():
-        lines.append(f"| {name} | " + " | ".join(_cell(entry.get(c)) for c in columns) + " |")
+        lines.append(f"| {name} | " + " | ".join(_metric_cell(entry, c) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def _metric_cell(entry: Mapping[str, Any], column: str) -> str:
+    value = entry.get(column)
+    if value is None and column in RATIO_KEYS and "ratio_days" in entry:
+        return f"n/a (n={entry['ratio_days']} days)"
+    return _cell(value)
+
+
+def per_seed_table(agents: Mapping[str, Mapping[str, Any]]) -> str:
+    """Every seed's own figures: net P&L, days, trades and the ratios over that seed's days alone."""
+    columns = ("net_pnl_usd", "days", "trades", *RATIO_KEYS)
+    lines = ["| agent | seed | " + " | ".join(columns) + " |", "| --- | ---: |" + " ---: |" * len(columns)]
+    for name, entry in agents.items():
+        for row in entry.get("per_seed") or []:
+            lines.append(f"| {name} | {row['seed']} | " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
     return "\n".join(lines)
 
 
@@ -75,8 +118,9 @@ def ci_table(agents: Mapping[str, Mapping[str, Any]], level: float) -> str:
     for name, entry in agents.items():
         for key in CI_KEYS:
             interval = (entry.get("ci") or {}).get(key)
+            mean = (entry.get("seed_mean") or {}).get(key, entry.get(key)) if key in RATIO_KEYS else entry.get(key)
             if key in entry and interval is not None:
-                lines.append(f"| {name} | {key} | {_cell(entry[key])} | "
+                lines.append(f"| {name} | {key} | {_cell(mean)} | "
                              f"[{_cell(interval[0])}, {_cell(interval[1])}] |")
     return "\n".join(lines)
 
@@ -186,7 +230,10 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{settings['seeds']}; episode bars: {settings['episode_bars']}; adapter: {settings['adapter']}. "
         "Values are means over seeds; P&L is net of commission and slippage.",
         *[f"`{alias}` is the same run as `{target}`." for alias, target in settings.get("aliases", {}).items()],
-        "## Trading", markdown_table(agents, HEADLINE_KEYS),
+        "## Trading", f"Sharpe, Sortino and Calmar are annualised over every seed's evaluated days pooled into one "
+                      f"series; with fewer than {MIN_RATIO_DAYS} days they show n/a (n = the days there were). "
+                      "Each seed's own ratios are in the per-seed section.",
+        markdown_table(agents, HEADLINE_KEYS),
         "## Rule compliance", markdown_table(agents, COMPLIANCE_COLUMNS),
     ]
     advisor_agents = {n: e for n, e in agents.items() if "parse_rate" in e}
@@ -209,6 +256,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                   "fixed; nothing re-run).", cost_sweep_table(report["cost_sweep"])]
     if report.get("regimes"):
         parts += regime_sections(report["regimes"])
+    parts += ["## Per seed", "Each seed's figures over its own days (ratios over a few days are noise: read the "
+              "pooled ones above).", per_seed_table({n: e for n, e in agents.items()
+                                                     if n not in settings.get("aliases", {})})]
     if len(settings["seed_list"]) >= 3:
         parts += [f"## Across seeds ({settings['ci_level']:.0%} t-interval, {len(settings['seed_list'])} seeds)",
                   ci_table(agents, settings["ci_level"])]

@@ -128,9 +128,27 @@ def prepare_evaluation(
     settings = resolve_settings(config, test_mode=test_mode, episodes=episodes, seeds=seeds, adapter=adapter,
                                 walk_forward=walk_forward, cost_sweep=cost_sweep)
     arrays, holdout = holdout_arrays(root, market, manifest, load_market_arrays(root, market, config))
+    require_sessions(arrays, config, settings)
     specs, skipped, aliases = build_roster(root, market, config, settings, config.evaluation.agents, manifest)
     return PreparedEvaluation(root, market, config, manifest, settings, arrays, holdout, specs, skipped, aliases,
                               scoring_context(arrays, config, settings))
+
+
+def require_sessions(arrays: MarketArrays, config: TradelabConfig, settings: EvalSettings) -> None:
+    """Refuse, in one line naming the sessions needed and why, a holdout too small for the evaluation asked.
+
+    Raises:
+        DataError: No holdout session has room for an episode, or the walk-forward folds, purge and embargo need
+            more holdout sessions than there are.
+    """
+    from tradelab.marketdata.budget import budget_of_arrays, evaluation_refusal, require
+
+    budget = budget_of_arrays(arrays, config.env.holdout_fraction, episode_bars=settings.episode_bars)
+    require(evaluation_refusal(
+        budget, episode_bars=settings.episode_bars,
+        folds=settings.walk_forward_windows if settings.walk_forward else 0,
+        purge_bars=settings.walk_forward_purge_bars, embargo_bars=settings.walk_forward_embargo_bars,
+        session_starts=settings.start_mode == "session_open"))
 
 
 def finish_evaluation(prep: PreparedEvaluation, result: BacktestResult) -> dict[str, Any]:
@@ -167,8 +185,11 @@ def build_report(
 ) -> dict[str, Any]:
     """The ``report.json`` content."""
     from tradelab.config import config_hash
+    from tradelab.evaluation.metrics import pooled_ratios
 
-    agents = {name: agent_entry(per_seed, settings.ci_level) for name, per_seed in result.per_seed.items()}
+    balance = config.env.rules.starting_balance_usd
+    agents = {name: agent_entry(per_seed, settings.ci_level, pooled_ratios(result.daily_pnl[name], balance))
+              for name, per_seed in result.per_seed.items()}
     agents = _with_aliases(agents, aliases)
     return {
         "schema_version": SCHEMA_VERSION,

@@ -20,22 +20,20 @@ class ScoringContext:
 
     Attributes:
         close: Close column (forward returns for the advisor's hit rate).
-        minute_of_day: Minute-of-day column (flatten check).
+        past_flatten: Per bar, whether it opens after its session's flatten time (flatten check).
         session_id: Session column (daily P&L, overnight check).
         starting_balance_usd: Episode starting balance.
         trailing_drawdown_usd: Apex trailing drawdown.
-        flatten_minute: Flatten time, minutes after midnight ET.
         point_value: USD per point for one contract.
         hit_horizon_bars: Forward bars for the direction hit rate.
         calibration_bins: Bins of the calibration table.
     """
 
     close: np.ndarray
-    minute_of_day: np.ndarray
+    past_flatten: np.ndarray
     session_id: np.ndarray
     starting_balance_usd: float
     trailing_drawdown_usd: float
-    flatten_minute: int
     point_value: float
     hit_horizon_bars: int
     calibration_bins: int
@@ -98,7 +96,7 @@ def score_agent(
         starting_balance_usd=ctx.starting_balance_usd, point_value=ctx.point_value,
     ))
     metrics.update(compliance_metrics(
-        paths, minute_of_day=ctx.minute_of_day, session_id=ctx.session_id, flatten_minute=ctx.flatten_minute,
+        paths, past_flatten=ctx.past_flatten, session_id=ctx.session_id,
         starting_balance_usd=ctx.starting_balance_usd, trailing_drawdown_usd=ctx.trailing_drawdown_usd,
     ))
     if uses_advisor:

@@ -20,7 +20,7 @@ class MarketArrays:
         market: Market name.
         timestamps_ns: Bar open times, int64 nanoseconds since the epoch (UTC).
         minute_of_day: Minutes since midnight America/New_York (int16), e.g. 570 = 09:30.
-        session_id: Trading-day index (int32, non-decreasing); a change marks a new session.
+        session_id: Session index (int32, non-decreasing); a change marks a new session.
         open, high, low, close, volume: float64 OHLCV.
         atr: Wilder ATR in points (float64), period ``env.rules.atr_period_bars``.
         ema_fast, ema_slow: EMA(20) and EMA(50) of close (float64).
@@ -31,6 +31,9 @@ class MarketArrays:
             within +-:data:`tradelab.marketdata.features.FEATURE_CLIP` (the env uses them as they are).
         feature_names: The F feature column names.
         split_index: First holdout bar; bars ``[0, split_index)`` are training bars.
+        session_open_ns, session_close_ns: Each bar's session open and real close (int64 UTC nanoseconds) from the
+            exchange calendar: an early close or holiday halt is the session's close. Schedule data, not look-ahead.
+        session_kind: ``"rth"`` (regular hours) or ``"eth"`` (the full Globex session).
     """
 
     market: str
@@ -51,6 +54,9 @@ class MarketArrays:
     features: np.ndarray
     feature_names: tuple[str, ...]
     split_index: int
+    session_open_ns: np.ndarray
+    session_close_ns: np.ndarray
+    session_kind: str = "rth"
 
     def __len__(self) -> int:
         return int(self.close.shape[0])

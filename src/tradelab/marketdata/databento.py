@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from tradelab.errors import DataError, MissingDependency
 from tradelab.marketdata.parsing import OHLCV, parse_timestamps, require_columns, to_float
+from tradelab.marketdata.textbars import BarFormat, header_tokens
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from tradelab.marketdata.sources import Source
 
 REQUIRED_COLUMNS = ("ts_event", "open", "high", "low", "close", "volume", "symbol")
 """Columns a Databento OHLCV file must have (``rtype``, ``publisher_id``, ``instrument_id`` are optional)."""
@@ -28,7 +31,8 @@ FIXED_POINT_UNIT = 1e-9
 FIXED_POINT_MIN = 1e9
 """Integer prices at or above this are fixed-point (any price >= 1.0 encodes to >= 1e9 units)."""
 
-_MEMBER_SUFFIXES = ("ohlcv-1m.csv", "ohlcv-1m.csv.zst")
+MEMBER_SUFFIXES = ("ohlcv-1m.csv", "ohlcv-1m.csv.zst")
+"""Names of the OHLCV members of a Databento archive."""
 
 MAX_MEMBER_BYTES = 8 << 30
 """Largest uncompressed archive member read (8 GiB: years of every contract of one root fit well below it)."""
@@ -41,42 +45,32 @@ RATIO_FLOOR_BYTES = 32 << 20
 """Members up to this size are read whatever their ratio (tiny, highly repetitive files are harmless)."""
 
 
-def looks_like_databento(path: Path) -> bool:
-    """Whether ``path`` is named like a Databento OHLCV-1m export (zip, csv or csv.zst)."""
-    name = path.name.lower()
-    return name.endswith(".zip") or name.endswith(_MEMBER_SUFFIXES)
-
-
-def has_databento_columns(columns: list[str]) -> bool:
-    """Whether a header carries Databento's ``ts_event`` and ``symbol`` columns."""
-    lowered = {c.strip().lower() for c in columns}
-    return {"ts_event", "symbol"} <= lowered
-
-
-def read_databento(path: Path) -> tuple["pd.DataFrame", dict[str, Any]]:
-    """Read a Databento OHLCV-1m zip or CSV into one frame.
+def read_databento(source: "Source", timezone: str = "UTC") -> tuple["pd.DataFrame", dict[str, Any]]:
+    """Read a Databento OHLCV-1m zip or CSV into one frame (``timezone`` is unused: the times are UTC).
 
     Returns:
         ``(frame, info)``: frame columns ``ts`` (UTC), ``symbol``, OHLCV (float64) and ``source_row`` (0-based row
-        over all members in name order); info has ``members`` and ``price_format``.
+        over all members in name order); info has ``members``, ``price_format``, ``naive_times`` (False) and
+        ``dst_dropped`` (0).
 
     Raises:
         DataError: The archive holds no ``*ohlcv-1m.csv``, a column is missing or a value cannot be parsed.
     """
     import pandas as pd
 
-    if path.suffix.lower() == ".zip":
-        members = _zip_members(path)
-        parts = [_read_member(path, name) for name in members]
+    if source.container == "zip" and not source.data:
+        members = _zip_members(source.path)
+        parts = [_read_member(source.path, name) for name in members]
     else:
-        members = [path.name]
-        parts = [_parse_frame(_read_csv(path.read_bytes(), str(path), zst=path.name.lower().endswith(".zst")),
-                              str(path))]
+        members = [source.path.name]
+        parts = [_parse_frame(_read_csv(source.data, source.label, zst=False), source.label)]
     frame = pd.concat([p[0] for p in parts], ignore_index=True)
     frame["source_row"] = range(len(frame))
     info = {
         "members": members,
         "price_format": "fixed_point_1e-9" if any(p[1]["fixed_point"] for p in parts) else "decimal",
+        "naive_times": False,
+        "dst_dropped": 0,
     }
     return frame, info
 
@@ -87,7 +81,7 @@ def _zip_members(path: Path) -> list[str]:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise DataError(f"{path}: not a readable zip archive ({exc}); re-download the Databento export") from exc
-    members = sorted(n for n in names if n.lower().endswith(_MEMBER_SUFFIXES) and not n.startswith("__MACOSX"))
+    members = sorted(n for n in names if n.lower().endswith(MEMBER_SUFFIXES) and not n.startswith("__MACOSX"))
     if not members:
         raise DataError(
             f"{path}: the archive holds no '*ohlcv-1m.csv' file (found {names[:10]}); export GLBX.MDP3 with schema "
@@ -108,18 +102,18 @@ def _read_member(path: Path, name: str) -> tuple["pd.DataFrame", dict[str, bool]
             info = archive.getinfo(name)
             limit = member_limit(info.compress_size)
             if info.file_size > limit:
-                raise DataError(_too_big(label, info.file_size, info.compress_size, limit))
+                raise DataError(too_big_message(label, info.file_size, info.compress_size, limit))
             with archive.open(info) as member:
                 # The header's size can lie: stop reading one byte past the limit whatever it claims.
                 data = member.read(limit + 1)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
         raise DataError(f"{label}: the archive is damaged ({exc}); re-download the Databento export") from exc
     if len(data) > limit:
-        raise DataError(_too_big(label, len(data), info.compress_size, limit))
+        raise DataError(too_big_message(label, len(data), info.compress_size, limit))
     return _parse_frame(_read_csv(data, label, zst=name.lower().endswith(".zst")), label)
 
 
-def _too_big(label: str, size: int, compressed: int, limit: int) -> str:
+def too_big_message(label: str, size: int, compressed: int, limit: int) -> str:
     return (f"{label}: inflates to {size:,} bytes or more from {compressed:,} compressed, over the {limit:,}-byte "
             f"limit for one member (at most {MAX_MEMBER_RATIO}x its compressed size, {MAX_MEMBER_BYTES >> 30} GiB "
             f"in all); this is not an OHLCV export. Unpack and check it, or import the CSV files themselves")
@@ -129,7 +123,7 @@ def _read_csv(data: bytes, label: str, *, zst: bool) -> "pd.DataFrame":
     import pandas as pd
 
     if zst:
-        data = _decompress_zst(data, label)
+        data = decompress_zst(data, label)
     try:
         frame = pd.read_csv(io.BytesIO(data), dtype={"symbol": "str"}, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
@@ -140,7 +134,7 @@ def _read_csv(data: bytes, label: str, *, zst: bool) -> "pd.DataFrame":
     return frame
 
 
-def _decompress_zst(data: bytes, label: str) -> bytes:
+def decompress_zst(data: bytes, label: str) -> bytes:
     try:
         import zstandard
     except ImportError as exc:
@@ -158,7 +152,7 @@ def _decompress_zst(data: bytes, label: str) -> bytes:
     except zstandard.ZstdError as exc:
         raise DataError(f"{label}: not valid zstd data ({exc}); re-download the export") from exc
     if size > limit:
-        raise DataError(_too_big(label, size, len(data), limit))
+        raise DataError(too_big_message(label, size, len(data), limit))
     return b"".join(chunks)
 
 
@@ -177,3 +171,15 @@ def _parse_frame(raw: "pd.DataFrame", label: str) -> tuple["pd.DataFrame", dict[
         out[column] = values * FIXED_POINT_UNIT if fixed and column != "volume" else values
     out.loc[raw["symbol"].isna(), "symbol"] = ""
     return out, {"fixed_point": fixed}
+
+
+def matches(lines: list[str]) -> bool:
+    """A header with Databento's ``ts_event`` and ``symbol`` columns."""
+    return {"ts_event", "symbol"} <= set(header_tokens(lines[0]))
+
+
+FORMAT = BarFormat(
+    name="databento", label="Databento GLBX.MDP3 OHLCV-1m", timezone="UTC", stamp="start",
+    layout="header ts_event,rtype,publisher_id,instrument_id,open,high,low,close,volume,symbol (UTC)",
+    matches=matches, read=read_databento,
+)

@@ -23,14 +23,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tradelab.fileio import atomic_write_bytes
+from tradelab.marketdata.clock import session_position
 
 if TYPE_CHECKING:
     import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-FEATURE_VERSION = 1
-"""Bumped whenever a formula below changes; part of the cache key."""
+FEATURE_VERSION = 2
+"""Bumped whenever a formula below changes; part of the cache key (2: ``session_frac`` runs to the real close)."""
 
 EMA_FAST_BARS = 20
 """Fast EMA period (``ema_fast``)."""
@@ -70,7 +71,7 @@ FEATURE_NAMES: tuple[str, ...] = (
     "vwap_dist_atr",              # (close - session VWAP) / ATR
     "range_atr",                  # (high - low) / ATR
     "body_atr",                   # (close - open) / ATR
-    "session_frac",               # minutes since session open / session length - 0.5
+    "session_frac",               # time since the session open / its length to the real close - 0.5
     "volume_z",                   # z-score of log(1 + volume) over the trailing 390 bars
 )
 """Observation feature names, in column order of ``MarketArrays.features``."""
@@ -110,17 +111,17 @@ def session_vwap(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: n
 
 
 def compute_features(
-    bars: "pd.DataFrame", session_id: np.ndarray, minute_of_day: np.ndarray, *,
-    atr_period_bars: int, session_start_min: int, session_end_min: int,
+    bars: "pd.DataFrame", session_id: np.ndarray, timestamps_ns: np.ndarray, session_open_ns: np.ndarray,
+    session_close_ns: np.ndarray, *, atr_period_bars: int,
 ) -> "pd.DataFrame":
     """Indicator columns (:data:`INDICATOR_COLUMNS`) and float32 features ``f_<name>`` for every bar.
 
     Args:
         bars: Stored bars (open, high, low, close, volume), time-sorted.
         session_id: Session index per bar (non-decreasing).
-        minute_of_day: Minutes since midnight ET per bar.
+        timestamps_ns: Bar open times (UTC ns).
+        session_open_ns, session_close_ns: Each bar's session open and real close (UTC ns), from the calendar.
         atr_period_bars: Wilder ATR period.
-        session_start_min, session_end_min: Session hours in minutes after midnight ET.
     """
     import pandas as pd
     from ta.momentum import RSIIndicator
@@ -137,14 +138,15 @@ def compute_features(
     out["rsi"] = RSIIndicator(close_s, window=RSI_BARS).rsi().fillna(50.0).to_numpy()
     out["vwap"] = session_vwap(h, lo, c, v, session_id)
     out["atr_median"] = pd.Series(out["atr"]).rolling(ATR_MEDIAN_BARS, min_periods=1).median().to_numpy()
-    feats = _feature_matrix(out, o, h, lo, c, v, minute_of_day, session_start_min, session_end_min)
+    position = session_position(timestamps_ns, session_open_ns, session_close_ns)
+    feats = _feature_matrix(out, o, h, lo, c, v, position)
     for i, name in enumerate(FEATURE_NAMES):
         out[f"f_{name}"] = feats[:, i]
     return out
 
 
 def _feature_matrix(ind: "pd.DataFrame", o: np.ndarray, h: np.ndarray, lo: np.ndarray, c: np.ndarray,
-                    v: np.ndarray, minute: np.ndarray, start_min: int, end_min: int) -> np.ndarray:
+                    v: np.ndarray, position: np.ndarray) -> np.ndarray:
     import pandas as pd
 
     atr = np.maximum(ind["atr"].to_numpy(), 1e-12)
@@ -167,7 +169,7 @@ def _feature_matrix(ind: "pd.DataFrame", o: np.ndarray, h: np.ndarray, lo: np.nd
         (c - ind["vwap"].to_numpy()) / atr,
         (h - lo) / atr,
         (c - o) / atr,
-        (minute - start_min) / float(end_min - start_min) - 0.5,
+        position - 0.5,
         volume_z,
     ]
     matrix = np.column_stack(columns)

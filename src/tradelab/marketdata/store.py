@@ -1,7 +1,10 @@
 """The stored market: ``data/<MKT>/bars_1m.parquet`` plus ``data_report.json``; listing and loading.
 
 Stored bars have columns ``timestamp`` (tz-aware America/New_York, bar open time, nanoseconds), ``open``, ``high``,
-``low``, ``close``, ``volume`` (float64) and ``symbol`` (the contract traded). Both files are written atomically.
+``low``, ``close``, ``volume`` (float64), ``symbol`` (the contract traded), and the bar's session's ``session_open``
+and ``session_close`` (tz-aware America/New_York, from the exchange calendar: a session's real close, early closes
+included). Bar files written before the session columns existed still load (their sessions are the contract's fixed
+regular hours). Both files are written atomically.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BAR_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume", "symbol")
-"""Columns of ``bars_1m.parquet``, in order."""
+"""Columns every ``bars_1m.parquet`` has, in order."""
+
+SESSION_COLUMNS = ("session_open", "session_close")
+"""The schedule columns written after :data:`BAR_COLUMNS` (absent from files of earlier versions)."""
 
 
 def not_ready(root: str | Path, market: str) -> StageNotReady:
@@ -69,7 +75,8 @@ def write_market(root: str | Path, market: str, bars: "pd.DataFrame", report: di
     Args:
         root: Workspace root.
         market: Market name.
-        bars: Frame with :data:`BAR_COLUMNS` (timestamp tz-aware ET), sorted, unique times.
+        bars: Frame with :data:`BAR_COLUMNS` and :data:`SESSION_COLUMNS` (times tz-aware ET), sorted, unique
+            times.
         report: Report fields; ``market``, ``bars_path``, ``bars_sha256``, ``rows``, ``start``, ``end`` and
             ``created_at`` are filled in here.
     """
@@ -77,8 +84,9 @@ def write_market(root: str | Path, market: str, bars: "pd.DataFrame", report: di
     import pyarrow.parquet as pq
 
     ws = Workspace.at(root)
-    frame = bars.loc[:, list(BAR_COLUMNS)].reset_index(drop=True)
-    frame["timestamp"] = frame["timestamp"].astype(f"datetime64[ns, {ET}]")
+    frame = bars.loc[:, [*BAR_COLUMNS, *SESSION_COLUMNS]].reset_index(drop=True)
+    for column in ("timestamp", *SESSION_COLUMNS):
+        frame[column] = frame[column].astype(f"datetime64[ns, {ET}]")
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer, compression="zstd")
     data = buffer.getvalue()
@@ -126,7 +134,8 @@ def load_bars(root: str | Path, market: str) -> "pd.DataFrame":
             f"{path}: not a tradelab bar file (missing {missing}); re-create it with "
             f"`python main.py data import PATH --market {market}` or `data generate --market {market}`"
         )
-    bars["timestamp"] = bars["timestamp"].dt.tz_convert(ET).astype(f"datetime64[ns, {ET}]")
+    for column in ("timestamp", *(c for c in SESSION_COLUMNS if c in bars.columns)):
+        bars[column] = bars[column].dt.tz_convert(ET).astype(f"datetime64[ns, {ET}]")
     return bars
 
 
@@ -157,19 +166,24 @@ def _report_summary(report: dict[str, Any]) -> tuple[Any, Any, Any, str] | None:
 
 
 def market_origin(root: str | Path, market: str) -> dict[str, Any]:
-    """Which market the bars are: ``{kind, generator_version, edge, seed}`` (imports: kind only, edge None).
+    """Which market the bars are: ``{kind, generator_version, edge, seed, session}`` (imports: edge None).
 
-    Every report carries this, so a figure can always be traced to the null market, a planted edge, or real data.
+    ``session`` is ``rth`` or ``eth`` (None when the report does not say). Every report carries this, so a figure
+    can always be traced to the null market, a planted edge, or real data, and to the hours it covers.
     """
-    source = (read_report(root, market) or {}).get("source")
+    report = read_report(root, market) or {}
+    source = report.get("source")
     if not isinstance(source, dict):
         source = {}
+    session = report.get("session")
+    session_kind = session.get("kind") if isinstance(session, dict) else None
+    session_kind = session_kind if session_kind in ("rth", "eth") else None
     kind = str(source.get("kind", "unknown"))
     edge = source.get("edge", 0.0)
     if kind != "synthetic" or isinstance(edge, bool) or not isinstance(edge, (int, float)):
-        return {"kind": kind, "generator_version": None, "edge": None, "seed": None}
+        return {"kind": kind, "generator_version": None, "edge": None, "seed": None, "session": session_kind}
     return {"kind": kind, "generator_version": source.get("generator_version", 1),
-            "edge": float(edge), "seed": source.get("seed")}
+            "edge": float(edge), "seed": source.get("seed"), "session": session_kind}
 
 
 def list_markets(root: str | Path) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """``generate_market``: the embedded default market, a seeded synthetic 1-minute session series.
 
-Model, per session (weekdays from :data:`START_DATE`, holidays not modelled), for the contract spec's session hours:
+Model, per session (the exchange calendar's regular sessions from :data:`START_DATE`: cash-market holidays have no
+session, and an early close ends its session at the real close), for the contract spec's session hours:
     * A Markov regime chain over bars (:data:`REGIMES`): each regime has a drift and a volatility multiplier and
       lasts a geometric number of bars; on leaving, the next regime is drawn uniformly from the others.
     * Per-bar log returns: Student-t (5 d.o.f., unit variance) x bar volatility x regime multiplier x an intraday
@@ -17,6 +18,11 @@ Model, per session (weekdays from :data:`START_DATE`, holidays not modelled), fo
       field show, so PPO and the advisor can both learn it. ``edge = 0`` draws the very same bars as generator
       version 1 (the null market): the edge consumes no random numbers.
 All randomness comes from one ``numpy.random.Generator(PCG64(seed))``, so the same seed gives the same bars.
+
+Early closes: the draws are made for every session's full regular hours, exactly as before the calendar, and the
+bars at or after a session's real close are then left out. So every full session holds the very bars generator
+version 2 drew for it (only the dates moved past the holidays), and an early-close session holds that draw's bars
+up to its close; the next session opens from the regular-hours draw's last close plus its overnight gap.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tradelab.errors import DataError
+from tradelab.marketdata.calendar import MINUTE_NS, SessionTable, calendar_info, first_sessions
 from tradelab.marketdata.parsing import ET
-from tradelab.marketdata.sessions import gap_report, session_minutes
+from tradelab.marketdata.sessions import from_utc_ns, gap_report, session_minutes, utc_ns
 from tradelab.marketdata.store import write_market
 from tradelab.markets import contract_spec, validate_market_name
 
@@ -37,8 +44,9 @@ if TYPE_CHECKING:
 
     from tradelab.config.schema import ContractSpec, TradelabConfig
 
-GENERATOR_VERSION = 2
-"""Bumped whenever the model changes, so reports say which bars a seed produced (2: the planted ``edge``)."""
+GENERATOR_VERSION = 3
+"""Bumped whenever the model changes, so reports say which bars a seed produced (2: the planted ``edge``; 3: the
+exchange calendar's dates and early closes)."""
 
 EDGE_LOOKBACK_BARS = 5
 """Bars of the momentum cue the planted edge follows (the prompt's ``return_5_bars`` and the env's ``ret_5``)."""
@@ -47,7 +55,7 @@ MAX_EDGE = 1.0
 """Largest planted edge, in bar volatilities of drift per bar (beyond it the market is a deterministic trend)."""
 
 START_DATE = "2024-01-02"
-"""First synthetic session (a Tuesday); 60+ sessions cross the March daylight-saving change."""
+"""First synthetic session (a Tuesday); 50+ sessions cross the March daylight-saving change."""
 
 REGIMES: tuple[tuple[str, float, float, float], ...] = (
     # name, drift per session in daily-vol units, volatility multiplier, mean duration in bars
@@ -110,7 +118,6 @@ def generate_market(
                         "(0 = the null market)")
     spec = contract_spec(config, market)
     bars, regime_counts = synthesize_bars(spec, market, days=days, seed=seed, edge=edge)
-    start_min, end_min = session_minutes(spec, market)
     report = {
         "source": {
             "kind": "synthetic",
@@ -122,8 +129,11 @@ def generate_market(
             "start_date": START_DATE,
             "regime_bars": regime_counts,
         },
-        "session": {"start": spec.session_start, "end": spec.session_end, "timezone": ET},
-        "gaps": gap_report(bars["timestamp"], start_min, end_min),
+        "session": {"kind": "rth", "start": spec.session_start, "end": spec.session_end, "timezone": ET,
+                    "calendar": calendar_info("rth")},
+        "calendar": {"sessions": days, "early_closes": _sessions(spec, days).early_closes(),
+                     "holidays_dropped": []},
+        "gaps": gap_report(bars["timestamp"], utc_ns(bars["session_open"]), utc_ns(bars["session_close"])),
         "rolls": [],
         "repairs": [],
         "dropped": {},
@@ -170,13 +180,29 @@ def synthesize_bars(
     volume_profile = 0.6 + 0.4 * smile**2
     noise = rng.lognormal(0.0, VOLUME_NOISE, size=n)
     volume = np.maximum(np.rint(BASE_VOLUME * volume_profile * noise * (1.0 + np.abs(shocks))), 1.0)
+    table = _sessions(spec, days)
+    stamps = _timestamps(table, per_day)
+    keep = _before_close(stamps, table, per_day)
+    session = np.repeat(np.arange(days), per_day)[keep]
     bars = pd.DataFrame({
-        "timestamp": _timestamps(days, start_min, per_day),
-        "open": open_, "high": high, "low": low, "close": close, "volume": volume,
+        "timestamp": from_utc_ns(stamps[keep]),
+        "open": open_[keep], "high": high[keep], "low": low[keep], "close": close[keep], "volume": volume[keep],
     })
     bars["symbol"] = spec.root_symbol
-    counts = np.bincount(regime, minlength=len(REGIMES))
+    bars["session_open"] = from_utc_ns(table.open_ns[session])
+    bars["session_close"] = from_utc_ns(table.close_ns[session])
+    counts = np.bincount(regime[keep], minlength=len(REGIMES))
     return bars, {str(name): int(c) for name, c in zip(names, counts)}
+
+
+def _sessions(spec: "ContractSpec", days: int) -> SessionTable:
+    """The first ``days`` regular sessions of the calendar from :data:`START_DATE`."""
+    return first_sessions("rth", START_DATE, days, rth_start=spec.session_start, rth_end=spec.session_end)
+
+
+def _before_close(stamps_ns: np.ndarray, table: SessionTable, per_day: int) -> np.ndarray:
+    """Mask of the regular-hours grid's bars that open before their session's real close."""
+    return stamps_ns < np.repeat(table.close_ns, per_day)
 
 
 def _plant_momentum(log_ret: np.ndarray, sigma: np.ndarray, first: np.ndarray, edge: float) -> np.ndarray:
@@ -204,10 +230,14 @@ def _plant_momentum(log_ret: np.ndarray, sigma: np.ndarray, first: np.ndarray, e
 def regime_labels(spec: "ContractSpec", market: str, *, days: int, seed: int) -> np.ndarray:
     """The regime index (into :data:`REGIMES`) of every bar :func:`synthesize_bars` makes for these arguments.
 
-    The regime chain is the generator's first draw, so it is rebuilt here without the prices.
+    The regime chain is the generator's first draw, so it is rebuilt here without the prices (and with the same
+    bars after early closes left out).
     """
     start_min, end_min = session_minutes(spec, market)
-    return _regime_path(np.random.default_rng(seed), days * (end_min - start_min))
+    per_day = end_min - start_min
+    table = _sessions(spec, days)
+    keep = _before_close(_timestamps(table, per_day), table, per_day)
+    return _regime_path(np.random.default_rng(seed), days * per_day)[keep]
 
 
 def _price(ticks: np.ndarray, tick: float) -> np.ndarray:
@@ -230,11 +260,7 @@ def _regime_path(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.concatenate(labels)[:n]
 
 
-def _timestamps(days: int, start_min: int, per_day: int) -> "pd.Series":
-    """Open times of every bar: weekday sessions from START_DATE, localised to America/New_York."""
-    import pandas as pd
-
-    dates = pd.bdate_range(START_DATE, periods=days).to_numpy().astype("datetime64[m]")
-    minutes = (start_min + np.arange(per_day)).astype("timedelta64[m]")
-    naive = (dates[:, None] + minutes[None, :]).ravel().astype("datetime64[ns]")
-    return pd.Series(pd.DatetimeIndex(naive).tz_localize(ET)).astype(f"datetime64[ns, {ET}]")
+def _timestamps(table: SessionTable, per_day: int) -> np.ndarray:
+    """UTC nanoseconds of every regular-hours grid bar: ``per_day`` minutes from each session's open."""
+    minutes = np.arange(per_day, dtype=np.int64) * MINUTE_NS
+    return (table.open_ns[:, None] + minutes[None, :]).ravel()
