@@ -22,7 +22,8 @@ end token and prefill is a larger share of each call. Figures, then the headline
 ``advisor_on_over_off=<x>`` (best ``on`` / best ``off`` env-steps/s).
 
 Usage: ``python bench/stage1_throughput.py [--envs 16] [--steps 2048] [--rounds 3] [--interval 4] [--warm-start]
-[--levers]``
+[--levers] [--smoke]``; ``--smoke`` times one round of 128 steps on 2 envs (the CI check that the bench still runs;
+its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -137,7 +138,10 @@ def main() -> None:
     parser.add_argument("--levers", action="store_true", help="also time each lever alone on top of 'batched'")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: ppo.torch_threads, as Stage 1 uses; 0 = torch's default)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the bench runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.envs, args.steps, args.rounds = 2, 128, 1
 
     import torch
 

@@ -35,7 +35,7 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory, nq_workspace: Path, tiny
     # A Stage 2 adapter stand-in (a copy of Stage 1's) makes evaluation add the adapter comparison.
     shutil.copytree(ws.stage1_lora_dir("NQ"), ws.soft_grpo_adapter_dir("NQ"))
     summary = evaluate(root, "NQ", config, episodes=1, seeds=2)
-    report = json.loads((Path(summary["report_dir"]) / "report.json").read_text())
+    report = json.loads((Path(summary.report_dir) / "report.json").read_text())
     return {"root": root, "summary": summary, "report": report}
 
 
