@@ -112,7 +112,7 @@ def test_loop_with_the_fork_makes_its_model_the_next_base(workspace: Path, tmp_p
     runs = stage2_of(manifest).runs
     assert [(r.engine, r.status, r.output.kind) for r in runs] == [("soft-grpo", "completed", "full_model")] * 2
     hf_model = ws.soft_grpo_output_dir("NQ") / "hf_model"
-    assert "transformers_version" in json.loads((hf_model / "config.json").read_text())
+    assert json.loads((hf_model / "config.json").read_text())["transformers_version"] == "4.51.1", "the fork wrote it"
     # Lineage: the fork's model became the next Stage 1's base (a stable copy, same sha256), with a fresh adapter.
     assert first.base_out_sha256 == runs[0].output.sha256 and first.adapter_out_sha256 is None
     assert second.base_in_sha256 == first.base_out_sha256 != first.base_in_sha256

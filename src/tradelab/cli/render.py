@@ -100,7 +100,7 @@ def stage1_table(market: str, result: Stage1Result) -> Table:
         "refinements": len(llm.get("refinements") or []),
         "time (s)": result.timings.get("total_s"),
     }
-    advisor = llm.get("advisor") or {}
+    advisor = llm.get("advisor")
     if advisor:
         off = advisor.get("prefix_cache_off_reason")
         brief["advisor prefix cache"] = (f"off: {off}" if off else

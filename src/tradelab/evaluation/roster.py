@@ -2,8 +2,8 @@
 
 Baselines need nothing. ``ppo`` and ``hybrid`` come from Stage 1 (``tradelab.stage1.agent.HybridAgent``), ``hybrid``
 and ``advisor`` with the advisor chosen by ``adapter`` (Stage 1's adapter, or what Stage 2 produced: an adapter or a
-whole model); when both exist the other one runs too, as ``hybrid_stage1`` or ``hybrid_soft_grpo``. Heavy agents are loaded once and reused across
-seeds; the loader is only called when such an agent is asked for.
+whole model); when both exist the other one runs too, as ``hybrid_stage1`` or ``hybrid_soft_grpo``. Heavy agents are
+loaded once and reused across seeds; the loader is only called when such an agent is asked for.
 """
 
 from __future__ import annotations

@@ -312,7 +312,7 @@ def evaluation_summary(report: dict[str, Any]) -> EvaluationSummary:
         "config_hash": report["origin"]["config_hash"],
         "holdout": report["holdout"],
         "agents": {name: {k: entry.get(k) for k in headline if k in entry}
-                   | _selection_figures(report.get("intervals") or {}, name)
+                   | _selection_figures(report["intervals"], name)
                    for name, entry in report["agents"].items()},
         "n_trials": report["selection"]["n_trials"],
         "table": summary_table(report["agents"]),

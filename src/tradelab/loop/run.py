@@ -19,9 +19,11 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tradelab import stages
 from tradelab.errors import StageFailed, StageNotReady
-from tradelab.fileio import sha256_dir
-from tradelab.handoff import FRESH_ADAPTER_DIR, AdvisorModel, base_or_none, output_model
+from tradelab.fileio import atomic_write_text, new_stamped_dir, sha256_dir
+from tradelab.handoff import FRESH_ADAPTER_DIR, AdvisorModel, base_or_none, output_model, stage1_model
+from tradelab.loop import report as loop_report
 from tradelab.manifest import load_manifest, loop_of, set_loop
 from tradelab.manifest_schema import (
     LoopEvaluation,
@@ -116,7 +118,6 @@ def run_loop(
 
 # ------------------------------------------------------------------------------------------------------ state
 def _start_or_resume(root: str | Path, market: str, settings: LoopSettings, restart: bool) -> LoopSection:
-    from tradelab.fileio import new_stamped_dir
     from tradelab.marketdata.store import market_origin
 
     previous = loop_of(load_manifest(root, market))
@@ -166,8 +167,6 @@ def _hand_on(ws: Workspace, config: TradelabConfig, previous: LoopIteration) -> 
 # ------------------------------------------------------------------------------------------------------ stages
 def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings, state: LoopSection,
             iteration: LoopIteration, probe: _ProbeContext, progress: Progress | None) -> None:
-    from tradelab import stages
-
     ws = Workspace.at(root)
     previous = _previous(state, iteration)
     start = _hand_on(ws, config, previous) if previous else None
@@ -195,8 +194,6 @@ def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: Loo
 def _stage2_dataset(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
                     state: LoopSection, iteration: LoopIteration, probe: _ProbeContext,
                     progress: Progress | None) -> None:
-    from tradelab import stages
-
     result = stages.stage2(root, market, engine=settings.engine, test_mode=settings.test_mode, dataset_only=True,
                            config=config)
     iteration.dataset_sha256s = result.dataset.sha256s
@@ -206,8 +203,6 @@ def _stage2_dataset(root: str | Path, market: str, config: TradelabConfig, setti
 def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
                    state: LoopSection, iteration: LoopIteration, probe: _ProbeContext,
                    progress: Progress | None) -> None:
-    from tradelab import stages
-
     result = stages.stage2(root, market, engine=settings.engine, test_mode=settings.test_mode, config=config,
                            progress=progress)
     ws = Workspace.at(root)
@@ -233,16 +228,13 @@ def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settin
 def _evaluation(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
                 state: LoopSection, iteration: LoopIteration, probe: _ProbeContext,
                 progress: Progress | None, ray_address: str | None = None) -> None:
-    from tradelab import stages
-    from tradelab.loop.report import agents_from_report
-
     summary = stages.evaluate(root, market, seeds=settings.seeds, adapter="soft_grpo", config=config,
                               progress=progress, ray=ray_address)
     ws = Workspace.at(root)
     report_dir = ws.resolve(summary.report_dir)
     if report_dir is None:
         raise StageFailed(f"the evaluation of {market} recorded no report folder")
-    figures = agents_from_report(report_dir / "report.json", level=config.evaluation.ci_level,
+    figures = loop_report.agents_from_report(report_dir / "report.json", level=config.evaluation.ci_level,
                                  seed=config.evaluation.base_seed)
     iteration.evaluation = LoopEvaluation(report_dir=ws.record(report_dir) or str(report_dir),
                                           agents=figures["agents"], hybrid_minus_ppo=figures["hybrid_minus_ppo"],
@@ -275,8 +267,6 @@ class _ProbeContext:
 
     def stage1_model(self, iteration: LoopIteration) -> AdvisorModel:
         """The advisor an iteration's Stage 1 left: ``stage1_lora`` on the base it trained on."""
-        from tradelab.handoff import stage1_model
-
         ws = Workspace.at(self.root)
         model = stage1_model(self.root, self.market, load_manifest(self.root, self.market), self.config)
         return model if model is not None else AdvisorModel(ws.resolve(iteration.base_in_path),
@@ -326,8 +316,6 @@ class _ProbeContext:
     def _kept(self, figures: dict[str, Any], texts: list[str], model: AdvisorModel, label: str) -> dict[str, Any]:
         """The summary figures for the manifest; the per-prompt answers, actions and rewards go to a JSONL."""
         import json
-
-        from tradelab.fileio import atomic_write_text
 
         probe = self.probe()
         rows = [{"bar_index": bar, "timestamp": ctx["timestamp"], "answer": text, "action": action, "reward": reward,
@@ -382,10 +370,8 @@ class _ProbeContext:
 def _write(root: str | Path, market: str, config: TradelabConfig,
            state: LoopSection) -> tuple[dict[str, Any], dict[str, str]]:
     """Write the loop report; returns it and its paths as recorded in the manifest (workspace-relative)."""
-    from tradelab.loop.report import write_loop_report
-
     ws = Workspace.at(root)
     report_dir = ws.resolve(state.report_dir)
     assert report_dir is not None
-    report, paths = write_loop_report(report_dir, market, config, state)
+    report, paths = loop_report.write_loop_report(report_dir, market, config, state)
     return report, {kind: ws.record(path) or path for kind, path in paths.items()}

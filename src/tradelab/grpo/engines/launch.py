@@ -17,7 +17,7 @@ from tradelab.errors import StageFailed
 from tradelab.grpo.engines import base
 from tradelab.grpo.engines.interface import Engine, LineSink, RunArgv, RunRequest
 from tradelab.manifest import append_run, update_last_run
-from tradelab.manifest_schema import RunDataset, RunOutput, RunRecord
+from tradelab.manifest_schema import OutputKind, RunDataset, RunOutput, RunRecord, Status
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now, utc_stamp
 from tradelab.results import Launch
@@ -126,8 +126,8 @@ class ExternalEngine(Engine):
         return self._finish(ws, market, record, "completed", return_code=code, output=output)
 
     @staticmethod
-    def _finish(ws: Workspace, market: str, record: RunRecord, status: str, **fields: object) -> RunRecord:
-        record.status = status  # type: ignore[assignment]  # validated on assignment
+    def _finish(ws: Workspace, market: str, record: RunRecord, status: Status, **fields: object) -> RunRecord:
+        record.status = status
         record.finished_at = utc_now()
         for key, value in fields.items():
             setattr(record, key, value)
@@ -135,7 +135,7 @@ class ExternalEngine(Engine):
         return record
 
 
-def output_record(ws: Workspace, folder: Path, kind: str, base_model: Path | None) -> RunOutput:
+def output_record(ws: Workspace, folder: Path, kind: OutputKind, base_model: Path | None) -> RunOutput:
     """The :class:`RunOutput` of a verified weights folder: its path, sha256 and (full model) architectures."""
     import json
 
@@ -144,5 +144,5 @@ def output_record(ws: Workspace, folder: Path, kind: str, base_model: Path | Non
     config = folder / "config.json"
     architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") \
         if kind == "full_model" and config.is_file() else None
-    return RunOutput(kind=kind, path=ws.record(folder) or str(folder), sha256=sha256_dir(folder),  # type: ignore[arg-type]
+    return RunOutput(kind=kind, path=ws.record(folder) or str(folder), sha256=sha256_dir(folder),
                      base_model_path=ws.record(base_model), architectures=architectures)
