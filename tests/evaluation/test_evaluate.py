@@ -57,7 +57,7 @@ def test_ci_is_computed_over_the_seeds(run: dict[str, Any]) -> None:
 
 
 def test_report_md_and_pngs_are_written(run: dict[str, Any]) -> None:
-    report_dir = Path(run["summary"]["report_dir"])
+    report_dir = Path(run["summary"].report_dir)
     assert report_dir.parent.name == "NQ" and report_dir.parent.parent.name == "reports"
     md = (report_dir / "report.md").read_text()
     for heading in ("## Trading", "## Rule compliance", "## Intervals (95%)", "## Selection-aware Sharpe",
