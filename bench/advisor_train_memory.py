@@ -1,7 +1,7 @@
 """Peak memory of supervised adapter training: response-only chunked loss vs full-vocabulary logits everywhere.
 
 Builds a real-architecture test model (default ``qwen2``: Qwen's real 151,936-id vocabulary, random weights; see
-:mod:`tradelab.advisor.families`) or takes ``--model PATH``, and trains a fresh LoRA adapter on ``--examples``
+:mod:`testmodels.families`) or takes ``--model PATH``, and trains a fresh LoRA adapter on ``--examples``
 teacher answers at ``llm.sft.batch_size`` (16) for one epoch, twice, each in its own process so one peak cannot
 hide the other:
 
@@ -12,7 +12,9 @@ hide the other:
 Peak memory is :class:`tradelab.advisor.memory.PeakMemory` over the training loop (the process's sampled resident
 set on CPU, CUDA's allocator peak on a GPU). The headline, printed last, is ``peak_memory_ratio`` = full / chunked.
 
-Usage: ``python bench/advisor_train_memory.py [--family qwen2 | --model PATH] [--examples 64] [--threads N]``
+Usage: ``python bench/advisor_train_memory.py [--family qwen2 | --model PATH] [--examples 64] [--threads N]
+[--smoke]``; ``--smoke`` trains the embedded tiny advisor on 4 examples (the CI check that the bench still runs; its
+figures mean nothing).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tradelab.advisor.families import FAMILIES
+from testmodels.families import FAMILIES
 
 
 def _full_logits_loss(model: Any, input_ids: Any, attention_mask: Any, labels: Any, weights: Any,
@@ -67,16 +69,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--child", nargs=2, metavar=("MODEL", "MODE"), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the bench runs")
     args = parser.parse_args()
     if args.child:
         _train(args.child[0], args.child[1], args.examples, args.threads, args.out)
         return
-    from tradelab.advisor.families import build_family_model
+    from testmodels.families import build_family_model
     from tradelab.config import load_config
 
     with tempfile.TemporaryDirectory(prefix="train_memory_bench_") as tmp:
         if args.model is not None:
             model = args.model.resolve()
+        elif args.smoke:
+            from tradelab.advisor.tiny import ensure_tiny_advisor
+
+            model, args.examples = ensure_tiny_advisor(Path(tmp), load_config()), 4
         else:
             model = build_family_model(args.family, Path(tmp) / args.family, load_config())
         sft = load_config().llm.sft

@@ -74,7 +74,10 @@ def main() -> None:
     parser.add_argument("--vec-steps", type=int, default=20_000, help="vector steps (x 8 env steps)")
     parser.add_argument("--subproc", action="store_true", help="also time an 8-env SubprocVecEnv")
     parser.add_argument("--profile", action="store_true", help="cProfile the single-env loop")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the bench runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.days, args.steps, args.repeats, args.vec_steps = 5, 500, 1, 50
 
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 

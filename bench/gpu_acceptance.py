@@ -13,7 +13,7 @@ Without CUDA it prints ``cuda_available=0`` and exits 0, so ``make bench`` passe
 parses the arguments, imports every module the run needs and prints the steps without running them.
 
 Usage: ``python bench/gpu_acceptance.py [--steps advisor,stage1,local,verl] [--scale full|tiny] [--batch 16]
-[--new-tokens 64] [--workdir DIR] [--verl-python PATH] [--plan]``
+[--new-tokens 64] [--workdir DIR] [--verl-python PATH] [--plan] [--smoke]``
 """
 
 from __future__ import annotations
@@ -41,7 +41,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=None, help="workspace (default: a temp folder)")
     parser.add_argument("--verl-python", default=sys.executable, help="interpreter with verl >= 0.9 and vllm/sglang")
     parser.add_argument("--plan", action="store_true", help="import everything, print the steps, run nothing")
+    parser.add_argument("--smoke", action="store_true",
+                        help="the tiny scale, 2 prompts of 4 tokens: proves the bench runs (on CPU it exits at once)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.scale, args.batch, args.new_tokens = "tiny", 2, 4
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
@@ -73,10 +77,11 @@ def step_advisor(work: Path, args: argparse.Namespace, figures: dict[str, Any]) 
     """Build the 0.5B base, load it as the advisor on CUDA and time batched generation."""
     import torch
 
+    from testmodels.bases import build_base
+
     from tradelab.advisor.load import load_advisor_model
     from tradelab.advisor.prompts import build_messages
     from tradelab.advisor.synth import random_contexts
-    from tradelab.grpo.bases import build_base
 
     base = build_base("qwen2.5", work / "models" / "base" / "qwen2.5-0.5b", scale=args.scale)
     config = _config({"llm.model": str(base), "llm.device": "cuda"})
@@ -114,9 +119,9 @@ def step_stage1(work: Path, figures: dict[str, Any]) -> None:
     stages.generate_data(work, MARKET, days=config.app.test_synthetic_days, config=config)
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    summary = stages.stage1(work, MARKET, test_mode=True, config=config)
+    result = stages.stage1(work, MARKET, test_mode=True, config=config)
     _emit(figures, "stage1_seconds", round(time.perf_counter() - start, 1))
-    _emit(figures, "stage1_experiences", summary.get("experience_samples"))
+    _emit(figures, "stage1_experiences", result.section.experience_samples)
     _emit(figures, "stage1_peak_gpu_gb", _peak_gb())
 
 
@@ -140,20 +145,19 @@ def step_local(work: Path, base: Path, figures: dict[str, Any]) -> None:
     config = _config({"llm.model": str(base), "llm.device": "cuda", "grpo_local.device": "cuda"})
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    summary = stages.stage2(work, MARKET, engine="local", test_mode=True, mode="soft", config=config)
+    run = stages.stage2(work, MARKET, engine="local", test_mode=True, mode="soft", config=config).run
     seconds = time.perf_counter() - start
-    run = summary.get("run") or {}
+    assert run is not None and run.output_dir is not None
     _emit(figures, "local_seconds", round(seconds, 1))
-    _emit(figures, "local_steps", run.get("steps"))
+    _emit(figures, "local_steps", run.steps_done)
     import json
 
-    log = Path(run.get("run_dir", "")) / "train_log.jsonl"
+    log = Path(run.output_dir) / "train_log.jsonl"
     rates = [json.loads(line).get("tokens_per_s") for line in log.read_text().splitlines()] if log.is_file() else []
     rates = [r for r in rates if isinstance(r, (int, float))]
     if rates:
         _emit(figures, "local_rollout_tokens_per_s", round(sum(rates) / len(rates), 1))
-    trip = run.get("adapter_round_trip") or {}
-    _emit(figures, "local_round_trip_max_abs_diff", trip.get("max_abs_diff"))
+    _emit(figures, "local_round_trip_max_abs_diff", (run.adapter_round_trip or {}).get("max_abs_diff"))
     _emit(figures, "local_peak_gpu_gb", _peak_gb())
 
 
@@ -172,18 +176,18 @@ def step_verl(work: Path, verl_python: str, stage1: dict[str, Any], figures: dic
     merge_stage1(work, MARKET, stage1)  # the tiny advisor and its Stage 1 adapter (the local step swapped them)
     config = _config({"soft_grpo.runner.python": verl_python})
     start = time.perf_counter()
-    summary = stages.stage2(work, MARKET, engine="verl", test_mode=True, config=config,
-                            on_line=lambda line: None)
+    run = stages.stage2(work, MARKET, engine="verl", test_mode=True, config=config, on_line=lambda line: None).run
     _emit(figures, "verl_seconds", round(time.perf_counter() - start, 1))
-    _emit(figures, "verl_adapter", summary.get("adapter_path"))
+    _emit(figures, "verl_adapter", run.output.path if run is not None and run.output is not None else None)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
+    from testmodels import bases  # noqa: F401 - --plan proves the imports
 
-    from tradelab import stages  # noqa: F401 - --plan proves the imports
-    from tradelab.grpo import bases, roundtrip  # noqa: F401
+    from tradelab import stages  # noqa: F401
+    from tradelab.grpo import roundtrip  # noqa: F401
 
     figures: dict[str, Any] = {}
     if args.plan:
@@ -204,10 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         stage1: dict[str, Any] = {}
         if "stage1" in args.steps or "local" in args.steps or "verl" in args.steps:
             step_stage1(work, figures)
-            from tradelab.manifest import load_manifest
+            from tradelab.manifest import load_manifest, stage1_of
 
-            recorded = (load_manifest(work, MARKET) or {}).get("stage1") or {}
-            stage1 = {k: recorded[k] for k in ("base_model", "lora_adapter_path") if k in recorded}
+            recorded = stage1_of(load_manifest(work, MARKET))
+            stage1 = recorded.model_dump(include={"base_model", "lora_adapter_path"}) if recorded else {}
         if "local" in args.steps and base is not None:
             step_local(work, base, figures)
         if "verl" in args.steps:

@@ -11,7 +11,8 @@ Printed per mode: ``<mode>_rollout_tokens_per_s``, ``<mode>_steps_per_s``, ``<mo
 headline last: ``soft_tokens_per_s=<n>`` (soft rollout tokens/s).
 
 Usage: ``python bench/grpo_throughput.py [--device cpu|cuda] [--prompts 4] [--group 8] [--max-new-tokens 32]
-[--steps 2] [--repeats 2] [--hidden-size 0] [--layers 0] [--threads 0]``
+[--steps 2] [--repeats 2] [--hidden-size 0] [--layers 0] [--threads 0] [--smoke]``; ``--smoke`` runs one step of 2
+prompts x 2 answers x 4 tokens (the CI check that the bench still runs; its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -121,7 +122,10 @@ def main() -> None:
     parser.add_argument("--hidden-size", type=int, default=0, help="random larger Llama width (0: tiny advisor)")
     parser.add_argument("--layers", type=int, default=0, help="random larger Llama depth (0: tiny advisor)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the bench runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.prompts, args.group, args.max_new_tokens, args.steps, args.repeats = 2, 2, 4, 1, 1
     import torch
 
     if args.threads:

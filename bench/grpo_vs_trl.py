@@ -18,7 +18,9 @@ Timing: each optimizer step (rollout, reward, reference and old scores, update) 
 is left out. Printed per engine: ``<engine>_steps_per_s`` and ``<engine>_tokens_per_s`` (generated answer tokens
 per second of step time); the headline last: ``local_over_trl=<ratio>`` of the tokens/s.
 
-Usage: ``python bench/grpo_vs_trl.py [--prompts 4] [--group 8] [--max-new-tokens 32] [--steps 4] [--threads 1]``
+Usage: ``python bench/grpo_vs_trl.py [--prompts 4] [--group 8] [--max-new-tokens 32] [--steps 4] [--threads 1]
+[--smoke]``; ``--smoke`` runs 2 steps of 2 prompts x 2 answers x 4 tokens (the CI check that the bench still runs;
+its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import argparse
 import json
 import logging
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,8 +40,7 @@ LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": ["q_pro
 
 def build_dataset(root: Path, config: Any, rows: int) -> Path:
     """A Stage 2 dataset in ``root`` from real experience records; returns the train parquet."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from export_scale import build_pool
+    from export_scale import build_pool  # a sibling script: bench/ is this script's own folder
 
     from tradelab.grpo.dataset import export_dataset
     from tradelab.fileio import append_jsonl
@@ -177,7 +177,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--beta", type=float, default=0.001, help="KL weight (our kl_coef, TRL's beta)")
     parser.add_argument("--rows", type=int, default=48, help="experience records behind the dataset")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the bench runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.prompts, args.group, args.max_new_tokens, args.steps = 2, 2, 4, 2
     import torch
     import transformers
     import trl

@@ -14,7 +14,8 @@ By default every stage runs its test-mode profile with :data:`tradelab.loop.TINY
 advisor's learning knobs), ``--timesteps`` Stage 1 steps per iteration, and an evaluation of ``--eval-episodes``
 whole sessions per seed (the test profile's two 45-bar episodes per seed give two days, too few for an interval
 over days or a Sharpe): about 30 minutes on a 2-core CPU. ``--full`` runs the full-size stages instead (hours
-on a CPU).
+on a CPU). ``--smoke`` runs one short iteration on 20 sessions with a small warm start and one GRPO step (the CI check
+that the bench still runs; its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ from tradelab.config import load_config
 from tradelab.loop import TINY_ADVISOR_LEARNING
 from tradelab.loop import api as loop_api
 from tradelab.marketdata import load_market_arrays
+
+
+SMOKE_OVERRIDES: dict[str, object] = {
+    "llm.warm_start.n_examples": 32, "llm.warm_start.epochs": 1, "grpo_local.test.steps": 1,
+    "grpo_local.test.prompts_per_step": 2, "grpo_local.test.group_size": 2,
+}
+"""What ``--smoke`` shrinks on top of the learning profile: the warm start and Stage 2's GRPO steps."""
 
 
 def rule_r_per_trade(root: Path, edge: float, days: int, seed: int, prompts: int) -> tuple[float, list | None, float]:
@@ -57,7 +65,8 @@ def rule_r_per_trade(root: Path, edge: float, days: int, seed: int, prompts: int
 def run_market(root: Path, edge: float, args: argparse.Namespace) -> dict[str, Any]:
     """Generate the market and run the loop on it; returns the loop report."""
     evaluation = {"evaluation.test.episodes": args.eval_episodes, "evaluation.test.episode_bars": args.eval_episode_bars}
-    config = load_config(overrides=None if args.full else {**TINY_ADVISOR_LEARNING, **evaluation})
+    smoke = SMOKE_OVERRIDES if args.smoke else {}
+    config = load_config(overrides=None if args.full else {**TINY_ADVISOR_LEARNING, **evaluation, **smoke})
     stages.generate_data(root, "NQ", days=args.days, seed=args.data_seed, edge=edge, config=config)
     started = time.perf_counter()
 
@@ -166,11 +175,15 @@ def main() -> int:
     parser.add_argument("--eval-episode-bars", type=int, default=390, help="bars per evaluation episode (a session)")
     parser.add_argument("--full", action="store_true", help="full-size stages (hours on a CPU)")
     parser.add_argument("--root", default=None, help="keep the workspaces here (default: a temp folder)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the bench runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.days, args.iterations, args.seeds, args.probe_prompts, args.timesteps = 20, 1, 1, 8, 256
+        args.eval_episodes, args.eval_episode_bars = 1, 45
     base = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="tradelab_learning_"))
     print(f"workspaces under {base}", flush=True)
     print("best simple rule (BUY if the 5-bar return is up, else SELL), holdout prompts, after costs:")
-    for strength in (0.0, 0.1, 0.2, 0.3, 0.5, 0.8):
+    for strength in (args.edge,) if args.smoke else (0.0, 0.1, 0.2, 0.3, 0.5, 0.8):
         r, ci, hit = rule_r_per_trade(base / f"rule_{strength}", strength, args.days, args.data_seed,
                                       args.probe_prompts)
         print(f"  edge {strength:.1f}: {r:+.3f} R per trade {fmt(ci)}, direction hit rate {hit:.3f}", flush=True)

@@ -2,11 +2,13 @@
 
 Builds 512 distinct ground-truth strings (flat and in-position, up/down/flat forward windows of 30 bars) and scores
 8 answers per prompt, as a GRPO group would. Prints the cold (first sight of each ground truth) and warm rates;
-the headline ``scores_per_s`` (last line) is the overall rate over the whole mixed run.
+the headline ``scores_per_s`` (last line) is the overall rate over the whole mixed run. ``--smoke`` scores 8 prompts
+once (the CI check that the bench still runs; its figures mean nothing).
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 from tradelab.core.ground_truth import dumps
@@ -60,14 +62,18 @@ def _run(truths: list[str]) -> tuple[int, float]:
 
 
 def main() -> None:
-    truths = [_truth(i) for i in range(PROMPTS)]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the bench runs")
+    args = parser.parse_args()
+    prompts, rounds = (8, 1) if args.smoke else (PROMPTS, ROUNDS)
+    truths = [_truth(i) for i in range(prompts)]
     _parsed.cache_clear()
     cold_n, cold_s = _run(truths)
     warm_n, warm_s = 0, 0.0
-    for _ in range(ROUNDS):
+    for _ in range(rounds):
         n, s = _run(truths)
         warm_n, warm_s = warm_n + n, warm_s + s
-    print(f"prompts={PROMPTS} answers_per_prompt={len(ANSWERS)}")
+    print(f"prompts={prompts} answers_per_prompt={len(ANSWERS)}")
     print(f"cold_scores_per_s={cold_n / cold_s:.0f}")
     print(f"warm_scores_per_s={warm_n / warm_s:.0f}")
     print(f"scores_per_s={(cold_n + warm_n) / (cold_s + warm_s):.0f}")

@@ -175,20 +175,23 @@ def test_loop_evaluations_get_the_ray_address(tmp_path: Path, monkeypatch: pytes
     from tradelab.config import load_config
     from tradelab.loop import report as loop_report
     from tradelab.loop import run as loop_run
+    from tradelab.manifest_schema import EvaluationSummary, LoopIteration, LoopSettings
 
     seen: dict[str, object] = {}
 
-    def evaluate(root: object, market: str, **kwargs: object) -> dict[str, str]:
+    def evaluate(root: object, market: str, **kwargs: object) -> EvaluationSummary:
         seen.update(kwargs)
-        return {"report_dir": str(tmp_path / "reports" / market / "r1")}
+        return EvaluationSummary(report_dir=str(tmp_path / "reports" / market / "r1"))
 
     monkeypatch.setattr(stages, "evaluate", evaluate)
-    monkeypatch.setattr(loop_report, "agents_from_report", lambda path, level, seed: {"agents": {}})
-    settings = loop_run.LoopSettings(iterations=1, engine="local", seeds=2, test_mode=True, probe_prompts=4)
-    iteration: dict[str, object] = {}
-    loop_run._evaluation(tmp_path, "NQ", load_config(), settings, {}, iteration, None, None, ray_address="h:6379")
+    monkeypatch.setattr(loop_report, "agents_from_report",
+                        lambda path, level, seed: {"agents": {}, "hybrid_minus_ppo": None, "identical": []})
+    settings = LoopSettings(iterations=1, engine="local", seeds=2, test_mode=True, probe_prompts=4)
+    iteration = LoopIteration(iteration=1)
+    loop_run._evaluation(tmp_path, "NQ", load_config(), settings, None, iteration, None, None, ray_address="h:6379")
     assert seen["ray"] == "h:6379" and seen["seeds"] == 2
-    assert iteration["evaluation"] == {"report_dir": "reports/NQ/r1", "agents": {}}
+    assert iteration.evaluation is not None and iteration.evaluation.record() == {
+        "report_dir": "reports/NQ/r1", "agents": {}, "hybrid_minus_ppo": None, "identical": []}
 
 
 def test_several_markets_without_ray_loop_one_after_another_here(tmp_path: Path,

@@ -17,6 +17,7 @@ from tradelab.cli.app import main
 from tradelab.config import TradelabConfig, load_config
 from tradelab.errors import ConfigError, StageFailed
 from tradelab.fanout import LOCAL, fan_out, init_local_ray
+from tradelab.manifest_schema import EvaluationSummary
 from tradelab.markets import validate_market_name
 from tradelab.paths import Workspace
 from tradelab.taskspace import FANOUT_DIR
@@ -89,11 +90,11 @@ def _workspace(source: Path, root: Path, config: TradelabConfig) -> Path:
     return root
 
 
-def _comparable(summary: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any]]:
+def _comparable(summary: EvaluationSummary) -> tuple[dict[str, Any], str, dict[str, Any]]:
     """A report's content without what differs between runs, its trades file, and the manifest summary likewise."""
-    report_dir = Path(summary["report_dir"])
+    report_dir = Path(summary.report_dir)
     report = json.loads((report_dir / "report.json").read_text())
-    kept = {k: v for k, v in summary.items() if k not in VARYING}
+    kept = {k: v for k, v in summary.record().items() if k not in VARYING}
     return {k: v for k, v in report.items() if k not in VARYING}, (report_dir / "trades.jsonl").read_text(), kept
 
 
@@ -109,7 +110,7 @@ def test_two_markets_two_seeds_on_ray_match_one_by_one(local_ray: Any, market_so
     on_ray = stages.evaluate_markets(fanned, list(MARKETS), config=config, ray=LOCAL,
                                      progress=lambda done, total: calls.append((done, total)), **RUN_OPTIONS)
 
-    assert [s["report_dir"].split("/reports/")[1].split("/")[0] for s in on_ray] == list(MARKETS)
+    assert [s.report_dir.split("/reports/")[1].split("/")[0] for s in on_ray] == list(MARKETS)
     for market, expected, got in zip(MARKETS, serial, on_ray):
         want_report, want_trades, want_summary = _comparable(expected)
         got_report, got_trades, got_summary = _comparable(got)
@@ -118,7 +119,7 @@ def test_two_markets_two_seeds_on_ray_match_one_by_one(local_ray: Any, market_so
         assert got_report == want_report
         assert got_summary == want_summary
         manifest_runs = json.loads(Workspace.at(fanned).manifest_path(market).read_text())["evaluation"]
-        assert [run["report_dir"] for run in manifest_runs] == [got["report_dir"]]
+        assert [run["report_dir"] for run in manifest_runs] == [got.report_dir]
     # Every (market, seed) task reported once, and the last report covers every episode.
     assert len(calls) == len(MARKETS) * SEEDS and calls[-1][0] == calls[-1][1]
     assert not (Path(fanned) / FANOUT_DIR).exists()  # task folders are removed once their task finished

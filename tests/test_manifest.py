@@ -26,21 +26,47 @@ def test_new_manifest_round_trip(tmp_path: Path) -> None:
 
 
 def test_runs_append_and_update_last(tmp_path: Path) -> None:
-    manifest.append_run(tmp_path, "NQ", {"engine": "verl", "status": "running"})
-    manifest.append_run(tmp_path, "NQ", {"engine": "local", "status": "running"})
-    manifest.update_last_run(tmp_path, "NQ", {"status": "failed", "return_code": 3})
-    runs = manifest.load_manifest(tmp_path, "NQ")["stage2"]["runs"]
-    assert [r["engine"] for r in runs] == ["verl", "local"]
-    assert runs[0]["status"] == "running" and runs[1] == {"engine": "local", "status": "failed", "return_code": 3}
+    manifest.append_run(tmp_path, "NQ", manifest.RunRecord(engine="verl", status="running"))
+    last = manifest.RunRecord(engine="local", status="running")
+    manifest.append_run(tmp_path, "NQ", last)
+    last.status, last.return_code = "failed", 3
+    manifest.update_last_run(tmp_path, "NQ", last)
+    runs = manifest.stage2_of(manifest.load_manifest(tmp_path, "NQ")).runs
+    assert [r.engine for r in runs] == ["verl", "local"]
+    assert runs[0].status == "running" and runs[1].record() == {"engine": "local", "status": "failed", "return_code": 3}
 
 
 def test_concurrent_appends_are_not_lost(tmp_path: Path) -> None:
-    threads = [threading.Thread(target=manifest.append_evaluation, args=(tmp_path, "ES", {"i": i})) for i in range(12)]
+    threads = [threading.Thread(target=manifest.append_evaluation,
+                                args=(tmp_path, "ES", manifest.EvaluationSummary(report_dir=f"r{i}")))
+               for i in range(12)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(e["i"] for e in manifest.load_manifest(tmp_path, "ES")["evaluation"]) == list(range(12))
+    found = sorted(int(e.report_dir[1:]) for e in manifest.evaluations_of(manifest.load_manifest(tmp_path, "ES")))
+    assert found == list(range(12))
+
+
+def test_an_undeclared_manifest_key_is_refused_on_write(tmp_path: Path) -> None:
+    manifest.merge_stage1(tmp_path, "NQ", {"status": "completed", "error": None})
+    before = Workspace.at(tmp_path).manifest_path("NQ").read_bytes()
+    with pytest.raises(ValueError, match=r"undeclared manifest keys \['stage1.eror'\]"):
+        manifest.merge_stage1(tmp_path, "NQ", {"eror": "typo"})
+    with pytest.raises(ValueError, match=r"stage2.runs.0.note"):
+        manifest.append_run(tmp_path, "NQ", manifest.RunRecord(engine="local", status="failed", note="x"))
+    with pytest.raises(ValueError, match="stage1.total_timesteps"):
+        manifest.merge_stage1(tmp_path, "NQ", {"total_timesteps": "512"})
+    assert Workspace.at(tmp_path).manifest_path("NQ").read_bytes() == before, "nothing was written"
+
+
+def test_a_key_an_older_version_wrote_is_kept_not_refused(tmp_path: Path) -> None:
+    written = {**manifest.new_manifest("NQ"), "stage1": {"status": "completed", "retired_field": 1}}
+    path = Workspace.at(tmp_path).manifest_path("NQ")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(written))
+    manifest.merge_stage1(tmp_path, "NQ", {"seed": 4})
+    assert manifest.load_manifest(tmp_path, "NQ")["stage1"] == {"status": "completed", "retired_field": 1, "seed": 4}
 
 
 def test_corrupt_manifest_is_never_overwritten(tmp_path: Path) -> None:

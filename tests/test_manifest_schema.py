@@ -1,5 +1,5 @@
 """The manifest's shape declared once (manifest_schema.py): typed sections for readers, one run-record type for every
-engine, and schema-1 / schema-2 files (written as tradelab wrote them) read and migrated."""
+engine, and schema-1 / schema-2 files (written as tradelab wrote them) read and migrated to schema 3."""
 
 from __future__ import annotations
 
@@ -33,10 +33,12 @@ def _install(root: Path, name: str) -> dict:
     return json.loads(text)
 
 
-def test_a_schema_2_manifest_reads_unchanged_into_typed_sections(tmp_path: Path) -> None:
+def test_a_schema_2_manifest_migrates_into_typed_sections(tmp_path: Path) -> None:
     written = _install(tmp_path, "manifest_v2.json")
     loaded = load_manifest(tmp_path, "NQ")
-    assert loaded == written, "a current manifest is read as it is, unknown keys included"
+    assert loaded["schema_version"] == manifest.MANIFEST_SCHEMA_VERSION == 3
+    assert {k: v for k, v in loaded.items() if k not in ("schema_version", "stage2")} == {
+        k: v for k, v in written.items() if k not in ("schema_version", "stage2")}, "only the runs change"
     stage1 = stage1_of(loaded)
     assert stage1.status == "interrupted" and stage1.pid == 1234 and stage1.base_model is not None
     assert stage1.last_completed is not None and stage1.last_completed.status == "completed"
@@ -45,10 +47,25 @@ def test_a_schema_2_manifest_reads_unchanged_into_typed_sections(tmp_path: Path)
     assert stage2.dataset is not None and stage2.dataset.counts["train"] == 30
     assert [(r.engine, r.status) for r in stage2.runs] == [("verl", "failed"), ("local", "completed")]
     assert stage2.runs[1].steps_done == 2 and stage2.runs[0].python is None
+    # Schema 2's adapter_path became the completed run's typed output; the failed run names none.
+    assert stage2.runs[0].output is None and "adapter_path" not in loaded["stage2"]["runs"][0]
+    assert stage2.runs[1].output.kind == "adapter" and stage2.runs[1].output.path == "/w/adapter"
+    assert stage2.last_output() == stage2.runs[1].output
     assert evaluations_of(loaded)[0].agents == {"ppo": {"sharpe": 0.5}}
-    assert loop_of(loaded).status == "completed"
+    assert loop_of(loaded).status == "completed" and loop_of(loaded).settings.engine == "local"
     served = require_stage1(tmp_path, "NQ")  # interrupted: the last completed run serves
     assert served["stage1"] == written["stage1"]["last_completed"]
+
+
+def test_a_schema_2_fork_run_becomes_a_full_model_output() -> None:
+    v2 = json.loads((FIXTURES / "manifest_v2.json").read_text())
+    run = {**v2["stage2"]["runs"][0], "engine": "soft-grpo", "status": "completed", "adapter_path": None,
+           "hf_model_path": "models/phase3_hybrid/NQ/soft_grpo/hf_model",
+           "output": {"path": "x", "sha256": "f" * 64, "architectures": ["LlamaForCausalLM"]}}
+    migrated = manifest.migrate({**v2, "stage2": {**v2["stage2"], "runs": [run]}}, Workspace.at("/w"))
+    output = stage2_of(migrated).runs[0].output
+    assert (output.kind, output.path, output.sha256) == ("full_model", run["hf_model_path"], "f" * 64)
+    assert output.architectures == ["LlamaForCausalLM"] and output.base_model_path is None
 
 
 def test_a_schema_1_manifest_migrates_and_reads_typed(tmp_path: Path) -> None:
@@ -56,7 +73,7 @@ def test_a_schema_1_manifest_migrates_and_reads_typed(tmp_path: Path) -> None:
     ws = Workspace.at(tmp_path)
     loaded = load_manifest(tmp_path, "NQ")
     v2 = json.loads((FIXTURES / "manifest_v2.json").read_text())
-    assert loaded["schema_version"] == manifest.MANIFEST_SCHEMA_VERSION == 2
+    assert loaded["schema_version"] == manifest.MANIFEST_SCHEMA_VERSION == 3
     stage1 = stage1_of(loaded)
     expected = v2["stage1"]["last_completed"]
     for key in ("model_checkpoint", "vecnormalize_path", "checkpoints_dir", "lora_adapter_path", "experience_path"):
@@ -70,14 +87,16 @@ def test_a_schema_1_manifest_migrates_and_reads_typed(tmp_path: Path) -> None:
     assert require_stage1(tmp_path, "NQ")["stage1"]["status"] == "completed"
 
 
-@pytest.mark.parametrize("index", [0, 1])
-def test_one_run_record_type_keeps_each_engines_keys(index: int) -> None:
-    run = json.loads((FIXTURES / "manifest_v2.json").read_text())["stage2"]["runs"][index]
-    assert RunRecord.model_validate(run).record() == run
-    built = RunRecord(engine=run["engine"], status="running").record()
-    assert built == {"engine": run["engine"], "status": "running"}, "only the keys a builder sets are written"
-    with pytest.raises(ValueError, match="steps_done"):
-        RunRecord.model_validate({**run, "steps_done": "2"})
+def test_one_run_record_type_keeps_each_engines_keys() -> None:
+    v2 = json.loads((FIXTURES / "manifest_v2.json").read_text())
+    for run in manifest.migrate(v2, Workspace.at("/w"))["stage2"]["runs"]:
+        assert RunRecord.model_validate(run).record() == run
+        built = RunRecord(engine=run["engine"], status="running").record()
+        assert built == {"engine": run["engine"], "status": "running"}, "only the keys a builder sets are written"
+        with pytest.raises(ValueError, match="steps_done"):
+            RunRecord.model_validate({**run, "steps_done": "2"})
+    with pytest.raises(ValueError, match="kind"):
+        RunRecord.model_validate({"engine": "verl", "status": "completed", "output": {"kind": "lora", "path": "a"}})
 
 
 def test_the_stage1_keys_are_the_models_fields() -> None:

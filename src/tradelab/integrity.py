@@ -40,14 +40,6 @@ def record_sha256(path: str | Path) -> str:
     return digest
 
 
-def forget_sha256(path: str | Path) -> None:
-    """Drop ``path`` from its folder's registry (after the file was deleted)."""
-    path = Path(path)
-    registry = _registry(path.parent)
-    if registry.pop(path.name, None) is not None:
-        atomic_write_json(path.parent / REGISTRY_NAME, registry)
-
-
 def recorded_sha256(path: str | Path) -> str | None:
     """The hash recorded for ``path`` when tradelab wrote it, or None."""
     path = Path(path)

@@ -30,24 +30,29 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from tradelab.errors import DataError, StageNotReady
 from tradelab.fileio import atomic_write_json, writing
 from tradelab.manifest_schema import (
     STAGE1_PATH_KEYS,
-    STAGE1_STATUSES,
+    STATUSES,
     DataSection,
     EvaluationSummary,
     LoopSection,
     ManifestModel,
+    RunOutput,
     RunRecord,
     Stage1Section,
     Stage2Section,
+    Status,
     data_of,
     evaluations_of,
     loop_of,
     problems_of,
     stage1_of,
     stage2_of,
+    undeclared_keys,
 )
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now
@@ -58,16 +63,17 @@ Manifest = dict[str, Any]
 
 SECTIONS: tuple[str, ...] = ("data", "stage1", "stage2", "evaluation")
 
-MANIFEST_SCHEMA_VERSION = 2
+MANIFEST_SCHEMA_VERSION = 3
 """Version of the manifest layout. 2: workspace-relative paths; ``stage1`` records pid, host, the model's sha256
-and the last completed run. Version 1 (absolute paths) is migrated on read."""
+and the last completed run. 3: a Stage 2 run names its weights in one typed ``output`` (an adapter on its base, or a
+full model) instead of ``adapter_path`` / ``hf_model_path``. Older versions are migrated on read."""
 
 __all__ = [
-    "MANIFEST_SCHEMA_VERSION", "SECTIONS", "STAGE1_STATUSES", "DataSection", "EvaluationSummary", "LoopSection",
-    "Manifest", "ManifestModel", "RunRecord", "Stage1Section", "Stage2Section", "append_evaluation", "append_run",
-    "data_of", "evaluations_of", "load_manifest", "loop_of", "merge_stage1", "migrate", "new_manifest",
-    "require_stage1", "set_section", "set_stage2", "shape_problems", "stage1_of", "stage2_of", "update_last_run",
-    "update_manifest",
+    "MANIFEST_SCHEMA_VERSION", "SECTIONS", "STATUSES", "DataSection", "EvaluationSummary", "LoopSection",
+    "Manifest", "ManifestModel", "RunOutput", "RunRecord", "Stage1Section", "Stage2Section", "Status",
+    "append_evaluation", "append_run", "data_of", "evaluations_of", "load_manifest", "loop_of", "merge_stage1",
+    "migrate", "new_manifest", "require_stage1", "set_loop", "set_section", "set_stage2", "shape_problems",
+    "stage1_of", "stage2_of", "update_last_run", "update_manifest",
 ]
 
 
@@ -107,10 +113,15 @@ def require_stage1(root: str | Path, market: str) -> Manifest:
     """
     manifest = load_manifest(root, market)
     stage1 = stage1_of(manifest)
+    path = Workspace.at(root).manifest_path(market)
+    if manifest is None or stage1 is None:
+        raise StageNotReady(
+            f"{path if manifest is not None else Workspace.at(root).market_model_dir(market)}: {market} has no "
+            f"Stage 1 yet; run `python main.py stage1 --market {market} --test` (or a full run) first"
+        )
     found = stage1.status or "missing"
     if found == "completed":
-        return manifest  # type: ignore[return-value]
-    path = Workspace.at(root).manifest_path(market)
+        return manifest
     if found == "running":
         from tradelab.runlock import run_liveness
 
@@ -128,7 +139,7 @@ def require_stage1(root: str | Path, market: str) -> Manifest:
     if previous is not None and previous.status == "completed":
         log.warning("%s: stage1 is %s; using the last completed run (completed %s)", path, found,
                     previous.completed_at)
-        return {**manifest, "stage1": manifest["stage1"]["last_completed"]}  # type: ignore[index]
+        return {**manifest, "stage1": previous.record()}
     raise StageNotReady(
         f"{path}: stage1.status is {found!r}, this step needs a completed Stage 1; run "
         f"`python main.py stage1 --market {market} --test` (or a full run; --resume continues from the last "
@@ -160,28 +171,45 @@ def update_manifest(root: str | Path, market: str, change: Callable[[Manifest], 
 
     Returns:
         The saved manifest.
+
+    Raises:
+        ValueError: The change adds a key no section declares (:func:`tradelab.manifest_schema.undeclared_keys`), or
+            gives a declared key a value of the wrong type; nothing is written.
     """
     path = Workspace.at(root).manifest_path(market)
     with _locked(path):
         manifest = _parse(path, market, root) if path.exists() else new_manifest(market)
+        kept = undeclared_keys(manifest)
         change(manifest)
+        problems = problems_of(manifest)
+        if problems:
+            raise ValueError(f"{path}: refusing to write a wrongly typed manifest: {'; '.join(problems[:3])}")
+        added = sorted(undeclared_keys(manifest) - kept)
+        if added:
+            raise ValueError(f"{path}: refusing to write undeclared manifest keys {added}; declare them in "
+                             f"tradelab/manifest_schema.py first")
         manifest["updated_at"] = utc_now()
         atomic_write_json(path, manifest)
     return manifest
+
+
+def _plain(value: Any) -> Any:
+    """A section as the JSON the manifest keeps (typed models dumped with the keys that were set)."""
+    return value.record() if isinstance(value, BaseModel) else value
 
 
 def set_section(root: str | Path, market: str, section: str, value: Any) -> Manifest:
     """Replace one top-level section (``data``, ``stage1``, ...)."""
     if section not in SECTIONS:
         raise ValueError(f"unknown manifest section {section!r}; expected one of {SECTIONS}")
-    return update_manifest(root, market, lambda m: m.__setitem__(section, value))
+    return update_manifest(root, market, lambda m: m.__setitem__(section, _plain(value)))
 
 
 def merge_stage1(root: str | Path, market: str, fields: dict[str, Any]) -> Manifest:
     """Merge ``fields`` into the ``stage1`` section (creating it)."""
 
     def change(m: Manifest) -> None:
-        m["stage1"] = {**(m.get("stage1") or {}), **fields}
+        m["stage1"] = {**(m["stage1"] if m["stage1"] is not None else {}), **fields}
 
     return update_manifest(root, market, change)
 
@@ -190,28 +218,33 @@ def set_stage2(root: str | Path, market: str, key: str, value: Any) -> Manifest:
     """Set ``stage2.dataset`` or ``stage2.preflight``."""
     if key not in ("dataset", "preflight"):
         raise ValueError(f"stage2 key must be 'dataset' or 'preflight', got {key!r}")
-    return update_manifest(root, market, lambda m: m["stage2"].__setitem__(key, value))
+    return update_manifest(root, market, lambda m: m["stage2"].__setitem__(key, _plain(value)))
 
 
-def append_run(root: str | Path, market: str, run: dict[str, Any]) -> Manifest:
+def append_run(root: str | Path, market: str, run: RunRecord) -> Manifest:
     """Append one launch attempt to ``stage2.runs``."""
-    return update_manifest(root, market, lambda m: m["stage2"]["runs"].append(run))
+    return update_manifest(root, market, lambda m: m["stage2"]["runs"].append(run.record()))
 
 
-def update_last_run(root: str | Path, market: str, fields: dict[str, Any]) -> Manifest:
-    """Merge ``fields`` into the most recent ``stage2.runs`` entry (e.g. finished_at, return_code)."""
+def update_last_run(root: str | Path, market: str, run: RunRecord) -> Manifest:
+    """Replace the most recent ``stage2.runs`` entry with ``run`` (the same attempt, now finished)."""
 
     def change(m: Manifest) -> None:
         if not m["stage2"]["runs"]:
             raise ValueError("no stage2 run to update")
-        m["stage2"]["runs"][-1].update(fields)
+        m["stage2"]["runs"][-1] = run.record()
 
     return update_manifest(root, market, change)
 
 
-def append_evaluation(root: str | Path, market: str, summary: dict[str, Any]) -> Manifest:
+def append_evaluation(root: str | Path, market: str, summary: EvaluationSummary) -> Manifest:
     """Append one evaluation summary."""
-    return update_manifest(root, market, lambda m: m["evaluation"].append(summary))
+    return update_manifest(root, market, lambda m: m["evaluation"].append(summary.record()))
+
+
+def set_loop(root: str | Path, market: str, loop: LoopSection) -> Manifest:
+    """Replace the ``loop`` section with the loop's current state."""
+    return update_manifest(root, market, lambda m: m.__setitem__("loop", loop.record()))
 
 
 def _parse(path: Path, market: str, root: str | Path) -> Manifest:
@@ -267,8 +300,21 @@ def migrate(manifest: Manifest, ws: Workspace) -> Manifest:
     """Bring an older manifest up to :data:`MANIFEST_SCHEMA_VERSION` (pure: returns a new dict).
 
     1 -> 2: absolute paths inside the workspace become relative to its root; sections gain their defaults.
+    2 -> 3: each Stage 2 run's ``adapter_path`` / ``hf_model_path`` becomes its typed ``output``.
     """
     migrated = json.loads(json.dumps(manifest))
+    if migrated["schema_version"] < 2:
+        _paths_to_relative(migrated, ws)
+    for run in migrated["stage2"]["runs"]:
+        if isinstance(run, dict):
+            _run_output(run)
+    log.info("manifest for %s migrated from schema %s to %s", migrated.get("market"), manifest["schema_version"],
+             MANIFEST_SCHEMA_VERSION)
+    migrated["schema_version"] = MANIFEST_SCHEMA_VERSION
+    return migrated
+
+
+def _paths_to_relative(migrated: Manifest, ws: Workspace) -> None:
     stage2 = migrated["stage2"]
     stage2.setdefault("dataset", None)
     stage2.setdefault("preflight", None)
@@ -277,7 +323,8 @@ def migrate(manifest: Manifest, ws: Workspace) -> Manifest:
     if isinstance(data, dict) and isinstance(data.get("bars_path"), str):
         data["bars_path"] = ws.record(data["bars_path"])
     stage1 = migrated.get("stage1")
-    for section in (stage1, (stage1 or {}).get("last_completed")):
+    sections = [stage1, stage1.get("last_completed")] if isinstance(stage1, dict) else []
+    for section in sections:
         if not isinstance(section, dict):
             continue
         for key in STAGE1_PATH_KEYS:
@@ -289,7 +336,16 @@ def migrate(manifest: Manifest, ws: Workspace) -> Manifest:
     dataset = stage2.get("dataset")
     if isinstance(dataset, dict) and isinstance(dataset.get("paths"), dict):
         dataset["paths"] = {k: ws.record(v) if isinstance(v, str) else v for k, v in dataset["paths"].items()}
-    log.info("manifest for %s migrated from schema %s to %s", migrated.get("market"), manifest["schema_version"],
-             MANIFEST_SCHEMA_VERSION)
-    migrated["schema_version"] = MANIFEST_SCHEMA_VERSION
-    return migrated
+
+
+def _run_output(run: dict[str, Any]) -> None:
+    """Schema 2's ``adapter_path`` (local, verl) or ``hf_model_path`` (soft-grpo) as a schema-3 ``output``."""
+    adapter, full = run.pop("adapter_path", None), run.pop("hf_model_path", None)
+    described = run.pop("output", None)
+    path, kind = (full, "full_model") if full else (adapter, "adapter")
+    if run.get("status") != "completed" or not isinstance(path, str):
+        return
+    output: dict[str, Any] = {"kind": kind, "path": path}
+    if isinstance(described, dict):
+        output.update({k: described[k] for k in ("sha256", "architectures") if described.get(k) is not None})
+    run["output"] = output

@@ -1,31 +1,49 @@
 """The manifest's shape, declared once (ARCHITECTURE.md §11): every section as a pydantic model.
 
 :mod:`tradelab.manifest` validates each file it reads against :class:`ManifestModel` and gives readers typed
-sections (:func:`stage1_of`, :func:`stage2_of`, :func:`data_of`, :func:`evaluations_of`, :func:`loop_of`) instead
-of ``(m or {}).get(..) or {}`` chains. Writers still hand it plain dicts (``update_manifest``), so the JSON on disk
-keeps its key names and order; :class:`RunRecord` is the one exception built here, because two engines write runs.
+sections (:func:`stage1_of`, :func:`stage2_of`, :func:`data_of`, :func:`evaluations_of`, :func:`loop_of`). The
+stages return these same types (:class:`RunRecord` for a Stage 2 run, :class:`EvaluationSummary` for an evaluation,
+:class:`LoopIteration` for one turn of the loop), and writers hand them to the manifest's writing functions.
 
-The models are *tolerant* (``extra="allow"``), unlike the strict config models (:class:`tradelab.config.base
-.StrictModel`): a manifest is a record written by many versions and several stages, so a key this version does not
-declare (an older field, the loop's own figures) is kept as it is, not refused. Declared keys are type-checked
-strictly (``"512"`` is not an integer, ``true`` is not a number); each may be absent or null, as older files
-omit what they did not yet record.
+Reading is *tolerant*: a key this version does not declare (written by an older version) is kept as it is, so a
+manifest loses nothing. Writing is *strict*: a change that adds a key no model declares is refused
+(:func:`undeclared_keys`), so a writer cannot slip a field past the schema. Declared keys are type-checked strictly
+(``"512"`` is not an integer, ``true`` is not a number); most may be absent or null, as older files omit what they did
+not yet record.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-STAGE1_STATUSES: tuple[str, ...] = ("running", "completed", "interrupted", "failed")
-RUN_STATUSES: tuple[str, ...] = ("running", "completed", "interrupted", "failed")
+Status = Literal["running", "completed", "interrupted", "failed"]
+"""How a recorded piece of work ended (or that it is still running): Stage 1, a Stage 2 run, the loop and its stages.
+A run whose process was killed is ``interrupted``, never left ``running``."""
+
+STATUSES: tuple[str, ...] = get_args(Status)
+"""The :data:`Status` vocabulary, in order."""
+
+OutputKind = Literal["adapter", "full_model"]
+"""What a Stage 2 engine hands back: a LoRA adapter on its base (local, verl) or a whole model (the SofT-GRPO fork,
+whose sglang rollout cannot sync LoRA weights)."""
 
 
 class Section(BaseModel):
-    """Base of every manifest model: unknown keys are kept, declared ones are type-checked strictly."""
+    """Base of every manifest model: unknown keys are kept on read, declared ones are type-checked strictly."""
 
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+    def record(self) -> dict[str, Any]:
+        """The JSON object kept in the manifest: the keys that were set, in declaration order."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class MutableSection(Section):
+    """A section a running stage updates field by field (the loop's state); assignments are type-checked."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=False, validate_assignment=True)
 
 
 class DataSection(Section):
@@ -53,10 +71,11 @@ class Stage1Section(Section):
     """``stage1``: one Stage 1 run (paths are workspace-relative, :meth:`tradelab.paths.Workspace.resolve`).
 
     ``pid``/``host`` own a ``running`` run (one whose process is gone is stale); ``last_completed`` keeps the
-    previous completed section while a newer run is not completed, since its ``final.zip`` is still on disk.
+    previous completed section while a newer run is not completed, since its ``final.zip`` is still on disk;
+    ``error`` says why a run that did not complete stopped.
     """
 
-    status: Literal["running", "completed", "interrupted", "failed"] | None = None
+    status: Status | None = None
     started_at: str | None = None
     completed_at: str | None = None
     test_mode: bool | None = None
@@ -81,11 +100,12 @@ class Stage1Section(Section):
     host: str | None = None
     model_sha256: str | None = None
     last_completed: Stage1Section | None = None
+    error: str | None = None
 
 
 STAGE1_KEYS: tuple[str, ...] = tuple(Stage1Section.model_fields)
 """Every key of the ``stage1`` section, in the order Stage 1 writes them (ARCHITECTURE.md §11's, then the run's
-owner, the model's sha256 and the last completed run)."""
+owner, the model's sha256, the last completed run and why a run stopped)."""
 
 STAGE1_PATH_KEYS: tuple[str, ...] = (
     "model_checkpoint", "vecnormalize_path", "checkpoints_dir", "lora_adapter_path", "experience_path",
@@ -94,7 +114,7 @@ STAGE1_PATH_KEYS: tuple[str, ...] = (
 
 
 class DatasetEntry(Section):
-    """``stage2.dataset``: the last export (:func:`tradelab.grpo.dataset.export_dataset`)."""
+    """``stage2.dataset``: the last export (:func:`tradelab.grpo.dataset.export_dataset`); paths workspace-relative."""
 
     counts: dict[str, Any]
     paths: dict[str, str]
@@ -112,24 +132,45 @@ class RunDataset(Section):
     sha256s: dict[str, str]
 
 
+class RunOutput(Section):
+    """What a completed Stage 2 run left for the next Stage 1 and for evaluation to load (ARCHITECTURE.md §9).
+
+    Attributes:
+        kind: ``adapter`` (a PEFT LoRA folder, applied to ``base_model_path``) or ``full_model`` (a Hugging Face
+            model folder, loaded as the advisor's base with no adapter).
+        path: The folder (workspace-relative when inside the workspace).
+        sha256: :func:`tradelab.fileio.sha256_dir` of the folder when it was recorded.
+        base_model_path: For an adapter, the base model it was trained on; None for a full model.
+        architectures: ``config.json``'s architectures, for a full model.
+    """
+
+    kind: OutputKind
+    path: str
+    sha256: str | None = None
+    base_model_path: str | None = None
+    architectures: list[str] | None = None
+
+
 class RunRecord(Section):
-    """One ``stage2.runs`` entry: a launch attempt of any engine (verl, soft-grpo, local).
+    """One ``stage2.runs`` entry: a launch attempt of any engine (verl, soft-grpo, local), and what a Stage 2 run
+    returns (:meth:`tradelab.grpo.engines.interface.Engine.run`).
 
     Common fields first; the rest are engine-specific and absent from the others' records:
 
-    - verl / soft-grpo (:func:`tradelab.grpo.runner.run`): ``python`` (launch interpreter), ``error`` (why an
-      attempt was interrupted), ``output_note`` (why an exit-0 run left no usable weights), ``output`` (the
-      exported weights described), and ``hf_model_path`` instead of ``adapter_path`` for soft-grpo.
+    - verl / soft-grpo (:mod:`tradelab.grpo.engines.launch`): ``python`` (launch interpreter), ``error`` (why an
+      attempt was interrupted), ``output_note`` (why an exit-0 run left no usable weights).
     - local (:func:`tradelab.grpo.local.train.train_local`): ``mode`` (soft / discrete), ``resumed_from``,
-      ``steps_done``, ``skipped_steps`` (non-finite steps) and ``adapter_round_trip``.
+      ``steps_done``, ``skipped_steps`` (non-finite steps), ``adapter_round_trip`` and the validation reward and
+      format rate at the start and the end of the run.
 
-    Every engine's builder sets every common field (``engine`` .. ``adapter_path``); they are optional here only so
-    that records written by older versions still read. Builders dump it with :meth:`record`, so each engine's record
-    keeps exactly the keys it sets.
+    A ``completed`` run always has ``output``. Builders dump it with :meth:`record`, so each engine's record keeps
+    exactly the keys it sets.
     """
 
+    model_config = ConfigDict(extra="allow", strict=True, frozen=False, validate_assignment=True)
+
     engine: str
-    status: Literal["running", "completed", "interrupted", "failed"]
+    status: Status
     command: list[str] | None = None
     cwd: str | None = None
     env: dict[str, str] | None = None
@@ -142,21 +183,19 @@ class RunRecord(Section):
     config_hash: str | None = None
     output_dir: str | None = None
     tensorboard_dir: str | None = None
-    adapter_path: str | None = None
+    output: RunOutput | None = None
     python: str | None = None
     error: str | None = None
     output_note: str | None = None
-    output: dict[str, Any] | None = None
-    hf_model_path: str | None = None
     mode: str | None = None
     resumed_from: str | None = None
     steps_done: int | None = None
     skipped_steps: int | None = None
     adapter_round_trip: dict[str, Any] | None = None
-
-    def record(self) -> dict[str, Any]:
-        """The JSON object kept in the manifest: the keys that were set, in declaration order."""
-        return self.model_dump(exclude_unset=True)
+    val_reward_start: float | None = None
+    val_reward_end: float | None = None
+    val_format_start: float | None = None
+    val_format_end: float | None = None
 
 
 class Stage2Section(Section):
@@ -166,25 +205,135 @@ class Stage2Section(Section):
     preflight: dict[str, Any] | None = None
     runs: list[RunRecord] = Field(default_factory=list)
 
+    def last_output(self) -> RunOutput | None:
+        """The output of the most recent completed run, or None when no run completed."""
+        for run in reversed(self.runs):
+            if run.status == "completed" and run.output is not None:
+                return run.output
+        return None
+
 
 class EvaluationSummary(Section):
-    """One ``evaluation`` entry (:func:`tradelab.evaluation.run.summarize`); figures per agent under ``agents``."""
+    """One ``evaluation`` entry, and what an evaluation returns (:func:`tradelab.evaluation.run.evaluation_summary`).
+
+    Figures per agent under ``agents`` (name -> headline metrics); ``table`` holds the compact display rows.
+    """
 
     created_at: str | None = None
     report_dir: str | None = None
     adapter: Any = None
+    episodes: int | None = None
+    seeds: int | None = None
+    walk_forward: Any = None
     test_mode: bool | None = None
     config_hash: str | None = None
+    holdout: dict[str, Any] | None = None
     agents: dict[str, Any] | None = None
+    n_trials: int | None = None
+    table: list[dict[str, Any]] | None = None
 
 
-class LoopSection(Section):
-    """``loop``: the Stage 1 -> Stage 2 -> evaluation loop's state (:mod:`tradelab.loop.run`), one entry per
-    iteration; the loop resumes from it."""
+class LoopSettings(Section):
+    """What identifies a loop: a resumed loop must have the same settings.
 
-    status: str | None = None
-    settings: dict[str, Any] | None = None
-    iterations: list[dict[str, Any]] = Field(default_factory=list)
+    Attributes:
+        iterations: Iterations to run.
+        engine: Stage 2 engine (a name of :data:`tradelab.grpo.ENGINES`).
+        seeds: Evaluation seeds per iteration.
+        test_mode: Run every stage in test mode.
+        probe_prompts: Holdout prompts the advisor is measured on.
+        timesteps: Stage 1 timesteps per iteration (None: the config's, test-mode aware).
+    """
+
+    iterations: int
+    engine: str
+    seeds: int
+    test_mode: bool
+    probe_prompts: int
+    timesteps: int | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed loop must share (all but the number of iterations, which may grow)."""
+        return self.model_dump(exclude={"iterations"})
+
+
+class LoopStage1(Section):
+    """An iteration's Stage 1 figures: steps, the experience it wrote and the whole file's count, its config hash."""
+
+    timesteps: int | None = None
+    experiences: int | None = None
+    with_outcome: int | None = None
+    experience_samples: int | None = None
+    config_hash: str | None = None
+
+
+class LoopStage2Run(Section):
+    """An iteration's Stage 2 run, as the loop report shows it (the full record is in ``stage2.runs``)."""
+
+    engine: str
+    status: Status
+    output_kind: OutputKind | None = None
+    steps: int | None = None
+    val_reward_start: float | None = None
+    val_reward_end: float | None = None
+    run_dir: str | None = None
+
+
+class LoopEvaluation(Section):
+    """An iteration's evaluation: its report folder and the agents' loop figures (:func:`tradelab.loop.report
+    .agents_from_report`)."""
+
+    report_dir: str
+    agents: dict[str, dict[str, Any]]
+    hybrid_minus_ppo: dict[str, Any] | None = None
+    identical: list[list[str]] = Field(default_factory=list)
+
+
+class LoopIteration(MutableSection):
+    """One turn of the loop: what went in and out of each stage (the lineage) and what was measured.
+
+    The advisor a stage starts from or hands on is a base model and an adapter: ``base_*`` name the base
+    (Stage 1 of iteration 1 starts from the configured model; after a full-model engine the next Stage 1 starts from
+    that model with a fresh adapter), ``adapter_*`` the adapter. Paths are workspace-relative; ``*_sha256`` are
+    :func:`tradelab.fileio.sha256_dir` of the folders. Advisor figures (``advisor_stage1``, ``advisor``) are the
+    holdout probe's (:func:`tradelab.loop.probe.score_answers`).
+    """
+
+    iteration: int
+    stages: dict[str, Status] = Field(default_factory=dict)
+    base_in_path: str | None = None
+    base_in_sha256: str | None = None
+    adapter_in_path: str | None = None
+    adapter_in_sha256: str | None = None
+    adapter_stage1_sha256: str | None = None
+    base_out_path: str | None = None
+    base_out_sha256: str | None = None
+    adapter_out_path: str | None = None
+    adapter_out_sha256: str | None = None
+    ppo_init: str | None = None
+    dataset_sha256s: dict[str, str] | None = None
+    dataset_counts: dict[str, Any] | None = None
+    stage1: LoopStage1 | None = None
+    stage2_run: LoopStage2Run | None = None
+    evaluation: LoopEvaluation | None = None
+    advisor_stage1: dict[str, Any] | None = None
+    advisor: dict[str, Any] | None = None
+    stage2_vs_stage1: dict[str, Any] | None = None
+
+
+class LoopSection(MutableSection):
+    """``loop``: the Stage 1 -> Stage 2 -> evaluation loop's state (:mod:`tradelab.loop.run`); it resumes from it."""
+
+    status: Status
+    started_at: str | None = None
+    completed_at: str | None = None
+    settings: LoopSettings
+    market_origin: dict[str, Any] | None = None
+    warm_start: dict[str, Any] | None = None
+    iterations: list[LoopIteration] = Field(default_factory=list)
+    report: dict[str, str] | None = None
+    report_dir: str
+    error: str | None = None
 
 
 class ManifestModel(Section):
@@ -211,18 +360,41 @@ def problems_of(manifest: dict[str, Any]) -> list[str]:
     return []
 
 
+def undeclared_keys(manifest: dict[str, Any]) -> set[str]:
+    """The dotted paths of every key in ``manifest`` that no model declares (``stage1.foo``, ``stage2.runs.0.x``).
+
+    Free-form figure payloads (fields typed ``dict[str, Any]``) are data, not manifest keys, and are not looked into.
+    """
+    found: set[str] = set()
+
+    def walk(model: BaseModel, where: str) -> None:
+        for key in model.model_extra or {}:
+            found.add(f"{where}{key}")
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            items = value if isinstance(value, list) else [value]
+            for index, item in enumerate(items):
+                if isinstance(item, BaseModel):
+                    walk(item, f"{where}{name}.{index}." if isinstance(value, list) else f"{where}{name}.")
+
+    walk(ManifestModel.model_validate(manifest), "")
+    return found
+
+
 def _section(manifest: dict[str, Any] | None, key: str) -> Any:
     return None if manifest is None else manifest.get(key)
 
 
-def stage1_of(manifest: dict[str, Any] | None) -> Stage1Section:
-    """The typed ``stage1`` section (all fields None when there is no manifest or no Stage 1 yet)."""
-    return Stage1Section.model_validate(_section(manifest, "stage1") or {})
+def stage1_of(manifest: dict[str, Any] | None) -> Stage1Section | None:
+    """The typed ``stage1`` section, or None when there is no manifest or no Stage 1 yet."""
+    section = _section(manifest, "stage1")
+    return None if section is None else Stage1Section.model_validate(section)
 
 
 def stage2_of(manifest: dict[str, Any] | None) -> Stage2Section:
     """The typed ``stage2`` section (empty when there is no manifest)."""
-    return Stage2Section.model_validate(_section(manifest, "stage2") or {})
+    section = _section(manifest, "stage2")
+    return Stage2Section() if section is None else Stage2Section.model_validate(section)
 
 
 def data_of(manifest: dict[str, Any] | None) -> DataSection | None:

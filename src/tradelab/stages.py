@@ -1,8 +1,8 @@
 """The programmatic API: every CLI subcommand and every menu entry calls exactly these functions.
 
 Each function takes the workspace root, resolves the config, delegates to the package that owns the work (heavy
-modules are imported here lazily, so importing ``tradelab.stages`` stays cheap) and returns a plain dict summary for
-the caller to render. Nothing here prints. The loop, which composes these functions, has its own entry points in
+modules are imported here lazily, so importing ``tradelab.stages`` stays cheap) and returns the stage's typed result
+(:mod:`tradelab.results`, :mod:`tradelab.manifest_schema`) for the caller to render. Nothing here prints. The loop, which composes these functions, has its own entry points in
 :mod:`tradelab.loop.api`.
 """
 
@@ -17,9 +17,13 @@ from typing import Any
 
 from tradelab.config import DEFAULT_CONFIG_DIR, TradelabConfig, load_config
 from tradelab.errors import ConfigError, StageNotReady, TradelabError
+from tradelab.grpo import DEFAULT_ENGINE
+from tradelab.handoff import AdvisorModel
 from tradelab.manifest import Stage1Section, evaluations_of, load_manifest, stage1_of, stage2_of
+from tradelab.manifest_schema import EvaluationSummary
 from tradelab.markets import validate_market_name
 from tradelab.paths import Workspace
+from tradelab.results import Stage1Result, Stage2Result
 
 log = logging.getLogger(__name__)
 
@@ -102,22 +106,29 @@ def list_data(root: str | Path) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------------------------------------- stage 1
 def stage1(
     root: str | Path, market: str, *, test_mode: bool = False, timesteps: int | None = None, resume: bool = False,
-    adapter: str | None = None, init_ppo: str | Path | None = None, config: TradelabConfig | None = None,
-    progress: Progress | None = None, force: bool = False,
-) -> dict[str, Any]:
+    adapter: str | None = None, start: AdvisorModel | None = None, init_ppo: str | Path | None = None,
+    config: TradelabConfig | None = None, progress: Progress | None = None, force: bool = False,
+) -> Stage1Result:
     """Train the hybrid MaskablePPO + LoRA advisor agent and export Stage 2's inputs.
 
     Args:
         force: Start afresh even when that replaces a completed model trained for more timesteps.
         adapter: Advisor adapter to start from instead of the warm start: a PEFT adapter directory, or
-            ``"soft_grpo"`` for the market's Stage 2 adapter (which closes the Stage 1 -> Stage 2 -> Stage 1 loop).
+            ``"soft_grpo"`` for what the market's last Stage 2 run produced (which closes the Stage 1 -> Stage 2 ->
+            Stage 1 loop; a whole model becomes the base, with a fresh adapter).
+        start: The advisor to start from, given directly (the loop's lineage); wins over ``adapter``.
         init_ppo: Continue this PPO model (a ``final.zip`` with ``vecnormalize.pkl`` beside it), or ``"last"``
             for the market's own ``ppo/final.zip``, instead of a fresh one.
     """
+    from tradelab.handoff import stage1_start
     from tradelab.stage1.train import run_stage1
 
     validate_market_name(market)
-    cfg = with_advisor_adapter(_cfg(root, config), root, market, adapter)
+    cfg = _cfg(root, config)
+    if start is not None:
+        cfg = stage1_start(root, market, cfg, start, seed=cfg.app.seed)
+    else:
+        cfg = with_advisor_adapter(cfg, root, market, adapter)
     init = None
     if init_ppo is not None:
         init = Workspace.at(root).ppo_dir(market) / "final.zip" if str(init_ppo) == "last" else Path(init_ppo)
@@ -134,29 +145,41 @@ def stage1(
 def with_advisor_adapter(
     config: TradelabConfig, root: str | Path, market: str, adapter: str | None
 ) -> TradelabConfig:
-    """``config`` with ``llm.adapter_path`` set from ``adapter`` (None keeps the config's own choice).
+    """``config`` set to start Stage 1 from ``adapter`` (None keeps the config's own choice).
+
+    ``"soft_grpo"`` is what the market's last Stage 2 run produced (:func:`tradelab.handoff.stage2_model`): its
+    adapter on the base it was trained on, or its whole model as the new base with a fresh adapter.
 
     Raises:
-        StageNotReady: The adapter folder has no ``adapter_config.json``.
+        StageNotReady: There is no Stage 2 output, or the adapter folder has no ``adapter_config.json``.
     """
+    from tradelab.handoff import stage1_start, stage2_model
+
     if adapter is None:
         return config
-    path = Workspace.at(root).soft_grpo_adapter_dir(market) if adapter == "soft_grpo" else Path(adapter).resolve()
-    if not (path / "adapter_config.json").is_file():
-        hint = (f"run Stage 2 first, e.g. `python main.py stage2 --market {market} --engine local --test`"
-                if adapter == "soft_grpo" else "pass a PEFT adapter folder (adapter_config.json + weights)")
-        raise StageNotReady(f"{path}: no LoRA adapter there (adapter_config.json missing); {hint}")
-    llm = config.llm.model_copy(update={"adapter_path": str(path)})
-    return config.model_copy(update={"llm": llm})
+    if adapter == "soft_grpo":
+        model = stage2_model(root, market, load_manifest(root, market), config)
+        if model is None:
+            path = Workspace.at(root).soft_grpo_adapter_dir(market)
+            raise StageNotReady(f"{path}: no Stage 2 output for {market} (no completed run, no adapter there); run "
+                                f"Stage 2 first, e.g. `python main.py stage2 --market {market} --engine local --test`")
+    else:
+        path = Path(adapter).resolve()
+        if not (path / "adapter_config.json").is_file():
+            raise StageNotReady(f"{path}: no LoRA adapter there (adapter_config.json missing); pass a PEFT adapter "
+                                "folder (adapter_config.json + weights)")
+        model = AdvisorModel(None, path)
+    return stage1_start(root, market, config, model, seed=config.app.seed)
 
 
 # --------------------------------------------------------------------------------------------------------- stage 2
 def stage2(
-    root: str | Path, market: str, *, engine: str = "verl", test_mode: bool = False, dataset_only: bool = False,
-    dry_run: bool = False, mode: str | None = None, resume_from: str | Path | None = None,
-    config: TradelabConfig | None = None, on_line: LineSink | None = None, progress: Progress | None = None,
-) -> dict[str, Any]:
-    """Export the GRPO datasets, preflight, and launch the chosen engine (or only export / only show the command)."""
+    root: str | Path, market: str, *, engine: str = DEFAULT_ENGINE, test_mode: bool = False,
+    dataset_only: bool = False, dry_run: bool = False, mode: str | None = None,
+    resume_from: str | Path | None = None, config: TradelabConfig | None = None, on_line: LineSink | None = None,
+    progress: Progress | None = None,
+) -> Stage2Result:
+    """Export the GRPO datasets, preflight, and run the chosen engine (or only export / only show the command)."""
     from tradelab.grpo.runner import run_stage2
 
     validate_market_name(market)
@@ -167,7 +190,7 @@ def stage2(
 
 
 def preflight(
-    root: str | Path, market: str, *, engine: str = "verl", dataset_only: bool = False,
+    root: str | Path, market: str, *, engine: str = DEFAULT_ENGINE, dataset_only: bool = False,
     config: TradelabConfig | None = None,
 ) -> dict[str, Any]:
     """Check the launch environment for an engine; returns the report as a dict (``ok`` + ``checks``)."""
@@ -182,7 +205,7 @@ def evaluate(
     root: str | Path, market: str, *, episodes: int | None = None, seeds: int | None = None,
     adapter: str = "stage1", walk_forward: bool | int = False, cost_sweep: bool = False,
     config: TradelabConfig | None = None, progress: Progress | None = None, ray: str | None = None,
-) -> dict[str, Any]:
+) -> EvaluationSummary:
     """Holdout backtests of the hybrid agent against baselines; writes a report folder.
 
     Args:
@@ -206,7 +229,7 @@ def evaluate_markets(
     root: str | Path, markets: list[str], *, episodes: int | None = None, seeds: int | None = None,
     adapter: str = "stage1", walk_forward: bool | int = False, cost_sweep: bool = False,
     config: TradelabConfig | None = None, progress: Progress | None = None, ray: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[EvaluationSummary]:
     """:func:`evaluate` for several markets, one report each; with ``ray`` every (market, seed) is a Ray task."""
     from tradelab.evaluation.parallel import evaluate_markets as run_markets
 
@@ -247,20 +270,27 @@ def status(root: str | Path, market: str | None = None) -> dict[str, Any]:
 
 
 def _market_status(ws: Workspace, market: str) -> dict[str, Any]:
+    from tradelab.handoff import stage2_output
+
     manifest = load_manifest(ws.root, market)
     stage1_section = stage1_of(manifest)
     stage2_section = stage2_of(manifest)
     evaluations = evaluations_of(manifest)
-    artifacts = {
-        "bars": ws.bars_path(market),
-        "ppo_model": ws.resolve(stage1_section.model_checkpoint),
-        "vecnormalize": ws.resolve(stage1_section.vecnormalize_path),
-        "stage1_lora": ws.resolve(stage1_section.lora_adapter_path),
-        "experience": ws.resolve(stage1_section.experience_path) or ws.experience_path(market),
+    output = stage2_output(ws.root, market, manifest)
+    artifacts: dict[str, Path | None] = {"bars": ws.bars_path(market)}
+    if stage1_section is not None:
+        artifacts.update({
+            "ppo_model": ws.resolve(stage1_section.model_checkpoint),
+            "vecnormalize": ws.resolve(stage1_section.vecnormalize_path),
+            "stage1_lora": ws.resolve(stage1_section.lora_adapter_path),
+        })
+    artifacts.update({
+        "experience": ws.resolve(stage1_section.experience_path if stage1_section else None)
+        or ws.experience_path(market),
         "stage2_train": ws.soft_grpo_data_dir(market) / "stage2_train.parquet",
         "stage2_val": ws.soft_grpo_data_dir(market) / "stage2_val.parquet",
-        "soft_grpo_adapter": ws.soft_grpo_adapter_dir(market),
-    }
+        f"stage2_{output.kind if output else 'output'}": ws.resolve(output.path) if output else None,
+    })
     dataset = stage2_section.dataset
     return {
         "market": market,
@@ -280,14 +310,15 @@ def _market_status(ws: Workspace, market: str) -> dict[str, Any]:
             {k: getattr(run, k) for k in ("engine", "status", "return_code", "log_file", "started_at")}
             for run in stage2_section.runs
         ],
-        "last_evaluation": evaluations[-1].model_dump(exclude_unset=True) if evaluations else None,
+        "last_evaluation": evaluations[-1].record() if evaluations else None,
     }
 
 
-def _stage1_status(ws: Workspace, market: str, section: Stage1Section) -> str:
+def _stage1_status(ws: Workspace, market: str, section: Stage1Section | None) -> str:
     """The section's status, with a ``running`` one whose process is gone shown as stale."""
-    status = section.status or "not run"
-    if status == "running":
+    if section is None or section.status is None:
+        return f"not run: `python main.py stage1 --market {market} --test` (or a full run) trains it"
+    if section.status == "running":
         from tradelab.runlock import run_liveness
 
         liveness = run_liveness(ws.root, market, section)
@@ -295,7 +326,7 @@ def _stage1_status(ws: Workspace, market: str, section: Stage1Section) -> str:
             return f"stale: marked running, but pid {section.pid if section.pid is not None else '?'} is gone"
         if liveness == "unknown":
             return f"running on {section.host}"
-    return str(status)
+    return section.status
 
 
 # -------------------------------------------------------------------------------------------------- --test pipeline
@@ -355,20 +386,20 @@ def _test_data(root: str | Path, market: str, cfg: TradelabConfig, ws: Workspace
 
 
 def _test_stage1(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> _StageResult:
-    summary = stage1(root, market, test_mode=True, config=cfg, progress=progress)
-    figures = {"timesteps": summary.get("total_timesteps"), "experiences": summary.get("experience_samples"),
-               "with_outcome": summary.get("experience_with_outcome")}
-    keys = ("model_checkpoint", "lora_adapter_path", "experience_path")
-    outputs = [str(summary[k]) for k in keys if summary.get(k)]
-    return figures, outputs
+    result = stage1(root, market, test_mode=True, config=cfg, progress=progress)
+    section = result.section
+    figures = {"timesteps": section.total_timesteps, "experiences": section.experience_samples,
+               "with_outcome": section.experience_with_outcome}
+    ws = Workspace.at(root)
+    recorded = (section.model_checkpoint, section.lora_adapter_path, section.experience_path)
+    return figures, [str(ws.resolve(path)) for path in recorded if path]
 
 
 def _test_dataset(root: str | Path, market: str, cfg: TradelabConfig) -> _StageResult:
-    summary = stage2(root, market, engine="local", test_mode=True, dataset_only=True, config=cfg)
-    dataset = summary.get("dataset") or {}
-    counts = dataset.get("counts") or {}
-    figures = {"train_rows": counts.get("train"), "val_rows": counts.get("val"), "malformed": counts.get("malformed")}
-    return figures, [str(p) for p in (dataset.get("paths") or {}).values()]
+    result = stage2(root, market, engine="local", test_mode=True, dataset_only=True, config=cfg)
+    counts = result.dataset.counts
+    figures = {"train_rows": counts["train"], "val_rows": counts["val"], "malformed": counts["malformed"]}
+    return figures, list(result.dataset.paths.values())
 
 
 def _test_preflight(root: str | Path, market: str, cfg: TradelabConfig) -> _StageResult:
@@ -383,14 +414,17 @@ def _test_preflight(root: str | Path, market: str, cfg: TradelabConfig) -> _Stag
 
 
 def _test_local(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> _StageResult:
-    summary = stage2(root, market, engine="local", test_mode=True, config=cfg, progress=progress)
-    run = summary.get("run") or summary
-    figures = {k: run.get(k) for k in ("steps", "val_reward_start", "val_reward_end") if k in run}
-    return figures, [str(run[k]) for k in ("adapter_path", "run_dir") if run.get(k)]
+    result = stage2(root, market, engine="local", test_mode=True, config=cfg, progress=progress)
+    run = result.run
+    if run is None or run.output is None:
+        raise StageNotReady(f"the local engine's test run for {market} recorded no output")
+    figures = {"steps": run.steps_done, "val_reward_start": run.val_reward_start, "val_reward_end": run.val_reward_end}
+    ws = Workspace.at(root)
+    return figures, [str(ws.resolve(run.output.path)), str(run.output_dir)]
 
 
 def _test_evaluation(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> _StageResult:
     summary = evaluate(root, market, config=cfg, progress=progress)
-    net = {row["agent"]: row.get("net_pnl_usd") for row in summary.get("table") or []}
+    net = {row["agent"]: row["net_pnl_usd"] for row in summary.table or []}
     figures = {"agents": len(net), **{f"{agent}_net_usd": net[agent] for agent in ("hybrid", "ppo") if agent in net}}
-    return figures, [str(summary.get("report_dir"))]
+    return figures, [str(summary.report_dir)]

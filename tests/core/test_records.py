@@ -13,7 +13,6 @@ from tradelab.core import records
 from tradelab.core.ground_truth import GROUND_TRUTH_VERSION, build_ground_truth, dumps
 from tradelab.core.records import DEFAULT_REWARD_WEIGHTS, REWARD_SPEC_VERSION, check_record, spec_of
 from tradelab.core.reward import compute_score
-from tradelab.grpo import record_check
 
 ANSWERS = (
     "BUY | 0.8 | trend", "SELL | 0.6 | fade", "HOLD | 0.5 | wait", "HOLD", "<think>up</think>\nBUY | 0.9 | up",
@@ -26,7 +25,6 @@ def test_the_validator_tables_are_the_typed_declaration() -> None:
     assert set(records.REQUIRED) | set(records.OPTIONAL) | set(records.NULLABLE) == declared
     assert {outer for outer, _ in records.NESTED} <= declared
     assert set(typing.get_type_hints(records.RewardWeights)) == set(DEFAULT_REWARD_WEIGHTS)
-    assert record_check.check_record is check_record  # one validator, re-exported for grpo
 
 
 def test_build_ground_truth_validates_with_the_same_check() -> None:

@@ -9,8 +9,11 @@ from stage2_factory import make_record
 
 from tradelab.core.ground_truth import build_ground_truth, dumps
 from tradelab.core.replay import simulate_action
-from tradelab.core.reward import INVALID_SCORE, SCORE_KEYS, compute_score
+from tradelab.core.records import DEFAULT_REWARD_WEIGHTS
+from tradelab.core.reward import SCORE_KEYS, compute_score
 from tradelab.core.tradesim import Costs, ExitRules
+
+INVALID_SCORE = DEFAULT_REWARD_WEIGHTS["invalid_score"]
 
 ANSWERS = (
     "BUY | 0.8 | trend", "SELL | 0.6 | fade", "HOLD | 0.5 | wait", "<think>up move</think>\nBUY | 0.9 | up",

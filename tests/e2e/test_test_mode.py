@@ -34,7 +34,8 @@ def test_test_mode_runs_the_whole_pipeline(tmp_path: Path) -> None:
     assert manifest["stage2"]["preflight"] is not None
     local_runs = [r for r in manifest["stage2"]["runs"] if r["engine"] == "local"]
     assert local_runs and local_runs[-1]["status"] == "completed" and local_runs[-1]["return_code"] == 0
-    assert (Path(local_runs[-1]["adapter_path"]) / "adapter_config.json").exists()
+    output = local_runs[-1]["output"]
+    assert output["kind"] == "adapter" and (tmp_path / output["path"] / "adapter_config.json").exists()
     assert manifest["evaluation"] and Path(manifest["evaluation"][-1]["report_dir"], "report.json").exists()
 
     # The experience file is append-only: a second Stage 1 in the same root appends, never truncates.

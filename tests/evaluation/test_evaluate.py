@@ -24,7 +24,7 @@ def run(eval_root: Path, baseline_config: TradelabConfig) -> dict[str, Any]:
     calls: list[tuple[int, int]] = []
     summary = evaluate(eval_root, "NQ", baseline_config, episodes=2, seeds=3, adapter="stage1", walk_forward=True,
                        cost_sweep=True, progress=lambda done, total: calls.append((done, total)))
-    report = json.loads((Path(summary["report_dir"]) / "report.json").read_text())
+    report = json.loads((Path(summary.report_dir) / "report.json").read_text())
     return {"summary": summary, "report": report, "calls": calls}
 
 
@@ -57,7 +57,7 @@ def test_ci_is_computed_over_the_seeds(run: dict[str, Any]) -> None:
 
 
 def test_report_md_and_pngs_are_written(run: dict[str, Any]) -> None:
-    report_dir = Path(run["summary"]["report_dir"])
+    report_dir = Path(run["summary"].report_dir)
     assert report_dir.parent.name == "NQ" and report_dir.parent.parent.name == "reports"
     md = (report_dir / "report.md").read_text()
     for heading in ("## Trading", "## Rule compliance", "## Intervals (95%)", "## Selection-aware Sharpe",
@@ -102,11 +102,11 @@ def test_report_has_honest_intervals_selection_costs_and_regimes(run: dict[str, 
 
 def test_summary_goes_into_the_manifest(run: dict[str, Any], eval_root: Path) -> None:
     summary = run["summary"]
-    assert [row["agent"] for row in summary["table"]] == BASELINES
-    assert set(summary["table"][0]) == {"agent", "net_pnl_usd", "sharpe", "max_drawdown", "win_rate",
+    assert [row["agent"] for row in summary.table] == BASELINES
+    assert set(summary.table[0]) == {"agent", "net_pnl_usd", "sharpe", "max_drawdown", "win_rate",
                                         "profit_factor", "trades"}
-    stored = [e for e in load_manifest(eval_root, "NQ")["evaluation"] if e["report_dir"] == summary["report_dir"]]
-    assert stored == [json.loads(json.dumps(summary))]
+    stored = [e for e in load_manifest(eval_root, "NQ")["evaluation"] if e["report_dir"] == summary.report_dir]
+    assert stored == [summary.record()]
     done, total = run["calls"][-1]
     assert done == total == 3 * 3 * 2 * 3  # agents x seeds x episodes x windows
 
@@ -145,7 +145,7 @@ def test_missing_adapter_is_a_clear_error(eval_root: Path) -> None:
 def test_adapter_none_skips_the_advisor_agents(eval_root: Path) -> None:
     config = load_config(overrides={"evaluation.agents": ["hybrid", "advisor", "flat"], "evaluation.plots": False})
     summary = evaluate(eval_root, "NQ", config, episodes=1, seeds=1, adapter="none")
-    report = json.loads((Path(summary["report_dir"]) / "report.json").read_text())
+    report = json.loads((Path(summary.report_dir) / "report.json").read_text())
     assert list(report["agents"]) == ["flat"]
     assert set(report["settings"]["skipped_agents"]) == {"hybrid", "advisor"}
     assert report["plots"] == []

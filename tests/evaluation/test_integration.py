@@ -35,7 +35,7 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory, nq_workspace: Path, tiny
     # A Stage 2 adapter stand-in (a copy of Stage 1's) makes evaluation add the adapter comparison.
     shutil.copytree(ws.stage1_lora_dir("NQ"), ws.soft_grpo_adapter_dir("NQ"))
     summary = evaluate(root, "NQ", config, episodes=1, seeds=2)
-    report = json.loads((Path(summary["report_dir"]) / "report.json").read_text())
+    report = json.loads((Path(summary.report_dir) / "report.json").read_text())
     return {"root": root, "summary": summary, "report": report}
 
 
@@ -56,9 +56,9 @@ def test_every_agent_is_reported_on_the_holdout(evaluated: dict[str, Any]) -> No
 
 
 def test_report_files_and_manifest(evaluated: dict[str, Any]) -> None:
-    report_dir = Path(evaluated["summary"]["report_dir"])
+    report_dir = Path(evaluated["summary"].report_dir)
     for name in ("report.json", "report.md", "equity_drawdown.png", "r_multiples.png", "advisor_calibration.png"):
         assert (report_dir / name).stat().st_size > 0, name
     manifest = load_manifest(evaluated["root"], "NQ")
     assert manifest["evaluation"][-1]["report_dir"] == str(report_dir)
-    assert {row["agent"] for row in evaluated["summary"]["table"]} == set(AGENTS + ["hybrid_stage1"])
+    assert {row["agent"] for row in evaluated["summary"].table} == set(AGENTS + ["hybrid_stage1"])

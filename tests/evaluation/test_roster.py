@@ -8,7 +8,9 @@ import pytest
 
 from tradelab.config import TradelabConfig, resolve_config
 from tradelab.errors import StageNotReady
-from tradelab.evaluation.roster import adapter_dirs, build_roster
+from tradelab.evaluation.roster import advisor_models, build_roster
+from tradelab.handoff import AdvisorModel
+from tradelab.manifest_schema import RunOutput, RunRecord
 from tradelab.evaluation.backtest import resolve_settings
 from tradelab.paths import Workspace
 
@@ -51,8 +53,25 @@ def test_adapter_none_keeps_ppo_and_baselines(tmp_path: Path, config: TradelabCo
     assert names == ["ppo", "flat", "buy_and_hold", "random"] and set(skipped) == {"hybrid", "advisor"}
 
 
-def test_manifest_adapter_path_wins(tmp_path: Path) -> None:
+def test_manifest_adapter_path_wins(tmp_path: Path, config: TradelabConfig) -> None:
     _adapter(tmp_path / "elsewhere" / "lora")
     manifest = {"stage1": {"lora_adapter_path": "elsewhere/lora"}}
-    assert adapter_dirs(tmp_path, "NQ", manifest) == {"stage1": tmp_path.resolve() / "elsewhere" / "lora"}
-    assert adapter_dirs(tmp_path, "NQ") == {}
+    assert advisor_models(tmp_path, "NQ", manifest, config) == {
+        "stage1": AdvisorModel(None, tmp_path.resolve() / "elsewhere" / "lora")}
+    assert advisor_models(tmp_path, "NQ", None, config) == {}
+
+
+def test_a_whole_model_from_stage2_is_the_soft_grpo_advisor(tmp_path: Path, config: TradelabConfig) -> None:
+    ws = Workspace.at(tmp_path)
+    _adapter(ws.stage1_lora_dir("NQ"))
+    _adapter(ws.soft_grpo_adapter_dir("NQ"))  # an older adapter: the last completed run's output wins
+    base = {"name": "b", "local_path": "models/base/other", "smoke_test_model": False}
+    run = RunRecord(engine="soft-grpo", status="completed",
+                    output=RunOutput(kind="full_model", path="models/phase3_hybrid/NQ/soft_grpo/hf_model"))
+    manifest = {"stage1": {"status": "completed", "base_model": base},
+                "stage2": {"dataset": None, "preflight": None, "runs": [run.record()]}}
+    found = advisor_models(tmp_path, "NQ", manifest, config)
+    assert found == {"stage1": AdvisorModel(ws.root / "models/base/other", ws.stage1_lora_dir("NQ")),
+                     "soft_grpo": AdvisorModel(ws.soft_grpo_output_dir("NQ") / "hf_model", None)}
+    loaded = found["soft_grpo"].config_for(config).llm
+    assert loaded.model == str(ws.soft_grpo_output_dir("NQ") / "hf_model") and loaded.adapter_path is None

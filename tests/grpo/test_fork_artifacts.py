@@ -135,7 +135,7 @@ def test_tiny_advisor_merged_loads_identically_under_the_fork_pins(fork_plan: La
 @pytest.mark.slow
 def test_qwen25_base_merged_keeps_rope_theta_and_vocab_under_the_fork_pins(fork_plan: LaunchPlan,
                                                                            tmp_path: Path) -> None:
-    from tradelab.grpo.bases import build_base
+    from testmodels.bases import build_base
 
     base = build_base("qwen2.5", tmp_path / "qwen2.5")
     merged = _merged(base, tmp_path / "stage1_merged")
@@ -159,7 +159,7 @@ def test_qwen25_base_merged_keeps_rope_theta_and_vocab_under_the_fork_pins(fork_
 @pytest.mark.slow
 def test_llama32_base_merged_keeps_llama3_rope_scaling_under_the_fork_pins(fork_plan: LaunchPlan,
                                                                            tmp_path: Path) -> None:
-    from tradelab.grpo.bases import build_base
+    from testmodels.bases import build_base
 
     base = build_base("llama3.2", tmp_path / "llama3.2")
     merged = _merged(base, tmp_path / "stage1_merged")

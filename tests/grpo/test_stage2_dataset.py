@@ -204,7 +204,10 @@ def test_export_reports_progress_in_bytes_of_the_experience_file(
 
 
 def test_the_blocklist_travels_in_every_rows_ground_truth(stage2_root: Path) -> None:
-    from tradelab.core.reward import INVALID_SCORE, compute_score
+    from tradelab.core.records import DEFAULT_REWARD_WEIGHTS
+    from tradelab.core.reward import compute_score
+
+    INVALID_SCORE = DEFAULT_REWARD_WEIGHTS["invalid_score"]
 
     export_dataset(stage2_root, "NQ", with_overrides(dataset__blocklist=["http://"]), test_mode=False)
     for row in _rows(stage2_root, "train") + _rows(stage2_root, "val"):

@@ -23,7 +23,7 @@ from tradelab.config import load_config
 from tradelab.grpo import dataset
 from tradelab.grpo.dataset import export_dataset, row_schema, with_reasoning
 from tradelab.core.ground_truth import build_ground_truth, dumps
-from tradelab.grpo.record_check import check_record
+from tradelab.core.records import check_record
 from tradelab.paths import Workspace
 
 

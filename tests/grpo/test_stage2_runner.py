@@ -18,7 +18,7 @@ from tradelab.errors import ConfigError, PreflightError, StageFailed
 from tradelab.grpo.engines import base
 from tradelab.grpo.engines.soft_grpo import MERGE_MARKER, ensure_merged, merged_state
 from tradelab.grpo.runner import build_plan, run_stage2
-from tradelab.manifest import load_manifest
+from tradelab.manifest import RunRecord, load_manifest
 from tradelab.paths import Workspace
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -73,23 +73,23 @@ def test_unknown_placeholder_is_a_config_error(stage2_root: Path) -> None:
 
 def test_dry_run_returns_the_command_and_launches_nothing(stage2_root: Path, standin_python: Path) -> None:
     config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
-    summary = run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True, dry_run=True)
-    assert summary["command"][0] == str(standin_python) and "-m" in summary["command"]
-    assert "verl.trainer.main_ppo" in summary["command_line"]
-    assert _runs(stage2_root) == []
+    result = run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True, dry_run=True)
+    assert result.launch.command[0] == str(standin_python) and "-m" in result.launch.command
+    assert "verl.trainer.main_ppo" in result.launch.command_line
+    assert _runs(stage2_root) == [] and result.run is None
     assert not Workspace.at(stage2_root).soft_grpo_log_dir().exists()
-    assert summary["dataset"]["counts"]["train"] > 0
+    assert result.dataset.counts["train"] > 0
 
 
 def test_launch_script_runs_the_same_command(stage2_root: Path, standin_python: Path) -> None:
     config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
-    summary = run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True, dry_run=True)
-    script = Path(summary["launch_script"])
+    result = run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True, dry_run=True)
+    script = Path(result.launch.launch_script)
     assert script == Workspace.at(stage2_root).soft_grpo_output_dir("NQ") / "launch.sh"
     text = script.read_text()
     assert text.startswith("#!/usr/bin/env bash") and "export TENSORBOARD_DIR=" in text and "\ncd " in text
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=120, check=False)
-    n_overrides = len(summary["command"]) - 3
+    n_overrides = len(result.launch.command) - 3
     assert done.returncode == 3 and f"stand-in engine verl.trainer.main_ppo: {n_overrides} overrides" in done.stdout
 
 
@@ -138,11 +138,14 @@ def test_successful_launch_exports_the_adapter(stage2_root: Path, standin_python
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STANDIN_EXIT", "0")
     config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
-    summary = run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True)
-    adapter = Workspace.at(stage2_root).soft_grpo_adapter_dir("NQ")
-    assert summary["adapter_path"] == str(adapter) and (adapter / "adapter_config.json").is_file()
+    result = run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True)
+    ws = Workspace.at(stage2_root)
+    adapter = ws.soft_grpo_adapter_dir("NQ")
+    assert ws.resolve(result.run.output.path) == adapter and (adapter / "adapter_config.json").is_file()
     (run,) = _runs(stage2_root)
-    assert run["status"] == "completed" and run["return_code"] == 0 and run["adapter_path"] == str(adapter)
+    assert run["status"] == "completed" and run["return_code"] == 0 and run["output"]["kind"] == "adapter"
+    assert run["output"]["path"] == ws.record(adapter) and run["output"]["base_model_path"] == "models/base/fake-base"
+    assert result.run.record() == run
     assert "stand-in merger wrote" in Path(run["log_file"]).read_text()
 
 
@@ -154,7 +157,7 @@ def test_an_adapter_that_does_not_load_fails_the_run(stage2_root: Path, standin_
     with pytest.raises(StageFailed, match="adapter weights do not load"):
         run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True)
     (run,) = _runs(stage2_root)
-    assert run["status"] == "failed" and run["adapter_path"] is None and "do not load" in run["output_note"]
+    assert run["status"] == "failed" and "output" not in run and "do not load" in run["output_note"]
     assert not Workspace.at(stage2_root).soft_grpo_adapter_dir("NQ").exists()
 
 
@@ -164,7 +167,7 @@ def test_fork_run_is_complete_only_with_a_loadable_hf_model(tmp_path: Path, stan
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from stage2_factory import mixed_records, write_experience
 
-    from tradelab.grpo.runner import hf_model_dir
+    from tradelab.grpo.engines.soft_grpo import hf_model_dir
     from tradelab.manifest import merge_stage1
 
     root = tmp_path / "ws"
@@ -179,16 +182,18 @@ def test_fork_run_is_complete_only_with_a_loadable_hf_model(tmp_path: Path, stan
     monkeypatch.setenv("STANDIN_EXIT", "0")
     monkeypatch.setenv("STANDIN_HF_MODEL", str(tiny_advisor_dir))
     config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
-    summary = run_stage2(root, "NQ", config, engine="soft-grpo", test_mode=True)
-    target = hf_model_dir(Workspace.at(root), "NQ")
-    assert summary["hf_model_path"] == str(target) and (target / "model.safetensors").is_file()
+    result = run_stage2(root, "NQ", config, engine="soft-grpo", test_mode=True)
+    ws = Workspace.at(root)
+    target = hf_model_dir(ws, "NQ")
+    assert ws.resolve(result.run.output.path) == target and (target / "model.safetensors").is_file()
     (run,) = _runs(root)
-    assert run["status"] == "completed" and run["output"]["sha256"] and run["hf_model_path"] == str(target)
+    assert run["status"] == "completed" and run["output"]["sha256"] and run["output"]["kind"] == "full_model"
+    assert run["output"]["base_model_path"] is None and run["output"]["architectures"]
     # A fork run that leaves sharded files only (no huggingface/) is recorded as failed, with the fix named.
     monkeypatch.delenv("STANDIN_HF_MODEL")
     with pytest.raises(StageFailed, match="add hf_model to actor_rollout_ref.actor.checkpoint.contents"):
         run_stage2(root, "NQ", config, engine="soft-grpo", test_mode=True)
-    assert _runs(root)[-1]["status"] == "failed" and _runs(root)[-1]["hf_model_path"] is None
+    assert _runs(root)[-1]["status"] == "failed" and "output" not in _runs(root)[-1]
 
 
 def test_preflight_failure_blocks_the_launch(stage2_root: Path, tmp_path: Path) -> None:
@@ -200,18 +205,20 @@ def test_preflight_failure_blocks_the_launch(stage2_root: Path, tmp_path: Path) 
 
 def test_dataset_only_exports_and_reports_without_launching(stage2_root: Path, tmp_path: Path) -> None:
     config = with_overrides(runner__python=str(tmp_path / "missing-python"))
-    summary = run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True, dataset_only=True)
-    assert summary["preflight"]["ok"] is False and "command" not in summary
-    assert Path(summary["dataset"]["paths"]["train"]).is_file()
+    result = run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True, dataset_only=True)
+    assert result.preflight["ok"] is False and result.launch is None and result.run is None
+    assert Path(result.dataset.paths["train"]).is_file()
 
 
 def test_local_engine_is_dispatched_in_process(stage2_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import tradelab.grpo.local.train as local_trainer
 
     calls: list[dict] = []
-    monkeypatch.setattr(local_trainer, "train_local", lambda root, market, config, **kw: calls.append(kw) or {"ok": 1})
-    summary = run_stage2(stage2_root, "NQ", load_config(), engine="local", test_mode=True, mode="discrete")
-    assert summary["run"] == {"ok": 1}
+    record = RunRecord(engine="local", status="completed")
+    monkeypatch.setattr(local_trainer, "train_local",
+                        lambda root, market, config, **kw: calls.append(kw) or {"run": record})
+    result = run_stage2(stage2_root, "NQ", load_config(), engine="local", test_mode=True, mode="discrete")
+    assert result.run is record and result.launch.command_line.startswith("tradelab.grpo.local.train.train_local(")
     assert calls == [{"mode": "discrete", "test_mode": True, "resume_from": None, "progress": None}]
 
 

@@ -60,7 +60,9 @@ def test_soft_test_run_records_everything_and_resume_repeats_it(grpo_root: Path,
     record = runs[-1]
     assert record["engine"] == "local" and record["status"] == "completed" and record["return_code"] == 0
     assert record["command"][-3:] == ["--mode", "soft", "--test"] and record["output_dir"] == str(run_dir)
-    assert record["dataset"]["sha256s"] == first["run"]["dataset"]["sha256s"] and record["config_hash"]
+    assert record == first["run"].record() and record["config_hash"]
+    assert record["output"]["kind"] == "adapter" and record["output"]["base_model_path"]
+    assert record["val_reward_start"] == first["val_reward_start"]
 
     resumed = train_local(grpo_root, MARKET, config, mode="soft", test_mode=True, resume_from=run_dir)
     assert resumed["start_step"] == 2 and Path(resumed["run_dir"]) != run_dir

@@ -17,8 +17,9 @@ from tradelab import stages
 from tradelab.config import TradelabConfig
 from tradelab.errors import StageNotReady
 from tradelab.loop import run as loop_run
-from tradelab.loop.run import LOOP_STAGES, LoopSettings, run_loop
+from tradelab.loop.run import LOOP_STAGES, run_loop
 from tradelab.manifest import load_manifest
+from tradelab.manifest_schema import LoopEvaluation, LoopIteration, LoopSection, LoopSettings
 
 FIGURES = {"hit_rate": 0.5, "hit_rate_ci": [0.4, 0.6], "hit_rate_up": 0.5, "hit_rate_up_ci": None,
            "hit_rate_down": 0.5, "hit_rate_down_ci": None, "balanced_hit_rate": 0.5,
@@ -37,31 +38,33 @@ class Recorder:
         self.fail_at = fail_at
 
     def stage(self, name: str) -> Any:
-        def run(root, market, config, settings, state, iteration, probe, progress) -> None:
-            number = iteration["iteration"]
+        def run(root, market, config, settings, state: LoopSection, iteration: LoopIteration, probe,
+                progress) -> None:
+            number = iteration.iteration
             self.calls.append((number, name))
             if self.fail_at == (number, name):
                 self.fail_at = None
                 raise KeyboardInterrupt("stopped")
             if name == "stage1":
                 previous = loop_run._previous(state, iteration)
-                iteration["adapter_in_sha256"] = previous["adapter_out_sha256"] if previous else "warm"
-                iteration["ppo_init"] = "final.zip" if previous else None
-                iteration["adapter_stage1_sha256"] = f"s1-{number}"
-                iteration["advisor_stage1"] = dict(FIGURES)
+                iteration.adapter_in_sha256 = previous.adapter_out_sha256 if previous else "warm"
+                iteration.base_in_sha256 = "base"
+                iteration.ppo_init = "final.zip" if previous else None
+                iteration.adapter_stage1_sha256 = f"s1-{number}"
+                iteration.advisor_stage1 = dict(FIGURES)
             elif name == "stage2_dataset":
-                iteration["dataset_sha256s"] = {"train": f"t{number}", "val": f"v{number}"}
+                iteration.dataset_sha256s = {"train": f"t{number}", "val": f"v{number}"}
             elif name == "stage2_engine":
-                iteration["adapter_out_path"] = f"adapter-{number}"
-                iteration["adapter_out_sha256"] = f"s2-{number}"
-                iteration["advisor"] = {**FIGURES, "hit_rate": 0.5 + 0.05 * number,
-                                        "balanced_hit_rate": 0.5 + 0.02 * number}
-                iteration["stage2_vs_stage1"] = {"reward_gain": 0.0, "reward_gain_ci": None, "answers_changed": 0.0,
-                                                 "logprob_shift_mean": 1e-4, "same_adapter": False}
+                iteration.adapter_out_path = f"adapter-{number}"
+                iteration.adapter_out_sha256 = f"s2-{number}"
+                iteration.advisor = {**FIGURES, "hit_rate": 0.5 + 0.05 * number,
+                                     "balanced_hit_rate": 0.5 + 0.02 * number}
+                iteration.stage2_vs_stage1 = {"reward_gain": 0.0, "reward_gain_ci": None, "answers_changed": 0.0,
+                                              "logprob_shift_mean": 1e-4, "same_adapter": False}
             else:
-                iteration["evaluation"] = {"report_dir": "r", "agents": {"hybrid": AGENT, "ppo": AGENT},
-                                           "hybrid_minus_ppo": {"net_pnl_usd": 0.0, "net_pnl_usd_ci": [0.0, 0.0]},
-                                           "identical": [["hybrid", "ppo"]]}
+                iteration.evaluation = LoopEvaluation(
+                    report_dir="r", agents={"hybrid": AGENT, "ppo": AGENT},
+                    hybrid_minus_ppo={"net_pnl_usd": 0.0, "net_pnl_usd_ci": [0.0, 0.0]}, identical=[["hybrid", "ppo"]])
         return run
 
 
@@ -70,7 +73,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     rec = Recorder()
     monkeypatch.setattr(loop_run, "_STAGES", {name: rec.stage(name) for name in LOOP_STAGES})
     monkeypatch.setattr(loop_run._ProbeContext, "warm_adapter", lambda self: Path("warm"))
-    monkeypatch.setattr(loop_run._ProbeContext, "measure", lambda self, adapter, label: dict(FIGURES))
+    monkeypatch.setattr(loop_run._ProbeContext, "measure", lambda self, model, label: dict(FIGURES))
     return rec
 
 

@@ -406,3 +406,33 @@ def warm_start(root: str | Path, config: TradelabConfig, *, seed: int, out_dir: 
     examples = teacher_examples(config, warm.n_examples, warm.seed)
     return train_adapter(base_dir, examples, config, out_dir=out_dir, seed=seed, epochs=warm.epochs,
                          learning_rate=warm.learning_rate, progress=progress)
+
+
+def fresh_adapter(base_dir: str | Path, config: TradelabConfig, *, out_dir: str | Path, seed: int) -> Path:
+    """A new, untrained LoRA adapter on ``base_dir`` (``lora_B`` is zero, so the model answers as the base does).
+
+    Stage 1 starts from one when Stage 2 handed back a whole model (the SofT-GRPO fork trains every weight): the new
+    base keeps what Stage 2 taught, and Stage 1's refinements train the adapter on top of it.
+
+    Returns:
+        ``out_dir`` (replaced atomically if it exists).
+    """
+    import torch
+
+    from tradelab.advisor.load import load_base_model
+    from tradelab.advisor.tiny import model_info
+    from tradelab.config import config_hash
+    from tradelab.fileio import atomic_write_json, staged_dir
+    from tradelab.provenance import origin
+
+    torch.manual_seed(seed)
+    base, _ = load_base_model(Path(base_dir), config.llm, "cpu")
+    model = _peft_model(base, config, None)
+    with staged_dir(Path(out_dir)) as staging:
+        model.save_pretrained(staging)
+        atomic_write_json(staging / ADAPTER_INFO, {
+            "base_model": model_info(base_dir), "init_adapter": None, "lora": config.llm.lora.model_dump(),
+            "training": None, "origin": origin(config_hash(config), seed),
+        })
+    log.info("fresh adapter on %s saved to %s", base_dir, out_dir)
+    return Path(out_dir)

@@ -106,10 +106,10 @@ def _evaluate(args: argparse.Namespace, out: Console) -> int:
             args.root, markets, episodes=args.episodes, seeds=args.seeds, adapter=args.adapter,
             walk_forward=args.walk_forward, cost_sweep=args.cost_sweep, config=cfg, progress=progress, ray=args.ray)
     for market, summary in zip(markets, summaries):
-        table = summary.get("table") or []
-        if table:
-            out.print(render.rows_table(f"{market}: holdout evaluation", table))
-        out.print(f"Report: {summary.get('report_dir')}")
+        table = render.evaluation_table(market, summary)
+        if table is not None:
+            out.print(table)
+        out.print(f"Report: {summary.report_dir}")
     return 0
 
 

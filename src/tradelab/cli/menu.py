@@ -20,7 +20,8 @@ from tradelab.cli import render
 from tradelab.cli.parser import days_int, edge_float, positive_int, timesteps_int
 from tradelab.config import TradelabConfig
 from tradelab.errors import TradelabError
-from tradelab.grpo import ENGINES
+from tradelab.grpo import DEFAULT_ENGINE, ENGINES
+from tradelab.handoff import stage2_output
 from tradelab.manifest import load_manifest, stage1_of
 from tradelab.paths import Workspace
 
@@ -136,8 +137,8 @@ class Menu:
         return _ask(questionary.select("Market", choices=[*markets, BACK]))
 
     def _stage1_markets(self) -> list[str]:
-        return [m for m in self.ws.markets_with_manifest()
-                if stage1_of(load_manifest(self.root, m)).status == "completed"]
+        sections = {m: stage1_of(load_manifest(self.root, m)) for m in self.ws.markets_with_manifest()}
+        return [m for m, section in sections.items() if section is not None and section.status == "completed"]
 
     def stage1(self) -> None:
         market = self._market(self.ws.markets_with_data(),
@@ -149,9 +150,11 @@ class Menu:
                                                   validate=lambda v: _checked(timesteps_int, v))))
         resume = bool(_ask(questionary.confirm("Resume from the latest checkpoint?", default=False)))
         adapter = None
-        if (self.ws.soft_grpo_adapter_dir(market) / "adapter_config.json").is_file():
-            choice = _ask(questionary.select("Advisor adapter", choices=[
-                "Warm start (config)", "Stage 2 adapter (soft_grpo)", BACK]))
+        output = stage2_output(self.root, market, load_manifest(self.root, market))
+        if output is not None:
+            what = "adapter" if output.kind == "adapter" else "model, with a fresh adapter"
+            choice = _ask(questionary.select("Advisor", choices=[
+                "Warm start (config)", f"Stage 2 {what} (soft_grpo)", BACK]))
             adapter = "soft_grpo" if choice.startswith("Stage 2") else None
         with render.progress_bar(self.out, f"Stage 1 {market}: PPO timesteps") as progress:
             summary = stages.stage1(self.root, market, test_mode=test_mode, timesteps=timesteps, resume=resume,
@@ -160,14 +163,17 @@ class Menu:
         self.out.print(f"Logs: {self.ws.app_log()}  TensorBoard: {self.ws.stage1_tensorboard_dir(market)}")
 
     def stage2(self) -> None:
+        from tradelab.grpo.engines.registry import get_engine
+
         market = self._market(self._stage1_markets(),
                               "No market has a completed Stage 1: Training → Phase 3 Stage 1 "
                               "(or `python main.py stage1 --market NQ --test`).")
         mode = _ask(questionary.select("Run", choices=[*STAGE2_MODES, BACK]))
-        engine = _ask(questionary.select("Engine", choices=[*ENGINES, BACK]))
+        engine = _ask(questionary.select("Engine", choices=[*ENGINES, BACK], default=DEFAULT_ENGINE))
         rollout_mode = None
-        if engine == "local" and not STAGE2_MODES[mode]["dataset_only"]:
-            rollout_mode = _ask(questionary.select("Rollouts", choices=["soft", "discrete", BACK]))
+        modes = get_engine(engine).rollout_modes
+        if len(modes) > 1 and not STAGE2_MODES[mode]["dataset_only"]:
+            rollout_mode = _ask(questionary.select("Rollouts", choices=[*modes, BACK]))
         with render.progress_bar(self.out, f"Stage 2 {market} ({engine})") as progress:
             summary = stages.stage2(self.root, market, engine=engine, mode=rollout_mode, config=self.config,
                                     progress=progress, on_line=lambda line: self.out.print(line, markup=False),
@@ -182,9 +188,10 @@ class Menu:
         adapter = _ask(questionary.select("Advisor adapter", choices=["stage1", "soft_grpo", "none", BACK]))
         with render.progress_bar(self.out, f"Evaluation {market}") as progress:
             summary = stages.evaluate(self.root, market, adapter=adapter, config=self.config, progress=progress)
-        if summary.get("table"):
-            self.out.print(render.rows_table(f"{market}: holdout evaluation", summary["table"]))
-        self.out.print(f"Report: {summary.get('report_dir')}")
+        table = render.evaluation_table(market, summary)
+        if table is not None:
+            self.out.print(table)
+        self.out.print(f"Report: {summary.report_dir}")
 
     def loop(self) -> None:
         from tradelab.loop import api as loop_api
@@ -194,7 +201,7 @@ class Menu:
         test_mode = _ask(questionary.select("Mode", choices=["Test mode", "Full", BACK])) == "Test mode"
         iterations = int(_ask(questionary.text("Iterations", default="2",
                                                validate=lambda v: _checked(positive_int, v))))
-        engine = _ask(questionary.select("Stage 2 engine", choices=[*ENGINES, BACK], default="local"))
+        engine = _ask(questionary.select("Stage 2 engine", choices=[*ENGINES, BACK], default=DEFAULT_ENGINE))
         with render.progress_bar(self.out, f"Loop {market}") as progress:
             result = loop_api.loop(self.root, market, iterations=iterations, engine=engine, test_mode=test_mode,
                                    config=self.config, progress=progress,
@@ -209,7 +216,7 @@ class Menu:
     def preflight(self) -> None:
         markets = self.ws.markets_with_manifest() or self.ws.markets_with_data()
         market = self._market(markets, "No market yet: generate or import data first.")
-        engine = _ask(questionary.select("Engine", choices=[*ENGINES, BACK]))
+        engine = _ask(questionary.select("Engine", choices=[*ENGINES, BACK], default=DEFAULT_ENGINE))
         report = stages.preflight(self.root, market, engine=engine, config=self.config)
         self.out.print(render.preflight_table(report))
 

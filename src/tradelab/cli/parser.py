@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
-from tradelab.grpo import ENGINES
+from tradelab.grpo import DEFAULT_ENGINE, ENGINES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,9 +74,6 @@ def config_int(model: Any, name: str, what: str) -> Callable[[str], int]:
 
 positive_int = int_in_range(1, None, "a positive whole number")
 """An argparse ``type=`` for counts that must be at least 1."""
-
-non_negative_int = int_in_range(0, None, "a whole number >= 0")
-"""An argparse ``type=`` for seeds and offsets."""
 
 
 def timesteps_int(text: str) -> int:
@@ -202,11 +199,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "fresh one; 'last' = the market's own ppo/final.zip")
     s1.add_argument("--adapter", default=None,
                     help="advisor adapter to start from instead of the warm start: a PEFT folder, or 'soft_grpo' "
-                         "for the Stage 2 adapter (closes the loop)")
+                         "for what Stage 2 produced (closes the loop; a whole model becomes the base, with a fresh "
+                         "adapter)")
 
     s2 = sub.add_parser("stage2", help="Phase 3 Stage 2: GRPO datasets, preflight and launch")
     s2.add_argument("--market", required=True)
-    s2.add_argument("--engine", choices=ENGINES, default="verl")
+    s2.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
+                    help=f"Stage 2 engine (default: {DEFAULT_ENGINE})")
     s2.add_argument("--test", action="store_true", help="apply the engine's test overrides")
     s2.add_argument("--dataset-only", action="store_true", help="export the datasets and stop")
     s2.add_argument("--dry-run", action="store_true", help="preflight and print the exact command; launch nothing")
@@ -215,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     pf = sub.add_parser("preflight", help="check the Stage 2 launch environment")
     pf.add_argument("--market", required=True)
-    pf.add_argument("--engine", choices=ENGINES, default="verl")
+    pf.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
+                    help=f"Stage 2 engine (default: {DEFAULT_ENGINE})")
     pf.add_argument("--dataset-only", action="store_true", help="skip the GPU checks")
     pf.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -235,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--market", required=True, metavar="MKT[,MKT...]|all",
                     help="market, several separated by commas (one loop each), or all markets with bars")
     lp.add_argument("--iterations", type=positive_int, required=True, help="iterations to run (or resume to)")
-    lp.add_argument("--engine", choices=ENGINES, default="local", help="Stage 2 engine (default: local)")
+    lp.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
+                    help=f"Stage 2 engine (default: {DEFAULT_ENGINE})")
     lp.add_argument("--seeds", type=seeds_int, default=None, help="evaluation seeds per iteration (default: config)")
     lp.add_argument("--test", action="store_true", help="every stage in test mode")
     lp.add_argument("--probe-prompts", type=probe_prompts_int, default=None,

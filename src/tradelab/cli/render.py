@@ -1,4 +1,4 @@
-"""Rich rendering of the dict results that ``tradelab.stages`` returns. The only place tables are drawn."""
+"""Rich rendering of the typed results that ``tradelab.stages`` returns. The only place tables are drawn."""
 
 from __future__ import annotations
 
@@ -13,8 +13,13 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skip": "dim", "ok": "green", "failed": "red",
-                "completed": "green", "running": "yellow", "interrupted": "yellow"}
+from tradelab.manifest_schema import STATUSES, EvaluationSummary
+from tradelab.results import Stage1Result, Stage2Result
+
+STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skip": "dim", "ok": "green",
+                **dict(zip(STATUSES, ("yellow", "green", "yellow", "red")))}
+"""Colours of the preflight check results, the ``--test`` outcomes and the :data:`~tradelab.manifest_schema.Status`
+vocabulary (running, completed, interrupted, failed)."""
 
 
 class _Console(Console):
@@ -57,79 +62,87 @@ def kv_table(title: str, data: dict[str, Any]) -> Table:
     return table
 
 
+def _cell(value: Any) -> str:
+    return escape(json.dumps(value, default=str)) if isinstance(value, (dict, list)) else _styled(value)
+
+
 def rows_table(title: str, rows: list[dict[str, Any]], columns: list[str] | None = None) -> Table:
     columns = columns or (list(rows[0]) if rows else [])
     table = Table(title=title)
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(_styled(row.get(c, "")) if not isinstance(row.get(c), (dict, list))
-                        else escape(json.dumps(row.get(c), default=str)) for c in columns))
+        table.add_row(*(_cell(row.get(c, "")) for c in columns))
     return table
 
 
 def preflight_table(report: dict[str, Any]) -> Table:
-    table = Table(title=f"Preflight ({report.get('engine', '?')})")
+    table = Table(title=f"Preflight ({report['engine']})")
     for column in ("check", "status", "message"):
         table.add_column(column)
-    for check in report.get("checks", []):
-        table.add_row(check["name"], _styled(check["status"]), escape(check.get("message", "")))
+    for check in report["checks"]:
+        table.add_row(check["name"], _styled(check["status"]), escape(check["message"]))
     return table
 
 
-def stage1_table(market: str, summary: dict[str, Any]) -> Table:
+def stage1_table(market: str, result: Stage1Result) -> Table:
     """Stage 1 result: the figures a researcher checks first, then where everything went."""
-    llm = summary.get("llm_stats") or {}
-    hybrid = summary.get("hybrid_stats") or {}
+    llm = result.section.llm_stats or {}
+    hybrid = result.section.hybrid_stats or {}
     brief: dict[str, Any] = {
-        "status": summary.get("status"),
-        "timesteps": summary.get("timesteps"),
-        "experiences (with outcome)": f"{summary.get('experiences')} ({summary.get('with_outcome')})",
+        "status": result.section.status,
+        "timesteps": result.timesteps,
+        "experiences (with outcome)": f"{result.experiences} ({result.with_outcome})",
         "advisor queries / mean batch": f"{llm.get('queries')} / {llm.get('mean_batch_size')}",
         "advisor parse rate": llm.get("parse_rate"),
         "agreement with PPO argmax": hybrid.get("agreement_with_argmax"),
         "vetoes": hybrid.get("vetoes"),
-        "refinements": len(llm.get("refinements") or summary.get("refinements") or []),
-        "time (s)": (summary.get("timings") or {}).get("total_s"),
+        "refinements": len(llm.get("refinements") or []),
+        "time (s)": result.timings.get("total_s"),
     }
-    advisor = llm.get("advisor") or {}
+    advisor = llm.get("advisor")
     if advisor:
         off = advisor.get("prefix_cache_off_reason")
         brief["advisor prefix cache"] = (f"off: {off}" if off else
                                          f"{advisor.get('prefix_cache_shared_tokens')} tokens shared per prompt")
-    memory = summary.get("memory") or {}
+    memory = result.memory
     if memory:
-        brief["peak memory (MB)"] = (f"process {memory.get('process_peak_rss_mb')}, adapter training "
-                                     f"{memory.get('adapter_training_peak_mb')} "
-                                     f"({memory.get('adapter_training_peak_kind')})")
-    brief.update(summary.get("paths") or {})
+        brief["peak memory (MB)"] = (f"process {memory['process_peak_rss_mb']}, adapter training "
+                                     f"{memory['adapter_training_peak_mb']} ({memory['adapter_training_peak_kind']})")
+    brief.update(result.paths.model_dump())
     return kv_table(f"{market}: Stage 1", brief)
 
 
-def stage2_tables(market: str, summary: dict[str, Any]) -> list[Table]:
-    """Stage 2 result: preflight checks, then where the datasets, the log and the adapter went."""
-    tables = [preflight_table(summary["preflight"])] if summary.get("preflight") else []
-    dataset = summary.get("dataset") or {}
-    brief: dict[str, Any] = {"rows": dataset.get("counts")}
-    brief.update({f"dataset {k}": v for k, v in (dataset.get("paths") or {}).items()})
-    if summary.get("launch_script"):
-        brief["launch script"] = summary["launch_script"]
-    run = summary.get("run") or {}
-    for key in ("log_file", "return_code", "adapter_path"):
-        if summary.get(key) is not None or run.get(key) is not None:
-            brief[key] = summary.get(key, run.get(key))
-    for key in ("run_dir", "steps", "val_reward_start", "val_reward_end"):
-        if run.get(key) is not None:
-            brief[key] = run[key]
+def stage2_tables(market: str, result: Stage2Result) -> list[Table]:
+    """Stage 2 result: preflight checks, then where the datasets, the log and the weights went."""
+    tables = [preflight_table(result.preflight)]
+    brief: dict[str, Any] = {"rows": result.dataset.counts}
+    brief.update({f"dataset {k}": v for k, v in result.dataset.paths.items()})
+    if result.launch is not None and result.launch.launch_script:
+        brief["launch script"] = result.launch.launch_script
+    run = result.run
+    if run is not None:
+        brief.update({"status": run.status, "log_file": run.log_file, "return_code": run.return_code,
+                      "run_dir": run.output_dir})
+        if run.output is not None:
+            brief[f"output ({run.output.kind})"] = run.output.path
+        if run.steps_done is not None:
+            brief.update({"steps": run.steps_done, "val_reward_start": run.val_reward_start,
+                          "val_reward_end": run.val_reward_end})
     tables.append(kv_table(f"{market}: Stage 2", brief))
     return tables
 
 
-def print_command(out: Any, summary: dict[str, Any]) -> None:
+def print_command(out: Any, result: Stage2Result) -> None:
     """The launch command on its own line, shell-quoted and never wrapped, so it can be copied whole."""
-    if summary.get("command_line"):
+    if result.launch is not None:
         out.print("command:", markup=False, highlight=False)
-        out.print(summary["command_line"], markup=False, highlight=False, soft_wrap=True, crop=False)
+        out.print(result.launch.command_line, markup=False, highlight=False, soft_wrap=True, crop=False)
+
+
+def evaluation_table(market: str, summary: EvaluationSummary) -> Table | None:
+    """The evaluation's compact per-agent rows, or None when it ran no agent."""
+    return rows_table(f"{market}: holdout evaluation", summary.table) if summary.table else None
 
 
 def status_tables(status: dict[str, Any]) -> list[Table]:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tradelab.core import ACTIONS
-from tradelab.core.records import SCORED, GroundTruth, check_record, reward_spec
+from tradelab.core.records import SCORED, ExperienceRecord, GroundTruth, check_record, reward_spec
 from tradelab.core.replay import bars_to_flatten
 from tradelab.core.tradesim import COST_KEYS, RULE_KEYS
 
@@ -41,10 +41,8 @@ def _finite_floats(values: list[Any]) -> list[float] | None:
         return None
 
 
-def _forward(record: dict[str, Any]) -> dict[str, list[float]]:
-    forward = record.get("forward")
-    if not isinstance(forward, dict):
-        raise ValueError("forward is missing or not an object")
+def _forward(record: ExperienceRecord) -> dict[str, list[float]]:
+    forward = record["forward"]
     prices = {}
     for key in PRICE_KEYS:
         values = forward.get(key)
@@ -64,18 +62,20 @@ def _forward(record: dict[str, Any]) -> dict[str, list[float]]:
     return prices
 
 
-def _decision_atr(record: dict[str, Any]) -> float:
-    forward_atr = (record.get("forward") or {}).get("atr")
-    atr = forward_atr if forward_atr is not None else (record.get("market_context") or {}).get("atr")
+def _decision_atr(record: ExperienceRecord) -> float:
+    atr = record["forward"].get("atr")
+    context = record.get("market_context")
+    if atr is None and context is not None:
+        atr = context.get("atr")
     atr_value = _finite(atr, "forward.atr")
     if atr_value <= 0:
         raise ValueError(f"forward.atr must be positive, got {atr!r}")
     return atr_value
 
 
-def _position(record: dict[str, Any]) -> dict[str, Any] | None:
+def _position(record: ExperienceRecord) -> dict[str, Any] | None:
     position = record.get("position")
-    if position is None or not isinstance(position, dict) or position.get("side") in (None, "flat"):
+    if position is None or position.get("side") in (None, "flat"):
         return None
     kept = {k: position.get(k) for k in POSITION_KEYS}
     for key in ("entry_price", "stop", "target"):
@@ -108,13 +108,13 @@ def flatten_after_bars(timestamp: str, rules: dict[str, Any], horizon_bars: int)
 
 
 def build_ground_truth(
-    record: dict[str, Any], *, blocklist: Sequence[str] = (), weights: Mapping[str, float] | None = None,
+    record: ExperienceRecord, *, blocklist: Sequence[str] = (), weights: Mapping[str, float] | None = None,
     checked: bool = False,
 ) -> GroundTruth:
     """The ground-truth object for one experience record.
 
     Args:
-        record: The experience record (:class:`tradelab.core.records.ExperienceRecord`).
+        record: The experience record; its :data:`~tradelab.core.records.SCORED` fields are required.
         blocklist: Substrings that make any answer to this prompt score the malformed penalty.
         weights: The reward's weights (:class:`tradelab.core.records.RewardWeights`); missing ones take the
             defaults. Weights and blocklist travel with the data as ``reward_spec``, so every engine (local, PyPI
@@ -128,31 +128,32 @@ def build_ground_truth(
     if not checked:
         check_record(record, required=SCORED)
     prices = _forward(record)
-    contract = record.get("contract") or {}
-    rules = record.get("rules") or {}
+    contract, rules = record["contract"], record["rules"]
     costs = {k: _finite(contract.get(k), f"contract.{k}") for k in COST_KEYS}
     exit_rules = {k: _finite(rules.get(k), f"rules.{k}") for k in RULE_KEYS}
-    allowed = record.get("allowed_actions")
-    if not isinstance(allowed, list) or not allowed or any(a not in ACTIONS for a in allowed):
+    allowed = record["allowed_actions"]
+    if not allowed or any(a not in ACTIONS for a in allowed):
         raise ValueError(f"allowed_actions must be a non-empty list of {ACTIONS}, got {allowed!r}")
-    context = record.get("market_context") or {}
-    advice = record.get("advice") or {}
-    outcome = record.get("outcome")
+    context = record.get("market_context")
+    close = context["close"] if context is not None and "close" in context else prices["open"][0]
+    advice = record.get("advice")
+    taken = record.get("action_taken")
     horizon = len(prices["open"])
     truth: GroundTruth = {
         "v": GROUND_TRUTH_VERSION,
         "market": str(record.get("market", "")),
         "timestamp": str(record.get("timestamp", "")),
         "forward": {**prices, "atr": _decision_atr(record), "horizon_bars": horizon},
-        "decision_close": _finite(context.get("close", prices["open"][0]), "market_context.close"),
+        "decision_close": _finite(close, "market_context.close"),
         "position": _position(record),
         "allowed_actions": list(allowed),
         "contract": costs,
         "rules": exit_rules,
         "flatten_after_bars": flatten_after_bars(str(record.get("timestamp", "")), rules, horizon),
-        "outcome": outcome if isinstance(outcome, dict) else None,
-        "action_taken": (record.get("action_taken") or {}).get("action"),
-        "advice": {"action": advice.get("action"), "confidence": advice.get("confidence")},
+        "outcome": record.get("outcome"),
+        "action_taken": taken["action"] if taken is not None else None,
+        "advice": {"action": advice.get("action") if advice is not None else None,
+                   "confidence": advice.get("confidence") if advice is not None else None},
         "reward_spec": reward_spec(weights, blocklist),
     }
     return truth

@@ -15,6 +15,65 @@ from typing import Any, TypedDict
 _NUMBER = (int, float)
 
 
+class Advice(TypedDict, total=False):
+    """``advice``: the parsed answer (:class:`tradelab.core.parse.Advice` as a dict)."""
+
+    action: str | None
+    action_id: int | None
+    confidence: float | None
+    reason: str
+    parse_ok: bool
+    error: str | None
+
+
+class ActionTaken(TypedDict):
+    """``action_taken``: what the fused policy did."""
+
+    action: str
+    action_id: int
+
+
+class Position(TypedDict, total=False):
+    """``position`` at the decision bar."""
+
+    side: str
+    entry_price: float | None
+    stop: float | None
+    target: float | None
+    trail_on: bool
+    unrealized_pnl: float
+    bars_in_trade: int
+
+
+class Forward(TypedDict, total=False):
+    """``forward``: the next ``horizon_bars`` bars after the decision, for rewards only (never in a prompt)."""
+
+    horizon_bars: int
+    open: list[float]
+    high: list[float]
+    low: list[float]
+    close: list[float]
+    atr: float
+    atr_path: list[float]
+
+
+class Outcome(TypedDict, total=False):
+    """``outcome``: the realised result of the action taken, attached when it resolved."""
+
+    pnl: float
+    r_multiple: float
+    exit_reason: str
+    bars_held: int
+    reward: float
+
+
+class AdapterRef(TypedDict):
+    """``adapter``: which adapter produced the response."""
+
+    path: str
+    sha256: str | None
+
+
 class ExperienceRecord(TypedDict, total=False):
     """One line of ``stage1_experience.jsonl`` (ARCHITECTURE.md §6). :data:`REQUIRED` keys are always present."""
 
@@ -22,7 +81,7 @@ class ExperienceRecord(TypedDict, total=False):
     timestamp: str
     prompt: list[dict[str, str]]
     allowed_actions: list[str]
-    forward: dict[str, Any]
+    forward: Forward
     contract: dict[str, float]
     rules: dict[str, Any]
     schema_version: int
@@ -30,13 +89,13 @@ class ExperienceRecord(TypedDict, total=False):
     run_id: str
     bar_index: int
     response: str
-    advice: dict[str, Any]
-    position: dict[str, Any]
+    advice: Advice
+    position: Position
     account: dict[str, Any]
     market_context: dict[str, Any]
-    action_taken: dict[str, Any] | None
-    outcome: dict[str, Any] | None
-    adapter: dict[str, Any] | None
+    action_taken: ActionTaken | None
+    outcome: Outcome | None
+    adapter: AdapterRef | None
 
 
 REQUIRED: dict[str, tuple[type, ...]] = {

@@ -6,19 +6,20 @@ fills, exits and costs -- so any allowed action can be scored, not only the one 
 
 Score of a well-formed, allowed answer::
 
-    score = FORMAT_BONUS + clip(outcome_r, -R_CLIP, R_CLIP) / R_CLIP + CALIBRATION_WEIGHT * (1 - 2 * (conf - won)^2)
+    score = format_bonus + clip(outcome_r, -r_clip, r_clip) / r_clip + calibration_weight * (1 - 2 * (conf - won)^2)
 
-where ``outcome_r`` is the answer's R-multiple. HOLD while flat has no trade of its own: it earns
-``HOLD_AVOID_WEIGHT x`` the loss it avoided when every allowed entry would have lost, and costs
-``HOLD_MISS_WEIGHT x`` the best allowed entry's R when one would have won. A malformed or disallowed answer scores
-the fixed ``INVALID_SCORE``, below anything a valid answer can reach, so the ordering is: right direction on a clear
-move > wrong direction > malformed. An answer containing any substring of the ground truth's ``blocklist`` scores
-``INVALID_SCORE`` too (``blocked`` = 1), whatever it says.
+where ``outcome_r`` is the answer's R-multiple and the names are the weights of
+:class:`tradelab.core.records.RewardWeights`. HOLD while flat has no trade of its own: it earns ``hold_avoid_weight
+x`` the loss it avoided when every allowed entry would have lost, and costs ``hold_miss_weight x`` the best allowed
+entry's R when one would have won; an answer without a confidence counts as ``neutral_confidence``. A malformed or
+disallowed answer scores the fixed ``invalid_score``, below anything a valid answer can reach, so the ordering is:
+right direction on a clear move > wrong direction > malformed. An answer containing any substring of the ground
+truth's ``blocklist`` scores ``invalid_score`` too (``blocked`` = 1), whatever it says.
 
 The weights and the blocklist are data, not code: each ground truth carries its ``reward_spec``
 (:class:`tradelab.core.records.RewardSpec`, written at export from the config's ``dataset.reward_weights`` and
 ``dataset.blocklist``), so every engine scores with the figures recorded beside the data. A ground truth written
-before the spec travelled gets :data:`tradelab.core.records.DEFAULT_REWARD_WEIGHTS`, the constants below.
+before the spec travelled gets :data:`tradelab.core.records.DEFAULT_REWARD_WEIGHTS`.
 
 Pure Python on top of numpy-free modules; deterministic; the parsed ground truth and its directional outcomes are
 cached by the ground-truth string, because GRPO scores several answers per prompt.
@@ -32,23 +33,9 @@ from typing import Any
 
 from tradelab.core import ACTION_IDS
 from tradelab.core.parse import parse_advice
-from tradelab.core.records import DEFAULT_REWARD_WEIGHTS, spec_of
+from tradelab.core.records import spec_of
 from tradelab.core.replay import Counterfactual
 
-FORMAT_BONUS = DEFAULT_REWARD_WEIGHTS["format_bonus"]
-"""Added to every well-formed, allowed answer."""
-R_CLIP = DEFAULT_REWARD_WEIGHTS["r_clip"]
-"""Outcome R-multiples are clipped to +/- this and scaled into [-1, 1]."""
-CALIBRATION_WEIGHT = DEFAULT_REWARD_WEIGHTS["calibration_weight"]
-"""Weight of the Brier-style confidence term, which lies in [-1, 1]."""
-HOLD_MISS_WEIGHT = DEFAULT_REWARD_WEIGHTS["hold_miss_weight"]
-"""HOLD while flat costs this times the best allowed entry's R when that entry would have won."""
-HOLD_AVOID_WEIGHT = DEFAULT_REWARD_WEIGHTS["hold_avoid_weight"]
-"""HOLD while flat earns this times the smallest loss avoided when every allowed entry would have lost."""
-NEUTRAL_CONFIDENCE = DEFAULT_REWARD_WEIGHTS["neutral_confidence"]
-"""Confidence assumed when the answer gives none."""
-INVALID_SCORE = DEFAULT_REWARD_WEIGHTS["invalid_score"]
-"""Fixed score of a malformed or disallowed answer (below the minimum -1.0 of a valid one)."""
 CACHE_SIZE = 8192
 """Ground-truth strings kept parsed (the least recently used goes first)."""
 

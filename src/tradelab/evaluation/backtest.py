@@ -161,7 +161,7 @@ class AgentSpec:
         build: Seed -> agent. Heavy agents return one shared instance; baselines build a fresh one per seed.
         uses_advisor: The agent receives advice (advisor metrics apply).
         has_policy: A trained policy picks the actions.
-        adapter_path: The LoRA adapter behind its advice, if any.
+        adapter_path: The LoRA adapter (or the whole model, from a full-model engine) behind its advice, if any.
     """
 
     name: str

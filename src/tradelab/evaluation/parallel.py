@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from tradelab.errors import StageFailed
 from tradelab.evaluation.backtest import BacktestPlan, EvalSettings, SeedLogs, backtest_plan, score_backtests
 from tradelab.evaluation.run import evaluate, finish_evaluation, prepare_evaluation
+from tradelab.manifest_schema import EvaluationSummary
 from tradelab.paths import Workspace
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def evaluate_markets(
     root: str | Path, markets: Sequence[str], config: TradelabConfig, *, episodes: int | None = None,
     seeds: int | None = None, adapter: str = "stage1", walk_forward: bool | int = False, cost_sweep: bool = False,
     ray_address: str | None = None, progress: Progress | None = None,
-) -> list[dict[str, Any]]:
+) -> list[EvaluationSummary]:
     """Evaluate ``markets`` (arguments as for :func:`evaluate`), one report each, in the order given.
 
     Args:

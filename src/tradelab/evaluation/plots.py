@@ -31,36 +31,6 @@ def _save(fig: Any, path: Path) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def _curve(daily_pnl_usd: Sequence[float]) -> np.ndarray:
-    return np.concatenate([[0.0], np.cumsum(np.asarray(daily_pnl_usd, dtype=np.float64))])
-
-
-def plot_equity(daily_pnl_by_agent: Mapping[str, Sequence[float]], path: Path, title: str) -> Path:
-    """Cumulative net P&L (USD) per evaluated day, one line per agent."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    for k, (name, pnl) in enumerate(daily_pnl_by_agent.items()):
-        ax.plot(_curve(pnl), label=name, linewidth=1.4, linestyle=_STYLES[k % len(_STYLES)])
-    ax.axhline(0.0, color="grey", linewidth=0.8)
-    ax.set(title=title, xlabel="evaluated day", ylabel="cumulative net P&L (USD)")
-    ax.legend(loc="best", fontsize=8)
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
-def plot_drawdown(daily_pnl_by_agent: Mapping[str, Sequence[float]], path: Path, title: str) -> Path:
-    """Drawdown of cumulative net P&L from its running peak (USD), one line per agent."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    for k, (name, pnl) in enumerate(daily_pnl_by_agent.items()):
-        curve = _curve(pnl)
-        ax.plot(curve - np.maximum.accumulate(curve), label=name, linewidth=1.4, linestyle=_STYLES[k % len(_STYLES)])
-    ax.set(title=title, xlabel="evaluated day", ylabel="drawdown (USD)")
-    ax.legend(loc="best", fontsize=8)
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
 def plot_calibration(tables: Mapping[str, Sequence[Mapping[str, Any]]], path: Path, title: str) -> Path:
     """Reliability diagram: hit frequency against stated confidence per bin, one line per advisor-using agent."""
     plt = _pyplot()

@@ -1,9 +1,9 @@
 """Which agents an evaluation runs, and how the trained ones are loaded.
 
 Baselines need nothing. ``ppo`` and ``hybrid`` come from Stage 1 (``tradelab.stage1.agent.HybridAgent``), ``hybrid``
-and ``advisor`` with the adapter chosen by ``adapter``; when both the Stage 1 and the Stage 2 adapter exist the
-other one runs too, as ``hybrid_stage1`` or ``hybrid_soft_grpo``. Heavy agents are loaded once and reused across
-seeds; the loader is only called when such an agent is asked for.
+and ``advisor`` with the advisor chosen by ``adapter`` (Stage 1's adapter, or what Stage 2 produced: an adapter or a
+whole model); when both exist the other one runs too, as ``hybrid_stage1`` or ``hybrid_soft_grpo``. Heavy agents are
+loaded once and reused across seeds; the loader is only called when such an agent is asked for.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tradelab.errors import ConfigError, StageNotReady
 from tradelab.evaluation.agents import BASELINES, AdvisorAgent, Agent, advice_to_dict
 from tradelab.evaluation.backtest import AgentSpec, EvalSettings
-from tradelab.manifest import stage1_of
+from tradelab.handoff import AdvisorModel, stage1_model, stage2_model
 from tradelab.paths import Workspace
 
 if TYPE_CHECKING:
@@ -27,22 +27,17 @@ ADAPTERS = ("stage1", "soft_grpo", "none")
 ADVISOR_AGENTS = ("hybrid", "advisor")
 
 
-def expected_adapter_dirs(root: str | Path, market: str, manifest: dict[str, Any] | None = None) -> dict[str, Path]:
-    """Where each adapter should be.
+def advisor_models(root: str | Path, market: str, manifest: dict[str, Any] | None,
+                   config: TradelabConfig) -> dict[str, AdvisorModel]:
+    """The advisors that can be evaluated, by adapter choice.
 
-    ``stage1``: the manifest's ``stage1.lora_adapter_path`` when recorded (relative to ``root``), else
-    ``stage1_lora/``. ``soft_grpo``: ``soft_grpo/adapter/``, where every Stage 2 engine exports its result.
+    ``stage1``: Stage 1's adapter (the manifest's ``stage1.lora_adapter_path`` when recorded, else ``stage1_lora/``)
+    on Stage 1's base. ``soft_grpo``: what the last Stage 2 run produced, an adapter on its base or a whole model
+    (:func:`tradelab.handoff.stage2_model`). Choices with nothing on disk are left out.
     """
-    ws = Workspace.at(root)
-    recorded = stage1_of(manifest).lora_adapter_path
-    return {"stage1": ws.root / recorded if recorded else ws.stage1_lora_dir(market),
-            "soft_grpo": ws.soft_grpo_adapter_dir(market)}
-
-
-def adapter_dirs(root: str | Path, market: str, manifest: dict[str, Any] | None = None) -> dict[str, Path]:
-    """The adapters present (folder with ``adapter_config.json``) among :func:`expected_adapter_dirs`."""
-    expected = expected_adapter_dirs(root, market, manifest)
-    return {name: path for name, path in expected.items() if (path / "adapter_config.json").is_file()}
+    found = {"stage1": stage1_model(root, market, manifest, config),
+             "soft_grpo": stage2_model(root, market, manifest, config)}
+    return {name: model for name, model in found.items() if model is not None}
 
 
 def _cached(load: Callable[[], Agent]) -> Callable[[int], Agent]:
@@ -57,23 +52,22 @@ def _cached(load: Callable[[], Agent]) -> Callable[[int], Agent]:
 
 
 def _hybrid_loader(
-    root: str | Path, market: str, config: TradelabConfig, *, adapter_path: Path | None, use_advisor: bool,
-    deterministic: bool,
+    root: str | Path, market: str, config: TradelabConfig, *, model: AdvisorModel | None, deterministic: bool,
 ) -> Callable[[], Agent]:
     def load() -> Agent:
         from tradelab.stage1.agent import HybridAgent
 
-        return HybridAgent.from_workspace(root, market, config, adapter_path=adapter_path, use_advisor=use_advisor,
-                                          deterministic=deterministic)
+        return HybridAgent.from_workspace(root, market, config, advisor=model, deterministic=deterministic)
 
     return load
 
 
-def _advisor_loader(root: str | Path, config: TradelabConfig, adapter_path: Path, interval: int) -> Callable[[], Agent]:
+def _advisor_loader(root: str | Path, config: TradelabConfig, model: AdvisorModel,
+                    interval: int) -> Callable[[], Agent]:
     def load() -> Agent:
         from tradelab.advisor.generate import Advisor
 
-        advisor = Advisor(config, root, adapter_path=adapter_path)
+        advisor = Advisor(model.config_for(config), root)
 
         def advise(contexts: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return [advice_to_dict(reply.advice) for reply in advisor.advise(contexts)]
@@ -81,6 +75,11 @@ def _advisor_loader(root: str | Path, config: TradelabConfig, adapter_path: Path
         return AdvisorAgent(advise, interval)
 
     return load
+
+
+def _weights(model: AdvisorModel) -> str:
+    """The folder behind an agent's advice, for the report: its adapter, or the whole model."""
+    return str(model.adapter if model.adapter is not None else model.base)
 
 
 def build_roster(
@@ -99,12 +98,13 @@ def build_roster(
     """
     if settings.adapter not in ADAPTERS:
         raise ConfigError(f"evaluate: adapter = {settings.adapter!r} is unknown; use one of {', '.join(ADAPTERS)}")
-    present = adapter_dirs(root, market, manifest)
+    present = advisor_models(root, market, manifest, config)
     wants_llm = any(n in ADVISOR_AGENTS for n in names)
     if settings.adapter != "none" and wants_llm and settings.adapter not in present:
-        path = expected_adapter_dirs(root, market, manifest)[settings.adapter]
+        ws = Workspace.at(root)
+        path = ws.stage1_lora_dir(market) if settings.adapter == "stage1" else ws.soft_grpo_output_dir(market)
         raise StageNotReady(
-            f"{path}: no {settings.adapter} adapter (adapter_config.json missing); run "
+            f"{path}: no {settings.adapter} advisor (no adapter_config.json, no completed Stage 2 run); run "
             f"{'stage1' if settings.adapter == 'stage1' else 'stage2'} --market {market} first, or evaluate with "
             f"--adapter {'stage1' if settings.adapter == 'soft_grpo' else 'none'}"
         )
@@ -116,32 +116,31 @@ def build_roster(
         if name in BASELINES:
             specs.append(AgentSpec(name, BASELINES[name]))
         elif name == "ppo":
-            specs.append(AgentSpec(name, _cached(_hybrid_loader(root, market, config, adapter_path=None,
-                                                                use_advisor=False, deterministic=det)),
+            specs.append(AgentSpec(name, _cached(_hybrid_loader(root, market, config, model=None, deterministic=det)),
                                    has_policy=True))
         elif settings.adapter == "none":
             skipped[name] = "adapter 'none' was chosen: no LLM advisor in this evaluation"
         elif name == "advisor":
-            path = present[settings.adapter]
-            specs.append(AgentSpec(name, _cached(_advisor_loader(root, config, path,
+            model = present[settings.adapter]
+            specs.append(AgentSpec(name, _cached(_advisor_loader(root, config, model,
                                                                  settings.advisor_query_interval_bars)),
-                                   uses_advisor=True, adapter_path=str(path)))
+                                   uses_advisor=True, adapter_path=_weights(model)))
         elif name == "hybrid":
             specs.extend(_hybrid_specs(root, market, config, settings.adapter, present, det, aliases))
     return specs, skipped, aliases
 
 
 def _hybrid_specs(
-    root: str | Path, market: str, config: TradelabConfig, chosen: str, present: dict[str, Path], det: bool,
+    root: str | Path, market: str, config: TradelabConfig, chosen: str, present: dict[str, AdvisorModel], det: bool,
     aliases: dict[str, str],
 ) -> list[AgentSpec]:
     order = [chosen] + ([a for a in ("stage1", "soft_grpo") if a != chosen] if len(present) == 2 else [])
     specs = []
     for k, which in enumerate(order):
         name = "hybrid" if k == 0 else f"hybrid_{which}"
-        loader = _hybrid_loader(root, market, config, adapter_path=present[which], use_advisor=True, deterministic=det)
+        loader = _hybrid_loader(root, market, config, model=present[which], deterministic=det)
         specs.append(AgentSpec(name, _cached(loader), uses_advisor=True, has_policy=True,
-                               adapter_path=str(present[which])))
+                               adapter_path=_weights(present[which])))
     if len(order) == 2:
         aliases[f"hybrid_{chosen}"] = "hybrid"
     return specs

@@ -30,7 +30,7 @@ from tradelab.evaluation.roster import build_roster
 from tradelab.evaluation.scoring import ScoringContext
 from tradelab.evaluation.starts import Window
 from tradelab.fileio import atomic_write_text, new_stamped_dir
-from tradelab.manifest import append_evaluation, evaluations_of, require_stage1, stage1_of
+from tradelab.manifest import EvaluationSummary, append_evaluation, evaluations_of, require_stage1, stage1_of
 from tradelab.paths import Workspace
 from tradelab.provenance import SCHEMA_VERSION, origin, utc_now
 
@@ -47,7 +47,7 @@ def evaluate(
     root: str | Path, market: str, config: TradelabConfig, *, episodes: int | None = None, seeds: int | None = None,
     adapter: str = "stage1", walk_forward: bool | int = False, cost_sweep: bool = False,
     progress: Progress | None = None,
-) -> dict[str, Any]:
+) -> EvaluationSummary:
     """Backtest every configured agent on the Stage 1 holdout and write a report.
 
     Args:
@@ -121,7 +121,8 @@ def prepare_evaluation(
     from tradelab.marketdata import load_market_arrays
 
     manifest = require_stage1(root, market)
-    test_mode = bool(stage1_of(manifest).test_mode)
+    stage1 = stage1_of(manifest)
+    test_mode = bool(stage1 is not None and stage1.test_mode)
     # Evaluation follows the mode Stage 1 ran in: the profile is laid over the config once, here, and the report's
     # config hash is of this resolved config.
     config = resolve_config(config, test_mode=test_mode)
@@ -151,7 +152,7 @@ def require_sessions(arrays: MarketArrays, config: TradelabConfig, settings: Eva
         session_starts=settings.start_mode == "session_open"))
 
 
-def finish_evaluation(prep: PreparedEvaluation, result: BacktestResult) -> dict[str, Any]:
+def finish_evaluation(prep: PreparedEvaluation, result: BacktestResult) -> EvaluationSummary:
     """Write the report folder of a finished backtest and append its summary to the manifest."""
     from tradelab.marketdata.store import market_origin
 
@@ -315,13 +316,13 @@ def honest_sections(
     return sections
 
 
-def evaluation_summary(report: dict[str, Any]) -> dict[str, Any]:
+def evaluation_summary(report: dict[str, Any]) -> EvaluationSummary:
     """The compact record kept in the manifest and returned to the caller."""
     headline = ("net_pnl_usd", "sharpe", "sortino", "max_drawdown", "calmar", "win_rate", "profit_factor",
                 "expectancy_r", "trades", "drawdown_breaches", "flatten_violations", "parse_rate", "hit_rate",
                 "brier_score")
     settings = report["settings"]
-    return {
+    return EvaluationSummary.model_validate({
         "created_at": report["created_at"],
         "report_dir": report["report_dir"],
         "adapter": settings["adapter"],
@@ -332,8 +333,8 @@ def evaluation_summary(report: dict[str, Any]) -> dict[str, Any]:
         "config_hash": report["origin"]["config_hash"],
         "holdout": report["holdout"],
         "agents": {name: {k: entry.get(k) for k in headline if k in entry}
-                   | _selection_figures(report.get("intervals") or {}, name)
+                   | _selection_figures(report["intervals"], name)
                    for name, entry in report["agents"].items()},
-        "n_trials": (report.get("selection") or {}).get("n_trials"),
+        "n_trials": report["selection"]["n_trials"],
         "table": summary_table(report["agents"]),
-    }
+    })

@@ -6,3 +6,7 @@ dataset / preflight / runner modules pull pyarrow and subprocess machinery only 
 
 ENGINES: tuple[str, ...] = ("verl", "soft-grpo", "local")
 """Stage 2 engines: PyPI verl with LoRA, the SofT-GRPO fork, and the in-process local trainer."""
+
+DEFAULT_ENGINE = "local"
+"""The engine ``stage2``, ``preflight``, ``loop`` and the menu use when none is named: the one that runs on any
+machine (verl and the fork need CUDA GPUs)."""

@@ -26,7 +26,6 @@ from tradelab.fileio import atomic_write_json
 
 FAST_BACKENDS: frozenset[str] = frozenset({"TokenizersBackend"})
 """transformers 5 tokenizer classes with no 4.51 counterpart of the same name."""
-FORMAT_MARKER_KEY = "tradelab_fork_format"
 
 
 def legacy_config(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

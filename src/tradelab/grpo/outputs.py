@@ -12,7 +12,6 @@ built on the meta device from the config (or, for an adapter, against its rank).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 HF_MODEL_DIR = "huggingface"
@@ -97,14 +96,3 @@ def verify_adapter(folder: Path) -> str | None:
     if bad:
         return f"{folder}: {len(bad)} lora_A tensors do not have rank r={rank} (e.g. {bad[0]} {lora_a[bad[0]]})"
     return None
-
-
-def describe_output(folder: Path) -> dict[str, object]:
-    """What the manifest records about a verified output folder."""
-    from tradelab.fileio import sha256_dir
-
-    config = folder / "config.json"
-    info: dict[str, object] = {"path": str(folder), "sha256": sha256_dir(folder)}
-    if config.is_file():
-        info["architectures"] = json.loads(config.read_text(encoding="utf-8")).get("architectures")
-    return info

@@ -87,7 +87,8 @@ def run_preflight(
         python: Launch interpreter override (else ``runner.python``).
         extra_overrides: Extra Hydra overrides the launch will add.
         record: Write the report to ``stage2.preflight``.
-        plan: The launch plan the caller already built for this run (external engines); None = build it here.
+        plan: The launch plan the caller already built for this run; None = build it here (an in-process
+            engine has none, and no launch environment to probe).
 
     Returns:
         The report; ``.ok`` is False when any check failed.
@@ -97,11 +98,11 @@ def run_preflight(
     report = PreflightReport(market=market, engine=engine, dataset_only=dataset_only)
     report.checks.extend(rules.stage1_checks(ws, market))
     report.checks.append(rules.dataset_check(ws, market, config.soft_grpo.preflight.min_val_rows))
-    if spec.external:
-        if plan is None:
-            mode = _dataset_test_mode(ws.root, market) if test_mode is None else test_mode
-            plan = spec.build_plan(ws.root, market, config, test_mode=mode, python=python,
-                                   extra_overrides=extra_overrides)
+    if plan is None:
+        mode = _dataset_test_mode(ws.root, market) if test_mode is None else test_mode
+        plan = spec.build_plan(ws.root, market, config, test_mode=mode, python=python,
+                               extra_overrides=extra_overrides)
+    if plan is not None:  # an external launch: probe the environment it describes
         report.plan = plan.to_dict()
         report.checks.extend(_engine_checks(ws, market, config, spec, plan, dataset_only, report))
     if record:
@@ -158,4 +159,4 @@ def _compose(spec: Engine, plan: base.LaunchPlan, probe: dict[str, Any], setting
         return None
     result, error = run_probe(plan, ["compose", "--", *plan.overrides], settings.preflight.compose_timeout_s)
     checks.append(config_checks.compose_check(result, error, plan, spec.config_key))
-    return (result or {}).get("values") if result and result.get("ok") else None
+    return result["values"] if result is not None and result["ok"] else None

@@ -12,15 +12,15 @@ from typing import Any
 from tradelab import stages
 from tradelab.config import TradelabConfig, resolve_config
 from tradelab.errors import TradelabError
-from tradelab.grpo import ENGINES
+from tradelab.grpo import DEFAULT_ENGINE, ENGINES
 from tradelab.loop.parallel import loop_markets as run_markets
-from tradelab.loop.run import LoopSettings
+from tradelab.manifest_schema import LoopSettings
 from tradelab.markets import validate_market_name
 from tradelab.stages import LineSink, Progress
 
 
 def loop(
-    root: str | Path, market: str, *, iterations: int, engine: str = "local", seeds: int | None = None,
+    root: str | Path, market: str, *, iterations: int, engine: str = DEFAULT_ENGINE, seeds: int | None = None,
     test_mode: bool = False, probe_prompts: int | None = None, timesteps: int | None = None, restart: bool = False,
     config: TradelabConfig | None = None, on_event: LineSink | None = None, progress: Progress | None = None,
     ray: str | None = None,
@@ -36,7 +36,7 @@ def loop(
 
 
 def loop_markets(
-    root: str | Path, markets: list[str], *, iterations: int, engine: str = "local", seeds: int | None = None,
+    root: str | Path, markets: list[str], *, iterations: int, engine: str = DEFAULT_ENGINE, seeds: int | None = None,
     test_mode: bool = False, probe_prompts: int | None = None, timesteps: int | None = None, restart: bool = False,
     config: TradelabConfig | None = None, on_event: LineSink | None = None, progress: Progress | None = None,
     ray: str | None = None,

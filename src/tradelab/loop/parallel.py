@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradelab.loop.run import LoopSettings, run_loop
+from tradelab.loop.run import run_loop
+from tradelab.manifest_schema import LoopSettings
 from tradelab.paths import Workspace
 
 if TYPE_CHECKING:

@@ -21,6 +21,7 @@ import numpy as np
 from tradelab.advisor.prompts import build_messages
 from tradelab.core.ground_truth import build_ground_truth, dumps
 from tradelab.core.parse import format_advice, parse_advice
+from tradelab.core.records import ExperienceRecord
 from tradelab.core.reward import compute_score
 from tradelab.evaluation.stats import block_bootstrap_ci, wilson_ci
 
@@ -103,7 +104,7 @@ def build_probe_set(
     dataset = config.soft_grpo.dataset
     blocklist, weights = dataset.blocklist, dataset.reward_weights.model_dump()
     for bar, context in usable:
-        record = {
+        record: ExperienceRecord = {
             "market": market, "timestamp": context["timestamp"], "forward": slicer.forward(int(bar)),
             "contract": contract, "rules": {**rules, "flatten_after_bars": slicer.flatten_after_bars(int(bar))},
             "allowed_actions": list(context["allowed_actions"]), "market_context": context,

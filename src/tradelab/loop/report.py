@@ -31,6 +31,7 @@ from tradelab.provenance import SCHEMA_VERSION, origin
 
 if TYPE_CHECKING:
     from tradelab.config.schema import TradelabConfig
+    from tradelab.manifest_schema import LoopIteration, LoopSection
 
 ADVISOR_KEYS: tuple[str, ...] = (
     "hit_rate", "hit_rate_ci", "hit_rate_up", "hit_rate_up_ci", "hit_rate_down", "hit_rate_down_ci",
@@ -124,56 +125,64 @@ def _advisor(figures: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: figures.get(k) for k in ADVISOR_KEYS} if figures else None
 
 
-def build_report(market: str, config: TradelabConfig, state: dict[str, Any]) -> dict[str, Any]:
+def _notes(it: LoopIteration) -> list[str]:
+    """What a reader should not miss about an iteration: identical agents, a Stage 2 that changed nothing."""
+    notes = [f"{a} and {b} have identical net P&L to the cent on every seed"
+             for a, b in (it.evaluation.identical if it.evaluation else [])]
+    comparison = it.stage2_vs_stage1
+    if comparison and comparison["same_adapter"]:
+        notes.append("Stage 2 returned the Stage 1 adapter unchanged (same sha256)")
+    elif comparison and comparison["answers_changed"] == 0.0:
+        notes.append(f"Stage 2's weights differ from Stage 1's (log-prob shift "
+                     f"{comparison['logprob_shift_mean']:.4g}) but give the same greedy answers on every "
+                     "holdout prompt")
+    return notes
+
+
+def _iteration(it: LoopIteration) -> dict[str, Any]:
+    evaluation = it.evaluation
+    return {
+        "iteration": it.iteration, "stages": dict(it.stages),
+        "base_in_sha256": it.base_in_sha256, "adapter_in_sha256": it.adapter_in_sha256,
+        "adapter_stage1_sha256": it.adapter_stage1_sha256, "base_out_sha256": it.base_out_sha256,
+        "adapter_out_sha256": it.adapter_out_sha256, "ppo_init": it.ppo_init, "dataset_sha256s": it.dataset_sha256s,
+        "stage2_run": it.stage2_run.record() if it.stage2_run else None,
+        "advisor_stage1": _advisor(it.advisor_stage1), "advisor": _advisor(it.advisor),
+        "stage2_vs_stage1": it.stage2_vs_stage1,
+        "agents": {k: {m: v for m, v in a.items() if m != "per_seed_net_pnl_usd"}
+                   for k, a in (evaluation.agents if evaluation else {}).items()},
+        "hybrid_minus_ppo": evaluation.hybrid_minus_ppo if evaluation else None,
+        "evaluation_report": evaluation.report_dir if evaluation else None, "notes": _notes(it),
+    }
+
+
+def _gain(first: dict[str, Any] | None, last: dict[str, Any] | None, key: str) -> float | None:
+    if first is None or last is None or first[key] is None or last[key] is None:
+        return None
+    return last[key] - first[key]
+
+
+def build_report(market: str, config: TradelabConfig, state: LoopSection) -> dict[str, Any]:
     """The ``loop_report.json`` content for the loop state kept in the manifest."""
     from tradelab.config import config_hash
 
-    iterations = []
-    for it in state["iterations"]:
-        evaluation = it.get("evaluation") or {}
-        notes = []
-        for a, b in evaluation.get("identical") or []:
-            notes.append(f"{a} and {b} have identical net P&L to the cent on every seed")
-        comparison = it.get("stage2_vs_stage1")
-        if comparison and comparison.get("same_adapter"):
-            notes.append("Stage 2 returned the Stage 1 adapter unchanged (same sha256)")
-        elif comparison and comparison.get("answers_changed") == 0.0:
-            notes.append(f"Stage 2's adapter differs from Stage 1's (log-prob shift "
-                         f"{comparison.get('logprob_shift_mean'):.4g}) but gives the same greedy answers on every "
-                         "holdout prompt")
-        iterations.append({
-            "iteration": it["iteration"], "stages": it["stages"],
-            "adapter_in_sha256": it.get("adapter_in_sha256"), "adapter_stage1_sha256": it.get("adapter_stage1_sha256"),
-            "adapter_out_sha256": it.get("adapter_out_sha256"), "ppo_init": it.get("ppo_init"),
-            "dataset_sha256s": it.get("dataset_sha256s"), "stage2_run": it.get("stage2_run"),
-            "advisor_stage1": _advisor(it.get("advisor_stage1")), "advisor": _advisor(it.get("advisor")),
-            "stage2_vs_stage1": comparison,
-            "agents": {k: {m: v for m, v in a.items() if m != "per_seed_net_pnl_usd"}
-                       for k, a in (evaluation.get("agents") or {}).items()},
-            "hybrid_minus_ppo": evaluation.get("hybrid_minus_ppo"),
-            "evaluation_report": evaluation.get("report_dir"), "notes": notes,
-        })
-    warm = _advisor((state.get("warm_start") or {}).get("advisor"))
-    last = next((it for it in reversed(iterations) if it["advisor"]), None)
-    gain = balanced_gain = None
-    if warm and last and warm["hit_rate"] is not None and last["advisor"]["hit_rate"] is not None:
-        gain = last["advisor"]["hit_rate"] - warm["hit_rate"]
-    if warm and last and warm["balanced_hit_rate"] is not None and last["advisor"]["balanced_hit_rate"] is not None:
-        balanced_gain = last["advisor"]["balanced_hit_rate"] - warm["balanced_hit_rate"]
-    settings = state["settings"]
-    origin_ = state.get("market_origin") or {}
+    iterations = [_iteration(it) for it in state.iterations]
+    warm = _advisor(state.warm_start["advisor"]) if state.warm_start else None
+    last = next((it["advisor"] for it in reversed(iterations) if it["advisor"]), None)
+    origin_ = state.market_origin or {}
     return {
         "schema_version": SCHEMA_VERSION, "market": market, "edge": origin_.get("edge"), "market_origin": origin_,
-        "seeds": settings["seeds"], "settings": settings, "status": state["status"],
-        "started_at": state["started_at"], "completed_at": state.get("completed_at"),
+        "seeds": state.settings.seeds, "settings": state.settings.model_dump(), "status": state.status,
+        "started_at": state.started_at, "completed_at": state.completed_at,
         "origin": origin(config_hash(config), config.app.seed),
         "warm_start": {"advisor": warm}, "iterations": iterations,
-        "headline": {"advisor_hit_rate_gain": gain, "advisor_balanced_hit_rate_gain": balanced_gain},
+        "headline": {"advisor_hit_rate_gain": _gain(warm, last, "hit_rate"),
+                     "advisor_balanced_hit_rate_gain": _gain(warm, last, "balanced_hit_rate")},
     }
 
 
 def write_loop_report(
-    report_dir: Path, market: str, config: TradelabConfig, state: dict[str, Any]
+    report_dir: Path, market: str, config: TradelabConfig, state: LoopSection
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Write ``loop_report.json``, ``loop_report.md`` and ``loop_report.png``; return the report and their paths."""
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -201,8 +210,8 @@ def _ci(value: Any) -> str:
 def markdown(report: dict[str, Any]) -> str:
     """The human-readable loop report."""
     origin_ = report["market_origin"]
-    market_line = (f"synthetic, edge {origin_.get('edge')} (generator v{origin_.get('generator_version')}, "
-                   f"seed {origin_.get('seed')})" if origin_.get("kind") == "synthetic" else origin_.get("kind"))
+    market_line = (f"synthetic, edge {origin_['edge']} (generator v{origin_['generator_version']}, "
+                   f"seed {origin_['seed']})" if origin_.get("kind") == "synthetic" else origin_.get("kind"))
     lines = [f"# Learning loop: {report['market']}", "",
              f"- Market: {market_line}", f"- Settings: {report['settings']}", f"- Status: {report['status']}", "",
              "## Advisor on holdout prompts", "",
@@ -216,20 +225,22 @@ def markdown(report: dict[str, Any]) -> str:
     for label, a in rows:
         if a:
             lines.append(f"| {label} | {_fmt(a['hit_rate'])} | {_ci(a['hit_rate_ci'])} | {_fmt(a['hit_rate_up'])} | "
-                         f"{_fmt(a['hit_rate_down'])} | {_fmt(a.get('balanced_hit_rate'))} | "
-                         f"{_ci(a.get('balanced_hit_rate_ci'))} | {_fmt(a['holdout_reward'])} | {_ci(a['holdout_reward_ci'])} | "
+                         f"{_fmt(a['hit_rate_down'])} | {_fmt(a['balanced_hit_rate'])} | "
+                         f"{_ci(a['balanced_hit_rate_ci'])} | {_fmt(a['holdout_reward'])} | {_ci(a['holdout_reward_ci'])} | "
                          f"{_fmt(a['parse_rate'])} | {_fmt(a['non_hold_share'])} | {a['directional']} |")
     for it in report["iterations"]:
         lines += ["", f"## Iteration {it['iteration']}", "",
-                  f"- Adapter in `{str(it['adapter_in_sha256'])[:12]}`, after Stage 1 "
-                  f"`{str(it['adapter_stage1_sha256'])[:12]}`, out `{str(it['adapter_out_sha256'])[:12]}`"]
-        comparison = it.get("stage2_vs_stage1")
+                  f"- Adapter in `{str(it['adapter_in_sha256'])[:12]}` on base `{str(it['base_in_sha256'])[:12]}`, "
+                  f"after Stage 1 `{str(it['adapter_stage1_sha256'])[:12]}`, out "
+                  + (f"whole model `{str(it['base_out_sha256'])[:12]}`" if it["base_out_sha256"]
+                     else f"`{str(it['adapter_out_sha256'])[:12]}`")]
+        comparison = it["stage2_vs_stage1"]
         if comparison:
             lines.append(f"- Stage 2 vs Stage 1 on the same prompts: reward gain {_fmt(comparison['reward_gain'])} "
                          f"{_ci(comparison['reward_gain_ci'])}, answers changed "
                          f"{_fmt(comparison['answers_changed'])}, log-prob shift "
                          f"{_fmt(comparison['logprob_shift_mean'], 4)}")
-        difference = it.get("hybrid_minus_ppo")
+        difference = it["hybrid_minus_ppo"]
         if difference:
             lines.append(f"- Hybrid minus PPO-only: {_fmt(difference['net_pnl_usd'])} USD "
                          f"{_ci(difference['net_pnl_usd_ci'])}")
@@ -258,14 +269,14 @@ def plot_loop(report: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), dpi=80)
     for ax, key, title in ((axes[0], "hit_rate", "advisor hit rate (holdout)"),
                            (axes[1], "holdout_reward", "advisor mean reward (holdout)")):
-        xs = [i for i, a in enumerate(hits) if a and a.get(key) is not None]
+        xs = [i for i, a in enumerate(hits) if a and a[key] is not None]
         ys = [hits[i][key] for i in xs]
-        lows = [hits[i][f"{key}_ci"][0] if hits[i].get(f"{key}_ci") else hits[i][key] for i in xs]
-        highs = [hits[i][f"{key}_ci"][1] if hits[i].get(f"{key}_ci") else hits[i][key] for i in xs]
+        lows = [hits[i][f"{key}_ci"][0] if hits[i][f"{key}_ci"] else hits[i][key] for i in xs]
+        highs = [hits[i][f"{key}_ci"][1] if hits[i][f"{key}_ci"] else hits[i][key] for i in xs]
         ax.errorbar(xs, ys, yerr=[np.subtract(ys, lows), np.subtract(highs, ys)], fmt="o-", capsize=3)
         if key == "hit_rate":
             ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-            xs = [i for i, a in enumerate(hits) if a and a.get("balanced_hit_rate") is not None]
+            xs = [i for i, a in enumerate(hits) if a and a["balanced_hit_rate"] is not None]
             ax.plot(xs, [hits[i]["balanced_hit_rate"] for i in xs], "s--", label="balanced (up/down)")
             ax.legend(fontsize=7)
         ax.set_xticks(range(len(labels)), labels, fontsize=8)
@@ -281,7 +292,7 @@ def plot_loop(report: dict[str, Any], path: Path) -> Path:
     axes[2].set_xlabel("iteration", fontsize=8)
     if names:
         axes[2].legend(fontsize=7)
-    edge = report.get("edge")
+    edge = report["edge"]
     fig.suptitle(f"{report['market']} learning loop (edge {edge})", fontsize=10)
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")

@@ -59,7 +59,7 @@ def refuse_replacing_used_bars(root: str | Path, market: str, *, force: bool) ->
         return
     manifest = load_manifest(root, market)
     stage1, data = stage1_of(manifest), data_of(manifest)
-    completed = stage1.status == "completed" or stage1.last_completed is not None
+    completed = stage1 is not None and (stage1.status == "completed" or stage1.last_completed is not None)
     recorded = data.sha256 if data is not None else None
     if completed and recorded and recorded == sha256_file(bars):
         raise WorkspaceError(

@@ -1,6 +1,6 @@
 """The trained hybrid agent for evaluation: one env at a time, same veto, triggers and slot filling as training.
 
->>> agent = HybridAgent.from_workspace(root, "NQ", config, adapter_path=None, use_advisor=True)
+>>> agent = HybridAgent.from_workspace(root, "NQ", config, advisor=stage1_model(root, "NQ", manifest, config))
 >>> agent.reset()
 >>> action, advice = agent.act(obs, info, env.action_masks())
 """
@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from tradelab.paths import Workspace
 from tradelab.stage1.advice import SLOT_SIZE, AdvisorStats, encode_slots
 from tradelab.stage1.triggers import QueryScheduler, VetoRules, VetoTracker
 from tradelab.stage1.wiring import make_probe, trigger_rules
+
+if TYPE_CHECKING:
+    from tradelab.handoff import AdvisorModel
 
 
 class HybridAgent:
@@ -46,16 +49,16 @@ class HybridAgent:
         self.reset()
 
     @classmethod
-    def from_workspace(cls, root: str | Path, market: str, config: Any, *, adapter_path: Path | None,
-                       use_advisor: bool, deterministic: bool = True) -> "HybridAgent":
+    def from_workspace(cls, root: str | Path, market: str, config: Any, *, advisor: AdvisorModel | None,
+                       deterministic: bool = True) -> "HybridAgent":
         """Load ``ppo/final.zip`` (its sha256 checked first) + ``ppo/vecnormalize.npz`` (and the advisor).
 
         Args:
             root: Workspace root.
             market: Market name.
             config: The whole config.
-            adapter_path: Adapter for the advisor; None uses Stage 1's ``stage1_lora`` (the bare model if absent).
-            use_advisor: Query the advisor; False is PPO alone (slots stay empty).
+            advisor: The advisor's weights (:func:`tradelab.handoff.stage1_model`, :func:`~tradelab.handoff
+                .stage2_model`); None is PPO alone (the advice slots stay empty).
             deterministic: Greedy actions.
 
         Raises:
@@ -78,15 +81,12 @@ class HybridAgent:
         vecnorm.training = False
         verify_sha256(model_path, fix=f"re-run `python main.py stage1 --market {market}` to write a model it can trust")
         model = MaskablePPO.load(str(model_path), device="cpu")
-        advisor = None
-        if use_advisor:
+        loaded = None
+        if advisor is not None:
             from tradelab.advisor.generate import Advisor
 
-            if adapter_path is None:
-                lora = ws.stage1_lora_dir(market)
-                adapter_path = lora if (lora / "adapter_config.json").is_file() else None
-            advisor = Advisor(config, ws.root, adapter_path=adapter_path)
-        return cls(model, vecnorm, config, advisor=advisor, deterministic=deterministic)
+            loaded = Advisor(advisor.config_for(config), ws.root)
+        return cls(model, vecnorm, config, advisor=loaded, deterministic=deterministic)
 
     def reset(self) -> None:
         """Forget advice and trigger state (call at every episode start)."""

@@ -31,7 +31,7 @@ import numpy as np
 
 from tradelab.core import ACTIONS
 from tradelab.core.tradesim import ENTRY_ACTIONS
-from tradelab.core.records import check_record
+from tradelab.core.records import Advice, ExperienceRecord, check_record
 from tradelab.fileio import append_jsonl, tail_jsonl
 from tradelab.provenance import SCHEMA_VERSION
 
@@ -97,7 +97,7 @@ EXIT_NO_TRADE = "no_trade"
 class _Pending:
     """A record waiting for its action and then its outcome."""
 
-    record: dict[str, Any]
+    record: ExperienceRecord
     env_idx: int
     tracking_trade: bool = False
     has_action: bool = False
@@ -138,9 +138,9 @@ class ExperienceRecorder:
         self.contract = dict(contract)
         self.rules = dict(rules)
         self.flush_every = int(flush_every)
-        self.recent: deque[dict[str, Any]] = deque(maxlen=int(recent_maxlen))
+        self.recent: deque[ExperienceRecord] = deque(maxlen=int(recent_maxlen))
         self._pending: list[_Pending] = []
-        self._resolved: list[dict[str, Any]] = []
+        self._resolved: list[ExperienceRecord] = []
         self._seq = 0
         self.written = 0
         self.written_with_outcome = 0
@@ -162,7 +162,7 @@ class ExperienceRecorder:
         record_id = f"{self.run_id}-{self._seq:07d}"
         forward = self.slicer.forward(bar_index)
         rules = {**self.rules, "flatten_after_bars": self.slicer.flatten_after_bars(bar_index)}
-        record = {
+        record: ExperienceRecord = {
             "schema_version": SCHEMA_VERSION,
             "id": record_id,
             "market": self.market,
@@ -171,7 +171,7 @@ class ExperienceRecorder:
             "timestamp": context["timestamp"],
             "prompt": [dict(m) for m in messages],
             "response": response,
-            "advice": dict(advice),
+            "advice": Advice(**advice),
             "action_taken": None,
             "allowed_actions": list(context["allowed_actions"]),
             "position": dict(context["position"]),

@@ -19,9 +19,11 @@ from typing import Any
 from tradelab.config import config_hash, resolve_config
 from tradelab.errors import StageFailed, StageNotReady, TradelabError, WorkspaceError
 from tradelab.fileio import atomic_copy_dir, sha256_dir
-from tradelab.manifest import load_manifest, merge_stage1, set_section
+from tradelab.manifest import load_manifest, merge_stage1, set_section, stage1_of
+from tradelab.manifest_schema import Stage1Section
 from tradelab.paths import Workspace
 from tradelab.provenance import git_sha, package_versions, utc_now, utc_stamp
+from tradelab.results import Stage1Paths, Stage1Result
 from tradelab.runlock import stage1_lock
 from tradelab.stage1.sections import count_experience, data_section, stage1_section
 from tradelab.stage1.wiring import RunSettings, run_settings
@@ -72,26 +74,27 @@ def _require_data(root: Path, market: str) -> None:
         )
 
 
-def last_completed(section: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The most recent completed ``stage1`` section: ``section`` itself, or the one it keeps in ``last_completed``."""
-    if not isinstance(section, dict):
+def last_completed(section: Stage1Section | None) -> Stage1Section | None:
+    """The most recent completed ``stage1`` section: ``section`` itself (without the one it keeps), or the one it
+    keeps in ``last_completed``."""
+    if section is None:
         return None
-    if section.get("status") == "completed":
-        return {k: v for k, v in section.items() if k != "last_completed"}
-    previous = section.get("last_completed")
-    return previous if isinstance(previous, dict) and previous.get("status") == "completed" else None
+    if section.status == "completed":
+        return section.model_copy(update={"last_completed": None})
+    previous = section.last_completed
+    return previous if previous is not None and previous.status == "completed" else None
 
 
-def _refuse_downgrade(root: Path, market: str, previous: dict[str, Any] | None, target: int, *, resume: bool,
+def _refuse_downgrade(root: Path, market: str, previous: Stage1Section | None, target: int, *, resume: bool,
                       force: bool) -> None:
     """A fresh run must not replace a completed model trained for more timesteps unless asked (``--force``)."""
     if previous is None or resume or force:
         return
-    done = previous.get("total_timesteps")
-    if isinstance(done, int) and done > target:
+    done = previous.total_timesteps
+    if done is not None and done > target:
         model = Workspace.at(root).ppo_dir(market) / "final.zip"
         raise WorkspaceError(
-            f"{model}: holds a completed Stage 1 run of {done} timesteps (completed {previous.get('completed_at')}); "
+            f"{model}: holds a completed Stage 1 run of {done} timesteps (completed {previous.completed_at}); "
             f"this run would replace it with one of {target}. Pass --force to replace it, --resume to continue "
             f"from the latest checkpoint, or use another --root"
         )
@@ -108,7 +111,7 @@ def run_stage1(
     init_ppo: Path | None = None,
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
+) -> Stage1Result:
     """Train Stage 1 for ``market`` and record it in the manifest.
 
     Args:
@@ -124,8 +127,7 @@ def run_stage1(
         progress: Called with ``(timesteps_done, total_timesteps)`` after each vector step.
 
     Returns:
-        Summary: ``market, status, timesteps, experiences, with_outcome, paths, timings, llm_stats, hybrid_stats,
-        refinements``.
+        The completed ``stage1`` section with this run's own figures and paths.
 
     Raises:
         StageNotReady: The market has no data.
@@ -139,8 +141,7 @@ def run_stage1(
     run = Stage1Run(root, market, config, test_mode=test_mode, total_timesteps=total_timesteps, resume=resume,
                     init_ppo=init_ppo)
     with stage1_lock(root, market, started_at=run.started_at) as me:
-        manifest = load_manifest(root, market)
-        previous = last_completed(manifest["stage1"] if manifest is not None else None)
+        previous = last_completed(stage1_of(load_manifest(root, market)))
         _refuse_downgrade(root, market, previous, run.settings.total_timesteps, resume=resume,
                           force=force or init_ppo is not None)
         run.check_resume()
@@ -149,7 +150,7 @@ def run_stage1(
 
 
 def _train(run: Any, root: Path, market: str, config: Any, progress: Callable[[int, int], None] | None
-           ) -> dict[str, Any]:
+           ) -> Stage1Result:
     """Record ``running``, train, and record how it ended (the caller holds the market's Stage 1 lock)."""
     set_section(root, market, "data", run.data_section())
     merge_stage1(root, market, run.manifest_fields("running"))
@@ -168,16 +169,8 @@ def _train(run: Any, root: Path, market: str, config: Any, progress: Callable[[i
         if isinstance(exc, TradelabError):
             raise
         raise StageFailed(f"stage1 for {market} failed: {type(exc).__name__}: {exc} (see logs/app.log)") from exc
-    merge_stage1(root, market, {**run.manifest_fields("completed"), "error": None})
+    merge_stage1(root, market, summary.section.record())
     return summary
-
-
-_SUMMARY_MANIFEST_KEYS = (
-    "status", "total_timesteps", "seed", "config_hash", "model_checkpoint", "vecnormalize_path", "checkpoints_dir",
-    "base_model", "lora_adapter_path", "adapter_sha256", "experience_path", "experience_samples",
-    "experience_with_outcome",
-)
-"""``stage1`` manifest fields repeated in :func:`run_stage1`'s summary."""
 
 
 class Stage1Run:
@@ -221,7 +214,7 @@ class Stage1Run:
         self.initialized_from: str | None = None
         self.timings: dict[str, float] = {}
         self.owner: dict[str, Any] = {}
-        self.last_completed: dict[str, Any] | None = None
+        self.last_completed: Stage1Section | None = None
         self.model_sha256: str | None = None
         self._t0 = time.perf_counter()
         self._buffer_closed = False
@@ -342,7 +335,7 @@ class Stage1Run:
             self.model.learn(remaining, callback=self.callback, reset_num_timesteps=self.resumed_from is None)
         self.timings["learn_s"] = round(time.perf_counter() - started, 3)
 
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> Stage1Result:
         """Save the final model, statistics and adapter, flush the buffer; return the run summary."""
         from tradelab.stage1.callbacks import save_model
 
@@ -416,36 +409,33 @@ class Stage1Run:
             experience_path=record(exp_path), experience_samples=samples, experience_with_outcome=with_outcome,
             pid=self.owner.get("pid"), host=self.owner.get("host"),
             model_sha256=self.model_sha256 if status == "completed" else None,
-            last_completed=None if status == "completed" else self.last_completed,
+            last_completed=None if status == "completed" or self.last_completed is None
+            else {k: v for k, v in self.last_completed.record().items() if k != "last_completed"},
             llm_stats=stats["llm_stats"], hybrid_stats=stats["hybrid_stats"],
             prompts={"system": self.config.llm.prompts.system, "template_hash": template_hash(self.config)},
         )
 
-    def summary(self, status: str) -> dict[str, Any]:
-        """What :func:`run_stage1` returns: the ``stage1`` manifest fields plus this run's own figures.
+    def summary(self, status: str) -> Stage1Result:
+        """What :func:`run_stage1` returns: the ``stage1`` manifest section plus this run's own figures.
 
-        ``experience_samples`` / ``experience_with_outcome`` count the whole JSONL (every run); ``experiences`` /
-        ``with_outcome`` count what this run wrote.
+        ``section.experience_samples`` / ``section.experience_with_outcome`` count the whole JSONL (every run);
+        ``experiences`` / ``with_outcome`` count what this run wrote.
         """
-        stats = self._stats()
         rec = self.recorder
-        fields = self.manifest_fields(status)
-        return {
-            **{k: fields[k] for k in _SUMMARY_MANIFEST_KEYS},
-            "market": self.market, "status": status, "run_id": self.run_id, "test_mode": self.test_mode,
-            "timesteps": int(self.model.num_timesteps), "resumed_from": self.resumed_from,
-            "initialized_from": self.initialized_from,
-            "experiences": rec.written if rec else 0, "with_outcome": rec.written_with_outcome if rec else 0,
-            "paths": {
-                "model": str(self.ppo_dir / "final.zip"), "vecnormalize": str(self.ppo_dir / "vecnormalize.npz"),
-                "checkpoints": str(self.checkpoints_dir), "experience": str(self.ws.experience_path(self.market)),
-                "adapter": str(self.ws.stage1_lora_dir(self.market)) if self.bundle else None,
-                "tensorboard": str(self.ws.stage1_tensorboard_dir(self.market)),
-                "manifest": str(self.ws.manifest_path(self.market)),
-            },
-            "timings": dict(self.timings), "memory": self.memory(),
-            "llm_stats": stats["llm_stats"], "hybrid_stats": stats["hybrid_stats"],
-        }
+        return Stage1Result(
+            section=Stage1Section.model_validate({**self.manifest_fields(status), "error": None}),
+            market=self.market, run_id=self.run_id, timesteps=int(self.model.num_timesteps),
+            resumed_from=self.resumed_from, initialized_from=self.initialized_from,
+            experiences=rec.written if rec else 0, with_outcome=rec.written_with_outcome if rec else 0,
+            paths=Stage1Paths(
+                model=str(self.ppo_dir / "final.zip"), vecnormalize=str(self.ppo_dir / "vecnormalize.npz"),
+                checkpoints=str(self.checkpoints_dir), experience=str(self.ws.experience_path(self.market)),
+                adapter=str(self.ws.stage1_lora_dir(self.market)) if self.bundle else None,
+                tensorboard=str(self.ws.stage1_tensorboard_dir(self.market)),
+                manifest=str(self.ws.manifest_path(self.market)),
+            ),
+            timings={k: float(v) for k, v in self.timings.items()}, memory=self.memory(),
+        )
 
     def memory(self) -> dict[str, Any]:
         """Peak memory: the process's lifetime peak resident set, and the largest adapter-training peak of this run

@@ -44,6 +44,7 @@ class Stage1Inputs:
     lora_rank: int | None
     lora_alpha: float | None
     manifest_found: bool
+    """The manifest has a ``stage1`` section."""
 
 
 @dataclass
@@ -266,8 +267,10 @@ def stage1_inputs(root: Path, market: str) -> Stage1Inputs:
     ws = Workspace.at(root)
     manifest = load_manifest(root, market)
     stage1 = stage1_of(manifest)
-    base = _resolve(ws.root, stage1.base_model.local_path if stage1.base_model else None)
-    adapter = _resolve(ws.root, stage1.lora_adapter_path) or ws.stage1_lora_dir(market)
+    base_model = stage1.base_model if stage1 is not None else None
+    base = _resolve(ws.root, base_model.local_path if base_model is not None else None)
+    adapter = _resolve(ws.root, stage1.lora_adapter_path if stage1 is not None else None) or \
+        ws.stage1_lora_dir(market)
     log.info("stage 2 inputs for %s: base model %s, adapter %s (manifest paths resolved against %s)", market, base,
              adapter, ws.root)
     rank = alpha = None
@@ -279,7 +282,7 @@ def stage1_inputs(root: Path, market: str) -> Stage1Inputs:
         except ValueError:
             rank = alpha = None
     return Stage1Inputs(base, adapter, rank if isinstance(rank, int) else None,
-                        alpha if isinstance(alpha, (int, float)) else None, manifest is not None and bool(stage1))
+                        alpha if isinstance(alpha, (int, float)) else None, stage1 is not None)
 
 
 def visible_gpu_count() -> int:

@@ -1,60 +1,99 @@
-"""The interface every Stage 2 engine implements: plan, prepare step, output export and engine-specific checks.
+"""The interface every Stage 2 engine implements: plan, command, run, and the engine's own preflight checks.
 
 The runner and preflight call these methods instead of testing an engine's name; each engine module
-(:mod:`.verl`, :mod:`.soft_grpo`, :mod:`.local`) subclasses :class:`Engine` once.
+(:mod:`.verl`, :mod:`.soft_grpo`, :mod:`.local`) subclasses :class:`Engine` (the external ones through
+:class:`tradelab.grpo.engines.launch.ExternalEngine`) once. Every engine's :meth:`Engine.run` ends the same way: a
+completed :class:`~tradelab.manifest_schema.RunRecord` whose ``output`` names what the next Stage 1 and evaluation
+load (an adapter on its base, or a whole model).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tradelab.config import TradelabConfig
-from tradelab.errors import TradelabError
 from tradelab.grpo.checks import Check
 from tradelab.grpo.engines import base
 from tradelab.paths import Workspace
 
+if TYPE_CHECKING:
+    from tradelab.manifest_schema import OutputKind, RunRecord
+    from tradelab.results import DatasetResult, Launch
+
 RunArgv = Callable[[list[str]], int]
 """Runs one command in the launch's environment, streaming its output to the run log; returns the exit code."""
+LineSink = Callable[[str], None]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a caller asks of one Stage 2 run.
+
+    Attributes:
+        test_mode: Apply the engine's test settings (overrides for external engines, ``grpo_local.test`` locally).
+        dataset: The export the run trains on.
+        mode: Rollout mode, for an engine with :attr:`Engine.rollout_modes`; None = its config.
+        resume_from: A checkpoint to continue (the local engine).
+        on_line: Receives each line of an external engine's output.
+        progress: Receives ``(steps done, steps)`` from an in-process engine.
+    """
+
+    test_mode: bool
+    dataset: DatasetResult
+    mode: str | None = None
+    resume_from: str | Path | None = None
+    on_line: LineSink | None = None
+    progress: Progress | None = None
 
 
 class Engine:
-    """One Stage 2 engine: its plan, its prepare step, its output export and its engine-specific checks.
+    """One Stage 2 engine: its plan, its command, its run and its engine-specific checks.
 
     :mod:`tradelab.grpo.engines.registry` holds one instance per engine; the runner and preflight ask it instead of
     testing the engine's name.
 
     Attributes:
         name: The CLI name ("verl", "soft-grpo", "local").
-        external: Launched as a subprocess from a :class:`base.LaunchPlan` (False: trained in-process).
         config_key: The engine's key under ``soft_grpo.engines`` (external engines).
-        output_key: The ``stage2.runs`` field that records the exported weights.
+        output_kind: What a completed run hands back (:data:`tradelab.manifest_schema.OutputKind`).
+        rollout_modes: Rollout modes a run may choose (the menu asks for one when there are several).
         flash_attn_required: Without flash-attn's Triton cross-entropy the engine crashes or silently degrades.
         soft_thinking_rollout: An sglang rollout must be the soft-thinking fork.
     """
 
     name: str = ""
-    external: bool = True
     config_key: str = ""
-    output_key: str = "adapter_path"
+    output_kind: OutputKind = "adapter"
+    rollout_modes: tuple[str, ...] = ()
     flash_attn_required: bool = False
     soft_thinking_rollout: bool = False
 
     def build_plan(self, root: str | Path, market: str, config: TradelabConfig, *, test_mode: bool,
-                   python: str | None = None, extra_overrides: list[str] | None = None) -> base.LaunchPlan:
-        """The launch for ``market`` (nothing is checked or created here; preflight does that)."""
-        raise TradelabError(f"engine {self.name!r} has no launch plan; choose verl or soft-grpo")
+                   python: str | None = None, extra_overrides: list[str] | None = None) -> base.LaunchPlan | None:
+        """The launch for ``market``, or None for an engine that trains in this process (nothing is checked or
+        created here; preflight does that)."""
+        return None
+
+    def launch(self, plan: base.LaunchPlan | None, request: RunRequest) -> Launch:
+        """The command a run of ``request`` is given (what ``--dry-run`` shows and the run records)."""
+        raise NotImplementedError
+
+    def run(self, ws: Workspace, market: str, config: TradelabConfig, plan: base.LaunchPlan | None,
+            request: RunRequest) -> RunRecord:
+        """Train, export the weights, record the run in ``stage2.runs`` and return its completed record.
+
+        Raises:
+            StageFailed: The run failed or left no usable weights (it is recorded as failed or interrupted).
+        """
+        raise NotImplementedError
 
     def prepare(self, ws: Workspace, market: str, plan: base.LaunchPlan) -> str | None:
         """Build what the launch needs before it starts; a line for the run log, or None."""
         return None
-
-    def export_output(self, ws: Workspace, market: str, plan: base.LaunchPlan, run: RunArgv,
-                      started_epoch_s: float) -> tuple[Path | None, str | None]:
-        """Find, verify and copy a finished run's weights: ``(path, None)`` or ``(None, why nothing is usable)``."""
-        raise TradelabError(f"engine {self.name!r} exports its own output")
 
     def plan_checks(self, ws: Workspace, market: str, config: TradelabConfig, plan: base.LaunchPlan) -> list[Check]:
         """Checks of the engine's own inputs, run before the launch environment is probed."""

