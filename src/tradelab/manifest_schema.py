@@ -112,6 +112,21 @@ class RunDataset(Section):
     sha256s: dict[str, str]
 
 
+class GroupSignal(Section):
+    """A local GRPO run's groups: how many carried a learning signal (:mod:`tradelab.grpo.local.groups`)."""
+
+    steps: int
+    groups_sampled: int
+    groups_kept: int
+    zero_variance_share: float | None = None
+    zero_variance_share_first_step: float | None = None
+    zero_variance_share_last_step: float | None = None
+    reward_std_mean: float | None = None
+    rounds_mean: float | None = None
+    capped_steps: int = 0
+    steps_without_signal: int = 0
+
+
 class RunRecord(Section):
     """One ``stage2.runs`` entry: a launch attempt of any engine (verl, soft-grpo, local).
 
@@ -121,7 +136,8 @@ class RunRecord(Section):
       attempt was interrupted), ``output_note`` (why an exit-0 run left no usable weights), ``output`` (the
       exported weights described), and ``hf_model_path`` instead of ``adapter_path`` for soft-grpo.
     - local (:func:`tradelab.grpo.local.train.train_local`): ``mode`` (soft / discrete), ``resumed_from``,
-      ``steps_done``, ``skipped_steps`` (non-finite steps) and ``adapter_round_trip``.
+      ``steps_done``, ``skipped_steps`` (non-finite steps), ``adapter_round_trip`` and ``group_signal`` (the share
+      of groups whose rewards had zero variance, the mean within-group reward std, dynamic-sampling rounds).
 
     Every engine's builder sets every common field (``engine`` .. ``adapter_path``); they are optional here only so
     that records written by older versions still read. Builders dump it with :meth:`record`, so each engine's record
@@ -153,6 +169,7 @@ class RunRecord(Section):
     steps_done: int | None = None
     skipped_steps: int | None = None
     adapter_round_trip: dict[str, Any] | None = None
+    group_signal: GroupSignal | None = None
 
     def record(self) -> dict[str, Any]:
         """The JSON object kept in the manifest: the keys that were set, in declaration order."""

@@ -30,6 +30,7 @@ from tradelab.config.grpo_local_schema import GrpoLocalConfig
 from tradelab.errors import ConfigError, DataError, StageFailed, TradelabError
 from tradelab.fileio import atomic_copy_dir, atomic_write_json, new_stamped_dir, staged_dir
 from tradelab.grpo.local.data import DatasetCheck, PromptGuard, prepare_rows, verify_dataset
+from tradelab.grpo.local.groups import RunGroupSignal
 from tradelab.grpo.local.model import load_policy, resolve_sources, stop_spec, trainable_parameters
 from tradelab.grpo.local.rollout import default_reward
 from tradelab.grpo.local.runlog import TENSORBOARD, RunRecorder, hardware_info
@@ -231,6 +232,7 @@ class _Run:
         self.start_step = 0
         self.steps_done = 0
         self.round_trip: dict[str, Any] | None = None
+        self.group_signal = RunGroupSignal()
 
     def setup(self) -> None:
         s = self.settings
@@ -304,6 +306,7 @@ class _Run:
         for step in range(self.start_step, steps):
             metrics = run_step(self.ctx, self.train_rows, step)
             self.recorder.step(metrics)
+            self.group_signal.add(metrics["groups"])
             if metrics["skipped"]:
                 self._skip(step)
             for key, value in metrics["timings"].items():
@@ -336,6 +339,7 @@ class _Run:
     def run_record(self, status: str, adapter: Path | None,
                    round_trip: dict[str, Any] | None = None) -> dict[str, Any]:
         from tradelab.manifest import RunRecord
+        from tradelab.manifest_schema import GroupSignal
 
         engine_only = {} if round_trip is None else {"adapter_round_trip": round_trip}
         return RunRecord(
@@ -348,7 +352,7 @@ class _Run:
             adapter_path=str(adapter) if adapter else None, test_mode=self.test_mode,
             mode=self.settings.mode, resumed_from=str(self.checkpoint) if self.checkpoint else None,
             tensorboard_dir=str(self.run_dir / TENSORBOARD), steps_done=self.steps_done,
-            skipped_steps=self.skipped, **engine_only,
+            skipped_steps=self.skipped, group_signal=GroupSignal(**self.group_signal.to_dict()), **engine_only,
         ).record()
 
 
@@ -425,7 +429,7 @@ def _finish(run: _Run, adapter: Path) -> dict[str, Any]:
         "val_reward_start": first["val_reward_mean"], "val_reward_end": last["val_reward_mean"],
         "val_format_start": first["val_format_rate"], "val_format_end": last["val_format_rate"],
         "validation": run.history, "timings": run.timings, "config_hash": run.config_hash, "run": record,
-        "adapter_round_trip": run.round_trip,
+        "adapter_round_trip": run.round_trip, "group_signal": run.group_signal.to_dict(),
     }
     run.recorder.event("finished", **{k: v for k, v in summary.items() if k not in ("validation", "run")})
     run.recorder.close()
