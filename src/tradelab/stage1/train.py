@@ -214,6 +214,7 @@ class Stage1Run:
         self.advice_env: Any = None
         self.recorder: Any = None
         self.history_loaded: dict[str, int] | None = None
+        self.hindsight_pool: int | None = None
         self.bundle: Any = None
         self.callback: Any = None
         self.resumed_from: str | None = None
@@ -260,17 +261,33 @@ class Stage1Run:
         checkpointer = Checkpointer(self.checkpoints_dir, s.checkpoint_every_steps, self.model.num_timesteps)
         refiner = None
         if self.bundle is not None and stage1.refinement.enabled:
+            hindsight = self._hindsight_bars()
             refiner = Refiner(
                 advisor=self.bundle.advisor, recorder=self.recorder, config=self.config,
                 base_dir=self.bundle.base_dir, adapter_path=self.bundle.adapter_path,
                 out_dir=self.ws.stage1_lora_dir(self.market), every_steps=s.refinement_every_steps,
                 recent_records=s.refinement_recent_records, min_records=s.refinement_min_records,
-                epochs=s.refinement_epochs, seed=self.seed,
+                epochs=s.refinement_epochs, seed=self.seed, hindsight=hindsight,
+                hindsight_bars=stage1.refinement.hindsight_bars,
             )
         self.callback = Stage1Callback(
             advice_env=self.advice_env, vecnorm=self.vecnorm, recorder=self.recorder, checkpointer=checkpointer,
             refiner=refiner, progress=None, total_timesteps=s.total_timesteps,
         )
+
+    def _hindsight_bars(self) -> Any:
+        """The pool of labelled flat training bars every refinement adds (``refinement.hindsight_bars``), or None."""
+        from tradelab.stage1.hindsight import POOL_FACTOR, HindsightBars
+
+        wanted = self.config.stage1.refinement.hindsight_bars
+        if not wanted:
+            return None
+        started = time.perf_counter()
+        pool = HindsightBars(self.root, self.market, self.config, self.arrays, pool_bars=POOL_FACTOR * wanted,
+                             seed=self.seed)
+        self.timings["hindsight_pool_s"] = round(time.perf_counter() - started, 3)
+        self.hindsight_pool = len(pool)
+        return pool
 
     def check_resume(self) -> None:
         """Verify the checkpoint ``--resume`` would load, before the slow build (advisor, envs) starts.
@@ -387,6 +404,7 @@ class Stage1Run:
         history = self.callback.refiner.history if self.callback and self.callback.refiner else []
         stats["llm_stats"]["refinements"] = history
         stats["llm_stats"]["refinement_history"] = self.history_loaded
+        stats["llm_stats"]["hindsight_pool_bars"] = self.hindsight_pool
         return stats
 
     def manifest_fields(self, status: str) -> dict[str, Any]:
