@@ -7,7 +7,9 @@ JSON shape (every ``*_ci`` is ``[low, high]`` or null when the sample is too sma
      "iterations": [{"iteration", "adapter_in_sha256", "adapter_stage1_sha256", "adapter_out_sha256",
                      "dataset_sha256s", "advisor_stage1": ADVISOR, "advisor": ADVISOR, "stage2_vs_stage1",
                      "agents": {"hybrid": AGENT, "ppo": AGENT, ...}, "hybrid_minus_ppo", "notes": [...]}],
-     "headline": {"advisor_hit_rate_gain", ...}}
+     "headline": {"advisor_hit_rate_gain", ...},
+     "power": {"rule_ceiling", "comparisons": [{name, observed, ci, mde, goal, met, headroom, could_have_seen}],
+               "stage2_room": [{iteration, stage1_to_ceiling_reward, observed (Stage 2's gain), mde, ...}]}}
 
     ADVISOR = {hit_rate, hit_rate_ci, hit_rate_up, hit_rate_down, balanced_hit_rate, balanced_hit_rate_ci,
                holdout_reward, holdout_reward_ci, parse_rate, non_hold_share, prompts, directional, ...}
@@ -27,6 +29,7 @@ import numpy as np
 
 from tradelab.evaluation.stats import block_bootstrap_ci, seed_t_ci
 from tradelab.fileio import atomic_write_text
+from tradelab.loop.power import power_lines, power_section
 from tradelab.provenance import SCHEMA_VERSION, origin
 
 if TYPE_CHECKING:
@@ -146,6 +149,7 @@ def build_report(market: str, config: TradelabConfig, state: dict[str, Any]) -> 
             "adapter_in_sha256": it.get("adapter_in_sha256"), "adapter_stage1_sha256": it.get("adapter_stage1_sha256"),
             "adapter_out_sha256": it.get("adapter_out_sha256"), "ppo_init": it.get("ppo_init"),
             "dataset_sha256s": it.get("dataset_sha256s"), "stage2_run": it.get("stage2_run"),
+            "stage1": it.get("stage1"), "dataset_counts": it.get("dataset_counts"),
             "advisor_stage1": _advisor(it.get("advisor_stage1")), "advisor": _advisor(it.get("advisor")),
             "stage2_vs_stage1": comparison,
             "agents": {k: {m: v for m, v in a.items() if m != "per_seed_net_pnl_usd"}
@@ -162,7 +166,7 @@ def build_report(market: str, config: TradelabConfig, state: dict[str, Any]) -> 
         balanced_gain = last["advisor"]["balanced_hit_rate"] - warm["balanced_hit_rate"]
     settings = state["settings"]
     origin_ = state.get("market_origin") or {}
-    return {
+    report = {
         "schema_version": SCHEMA_VERSION, "market": market, "edge": origin_.get("edge"), "market_origin": origin_,
         "seeds": settings["seeds"], "settings": settings, "status": state["status"],
         "started_at": state["started_at"], "completed_at": state.get("completed_at"),
@@ -170,6 +174,8 @@ def build_report(market: str, config: TradelabConfig, state: dict[str, Any]) -> 
         "warm_start": {"advisor": warm}, "iterations": iterations,
         "headline": {"advisor_hit_rate_gain": gain, "advisor_balanced_hit_rate_gain": balanced_gain},
     }
+    report["power"] = power_section(report, state.get("rule_ceiling"), level=config.evaluation.ci_level)
+    return report
 
 
 def write_loop_report(
@@ -240,6 +246,7 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {name} | {_fmt(a['net_pnl_usd'])} | {_ci(a['net_pnl_usd_ci'])} | "
                          f"{_ci(a['net_pnl_usd_seed_ci'])} | {_fmt(a['trades_per_day'])} | {_fmt(a['sharpe'])} | "
                          f"{a['days']} |")
+    lines += power_lines(report.get("power"))
     lines += ["", f"Headline: advisor_hit_rate_gain={_fmt(report['headline']['advisor_hit_rate_gain'])}", ""]
     return "\n".join(lines)
 

@@ -92,6 +92,11 @@ def run_loop(
         emit("measuring the warm-start advisor on the holdout prompts")
         state["warm_start"] = {"advisor": probe_ctx.measure(probe_ctx.warm_adapter(), "warm_start")}
         _save(root, market, state)
+    if state.get("rule_ceiling") is None:  # the most the advisor's figures could reach on these prompts
+        from tradelab.loop.power import rule_ceiling
+
+        state["rule_ceiling"] = rule_ceiling(probe_ctx.probe(), level=config.evaluation.ci_level,
+                                             seed=config.evaluation.base_seed)
     for number in range(1, settings.iterations + 1):
         iteration = _iteration_state(state, number)
         for stage in LOOP_STAGES:
@@ -177,6 +182,7 @@ def _previous(state: dict[str, Any], iteration: dict[str, Any]) -> dict[str, Any
 def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings, state: dict[str, Any],
             iteration: dict[str, Any], probe: _ProbeContext, progress: Progress | None) -> None:
     from tradelab import stages
+    from tradelab.loop.power import stage1_records
 
     ws = Workspace.at(root)
     previous = _previous(state, iteration)
@@ -193,6 +199,7 @@ def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: Loo
     iteration["adapter_stage1_sha256"] = summary.get("adapter_sha256")
     iteration["stage1"] = {k: summary.get(k) for k in ("timesteps", "experiences", "with_outcome",
                                                         "experience_samples", "config_hash")}
+    iteration["stage1"]["records"] = stage1_records(summary.get("llm_stats"))
     iteration["advisor_stage1"] = probe.measure(lora, f"iteration{iteration['iteration']}_stage1")
 
 
@@ -223,7 +230,7 @@ def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settin
     iteration["adapter_out_path"] = ws.record(adapter)
     iteration["adapter_out_sha256"] = sha256_dir(adapter)
     iteration["stage2_run"] = {k: run.get(k) for k in ("engine", "status", "steps", "val_reward_start",
-                                                       "val_reward_end", "run_dir")}
+                                                       "val_reward_end", "run_dir", "group_signal")}
     iteration["advisor"], iteration["stage2_vs_stage1"] = probe.measure_pair(
         ws.stage1_lora_dir(market), adapter, f"iteration{iteration['iteration']}_stage2")
 
