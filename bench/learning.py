@@ -19,6 +19,7 @@ advisor's learning recipe: a flat mapping of dotted config keys, printed by ``--
 file would hold), ``--timesteps`` Stage 1 steps per iteration, and an evaluation of ``--eval-episodes`` whole sessions
 per seed (the test profile's two 45-bar episodes per seed give two days, too few for an interval over days or a
 Sharpe): about 30 minutes per market on a 2-core CPU. ``--full`` runs the full-size stages instead (hours on a CPU).
+"""
 from __future__ import annotations
 
 import argparse
@@ -59,7 +60,7 @@ def rule_r_per_trade(root: Path, edge: float, days: int, seed: int, prompts: int
 def run_market(root: Path, edge: float, args: argparse.Namespace) -> dict[str, Any]:
     """Generate the market and run the loop on it; returns the loop report."""
     evaluation = {"evaluation.test.episodes": args.eval_episodes, "evaluation.test.episode_bars": args.eval_episode_bars}
-    config = load_config(overrides=None if args.full else {**TINY_ADVISOR_LEARNING, **evaluation})
+    config = load_config(overrides=None if args.full else {**TINY_ADVISOR_LEARNING, **evaluation, **args.set})
     stages.generate_data(root, "NQ", days=args.days, seed=args.data_seed, edge=edge, config=config)
     started = time.perf_counter()
 
@@ -106,7 +107,8 @@ def print_power(report: dict[str, Any]) -> None:
         seen = "" if row["met"] or row["could_have_seen"] is None else (
             f"; a miss the test {'could' if row['could_have_seen'] else 'could NOT'} have seen (room "
             f"{fmt(row['headroom'])})")
-        print(f"power: {row['name']}: observed {fmt(row['observed'])}, MDE {fmt(row['mde'])} {row['unit']} "
+        unit = f" {row['unit']}" if row["unit"] else ""
+        print(f"power: {row['name']}: observed {fmt(row['observed'])}{unit}, MDE {fmt(row['mde'])}{unit} "
               f"(80% power, 5% two-sided), goal {row['goal']}: {met(row['met'])}{seen}")
 
 
@@ -158,6 +160,9 @@ def print_goals(report: dict[str, Any]) -> None:
         if room["room_exceeds_mde"]:
             print(f"goal: stage 2 it{room['iteration']} (Stage 1 below the ceiling by more than the MDE) gain lower "
                   f"bound > 0: {met(bool(ci and ci[0] > 0))}")
+        elif room["room_exceeds_mde"] is None:
+            print(f"goal: stage 2 it{room['iteration']}: no MDE (the paired gains have no spread), so whether Stage 1 "
+                  f"left more than it is unknown; its distance to the ceiling is {fmt(room['stage1_to_ceiling_reward'])}")
         print(f"goal: stage 2 it{room['iteration']} gain upper bound not < 0: {met(not (ci and ci[1] < 0))}")
 
 
@@ -218,6 +223,8 @@ def print_edge(report: dict[str, Any]) -> float | None:
 
 
 def print_null(report: dict[str, Any]) -> bool:
+    from tradelab.evaluation.stats import mde_from_interval, mde_mean
+
     last = report["iterations"][-1]
     print("\n== null market (edge 0)")
     clean = True
@@ -225,15 +232,29 @@ def print_null(report: dict[str, Any]) -> bool:
         leak = bool(a["net_pnl_usd_ci"]) and a["net_pnl_usd_ci"][0] > 0
         clean &= not leak
         print(f"net P&L {name:13s} {fmt(a['net_pnl_usd'])} USD days-CI {fmt(a['net_pnl_usd_ci'])} "
-              f"{'LEAK? lower bound above 0' if leak else 'ok'}")
+              f"{'LEAK? lower bound above 0' if leak else 'ok'} (MDE {fmt(mde_from_interval(a['net_pnl_usd_ci']))})")
     for label, a in (("warm start", report["warm_start"]["advisor"]), ("final", last["advisor"])):
         ci = a["hit_rate_ci"]
         contains = ci is None or ci[0] <= 0.5 <= ci[1]
         clean &= contains
         print(f"advisor hit rate {label}: {fmt(a['hit_rate'])} {fmt(ci)} {'contains 0.5' if contains else 'LEAK?'} "
-              f"(balanced {fmt(a['balanced_hit_rate'])} {fmt(a['balanced_hit_rate_ci'])})")
+              f"(balanced {fmt(a['balanced_hit_rate'])} {fmt(a['balanced_hit_rate_ci'])}; an edge over 0.5 below "
+              f"{fmt(mde_mean(0.5, a['directional']))} would go unseen at {a['directional']} directional answers)")
     print(f"null market clean: {clean}")
     return clean
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as config overrides (values read as YAML: numbers, booleans, null, strings)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. stage1.refinement.hindsight_bars=512")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
 
 
 def main() -> int:
@@ -246,8 +267,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--probe-prompts", type=int, default=480)
     parser.add_argument("--timesteps", type=int, default=16384,
-                        help="Stage 1 timesteps per iteration (about one entry record per 40 steps; the tiny advisor "
-                             "learns the cue from about 600, which the second iteration's refinements reach)")
+                        help="Stage 1 timesteps per iteration (about 20 entry records per 1,000 steps; every 8,192 "
+                             "steps a refinement adds stage1.refinement.hindsight_bars labelled flat training bars)")
     parser.add_argument("--eval-episodes", type=int, default=6, help="evaluation episodes per seed")
     parser.add_argument("--eval-episode-bars", type=int, default=390, help="bars per evaluation episode (a session)")
     parser.add_argument("--full", action="store_true", help="full-size stages (hours on a CPU)")
@@ -255,9 +276,12 @@ def main() -> int:
     parser.add_argument("--rule-edges", default="0.0,0.1,0.2,0.3,0.5,0.8",
                         help="strengths at which to print the best simple rule's R per trade ('' skips the table)")
     parser.add_argument("--skip-null", action="store_true", help="run the edge market only (no null market)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one recipe key (dotted, YAML value), e.g. --set stage1.refinement.hindsight_bars=512")
     parser.add_argument("--print-recipe", action="store_true",
                         help="print TINY_ADVISOR_LEARNING as the YAML of a profile file and exit")
     args = parser.parse_args()
+    args.set = parse_sets(args.set)
     if args.print_recipe:
         import yaml
 

@@ -105,7 +105,7 @@ def main() -> int:
     parser.add_argument("--edges", default="0.1,0.2,0.3", help="comma-separated planted edges")
     parser.add_argument("--sizes", default="256,1024,4096", help="comma-separated labelled records N")
     parser.add_argument("--epochs", type=int, default=4, help="passes over the N records")
-    parser.add_argument("--weights", default=None, choices=("uniform", "balanced", "advantage"),
+    parser.add_argument("--weights", default=None, choices=("uniform", "advantage"),
                         help="stage1.refinement.weights (default: the recipe's)")
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--data-seed", type=int, default=7)

@@ -199,5 +199,5 @@ def test_mde_of_two_proportions_matches_the_normal_approximation_table() -> None
 
 def test_mde_from_an_interval_is_143_half_widths_at_95_percent() -> None:
     assert mde_from_interval([-1.0, 3.0]) == pytest.approx(2.0 * 2.8016 / 1.95996, abs=1e-4)
-    assert mde_from_interval(None) is None
+    assert mde_from_interval(None) is None and mde_from_interval([0.0, 0.0]) is None
     assert mde_from_interval([0.0, 1.0], level=0.9) > mde_from_interval([0.0, 1.0], level=0.95)

@@ -68,3 +68,10 @@ def test_the_records_each_iteration_learned_from_are_reported() -> None:
     text = records_text(section["records"][0])
     assert "2600 examples" in text and "120 entries) + 2048 labelled flat bars" in text
     assert "240 groups sampled, 25% with zero reward variance, 200 trained on" in text
+
+
+def test_a_gain_of_exactly_zero_on_every_prompt_has_no_mde() -> None:
+    section = power_section(_report(0.10, [0.0, 0.0]), RULE, level=0.95)
+    room = section["stage2_room"][0]
+    assert room["mde"] is None and room["could_have_seen"] is None and room["room_exceeds_mde"] is None
+    assert "no MDE" in "\n".join(power_lines(section))

@@ -94,7 +94,7 @@ def test_an_entries_only_refinement_drops_in_trade_records(monkeypatch: pytest.M
     assert summary["examples"] == trained == len(seen[0])
 
 
-@pytest.mark.parametrize("weights", ["advantage", "uniform", "balanced"])
+@pytest.mark.parametrize("weights", ["advantage", "uniform"])
 def test_uniform_weights_skip_the_advantage_and_the_balancing(monkeypatch: pytest.MonkeyPatch, tmp_path,
                                                               weights: str) -> None:
     from tradelab.advisor import train
@@ -110,14 +110,5 @@ def test_uniform_weights_skip_the_advantage_and_the_balancing(monkeypatch: pytes
     got = [e.weight for e in seen[0]]
     if weights == "uniform":
         assert got == [1.0, 1.0, 1.0]
-    elif weights == "balanced":  # one target action (BUY): balancing keeps the total, so each stays 1
-        assert got == pytest.approx([1.0, 1.0, 1.0])
     else:  # all three targets are BUY: the correct advice keeps the floor, the others their advantage
         assert got[1] == pytest.approx(0.05) and got[0] > 1.0 and got[2] > 1.0
-
-
-def test_balanced_weights_give_each_target_action_the_same_total() -> None:
-    from tradelab.stage1.refine import balance_by_action
-
-    weights = balance_by_action(["SELL", "SELL", "SELL", "BUY", "HOLD"], [1.0] * 5)
-    assert sum(weights[:3]) == pytest.approx(weights[3]) == pytest.approx(weights[4]) and sum(weights) == 5.0

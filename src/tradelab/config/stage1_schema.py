@@ -114,10 +114,9 @@ class RefinementConfig(StrictModel):
     min_records: int = Field(ge=1, description="Skip a refinement while fewer resolved records exist.")
     epochs: int = Field(ge=1, description="Passes over the refinement examples.")
     min_weight: float = Field(ge=0, description="Floor of an example's weight (advantage over the advised action, R).")
-    weights: Literal["advantage", "uniform", "balanced"] = Field(
+    weights: Literal["advantage", "uniform"] = Field(
         description="advantage: the best action's gain over the advised one, floored, then balanced by target "
-                    "action; uniform: every example weighs 1; balanced: every example 1, then balanced by target "
-                    "action."
+                    "action; uniform: every example weighs 1."
     )
     decisions: Literal["all", "entries"] = Field(
         description="Records a refinement learns from: all, or entries only (flat, BUY and SELL both allowed)."

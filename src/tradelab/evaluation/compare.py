@@ -73,6 +73,6 @@ def comparison_lines(comparisons: Mapping[str, Any] | None, level: float) -> lis
                    "than one time in five at this size")
     mde_text = f"{mde:,.2f}" if mde is not None else "n/a"
     return ["## Hybrid minus PPO-only",
-            f"Paired on the same {diff['days']} days ({diff['seeds']} seeds), net P&L per seed: "
+            f"Paired on the same {diff['days']} days ({diff['seeds']} seed(s)), net P&L per seed: "
             f"{diff['net_pnl_usd']:,.2f} USD, {level:.0%} interval {interval} (day-block bootstrap). Minimum "
             f"detectable effect at 80% power, 5% two-sided: {mde_text} USD. Verdict: {verdict}."]

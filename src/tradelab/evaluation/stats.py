@@ -424,7 +424,8 @@ def mde_from_interval(interval: Sequence[float] | None, *, level: float = 0.95, 
     raw n would not. For a 95% interval and 80% power, MDE = 1.43 x the half-width.
 
     Returns:
-        The effect in the interval's units, or None without an interval.
+        The effect in the interval's units, or None without an interval or with a zero-width one (every resample
+        gave the same value, e.g. a paired gain of exactly 0 on every prompt: no spread to estimate an error from).
     """
     if interval is None:
         return None
@@ -432,7 +433,7 @@ def mde_from_interval(interval: Sequence[float] | None, *, level: float = 0.95, 
     from statistics import NormalDist
 
     low, high = float(interval[0]), float(interval[1])
-    if not (math.isfinite(low) and math.isfinite(high)):
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
         return None
     se = 0.5 * (high - low) / NormalDist().inv_cdf(0.5 + level / 2.0)
     return power_multiplier(alpha=alpha, power=power) * se

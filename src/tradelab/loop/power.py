@@ -165,6 +165,8 @@ def _num(value: Any) -> str:
 def _verdict(row: Mapping[str, Any]) -> str:
     if row["met"]:
         return "met"
+    if row["mde"] is None:
+        return "missed; no interval with a spread at this size, so no MDE"
     if row["could_have_seen"] is None:
         return f"missed; effects below the MDE ({_num(row['mde'])}) are likely to be missed at this size"
     if row["could_have_seen"]:

@@ -125,13 +125,11 @@ def refine_adapter(
     if not examples:
         return {"examples": 0, "mean_weight": 0.0, "seconds": 0.0, "adapter_path": str(init_adapter),
                 "peak_memory_mb": 0.0}
-    scheme = config.stage1.refinement.weights
-    if scheme == "uniform":
+    if config.stage1.refinement.weights == "uniform":
         examples = [SFTExample(messages=e.messages, target=e.target, weight=1.0) for e in examples]
-    else:  # advantage: balanced advantage weights; balanced: every example 1, then balanced by target action
+    else:
         actions = [str(parse_advice(e.target).action) for e in examples]
-        raw = [e.weight if scheme == "advantage" else 1.0 for e in examples]
-        balanced = balance_by_action(actions, raw)
+        balanced = balance_by_action(actions, [e.weight for e in examples])
         examples = [SFTExample(messages=e.messages, target=e.target, weight=w) for e, w in zip(examples, balanced)]
     train_adapter(base_dir, examples, config, out_dir=out_dir, seed=seed, init_adapter=init_adapter, epochs=epochs)
     mean_weight = sum(e.weight for e in examples) / len(examples)
