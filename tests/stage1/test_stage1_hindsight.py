@@ -11,7 +11,7 @@ from tradelab.advisor.prompts import build_messages
 from tradelab.config import TradelabConfig, load_config
 from tradelab.core.tradesim import is_entry_decision
 from tradelab.marketdata import load_market_arrays
-from tradelab.stage1.hindsight import HindsightBars
+from tradelab.stage1.hindsight import POOL_FACTOR, HindsightBars, run_pool
 from tradelab.stage1.refine import hindsight_example
 
 
@@ -36,6 +36,10 @@ def test_labelled_bars_are_flat_training_entries_whose_windows_stop_before_the_h
     labels = [hindsight_example(r, 0.05) for r in records]
     assert all(label is not None for label in labels)
     assert {label[1].split(" | ")[0] for label in labels} <= {"HOLD", "BUY", "SELL"}
+    # A Stage 1 run builds a pool only when refinements add labelled bars, POOL_FACTOR candidates per bar.
+    assert run_pool(nq_workspace, "NQ", config, arrays, seed=3) is None  # hindsight_bars: 0 by default
+    on = load_config(overrides={"stage1.refinement.hindsight_bars": 10})
+    assert 0 < len(run_pool(nq_workspace, "NQ", on, arrays, seed=3)) <= POOL_FACTOR * 10
     # Seeded: the same round draws the same bars; another round draws others.
     assert [r["bar_index"] for r in pool.draw(40, round_=0)] == [r["bar_index"] for r in records]
     assert [r["bar_index"] for r in pool.draw(40, round_=1)] != [r["bar_index"] for r in records]

@@ -97,3 +97,13 @@ class HindsightBars:
         rng = np.random.default_rng([self.seed, 13, int(round_)])
         picks = rng.choice(len(self.pool), size=n, replace=n > len(self.pool))
         return [self.record(*self.pool[int(i)]) for i in np.sort(picks)]
+
+
+def run_pool(root: Any, market: str, config: TradelabConfig, arrays: MarketArrays, *, seed: int
+             ) -> HindsightBars | None:
+    """A Stage 1 run's pool: :data:`POOL_FACTOR` candidates per ``stage1.refinement.hindsight_bars``, or None when
+    refinements add no labelled bars."""
+    wanted = config.stage1.refinement.hindsight_bars
+    if not wanted:
+        return None
+    return HindsightBars(root, market, config, arrays, pool_bars=POOL_FACTOR * wanted, seed=seed)

@@ -240,6 +240,7 @@ class Stage1Run:
         from tradelab.stage1.callbacks import Checkpointer, Refiner, Stage1Callback
         from tradelab.stage1.wiring import advice_vec_env, env_fns, load_advisor, recorder_for
         from tradelab.stage1.advice import LLMAdviceSource
+        from tradelab.stage1.hindsight import run_pool
 
         s, stage1 = self.settings, self.config.stage1
         set_random_seed(self.seed)
@@ -261,7 +262,8 @@ class Stage1Run:
         checkpointer = Checkpointer(self.checkpoints_dir, s.checkpoint_every_steps, self.model.num_timesteps)
         refiner = None
         if self.bundle is not None and stage1.refinement.enabled:
-            hindsight = self._hindsight_bars()
+            hindsight = run_pool(self.root, self.market, self.config, self.arrays, seed=self.seed)
+            self.hindsight_pool = None if hindsight is None else len(hindsight)
             refiner = Refiner(
                 advisor=self.bundle.advisor, recorder=self.recorder, config=self.config,
                 base_dir=self.bundle.base_dir, adapter_path=self.bundle.adapter_path,
@@ -274,20 +276,6 @@ class Stage1Run:
             advice_env=self.advice_env, vecnorm=self.vecnorm, recorder=self.recorder, checkpointer=checkpointer,
             refiner=refiner, progress=None, total_timesteps=s.total_timesteps,
         )
-
-    def _hindsight_bars(self) -> Any:
-        """The pool of labelled flat training bars every refinement adds (``refinement.hindsight_bars``), or None."""
-        from tradelab.stage1.hindsight import POOL_FACTOR, HindsightBars
-
-        wanted = self.config.stage1.refinement.hindsight_bars
-        if not wanted:
-            return None
-        started = time.perf_counter()
-        pool = HindsightBars(self.root, self.market, self.config, self.arrays, pool_bars=POOL_FACTOR * wanted,
-                             seed=self.seed)
-        self.timings["hindsight_pool_s"] = round(time.perf_counter() - started, 3)
-        self.hindsight_pool = len(pool)
-        return pool
 
     def check_resume(self) -> None:
         """Verify the checkpoint ``--resume`` would load, before the slow build (advisor, envs) starts.
