@@ -137,7 +137,8 @@ def print_goals(report: dict[str, Any]) -> None:
                  and final["holdout_reward_ci"][0] > warm["holdout_reward_ci"][1])
     if edge >= 0.3:
         share = (final["holdout_reward"] / rule["holdout_reward"]) if rule.get("holdout_reward") else None
-        print(f"goal: final mean holdout reward >= 70% of the rule's ({fmt(share)} of {fmt(rule.get('holdout_reward'))})"
+        print(f"goal: final mean holdout reward >= 70% of the rule's ({fmt(share)} of "
+              f"{fmt(rule.get('holdout_reward'))})"
               f" with its interval above the warm start's ({above}): {met(bool(share and share >= 0.7 and above))}")
         balanced_apart = not overlap(final["balanced_hit_rate_ci"], warm["balanced_hit_rate_ci"])
         b = final["balanced_hit_rate"]
@@ -162,7 +163,8 @@ def print_goals(report: dict[str, Any]) -> None:
                   f"bound > 0: {met(bool(ci and ci[0] > 0))}")
         elif room["room_exceeds_mde"] is None:
             print(f"goal: stage 2 it{room['iteration']}: no MDE (the paired gains have no spread), so whether Stage 1 "
-                  f"left more than it is unknown; its distance to the ceiling is {fmt(room['stage1_to_ceiling_reward'])}")
+                  f"left more than it is unknown; its distance to the ceiling is "
+                  f"{fmt(room['stage1_to_ceiling_reward'])}")
         print(f"goal: stage 2 it{room['iteration']} gain upper bound not < 0: {met(not (ci and ci[1] < 0))}")
 
 
@@ -277,7 +279,8 @@ def main() -> int:
                         help="strengths at which to print the best simple rule's R per trade ('' skips the table)")
     parser.add_argument("--skip-null", action="store_true", help="run the edge market only (no null market)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one recipe key (dotted, YAML value), e.g. --set stage1.refinement.hindsight_bars=512")
+                        help="override one recipe key (dotted, YAML value), e.g. "
+                             "--set stage1.refinement.hindsight_bars=512")
     parser.add_argument("--print-recipe", action="store_true",
                         help="print TINY_ADVISOR_LEARNING as the YAML of a profile file and exit")
     args = parser.parse_args()

@@ -95,8 +95,9 @@ def run_edge(base: Path, edge: float, args: argparse.Namespace) -> int | None:
               f"MDE vs warm {_fmt(mde)}; {summary['examples']} examples x {args.epochs} passes in {trained_s:.0f}s"
               + (" <- reached" if reached else ""), flush=True)
     gap = rule["hit_rate"] - 0.5 if rule["hit_rate"] is not None else None
+    n_dir = rule["directional"]
     print(f"{'':>18}  rule's hit-rate edge over a coin {_fmt(gap)}; MDE of a hit rate against 0.5 at "
-          f"{rule['directional']} directional answers: {_fmt(mde_proportions(0.5, rule['directional'], rule['directional']))}")
+          f"{n_dir} directional answers: {_fmt(mde_proportions(0.5, n_dir, n_dir))}")
     return needed
 
 

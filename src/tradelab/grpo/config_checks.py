@@ -241,8 +241,8 @@ def filter_groups_check(values: Mapping[str, Any], *, composed: bool, dialect: s
     enabled = values.get(FILTER_ENABLE) is True
     if dialect == "fork":
         if enabled:
-            return Check("filter_groups", FAIL, f"{FILTER_ENABLE}=true: the SofT-GRPO fork's verl 0.4.x main_ppo has no "
-                         "algorithm.filter_groups (DAPO is in verl's recipe/dapo trainer); remove it from "
+            return Check("filter_groups", FAIL, f"{FILTER_ENABLE}=true: the SofT-GRPO fork's verl 0.4.x main_ppo has "
+                         "no algorithm.filter_groups (DAPO is in verl's recipe/dapo trainer); remove it from "
                          "engines.soft_grpo.args")
         return Check("filter_groups", WARN, "not supported by the SofT-GRPO fork (verl 0.4.x main_ppo has no "
                      "algorithm.filter_groups): groups whose answers all score the same train with zero advantage "

@@ -41,9 +41,10 @@ within a test-mode loop: a flat mapping of dotted config keys, the shape of a pr
 - Uniform weights: balanced advantage weights multiplied the few HOLD-on-a-flat-bar examples about eight-fold, and
   their clipped gradient steps kept the adapter on one side.
 - Every 8,192 steps a refinement retrains on up to 4,096 resolved records of the run and the labelled bars, 3
-  passes, with a larger step than a real model needs. The cue is learned from the number of entry records, not from the model's size: trained
-  on N labelled flat prompts of the training bars (edge 0.8), the tiny advisor's holdout hit rate was 0.64 at
-  N = 160, 0.72 at 640 (2 passes), 0.815 at 640 (6 passes) and 0.813 at 2,000, which is the 5-bar rule's own 0.815.
+  passes, with a larger step than a real model needs. The cue is learned from the number of entry records, not
+  from the model's size: trained on N labelled flat prompts of the training bars (edge 0.8), the tiny advisor's
+  holdout hit rate was 0.64 at N = 160, 0.72 at 640 (2 passes), 0.815 at 640 (6 passes) and 0.813 at 2,000, which
+  is the 5-bar rule's own 0.815.
   A Stage 1 run makes about one entry record per 40 steps: 8,192 steps (159 records) left the advisor at 0.60,
   16,384 (345) at 0.63, 32,768 (833) at 0.815. ``bench/learning.py`` runs 16,384 steps per iteration: the first
   iteration's Stage 1 leaves Stage 2 room to teach (0.63 -> 0.70 on that workspace; after 32,768 steps Stage 2 had
