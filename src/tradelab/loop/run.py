@@ -24,6 +24,7 @@ from tradelab.errors import StageFailed, StageNotReady
 from tradelab.fileio import atomic_write_text, new_stamped_dir, sha256_dir
 from tradelab.handoff import FRESH_ADAPTER_DIR, AdvisorModel, base_or_none, output_model, stage1_model
 from tradelab.loop import report as loop_report
+from tradelab.loop.power import rule_ceiling, stage1_records
 from tradelab.manifest import load_manifest, loop_of, set_loop
 from tradelab.manifest_schema import (
     LoopEvaluation,
@@ -84,6 +85,9 @@ def run_loop(
         emit("measuring the warm-start advisor on the holdout prompts")
         state.warm_start = {"advisor": probe_ctx.measure(AdvisorModel(None, probe_ctx.warm_adapter()), "warm_start")}
         set_loop(root, market, state)
+    if state.rule_ceiling is None:  # the most the advisor's figures could reach on these prompts
+        state.rule_ceiling = rule_ceiling(probe_ctx.probe(), level=config.evaluation.ci_level,
+                                          seed=config.evaluation.base_seed)
     for number in range(1, settings.iterations + 1):
         iteration = _iteration_state(state, number)
         for stage in LOOP_STAGES:
@@ -187,7 +191,7 @@ def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: Loo
     iteration.adapter_stage1_sha256 = section.adapter_sha256
     iteration.stage1 = LoopStage1(timesteps=result.timesteps, experiences=result.experiences,
                                   with_outcome=result.with_outcome, experience_samples=section.experience_samples,
-                                  config_hash=section.config_hash)
+                                  config_hash=section.config_hash, records=stage1_records(section.llm_stats))
     iteration.advisor_stage1 = probe.measure(probe.stage1_model(iteration), f"iteration{iteration.iteration}_stage1")
 
 
@@ -219,7 +223,8 @@ def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settin
         iteration.adapter_out_path, iteration.adapter_out_sha256 = ws.record(weights), sha256
     iteration.stage2_run = LoopStage2Run(engine=run.engine, status=run.status, output_kind=output.kind,
                                          steps=run.steps_done, val_reward_start=run.val_reward_start,
-                                         val_reward_end=run.val_reward_end, run_dir=run.output_dir)
+                                         val_reward_end=run.val_reward_end, run_dir=run.output_dir,
+                                         group_signal=run.group_signal)
     after = output_model(root, load_manifest(root, market), config, output)
     iteration.advisor, iteration.stage2_vs_stage1 = probe.measure_pair(
         probe.stage1_model(iteration), after, f"iteration{iteration.iteration}_stage2")
