@@ -160,6 +160,7 @@ class Advisor:
         self._adapter: dict[str, str] | None = None
         self._adapter_count = 0
         self._merged = False
+        self._int8: Any = None
         if loaded.adapter_path is not None:
             self._adapter = self._adapter_record(loaded.adapter_path)
             self._merge()
@@ -195,6 +196,7 @@ class Advisor:
 
         self._cache.clear()
         self._prefix.clear()
+        self._int8 = None
         if path is None:
             if isinstance(self.model, PeftModel):
                 self._unmerge()
@@ -231,9 +233,28 @@ class Advisor:
             self.model.unmerge_adapter()
             self._merged = False
 
+    @property
+    def quantized(self) -> bool:
+        """Whether generation runs an int8 copy (``llm.generation.cpu_quantization: int8`` on a CPU device, weights
+        not already quantised by bitsandbytes)."""
+        llm = self.config.llm
+        return (self.generation.cpu_quantization == "int8" and str(self.device).startswith("cpu")
+                and not (llm.load_in_4bit or llm.load_in_8bit))
+
+    def generation_model(self) -> Any:
+        """The model ``generate`` runs: :attr:`model`, or its int8 copy (:func:`tradelab.advisor.quantize.int8_copy`),
+        built from the current weights on first use after each adapter change."""
+        if not self.quantized:
+            return self.model
+        if self._int8 is None:
+            from tradelab.advisor.quantize import int8_copy
+
+            self._int8 = int8_copy(self.model)
+        return self._int8
+
     def model_info(self) -> dict[str, Any]:
-        """``{name, local_path, smoke_test_model}`` of the base model, for manifests."""
-        from tradelab.advisor.tiny import model_info
+        """``{name, local_path, smoke_test_model, sha256, source}`` of the base model, for manifests and reports."""
+        from tradelab.advisor.bases import model_info
 
         return model_info(self.model_dir)
 
@@ -314,12 +335,13 @@ class Advisor:
         if threads:
             torch.set_num_threads(threads)
         try:
-            inputs = self._prefix.inputs(self.model, rows, prefix, pad_token_id=self.tokenizer.pad_token_id,
+            model = self.generation_model()
+            inputs = self._prefix.inputs(model, rows, prefix, pad_token_id=self.tokenizer.pad_token_id,
                                          device=self.device)
             if seed is not None:
                 torch.manual_seed(seed)
             with torch.inference_mode():
-                output = self.model.generate(
+                output = model.generate(
                     **inputs, max_new_tokens=self.generation.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
                     eos_token_id=self.stop_token_ids, **self._sampling_kwargs(),
                 )

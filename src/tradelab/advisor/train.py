@@ -5,6 +5,10 @@ multiplied by it; the batch loss is the mean of the weighted example losses), gr
 is AdamW, and every source of randomness is seeded. Adapters are saved in PEFT format (``adapter_config.json`` +
 ``adapter_model.safetensors``) plus ``tradelab_adapter.json`` (origin and training summary).
 
+An optimiser batch runs as micro-batches of ``llm.sft.micro_batch_size`` examples whose gradients add up to the
+batch's (activation memory grows with the micro-batch, not the batch), and the tokens every example of a micro-batch
+starts with (the system turn) run once for all of them (``llm.sft.shared_prefix``, :func:`shared_prefix_length`).
+
 Answers end with the model's end-of-turn token (the one its chat template closes a turn with, e.g. ``<|im_end|>``,
 ``<end_of_turn>``), which is what generation stops on. Output logits are computed only at response positions,
 ``llm.sft.loss_chunk_tokens`` at a time and recomputed in the backward pass (:func:`response_loss`): full-vocabulary
@@ -94,7 +98,7 @@ def encode_example(tokenizer: Any, example: SFTExample, max_seq_len: int, *,
     target_ids = tokenizer(example.target, add_special_tokens=False)["input_ids"] + [end_token_id]
     target_ids = target_ids[:max_seq_len]
     room = max_seq_len - len(target_ids)
-    prompt_ids = prompt_ids[len(prompt_ids) - room:] if room > 0 else []
+    prompt_ids = prompt_ids[max(0, len(prompt_ids) - room):] if room > 0 else []
     return prompt_ids + target_ids, [IGNORE_INDEX] * len(prompt_ids) + target_ids
 
 
@@ -141,14 +145,46 @@ def _chunk_loss(head: Any, softcap: float | None, hidden: Any, targets: Any, tok
     return (F.cross_entropy(logits, targets, reduction="none") * token_weights).sum()
 
 
+def shared_prefix_length(encoded: Sequence[tuple[list[int], list[int]]]) -> int:
+    """How many leading tokens every example shares and may run once for the whole micro-batch: the common token
+    prefix, short of every example's first label (so no prefix position predicts a labelled token) and leaving each
+    example a token of its own."""
+    from tradelab.advisor.prefix import PrefixCache
+
+    n = PrefixCache.common_length([ids for ids, _ in encoded])
+    first_label = min(next((i for i, lab in enumerate(labs) if lab != IGNORE_INDEX), len(labs)) for _, labs in encoded)
+    return max(0, min(n, first_label - 1, min(len(ids) for ids, _ in encoded) - 1))
+
+
+def _decoder_hidden(decoder: Any, config: Any, input_ids: Any, attention_mask: Any, prefix_tokens: int) -> Any:
+    """The decoder's last hidden states for every position after the first ``prefix_tokens``.
+
+    With a prefix, its tokens go through the decoder once (batch of one) and their keys/values, broadcast to every
+    row, are the cache the rest of each row attends to: the same attention and positions as running each row whole,
+    with gradients flowing back into the one prefix computation (through LoRA on the key/value projections).
+    """
+    if prefix_tokens <= 0:
+        return decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    from transformers import DynamicCache
+
+    rows = input_ids.shape[0]
+    shared = decoder(input_ids=input_ids[:1, :prefix_tokens], use_cache=True).past_key_values
+    cache = DynamicCache(config=config)
+    for index, layer in enumerate(shared.layers):
+        cache.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), index)
+    return decoder(input_ids=input_ids[:, prefix_tokens:], attention_mask=attention_mask, past_key_values=cache,
+                   use_cache=True).last_hidden_state
+
+
 def response_loss(model: Any, input_ids: Any, attention_mask: Any, labels: Any, weights: Any,
-                  chunk_tokens: int) -> Any:
+                  chunk_tokens: int, *, prefix_tokens: int = 0, batch_rows: int | None = None) -> Any:
     """:func:`weighted_loss` of the model on a batch, with output logits only at response positions.
 
-    The decoder runs once over the whole batch; its hidden states at the positions that predict a labelled token go
-    through the output head ``chunk_tokens`` at a time, each chunk under activation checkpointing, so at most one
-    chunk's logits exist at a time (forward and backward). The value equals :func:`weighted_loss` on full logits.
-    Architectures that rescale the head's output (see ``_LOGIT_SCALES``) use the full forward instead.
+    The decoder runs once over the whole batch (the shared ``prefix_tokens`` once for all rows,
+    :func:`_decoder_hidden`); its hidden states at the positions that predict a labelled token go through the output
+    head ``chunk_tokens`` at a time, each chunk under activation checkpointing, so at most one chunk's logits exist at
+    a time (forward and backward). The value equals :func:`weighted_loss` on full logits. Architectures that rescale
+    the head's output (see ``_LOGIT_SCALES``) use the full forward instead.
 
     Args:
         model: The causal LM (a ``PeftModel`` or a plain transformers model).
@@ -157,6 +193,10 @@ def response_loss(model: Any, input_ids: Any, attention_mask: Any, labels: Any, 
         labels: ``(batch, seq)`` labels, -100 where nothing is predicted.
         weights: ``(batch,)`` example weights.
         chunk_tokens: Response positions per head call.
+        prefix_tokens: Leading tokens every row shares and no position of predicts a label
+            (:func:`shared_prefix_length`); 0 runs every row whole.
+        batch_rows: The optimiser batch these rows are a micro-batch of (the loss is a share of that batch's mean);
+            default the rows given.
     """
     from torch.utils.checkpoint import checkpoint
 
@@ -164,14 +204,16 @@ def response_loss(model: Any, input_ids: Any, attention_mask: Any, labels: Any, 
     config = causal.config.get_text_config() if hasattr(causal.config, "get_text_config") else causal.config
     head = causal.get_output_embeddings()
     decoder = causal.get_decoder() if hasattr(causal, "get_decoder") else None
+    share = labels.shape[0] / (batch_rows or labels.shape[0])
     if head is None or decoder is None or decoder is causal or any(getattr(config, a, None) for a in _LOGIT_SCALES):
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-        return weighted_loss(logits, labels, weights)
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        return weighted_loss(logits, labels, weights) * share
+    hidden = _decoder_hidden(decoder, causal.config, input_ids, attention_mask, prefix_tokens)
+    labels = labels[:, prefix_tokens:]
     shift_labels = labels[:, 1:]
     counted = shift_labels != IGNORE_INDEX
     rows = counted.nonzero()[:, 0]
-    per_example = weights / counted.sum(dim=1).clamp(min=1) / labels.shape[0]
+    per_example = weights / counted.sum(dim=1).clamp(min=1) / (batch_rows or labels.shape[0])
     selected, targets, token_weights = hidden[:, :-1][counted], shift_labels[counted], per_example[rows]
     softcap = getattr(config, "final_logit_softcapping", None)
     total = hidden.new_zeros((), dtype=weights.dtype)
@@ -241,15 +283,21 @@ def _epochs(model: Any, batches: Callable[[int], list[list[int]]], encoded: list
     for epoch in range(epochs):
         losses = []
         for index in batches(epoch):
-            batch = {k: v.to(device) for k, v in collate([encoded[i] for i in index], pad_id=pad_id).items()}
-            w = torch.tensor([weights[i] for i in index], dtype=torch.float32, device=device)
-            loss = response_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"], w,
-                                 sft.loss_chunk_tokens)
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
+            batch_loss = 0.0
+            for start in range(0, len(index), sft.micro_batch_size):
+                part = [encoded[i] for i in index[start:start + sft.micro_batch_size]]
+                micro = {k: v.to(device) for k, v in collate(part, pad_id=pad_id).items()}
+                w = torch.tensor([weights[i] for i in index[start:start + sft.micro_batch_size]],
+                                 dtype=torch.float32, device=device)
+                prefix = shared_prefix_length(part) if sft.shared_prefix else 0
+                loss = response_loss(model, micro["input_ids"], micro["attention_mask"], micro["labels"], w,
+                                     sft.loss_chunk_tokens, prefix_tokens=prefix, batch_rows=len(index))
+                loss.backward()
+                batch_loss += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(params, sft.grad_clip_norm)
             optimiser.step()
-            losses.append(float(loss.detach()))
+            losses.append(batch_loss)
             summary.steps += 1
             if progress is not None:
                 progress(summary.steps, total)
@@ -325,7 +373,7 @@ def _save(model: Any, out_dir: Path, base_dir: Path, config: TradelabConfig, see
           init_adapter: str | Path | None) -> Path:
     from dataclasses import asdict
 
-    from tradelab.advisor.tiny import model_info
+    from tradelab.advisor.bases import model_info
     from tradelab.config import config_hash
     from tradelab.fileio import atomic_write_json, staged_dir
     from tradelab.provenance import origin
@@ -352,6 +400,26 @@ def read_training_summary(adapter_dir: str | Path) -> dict[str, Any]:
         return {}
     training = info.get("training") if isinstance(info, dict) else None
     return training if isinstance(training, dict) else {}
+
+
+def adapter_base_matches(adapter_dir: str | Path, root: str | Path, config: TradelabConfig) -> bool:
+    """Whether the adapter's ``tradelab_adapter.json`` records the base ``config`` runs (by sha256, else by name when
+    the adapter predates the sha256). An adapter without the file is taken as it is."""
+    import json
+
+    from tradelab.advisor.bases import model_info
+    from tradelab.advisor.load import resolve_model_dir
+
+    try:
+        recorded = json.loads((Path(adapter_dir) / ADAPTER_INFO).read_text(encoding="utf-8")).get("base_model")
+    except (OSError, ValueError, AttributeError):
+        return True
+    if not isinstance(recorded, dict):
+        return True
+    current = model_info(resolve_model_dir(config.llm.base_model, root, config))
+    if recorded.get("sha256"):
+        return recorded["sha256"] == current["sha256"]
+    return recorded.get("name") == current["name"]
 
 
 def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, *,
@@ -391,7 +459,7 @@ def warm_start(root: str | Path, config: TradelabConfig, *, seed: int, out_dir: 
 
     Args:
         root: Workspace root (``llm.model`` is resolved here; the tiny advisor is built if it is the default).
-        config: The whole config (``llm.warm_start`` sizes the run).
+        config: The whole config (:attr:`tradelab.config.llm_schema.LLMConfig.warm_start_run` sizes the run).
         seed: Training seed.
         out_dir: Adapter folder to write.
         progress: Called with ``(step, total_steps)``.
@@ -401,8 +469,8 @@ def warm_start(root: str | Path, config: TradelabConfig, *, seed: int, out_dir: 
     """
     from tradelab.advisor.load import resolve_model_dir
 
-    warm = config.llm.warm_start
-    base_dir = resolve_model_dir(config.llm.model, root, config)
+    warm = config.llm.warm_start_run
+    base_dir = resolve_model_dir(config.llm.base_model, root, config)
     examples = teacher_examples(config, warm.n_examples, warm.seed)
     return train_adapter(base_dir, examples, config, out_dir=out_dir, seed=seed, epochs=warm.epochs,
                          learning_rate=warm.learning_rate, progress=progress)

@@ -138,6 +138,10 @@ def run_stage1(
     _require_data(root, market)
     run = Stage1Run(root, market, config, test_mode=test_mode, total_timesteps=total_timesteps, resume=resume,
                     init_ppo=init_ppo)
+    from tradelab.advisor.load import resolve_model_dir
+
+    if run.config.stage1.use_advisor:  # a bad base stops the run before anything is written
+        resolve_model_dir(run.config.llm.base_model, root, run.config)
     with stage1_lock(root, market, started_at=run.started_at) as me:
         manifest = load_manifest(root, market)
         previous = last_completed(manifest["stage1"] if manifest is not None else None)
