@@ -26,9 +26,13 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tradelab.errors import DataError, MissingDependency, WorkspaceError
+
+if TYPE_CHECKING:
+    from tradelab.config.schema import TradelabConfig
+    from tradelab.manifest_schema import BaseModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -281,3 +285,15 @@ def model_info(model_dir: str | Path) -> dict[str, Any]:
         name = json.loads((path / SMOKE_MARKER).read_text(encoding="utf-8")).get("name", name)
     return {"name": name, "local_path": str(path), "smoke_test_model": smoke, "sha256": folder_sha256(path),
             "source": "folder"}
+
+
+def with_recorded_base(config: TradelabConfig, root: str | Path, recorded: BaseModelInfo | None) -> TradelabConfig:
+    """``config`` running the base Stage 1 trained its adapters on (the manifest's ``stage1.base_model``), so a later
+    stage loads those adapters onto their own base whatever the profile's default is now; ``config`` itself when
+    nothing is recorded or the recorded folder is gone (the configured base is then used, as before)."""
+    from tradelab.paths import Workspace
+
+    path = Workspace.at(root).resolve(recorded.local_path) if recorded is not None else None
+    if path is None or not (path / "config.json").is_file():
+        return config
+    return config.model_copy(update={"llm": config.llm.model_copy(update={"model": str(path)})})

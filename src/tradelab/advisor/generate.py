@@ -3,7 +3,9 @@
 :class:`Advisor` loads the model (and adapter) once. :meth:`Advisor.advise` takes market contexts (or ready chat
 messages), renders the prompts, answers uncached ones in batches of ``llm.generation.batch_size`` and returns one
 :class:`AdvisorReply` per input, in order. Under greedy decoding a batch gives exactly what one-at-a-time calls give:
-left padding plus the attention mask keep every row's positions and attention the same as unpadded.
+left padding plus the attention mask keep every row's positions and attention the same as unpadded. The int8 copy
+that CPU generation may run instead (``llm.generation.cpu_quantization``, :mod:`tradelab.advisor.quantize`) is other
+arithmetic than float32, but quantizes each token's activations on their own, so the same holds for it.
 """
 
 from __future__ import annotations
@@ -235,11 +237,10 @@ class Advisor:
 
     @property
     def quantized(self) -> bool:
-        """Whether generation runs an int8 copy (``llm.generation.cpu_quantization: int8`` on a CPU device, weights
-        not already quantised by bitsandbytes)."""
-        llm = self.config.llm
-        return (self.generation.cpu_quantization == "int8" and str(self.device).startswith("cpu")
-                and not (llm.load_in_4bit or llm.load_in_8bit))
+        """Whether generation runs an int8 copy (``llm.generation.cpu_quantization`` resolved for the base, on a CPU
+        device, weights not already quantised by bitsandbytes)."""
+        llm = self.config.llm.model_copy(update={"generation": self.generation})
+        return llm.cpu_int8 and str(self.device).startswith("cpu") and not (llm.load_in_4bit or llm.load_in_8bit)
 
     def generation_model(self) -> Any:
         """The model ``generate`` runs: :attr:`model`, or its int8 copy (:func:`tradelab.advisor.quantize.int8_copy`),
@@ -247,8 +248,16 @@ class Advisor:
         if not self.quantized:
             return self.model
         if self._int8 is None:
-            from tradelab.advisor.quantize import int8_copy
+            from tradelab.advisor.quantize import int8_copy, int8_matmul_available
 
+            if not int8_matmul_available():
+                if self.generation.cpu_quantization == "int8":
+                    from tradelab.errors import ConfigError
+
+                    raise ConfigError("config/llm.yaml: generation.cpu_quantization = 'int8' but this torch cannot "
+                                      "multiply int8 matrices on the CPU (torch._int_mm); set it to auto or none")
+                log.info("int8 generation: torch._int_mm is not available; generating with the float weights")
+                return self.model
             self._int8 = int8_copy(self.model)
         return self._int8
 

@@ -138,6 +138,11 @@ def status_tables(status: dict[str, Any]) -> list[Table]:
         tables.append(kv_table("Status", {"markets": "none yet: run `python main.py data generate --market NQ`"}))
     for market in status["markets"]:
         tables.append(kv_table(f"{market['market']}: stages", market["stages"]))
+        if market.get("base_model"):
+            base = market["base_model"]
+            tables.append(kv_table(f"{market['market']}: advisor base model", {
+                "name": base.get("name"), "sha256": base.get("sha256") or "-", "source": base.get("source") or "-",
+                "path": base.get("local_path")}))
         tables.append(rows_table(
             f"{market['market']}: artifacts",
             [{"artifact": a["name"], "exists": "yes" if a["exists"] else "no", "path": a["path"] or "-"}

@@ -41,9 +41,9 @@ class GenerationConfig(StrictModel):
         ge=0, description="Torch CPU threads for each generate call on a CPU device (restored after); 0 keeps the "
         "process setting."
     )
-    cpu_quantization: Literal["none", "int8"] = Field(
+    cpu_quantization: Literal["auto", "none", "int8"] = Field(
         description="On a CPU device, generate with an int8 dynamically quantized copy of the merged model (int8) "
-        "or with the float weights (none)."
+        "or with the float weights (none); auto = int8 for every base but the embedded tiny advisor."
     )
 
 
@@ -216,6 +216,12 @@ class LLMConfig(StrictModel):
                                 learning_rate=tiny.warm_start_learning_rate, seed=warm.seed)
         return WarmStartRun(n_examples=warm.n_examples, epochs=warm.epochs, learning_rate=warm.learning_rate,
                             seed=warm.seed)
+
+    @property
+    def cpu_int8(self) -> bool:
+        """Whether CPU generation runs an int8 copy (``generation.cpu_quantization`` resolved for this base)."""
+        setting = self.generation.cpu_quantization
+        return setting == "int8" or (setting == "auto" and not self.uses_tiny_advisor)
 
     @property
     def active_user_template(self) -> str:

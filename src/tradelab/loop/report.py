@@ -85,7 +85,8 @@ def agents_from_report(path: Path, *, level: float = 0.95, seed: int = 0) -> dic
     names = list(agents)
     identical = [[a, b] for i, a in enumerate(names) for b in names[i + 1:]
                  if _same_to_the_cent(agents[a], agents[b]) and agents[a]["trades"] > 0]
-    return {"agents": agents, "hybrid_minus_ppo": difference, "identical": identical}
+    return {"agents": agents, "hybrid_minus_ppo": difference, "identical": identical,
+            "base_model": report.get("base_model")}
 
 
 def _pooled_sharpe(report: dict[str, Any], name: str) -> float | None:
@@ -167,6 +168,8 @@ def build_report(market: str, config: TradelabConfig, state: dict[str, Any]) -> 
         "seeds": settings["seeds"], "settings": settings, "status": state["status"],
         "started_at": state["started_at"], "completed_at": state.get("completed_at"),
         "origin": origin(config_hash(config), config.app.seed),
+        "base_model": next((b for it in state["iterations"] if (b := (it.get("evaluation") or {}).get("base_model"))),
+                           None),
         "warm_start": {"advisor": warm}, "iterations": iterations,
         "headline": {"advisor_hit_rate_gain": gain, "advisor_balanced_hit_rate_gain": balanced_gain},
     }
@@ -204,7 +207,9 @@ def markdown(report: dict[str, Any]) -> str:
     market_line = (f"synthetic, edge {origin_.get('edge')} (generator v{origin_.get('generator_version')}, "
                    f"seed {origin_.get('seed')})" if origin_.get("kind") == "synthetic" else origin_.get("kind"))
     lines = [f"# Learning loop: {report['market']}", "",
-             f"- Market: {market_line}", f"- Settings: {report['settings']}", f"- Status: {report['status']}", "",
+             f"- Market: {market_line}", f"- Settings: {report['settings']}", f"- Status: {report['status']}",
+             f"- Advisor base model: {(report.get('base_model') or {}).get('name', 'n/a')} (sha256 "
+             f"{(report.get('base_model') or {}).get('sha256') or 'n/a'})", "",
              "## Advisor on holdout prompts", "",
              "| when | hit rate | 95% CI | up | down | balanced | 95% CI | mean reward | 95% CI | parse | non-HOLD "
              "| n dir. |",
