@@ -6,7 +6,8 @@ with the base's prompt template, one optimiser batch of ``llm.sft.batch_size`` e
 * ``whole_batch``: the batch in one forward/backward pass, every prompt run whole (the figure before the levers);
 * ``micro``: ``llm.sft.micro_batch_size`` examples per pass, gradients added up (same update up to rounding);
 * ``micro_prefix``: as ``micro``, with the system turn every example starts with run once per pass
-  (``llm.sft.shared_prefix``): the configured training;
+  (``llm.sft.shared_prefix``): the configured training; ``micro2_prefix`` and ``micro8_prefix`` with 2 and 8 examples
+  per pass;
 * ``micro_prefix_bf16``: as ``micro_prefix`` under ``torch.autocast`` to bfloat16 (an experiment: other arithmetic).
 
 The modes share one model and take turns batch by batch, so a machine that speeds up or slows down affects them
@@ -33,6 +34,8 @@ MODES: dict[str, dict[str, Any]] = {
     "whole_batch": {"micro": None, "prefix": False, "bf16": False},
     "micro": {"micro": "config", "prefix": False, "bf16": False},
     "micro_prefix": {"micro": "config", "prefix": True, "bf16": False},
+    "micro2_prefix": {"micro": 2, "prefix": True, "bf16": False},
+    "micro8_prefix": {"micro": 8, "prefix": True, "bf16": False},
     "micro_prefix_bf16": {"micro": "config", "prefix": True, "bf16": True},
 }
 CONFIGURED = "micro_prefix"
@@ -62,14 +65,8 @@ def main() -> None:
 
     from tradelab.advisor.flops import ModelArithmetic, matmul_gflops
     from tradelab.advisor.load import load_base_model, load_tokenizer, resolve_model_dir
-    from tradelab.advisor.train import (
-        _peft_model,
-        collate,
-        encode_example,
-        response_loss,
-        shared_prefix_length,
-        teacher_examples,
-    )
+    from tradelab.advisor.loss import response_loss, shared_prefix_length
+    from tradelab.advisor.train import _peft_model, collate, encode_example, teacher_examples
     from tradelab.config import load_config
 
     torch.set_num_threads(args.threads)
@@ -90,7 +87,7 @@ def main() -> None:
         n = sft.batch_size
 
         def step(batch: list, mode: dict[str, Any]) -> float:
-            micro = n if mode["micro"] is None else sft.micro_batch_size
+            micro = n if mode["micro"] is None else sft.micro_batch_size if mode["micro"] == "config" else mode["micro"]
             autocast = torch.autocast("cpu", dtype=torch.bfloat16) if mode["bf16"] else contextlib.nullcontext()
             for p in params:
                 p.grad = None

@@ -100,6 +100,10 @@ class SFTConfig(StrictModel):
     shared_prefix: bool = Field(
         description="Run the tokens every example of a micro-batch starts with (the system turn) once for all of them."
     )
+    cpu_autocast: Literal["auto", "none", "bfloat16"] = Field(
+        description="On a CPU device, train under torch.autocast to bfloat16 (bfloat16), in float32 (none), or auto: "
+        "bfloat16 for every base but the tiny advisor where the CPU multiplies bfloat16 natively."
+    )
     grad_clip_norm: float = Field(gt=0, description="Gradients are clipped to this global L2 norm.")
     max_seq_len: int = Field(ge=16, description="Longest prompt+response in tokens; longer prompts lose their start.")
     loss_chunk_tokens: int = Field(
@@ -222,6 +226,13 @@ class LLMConfig(StrictModel):
         """Whether CPU generation runs an int8 copy (``generation.cpu_quantization`` resolved for this base)."""
         setting = self.generation.cpu_quantization
         return setting == "int8" or (setting == "auto" and not self.uses_tiny_advisor)
+
+    @property
+    def sft_cpu_bfloat16(self) -> bool:
+        """Whether CPU training runs under bfloat16 autocast (``sft.cpu_autocast`` resolved for this base; ``auto``
+        also needs native bfloat16 matrix products, checked by the trainer)."""
+        setting = self.sft.cpu_autocast
+        return setting == "bfloat16" or (setting == "auto" and not self.uses_tiny_advisor)
 
     @property
     def active_user_template(self) -> str:
