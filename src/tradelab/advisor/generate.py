@@ -187,18 +187,32 @@ class Advisor:
     def adapter_sha256(self) -> str | None:
         return self._adapter["sha256"] if self._adapter else None
 
+    def release_weights(self) -> None:
+        """Drop the model's weights (and the int8 copy) until the next :meth:`set_adapter`, which loads the base
+        again: while Stage 1 trains the next adapter, the training's own copy of the base takes their memory."""
+        import gc
+
+        self._cache.clear()
+        self._prefix.clear()
+        self.model, self._int8, self._merged = None, None, False
+        gc.collect()
+
     def set_adapter(self, path: str | Path | None) -> None:
         """Apply the adapter at ``path`` (re-read even if the path is unchanged), or remove it with None.
 
-        The response cache is cleared: cached answers belong to the previous weights.
+        The response cache is cleared: cached answers belong to the previous weights. After
+        :meth:`release_weights` the base is loaded again first.
         """
         from peft import PeftModel
 
-        from tradelab.advisor.load import resolve_adapter_dir
+        from tradelab.advisor.load import load_base_model, resolve_adapter_dir
 
         self._cache.clear()
         self._prefix.clear()
         self._int8 = None
+        if self.model is None:
+            self.model, _ = load_base_model(self.model_dir, self.config.llm, self.device)
+            self.model.eval()
         if path is None:
             if isinstance(self.model, PeftModel):
                 self._unmerge()

@@ -8,7 +8,8 @@ is AdamW, and every source of randomness is seeded. Adapters are saved in PEFT f
 An optimiser batch runs as micro-batches of ``llm.sft.micro_batch_size`` examples whose gradients add up to the
 batch's (activation memory grows with the micro-batch, not the batch), and the tokens every example of a micro-batch
 starts with (the system turn) run once for all of them (``llm.sft.shared_prefix``, :func:`shared_prefix_length`).
-On a CPU the passes may run under bfloat16 autocast (``llm.sft.cpu_autocast``, :func:`training_autocast`).
+On a CPU the passes may run under bfloat16 autocast with the frozen base loaded in bfloat16 (``llm.sft.cpu_autocast``,
+:func:`training_autocast`); the adapter's own weights stay float32.
 
 Answers end with the model's end-of-turn token (the one its chat template closes a turn with, e.g. ``<|im_end|>``,
 ``<end_of_turn>``), which is what generation stops on. Output logits are computed only at response positions,
@@ -148,7 +149,7 @@ def _validate(examples: Sequence[SFTExample]) -> None:
 
 def _run_epochs(model: Any, batches: Callable[[int], list[list[int]]], encoded: list, weights: list[float],
                 config: TradelabConfig, *, pad_id: int, epochs: int, learning_rate: float, device: str,
-                progress: Callable[[int, int], None] | None) -> TrainSummary:
+                progress: Callable[[int, int], None] | None, autocast: Any) -> TrainSummary:
     import torch
 
     from tradelab.advisor.memory import PeakMemory
@@ -162,7 +163,7 @@ def _run_epochs(model: Any, batches: Callable[[int], list[list[int]]], encoded: 
     model.train()
     with PeakMemory(device) as memory:
         _epochs(model, batches, encoded, weights, sft, optimiser, params, summary, pad_id=pad_id, epochs=epochs,
-                device=device, total=total, progress=progress, autocast=training_autocast(config, device))
+                device=device, total=total, progress=progress, autocast=autocast)
     model.eval()
     summary.peak_memory_mb, summary.peak_memory_kind = memory.peak_mb, memory.kind
     summary.seconds = round(time.perf_counter() - started, 3)
@@ -257,6 +258,9 @@ def train_adapter(
     torch.manual_seed(seed)
     device = resolve_device(llm.device)
     tokenizer = load_tokenizer(base_dir, trust_remote_code=llm.trust_remote_code)
+    autocast = training_autocast(config, device)
+    if isinstance(autocast, torch.autocast):  # the frozen weights in bfloat16: half the memory, no cast per op
+        llm = llm.model_copy(update={"dtype": "bfloat16"})
     base, _ = load_base_model(Path(base_dir), llm, device)
     model = _peft_model(base, config, init_adapter)
     end_id = answer_end_id(tokenizer)
@@ -270,8 +274,8 @@ def train_adapter(
         return [order[i:i + sft.batch_size].tolist() for i in range(0, len(order), sft.batch_size)]
 
     summary = _run_epochs(model, batches, encoded, weights, config, pad_id=tokenizer.pad_token_id,
-                          epochs=epochs or sft.epochs,
-                          learning_rate=learning_rate or sft.learning_rate, device=device, progress=progress)
+                          epochs=epochs or sft.epochs, learning_rate=learning_rate or sft.learning_rate,
+                          device=device, progress=progress, autocast=autocast)
     target_modules = model.peft_config[model.active_adapter].target_modules
     summary.target_modules = target_modules if isinstance(target_modules, str) else sorted(target_modules)
     summary.adapted_modules = adapted_modules(model)
