@@ -27,7 +27,7 @@ prints its physical bound, the env-steps/s ``on`` could reach if every generated
 this machine's measured matmul rate (:mod:`tradelab.advisor.flops`) on top of the ``off`` mode's time per step.
 
 Usage: ``python bench/stage1_throughput.py [--envs 16] [--steps 2048] [--rounds 3] [--interval 4] [--warm-start]
-[--levers] [--model NAME]``
+[--levers] [--model NAME] [--adapter DIR]``
 """
 
 from __future__ import annotations
@@ -176,8 +176,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: ppo.torch_threads, as Stage 1 uses; 0 = torch's default)")
     parser.add_argument("--model", default=None, help="a real base (named, .gguf or folder): modes off and on")
+    parser.add_argument("--adapter", type=Path, default=None, help="advise with this adapter (no warm start)")
     args = parser.parse_args()
-    if args.model:
+    if args.model and args.adapter is None:
         args.warm_start = True
 
     import torch
@@ -202,8 +203,8 @@ def main() -> None:
         else:
             ensure_tiny_advisor(root, config)
         arrays = load_market_arrays(root, "NQ", config)
-        adapter = None
-        if args.warm_start:
+        adapter = args.adapter
+        if args.warm_start and adapter is None:
             from tradelab.advisor.train import warm_start
 
             started = time.perf_counter()
@@ -228,7 +229,7 @@ def main() -> None:
             _print_bound(modes["on"], results, args.steps)
     print(f"envs={args.envs} interval_bars={args.interval} rounds={args.rounds} steps_per_round={args.steps} "
           f"torch_threads={torch.get_num_threads()} "
-          f"advisor={args.model or 'tiny'} {'+ warm-start adapter' if args.warm_start else '(bare)'}")
+          f"advisor={args.model or 'tiny'} {'+ warm-start adapter' if (args.warm_start or args.adapter) else '(bare)'}")
     if args.model:
         ratio = results["on"]["steps_per_s"] / results["off"]["steps_per_s"]
         print(f"advisor_on_over_off_median={results['on']['median_steps_per_s'] / results['off']['median_steps_per_s']:.3f}")

@@ -92,6 +92,9 @@ def stage1_table(market: str, summary: dict[str, Any]) -> Table:
         "refinements": len(llm.get("refinements") or summary.get("refinements") or []),
         "time (s)": (summary.get("timings") or {}).get("total_s"),
     }
+    base = summary.get("base_model") or {}
+    if base:
+        brief["advisor base model"] = f"{base.get('name')} (sha256 {base.get('sha256') or 'not recorded'})"
     advisor = llm.get("advisor") or {}
     if advisor:
         off = advisor.get("prefix_cache_off_reason")
