@@ -138,16 +138,16 @@ def run_stage1(
     _require_data(root, market)
     run = Stage1Run(root, market, config, test_mode=test_mode, total_timesteps=total_timesteps, resume=resume,
                     init_ppo=init_ppo)
-    from tradelab.advisor.load import resolve_model_dir
-
-    if run.config.stage1.use_advisor:  # a bad base stops the run before anything is written
-        resolve_model_dir(run.config.llm.base_model, root, run.config)
     with stage1_lock(root, market, started_at=run.started_at) as me:
         manifest = load_manifest(root, market)
         previous = last_completed(manifest["stage1"] if manifest is not None else None)
         _refuse_downgrade(root, market, previous, run.settings.total_timesteps, resume=resume,
                           force=force or init_ppo is not None)
         run.check_resume()
+        if run.config.stage1.use_advisor:  # a bad .gguf or a missing wheel stops the run before it writes anything
+            from tradelab.advisor.bases import resolve_gguf_base
+
+            resolve_gguf_base(run.config.llm.base_model, root)
         run.owner, run.last_completed = me, previous
         return _train(run, root, market, config, progress)
 
