@@ -3,7 +3,7 @@
 The first test session that needs it converts the wheel's GGUF file (about 30 s) under
 ``.cache/smollm2-workspace/models/base/``; later sessions find the folder and its marker and reuse it (the marker's
 source sha256 is checked against the wheel's RECORD). Tests that run stages on SmolLM2 link it into their own
-workspace, where the stages would otherwise convert it again.
+workspace (hard links: the files are never written), where the stages would otherwise convert it again.
 """
 
 from __future__ import annotations
@@ -37,13 +37,15 @@ def cached_smollm2() -> Path:
 
 
 def link_smollm2(root: Path, smollm2_dir: Path) -> Path:
-    """Put the cached SmolLM2 folder into ``root``'s models/base/ (a symlink; a copy where symlinks fail)."""
+    """Put the cached SmolLM2 folder into ``root``'s models/base/ as a folder of hard links (copies across file
+    systems), so the workspace records it as its own (``models/base/...``), as after a conversion there."""
     target = root / "models" / "base" / SMOLLM2
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.is_symlink() or target.exists():
+    if target.exists():
         return target
-    try:
-        target.symlink_to(smollm2_dir, target_is_directory=True)
-    except OSError:
-        shutil.copytree(smollm2_dir, target)
+    target.mkdir(parents=True)
+    for item in smollm2_dir.iterdir():
+        try:
+            os.link(item, target / item.name)
+        except OSError:
+            shutil.copy2(item, target / item.name)
     return target
