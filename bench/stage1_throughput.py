@@ -21,9 +21,14 @@ end token and prefill is a larger share of each call. Figures, then the headline
 ``batched_over_sequential=<x>`` (best batched / best sequential env-steps/s) and
 ``advisor_on_over_off=<x>`` (best ``on`` / best ``off`` env-steps/s).
 
+``--model NAME`` runs a real base instead (a named base such as ``smollm2-135m-instruct``, a ``.gguf`` file or a
+model folder; ``--warm-start`` is implied): the modes are then ``off`` and ``on`` only, and beside the ratio the bench
+prints its physical bound, the env-steps/s ``on`` could reach if every generated answer cost only its arithmetic at
+this machine's measured matmul rate (:mod:`tradelab.advisor.flops`) on top of the ``off`` mode's time per step.
+
 Usage: ``python bench/stage1_throughput.py [--envs 16] [--steps 2048] [--rounds 3] [--interval 4] [--warm-start]
-[--levers] [--smoke]``; ``--smoke`` times one round of 128 steps on 2 envs, asking every 16 bars for 2-token answers
-(the CI check that the bench still runs; its figures mean nothing).
+[--levers] [--model NAME] [--adapter DIR] [--smoke]``; ``--smoke`` times one round of 128 steps on 2 envs, asking
+every 16 bars for 2-token answers (the CI check that the bench still runs; its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ class _Mode:
     """One mode's MaskablePPO + advice VecEnv, built once and timed in rounds (``learn`` continues each time)."""
 
     def __init__(self, mode: str, root: Path, overrides: dict[str, object], arrays, *, n_envs: int, interval: int,
-                 adapter: Path | None) -> None:
+                 adapter: Path | None, model: str | None = None) -> None:
         from sb3_contrib import MaskablePPO
         from stable_baselines3.common.utils import set_random_seed
 
@@ -84,7 +89,7 @@ class _Mode:
         from tradelab.stage1.advice import LLMAdviceSource
         from tradelab.stage1.wiring import advice_vec_env, env_fns, make_probe, normalized
 
-        config = load_config(overrides={"llm.device": "cpu", **overrides})
+        config = load_config(overrides={"llm.device": "cpu", **overrides, **({"llm.model": model} if model else {})})
         set_random_seed(0)
         self.advisor = None if mode == "off" else Advisor(config, root, adapter_path=adapter, device="cpu")
         source = None if self.advisor is None else LLMAdviceSource(self.advisor)
@@ -128,6 +133,39 @@ class _Mode:
                 "ms_per_generate": 1000.0 * statistics.mean(c.latency_s for c in calls) if calls else 0.0}
 
 
+def _print_bound(on: _Mode, results: dict, steps: int) -> None:
+    """The ``on`` mode's physical bound: the ``off`` time per step plus, per step, the arithmetic of the answers
+    generated (prefill of each prompt's own tokens, one decode step per answer token) at the measured matmul rate."""
+    import torch
+
+    from tradelab.advisor.flops import ModelArithmetic, matmul_gflops
+
+    advisor = on.advisor
+    shape = ModelArithmetic.of(advisor.model)
+    calls = advisor.stats.calls
+    flops = 0.0
+    for call in calls:
+        own = (call.prompt_tokens - call.prefix_tokens) / call.batch_size
+        prefix = call.prefix_tokens / call.batch_size
+        answer = call.new_tokens / call.batch_size
+        flops += call.batch_size * shape.answer_flops(own, prefix, answer)
+    answers = sum(call.batch_size for call in calls)
+    per_answer = flops / max(answers, 1)
+    threads = advisor.generation.cpu_threads or torch.get_num_threads()
+    process_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    batch = max(1, round(answers / max(len(calls), 1)))
+    rate = matmul_gflops(batch * 64, shape.width, shape.intermediate, int8=advisor.quantized) * 1e9
+    torch.set_num_threads(process_threads)
+    seconds_off = 1.0 / results["off"]["steps_per_s"]
+    per_step = results["on"]["generated_per_1k"] / 1000.0 * per_answer / rate
+    bound = 1.0 / (seconds_off + per_step)
+    print(f"on_bound: gflop_per_answer={per_answer / 1e9:.2f} generated_per_1k={results['on']['generated_per_1k']:.1f} "
+          f"matmul_gflops={rate / 1e9:.0f} ({'int8' if advisor.quantized else 'fp32'}, {threads} threads, "
+          f"{batch} x 64 rows) bound_steps_per_s={bound:.1f} bound_on_over_off={bound * seconds_off:.3f} "
+          f"measured_share_of_bound={results['on']['steps_per_s'] / bound:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", type=int, default=16, help="parallel envs")
@@ -138,11 +176,15 @@ def main() -> None:
     parser.add_argument("--levers", action="store_true", help="also time each lever alone on top of 'batched'")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: ppo.torch_threads, as Stage 1 uses; 0 = torch's default)")
+    parser.add_argument("--model", default=None, help="a real base (named, .gguf or folder): modes off and on")
+    parser.add_argument("--adapter", type=Path, default=None, help="advise with this adapter (no warm start)")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the bench runs")
     args = parser.parse_args()
     if args.smoke:
         args.envs, args.steps, args.rounds, args.interval = 2, 128, 1, 16
     smoke = {"llm.generation.max_new_tokens": 2} if args.smoke else {}
+    if args.model and args.adapter is None:
+        args.warm_start = True
 
     import torch
 
@@ -150,23 +192,31 @@ def main() -> None:
     from tradelab.config import load_config
     from tradelab.marketdata import generate_market, load_market_arrays
 
-    config = load_config(overrides={"llm.device": "cpu"})
-    modes_run = ("off", "batched", "sequential", "on", *(LEVER_MODES if args.levers else ()))
+    config = load_config(overrides={"llm.device": "cpu", **({"llm.model": args.model} if args.model else {})})
+    modes_run = ("off", "on") if args.model else ("off", "batched", "sequential", "on",
+                                                  *(LEVER_MODES if args.levers else ()))
     threads = config.ppo.torch_threads if args.threads is None else args.threads
     if threads:
         torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory(prefix="tradelab_bench_s1_") as tmp:
         root = Path(tmp)
         generate_market(root, "NQ", config, days=10, seed=7)
-        ensure_tiny_advisor(root, config)
+        if args.model:
+            from tradelab.advisor.load import resolve_model_dir
+
+            resolve_model_dir(config.llm.base_model, root, config)
+        else:
+            ensure_tiny_advisor(root, config)
         arrays = load_market_arrays(root, "NQ", config)
-        adapter = None
-        if args.warm_start:
+        adapter = args.adapter
+        if args.warm_start and adapter is None:
             from tradelab.advisor.train import warm_start
 
+            started = time.perf_counter()
             adapter = warm_start(root, config, seed=0, out_dir=root / "warm_adapter")
+            print(f"warm_start_s={time.perf_counter() - started:.1f}")
         modes = {mode: _Mode(mode, root, {**mode_overrides(mode), **smoke}, arrays, n_envs=args.envs,
-                             interval=args.interval, adapter=adapter)
+                             interval=args.interval, adapter=adapter, model=args.model)
                  for mode in modes_run}
         for _ in range(args.rounds):  # rounds interleave the modes, so drifting machine speed hits all of them alike
             for mode in modes_run:
@@ -178,11 +228,18 @@ def main() -> None:
                   f"queries={r['queries']} mean_batch={r['mean_batch']:.2f} ms_per_generate={r['ms_per_generate']:.1f}")
         query = config.stage1.query
         print(f"on_levers: cache={config.llm.generation.cache} cpu_threads={config.llm.generation.cpu_threads} "
-              f"skip_single_action={query.skip_single_action} "
+              f"cpu_int8={config.llm.cpu_int8} skip_single_action={query.skip_single_action} "
               f"only_when_entries_allowed={query.only_when_entries_allowed}")
+        if args.model:
+            _print_bound(modes["on"], results, args.steps)
     print(f"envs={args.envs} interval_bars={args.interval} rounds={args.rounds} steps_per_round={args.steps} "
           f"torch_threads={torch.get_num_threads()} "
-          f"advisor={'warm-start adapter' if args.warm_start else 'bare tiny model'}")
+          f"advisor={args.model or 'tiny'} {'+ warm-start adapter' if (args.warm_start or args.adapter) else '(bare)'}")
+    if args.model:
+        ratio = results["on"]["steps_per_s"] / results["off"]["steps_per_s"]
+        print(f"advisor_on_over_off_median={results['on']['median_steps_per_s'] / results['off']['median_steps_per_s']:.3f}")
+        print(f"advisor_on_over_off={ratio:.3f} (1/{1 / ratio:.1f})")
+        return
     median = results["batched"]["median_steps_per_s"] / results["sequential"]["median_steps_per_s"]
     print(f"batched_over_sequential_median={median:.2f}")
     print(f"advisor_overhead_batched={results['off']['steps_per_s'] / results['batched']['steps_per_s']:.2f}")

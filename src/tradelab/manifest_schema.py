@@ -60,11 +60,14 @@ class DataSection(Section):
 
 
 class BaseModelInfo(Section):
-    """``stage1.base_model``: the advisor's base LLM."""
+    """``stage1.base_model``: the advisor's base LLM (:func:`tradelab.advisor.bases.model_info`): ``sha256`` is the
+    source GGUF file's for a converted base and the folder's otherwise, as ``source`` says."""
 
     name: str | None = None
     local_path: str | None = None
     smoke_test_model: bool | None = None
+    sha256: str | None = None
+    source: str | None = None
 
 
 class Stage1Section(Section):
@@ -308,6 +311,7 @@ class LoopEvaluation(Section):
     agents: dict[str, dict[str, Any]]
     hybrid_minus_ppo: dict[str, Any] | None = None
     identical: list[list[str]] = Field(default_factory=list)
+    base_model: BaseModelInfo | None = None
 
 
 class LoopIteration(MutableSection):

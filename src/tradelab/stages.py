@@ -311,6 +311,7 @@ def _market_status(ws: Workspace, market: str) -> dict[str, Any]:
             for run in stage2_section.runs
         ],
         "last_evaluation": evaluations[-1].record() if evaluations else None,
+        "base_model": stage1_section.base_model.model_dump() if stage1_section.base_model else None,
     }
 
 

@@ -56,9 +56,13 @@ def family_model(tmp_path_factory: pytest.TempPathFactory, config: TradelabConfi
 
 
 def _config(path: Path) -> TradelabConfig:
+    """Float arithmetic throughout: these tests compare the advisor's answers with plain ``generate`` on the float
+    model (the int8 copy a real base gets by default is other arithmetic, tested in test_quantize.py). The full
+    prompt template: Gemma's sliding-window case needs a batch wider than its window."""
     return load_config(overrides={
         "llm.model": str(path), "llm.device": "cpu", "llm.generation.cache": False,
         "llm.generation.max_new_tokens": NEW_TOKENS, "llm.generation.batch_size": 16, "llm.sft.batch_size": 4,
+        "llm.generation.cpu_quantization": "none", "llm.sft.cpu_autocast": "none", "llm.prompts.style": "full",
     })
 
 

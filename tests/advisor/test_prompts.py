@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import typing
 from pathlib import Path
@@ -189,3 +190,40 @@ def test_teacher_takes_a_side_on_most_flat_contexts() -> None:
     flat = [c for c in random_contexts(600, 5) if c["position"]["side"] == "flat" and "BUY" in c["allowed_actions"]]
     directional = sum(teacher_decision(c)[0] in ("BUY", "SELL") for c in flat)
     assert directional / len(flat) > 0.5
+
+
+def test_the_compact_template_keeps_the_scoring_path(config: TradelabConfig) -> None:
+    """The compact prompt changes what the advisor reads and nothing that scores it: the ground truth, the reward of
+    any answer and the hindsight label of a record are the same whichever template rendered its prompt."""
+    from stage2_factory import make_record
+
+    from tradelab.core.ground_truth import build_ground_truth
+    from tradelab.core.reward import compute_score
+    from tradelab.stage1.refine import hindsight_example
+
+    full = config.llm.model_copy(update={"model": "models/base/tiny-advisor"})
+    compact = config.llm.model_copy(update={"model": "smollm2-135m-instruct"})
+    assert full.active_user_template == full.prompts.user_template
+    assert compact.active_user_template == compact.prompts.compact_user_template
+    context = next(c for c in random_contexts(50, 9) if c["position"]["side"] == "flat" and len(c["allowed_actions"]) == 3)
+    records = []
+    for llm in (full, compact):
+        record = copy.deepcopy(make_record(3, allowed=list(context["allowed_actions"])))
+        record["market_context"] = context
+        record["prompt"] = build_messages(context, llm)
+        records.append(record)
+    a, b = records
+    assert a["prompt"] != b["prompt"] and a["prompt"][0] == b["prompt"][0]
+    text = b["prompt"][1]["content"]
+    for field in ("trend", "rsi", "vol", "vwap", "ret5", "ret30", "position", "buffer", "allowed"):
+        assert re.search(rf"\b{field}\b", text), field  # what the teacher, hindsight labels and planted cue use
+    digits = [sum(ch.isdigit() for ch in r["prompt"][1]["content"]) for r in records]
+    assert digits[1] < digits[0] / 2  # numbers are what a real tokenizer spells digit by digit
+    assert build_ground_truth(a) == build_ground_truth(b)
+    truth = json.dumps(build_ground_truth(a))
+    for answer in ("BUY | 0.8 | up", "SELL | 0.6 | down", "HOLD | 0.5 | wait", "nonsense"):
+        assert compute_score("tradelab/NQ", answer, truth) == compute_score("tradelab/NQ", answer, json.dumps(
+            build_ground_truth(b)))
+    label_a, label_b = hindsight_example(a, 0.05), hindsight_example(b, 0.05)
+    assert label_a is not None and label_b is not None
+    assert label_a[1:] == label_b[1:] and label_a[0] == a["prompt"] and label_b[0] == b["prompt"]

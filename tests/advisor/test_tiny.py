@@ -12,11 +12,11 @@ from tradelab.advisor.tiny import (
     THINK_TOKENS,
     ensure_tiny_advisor,
     is_smoke_test_model,
-    model_info,
 )
+from tradelab.advisor.bases import model_info
 from tradelab.config import TradelabConfig
 from tradelab.errors import TradelabError
-from tradelab.fileio import sha256_file
+from tradelab.fileio import sha256_dir, sha256_file
 from tradelab.paths import Workspace
 
 
@@ -28,7 +28,8 @@ def test_layout_and_marker(tiny_advisor_dir: Path, config: TradelabConfig) -> No
     assert marker["tiny_config"] == config.llm.tiny.model_dump()
     assert is_smoke_test_model(tiny_advisor_dir)
     assert model_info(tiny_advisor_dir) == {"name": marker["name"], "local_path": str(tiny_advisor_dir),
-                                            "smoke_test_model": True}
+                                            "smoke_test_model": True, "sha256": sha256_dir(tiny_advisor_dir),
+                                            "source": "folder"}
     model_config = json.loads((tiny_advisor_dir / "config.json").read_text())
     assert model_config["model_type"] == "llama"
     assert model_config["hidden_size"] == config.llm.tiny.hidden_size

@@ -10,15 +10,14 @@ import pytest
 from tradelab.advisor.prompts import build_messages
 from tradelab.advisor.synth import random_contexts
 from tradelab.advisor.teacher import teacher_response
+from tradelab.advisor.loss import IGNORE_INDEX, weighted_loss
 from tradelab.advisor.train import (
     ADAPTER_INFO,
-    IGNORE_INDEX,
     SFTExample,
     collate,
     encode_example,
     merge_adapter,
     train_adapter,
-    weighted_loss,
 )
 from tradelab.config import TradelabConfig, load_config
 from tradelab.errors import ConfigError
@@ -179,7 +178,7 @@ def test_response_loss_equals_the_full_logit_loss_with_its_gradients(softcap: fl
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tradelab.advisor.train import response_loss
+    from tradelab.advisor.loss import response_loss
 
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -207,6 +206,48 @@ def test_response_loss_equals_the_full_logit_loss_with_its_gradients(softcap: fl
     chunked = response_loss(model, input_ids, mask, labels, weights, chunk_tokens=3)
     assert torch.allclose(chunked, full, atol=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads(chunked), full_grads, strict=True))
+
+
+def test_a_shared_prefix_and_micro_batches_give_the_same_loss_and_gradients() -> None:
+    """Rows that start alike run their common tokens once (keys/values broadcast), and a batch split into micro-batches
+    adds up to the batch's loss: the same loss and LoRA gradients as every row run whole, up to float rounding."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tradelab.advisor.loss import response_loss, shared_prefix_length
+
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=2, initializer_range=0.2))
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "k_proj", "v_proj", "down_proj"],
+                                            init_lora_weights=False))
+    shared = [5, 6, 7, 8, 9, 10]
+    encoded = []
+    for row in range(4):
+        own = torch.randint(11, 97, (3 + row,)).tolist()
+        answer = torch.randint(11, 97, (2,)).tolist()
+        encoded.append((shared + own + answer, [IGNORE_INDEX] * (len(shared) + len(own)) + answer))
+    assert shared_prefix_length(encoded) == len(shared)
+    weights = torch.tensor([1.0, 0.5, 2.0, 1.0])
+
+    def loss_and_grads(parts: list[list[int]], prefix: bool) -> tuple[float, list[torch.Tensor]]:
+        model.zero_grad()
+        total = 0.0
+        for part in parts:
+            rows = collate([encoded[i] for i in part], pad_id=0)
+            n = shared_prefix_length([encoded[i] for i in part]) if prefix else 0
+            loss = response_loss(model, rows["input_ids"], rows["attention_mask"], rows["labels"], weights[part],
+                                 chunk_tokens=4, prefix_tokens=n, batch_rows=4)
+            loss.backward()
+            total += float(loss)
+        return total, [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    whole_loss, whole = loss_and_grads([[0, 1, 2, 3]], prefix=False)
+    for parts in ([[0, 1, 2, 3]], [[0, 1], [2, 3]], [[0], [1, 2, 3]]):
+        loss, grads = loss_and_grads(parts, prefix=True)
+        assert abs(loss - whole_loss) < 1e-6
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, whole, strict=True))
 
 
 def test_answers_end_with_the_end_of_turn_token_not_eos() -> None:

@@ -16,7 +16,7 @@ def _get(model: BaseModel, dotted: str) -> object:
 
 def test_every_test_field_has_one_place_in_the_profile() -> None:
     config = load_config()
-    test_fields = {f"{section}.test.{name}" for section in ("ppo", "stage1", "grpo_local", "evaluation")
+    test_fields = {f"{section}.test.{name}" for section in ("ppo", "stage1", "grpo_local", "evaluation", "llm")
                    for name in type(getattr(config, section).test).model_fields}
     assert sorted(TEST_PROFILE.values()) == sorted(test_fields)
     for target in TEST_PROFILE:

@@ -256,6 +256,32 @@ def _stray_folder(ws: Path, inputs: Path, stack: ExitStack) -> None:
     shutil.copyfile(Workspace.at(ws).bars_path("NQ"), stray / "bars_1m.parquet")
 
 
+def _gguf_base(name: str, data: Callable[[], bytes] | None) -> Callable[[Path, Path, ExitStack], None]:
+    """``llm.model`` set to ``{inputs}/<name>`` holding ``data()`` (nothing: the file does not exist)."""
+    def setup(ws: Path, inputs: Path, stack: ExitStack) -> None:
+        if data is not None:
+            (inputs / name).write_bytes(data())
+        _config_copy(ws, "llm.yaml", "model: default", f"model: {inputs / name}")
+
+    return setup
+
+
+def _wheel_gguf_head(size: int) -> Callable[[], bytes]:
+    def read() -> bytes:
+        from tradelab.advisor.bases import named_source
+
+        with named_source("smollm2-135m-instruct").path.open("rb") as handle:
+            return handle.read(size)
+
+    return read
+
+
+def _no_base_leftovers(ws: Path, inputs: Path, proc: Any) -> None:
+    folder = ws / "models" / "base"
+    left = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    assert all(not name.startswith(".") and not name.startswith(("bad", "cut", "gone")) for name in left), left
+
+
 def _no_payload(ws: Path, inputs: Path, proc: Any) -> None:
     assert not (inputs / "payload_ran").exists(), "the planted pickle ran its payload"
 
@@ -411,6 +437,14 @@ CASES: list[Case] = [
          may_create=("models/phase3_hybrid/ES/**", "**/stage1.lock")),
     Case("evaluate_walk_forward_too_many_folds", "state", ["evaluate", "--market", "NQ", "--walk-forward", "50"], 2,
          ("--walk-forward 50 needs about", "holdout sessions", "purge of", "embargo of")),
+    # Base models: a .gguf that is not one, cut short, or missing stops Stage 1 before it writes anything.
+    Case("gguf_not_gguf", "model", ["stage1", "--market", "NQ", "--test"], 2, ("bad.gguf", "not a GGUF file"),
+         _gguf_base("bad.gguf", lambda: b"these are not the weights you are looking for\n"),
+         check=_no_base_leftovers),
+    Case("gguf_truncated", "model", ["stage1", "--market", "NQ", "--test"], 2, ("cut.gguf", "truncated"),
+         _gguf_base("cut.gguf", _wheel_gguf_head(40_000_000)), check=_no_base_leftovers),
+    Case("gguf_missing", "model", ["stage1", "--market", "NQ", "--test"], 2, ("gone.gguf", "no such .gguf file"),
+         _gguf_base("gone.gguf", None), check=_no_base_leftovers),
     # Listings and output.
     Case("stray_data_folder", "listing", ["data", "list"], 0, ("warning:", "data/nq"), _stray_folder),
     Case("data_report_wrong_shape", "listing", ["data", "list"], 0, (),
@@ -545,4 +579,4 @@ def test_the_catalogue_is_large_and_covers_every_class() -> None:
         kinds[case.kind] = kinds.get(case.kind, 0) + 1
     assert len(CASES) >= 40 and len({c.name for c in CASES}) == len(CASES)
     assert set(kinds) == {"flag", "config", "workspace", "manifest", "state", "artifact", "experience", "import",
-                          "listing"}
+                          "listing", "model"}

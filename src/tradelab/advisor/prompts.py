@@ -3,7 +3,11 @@
 Only the :class:`~tradelab.core.context.MarketContext` keys are read, and the context itself holds nothing after the
 decision bar, so no prompt can carry a forward value (the experience record's ``forward`` window never gets here).
 Numbers are rounded on purpose: short prompts are cheap to generate thousands of times, and coarse values are what
-the response cache keys on. Templates come from ``config/llm.yaml`` (``prompts``). Pure Python.
+the response cache keys on. Templates come from ``config/llm.yaml`` (``prompts``): the full template for the embedded
+tiny advisor, whose tokenizer was trained on it, and a compact one for real tokenizers, which spell numbers digit by
+digit (a price such as 18234.25 is eight SmolLM2 tokens), so every digit left out is prefill saved on every query.
+The prompt is what the advisor sees, nothing more: the reward and the hindsight labels score the record's ground
+truth (forward window, position, contract, rules), which no template changes. Pure Python.
 """
 
 from __future__ import annotations
@@ -41,6 +45,19 @@ def _position_text(context: MarketContext) -> str:
             f"upnl {position['unrealized_pnl']:+.0f} bars {position['bars_in_trade']}")
 
 
+def _position_atr_text(context: MarketContext) -> str:
+    """The open trade in ATRs from its entry: ``long +1.2atr stop -1.5atr trail off`` (``flat`` when flat)."""
+    position = context["position"]
+    entry = position["entry_price"]
+    if position["side"] == "flat" or entry is None:
+        return "flat"
+    atr = context["atr"] if context["atr"] > 0 else 1.0
+    sign = 1.0 if position["side"] == "long" else -1.0
+    stop = "none" if position["stop"] is None else f"{sign * (position['stop'] - entry) / atr:+.1f}atr"
+    return (f"{position['side']} {sign * (context['close'] - entry) / atr:+.1f}atr stop {stop} "
+            f"trail {'on' if position['trail_on'] else 'off'}")
+
+
 def _recent_text(trades: list[dict[str, Any]]) -> str:
     shown = trades[-MAX_RECENT_TRADES:]
     if not shown:
@@ -64,8 +81,11 @@ def prompt_fields(context: MarketContext) -> dict[str, str]:
         "vwap_distance_atr": f"{context['vwap_distance_atr']:+.1f}",
         "return_5_bars_pct": f"{context['return_5_bars'] * 100:+.2f}",
         "return_30_bars_pct": f"{context['return_30_bars'] * 100:+.2f}",
+        "return_5_bars_bp": f"{context['return_5_bars'] * 10_000:+.0f}",
+        "return_30_bars_bp": f"{context['return_30_bars'] * 10_000:+.0f}",
         "minutes_to_close": str(context["minutes_to_close"]),
         "position": _position_text(context),
+        "position_atr": _position_atr_text(context),
         "side": position["side"],
         "entry_price": _price(position["entry_price"]),
         "stop": _price(position["stop"]),
@@ -88,19 +108,20 @@ def build_messages(context: MarketContext, config: TradelabConfig | LLMConfig) -
 
     Args:
         context: The raw market context at the decision bar (``info["market_context"]``).
-        config: The whole config or its ``llm`` section (for ``prompts.system`` and ``prompts.user_template``).
+        config: The whole config or its ``llm`` section (``prompts.system`` and the user template that
+            ``prompts.style`` picks for the base, :attr:`tradelab.config.llm_schema.LLMConfig.active_user_template`).
     """
-    prompts = llm_section(config).prompts
+    llm = llm_section(config)
     return [
-        {"role": "system", "content": prompts.system},
-        {"role": "user", "content": prompts.user_template.format(**prompt_fields(context))},
+        {"role": "system", "content": llm.prompts.system},
+        {"role": "user", "content": llm.active_user_template.format(**prompt_fields(context))},
     ]
 
 
 def template_hash(config: TradelabConfig | LLMConfig) -> str:
-    """16-hex-digit hash of the system message and user template, for manifests."""
-    prompts = llm_section(config).prompts
-    return hashlib.sha256(f"{prompts.system}\0{prompts.user_template}".encode()).hexdigest()[:16]
+    """16-hex-digit hash of the system message and the user template in use, for manifests."""
+    llm = llm_section(config)
+    return hashlib.sha256(f"{llm.prompts.system}\0{llm.active_user_template}".encode()).hexdigest()[:16]
 
 
 def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:

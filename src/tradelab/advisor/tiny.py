@@ -10,7 +10,6 @@ Same config and seed -> the same tokenizer and weights.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,15 +47,21 @@ def _complete(model_dir: Path) -> bool:
 
 
 def _corpus(tiny: TinyModelConfig, config: TradelabConfig) -> list[str]:
-    """Prompts and teacher answers of synthetic contexts, plus every action name and alias, for the tokenizer."""
+    """Prompts and teacher answers of synthetic contexts, plus every action name and alias, for the tokenizer.
+
+    The prompts are the ones the tiny advisor is asked (``prompts.style`` resolved for the tiny advisor as the base),
+    whichever base the caller's profile defaults to.
+    """
     from tradelab.advisor.prompts import build_messages
     from tradelab.advisor.synth import random_contexts
     from tradelab.advisor.teacher import teacher_response
+    from tradelab.config.llm_schema import TINY_ADVISOR_MODEL
     from tradelab.core.parse import ALIASES
 
+    llm = config.llm.model_copy(update={"model": TINY_ADVISOR_MODEL})
     texts: list[str] = [" ".join(ALIASES), "ACTION | confidence | reason", "0 1 2 3 4 5 6 7 8 9 % . , : ; { } \""]
     for context in random_contexts(tiny.corpus_contexts, tiny.seed):
-        texts.extend(m["content"] for m in build_messages(context, config))
+        texts.extend(m["content"] for m in build_messages(context, llm))
         texts.append(teacher_response(context))
     return texts
 
@@ -161,13 +166,3 @@ def ensure_tiny_advisor(root: str | Path, config: TradelabConfig | None = None) 
         _write(staging, config.llm.tiny, config)
     log.info("built the tiny smoke-test advisor at %s", target)
     return target
-
-
-def model_info(model_dir: str | Path) -> dict[str, Any]:
-    """``{name, local_path, smoke_test_model}`` for manifests (``stage1.base_model``) and logs."""
-    path = Path(model_dir)
-    name = path.name
-    marker = path / SMOKE_MARKER
-    if marker.is_file():
-        name = json.loads(marker.read_text(encoding="utf-8")).get("name", name)
-    return {"name": name, "local_path": str(path), "smoke_test_model": marker.is_file()}

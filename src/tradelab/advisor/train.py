@@ -5,9 +5,16 @@ multiplied by it; the batch loss is the mean of the weighted example losses), gr
 is AdamW, and every source of randomness is seeded. Adapters are saved in PEFT format (``adapter_config.json`` +
 ``adapter_model.safetensors``) plus ``tradelab_adapter.json`` (origin and training summary).
 
+An optimiser batch runs as micro-batches of ``llm.sft.micro_batch_size`` examples whose gradients add up to the
+batch's (activation memory grows with the micro-batch, not the batch), and the tokens every example of a micro-batch
+starts with (the system turn) run once for all of them (``llm.sft.shared_prefix``, :func:`shared_prefix_length`).
+On a CPU the passes may run under bfloat16 autocast with the frozen base loaded in bfloat16 (``llm.sft.cpu_autocast``,
+:func:`training_autocast`); the adapter's own weights stay float32.
+
 Answers end with the model's end-of-turn token (the one its chat template closes a turn with, e.g. ``<|im_end|>``,
 ``<end_of_turn>``), which is what generation stops on. Output logits are computed only at response positions,
-``llm.sft.loss_chunk_tokens`` at a time and recomputed in the backward pass (:func:`response_loss`): full-vocabulary
+``llm.sft.loss_chunk_tokens`` at a time and recomputed in the backward pass
+(:func:`tradelab.advisor.loss.response_loss`): full-vocabulary
 float32 logits over every prompt position would cost batch x sequence x vocabulary x 4 bytes (1.5 GB for 16 prompts
 of 160 tokens on a 152k vocabulary), several times over with their gradients. LoRA targets are resolved for the
 architecture (:func:`tradelab.advisor.arch.resolve_lora_targets`) and the adapted modules are recorded.
@@ -22,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tradelab.advisor.loss import IGNORE_INDEX, response_loss, shared_prefix_length
 from tradelab.advisor.prompts import build_messages, render_chat
 from tradelab.errors import ConfigError
 
@@ -30,8 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
-"""Label of tokens that do not count in the loss (prompt and padding)."""
 ADAPTER_INFO = "tradelab_adapter.json"
 """Training summary and origin written next to the PEFT files."""
 
@@ -94,7 +100,7 @@ def encode_example(tokenizer: Any, example: SFTExample, max_seq_len: int, *,
     target_ids = tokenizer(example.target, add_special_tokens=False)["input_ids"] + [end_token_id]
     target_ids = target_ids[:max_seq_len]
     room = max_seq_len - len(target_ids)
-    prompt_ids = prompt_ids[len(prompt_ids) - room:] if room > 0 else []
+    prompt_ids = prompt_ids[max(0, len(prompt_ids) - room):] if room > 0 else []
     return prompt_ids + target_ids, [IGNORE_INDEX] * len(prompt_ids) + target_ids
 
 
@@ -111,75 +117,6 @@ def collate(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict
         labels[row, : len(labs)] = torch.tensor(labs)
         mask[row, : len(ids)] = 1
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
-
-
-def weighted_loss(logits: Any, labels: Any, weights: Any) -> Any:
-    """Mean over examples of ``weight * (mean token cross-entropy over the example's response tokens)``."""
-    import torch.nn.functional as F
-
-    shift_logits = logits[:, :-1].float()
-    shift_labels = labels[:, 1:]
-    token_loss = F.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels.reshape(-1),
-                                 ignore_index=IGNORE_INDEX, reduction="none").view(shift_labels.shape)
-    counted = (shift_labels != IGNORE_INDEX).float()
-    example_loss = (token_loss * counted).sum(dim=1) / counted.sum(dim=1).clamp(min=1.0)
-    return (example_loss * weights).mean()
-
-
-_LOGIT_SCALES = ("logit_scale", "logits_scaling", "output_multiplier_scale")
-"""Config attributes of architectures whose head output is rescaled after ``lm_head``: :func:`response_loss` leaves
-those to the model's own forward."""
-
-
-def _chunk_loss(head: Any, softcap: float | None, hidden: Any, targets: Any, token_weights: Any) -> Any:
-    import torch
-    import torch.nn.functional as F
-
-    logits = head(hidden).float()
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    return (F.cross_entropy(logits, targets, reduction="none") * token_weights).sum()
-
-
-def response_loss(model: Any, input_ids: Any, attention_mask: Any, labels: Any, weights: Any,
-                  chunk_tokens: int) -> Any:
-    """:func:`weighted_loss` of the model on a batch, with output logits only at response positions.
-
-    The decoder runs once over the whole batch; its hidden states at the positions that predict a labelled token go
-    through the output head ``chunk_tokens`` at a time, each chunk under activation checkpointing, so at most one
-    chunk's logits exist at a time (forward and backward). The value equals :func:`weighted_loss` on full logits.
-    Architectures that rescale the head's output (see ``_LOGIT_SCALES``) use the full forward instead.
-
-    Args:
-        model: The causal LM (a ``PeftModel`` or a plain transformers model).
-        input_ids: ``(batch, seq)`` token ids.
-        attention_mask: ``(batch, seq)`` mask.
-        labels: ``(batch, seq)`` labels, -100 where nothing is predicted.
-        weights: ``(batch,)`` example weights.
-        chunk_tokens: Response positions per head call.
-    """
-    from torch.utils.checkpoint import checkpoint
-
-    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = causal.config.get_text_config() if hasattr(causal.config, "get_text_config") else causal.config
-    head = causal.get_output_embeddings()
-    decoder = causal.get_decoder() if hasattr(causal, "get_decoder") else None
-    if head is None or decoder is None or decoder is causal or any(getattr(config, a, None) for a in _LOGIT_SCALES):
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-        return weighted_loss(logits, labels, weights)
-    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-    shift_labels = labels[:, 1:]
-    counted = shift_labels != IGNORE_INDEX
-    rows = counted.nonzero()[:, 0]
-    per_example = weights / counted.sum(dim=1).clamp(min=1) / labels.shape[0]
-    selected, targets, token_weights = hidden[:, :-1][counted], shift_labels[counted], per_example[rows]
-    softcap = getattr(config, "final_logit_softcapping", None)
-    total = hidden.new_zeros((), dtype=weights.dtype)
-    for start in range(0, selected.shape[0], chunk_tokens):
-        end = start + chunk_tokens
-        total = total + checkpoint(_chunk_loss, head, softcap, selected[start:end], targets[start:end],
-                                   token_weights[start:end], use_reentrant=False)
-    return total
 
 
 def _peft_model(base: Any, config: TradelabConfig, init_adapter: str | Path | None) -> Any:
@@ -212,7 +149,7 @@ def _validate(examples: Sequence[SFTExample]) -> None:
 
 def _run_epochs(model: Any, batches: Callable[[int], list[list[int]]], encoded: list, weights: list[float],
                 config: TradelabConfig, *, pad_id: int, epochs: int, learning_rate: float, device: str,
-                progress: Callable[[int, int], None] | None) -> TrainSummary:
+                progress: Callable[[int, int], None] | None, autocast: Any) -> TrainSummary:
     import torch
 
     from tradelab.advisor.memory import PeakMemory
@@ -226,30 +163,55 @@ def _run_epochs(model: Any, batches: Callable[[int], list[list[int]]], encoded: 
     model.train()
     with PeakMemory(device) as memory:
         _epochs(model, batches, encoded, weights, sft, optimiser, params, summary, pad_id=pad_id, epochs=epochs,
-                device=device, total=total, progress=progress)
+                device=device, total=total, progress=progress, autocast=autocast)
     model.eval()
     summary.peak_memory_mb, summary.peak_memory_kind = memory.peak_mb, memory.kind
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
 
 
-def _epochs(model: Any, batches: Callable[[int], list[list[int]]], encoded: list, weights: list[float], sft: Any,
-            optimiser: Any, params: list, summary: TrainSummary, *, pad_id: int, epochs: int, device: str,
-            total: int, progress: Callable[[int, int], None] | None) -> None:
+def training_autocast(config: TradelabConfig, device: str) -> Any:
+    """The context training's forward passes run in: bfloat16 autocast on a CPU when ``llm.sft.cpu_autocast``
+    resolves to it and the CPU multiplies bfloat16 natively (explicit ``bfloat16`` also without), else nothing."""
+    import contextlib
+
     import torch
 
+    llm = config.llm
+    if not str(device).startswith("cpu") or not llm.sft_cpu_bfloat16:
+        return contextlib.nullcontext()
+    if llm.sft.cpu_autocast == "auto" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return contextlib.nullcontext()
+    return torch.autocast("cpu", dtype=torch.bfloat16)
+
+
+def _epochs(model: Any, batches: Callable[[int], list[list[int]]], encoded: list, weights: list[float], sft: Any,
+            optimiser: Any, params: list, summary: TrainSummary, *, pad_id: int, epochs: int, device: str,
+            total: int, progress: Callable[[int, int], None] | None, autocast: Any = None) -> None:
+    import contextlib
+
+    import torch
+
+    autocast = autocast if autocast is not None else contextlib.nullcontext()
     for epoch in range(epochs):
         losses = []
         for index in batches(epoch):
-            batch = {k: v.to(device) for k, v in collate([encoded[i] for i in index], pad_id=pad_id).items()}
-            w = torch.tensor([weights[i] for i in index], dtype=torch.float32, device=device)
-            loss = response_loss(model, batch["input_ids"], batch["attention_mask"], batch["labels"], w,
-                                 sft.loss_chunk_tokens)
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
+            batch_loss = 0.0
+            for start in range(0, len(index), sft.micro_batch_size):
+                part = [encoded[i] for i in index[start:start + sft.micro_batch_size]]
+                micro = {k: v.to(device) for k, v in collate(part, pad_id=pad_id).items()}
+                w = torch.tensor([weights[i] for i in index[start:start + sft.micro_batch_size]],
+                                 dtype=torch.float32, device=device)
+                prefix = shared_prefix_length(part) if sft.shared_prefix else 0
+                with autocast:
+                    loss = response_loss(model, micro["input_ids"], micro["attention_mask"], micro["labels"], w,
+                                         sft.loss_chunk_tokens, prefix_tokens=prefix, batch_rows=len(index))
+                loss.backward()
+                batch_loss += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(params, sft.grad_clip_norm)
             optimiser.step()
-            losses.append(float(loss.detach()))
+            losses.append(batch_loss)
             summary.steps += 1
             if progress is not None:
                 progress(summary.steps, total)
@@ -296,6 +258,9 @@ def train_adapter(
     torch.manual_seed(seed)
     device = resolve_device(llm.device)
     tokenizer = load_tokenizer(base_dir, trust_remote_code=llm.trust_remote_code)
+    autocast = training_autocast(config, device)
+    if isinstance(autocast, torch.autocast):  # the frozen weights in bfloat16: half the memory, no cast per op
+        llm = llm.model_copy(update={"dtype": "bfloat16"})
     base, _ = load_base_model(Path(base_dir), llm, device)
     model = _peft_model(base, config, init_adapter)
     end_id = answer_end_id(tokenizer)
@@ -309,8 +274,8 @@ def train_adapter(
         return [order[i:i + sft.batch_size].tolist() for i in range(0, len(order), sft.batch_size)]
 
     summary = _run_epochs(model, batches, encoded, weights, config, pad_id=tokenizer.pad_token_id,
-                          epochs=epochs or sft.epochs,
-                          learning_rate=learning_rate or sft.learning_rate, device=device, progress=progress)
+                          epochs=epochs or sft.epochs, learning_rate=learning_rate or sft.learning_rate,
+                          device=device, progress=progress, autocast=autocast)
     target_modules = model.peft_config[model.active_adapter].target_modules
     summary.target_modules = target_modules if isinstance(target_modules, str) else sorted(target_modules)
     summary.adapted_modules = adapted_modules(model)
@@ -325,7 +290,7 @@ def _save(model: Any, out_dir: Path, base_dir: Path, config: TradelabConfig, see
           init_adapter: str | Path | None) -> Path:
     from dataclasses import asdict
 
-    from tradelab.advisor.tiny import model_info
+    from tradelab.advisor.bases import model_info
     from tradelab.config import config_hash
     from tradelab.fileio import atomic_write_json, staged_dir
     from tradelab.provenance import origin
@@ -352,6 +317,26 @@ def read_training_summary(adapter_dir: str | Path) -> dict[str, Any]:
         return {}
     training = info.get("training") if isinstance(info, dict) else None
     return training if isinstance(training, dict) else {}
+
+
+def adapter_base_matches(adapter_dir: str | Path, root: str | Path, config: TradelabConfig) -> bool:
+    """Whether the adapter's ``tradelab_adapter.json`` records the base ``config`` runs (by sha256, else by name when
+    the adapter predates the sha256). An adapter without the file is taken as it is."""
+    import json
+
+    from tradelab.advisor.bases import model_info
+    from tradelab.advisor.load import resolve_model_dir
+
+    try:
+        recorded = json.loads((Path(adapter_dir) / ADAPTER_INFO).read_text(encoding="utf-8")).get("base_model")
+    except (OSError, ValueError, AttributeError):
+        return True
+    if not isinstance(recorded, dict):
+        return True
+    current = model_info(resolve_model_dir(config.llm.base_model, root, config))
+    if recorded.get("sha256"):
+        return recorded["sha256"] == current["sha256"]
+    return recorded.get("name") == current["name"]
 
 
 def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, *,
@@ -391,7 +376,7 @@ def warm_start(root: str | Path, config: TradelabConfig, *, seed: int, out_dir: 
 
     Args:
         root: Workspace root (``llm.model`` is resolved here; the tiny advisor is built if it is the default).
-        config: The whole config (``llm.warm_start`` sizes the run).
+        config: The whole config (:attr:`tradelab.config.llm_schema.LLMConfig.warm_start_run` sizes the run).
         seed: Training seed.
         out_dir: Adapter folder to write.
         progress: Called with ``(step, total_steps)``.
@@ -401,8 +386,8 @@ def warm_start(root: str | Path, config: TradelabConfig, *, seed: int, out_dir: 
     """
     from tradelab.advisor.load import resolve_model_dir
 
-    warm = config.llm.warm_start
-    base_dir = resolve_model_dir(config.llm.model, root, config)
+    warm = config.llm.warm_start_run
+    base_dir = resolve_model_dir(config.llm.base_model, root, config)
     examples = teacher_examples(config, warm.n_examples, warm.seed)
     return train_adapter(base_dir, examples, config, out_dir=out_dir, seed=seed, epochs=warm.epochs,
                          learning_rate=warm.learning_rate, progress=progress)

@@ -100,6 +100,9 @@ def stage1_table(market: str, result: Stage1Result) -> Table:
         "refinements": len(llm.get("refinements") or []),
         "time (s)": result.timings.get("total_s"),
     }
+    base = result.section.base_model
+    if base is not None:
+        brief["advisor base model"] = f"{base.name} (sha256 {base.sha256 or 'not recorded'})"
     advisor = llm.get("advisor")
     if advisor:
         off = advisor.get("prefix_cache_off_reason")
@@ -151,6 +154,11 @@ def status_tables(status: dict[str, Any]) -> list[Table]:
         tables.append(kv_table("Status", {"markets": "none yet: run `python main.py data generate --market NQ`"}))
     for market in status["markets"]:
         tables.append(kv_table(f"{market['market']}: stages", market["stages"]))
+        if market.get("base_model"):
+            base = market["base_model"]
+            tables.append(kv_table(f"{market['market']}: advisor base model", {
+                "name": base.get("name"), "sha256": base.get("sha256") or "-", "source": base.get("source") or "-",
+                "path": base.get("local_path")}))
         tables.append(rows_table(
             f"{market['market']}: artifacts",
             [{"artifact": a["name"], "exists": "yes" if a["exists"] else "no", "path": a["path"] or "-"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import os
 import re
 import types
 import typing
@@ -27,6 +28,8 @@ from tradelab.errors import ConfigError
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
 """The project's own ``config/`` directory (src/tradelab/config -> repo root)."""
+DEFAULT_MODEL_ENV = "TRADELAB_DEFAULT_MODEL"
+"""Environment variable that, when set, replaces ``llm.default_model`` and ``llm.test.default_model``."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -75,7 +78,8 @@ def load_config(
 
     Args:
         config_dir: Directory holding the YAML files; default the project's ``config/``.
-        overrides: Dotted keys to replace after reading, e.g. ``{"ppo.n_steps": 128}``. Unknown keys still fail.
+        overrides: Dotted keys to replace after reading (and after :data:`DEFAULT_MODEL_ENV`), e.g.
+            ``{"ppo.n_steps": 128}``. Unknown keys still fail.
         test_mode: Lay the test profile over the result (:func:`resolve_config`).
 
     Returns:
@@ -92,6 +96,10 @@ def load_config(
             f"to use <root>/config or the shipped config/)"
         )
     raw = {section: read_yaml(directory / name) for section, name in SECTION_FILES.items()}
+    default_model = os.environ.get(DEFAULT_MODEL_ENV)
+    if default_model:
+        _apply_override(raw, "llm.default_model", default_model)
+        _apply_override(raw, "llm.test.default_model", default_model)
     for dotted, value in (overrides or {}).items():
         _apply_override(raw, dotted, value)
     try:

@@ -40,6 +40,7 @@ TEST_PROFILE: dict[str, str] = {
     "evaluation.episode_bars": "evaluation.test.episode_bars",
     "evaluation.advisor_query_interval_bars": "evaluation.test.advisor_query_interval_bars",
     "evaluation.probe_prompts": "evaluation.test.probe_prompts",
+    "llm.default_model": "llm.test.default_model",
 }
 """Full-run field -> the ``test`` block field that replaces it under ``--test``."""
 

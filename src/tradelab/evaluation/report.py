@@ -231,6 +231,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{settings['seeds']}; episode bars: {settings['episode_bars']}; adapter: {settings['adapter']}. "
         "Values are means over seeds; P&L is net of commission and slippage.",
         *[f"`{alias}` is the same run as `{target}`." for alias, target in settings.get("aliases", {}).items()],
+        *([f"Advisor base model: {base['name']} (sha256 {base.get('sha256') or 'not recorded'}; "
+           f"{base.get('source') or 'folder'})."] if (base := report.get("base_model")) else []),
         "## Trading", f"Sharpe, Sortino and Calmar are annualised over every seed's evaluated days pooled into one "
                       f"series; with fewer than {MIN_RATIO_DAYS} days they show n/a (n = the days there were). "
                       "Each seed's own ratios are in the per-seed section.",

@@ -117,6 +117,7 @@ def prepare_evaluation(
     adapter: str = "stage1", walk_forward: bool | int = False, cost_sweep: bool = False,
 ) -> PreparedEvaluation:
     """Check the prerequisites and resolve settings, holdout and agents (arguments as for :func:`evaluate`)."""
+    from tradelab.advisor.bases import with_recorded_base
     from tradelab.config import resolve_config
     from tradelab.marketdata import load_market_arrays
 
@@ -126,6 +127,7 @@ def prepare_evaluation(
     # Evaluation follows the mode Stage 1 ran in: the profile is laid over the config once, here, and the report's
     # config hash is of this resolved config.
     config = resolve_config(config, test_mode=test_mode)
+    config = with_recorded_base(config, root, stage1_of(manifest).base_model)  # the adapters' own base
     settings = resolve_settings(config, test_mode=test_mode, episodes=episodes, seeds=seeds, adapter=adapter,
                                 walk_forward=walk_forward, cost_sweep=cost_sweep)
     arrays, holdout = holdout_arrays(root, market, manifest, load_market_arrays(root, market, config))
@@ -162,6 +164,8 @@ def finish_evaluation(prep: PreparedEvaluation, result: BacktestResult) -> Evalu
     report = build_report(market, config, settings, arrays, holdout, result, prep.skipped, prep.aliases,
                           {s.name: s.adapter_path for s in specs}, report_dir)
     report["market_origin"] = market_origin(root, market)
+    base = stage1_of(prep.manifest).base_model
+    report["base_model"] = base.model_dump() if base is not None else None
     report.update(honest_sections(root, market, config, settings, arrays, holdout, result, prep.manifest, report,
                                   trained=[s.name for s in specs if s.has_policy or s.uses_advisor]))
     if settings.plots:

@@ -7,6 +7,9 @@ Memory stays bounded at any file size: kept rows are spilled as sorted runs to a
 and each part is written in chunks (one row group each), in the same order and with the same rows as one table.
 Rows follow ARCHITECTURE.md §7 with an explicit Arrow schema, so every row has the same types and no empty structs.
 The prompt is the record's own point-in-time messages; the forward window only ever goes into ``ground_truth``.
+Every prompt opens with a system turn (the record's, else the advisor's ``llm.prompts.system``): the engines render
+prompts through the model's chat template, and a template such as SmolLM2's inserts a default system turn of its
+own ("You are a helpful AI assistant named SmolLM...") in front of a conversation that has none.
 """
 
 from __future__ import annotations
@@ -316,11 +319,13 @@ class _Spill:
     Args:
         folder: A private temporary folder for the run files.
         instruction: ``dataset.reasoning_instruction``, applied to each prompt as it is spilled.
+        system: The advisor's system message, for a prompt that has none (:func:`with_reasoning`).
     """
 
-    def __init__(self, folder: Path, instruction: str | None) -> None:
+    def __init__(self, folder: Path, instruction: str | None, system: str) -> None:
         self.folder = folder
         self.instruction = instruction
+        self.system = system
         self.files: list[Path] = []
         self.sizes: list[int] = []
         self._seconds: list[Any] = []
@@ -342,7 +347,8 @@ class _Spill:
             for start in range(0, len(items), BATCH_ROWS):
                 part = [c for _, _, c in items[start:start + BATCH_ROWS]]
                 writer.write_batch(pa.record_batch([
-                    pa.array([with_reasoning(c.prompt, self.instruction) for c in part], schema.field("prompt").type),
+                    pa.array([with_reasoning(c.prompt, self.instruction, self.system) for c in part],
+                             schema.field("prompt").type),
                     pa.array([c.ground_truth for c in part], pa.string()),
                     pa.array([c.experience_id for c in part], pa.string()),
                     pa.array([c.timestamp for c in part], pa.string()),
@@ -432,18 +438,20 @@ def _split(n: int, settings: Any) -> tuple[Any, Any]:
     return positions[~is_val], positions[is_val]
 
 
-def with_reasoning(prompt: list[dict[str, str]], instruction: str | None) -> list[dict[str, str]]:
-    """``prompt`` with ``instruction`` appended to its system message (one is added when there is none).
+def with_reasoning(prompt: list[dict[str, str]], instruction: str | None, system: str) -> list[dict[str, str]]:
+    """``prompt`` opening with a system turn (``system``, the advisor's, when it has none) with ``instruction``
+    appended to it.
 
     The soft-thinking fork keeps a rollout in soft mode until ``</think>``; asking for a short reasoning block
-    before the answer line makes only that block soft and the answer line discrete. The instruction is fixed text,
-    so the prompt stays point-in-time.
+    before the answer line makes only that block soft and the answer line discrete. A chat template that adds its
+    own default system turn to a conversation without one (SmolLM2's) would otherwise put words in front of the
+    advisor's that Stage 1 never showed it. Both texts are fixed, so the prompt stays point-in-time.
     """
+    if prompt[0]["role"] != "system":
+        prompt = [{"role": "system", "content": system}, *prompt]
     if not instruction:
         return prompt
-    if prompt[0]["role"] == "system":
-        return [{"role": "system", "content": f"{prompt[0]['content'].rstrip()} {instruction}"}, *prompt[1:]]
-    return [{"role": "system", "content": instruction}, *prompt]
+    return [{"role": "system", "content": f"{prompt[0]['content'].rstrip()} {instruction}"}, *prompt[1:]]
 
 
 def _check_scan(path: Path, scan: _Scan, settings: Any, market: str) -> None:
@@ -510,7 +518,7 @@ def export_dataset(
         out_dir.mkdir(parents=True, exist_ok=True)
         spill_dir = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
     try:
-        spill = _Spill(spill_dir, settings.reasoning_instruction)
+        spill = _Spill(spill_dir, settings.reasoning_instruction, config.llm.prompts.system)
         scan = _stream(source, settings, keep, spill, progress)
         if progress:
             progress(source.stat().st_size, source.stat().st_size)

@@ -89,7 +89,8 @@ def agents_from_report(path: Path, *, level: float = 0.95, seed: int = 0) -> dic
     names = list(agents)
     identical = [[a, b] for i, a in enumerate(names) for b in names[i + 1:]
                  if _same_to_the_cent(agents[a], agents[b]) and agents[a]["trades"] > 0]
-    return {"agents": agents, "hybrid_minus_ppo": difference, "identical": identical}
+    return {"agents": agents, "hybrid_minus_ppo": difference, "identical": identical,
+            "base_model": report.get("base_model")}
 
 
 def _pooled_sharpe(report: dict[str, Any], name: str) -> float | None:
@@ -179,6 +180,8 @@ def build_report(market: str, config: TradelabConfig, state: LoopSection) -> dic
         "seeds": state.settings.seeds, "settings": state.settings.model_dump(), "status": state.status,
         "started_at": state.started_at, "completed_at": state.completed_at,
         "origin": origin(config_hash(config), config.app.seed),
+        "base_model": next((it.evaluation.base_model.model_dump() for it in state.iterations
+                            if it.evaluation is not None and it.evaluation.base_model is not None), None),
         "warm_start": {"advisor": warm}, "iterations": iterations,
         "headline": {"advisor_hit_rate_gain": _gain(warm, last, "hit_rate"),
                      "advisor_balanced_hit_rate_gain": _gain(warm, last, "balanced_hit_rate")},
@@ -213,13 +216,18 @@ def _ci(value: Any) -> str:
     return "n/a" if not value else f"[{_fmt(value[0])}, {_fmt(value[1])}]"
 
 
+def _base_line(base: dict[str, Any] | None) -> str:
+    return f"{base['name']} (sha256 {base['sha256'] or 'n/a'})" if base else "n/a"
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The human-readable loop report."""
     origin_ = report["market_origin"]
     market_line = (f"synthetic, edge {origin_['edge']} (generator v{origin_['generator_version']}, "
                    f"seed {origin_['seed']})" if origin_.get("kind") == "synthetic" else origin_.get("kind"))
     lines = [f"# Learning loop: {report['market']}", "",
-             f"- Market: {market_line}", f"- Settings: {report['settings']}", f"- Status: {report['status']}", "",
+             f"- Market: {market_line}", f"- Settings: {report['settings']}", f"- Status: {report['status']}",
+             f"- Advisor base model: {_base_line(report['base_model'])}", "",
              "## Advisor on holdout prompts", "",
              "| when | hit rate | 95% CI | up | down | balanced | 95% CI | mean reward | 95% CI | parse | non-HOLD "
              "| n dir. |",

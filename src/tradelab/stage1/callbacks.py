@@ -125,9 +125,14 @@ class Refiner:
             log.info("refinement skipped at %d steps: %d resolved records < %d", steps, len(records), self.min_records)
             return None
         labelled = self.hindsight.draw(self.hindsight_bars, len(self.history)) if self.hindsight is not None else []
-        summary = refine_adapter(records + labelled, self.config, base_dir=self.base_dir,
-                                 init_adapter=self.adapter_path, out_dir=self.out_dir,
-                                 seed=self.seed + len(self.history), epochs=self.epochs)
+        self.advisor.release_weights()  # the training loads its own base; the advisor reloads after it
+        try:
+            summary = refine_adapter(records + labelled, self.config, base_dir=self.base_dir,
+                                     init_adapter=self.adapter_path, out_dir=self.out_dir,
+                                     seed=self.seed + len(self.history), epochs=self.epochs)
+        finally:
+            if self.advisor.model is None:
+                self.advisor.set_adapter(self.adapter_path)
         if summary["examples"]:
             self.advisor.set_adapter(self.out_dir)
             self.adapter_path = self.out_dir

@@ -145,6 +145,10 @@ def run_stage1(
         _refuse_downgrade(root, market, previous, run.settings.total_timesteps, resume=resume,
                           force=force or init_ppo is not None)
         run.check_resume()
+        if run.config.stage1.use_advisor:  # a bad .gguf or a missing wheel stops the run before it writes anything
+            from tradelab.advisor.bases import resolve_gguf_base
+
+            resolve_gguf_base(run.config.llm.base_model, root)
         run.owner, run.last_completed = me, previous
         return _train(run, root, market, config, progress)
 

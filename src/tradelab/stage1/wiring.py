@@ -86,10 +86,11 @@ def initial_adapter(root: Path, market: str, config: Any, *, seed: int, resume: 
     """The adapter Stage 1 starts from.
 
     ``llm.adapter_path`` when set; on resume the last refined ``stage1_lora``; else the market's warm-started adapter,
-    created with :func:`tradelab.advisor.train.warm_start` when missing.
+    created with :func:`tradelab.advisor.train.warm_start` when missing or trained on another base (its
+    ``tradelab_adapter.json`` records the base's sha256).
     """
     from tradelab.advisor.load import resolve_adapter_dir
-    from tradelab.advisor.train import warm_start
+    from tradelab.advisor.train import adapter_base_matches, warm_start
 
     ws = Workspace.at(root)
     if config.llm.adapter_path:
@@ -101,6 +102,9 @@ def initial_adapter(root: Path, market: str, config: Any, *, seed: int, resume: 
     if not (warm / "adapter_config.json").is_file():
         log.info("warm-starting the advisor adapter for %s at %s", market, warm)
         warm_start(root, config, seed=seed, out_dir=warm)
+    elif not adapter_base_matches(warm, root, config):
+        log.info("the warm-started adapter at %s was trained on another base; warm-starting again", warm)
+        warm_start(root, config, seed=seed, out_dir=warm)
     return warm
 
 
@@ -109,7 +113,7 @@ def load_advisor(root: Path, market: str, config: Any, *, seed: int, resume: boo
     from tradelab.advisor.generate import Advisor
     from tradelab.advisor.load import resolve_model_dir
 
-    base_dir = resolve_model_dir(config.llm.model, root, config)
+    base_dir = resolve_model_dir(config.llm.base_model, root, config)
     adapter = initial_adapter(root, market, config, seed=seed, resume=resume)
     return AdvisorBundle(Advisor(config, root, adapter_path=adapter), base_dir, adapter)
 

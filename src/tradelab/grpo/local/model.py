@@ -54,7 +54,7 @@ def resolve_sources(root: str | Path, market: str, config: TradelabConfig) -> tu
     ws = Workspace.at(root)
     stage1 = stage1_of(load_manifest(root, market))
     recorded = stage1.base_model.local_path if stage1 is not None and stage1.base_model is not None else None
-    base = resolve_model_dir(str(recorded or config.llm.model), ws.root, config)
+    base = resolve_model_dir(str(recorded or config.llm.base_model), ws.root, config)
     adapter = Path((stage1.lora_adapter_path if stage1 is not None else None) or ws.stage1_lora_dir(market))
     adapter = adapter if adapter.is_absolute() else ws.root / adapter
     if not (adapter / "adapter_config.json").is_file():
