@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from disk_faults import disk_fault
+from stage2_factory import make_record, write_experience
 
 from tradelab import stages
 from tradelab.cli.app import main
@@ -170,12 +171,18 @@ def test_export_disk_faults_keep_the_previous_dataset_whole(trained: Path, tmp_p
     root = _copy(trained, tmp_path)
     _succeeds(root, EXPORT)
     before, entry = _hashes(root, *DATASET), _manifest(root)["stage2"]["dataset"]
+    # New experience, so the export being cut short would write different files than the ones in place.
+    write_experience(root, [make_record(i, trend=("up", "down")[i % 2]) for i in range(12)])
     _fails(root, EXPORT, capsys, says, **fault)
     assert _hashes(root, *DATASET) == before and _manifest(root)["stage2"]["dataset"] == entry
-    assert not [p.name for p in Workspace.at(root).soft_grpo_data_dir("NQ").iterdir() if p.name.startswith(".stage2")]
+    assert not [p.name for p in Workspace.at(root).soft_grpo_data_dir("NQ").iterdir()
+                if p.name.startswith((".stage2", ".export", ".dataset"))], "temporary files left"
     _succeeds(root, EXPORT)
-    assert _hashes(root, *DATASET)["data/soft_grpo/NQ/stage2_train.parquet"] == \
-        before["data/soft_grpo/NQ/stage2_train.parquet"]
+    after, previous = _hashes(root, *DATASET), entry
+    entry = _manifest(root)["stage2"]["dataset"]
+    assert after != before and entry["counts"]["with_outcome"] == previous["counts"]["with_outcome"] + 12
+    for split in ("train", "val"):
+        assert entry["sha256s"][split] == after[f"data/soft_grpo/NQ/stage2_{split}.parquet"]
 
 
 @pytest.mark.slow

@@ -72,8 +72,8 @@ class Recorder:
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     rec = Recorder()
     monkeypatch.setattr(loop_run, "_STAGES", {name: rec.stage(name) for name in LOOP_STAGES})
-    monkeypatch.setattr(loop_run._ProbeContext, "warm_adapter", lambda self: Path("warm"))
-    monkeypatch.setattr(loop_run._ProbeContext, "measure", lambda self, model, label: dict(FIGURES))
+    monkeypatch.setattr(loop_run.ProbeContext, "warm_adapter", lambda self: Path("warm"))
+    monkeypatch.setattr(loop_run.ProbeContext, "measure", lambda self, model, label: dict(FIGURES))
     # The stand-in stages record no Stage 1 or Stage 2 run of their own to check a redo against.
     monkeypatch.setattr(loop_run.resume, "check_inputs", lambda *args: None)
     return rec

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 from tradelab import stages
 from tradelab.attempts import market_writer
 from tradelab.errors import StageFailed, StageNotReady
-from tradelab.fileio import atomic_write_text, new_stamped_dir, sha256_dir, sha256_file
-from tradelab.handoff import FRESH_ADAPTER_DIR, AdvisorModel, base_or_none, output_model, stage1_model
+from tradelab.fileio import new_stamped_dir, sha256_dir, sha256_file
+from tradelab.handoff import FRESH_ADAPTER_DIR, AdvisorModel, base_or_none, output_model
 from tradelab.loop import lineage, resume
+from tradelab.loop.advisor_probe import ProbeContext
 from tradelab.loop import report as loop_report
 from tradelab.loop.lineage import require_pinned
 from tradelab.manifest import load_manifest, loop_of, set_loop
@@ -37,7 +38,6 @@ from tradelab.manifest_schema import (
     LoopSettings,
     LoopStage1,
     LoopStage2Run,
-    data_of,
 )
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now
@@ -45,7 +45,6 @@ from tradelab.runlock import LockOwner
 
 if TYPE_CHECKING:
     from tradelab.config.schema import TradelabConfig
-    from tradelab.loop.probe import ProbeSet
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ def run_loop(
             stopped = state.interruptions[-1]
             emit(f"resuming: the last run stopped at {resume.activity(stopped.iteration, stopped.stage or '?')} "
                  f"({stopped.status})")
-        probe_ctx = _ProbeContext(root, market, config, settings, ws.resolve(state.report_dir))
+        probe_ctx = ProbeContext(root, market, config, settings, ws.resolve(state.report_dir))
         if state.warm_start is None:
             emit("measuring the warm-start advisor on the holdout prompts")
             if any(s.stage == "warm_start" and s.redo is None for s in state.interruptions):
@@ -114,7 +113,7 @@ def run_loop(
 
 
 def _run_one(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings, state: LoopSection,
-             iteration: LoopIteration, stage: str, probe_ctx: _ProbeContext, progress: Progress | None,
+             iteration: LoopIteration, stage: str, probe_ctx: ProbeContext, progress: Progress | None,
              emit: EventSink, ray_address: str | None) -> None:
     """Run (or redo) one stage of one iteration, with its state saved before and after."""
     number = iteration.iteration
@@ -251,7 +250,7 @@ def _hand_on(ws: Workspace, config: TradelabConfig, previous: LoopIteration) -> 
 
 # ------------------------------------------------------------------------------------------------------ stages
 def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings, state: LoopSection,
-            iteration: LoopIteration, probe: _ProbeContext, progress: Progress | None) -> None:
+            iteration: LoopIteration, probe: ProbeContext, progress: Progress | None) -> None:
     ws = Workspace.at(root)
     previous = _previous(state, iteration)
     start = _hand_on(ws, config, previous) if previous else None
@@ -286,7 +285,7 @@ def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: Loo
 
 
 def _stage2_dataset(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
-                    state: LoopSection, iteration: LoopIteration, probe: _ProbeContext,
+                    state: LoopSection, iteration: LoopIteration, probe: ProbeContext,
                     progress: Progress | None) -> None:
     result = stages.stage2(root, market, engine=settings.engine, test_mode=settings.test_mode, dataset_only=True,
                            config=config)
@@ -300,7 +299,7 @@ def _stage2_dataset(root: str | Path, market: str, config: TradelabConfig, setti
 
 
 def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
-                   state: LoopSection, iteration: LoopIteration, probe: _ProbeContext,
+                   state: LoopSection, iteration: LoopIteration, probe: ProbeContext,
                    progress: Progress | None, resume_from: Path | None = None) -> None:
     result = stages.stage2(root, market, engine=settings.engine, test_mode=settings.test_mode, config=config,
                            progress=progress, resume_from=resume_from)
@@ -327,7 +326,7 @@ def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settin
 
 
 def _evaluation(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
-                state: LoopSection, iteration: LoopIteration, probe: _ProbeContext,
+                state: LoopSection, iteration: LoopIteration, probe: ProbeContext,
                 progress: Progress | None, ray_address: str | None = None) -> None:
     summary = stages.evaluate(root, market, seeds=settings.seeds, adapter="soft_grpo", config=config,
                               progress=progress, ray=ray_address)
@@ -345,127 +344,6 @@ def _evaluation(root: str | Path, market: str, config: TradelabConfig, settings:
 _STAGES: dict[str, Callable[..., None]] = {
     "stage1": _stage1, "stage2_dataset": _stage2_dataset, "stage2_engine": _stage2_engine, "evaluation": _evaluation,
 }
-
-
-# ------------------------------------------------------------------------------------------------------ probing
-class _ProbeContext:
-    """The holdout prompts (built once) and the advisor that answers them (loaded once per base, adapters swapped)."""
-
-    def __init__(self, root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
-                 report_dir: Path) -> None:
-        self.root, self.market, self.config, self.settings = root, market, config, settings
-        self.answers_dir = report_dir / "answers"
-        self._probe: ProbeSet | None = None
-        self._advisor: Any = None
-        self._base: Path | None = None
-
-    def warm_adapter(self) -> Path:
-        """The adapter iteration 1 starts from (``llm.adapter_path``, else the warm start, built if missing)."""
-        from tradelab.stage1.wiring import initial_adapter
-
-        return initial_adapter(Workspace.at(self.root).root, self.market, self.config, seed=self.config.app.seed,
-                               resume=False)
-
-    def stage1_model(self, iteration: LoopIteration) -> AdvisorModel:
-        """The advisor an iteration's Stage 1 left: ``stage1_lora`` on the base it trained on."""
-        ws = Workspace.at(self.root)
-        model = stage1_model(self.root, self.market, load_manifest(self.root, self.market), self.config)
-        return model if model is not None else AdvisorModel(ws.resolve(iteration.base_in_path),
-                                                            ws.stage1_lora_dir(self.market))
-
-    def probe(self) -> ProbeSet:
-        if self._probe is None:
-            from tradelab.evaluation.holdout import holdout_arrays
-            from tradelab.loop.probe import build_probe_set
-            from tradelab.marketdata import load_market_arrays
-
-            manifest = load_manifest(self.root, self.market)
-            arrays = load_market_arrays(self.root, self.market, self.config)
-            if data_of(manifest) is not None:
-                arrays, holdout = holdout_arrays(self.root, self.market, manifest, arrays)
-            else:
-                from tradelab.evaluation.starts import Window
-
-                holdout = Window(0, int(arrays.split_index), len(arrays))
-            self._probe = build_probe_set(self.root, self.market, self.config, arrays, holdout,
-                                          n_prompts=self.settings.probe_prompts, seed=self.config.evaluation.base_seed)
-            if len(self._probe) == 0:
-                raise StageNotReady(f"{self.market}: the holdout is too short for one probe prompt; generate more "
-                                    "days (e.g. `data generate --days 60`)")
-        return self._probe
-
-    def _answers(self, model: AdvisorModel) -> list[str]:
-        from tradelab.advisor.generate import Advisor
-
-        if self._advisor is None or model.base != self._base:
-            self._advisor = None  # one base model in memory at a time
-            self._advisor = Advisor(model.config_for(self.config), self.root)
-            self._base = model.base
-        else:
-            self._advisor.set_adapter(model.adapter)
-        return self._advisor.generate_texts(self.probe().messages, seed=self.config.app.seed)
-
-    def measure(self, model: AdvisorModel, label: str) -> dict[str, Any]:
-        """The advisor figures of ``model`` on the holdout prompts; its answers go to ``answers/<label>.jsonl``."""
-        from tradelab.loop.probe import score_answers
-
-        texts = self._answers(model)
-        figures = score_answers(self.probe(), texts, level=self.config.evaluation.ci_level,
-                                seed=self.config.evaluation.base_seed)
-        return self._kept(figures, texts, model, label)
-
-    def _kept(self, figures: dict[str, Any], texts: list[str], model: AdvisorModel, label: str) -> dict[str, Any]:
-        """The summary figures for the manifest; the per-prompt answers, actions and rewards go to a JSONL."""
-        import json
-
-        probe = self.probe()
-        rows = [{"bar_index": bar, "timestamp": ctx["timestamp"], "answer": text, "action": action, "reward": reward,
-                 "move_points": float(move)}
-                for bar, ctx, text, action, reward, move in zip(probe.bar_indices, probe.contexts, texts,
-                                                               figures["actions"], figures["rewards"],
-                                                               probe.moves_points)]
-        path = self.answers_dir / f"{label}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
-        summary = {k: v for k, v in figures.items() if k not in ("rewards", "actions")}
-        ws = Workspace.at(self.root)
-        weights = model.adapter if model.adapter is not None else model.base
-        return {**summary, "adapter_sha256": sha256_dir(model.adapter) if model.adapter is not None else None,
-                "weights_path": ws.record(weights), "answers_path": ws.record(path)}
-
-    def measure_pair(self, before: AdvisorModel, after: AdvisorModel,
-                     label: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Figures of ``after``, and how it differs from ``before`` on the same prompts.
-
-        The comparison proves the second advisor reached the probe: the share of changed answers, the paired reward
-        gain with a day-block interval, and the mean absolute change in log-probability of ``before``'s own
-        answers.
-        """
-        import numpy as np
-
-        from tradelab.loop.probe import answer_logprobs, day_bootstrap_ci, score_answers
-
-        probe = self.probe()
-        level, seed = self.config.evaluation.ci_level, self.config.evaluation.base_seed
-        before_texts = self._answers(before)
-        before_figures = score_answers(probe, before_texts, level=level, seed=seed)
-        before_logp = answer_logprobs(self._advisor, probe.messages, before_texts)
-        after_texts = self._answers(after)
-        after_figures = score_answers(probe, after_texts, level=level, seed=seed)
-        after_logp = answer_logprobs(self._advisor, probe.messages, before_texts)
-        gain = np.asarray(after_figures["rewards"]) - np.asarray(before_figures["rewards"])
-        interval = day_bootstrap_ci(gain, probe.session_ids, level=level, seed=seed)
-        shift = np.abs(np.asarray(after_logp) - np.asarray(before_logp))
-        same = before.base == after.base and before.adapter is not None and after.adapter is not None \
-            and sha256_dir(before.adapter) == sha256_dir(after.adapter)
-        comparison = {
-            "reward_gain": float(gain.mean()),
-            "reward_gain_ci": [float(interval[0]), float(interval[1])] if interval else None,
-            "answers_changed": float(np.mean([a != b for a, b in zip(after_texts, before_texts)])),
-            "logprob_shift_mean": float(np.nanmean(shift)) if shift.size else None,
-            "same_adapter": same,
-        }
-        return self._kept(after_figures, after_texts, after, label), comparison
 
 
 def _write(root: str | Path, market: str, config: TradelabConfig,

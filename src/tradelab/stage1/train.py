@@ -361,7 +361,6 @@ class Stage1Run:
         with self._staged_adapter():
             self.model_sha256 = save_model(self.model, self.vecnorm, self.ppo_dir / "final.zip",
                                            self.ppo_dir / "vecnormalize.npz")
-        shutil.rmtree(self.ws.market_model_dir(self.market) / REFINING_ADAPTER_DIR, ignore_errors=True)
         self.timings["total_s"] = round(time.perf_counter() - self._t0, 3)
         return self.summary("completed")
 

@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 WARM_ADAPTER_DIR = "stage1_warm_lora"
 REFINING_ADAPTER_DIR = "stage1_lora_refining"
-"""Where a running Stage 1 keeps its refined adapter; ``stage1_lora`` is replaced only when the run completes, so a
-run that fails or is killed leaves the last completed run's adapter in place (``--resume`` continues from here)."""
+"""Where a running Stage 1 keeps its refined adapter (and the experience records name it); ``stage1_lora`` is replaced
+by the last refinement only when the run completes, so a run that fails or is killed leaves the last completed run's
+adapter in place. ``--resume`` continues from here; a fresh run clears it."""
 """Folder under ``models/phase3_hybrid/<MKT>/`` holding the warm-started adapter that refinement starts from."""
 
 
