@@ -122,7 +122,8 @@ def check_inputs(root: str | Path, market: str, state: LoopSection, iteration: L
     manifest = load_manifest(root, market)
     stage1 = stage1_of(manifest)
     expected = stage1_run_id(market, state, iteration.iteration)
-    if stage1 is None or stage1.status != "completed" or stage1.run_id != expected:
+    # A Stage 1 recorded before run ids were (a loop older than this check) is taken as the loop's own.
+    if stage1 is None or stage1.status != "completed" or stage1.run_id not in (expected, None):
         found = "none" if stage1 is None else f"{stage1.run_id or stage1.started_at} ({stage1.status})"
         raise StageNotReady(
             f"{Workspace.at(root).manifest_path(market)}: the loop stopped in iteration {iteration.iteration} "

@@ -254,8 +254,11 @@ def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: Loo
     ws = Workspace.at(root)
     previous = _previous(state, iteration)
     start = _hand_on(ws, config, previous) if previous else None
-    init_ppo = require_pinned(ws, previous.ppo_out_path, previous.ppo_out_sha256,
-                              f"iteration {previous.iteration}'s PPO model") if previous else None
+    init_ppo = None
+    if previous is not None:  # a loop older than the pins continued the market's own model
+        init_ppo = require_pinned(ws, previous.ppo_out_path, previous.ppo_out_sha256,
+                                  f"iteration {previous.iteration}'s PPO model") \
+            if previous.ppo_out_path is not None else ws.ppo_dir(market) / "final.zip"
     result = stages.stage1(root, market, test_mode=settings.test_mode, timesteps=settings.timesteps, start=start,
                            init_ppo=init_ppo, config=config, progress=progress,
                            run_id=resume.stage1_run_id(market, state, iteration.iteration))
