@@ -157,6 +157,21 @@ class RunOutput(Section):
     architectures: list[str] | None = None
 
 
+class GroupSignal(Section):
+    """A local GRPO run's groups: how many carried a learning signal (:mod:`tradelab.grpo.local.groups`)."""
+
+    steps: int
+    groups_sampled: int
+    groups_kept: int
+    zero_variance_share: float | None = None
+    zero_variance_share_first_step: float | None = None
+    zero_variance_share_last_step: float | None = None
+    reward_std_mean: float | None = None
+    rounds_mean: float | None = None
+    capped_steps: int = 0
+    steps_without_signal: int = 0
+
+
 class RunRecord(Section):
     """One ``stage2.runs`` entry: a launch attempt of any engine (verl, soft-grpo, local), and what a Stage 2 run
     returns (:meth:`tradelab.grpo.engines.interface.Engine.run`).
@@ -166,9 +181,10 @@ class RunRecord(Section):
     - verl / soft-grpo (:mod:`tradelab.grpo.engines.launch`): ``python`` (launch interpreter), ``error`` (why an
       attempt was interrupted), ``output_note`` (why an exit-0 run left no usable weights).
     - local (:func:`tradelab.grpo.local.train.train_local`): ``mode`` (soft / discrete), ``resumed_from``,
-      ``steps_done``, ``skipped_steps`` (non-finite steps), ``adapter_round_trip`` and the validation reward and
-      format rate at the start and the end of the run; ``checkpoint``: the last checkpoint an interrupted run left,
-      which a re-run can continue.
+      ``steps_done``, ``skipped_steps`` (non-finite steps), ``adapter_round_trip``, the validation reward and
+      format rate at the start and the end of the run, ``group_signal`` (the share of groups whose rewards had
+      zero variance, the mean within-group reward std, dynamic-sampling rounds); ``checkpoint``: the last checkpoint
+      an interrupted run left, which a re-run can continue.
 
     ``pid``, ``host`` and ``lock_token`` name the process that wrote the record under the market lock; a ``running``
     record whose process is gone is marked ``interrupted`` (:mod:`tradelab.attempts`).
@@ -206,6 +222,7 @@ class RunRecord(Section):
     val_reward_end: float | None = None
     val_format_start: float | None = None
     val_format_end: float | None = None
+    group_signal: GroupSignal | None = None
     pid: int | None = None
     host: str | None = None
     lock_token: str | None = None
@@ -244,6 +261,7 @@ class EvaluationSummary(Section):
     holdout: dict[str, Any] | None = None
     agents: dict[str, Any] | None = None
     n_trials: int | None = None
+    hybrid_minus_ppo: dict[str, Any] | None = None
     table: list[dict[str, Any]] | None = None
 
 
@@ -279,6 +297,8 @@ class LoopStage1(Section):
     with_outcome: int | None = None
     experience_samples: int | None = None
     config_hash: str | None = None
+    records: dict[str, Any] | None = None
+    """What its refinements learned from (:func:`tradelab.loop.power.stage1_records`)."""
 
 
 class LoopStage2Run(Section):
@@ -291,6 +311,7 @@ class LoopStage2Run(Section):
     val_reward_start: float | None = None
     val_reward_end: float | None = None
     run_dir: str | None = None
+    group_signal: GroupSignal | None = None
 
 
 class LoopEvaluation(Section):
@@ -382,6 +403,8 @@ class LoopSection(MutableSection):
     settings: LoopSettings
     market_origin: dict[str, Any] | None = None
     warm_start: dict[str, Any] | None = None
+    rule_ceiling: dict[str, Any] | None = None
+    """The best simple rule scored on the loop's holdout prompts (:func:`tradelab.loop.power.rule_ceiling`)."""
     iterations: list[LoopIteration] = Field(default_factory=list)
     report: dict[str, str] | None = None
     report_dir: str

@@ -33,6 +33,8 @@ TIMESTEPS = 4096
 REFINEMENT_EVERY_STEPS = 2048
 REFINEMENT_EPOCHS = 2
 """Refine every 2,048 steps for 2 passes: the learning profile's 8,192 would never refine in a run this short."""
+HINDSIGHT_BARS = 256
+"""Labelled flat training bars per refinement: the learning profile's 2,048 would cost minutes of CI per refinement."""
 PROBE_PROMPTS = 128
 STAGE2_STEPS = 10
 """Local GRPO steps: a third of the learning profile's, to keep each test within its CI budget."""
@@ -49,7 +51,8 @@ def _workspace(root: Path, edge: float, config: TradelabConfig, tiny_advisor_dir
 def _loop(root: Path) -> dict[str, Any]:
     config = load_config(overrides={**TINY_ADVISOR_LEARNING, "grpo_local.test.steps": STAGE2_STEPS,
                                     "stage1.test.refinement_every_steps": REFINEMENT_EVERY_STEPS,
-                                    "stage1.test.refinement_epochs": REFINEMENT_EPOCHS})
+                                    "stage1.test.refinement_epochs": REFINEMENT_EPOCHS,
+                                    "stage1.refinement.hindsight_bars": HINDSIGHT_BARS})
     return loop_api.loop(root, "NQ", iterations=1, test_mode=True, seeds=2, probe_prompts=PROBE_PROMPTS,
                        timesteps=TIMESTEPS, config=config)["report"]
 
@@ -72,6 +75,14 @@ def test_a_short_loop_on_a_strong_edge_trades_and_hands_each_adapter_on(
                 iteration["adapter_out_sha256"]}) == 3
     handed_on = iteration["stage2_vs_stage1"]
     assert not handed_on["same_adapter"] and handed_on["logprob_shift_mean"] > 0.0
+    # What each stage learned from, and the power of each comparison, are in the report.
+    used = report["power"]["records"][0]
+    assert used["stage1"]["last_hindsight_bars"] == HINDSIGHT_BARS and used["stage1"]["refinements"] == 2
+    assert used["stage2_groups"]["groups_sampled"] >= STAGE2_STEPS * TINY_ADVISOR_LEARNING[
+        "grpo_local.test.prompts_per_step"]
+    assert report["power"]["rule_ceiling"]["hit_rate"] > 0.5
+    rows = report["power"]["comparisons"]
+    assert all(row["mde"] is not None for row in rows if row["name"].startswith("advisor") or row["ci"])
 
 
 @pytest.mark.slow

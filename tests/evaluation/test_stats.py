@@ -12,6 +12,11 @@ from tradelab.evaluation.stats import (
     default_block_length,
     deflated_sharpe_ratio,
     format_interval,
+    mde_from_interval,
+    mde_mean,
+    mde_mean_difference,
+    mde_proportions,
+    power_multiplier,
     probabilistic_sharpe_ratio,
     seed_t_ci,
     sharpe_estimator_variance,
@@ -163,3 +168,36 @@ def test_psr_none_for_too_few_or_flat_days() -> None:
     assert deflated_sharpe_ratio([0.0] * 20, n_trials=3) is None
     with pytest.raises(ValueError):
         deflated_sharpe_ratio(HAND_SERIES, n_trials=0)
+
+
+def test_power_multiplier_is_blooms_textbook_value() -> None:
+    # Bloom (1995), Table 1: two-tailed 5% test, 80% power -> 2.80 standard errors; 90% power -> 3.24.
+    assert power_multiplier() == pytest.approx(2.8016, abs=1e-4)
+    assert power_multiplier(power=0.9) == pytest.approx(3.2415, abs=1e-4)
+
+
+def test_mde_of_two_means_matches_cohens_table() -> None:
+    # Cohen (1988), Table 2.4.1: d = 0.20 needs 393 per group at alpha .05 two-tailed and power .80.
+    assert mde_mean_difference(1.0, 393, 393) == pytest.approx(0.20, abs=1e-3)
+    # d = 0.50 needs 64 per group (the t table's +1 over the normal approximation's 62.8).
+    assert mde_mean_difference(1.0, 64, 64) == pytest.approx(0.50, abs=0.01)
+    # A paired / one-sample mean: M * sd / sqrt(n), and None without a spread estimate.
+    assert mde_mean(2.0, 100) == pytest.approx(2.8016 * 2.0 / 10.0, abs=1e-4)
+    assert mde_mean(1.0, 1) is None and mde_mean(float("nan"), 50) is None
+
+
+def test_mde_of_two_proportions_matches_the_normal_approximation_table() -> None:
+    # Chow, Shao & Wang (2008), section 4.2 (unpooled): 0.5 -> 0.6 at alpha .05 two-sided, power .80 needs 385 per
+    # group, so the minimum detectable rise from 0.5 with 385 per group is 0.10.
+    assert mde_proportions(0.5, 385, 385) == pytest.approx(0.10, abs=1e-3)
+    # More prompts detect less; a base at 1 has no room to rise.
+    assert mde_proportions(0.5, 4 * 385, 4 * 385) < 0.06
+    assert mde_proportions(1.0, 100, 100) is None and mde_proportions(0.5, 0, 10) is None
+    # The arithmetic: at a 0.53 hit rate and 480 prompts an effect below ~0.09 is not seen.
+    assert 0.085 < mde_proportions(0.53, 480, 480) < 0.095
+
+
+def test_mde_from_an_interval_is_143_half_widths_at_95_percent() -> None:
+    assert mde_from_interval([-1.0, 3.0]) == pytest.approx(2.0 * 2.8016 / 1.95996, abs=1e-4)
+    assert mde_from_interval(None) is None and mde_from_interval([0.0, 0.0]) is None
+    assert mde_from_interval([0.0, 1.0], level=0.9) > mde_from_interval([0.0, 1.0], level=0.95)

@@ -215,6 +215,7 @@ def test_verl_preflight_in_the_real_environment_composes_and_validates(stage2_ro
     statuses = _statuses(report)
     assert statuses["verl"] == "pass" and statuses["reward_import"] == "pass"
     assert statuses["config_compose"] == "pass", report.summary()
+    assert statuses["filter_groups"] == "pass", report.summary()  # composed by the installed verl 0.9
     assert report.ok, report.summary()
     # The stand-in answers the probe instantly and hands composition to the real interpreter.
     bad = run_preflight(stage2_root, "NQ", with_overrides(runner__python=str(standin_python)), engine="verl",

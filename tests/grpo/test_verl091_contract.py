@@ -52,3 +52,31 @@ def test_model_merger_writes_the_folder_the_runner_exports(verl_dir: Path) -> No
     source = (verl_dir / "model_merger/base_model_merger.py").read_text()
     assert 'os.path.join(self.config.target_dir, "lora_adapter")' in source
     assert '"adapter_model.safetensors"' in source and '"adapter_config.json"' in source
+
+
+def test_filter_groups_is_verl_091s_v1_dapo_and_the_plan_turns_it_on(verl_dir: Path) -> None:
+    from tradelab.grpo.config_checks import filter_groups_check
+
+    generated = yaml.safe_load((verl_dir / "trainer/config/_generated_ppo_trainer.yaml").read_text())
+    assert generated["algorithm"]["filter_groups"]["enable"] is False  # off unless the plan asks
+    replay = (verl_dir / "trainer/ppo/v1/trainer_base.py").read_text()
+    assert 'filter_groups.get("enable", False)' in replay and "filter_groups.metric must be set" in replay
+    args = override_map(load_config().soft_grpo.engines.verl.args)
+    assert args["algorithm.filter_groups.enable"] == "true" and args["algorithm.filter_groups.metric"] == "reward"
+    values = {"algorithm.filter_groups.enable": True, "algorithm.filter_groups.metric": "reward"}
+    assert filter_groups_check(values, composed=True, dialect="pypi").status == "pass"
+    checks = {
+        "off": filter_groups_check({"algorithm.filter_groups.enable": False}, composed=True, dialect="pypi"),
+        "absent": filter_groups_check({}, composed=True, dialect="pypi"),
+        "v0": filter_groups_check({**values, "trainer.use_v1": False}, composed=True, dialect="pypi"),
+        "no_metric": filter_groups_check({"algorithm.filter_groups.enable": True}, composed=True, dialect="pypi"),
+        "fork": filter_groups_check({}, composed=False, dialect="fork"),
+        "fork_on": filter_groups_check(values, composed=False, dialect="fork"),
+    }
+    assert {k: c.status for k, c in checks.items()} == {
+        "off": "warn", "absent": "warn", "v0": "fail", "no_metric": "fail", "fork": "warn", "fork_on": "fail"}
+    assert "not supported by the SofT-GRPO fork" in checks["fork"].message
+    # The fork's own trainer config (verl 0.4.x, the subset kept beside ARCHITECTURE.md) has no such key.
+    fork_yaml = Path("/work/shared/upstream/SofT-GRPO/verl-0.4.x/verl/trainer/config/ppo_trainer.yaml")
+    if fork_yaml.is_file():
+        assert "filter_groups" not in yaml.safe_load(fork_yaml.read_text())["algorithm"]

@@ -15,7 +15,7 @@ from tradelab.paths import Workspace
 
 MARKET = "NQ"
 STEP_KEYS = {"step", "reward_mean", "reward_std", "format_rate", "kl", "clip_frac", "grad_norm", "tokens_per_s",
-             "timings", "loss", "losses", "blocked", "skipped"}
+             "timings", "loss", "losses", "blocked", "skipped", "groups"}
 
 
 def _lines(path: Path) -> list[dict[str, Any]]:
@@ -44,7 +44,10 @@ def test_soft_test_run_records_everything_and_resume_repeats_it(grpo_root: Path,
     from tradelab.config import load_config
     from tradelab.grpo.dataset import export_dataset
 
-    config = load_config(overrides={"soft_grpo.dataset.blocklist": [" "]})
+    # Without dynamic sampling: nearly every answer is blocked, so every group would be dropped and no step would
+    # update, and the resume check below compares updates.
+    config = load_config(overrides={"soft_grpo.dataset.blocklist": [" "],
+                                    "grpo_local.dynamic_sampling.enabled": False})
     export_dataset(grpo_root, MARKET, config, test_mode=False)  # the blocklist travels in the ground truth
     first = train_local(grpo_root, MARKET, config, mode="soft", test_mode=True)
     run_dir = Path(first["run_dir"])
@@ -63,6 +66,13 @@ def test_soft_test_run_records_everything_and_resume_repeats_it(grpo_root: Path,
     assert record == first["run"].record() and record["config_hash"]
     assert record["output"]["kind"] == "adapter" and record["output"]["base_model_path"]
     assert record["val_reward_start"] == first["val_reward_start"]
+    # How many groups carried a signal: per step in train_log.jsonl, summed over the run in the manifest record.
+    signal = record["group_signal"]
+    assert signal["steps"] == 4 and signal["groups_sampled"] == sum(s["groups"]["sampled"] for s in original)
+    assert signal["zero_variance_share"] == pytest.approx(
+        sum(s["groups"]["zero_variance"] for s in original) / signal["groups_sampled"])
+    assert all(s["groups"]["kept"] == 2 and s["groups"]["rounds"] == 1 for s in original)
+    assert "zero reward variance" in Path(record["log_file"]).read_text()
 
     resumed = train_local(grpo_root, MARKET, config, mode="soft", test_mode=True, resume_from=run_dir)
     assert resumed["start_step"] == 2 and Path(resumed["run_dir"]) != run_dir

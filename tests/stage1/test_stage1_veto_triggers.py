@@ -125,3 +125,27 @@ def test_filters_skip_single_action_and_positions_without_entries() -> None:
     assert sched.due(["flat", "flat", "long"], [True] * 3, masks) == ["episode_start", None, None]
     assert entries.skips(in_trade) and entries.skips(hold_only) and not entries.skips(ENTRY_MASK)
     assert not entries.skips(None) and not plain.skips(hold_only)
+
+
+def test_flat_entry_trigger_asks_every_k_bars_while_both_entries_are_allowed() -> None:
+    in_trade = np.array([True, False, False, True, True, False])
+    buy_vetoed = np.array([True, False, True, False, False, False])
+    masks = np.stack([ENTRY_MASK, in_trade, buy_vetoed])
+
+    def asks(every: int) -> dict[int, list[int]]:
+        rules = TriggerRules(interval_bars=100, on_position_change=False, entropy_threshold=1.0, cooldown_bars=1,
+                             flat_entry_every_bars=every)
+        sched = QueryScheduler(3, rules)
+        out = {}
+        for bar in range(1, 12):
+            due = sched.due(["flat", "long", "flat"], [bar == 1] * 3, masks)
+            ids = [i for i, t in enumerate(due) if t is not None]
+            assert all(due[i] in ("episode_start", "flat_entry") for i in ids)
+            sched.mark_queried(ids)
+            out[bar] = ids
+        return {bar: ids for bar, ids in out.items() if ids}
+
+    assert asks(0) == {1: [0, 1, 2]}, "off: only the episode start asks"
+    assert asks(3) == {1: [0, 1, 2], 4: [0], 7: [0], 10: [0]}, (
+        "only the env that is flat with BUY and SELL allowed asks, every 3 bars; the others never piggyback "
+        "(half an interval is 50 bars)")

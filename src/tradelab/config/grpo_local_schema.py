@@ -60,6 +60,19 @@ class LocalOptimConfig(StrictModel):
     kl_coef: float = Field(ge=0, description="Weight of the k3 KL to the reference (adapter disabled); 0 skips it.")
 
 
+class LocalDynamicSamplingConfig(StrictModel):
+    """DAPO dynamic sampling: groups whose answers all score the same are dropped and the batch is refilled."""
+
+    enabled: bool = Field(
+        description="Drop zero-variance groups and draw more prompts until the batch is full (false: train on "
+                    "every sampled group)."
+    )
+    max_rounds: int = Field(
+        ge=1, le=64, description="Most sampling rounds per step, the first included (each draws prompts_per_step "
+        "prompts); at the cap the step trains on the groups it has, and makes no update with none."
+    )
+
+
 class LocalRunConfig(StrictModel):
     """Checkpointing and validation cadence."""
 
@@ -115,6 +128,7 @@ class GrpoLocalConfig(StrictModel):
         description="'auto' takes CUDA when available, else CPU; weights dtype follows llm.dtype."
     )
     rollout: LocalRolloutConfig = Field(description="Sampling of each group.")
+    dynamic_sampling: LocalDynamicSamplingConfig = Field(description="DAPO dynamic sampling of groups.")
     soft: LocalSoftConfig = Field(description="Soft-thinking (SofT-GRPO) settings.")
     optim: LocalOptimConfig = Field(description="Optimiser and loss.")
     run: LocalRunConfig = Field(description="Checkpoint and validation cadence.")

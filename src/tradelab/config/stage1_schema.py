@@ -92,6 +92,10 @@ class QueryConfig(StrictModel):
     only_when_entries_allowed: bool = Field(
         description="Ask only while BUY or SELL is allowed (flat, entries not vetoed); false asks in positions too."
     )
+    flat_entry_every_bars: int = Field(
+        ge=0, description="While flat with BUY and SELL both allowed, ask whenever at least this many bars passed "
+        "since the env's last query (0 = off): more entry records per step, one advisor answer each."
+    )
     advice_ttl_bars: int = Field(ge=1, description="Advice older than this many bars is cleared from the slots.")
 
 
@@ -116,6 +120,10 @@ class RefinementConfig(StrictModel):
     )
     decisions: Literal["all", "entries"] = Field(
         description="Records a refinement learns from: all, or entries only (flat, BUY and SELL both allowed)."
+    )
+    hindsight_bars: int = Field(
+        ge=0, description="Labelled flat bars of the training split (both entries allowed, labelled in hindsight) "
+        "each refinement adds to its examples; 0 = only experience records."
     )
     history: Literal["run", "market"] = Field(
         description="run: only this run's records; market: the run starts with the latest records of the "

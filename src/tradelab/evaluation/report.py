@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.evaluation.aggregate import aggregate_seeds
+from tradelab.evaluation.compare import comparison_lines
 from tradelab.evaluation.metrics import MIN_RATIO_DAYS, RATIO_KEYS
 from tradelab.fileio import atomic_write_json, atomic_write_text
 
@@ -236,6 +237,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         markdown_table(agents, HEADLINE_KEYS),
         "## Rule compliance", markdown_table(agents, COMPLIANCE_COLUMNS),
     ]
+    parts += comparison_lines(report.get("comparisons"), settings["ci_level"])
     advisor_agents = {n: e for n, e in agents.items() if "parse_rate" in e}
     if advisor_agents:
         parts += ["## Advisor", markdown_table(advisor_agents, ADVISOR_COLUMNS)]

@@ -297,8 +297,10 @@ def honest_sections(
     root: str | Path, market: str, config: TradelabConfig, settings: EvalSettings, arrays: MarketArrays,
     holdout: Window, result: BacktestResult, manifest: dict[str, Any], report: dict[str, Any], trained: list[str],
 ) -> dict[str, Any]:
-    """The report's ``intervals``, ``selection``, ``regimes`` and (when asked) ``cost_sweep`` sections."""
+    """The report's ``intervals``, ``selection``, ``regimes``, ``comparisons`` (hybrid minus PPO-only, paired, with its
+    minimum detectable effect) and (when asked) ``cost_sweep`` sections."""
     from tradelab.core.tradesim import Costs
+    from tradelab.evaluation.compare import comparisons_section
     from tradelab.evaluation.cost_sweep import TradeCosts, cost_sweep
     from tradelab.evaluation.intervals import agent_intervals, trials_from_history
     from tradelab.evaluation.regimes import regime_report, synthetic_regimes
@@ -324,6 +326,7 @@ def honest_sections(
                                  list(result.per_seed), len(settings.seed_list),
                                  synthetic_regimes(root, market, config, len(arrays))),
         "cost_sweep": None,
+        "comparisons": comparisons_section(result.daily_pnl, level=settings.ci_level),
     }
     if settings.cost_sweep:
         sections["cost_sweep"] = cost_sweep(
@@ -355,5 +358,6 @@ def evaluation_summary(report: dict[str, Any]) -> EvaluationSummary:
                    | _selection_figures(report["intervals"], name)
                    for name, entry in report["agents"].items()},
         "n_trials": report["selection"]["n_trials"],
+        "hybrid_minus_ppo": report["comparisons"]["hybrid_minus_ppo"],
         "table": summary_table(report["agents"]),
     })

@@ -220,3 +220,46 @@ def verl_pitfalls(values: Mapping[str, Any]) -> Check:
 def soft_grpo_pitfalls(values: Mapping[str, Any]) -> Check:
     return _settings_check("soft_grpo_settings", soft_grpo_problems(values),
                            "remove-padding, soft thinking, fsdp, sglang, full weights")
+
+
+FILTER_ENABLE, FILTER_METRIC = "algorithm.filter_groups.enable", "algorithm.filter_groups.metric"
+"""verl's DAPO dynamic sampling (``algorithm.filter_groups``): drop groups whose rewards all agree and refill."""
+
+
+def filter_groups_check(values: Mapping[str, Any], *, composed: bool, dialect: str) -> Check:
+    """Whether the launch drops zero-variance groups as the local engine's ``grpo_local.dynamic_sampling`` does.
+
+    PyPI verl 0.9 implements ``algorithm.filter_groups`` in its V1 trainer's replay buffer (evict the group, refill
+    a prompt; ``max_num_gen_batches`` is ignored there). The SofT-GRPO fork's verl 0.4.x ``main_ppo`` has no such key:
+    DAPO lives in verl's ``recipe/dapo`` trainer, which the fork does not launch.
+
+    Args:
+        values: Effective config values (composed, or parsed from the overrides).
+        composed: Whether ``values`` came from verl's own composition (a key it lacks is then known to be absent).
+        dialect: The plan's verl dialect, ``pypi`` or ``fork``.
+    """
+    enabled = values.get(FILTER_ENABLE) is True
+    if dialect == "fork":
+        if enabled:
+            return Check("filter_groups", FAIL, f"{FILTER_ENABLE}=true: the SofT-GRPO fork's verl 0.4.x main_ppo has "
+                         "no algorithm.filter_groups (DAPO is in verl's recipe/dapo trainer); remove it from "
+                         "engines.soft_grpo.args")
+        return Check("filter_groups", WARN, "not supported by the SofT-GRPO fork (verl 0.4.x main_ppo has no "
+                     "algorithm.filter_groups): groups whose answers all score the same train with zero advantage "
+                     "and the batch is not refilled; the local engine's grpo_local.dynamic_sampling does this")
+    if composed and FILTER_ENABLE not in values:
+        return Check("filter_groups", WARN, "this verl has no algorithm.filter_groups: zero-variance groups are not "
+                     "dropped; verl >= 0.9 supports it in its V1 trainer")
+    if not enabled:
+        return Check("filter_groups", WARN, f"supported by verl 0.9's V1 trainer but off: set {FILTER_ENABLE}=true "
+                     f"and {FILTER_METRIC}=reward in engines.verl.args to drop groups whose rewards all agree")
+    if values.get("trainer.use_v1") is False:
+        return Check("filter_groups", FAIL, f"{FILTER_ENABLE}=true needs verl's V1 trainer; trainer.use_v1=False runs "
+                     "the deprecated V0 trainer, which ignores it")
+    metric = values.get(FILTER_METRIC)
+    if not metric:
+        return Check("filter_groups", FAIL, f"{FILTER_METRIC} is not set: verl refuses group filtering without it "
+                     "(reward = the reward function's score)")
+    return Check("filter_groups", PASS, f"DAPO dynamic sampling on (metric {metric}): verl 0.9's V1 replay buffer "
+                 "evicts groups whose rewards all agree and refills them with fresh prompts (it ignores "
+                 "max_num_gen_batches, so there is no cap on refills)")

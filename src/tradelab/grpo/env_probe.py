@@ -54,6 +54,8 @@ VALUE_KEYS = (
     "data.max_response_length",
     "actor_rollout_ref.rollout.mode",
     "trainer.use_v1",
+    "algorithm.filter_groups.enable",
+    "algorithm.filter_groups.metric",
     "trainer.n_gpus_per_node",
     "trainer.nnodes",
     "trainer.save_freq",

@@ -138,6 +138,7 @@ def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, spec: Eng
     checks.append(config_checks.batch_check(values, train_rows, settings.preflight.min_train_batches))
     checks.append(config_checks.context_check(values, spec.context_model_dir(ws, market, plan)))
     checks.append(spec.pitfalls(values))
+    checks.append(config_checks.filter_groups_check(values, composed=composed is not None, dialect=plan.dialect))
     checks.append(rules.cluster_check(settings.runner.nnodes, plan.environment()))
     return checks
 

@@ -9,7 +9,9 @@ JSON shape (every ``*_ci`` is ``[low, high]`` or null when the sample is too sma
                      "stage2_vs_stage1", "agents": {"hybrid": AGENT, "ppo": AGENT, ...}, "hybrid_minus_ppo",
                      "notes": [...]}],
      "interruptions": [{"iteration", **STOP}],
-     "headline": {"advisor_hit_rate_gain", ...}}
+     "headline": {"advisor_hit_rate_gain", ...},
+     "power": {"rule_ceiling", "comparisons": [{name, observed, ci, mde, goal, met, headroom, could_have_seen}],
+               "stage2_room": [{iteration, stage1_to_ceiling_reward, observed (Stage 2's gain), mde, ...}]}}
 
     ADVISOR = {hit_rate, hit_rate_ci, hit_rate_up, hit_rate_down, balanced_hit_rate, balanced_hit_rate_ci,
                holdout_reward, holdout_reward_ci, parse_rate, non_hold_share, prompts, directional, ...}
@@ -30,6 +32,7 @@ import numpy as np
 
 from tradelab.evaluation.stats import block_bootstrap_ci, seed_t_ci
 from tradelab.fileio import atomic_path, writing
+from tradelab.loop.power import power_lines, power_section
 from tradelab.provenance import SCHEMA_VERSION, origin
 
 if TYPE_CHECKING:
@@ -156,6 +159,7 @@ def _iteration(it: LoopIteration, stops: list[LoopInterruption]) -> dict[str, An
         "adapter_stage1_sha256": it.adapter_stage1_sha256, "base_out_sha256": it.base_out_sha256,
         "adapter_out_sha256": it.adapter_out_sha256, "ppo_init": it.ppo_init, "dataset_sha256s": it.dataset_sha256s,
         "stage2_run": it.stage2_run.record() if it.stage2_run else None,
+        "stage1": it.stage1.record() if it.stage1 else None, "dataset_counts": it.dataset_counts,
         "advisor_stage1": _advisor(it.advisor_stage1), "advisor": _advisor(it.advisor),
         "stage2_vs_stage1": it.stage2_vs_stage1,
         "agents": {k: {m: v for m, v in a.items() if m != "per_seed_net_pnl_usd"}
@@ -179,7 +183,7 @@ def build_report(market: str, config: TradelabConfig, state: LoopSection) -> dic
     warm = _advisor(state.warm_start["advisor"]) if state.warm_start else None
     last = next((it["advisor"] for it in reversed(iterations) if it["advisor"]), None)
     origin_ = state.market_origin or {}
-    return {
+    report = {
         "schema_version": SCHEMA_VERSION, "market": market, "edge": origin_.get("edge"), "market_origin": origin_,
         "seeds": state.settings.seeds, "settings": state.settings.model_dump(), "status": state.status,
         "started_at": state.started_at, "completed_at": state.completed_at,
@@ -189,6 +193,8 @@ def build_report(market: str, config: TradelabConfig, state: LoopSection) -> dic
         "headline": {"advisor_hit_rate_gain": _gain(warm, last, "hit_rate"),
                      "advisor_balanced_hit_rate_gain": _gain(warm, last, "balanced_hit_rate")},
     }
+    report["power"] = power_section(report, state.rule_ceiling, level=config.evaluation.ci_level)
+    return report
 
 
 def write_loop_report(
@@ -276,6 +282,7 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {name} | {_fmt(a['net_pnl_usd'])} | {_ci(a['net_pnl_usd_ci'])} | "
                          f"{_ci(a['net_pnl_usd_seed_ci'])} | {_fmt(a['trades_per_day'])} | {_fmt(a['sharpe'])} | "
                          f"{a['days']} |")
+    lines += power_lines(report.get("power"))
     if report["interruptions"]:
         lines += ["", "## Interruptions", "", "| iteration | where | how it ended | what the resumed loop did |",
                   "| --- | --- | --- | --- |"]

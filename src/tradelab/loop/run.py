@@ -30,6 +30,7 @@ from tradelab.loop import lineage, resume
 from tradelab.loop.advisor_probe import ProbeContext
 from tradelab.loop import report as loop_report
 from tradelab.loop.lineage import require_pinned
+from tradelab.loop.power import rule_ceiling, stage1_records
 from tradelab.manifest import load_manifest, loop_of, set_loop
 from tradelab.manifest_schema import (
     LoopEvaluation,
@@ -98,6 +99,9 @@ def run_loop(
             state.warm_start = {"advisor": probe_ctx.measure(AdvisorModel(None, probe_ctx.warm_adapter()),
                                                              "warm_start")}
             _save(root, market, state, None)
+        if state.rule_ceiling is None:  # the most the advisor's figures could reach on these prompts
+            state.rule_ceiling = rule_ceiling(probe_ctx.probe(), level=config.evaluation.ci_level,
+                                              seed=config.evaluation.base_seed)
         for number in range(1, settings.iterations + 1):
             iteration = _iteration_state(state, number)
             for stage in LOOP_STAGES:
@@ -283,7 +287,7 @@ def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: Loo
     iteration.adapter_stage1_sha256 = section.adapter_sha256
     iteration.stage1 = LoopStage1(timesteps=result.timesteps, experiences=result.experiences,
                                   with_outcome=result.with_outcome, experience_samples=section.experience_samples,
-                                  config_hash=section.config_hash)
+                                  config_hash=section.config_hash, records=stage1_records(section.llm_stats))
     iteration.advisor_stage1 = probe.measure(probe.stage1_model(iteration), f"iteration{iteration.iteration}_stage1")
 
 
@@ -322,7 +326,8 @@ def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settin
         iteration.adapter_out_path, iteration.adapter_out_sha256 = ws.record(pinned), sha256
     iteration.stage2_run = LoopStage2Run(engine=run.engine, status=run.status, output_kind=output.kind,
                                          steps=run.steps_done, val_reward_start=run.val_reward_start,
-                                         val_reward_end=run.val_reward_end, run_dir=run.output_dir)
+                                         val_reward_end=run.val_reward_end, run_dir=run.output_dir,
+                                         group_signal=run.group_signal)
     after = output_model(root, load_manifest(root, market), config, output)
     iteration.advisor, iteration.stage2_vs_stage1 = probe.measure_pair(
         probe.stage1_model(iteration), after, f"iteration{iteration.iteration}_stage2")

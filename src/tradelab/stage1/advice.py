@@ -124,6 +124,7 @@ class AdvisorStats:
     trigger_position_change: int = 0
     trigger_entropy: int = 0
     trigger_piggyback: int = 0
+    trigger_flat_entry: int = 0
 
     def __post_init__(self) -> None:
         self._mark = self._values()
@@ -167,6 +168,7 @@ class AdvisorStats:
                     "position_change": self.trigger_position_change,
                     "entropy": self.trigger_entropy,
                     "piggyback": self.trigger_piggyback,
+                    "flat_entry": self.trigger_flat_entry,
                 },
             },
             "hybrid_stats": {

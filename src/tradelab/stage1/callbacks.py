@@ -11,6 +11,7 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+from tradelab.core.tradesim import is_entry_decision
 from tradelab.fileio import atomic_path, sha256_file
 from tradelab.integrity import record_sha256
 from tradelab.stage1.advice import AdviceVecEnv
@@ -90,9 +91,13 @@ class Refiner:
         config: The whole config.
         base_dir: Base model directory.
         adapter_path: The adapter currently in use (the next refinement starts from it).
-        out_dir: Where refined adapters go (``stage1_lora``).
+        out_dir: Where refined adapters go (``stage1_lora_refining``; published to ``stage1_lora`` when the run
+            completes).
         every_steps, recent_records, min_records, epochs: From ``stage1.refinement`` (test overrides applied).
         seed: Base training seed (plus the refinement count).
+        hindsight: Labelled flat bars of the training split (:class:`tradelab.stage1.hindsight.HindsightBars`)
+            added to every refinement, or None.
+        hindsight_bars: How many of them each refinement draws.
     """
 
     advisor: Any
@@ -106,6 +111,8 @@ class Refiner:
     min_records: int
     epochs: int
     seed: int
+    hindsight: Any = None
+    hindsight_bars: int = 0
     last_steps: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -119,12 +126,15 @@ class Refiner:
         if len(records) < self.min_records:
             log.info("refinement skipped at %d steps: %d resolved records < %d", steps, len(records), self.min_records)
             return None
-        summary = refine_adapter(records, self.config, base_dir=self.base_dir, init_adapter=self.adapter_path,
-                                 out_dir=self.out_dir, seed=self.seed + len(self.history), epochs=self.epochs)
+        labelled = self.hindsight.draw(self.hindsight_bars, len(self.history)) if self.hindsight is not None else []
+        summary = refine_adapter(records + labelled, self.config, base_dir=self.base_dir,
+                                 init_adapter=self.adapter_path, out_dir=self.out_dir,
+                                 seed=self.seed + len(self.history), epochs=self.epochs)
         if summary["examples"]:
             self.advisor.set_adapter(self.out_dir)
             self.adapter_path = self.out_dir
-        summary = {**summary, "at_steps": steps, "records": len(records)}
+        summary = {**summary, "at_steps": steps, "records": len(records), "hindsight_bars": len(labelled),
+                   "entry_records": sum(is_entry_decision(r) for r in records)}
         self.history.append(summary)
         return summary
 

@@ -215,6 +215,7 @@ class Stage1Run:
         self.advice_env: Any = None
         self.recorder: Any = None
         self.history_loaded: dict[str, int] | None = None
+        self.hindsight_pool: int | None = None
         self.bundle: Any = None
         self.callback: Any = None
         self.resumed_from: str | None = None
@@ -241,6 +242,7 @@ class Stage1Run:
         from tradelab.stage1.callbacks import Checkpointer, Refiner, Stage1Callback
         from tradelab.stage1.wiring import advice_vec_env, env_fns, load_advisor, recorder_for
         from tradelab.stage1.advice import LLMAdviceSource
+        from tradelab.stage1.hindsight import run_pool
 
         s, stage1 = self.settings, self.config.stage1
         set_random_seed(self.seed)
@@ -264,13 +266,16 @@ class Stage1Run:
         checkpointer = Checkpointer(self.checkpoints_dir, s.checkpoint_every_steps, self.model.num_timesteps)
         refiner = None
         if self.bundle is not None and stage1.refinement.enabled:
+            hindsight = run_pool(self.root, self.market, self.config, self.arrays, seed=self.seed)
+            self.hindsight_pool = None if hindsight is None else len(hindsight)
             refiner = Refiner(
                 advisor=self.bundle.advisor, recorder=self.recorder, config=self.config,
                 base_dir=self.bundle.base_dir, adapter_path=self.bundle.adapter_path,
                 out_dir=self.ws.market_model_dir(self.market) / REFINING_ADAPTER_DIR,
                 every_steps=s.refinement_every_steps,
                 recent_records=s.refinement_recent_records, min_records=s.refinement_min_records,
-                epochs=s.refinement_epochs, seed=self.seed,
+                epochs=s.refinement_epochs, seed=self.seed, hindsight=hindsight,
+                hindsight_bars=stage1.refinement.hindsight_bars,
             )
         self.callback = Stage1Callback(
             advice_env=self.advice_env, vecnorm=self.vecnorm, recorder=self.recorder, checkpointer=checkpointer,
@@ -402,6 +407,7 @@ class Stage1Run:
         history = self.callback.refiner.history if self.callback and self.callback.refiner else []
         stats["llm_stats"]["refinements"] = history
         stats["llm_stats"]["refinement_history"] = self.history_loaded
+        stats["llm_stats"]["hindsight_pool_bars"] = self.hindsight_pool
         return stats
 
     def manifest_fields(self, status: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """When envs ask the advisor and what they may do: query triggers, the shared-clock scheduler and the risk veto.
 
-- Triggers: which envs ask at a vector step (interval, position change, policy entropy, subject to a cooldown).
+- Triggers: which envs ask at a vector step (interval, position change, policy entropy, flat bars where an entry is
+  allowed, subject to a cooldown).
 - Veto: account-state rules that remove new-entry actions from the action mask.
 
 numpy only: :mod:`tradelab.stage1.advice` wires these into the VecEnv, and evaluation's agents reuse them.
@@ -25,8 +26,9 @@ TRIGGER_INTERVAL = "interval"
 TRIGGER_POSITION = "position_change"
 TRIGGER_ENTROPY = "entropy"
 TRIGGER_PIGGYBACK = "piggyback"
+TRIGGER_FLAT = "flat_entry"
 TRIGGERS: tuple[str, ...] = (
-    TRIGGER_EPISODE_START, TRIGGER_INTERVAL, TRIGGER_POSITION, TRIGGER_ENTROPY, TRIGGER_PIGGYBACK,
+    TRIGGER_EPISODE_START, TRIGGER_INTERVAL, TRIGGER_POSITION, TRIGGER_ENTROPY, TRIGGER_PIGGYBACK, TRIGGER_FLAT,
 )
 
 
@@ -41,6 +43,9 @@ class TriggerRules:
         cooldown_bars: Never ask within this many bars of the env's last query (episode starts excepted).
         skip_single_action: Never ask while the (vetoed) mask allows a single action.
         only_when_entries_allowed: Ask only while BUY or SELL is allowed (flat, entries not vetoed).
+        flat_entry_every_bars: While flat with BUY and SELL both allowed, ask whenever at least this many bars
+            passed since the env's last query (0: off). These are the decisions the market's direction answers, and
+            the ones refinement learns the entry cue from.
     """
 
     interval_bars: int
@@ -49,6 +54,14 @@ class TriggerRules:
     cooldown_bars: int
     skip_single_action: bool = False
     only_when_entries_allowed: bool = False
+    flat_entry_every_bars: int = 0
+
+    def flat_entry(self, mask: np.ndarray | None, bars_since_query: int) -> bool:
+        """Whether the flat-entry trigger fires: both entries allowed and the env's last query long enough ago."""
+        if not self.flat_entry_every_bars or mask is None:
+            return False
+        mask = np.asarray(mask, dtype=bool).reshape(-1)
+        return bool(mask[list(ENTRY_ACTION_IDS)].all()) and bars_since_query >= self.flat_entry_every_bars
 
     def skips(self, mask: np.ndarray | None) -> bool:
         """Whether the filters rule out asking at a bar with this (vetoed) action mask; None: no mask known."""
@@ -115,6 +128,8 @@ class QueryScheduler:
                 out.append(TRIGGER_POSITION)
             elif self.entropy[i] > rules.entropy_threshold:
                 out.append(TRIGGER_ENTROPY)
+            elif rules.flat_entry(None if masks is None else masks[i], int(self.bars_since_query[i])):
+                out.append(TRIGGER_FLAT)
             else:
                 out.append(None)
         if any(t is not None for t in out):

@@ -200,6 +200,7 @@ def trigger_rules(stage1: Any, *, interval_bars: int | None = None) -> TriggerRu
         cooldown_bars=int(query.cooldown_bars),
         skip_single_action=bool(query.skip_single_action),
         only_when_entries_allowed=bool(query.only_when_entries_allowed),
+        flat_entry_every_bars=int(query.flat_entry_every_bars),
     )
 
 

@@ -96,6 +96,36 @@ class RolloutBatch:
         return RolloutBatch(**{name: getattr(self, name).to(device) for name in self.__dataclass_fields__})
 
 
+_PROMPT_FIELDS = ("prompt_ids", "prompt_mask")
+
+
+def concat_batches(batches: Sequence[RolloutBatch], pad_id: int) -> RolloutBatch:
+    """One batch of the rows of ``batches``: prompts left-padded and answers right-padded to the widest.
+
+    Positions are counted from the attention mask (:func:`generate`, ``rebuild_inputs``), so extra padding on either
+    side leaves every real token where it was.
+    """
+    if len(batches) == 1:
+        return batches[0]
+    width_p = max(b.prompt_ids.shape[1] for b in batches)
+    width_l = max(b.tokens.shape[1] for b in batches)
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in RolloutBatch.__dataclass_fields__}
+    for batch in batches:
+        for name in RolloutBatch.__dataclass_fields__:
+            value = getattr(batch, name)
+            if name in _PROMPT_FIELDS:
+                missing, left = width_p - value.shape[1], True
+            else:
+                missing, left = width_l - value.shape[1], False
+            if missing:
+                fill = pad_id if name in ("prompt_ids", "tokens") else 0
+                shape = (value.shape[0], missing, *value.shape[2:])
+                pad = torch.full(shape, fill, dtype=value.dtype, device=value.device)
+                value = torch.cat([pad, value] if left else [value, pad], dim=1)
+            parts[name].append(value)
+    return RolloutBatch(**{name: torch.cat(values, dim=0) for name, values in parts.items()})
+
+
 def filtered_probs(logits: torch.Tensor, spec: SamplingSpec) -> torch.Tensor:
     """softmax(logits / T) with the top-k and top-p filters applied and renormalised (float32)."""
     probs = torch.softmax(logits.float() / spec.temperature, dim=-1)

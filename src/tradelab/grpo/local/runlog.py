@@ -82,6 +82,13 @@ class RunRecorder:
         """
         append_jsonl(self.run_dir / TRAIN_LOG, [{"time": utc_now(), **record}])
         step = record[STEP_KEY]
+        groups = record.get("groups")
+        if isinstance(groups, dict):
+            self._logger.info(
+                "step %s: %d of %d groups had zero reward variance (%.0f%%), mean group reward std %.4f; trained on "
+                "%d groups after %d sampling round(s)%s", step, groups["zero_variance"], groups["sampled"],
+                100.0 * groups["zero_variance_share"], groups["reward_std_mean"], groups["kept"], groups["rounds"],
+                " (round cap reached)" if groups["capped"] else "")
         for key, value in record.items():
             if key == STEP_KEY:
                 continue

@@ -17,11 +17,24 @@ import torch
 
 from tradelab.config.grpo_local_schema import GrpoLocalConfig
 from tradelab.grpo.local.data import PromptRow
+from tradelab.grpo.local.groups import GroupTally, pick_signal_groups
 from tradelab.grpo.local.loss import LossSpec, ScoreSpec, grpo_advantages, policy_loss, step_scores
-from tradelab.grpo.local.rollout import RewardFn, RolloutBatch, SamplingSpec, StopSpec, generate, score_answers
+from tradelab.grpo.local.rollout import (
+    AnswerScores,
+    RewardFn,
+    RolloutBatch,
+    SamplingSpec,
+    StopSpec,
+    concat_batches,
+    generate,
+    score_answers,
+)
 
 VAL_STREAM = 1
 ROLLOUT_STREAM = 0
+DYNAMIC_STREAM_STRIDE = 16
+"""Dynamic-sampling round r draws from stream ``ROLLOUT_STREAM + r * DYNAMIC_STREAM_STRIDE`` (round 0 is the
+step's usual stream, so a run without dynamic sampling samples exactly what it did before)."""
 VAL_CHUNK_ROWS = 64
 
 
@@ -87,37 +100,134 @@ def decode_answers(tokenizer: Any, batch: RolloutBatch, stop: StopSpec) -> list[
     return texts
 
 
-def choose_prompts(n_rows: int, count: int, seed: int, step: int) -> list[int]:
-    """Prompt indices of a step (without replacement while the split allows)."""
-    rng = np.random.default_rng([seed, step, 7])
-    return rng.choice(n_rows, size=count, replace=count > n_rows).tolist()
+def choose_prompts(n_rows: int, count: int, seed: int, step: int, round_: int = 0,
+                   taken: Sequence[int] = ()) -> list[int]:
+    """Prompt indices of a step's sampling round (without replacement while the split allows).
+
+    Round 0 is the step's batch; a dynamic-sampling round ``r > 0`` draws from its own stream and prefers prompts the
+    step has not drawn yet (``taken``).
+    """
+    if round_ == 0:
+        rng = np.random.default_rng([seed, step, 7])
+        return rng.choice(n_rows, size=count, replace=count > n_rows).tolist()
+    rng = np.random.default_rng([seed, step, 7, round_])
+    fresh = np.setdiff1d(np.arange(n_rows), np.asarray(taken, dtype=np.int64))
+    pool = fresh if fresh.size >= count else np.arange(n_rows)
+    return rng.choice(pool, size=count, replace=count > pool.size).tolist()
+
+
+@dataclass
+class SampledStep:
+    """What a step's sampling rounds produced.
+
+    Attributes:
+        batch: The rollouts the update trains on (the kept groups, in sampling order).
+        rewards: Their rewards, group after group.
+        scores: Every sampled answer's scores (all rounds), for the step's reward and format figures.
+        tally: Group counts over every round.
+        rollout_s: Seconds spent generating.
+        reward_s: Seconds spent scoring.
+        generated_tokens: Answer tokens generated over every round.
+        generated_soft_steps: Of those, the soft-thinking steps.
+    """
+
+    batch: RolloutBatch | None
+    rewards: list[float]
+    scores: AnswerScores
+    tally: GroupTally
+    rollout_s: float
+    reward_s: float
+    generated_tokens: int
+    generated_soft_steps: int
+
+
+def sample_groups(ctx: StepContext, rows: Sequence[PromptRow], step: int) -> SampledStep:
+    """Sample the step's groups; with ``dynamic_sampling`` drop zero-variance groups and draw more prompts.
+
+    Each round draws ``prompts_per_step`` prompts of ``group_size`` answers. Without dynamic sampling the first
+    round is the batch. With it, groups whose rewards are all equal are dropped and rounds continue until
+    ``prompts_per_step`` groups carry a signal or ``max_rounds`` rounds were drawn; at the cap the step keeps what
+    it has (possibly nothing).
+    """
+    cfg, n = ctx.cfg, ctx.cfg.rollout.group_size
+    dynamic = cfg.dynamic_sampling
+    want = cfg.optim.prompts_per_step
+    rounds = dynamic.max_rounds if dynamic.enabled else 1
+    device = next(ctx.model.parameters()).device
+    tally = GroupTally()
+    kept_batches: list[RolloutBatch] = []
+    kept_rewards: list[float] = []
+    all_rewards: list[float] = []
+    all_formats: list[float] = []
+    blocked = 0
+    taken: list[int] = []
+    rollout_s = reward_s = 0.0
+    generated = soft_steps = 0
+    for round_ in range(rounds):
+        started = time.perf_counter()
+        picks = choose_prompts(len(rows), want, cfg.seed, step, round_, taken)
+        taken += picks
+        group_rows = [rows[i] for i in picks for _ in range(n)]
+        generator = torch.Generator(device=device).manual_seed(
+            stream_seed(cfg.seed, step, ROLLOUT_STREAM + DYNAMIC_STREAM_STRIDE * round_))
+        batch = generate(ctx.model, [r.prompt_ids for r in group_rows], sampling_spec(cfg, ctx.mode), ctx.stop,
+                         generator)
+        rollout_s += time.perf_counter() - started
+        generated += int(batch.mask.sum())
+        soft_steps += int(batch.soft.sum())
+        started = time.perf_counter()
+        scores = score_answers(group_rows, decode_answers(ctx.tokenizer, batch, ctx.stop), ctx.reward_fn)
+        reward_s += time.perf_counter() - started
+        all_rewards += scores.rewards
+        all_formats += scores.formats
+        blocked += scores.blocked
+        signal = tally.add(scores.rewards, n)
+        groups = (pick_signal_groups(signal, want - tally.kept) if dynamic.enabled else list(range(len(picks))))
+        if groups:
+            index = torch.tensor([g * n + k for g in groups for k in range(n)], dtype=torch.long)
+            kept_batches.append(batch.rows(index.to(batch.tokens.device)))
+            kept_rewards += [scores.rewards[int(i)] for i in index]
+            tally.kept += len(groups)
+        if tally.kept >= want:
+            break
+    tally.capped = dynamic.enabled and tally.kept < want
+    merged = concat_batches(kept_batches, ctx.stop.pad_id) if kept_batches else None
+    return SampledStep(merged, kept_rewards, AnswerScores(all_rewards, all_formats, blocked), tally, rollout_s,
+                       reward_s, generated, soft_steps)
 
 
 def run_step(ctx: StepContext, rows: Sequence[PromptRow], step: int) -> dict[str, Any]:
-    """Sample, score and update once; returns the step's metrics (``skipped`` when the loss was not finite)."""
+    """Sample, score and update once; returns the step's metrics (``skipped`` when the loss was not finite).
+
+    ``reward_mean``, ``reward_std`` and ``format_rate`` cover every answer sampled in the step; ``groups`` says how
+    many groups carried a signal and how many the update trained on (no update when none did).
+    """
     cfg, n = ctx.cfg, ctx.cfg.rollout.group_size
     started = time.perf_counter()
-    picked = [rows[i] for i in choose_prompts(len(rows), cfg.optim.prompts_per_step, cfg.seed, step)]
-    group_rows = [row for row in picked for _ in range(n)]
-    device = next(ctx.model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, step, ROLLOUT_STREAM))
-    batch = generate(ctx.model, [r.prompt_ids for r in group_rows], sampling_spec(cfg, ctx.mode), ctx.stop, generator)
-    rollout_s = time.perf_counter() - started
-    texts = decode_answers(ctx.tokenizer, batch, ctx.stop)
-    scores = score_answers(group_rows, texts, ctx.reward_fn)
-    reward_s = time.perf_counter() - started - rollout_s
-    rewards = torch.tensor(scores.rewards, dtype=torch.float32)
-    advantages = grpo_advantages(rewards, n).to(device)
-    old, ref = _frozen_scores(ctx, batch)
-    score_s = time.perf_counter() - started - rollout_s - reward_s
-    update = _update(ctx, batch, advantages, old, ref)
+    sampled = sample_groups(ctx, rows, step)
+    rollout_s, reward_s = sampled.rollout_s, sampled.reward_s
+    rewards = torch.tensor(sampled.scores.rewards, dtype=torch.float32)
+    batch = sampled.batch
+    if batch is None:
+        update: dict[str, Any] = {"skipped": False, "loss": None, "losses": [], "grad_norm": None, "kl": None,
+                                  "clip_frac": None, "pg_loss": None}
+        score_s, tokens = 0.0, 0
+    else:
+        device = next(ctx.model.parameters()).device
+        advantages = grpo_advantages(torch.tensor(sampled.rewards, dtype=torch.float32), n).to(device)
+        old, ref = _frozen_scores(ctx, batch)
+        score_s = time.perf_counter() - started - rollout_s - reward_s
+        update = _update(ctx, batch, advantages, old, ref)
+        tokens = int(batch.mask.sum())
     step_s = time.perf_counter() - started
-    tokens = int(batch.mask.sum())
     return {
-        "step": step + 1, "reward_mean": scores.mean, "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
-        "format_rate": scores.format_rate, "blocked": scores.blocked, **update,
-        "answer_tokens": tokens, "soft_step_frac": float(batch.soft.sum()) / max(tokens, 1),
-        "tokens_per_s": tokens / max(rollout_s, 1e-9), "lr": float(ctx.scheduler.get_last_lr()[0]),
+        "step": step + 1, "reward_mean": sampled.scores.mean,
+        "reward_std": float(rewards.std()) if len(rewards) > 1 else 0.0,
+        "format_rate": sampled.scores.format_rate, "blocked": sampled.scores.blocked, **update,
+        "groups": sampled.tally.to_dict(),
+        "answer_tokens": tokens,
+        "soft_step_frac": sampled.generated_soft_steps / max(sampled.generated_tokens, 1),
+        "tokens_per_s": sampled.generated_tokens / max(rollout_s, 1e-9), "lr": float(ctx.scheduler.get_last_lr()[0]),
         "timings": {"rollout_s": rollout_s, "reward_s": reward_s, "score_s": score_s,
                     "update_s": step_s - rollout_s - reward_s - score_s, "step_s": step_s},
         "gpu_mem_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0,

@@ -30,13 +30,14 @@ from tradelab.config.grpo_local_schema import GrpoLocalConfig
 from tradelab.errors import ConfigError, DataError, StageFailed, TradelabError
 from tradelab.fileio import atomic_copy_dir, atomic_write_json, new_stamped_dir, staged_dir
 from tradelab.grpo.local.data import DatasetCheck, PromptGuard, prepare_rows, verify_dataset
+from tradelab.grpo.local.groups import RunGroupSignal
 from tradelab.grpo.local.model import load_policy, resolve_sources, stop_spec, trainable_parameters
 from tradelab.grpo.local.rollout import default_reward
 from tradelab.grpo.local.runlog import TENSORBOARD, RunRecorder, hardware_info
 from tradelab.grpo.local.step import StepContext, run_step, validate
 from tradelab.grpo.roundtrip import PROBE_COMPLETION, adapter_round_trip, completion_logprobs
 from tradelab.manifest import append_run
-from tradelab.manifest_schema import RunDataset, RunOutput, RunRecord
+from tradelab.manifest_schema import GroupSignal, RunDataset, RunOutput, RunRecord
 from tradelab.markets import validate_market_name
 from tradelab.paths import Workspace
 from tradelab.provenance import origin, utc_now
@@ -232,6 +233,7 @@ class _Run:
         self.start_step = 0
         self.steps_done = 0
         self.round_trip: dict[str, Any] | None = None
+        self.group_signal = RunGroupSignal()
 
     def setup(self) -> None:
         s = self.settings
@@ -305,6 +307,7 @@ class _Run:
         for step in range(self.start_step, steps):
             metrics = run_step(self.ctx, self.train_rows, step)
             self.recorder.step(metrics)
+            self.group_signal.add(metrics["groups"])
             if metrics["skipped"]:
                 self._skip(step)
             for key, value in metrics["timings"].items():
@@ -355,7 +358,7 @@ class _Run:
             config_hash=self.config_hash, output_dir=str(self.run_dir), test_mode=self.test_mode,
             mode=self.settings.mode, resumed_from=str(self.checkpoint) if self.checkpoint else None,
             tensorboard_dir=str(self.run_dir / TENSORBOARD), steps_done=self.steps_done,
-            skipped_steps=self.skipped, **engine_only,
+            skipped_steps=self.skipped, group_signal=GroupSignal(**self.group_signal.to_dict()), **engine_only,
         )
 
 
@@ -433,7 +436,7 @@ def _finish(run: _Run, adapter: Path) -> dict[str, Any]:
         "val_reward_start": first["val_reward_mean"], "val_reward_end": last["val_reward_mean"],
         "val_format_start": first["val_format_rate"], "val_format_end": last["val_format_rate"],
         "validation": run.history, "timings": run.timings, "config_hash": run.config_hash, "run": record,
-        "adapter_round_trip": run.round_trip,
+        "adapter_round_trip": run.round_trip, "group_signal": run.group_signal.to_dict(),
     }
     run.recorder.event("finished", **{k: v for k, v in summary.items() if k not in ("validation", "run")})
     run.recorder.close()

@@ -1,0 +1,77 @@
+"""The loop report's power section on hand-made figures: each MDE, and whether a miss could have been seen."""
+
+from __future__ import annotations
+
+import pytest
+
+from tradelab.evaluation.stats import mde_from_interval, mde_proportions
+from tradelab.loop.power import power_lines, power_section
+
+
+def _advisor(hit: float, reward: float, ci: float, directional: int = 400) -> dict:
+    return {"hit_rate": hit, "hit_rate_ci": [hit - ci, hit + ci], "balanced_hit_rate": hit,
+            "balanced_hit_rate_ci": [hit - ci, hit + ci], "holdout_reward": reward,
+            "holdout_reward_ci": [reward - 0.1, reward + 0.1], "directional": directional}
+
+
+RULE = {"hit_rate": 0.60, "balanced_hit_rate": 0.60, "holdout_reward": 0.60, "holdout_reward_ci": [0.5, 0.7]}
+
+
+def _report(stage1_reward: float, gain_ci: list[float]) -> dict:
+    iteration = {"iteration": 1, "advisor_stage1": _advisor(0.55, stage1_reward, 0.05),
+                 "advisor": _advisor(0.56, stage1_reward + 0.02, 0.05),
+                 "stage2_vs_stage1": {"reward_gain": 0.02, "reward_gain_ci": gain_ci},
+                 "hybrid_minus_ppo": {"net_pnl_usd": 900.0, "net_pnl_usd_ci": [-100.0, 1900.0]}}
+    return {"warm_start": {"advisor": _advisor(0.52, 0.10, 0.05)}, "iterations": [iteration]}
+
+
+def test_stage2_room_says_a_miss_could_have_been_seen_only_when_stage1_left_more_than_the_mde() -> None:
+    roomy = power_section(_report(0.10, [-0.03, 0.07]), RULE, level=0.95)["stage2_room"][0]
+    assert roomy["stage1_to_ceiling_reward"] == pytest.approx(0.50)
+    assert roomy["mde"] == pytest.approx(mde_from_interval([-0.03, 0.07])) and roomy["mde"] < 0.5
+    assert not roomy["met"] and roomy["could_have_seen"] is True and roomy["room_exceeds_mde"] is True
+    tight = power_section(_report(0.58, [-0.03, 0.07]), RULE, level=0.95)["stage2_room"][0]
+    assert tight["stage1_to_ceiling_reward"] == pytest.approx(0.02) and tight["could_have_seen"] is False
+    met = power_section(_report(0.10, [0.01, 0.05]), RULE, level=0.95)["stage2_room"][0]
+    assert met["met"] and met["could_have_seen"] is None
+
+
+def test_every_comparison_carries_its_mde_and_the_markdown_prints_them() -> None:
+    section = power_section(_report(0.10, [-0.03, 0.07]), RULE, level=0.95)
+    rows = {row["name"]: row for row in section["comparisons"]}
+    hit = rows["advisor hit rate, final - warm start"]
+    assert hit["observed"] == pytest.approx(0.04) and hit["mde"] == pytest.approx(mde_proportions(0.52, 400, 400))
+    assert not hit["met"] and hit["headroom"] == pytest.approx(0.08) and hit["could_have_seen"] is (0.08 >= hit["mde"])
+    pnl = rows["it1 hybrid - PPO-only net P&L per seed"]
+    assert pnl["mde"] == pytest.approx(mde_from_interval([-100.0, 1900.0])) and pnl["could_have_seen"] is None
+    assert all(row["mde"] is not None for row in section["comparisons"])
+    text = "\n".join(power_lines(section))
+    assert "rule's ceiling" in text and "Stage 1 is 0.500 below the rule's mean reward" in text
+    assert "could have seen it" in text and "likely to be missed" in text
+    assert power_lines(None) == []
+
+
+def test_the_records_each_iteration_learned_from_are_reported() -> None:
+    from tradelab.loop.power import records_text, stage1_records
+
+    used = stage1_records({"refinements": [
+        {"examples": 300, "records": 400, "entry_records": 90, "hindsight_bars": 0},
+        {"examples": 2300, "records": 500, "entry_records": 120, "hindsight_bars": 2048}]})
+    assert used == {"refinements": 2, "examples": 2600, "last_records": 500, "last_entry_records": 120,
+                    "last_hindsight_bars": 2048}
+    assert stage1_records(None)["refinements"] == 0
+    report = _report(0.10, [-0.03, 0.07])
+    report["iterations"][0]["stage1"] = {"records": used}
+    report["iterations"][0]["stage2_run"] = {"group_signal": {"groups_sampled": 240, "groups_kept": 200,
+                                                              "zero_variance_share": 0.25}}
+    section = power_section(report, RULE, level=0.95)
+    text = records_text(section["records"][0])
+    assert "2600 examples" in text and "120 entries) + 2048 labelled flat bars" in text
+    assert "240 groups sampled, 25% with zero reward variance, 200 trained on" in text
+
+
+def test_a_gain_of_exactly_zero_on_every_prompt_has_no_mde() -> None:
+    section = power_section(_report(0.10, [0.0, 0.0]), RULE, level=0.95)
+    room = section["stage2_room"][0]
+    assert room["mde"] is None and room["could_have_seen"] is None and room["room_exceeds_mde"] is None
+    assert "no MDE" in "\n".join(power_lines(section))
