@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tradelab.errors import DataError
+from tradelab.errors import DataError, WorkspaceError
 from tradelab.manifest import Manifest, append_run, load_manifest, update_manifest
 from tradelab.manifest_schema import RunDataset, RunRecord, Stage1Section, Status
 from tradelab.paths import Workspace
@@ -83,8 +83,6 @@ def settle(root: str | Path, market: str) -> list[str]:
         _settle_stage1(root, market, m, lines)
         _settle_runs(root, market, m, lines)
         _settle_loop(root, market, m, lines)
-
-    from tradelab.errors import WorkspaceError
 
     try:
         update_manifest(root, market, change)
