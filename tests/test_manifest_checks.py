@@ -1,5 +1,5 @@
 """The manifest is not trusted blindly: shapes, encodings and schema versions are checked; older ones migrate; a
-killed Stage 1 is detected as stale and one lock keeps two Stage 1 runs apart."""
+killed Stage 1 is detected as stale (the market lock itself: tests/test_runlock.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from tradelab import manifest
 from tradelab.errors import DataError, StageNotReady, WorkspaceError
 from tradelab.fileio import sha256_file
 from tradelab.paths import Workspace
-from tradelab.runlock import lock_held, run_liveness, stage1_lock
+from tradelab.runlock import market_lock, run_liveness
 
 
 def _write(root: Path, payload: bytes | str | dict) -> Path:
@@ -125,9 +125,9 @@ def test_a_killed_first_run_says_how_to_continue(tmp_path: Path) -> None:
 
 
 def test_a_live_run_is_waited_for(tmp_path: Path) -> None:
-    with stage1_lock(tmp_path, "NQ", started_at="now"):
+    with market_lock(tmp_path, "NQ", "stage1") as me:
         manifest.merge_stage1(tmp_path, "NQ", {"status": "running", "pid": os.getpid(), "host": socket.gethostname(),
-                                               "last_completed": _completed()})
+                                               "lock_token": me.token, "last_completed": _completed()})
         with pytest.raises(StageNotReady, match="is running .*wait for it"):
             manifest.require_stage1(tmp_path, "NQ")
     assert manifest.require_stage1(tmp_path, "NQ")["stage1"]["status"] == "completed"
@@ -147,28 +147,11 @@ def test_interrupted_and_failed_runs_fall_back_to_the_last_completed(tmp_path: P
         assert manifest.require_stage1(tmp_path, "NQ")["stage1"]["status"] == "completed"
 
 
-def test_the_stage1_lock_keeps_a_second_run_out(tmp_path: Path) -> None:
-    with stage1_lock(tmp_path, "NQ", started_at="2026-01-01T00:00:00Z") as me:
-        assert lock_held(tmp_path, "NQ") and me["pid"] == os.getpid()
-        with pytest.raises(WorkspaceError, match=rf"another Stage 1 run for NQ is in progress \(pid {os.getpid()}"):
-            with stage1_lock(tmp_path, "NQ", started_at="later"):
-                pass
-    assert not lock_held(tmp_path, "NQ")
-    with stage1_lock(tmp_path, "NQ", started_at="again"):
-        pass
-
-
-def test_the_lock_of_a_killed_process_is_free(tmp_path: Path) -> None:
-    code = ("import sys, os; from tradelab.runlock import stage1_lock;\n"
-            "with stage1_lock(sys.argv[1], 'NQ', started_at='x'): os._exit(0)")
-    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True,
-                   env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    assert not lock_held(tmp_path, "NQ")
-
-
-def test_status_shows_a_killed_run_as_stale(tmp_path: Path) -> None:
+def test_status_marks_a_killed_run_interrupted(tmp_path: Path) -> None:
     from tradelab.stages import status
 
-    manifest.merge_stage1(tmp_path, "NQ", {"status": "running", "pid": _dead_pid(), "host": socket.gethostname()})
+    pid = _dead_pid()
+    manifest.merge_stage1(tmp_path, "NQ", {"status": "running", "pid": pid, "host": socket.gethostname()})
     stage1 = status(tmp_path, "NQ")["markets"][0]["stages"]["stage1"]
-    assert stage1.startswith("stale: marked running")
+    assert stage1.startswith("interrupted: its process (pid") and f"pid {pid} on host" in stage1
+    assert manifest.load_manifest(tmp_path, "NQ")["stage1"]["status"] == "interrupted"

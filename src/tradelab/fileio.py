@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,48 +175,83 @@ class JsonlLine:
     number: int
     record: dict[str, Any] | None
     error: str | None
+    offset: int | None = None
+    """Byte offset of the line's start in the file, where the reader knows it."""
 
 
 def iter_jsonl(path: str | Path) -> Iterator[JsonlLine]:
     """Every non-blank line of a JSONL file, parsed; malformed lines (bad JSON, bad UTF-8, not an object) are
     yielded with their error instead of raising, so one damaged line never blocks a reader."""
     with open(path, "rb") as fh:
+        offset = 0
         for number, raw in enumerate(fh, start=1):
             if raw.strip():
-                yield _parse_line(number, raw)
+                yield _parse_line(number, raw, offset)
+            offset += len(raw)
 
 
-def tail_jsonl(path: str | Path, n_lines: int, *, block_bytes: int = 1 << 20) -> list[JsonlLine]:
+def iter_jsonl_between(path: str | Path, start: int, end: int) -> Iterator[JsonlLine]:
+    """The non-blank lines that start at a byte in ``[start, end)`` (``start`` must be a line start), parsed as
+    :func:`iter_jsonl` does; a line that runs past ``end`` is read whole. Numbers count from the first."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        offset, number = start, 0
+        while offset < end:
+            raw = fh.readline()
+            if not raw:
+                break
+            number += 1
+            if raw.strip():
+                yield _parse_line(number, raw, offset)
+            offset += len(raw)
+
+
+def tail_jsonl(path: str | Path, n_lines: int, *, block_bytes: int = 1 << 20,
+               skip: Callable[[int], bool] | None = None) -> list[JsonlLine]:
     """The last ``n_lines`` non-blank lines of a JSONL file, parsed as :func:`iter_jsonl` does, oldest first.
 
     Reads backwards from the end in blocks, so the cost follows the lines wanted, not the file's size. Line numbers
     count from the first line returned (the file's total is unknown without reading it all); a trailing line that
     an interrupted append left without its newline is returned as it is (malformed if it is cut short).
+
+    Args:
+        skip: Leaves out the lines whose starting byte offset it returns True for (set-aside records,
+            :mod:`tradelab.setaside`); the lines returned are the last ``n_lines`` of those it keeps.
     """
     if n_lines <= 0:
         return []
     with open(path, "rb") as fh:
         fh.seek(0, os.SEEK_END)
         position, data = fh.tell(), b""
-        while position > 0 and data.count(b"\n") <= n_lines:
+        kept: list[tuple[int, bytes]] = []
+        while position > 0 and len(kept) <= n_lines:
             step = min(block_bytes, position)
             position -= step
             fh.seek(position)
             data = fh.read(step) + data
-    lines = [raw for raw in data.split(b"\n") if raw.strip()]
-    if position > 0:
-        lines = lines[1:]  # the first piece may be the end of a longer line
-    return [_parse_line(number, raw) for number, raw in enumerate(lines[-n_lines:], start=1)]
+            kept = _kept_lines(data, position, skip)
+    return [_parse_line(number, raw, offset) for number, (offset, raw) in enumerate(kept[-n_lines:], start=1)]
 
 
-def _parse_line(number: int, raw: bytes) -> JsonlLine:
+def _kept_lines(data: bytes, position: int, skip: Callable[[int], bool] | None) -> list[tuple[int, bytes]]:
+    """``(offset, line)`` of the non-blank whole lines in ``data`` (read from byte ``position``) that ``skip``
+    keeps; the first piece is dropped unless ``data`` starts the file (it may be the end of a longer line)."""
+    kept, offset = [], position
+    for index, raw in enumerate(data.split(b"\n")):
+        if raw.strip() and (index > 0 or position == 0) and (skip is None or not skip(offset)):
+            kept.append((offset, raw))
+        offset += len(raw) + 1
+    return kept
+
+
+def _parse_line(number: int, raw: bytes, offset: int | None = None) -> JsonlLine:
     try:
         record = json.loads(raw)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
-        return JsonlLine(number, None, f"not valid JSON ({str(exc)[:120]})")
+        return JsonlLine(number, None, f"not valid JSON ({str(exc)[:120]})", offset)
     if not isinstance(record, dict):
-        return JsonlLine(number, None, f"a JSON {type(record).__name__}, not an object")
-    return JsonlLine(number, record, None)
+        return JsonlLine(number, None, f"a JSON {type(record).__name__}, not an object", offset)
+    return JsonlLine(number, record, None, offset)
 
 
 def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:

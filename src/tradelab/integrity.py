@@ -30,10 +30,15 @@ def _registry(folder: Path) -> dict[str, str]:
         else {}
 
 
-def record_sha256(path: str | Path) -> str:
-    """Record ``path``'s current sha256 in its folder's registry; returns the hash."""
+def record_sha256(path: str | Path, *, digest: str | None = None) -> str:
+    """Record ``path``'s sha256 in its folder's registry; returns the hash.
+
+    Args:
+        digest: The hash to record, when the file is about to be replaced by one whose hash is known (a temporary
+            file written in full); None hashes ``path`` as it is.
+    """
     path = Path(path)
-    digest = sha256_file(path)
+    digest = digest if digest is not None else sha256_file(path)
     registry = _registry(path.parent)
     registry[path.name] = digest
     atomic_write_json(path.parent / REGISTRY_NAME, dict(sorted(registry.items())))

@@ -135,6 +135,8 @@ def require_stage1(root: str | Path, market: str) -> Manifest:
                    if liveness == "unknown" else "")
             )
         found = f"running, but its process ({stage1.pid or '?'} on {stage1.host or '?'}) is gone"
+    if found in ("interrupted", "failed") and stage1.error:
+        found = f"{found}: {stage1.error}"
     previous = stage1.last_completed
     if previous is not None and previous.status == "completed":
         log.warning("%s: stage1 is %s; using the last completed run (completed %s)", path, found,
@@ -221,18 +223,50 @@ def set_stage2(root: str | Path, market: str, key: str, value: Any) -> Manifest:
     return update_manifest(root, market, lambda m: m["stage2"].__setitem__(key, _plain(value)))
 
 
+def _stamped(root: str | Path, market: str, run: RunRecord) -> tuple[dict[str, Any], str | None]:
+    """``run`` as the manifest keeps it, and the market-lock token of this process. A record not yet stamped is
+    stamped first (in place, so the caller's record matches the manifest's) with the process and lock tenure that
+    wrote it."""
+    from tradelab.runlock import current_token
+
+    token = current_token(root, market)
+    if token is not None and run.lock_token is None:
+        import os
+        import socket
+
+        run.pid, run.host, run.lock_token = os.getpid(), socket.gethostname(), token
+    return run.record(), token
+
+
 def append_run(root: str | Path, market: str, run: RunRecord) -> Manifest:
-    """Append one launch attempt to ``stage2.runs``."""
-    return update_manifest(root, market, lambda m: m["stage2"]["runs"].append(run.record()))
+    """Record one launch attempt in ``stage2.runs``.
+
+    When the last entry is this attempt's ``running`` placeholder (the same engine, written under this process's
+    tenure of the market lock: :func:`tradelab.attempts.stage2_attempt`), ``run`` replaces it: one attempt, one
+    entry. Otherwise ``run`` is appended.
+    """
+    record, token = _stamped(root, market, run)
+
+    def change(m: Manifest) -> None:
+        runs = m["stage2"]["runs"]
+        last = runs[-1] if runs else None
+        if token is not None and isinstance(last, dict) and last.get("status") == "running" \
+                and last.get("lock_token") == token and last.get("engine") == run.engine:
+            runs[-1] = record
+        else:
+            runs.append(record)
+
+    return update_manifest(root, market, change)
 
 
 def update_last_run(root: str | Path, market: str, run: RunRecord) -> Manifest:
     """Replace the most recent ``stage2.runs`` entry with ``run`` (the same attempt, now finished)."""
+    record, _ = _stamped(root, market, run)
 
     def change(m: Manifest) -> None:
         if not m["stage2"]["runs"]:
             raise ValueError("no stage2 run to update")
-        m["stage2"]["runs"][-1] = run.record()
+        m["stage2"]["runs"][-1] = record
 
     return update_manifest(root, market, change)
 

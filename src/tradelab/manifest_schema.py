@@ -73,9 +73,12 @@ class BaseModelInfo(Section):
 class Stage1Section(Section):
     """``stage1``: one Stage 1 run (paths are workspace-relative, :meth:`tradelab.paths.Workspace.resolve`).
 
-    ``pid``/``host`` own a ``running`` run (one whose process is gone is stale); ``last_completed`` keeps the
-    previous completed section while a newer run is not completed, since its ``final.zip`` is still on disk;
-    ``error`` says why a run that did not complete stopped.
+    ``pid``/``host``/``lock_token`` own a ``running`` run (:func:`tradelab.runlock.record_liveness`; one whose
+    process is gone is marked ``interrupted``); ``last_completed`` keeps the previous completed section while a newer
+    run is not completed, since its ``final.zip`` is still on disk; ``error`` says why a run that did not complete
+    stopped. ``run_id`` is the id its experience records carry, and ``experience_from_byte`` where in the experience
+    file this run (with the runs a ``--resume`` continued) began appending: a fresh run that replaces it sets
+    those records aside (:mod:`tradelab.setaside`).
     """
 
     status: Status | None = None
@@ -104,6 +107,9 @@ class Stage1Section(Section):
     model_sha256: str | None = None
     last_completed: Stage1Section | None = None
     error: str | None = None
+    lock_token: str | None = None
+    run_id: str | None = None
+    experience_from_byte: int | None = None
 
 
 STAGE1_KEYS: tuple[str, ...] = tuple(Stage1Section.model_fields)
@@ -179,8 +185,12 @@ class RunRecord(Section):
       attempt was interrupted), ``output_note`` (why an exit-0 run left no usable weights).
     - local (:func:`tradelab.grpo.local.train.train_local`): ``mode`` (soft / discrete), ``resumed_from``,
       ``steps_done``, ``skipped_steps`` (non-finite steps), ``adapter_round_trip``, the validation reward and
-      format rate at the start and the end of the run, and ``group_signal`` (the share of groups whose rewards had
-      zero variance, the mean within-group reward std, dynamic-sampling rounds).
+      format rate at the start and the end of the run, ``group_signal`` (the share of groups whose rewards had
+      zero variance, the mean within-group reward std, dynamic-sampling rounds); ``checkpoint``: the last checkpoint
+      an interrupted run left, which a re-run can continue.
+
+    ``pid``, ``host`` and ``lock_token`` name the process that wrote the record under the market lock; a ``running``
+    record whose process is gone is marked ``interrupted`` (:mod:`tradelab.attempts`).
 
     A ``completed`` run always has ``output``. Builders dump it with :meth:`record`, so each engine's record keeps
     exactly the keys it sets.
@@ -216,6 +226,10 @@ class RunRecord(Section):
     val_format_start: float | None = None
     val_format_end: float | None = None
     group_signal: GroupSignal | None = None
+    pid: int | None = None
+    host: str | None = None
+    lock_token: str | None = None
+    checkpoint: str | None = None
 
 
 class Stage2Section(Section):
@@ -322,6 +336,12 @@ class LoopIteration(MutableSection):
     that model with a fresh adapter), ``adapter_*`` the adapter. Paths are workspace-relative; ``*_sha256`` are
     :func:`tradelab.fileio.sha256_dir` of the folders. Advisor figures (``advisor_stage1``, ``advisor``) are the
     holdout probe's (:func:`tradelab.loop.probe.score_answers`).
+
+    What an iteration hands on is pinned in the loop's own folder (:mod:`tradelab.loop.lineage`): the PPO model
+    (``ppo_out_*``), the Stage 1 adapter, the dataset files (``dataset_paths``) and the Stage 2 weights
+    (``adapter_out_path`` / ``base_out_path``), so the next iteration, and a stage redone after an interruption,
+    start from exactly what was recorded. ``experience_from_byte`` is where this iteration's Stage 1 began appending
+    to the experience file (a redone Stage 1 sets that attempt's records aside first).
     """
 
     iteration: int
@@ -344,10 +364,42 @@ class LoopIteration(MutableSection):
     advisor_stage1: dict[str, Any] | None = None
     advisor: dict[str, Any] | None = None
     stage2_vs_stage1: dict[str, Any] | None = None
+    experience_from_byte: int | None = None
+    adapter_stage1_path: str | None = None
+    ppo_out_path: str | None = None
+    ppo_out_sha256: str | None = None
+    dataset_paths: dict[str, str] | None = None
+
+
+class LoopInterruption(MutableSection):
+    """A stop the loop recovered from: where it was, how it ended, and what the resumed loop did about it.
+
+    Attributes:
+        found_at: When the resumed loop found it (UTC).
+        iteration: The iteration it stopped in (None: before the first, measuring the warm start).
+        stage: The stage it stopped in (a :data:`tradelab.loop.run.LOOP_STAGES` name), ``report`` (writing the loop
+            report), ``warm_start``, or None (between stages).
+        status: ``interrupted`` (killed, Ctrl-C) or ``failed`` (an error).
+        error: What was recorded about the stop.
+        redo: What the resumed loop did: ``afresh`` (the stage ran again from its recorded inputs), ``continued
+            from <checkpoint>`` (the local engine), ``rewritten`` (the report) or ``nothing to redo``.
+    """
+
+    found_at: str
+    iteration: int | None = None
+    stage: str | None = None
+    status: Status
+    error: str | None = None
+    redo: str | None = None
 
 
 class LoopSection(MutableSection):
-    """``loop``: the Stage 1 -> Stage 2 -> evaluation loop's state (:mod:`tradelab.loop.run`); it resumes from it."""
+    """``loop``: the Stage 1 -> Stage 2 -> evaluation loop's state (:mod:`tradelab.loop.run`); it resumes from it.
+
+    ``loop_id`` names it (stable across resumes; the Stage 1 runs' experience ids derive from it), ``pid`` /
+    ``host`` / ``lock_token`` own a ``running`` loop, ``activity`` is what it was doing at its last save and
+    ``interruptions`` every stop it recovered from.
+    """
 
     status: Status
     started_at: str | None = None
@@ -361,6 +413,12 @@ class LoopSection(MutableSection):
     report: dict[str, str] | None = None
     report_dir: str
     error: str | None = None
+    loop_id: str | None = None
+    pid: int | None = None
+    host: str | None = None
+    lock_token: str | None = None
+    activity: str | None = None
+    interruptions: list[LoopInterruption] = Field(default_factory=list)
 
 
 class ManifestModel(Section):

@@ -8,6 +8,7 @@ modules are imported here lazily, so importing ``tradelab.stages`` stays cheap) 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -15,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tradelab.attempts import market_writer
 from tradelab.config import DEFAULT_CONFIG_DIR, TradelabConfig, load_config
 from tradelab.errors import ConfigError, StageNotReady, TradelabError
 from tradelab.grpo import DEFAULT_ENGINE
 from tradelab.handoff import AdvisorModel
-from tradelab.manifest import Stage1Section, evaluations_of, load_manifest, stage1_of, stage2_of
+from tradelab.manifest import load_manifest
 from tradelab.manifest_schema import EvaluationSummary
 from tradelab.markets import validate_market_name
 from tradelab.paths import Workspace
@@ -64,13 +66,14 @@ def generate_data(
 
     cfg = _cfg(root, config)
     validate_market_name(market)
-    refuse_replacing_used_bars(root, market, force=force)
-    return generate_market(
-        root, market, cfg,
-        days=days if days is not None else cfg.app.synthetic_days,
-        seed=seed if seed is not None else cfg.app.seed,
-        edge=edge if edge is not None else cfg.app.synthetic_edge,
-    )
+    with market_writer(root, market, "data generate"):
+        refuse_replacing_used_bars(root, market, force=force)
+        return generate_market(
+            root, market, cfg,
+            days=days if days is not None else cfg.app.synthetic_days,
+            seed=seed if seed is not None else cfg.app.seed,
+            edge=edge if edge is not None else cfg.app.synthetic_edge,
+        )
 
 
 def import_data(
@@ -90,10 +93,11 @@ def import_data(
     from tradelab.marketdata.store import refuse_replacing_used_bars
 
     validate_market_name(market)
-    refuse_replacing_used_bars(root, market, force=force)
     options = ImportOptions(format=file_format, timezone=timezone, stamp=stamp, session=session,
                             force_timezone=force_timezone)
-    return import_market(root, Path(path), market, _cfg(root, config), options)
+    with market_writer(root, market, "data import"):
+        refuse_replacing_used_bars(root, market, force=force)
+        return import_market(root, Path(path), market, _cfg(root, config), options)
 
 
 def list_data(root: str | Path) -> list[dict[str, Any]]:
@@ -108,6 +112,7 @@ def stage1(
     root: str | Path, market: str, *, test_mode: bool = False, timesteps: int | None = None, resume: bool = False,
     adapter: str | None = None, start: AdvisorModel | None = None, init_ppo: str | Path | None = None,
     config: TradelabConfig | None = None, progress: Progress | None = None, force: bool = False,
+    run_id: str | None = None,
 ) -> Stage1Result:
     """Train the hybrid MaskablePPO + LoRA advisor agent and export Stage 2's inputs.
 
@@ -119,16 +124,13 @@ def stage1(
         start: The advisor to start from, given directly (the loop's lineage); wins over ``adapter``.
         init_ppo: Continue this PPO model (a ``final.zip`` with ``vecnormalize.pkl`` beside it), or ``"last"``
             for the market's own ``ppo/final.zip``, instead of a fresh one.
+        run_id: The id the run's experience records carry (the loop's, stable across a redo); None: from the time.
     """
     from tradelab.handoff import stage1_start
     from tradelab.stage1.train import run_stage1
 
     validate_market_name(market)
     cfg = _cfg(root, config)
-    if start is not None:
-        cfg = stage1_start(root, market, cfg, start, seed=cfg.app.seed)
-    else:
-        cfg = with_advisor_adapter(cfg, root, market, adapter)
     init = None
     if init_ppo is not None:
         init = Workspace.at(root).ppo_dir(market) / "final.zip" if str(init_ppo) == "last" else Path(init_ppo)
@@ -136,10 +138,15 @@ def stage1(
             if not needed.is_file():
                 raise StageNotReady(f"{needed}: no such file; --init-ppo needs a Stage 1 final.zip with the "
                                     "vecnormalize.npz saved beside it (run stage1 once without --init-ppo)")
-    return run_stage1(
-        root, market, cfg, test_mode=test_mode, total_timesteps=timesteps, resume=resume, init_ppo=init, force=force,
-        progress=progress,
-    )
+    with market_writer(root, market, "stage1"):  # the start may write a fresh adapter or adopt a base first
+        if start is not None:
+            cfg = stage1_start(root, market, cfg, start, seed=cfg.app.seed)
+        else:
+            cfg = with_advisor_adapter(cfg, root, market, adapter)
+        return run_stage1(
+            root, market, cfg, test_mode=test_mode, total_timesteps=timesteps, resume=resume, init_ppo=init,
+            force=force, progress=progress, run_id=run_id,
+        )
 
 
 def with_advisor_adapter(
@@ -191,13 +198,22 @@ def stage2(
 
 def preflight(
     root: str | Path, market: str, *, engine: str = DEFAULT_ENGINE, dataset_only: bool = False,
-    config: TradelabConfig | None = None,
+    config: TradelabConfig | None = None, record: bool = True,
 ) -> dict[str, Any]:
-    """Check the launch environment for an engine; returns the report as a dict (``ok`` + ``checks``)."""
+    """Check the launch environment for an engine; returns the report as a dict (``ok`` + ``checks``).
+
+    Args:
+        record: Save the report as ``stage2.preflight`` (under the market lock); False only reads, so it runs
+            while another process writes the market (``preflight --json``).
+    """
     from tradelab.grpo.preflight import run_preflight
 
     validate_market_name(market)
-    return run_preflight(root, market, _cfg(root, config), engine=engine, dataset_only=dataset_only).to_dict()
+    if not record:
+        return run_preflight(root, market, _cfg(root, config), engine=engine, dataset_only=dataset_only,
+                             record=False).to_dict()
+    with market_writer(root, market, "preflight"):
+        return run_preflight(root, market, _cfg(root, config), engine=engine, dataset_only=dataset_only).to_dict()
 
 
 # ------------------------------------------------------------------------------------------------------ evaluation
@@ -219,10 +235,11 @@ def evaluate(
     from tradelab.evaluation.run import evaluate as run_evaluation
 
     validate_market_name(market)
-    return run_evaluation(
-        root, market, _cfg(root, config), episodes=episodes, seeds=seeds, adapter=adapter,
-        walk_forward=walk_forward, cost_sweep=cost_sweep, progress=progress,
-    )
+    with market_writer(root, market, "evaluation"):
+        return run_evaluation(
+            root, market, _cfg(root, config), episodes=episodes, seeds=seeds, adapter=adapter,
+            walk_forward=walk_forward, cost_sweep=cost_sweep, progress=progress,
+        )
 
 
 def evaluate_markets(
@@ -235,8 +252,11 @@ def evaluate_markets(
 
     for market in markets:
         validate_market_name(market)
-    return run_markets(root, markets, _cfg(root, config), episodes=episodes, seeds=seeds, adapter=adapter,
-                       walk_forward=walk_forward, cost_sweep=cost_sweep, ray_address=ray, progress=progress)
+    with contextlib.ExitStack() as held:
+        for market in sorted(set(markets)):
+            held.enter_context(market_writer(root, market, "evaluation"))
+        return run_markets(root, markets, _cfg(root, config), episodes=episodes, seeds=seeds, adapter=adapter,
+                           walk_forward=walk_forward, cost_sweep=cost_sweep, ray_address=ray, progress=progress)
 
 
 def parse_markets(root: str | Path, text: str) -> list[str]:
@@ -261,73 +281,11 @@ def parse_markets(root: str | Path, text: str) -> list[str]:
 # ------------------------------------------------------------------------------------------------------------ loop
 # ---------------------------------------------------------------------------------------------------------- status
 def status(root: str | Path, market: str | None = None) -> dict[str, Any]:
-    """Every market's manifest summary: stages, artifacts (checked for existence) and Stage 2 runs."""
-    ws = Workspace.at(root)
-    markets = [validate_market_name(market)] if market else sorted(
-        set(ws.markets_with_data()) | set(ws.markets_with_manifest())
-    )
-    return {"root": str(ws.root), "markets": [_market_status(ws, m) for m in markets]}
+    """Every market's manifest summary: who holds its lock, stages, artifacts (checked for existence), Stage 2 runs
+    (:func:`tradelab.status.workspace_status`; a reader, it never takes a market's lock)."""
+    from tradelab.status import workspace_status
 
-
-def _market_status(ws: Workspace, market: str) -> dict[str, Any]:
-    from tradelab.handoff import stage2_output
-
-    manifest = load_manifest(ws.root, market)
-    stage1_section = stage1_of(manifest)
-    stage2_section = stage2_of(manifest)
-    evaluations = evaluations_of(manifest)
-    output = stage2_output(ws.root, market, manifest)
-    artifacts: dict[str, Path | None] = {"bars": ws.bars_path(market)}
-    if stage1_section is not None:
-        artifacts.update({
-            "ppo_model": ws.resolve(stage1_section.model_checkpoint),
-            "vecnormalize": ws.resolve(stage1_section.vecnormalize_path),
-            "stage1_lora": ws.resolve(stage1_section.lora_adapter_path),
-        })
-    artifacts.update({
-        "experience": ws.resolve(stage1_section.experience_path if stage1_section else None)
-        or ws.experience_path(market),
-        "stage2_train": ws.soft_grpo_data_dir(market) / "stage2_train.parquet",
-        "stage2_val": ws.soft_grpo_data_dir(market) / "stage2_val.parquet",
-        f"stage2_{output.kind if output else 'output'}": ws.resolve(output.path) if output else None,
-    })
-    dataset = stage2_section.dataset
-    return {
-        "market": market,
-        "manifest": str(ws.manifest_path(market)) if manifest else None,
-        "stages": {
-            "data": "ready" if ws.bars_path(market).exists() else "missing",
-            "stage1": _stage1_status(ws, market, stage1_section),
-            "stage2_dataset": "exported" if dataset is not None else "not run",
-            "stage2_runs": len(stage2_section.runs),
-            "evaluations": len(evaluations),
-        },
-        "artifacts": [
-            {"name": name, "path": str(path) if path else None, "exists": bool(path) and Path(path).exists()}
-            for name, path in artifacts.items()
-        ],
-        "runs": [
-            {k: getattr(run, k) for k in ("engine", "status", "return_code", "log_file", "started_at")}
-            for run in stage2_section.runs
-        ],
-        "last_evaluation": evaluations[-1].record() if evaluations else None,
-        "base_model": stage1_section.base_model.model_dump() if stage1_section.base_model else None,
-    }
-
-
-def _stage1_status(ws: Workspace, market: str, section: Stage1Section | None) -> str:
-    """The section's status, with a ``running`` one whose process is gone shown as stale."""
-    if section is None or section.status is None:
-        return f"not run: `python main.py stage1 --market {market} --test` (or a full run) trains it"
-    if section.status == "running":
-        from tradelab.runlock import run_liveness
-
-        liveness = run_liveness(ws.root, market, section)
-        if liveness == "stale":
-            return f"stale: marked running, but pid {section.pid if section.pid is not None else '?'} is gone"
-        if liveness == "unknown":
-            return f"running on {section.host}"
-    return section.status
+    return workspace_status(root, market)
 
 
 # -------------------------------------------------------------------------------------------------- --test pipeline

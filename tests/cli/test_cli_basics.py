@@ -60,7 +60,8 @@ def test_status_json_on_a_prepared_workspace(capsys: pytest.CaptureFixture[str],
     ppo = next(a for a in markets["NQ"]["artifacts"] if a["name"] == "ppo_model")
     assert ppo["exists"] is False
     assert markets["NQ"]["runs"] == [
-        {"engine": "verl", "status": "failed", "return_code": 3, "log_file": "x.log", "started_at": None}
+        {"engine": "verl", "status": "failed", "return_code": 3, "log_file": "x.log", "started_at": None,
+         "checkpoint": None}
     ]
 
 

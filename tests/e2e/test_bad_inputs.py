@@ -3,7 +3,8 @@ subprocess), as a demanding user would try them.
 
 For every case: the exit code is the promised one, stderr is one ``error: ...`` line (or nothing, where the input
 is tolerated), no traceback reaches the screen, and every file that existed before (workspace and inputs) has the
-same sha256 afterwards. New files are allowed only where the case says so (the manifest's ``.bak``, logs, locks).
+same sha256 afterwards. New files are allowed only where the case says so (the manifest's ``.bak``, logs, locks and
+their owner files under ``locks/``).
 
 Speed: one workspace is prepared per module (generated bars, a Stage 1 as a completed test run leaves it on disk,
 experience records) and copied per case; no case trains anything. The subprocesses run two at a time.
@@ -119,10 +120,61 @@ def _killed_running(keep_previous: bool) -> Callable[[Path, Path, ExitStack], No
     return _edit_manifest(change)
 
 
-def _hold_stage1_lock(ws: Path, inputs: Path, stack: ExitStack) -> None:
-    from tradelab.runlock import stage1_lock
+def _hold_market_lock(stage: str) -> Callable[[Path, Path, ExitStack], None]:
+    """This test process holds NQ's writer lock (as ``stage``) while the case runs."""
 
-    stack.enter_context(stage1_lock(ws, "NQ", started_at="2026-01-01T00:00:00Z"))
+    def setup(ws: Path, inputs: Path, stack: ExitStack) -> None:
+        from tradelab.runlock import market_lock
+
+        stack.enter_context(market_lock(ws, "NQ", stage))
+
+    return setup
+
+
+def _stale_lock_owner(ws: Path, inputs: Path, stack: ExitStack) -> None:
+    """The owner file a writer killed with SIGKILL leaves beside NQ's lock."""
+    from tradelab.fileio import atomic_write_json
+    from tradelab.runlock import owner_path
+
+    atomic_write_json(owner_path(ws, "NQ"), {
+        "pid": _dead_pid(), "host": socket.gethostname(), "started_at": "2026-01-01T00:00:00Z", "proc_start": None,
+        "token": "killed", "stage": "loop", "command": "python main.py loop --market NQ --iterations 2"})
+
+
+def _killed_stage2_run(ws: Path, inputs: Path, stack: ExitStack) -> None:
+    _edit_manifest(lambda m: m["stage2"]["runs"].append({
+        "engine": "local", "status": "running", "started_at": "2026-01-01T00:00:00Z", "pid": _dead_pid(),
+        "host": socket.gethostname(), "lock_token": "killed"}))(ws, inputs, stack)
+
+
+def _killed_loop(ws: Path, inputs: Path, stack: ExitStack) -> None:
+    _edit_manifest(lambda m: m.update(loop={
+        "status": "running", "settings": {"iterations": 1, "engine": "local", "seeds": 1, "test_mode": True,
+                                          "probe_prompts": 4},
+        "report_dir": "reports/NQ/loop_20260101T000000Z", "activity": "iteration 1 stage2_engine",
+        "iterations": [{"iteration": 1, "stages": {"stage1": "completed", "stage2_engine": "running"}}],
+        "pid": _dead_pid(), "host": socket.gethostname(), "lock_token": "killed"}))(ws, inputs, stack)
+
+
+def _run_marked_interrupted(ws: Path, inputs: Path, proc: Any) -> None:
+    run = json.loads(_manifest(ws).read_text())["stage2"]["runs"][-1]
+    assert run["status"] == "interrupted" and "is gone" in run["error"], run
+
+
+def _loop_marked_interrupted(ws: Path, inputs: Path, proc: Any) -> None:
+    loop = json.loads(_manifest(ws).read_text())["loop"]
+    assert loop["status"] == "interrupted" and loop["iterations"][0]["stages"]["stage2_engine"] == "interrupted"
+    assert "interrupted: 0/1 iterations, at iteration 1 stage2_engine" in proc.stdout, proc.stdout
+
+
+def _stale_lock_shown(ws: Path, inputs: Path, proc: Any) -> None:
+    assert "whose process is gone" in proc.stdout and "python main.py loop" in proc.stdout, proc.stdout
+
+
+def _stale_lock_taken_over(ws: Path, inputs: Path, proc: Any) -> None:
+    from tradelab.runlock import lock_state
+
+    assert lock_state(ws, "NQ").state == "free", "the writer that took the lock over released it"
 
 
 class _Payload:
@@ -299,6 +351,11 @@ def _export_names_bad_lines(ws: Path, inputs: Path, proc: Any) -> None:
     assert [m["line"] for m in meta["malformed_lines"]] == [13, 14]
 
 
+def _assert_in(fragment: str, text: str) -> None:
+    assert fragment in text, text
+
+
+MANIFEST = "models/phase3_hybrid/NQ/phase3_stage_manifest.json"
 LOCAL_EXPORT = ["stage2", "--market", "NQ", "--dataset-only", "--engine", "local"]
 """An export whose preflight needs no launch interpreter (the verl one composes its config in a subprocess)."""
 
@@ -362,11 +419,25 @@ CASES: list[Case] = [
          may_create=("**/*.bak",)),
     # Stage state: stale runs, the lock, completed work not replaced unasked.
     Case("stage1_killed_no_previous", "state", ["evaluate", "--market", "NQ"], 2, ("is gone", "--resume"),
-         _killed_running(keep_previous=False)),
+         _killed_running(keep_previous=False), may_create=(MANIFEST,)),
     Case("stage1_lock_held", "state", ["stage1", "--market", "NQ", "--test"], 2,
-         ("another Stage 1 run for NQ is in progress",), _hold_stage1_lock, may_create=("**/stage1.lock",)),
+         ("NQ is busy", "stage1 (pid", "status --market NQ"), _hold_market_lock("stage1")),
+    Case("export_while_loop_runs", "state", LOCAL_EXPORT, 2, ("NQ is busy", "loop (pid", "wait for it"),
+         _hold_market_lock("loop")),
+    Case("evaluate_while_stage2_runs", "state", ["evaluate", "--market", "NQ"], 2, ("NQ is busy", "stage2 local"),
+         _hold_market_lock("stage2 local")),
+    Case("status_while_loop_runs", "state", ["status", "--market", "NQ"], 0, (), _hold_market_lock("loop"),
+         check=lambda ws, inputs, proc: _assert_in("held by loop: pid", proc.stdout)),
+    Case("stale_lock_shown_by_status", "state", ["status", "--market", "NQ"], 0, (), _stale_lock_owner,
+         check=_stale_lock_shown),
+    Case("stale_lock_taken_over", "state", LOCAL_EXPORT, 0, (), _stale_lock_owner, may_create=DATASET_OUTPUTS,
+         check=_stale_lock_taken_over),
+    Case("stage2_run_killed_marked_by_next_export", "state", LOCAL_EXPORT, 0, (), _killed_stage2_run,
+         may_create=DATASET_OUTPUTS, check=_run_marked_interrupted),
+    Case("loop_killed_marked_by_status", "state", ["status", "--market", "NQ"], 0, (), _killed_loop,
+         may_create=(MANIFEST,), check=_loop_marked_interrupted),
     Case("stage1_shorter_rerun", "state", ["stage1", "--market", "NQ", "--test", "--timesteps", "16"], 2,
-         ("512 timesteps", "--force"), may_create=("**/stage1.lock",)),
+         ("512 timesteps", "--force")),
     Case("generate_over_used_bars", "state", ["data", "generate", "--market", "NQ", "--days", "5"], 2,
          ("completed Stage 1", "--force")),
     Case("import_over_used_bars", "state", ["data", "import", "{inputs}/ok.csv", "--market", "NQ"], 2,
@@ -379,7 +450,7 @@ CASES: list[Case] = [
     Case("unrecorded_final_zip", "artifact", ["evaluate", "--market", "NQ", "--adapter", "none"], 2,
          ("final.zip", "no sha256 was recorded"), _unrecorded_model),
     Case("tampered_checkpoint_resume", "artifact", ["stage1", "--market", "NQ", "--test", "--resume"], 2,
-         ("stage1_000000256_steps.zip", "changed since"), _tampered_checkpoint, may_create=("**/stage1.lock",)),
+         ("stage1_000000256_steps.zip", "changed since"), _tampered_checkpoint),
     # Experience lines: every reader tolerates bad ones; only a file with nothing usable is an error.
     Case("experience_all_malformed", "experience", ["stage2", "--market", "NQ", "--dataset-only"], 2,
          ("all 2 lines are malformed", "line 1"), _experience(["{oops", "[1, 2]"])),
@@ -391,6 +462,10 @@ CASES: list[Case] = [
          _records_file, may_create=DATASET_OUTPUTS, check=_export_names_bad_lines),
     Case("experience_bad_utf8_line", "experience", LOCAL_EXPORT, 0, (),
          _append_raw(b"\xff\xfe{}\n"), may_create=DATASET_OUTPUTS),
+    Case("setaside_ledger_damaged", "experience", LOCAL_EXPORT, 2,
+         ("stage1_experience.setaside.json", "not a readable set-aside ledger"),
+         lambda ws, inputs, stack: (Workspace.at(ws).soft_grpo_data_dir("NQ") / "stage1_experience.setaside.json")
+         .write_text("{oops")),
     # Imports: damaged archives, bombs, empty and mis-encoded files.
     Case("zip_bad_crc", "import", ["data", "import", "{inputs}/crc.zip", "--market", "ES"], 2,
          ("crc.zip", "damaged"), _bad_crc_zip),
@@ -434,7 +509,7 @@ CASES: list[Case] = [
          _fixture_copy("NQ_firstrate.txt", "fr.txt")),
     Case("stage1_one_session", "state", ["stage1", "--market", "ES", "--test"], 2,
          ("one session", "Stage 1 needs at least 2 sessions", "held out"), _one_session,
-         may_create=("models/phase3_hybrid/ES/**", "**/stage1.lock")),
+         may_create=("models/phase3_hybrid/ES/**",)),
     Case("evaluate_walk_forward_too_many_folds", "state", ["evaluate", "--market", "NQ", "--walk-forward", "50"], 2,
          ("--walk-forward 50 needs about", "holdout sessions", "purge of", "embargo of")),
     # Base models: a .gguf that is not one, cut short, or missing stops Stage 1 before it writes anything.
@@ -511,7 +586,7 @@ def _allowed(path: str, ws: Path, case: Case) -> bool:
     rel = Path(path).relative_to(ws) if path.startswith(str(ws)) else None
     if rel is None:
         return False
-    if rel.parts[0] == "logs" or rel.name.endswith(".lock"):
+    if rel.parts[0] in ("logs", "locks") or rel.name.endswith(".lock"):
         return True
     return any(rel.match(pattern) for pattern in case.may_create)
 

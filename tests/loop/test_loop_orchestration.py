@@ -72,8 +72,10 @@ class Recorder:
 def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     rec = Recorder()
     monkeypatch.setattr(loop_run, "_STAGES", {name: rec.stage(name) for name in LOOP_STAGES})
-    monkeypatch.setattr(loop_run._ProbeContext, "warm_adapter", lambda self: Path("warm"))
-    monkeypatch.setattr(loop_run._ProbeContext, "measure", lambda self, model, label: dict(FIGURES))
+    monkeypatch.setattr(loop_run.ProbeContext, "warm_adapter", lambda self: Path("warm"))
+    monkeypatch.setattr(loop_run.ProbeContext, "measure", lambda self, model, label: dict(FIGURES))
+    # The stand-in stages record no Stage 1 or Stage 2 run of their own to check a redo against.
+    monkeypatch.setattr(loop_run.resume, "check_inputs", lambda *args: None)
     return rec
 
 
@@ -119,11 +121,20 @@ def test_an_interrupted_loop_resumes_at_the_stage_that_stopped(tmp_path: Path, c
     state = load_manifest(root, "NQ")["loop"]
     assert state["status"] == "interrupted" and "iteration 2 stage2_dataset" in state["error"]
     assert state["iterations"][1]["stages"] == {
-        "stage1": "completed", "stage2_dataset": "running"}
+        "stage1": "completed", "stage2_dataset": "interrupted"}
     recorder.calls.clear()
-    run_loop(root, "NQ", config, SETTINGS)
+    result = run_loop(root, "NQ", config, SETTINGS)
     assert recorder.calls == [(2, "stage2_dataset"), (2, "stage2_engine"), (2, "evaluation")]
-    assert load_manifest(root, "NQ")["loop"]["status"] == "completed"
+    state = load_manifest(root, "NQ")["loop"]
+    assert state["status"] == "completed"
+    (stop,) = state["interruptions"]
+    assert (stop["iteration"], stop["stage"], stop["status"], stop["redo"]) == (2, "stage2_dataset", "interrupted",
+                                                                                "afresh")
+    report = json.loads(Path(result["paths"]["json"]).read_text())
+    assert [it["iteration"] for it in report["iterations"]] == [1, 2]
+    assert [r["stage"] for r in report["iterations"][1]["redone"]] == ["stage2_dataset"]
+    assert report["iterations"][0]["redone"] == []
+    assert "Redone after an interruption: stage2_dataset" in Path(result["paths"]["md"]).read_text()
 
 
 def test_an_unfinished_loop_with_other_settings_needs_restart(tmp_path: Path, config: TradelabConfig,
@@ -138,3 +149,33 @@ def test_an_unfinished_loop_with_other_settings_needs_restart(tmp_path: Path, co
     recorder.calls.clear()
     run_loop(root, "NQ", config, other, restart=True)
     assert recorder.calls[0] == (1, "stage1")
+
+
+def test_a_full_disk_while_the_report_is_written_keeps_the_last_one_and_the_next_run_finishes(
+        tmp_path: Path, config: TradelabConfig, recorder: Recorder) -> None:
+    from disk_faults import disk_fault
+
+    from tradelab.errors import WorkspaceError
+
+    root = _root(tmp_path, config)
+    with disk_fault(root, match=".loop_report.*.md", after=1) as fault:  # the second report: the final one
+        with pytest.raises(WorkspaceError, match="No space left on device"):
+            run_loop(root, "NQ", config, SETTINGS)
+    assert fault.fired
+    state = load_manifest(root, "NQ")["loop"]
+    assert state["status"] == "failed" and state["activity"] == "report" and "No space" in state["error"]
+    folder = root / state["report_dir"]
+    first = json.loads((folder / "loop_report.json").read_text())
+    # The report written after iteration 1 is still there, whole: all three files.
+    assert [it["iteration"] for it in first["iterations"]] == [1] and first["status"] == "running"
+    assert "## Iteration 1" in (folder / "loop_report.md").read_text()
+    assert "Iteration 2" not in (folder / "loop_report.md").read_text()
+    assert not list(folder.glob(".loop_report*"))
+    recorder.calls.clear()
+    result = run_loop(root, "NQ", config, SETTINGS)
+    assert recorder.calls == []
+    report = json.loads(Path(result["paths"]["json"]).read_text())
+    assert report["status"] == "completed" and report["completed_at"] is not None
+    assert [(s["stage"], s["status"], s["redo"]) for s in report["interruptions"]] == [("report", "failed",
+                                                                                       "rewritten")]
+    assert "Iteration 2" in Path(result["paths"]["md"]).read_text()

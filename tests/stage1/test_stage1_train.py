@@ -14,7 +14,7 @@ from tradelab.integrity import recorded_sha256
 from tradelab.manifest import load_manifest
 from tradelab.paths import Workspace
 from tradelab.stage1.sections import STAGE1_KEYS
-from tradelab.stage1.wiring import WARM_ADAPTER_DIR
+from tradelab.stage1.wiring import REFINING_ADAPTER_DIR, WARM_ADAPTER_DIR
 from tradelab.stage1.train import run_stage1
 
 pytestmark = pytest.mark.slow
@@ -100,7 +100,10 @@ def test_records_name_the_adapter_that_answered(trained) -> None:
     records = [json.loads(x) for x in _lines(ws.experience_path("NQ"))]
     adapters = {r["adapter"]["path"] for r in records}
     assert str(ws.market_model_dir("NQ") / WARM_ADAPTER_DIR) in adapters
-    assert str(ws.stage1_lora_dir("NQ")) in adapters, "queries after a refinement use the refined adapter"
+    # Refinements go to stage1_lora_refining (stage1_lora is replaced only when the run completes).
+    refining = ws.market_model_dir("NQ") / REFINING_ADAPTER_DIR
+    assert str(refining) in adapters, "queries after a refinement use the refined adapter"
+    assert sha256_dir(refining) == sha256_dir(ws.stage1_lora_dir("NQ")), "the last refinement is published"
     refinements = summary.section.llm_stats["refinements"]
     assert refinements and refinements[0]["examples"] > 0
     memory = summary.memory

@@ -88,8 +88,9 @@ def _stage2(args: argparse.Namespace, out: Console) -> int:
 
 
 def _preflight(args: argparse.Namespace, out: Console) -> int:
+    # --json only reads (scripts poll it, also while a loop runs); the table form records the report.
     report = stages.preflight(args.root, args.market, engine=args.engine, dataset_only=args.dataset_only,
-                              config=stages.workspace_config(args.root, args.config_dir))
+                              config=stages.workspace_config(args.root, args.config_dir), record=not args.json)
     if args.json:
         print(json.dumps(report, indent=2, default=str))  # noqa: T201 - machine-readable output for scripts
     else:

@@ -153,12 +153,13 @@ def status_tables(status: dict[str, Any]) -> list[Table]:
     if not status["markets"]:
         tables.append(kv_table("Status", {"markets": "none yet: run `python main.py data generate --market NQ`"}))
     for market in status["markets"]:
-        tables.append(kv_table(f"{market['market']}: stages", market["stages"]))
-        if market.get("base_model"):
+        tables.append(kv_table(f"{market['market']}: stages", {"writer lock": lock_line(market["lock"]),
+                                                                **market["stages"]}))
+        if market["base_model"]:
             base = market["base_model"]
             tables.append(kv_table(f"{market['market']}: advisor base model", {
-                "name": base.get("name"), "sha256": base.get("sha256") or "-", "source": base.get("source") or "-",
-                "path": base.get("local_path")}))
+                "name": base["name"], "sha256": base["sha256"] or "-", "source": base["source"] or "-",
+                "path": base["local_path"]}))
         tables.append(rows_table(
             f"{market['market']}: artifacts",
             [{"artifact": a["name"], "exists": "yes" if a["exists"] else "no", "path": a["path"] or "-"}
@@ -167,6 +168,19 @@ def status_tables(status: dict[str, Any]) -> list[Table]:
         if market["runs"]:
             tables.append(rows_table(f"{market['market']}: Stage 2 runs", market["runs"]))
     return tables
+
+
+def lock_line(lock: dict[str, Any]) -> str:
+    """Who holds a market's writer lock, in one line (``status``)."""
+    if lock["state"] == "free":
+        return "free"
+    doing = f", now {lock['doing']}" if lock.get("doing") else ""
+    who = f"{lock['stage']}{doing}: pid {lock['pid']} on {lock['host']} since {lock['started_at']} (`{lock['command']}`)"
+    if lock["state"] == "held":
+        return f"held by {who}"
+    if lock["state"] == "stale":
+        return f"free (left by {who}, whose process is gone)"
+    return f"held from another host by {who} (cannot be checked from here)"
 
 
 def outcomes_table(outcomes: list[Any]) -> Table:

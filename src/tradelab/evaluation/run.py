@@ -29,7 +29,7 @@ from tradelab.evaluation.report import agent_entry, summary_table, write_report
 from tradelab.evaluation.roster import build_roster
 from tradelab.evaluation.scoring import ScoringContext
 from tradelab.evaluation.starts import Window
-from tradelab.fileio import atomic_write_text, new_stamped_dir
+from tradelab.fileio import atomic_write_text, new_stamped_dir, staged_dir
 from tradelab.manifest import EvaluationSummary, append_evaluation, evaluations_of, require_stage1, stage1_of
 from tradelab.paths import Workspace
 from tradelab.provenance import SCHEMA_VERSION, origin, utc_now
@@ -160,7 +160,9 @@ def finish_evaluation(prep: PreparedEvaluation, result: BacktestResult) -> Evalu
 
     root, market, config, settings = prep.root, prep.market, prep.config, prep.settings
     arrays, holdout, specs = prep.arrays, prep.holdout, prep.specs
-    report_dir = new_stamped_dir(Workspace.at(root).reports_dir(market))
+    reports = Workspace.at(root).reports_dir(market)
+    sweep_report_staging(reports)
+    report_dir = new_stamped_dir(reports)
     report = build_report(market, config, settings, arrays, holdout, result, prep.skipped, prep.aliases,
                           {s.name: s.adapter_path for s in specs}, report_dir)
     report["market_origin"] = market_origin(root, market)
@@ -168,14 +170,31 @@ def finish_evaluation(prep: PreparedEvaluation, result: BacktestResult) -> Evalu
     report["base_model"] = base.model_dump() if base is not None else None
     report.update(honest_sections(root, market, config, settings, arrays, holdout, result, prep.manifest, report,
                                   trained=[s.name for s in specs if s.has_policy or s.uses_advisor]))
-    if settings.plots:
-        report["plots"] = write_plots(report_dir, market, result, settings, arrays, config, report)
-    write_report(report_dir, report)
-    atomic_write_text(report_dir / "trades.jsonl", "".join(json.dumps(t) + "\n" for t in result.trades))
+    # The folder appears whole or not at all: a run killed while writing leaves only a staging folder (swept by the
+    # next evaluation) beside the empty one its name reserved.
+    with staged_dir(report_dir) as staging:
+        if settings.plots:
+            report["plots"] = write_plots(staging, market, result, settings, arrays, config, report)
+        write_report(staging, report)
+        atomic_write_text(staging / "trades.jsonl", "".join(json.dumps(t) + "\n" for t in result.trades))
     summary = evaluation_summary(report)
     append_evaluation(root, market, summary)
     log.info("evaluation of %s written to %s", market, report_dir)
     return summary
+
+
+def sweep_report_staging(reports: Path) -> None:
+    """Remove what an evaluation killed while writing left under ``reports/<MKT>/``: its staging folders and the
+    empty report folders they were meant to fill (called under the market lock)."""
+    import shutil
+
+    if not reports.is_dir():
+        return
+    for path in sorted(reports.iterdir()):
+        if path.name.startswith(".") and path.is_dir():  # staged_dir's staging and set-aside folders
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.is_dir() and not path.name.startswith(("loop_", ".")) and not any(path.iterdir()):
+            path.rmdir()
 
 
 def _selection_figures(intervals: dict[str, Any], name: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ own ("You are a helpful AI assistant named SmolLM...") in front of a conversatio
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import json
@@ -32,10 +33,11 @@ from tradelab.core.ground_truth import build_ground_truth, dumps
 from tradelab.core.records import check_record
 from tradelab.core.tradesim import is_entry_decision
 from tradelab.errors import DataError, StageNotReady
-from tradelab.fileio import atomic_write_json, atomic_write_text, sha256_file, writing
+from tradelab.fileio import atomic_path, sha256_file, writing
 from tradelab.manifest import load_manifest, set_stage2
 from tradelab.paths import Workspace
 from tradelab.provenance import SCHEMA_VERSION, origin, utc_now
+from tradelab.setaside import covered, load_ledger
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ SAMPLES_FILE = "stage2_samples.jsonl"
 METADATA_FILE = "dataset_metadata.json"
 ABILITY = "trading"
 MAX_REPORTED_LINES = 50
+SPILL_PREFIX = ".export-"
+"""The export's private temporary folder beside its outputs (removed when it ends; swept by the next export)."""
 PROGRESS_EVERY_LINES = 1000
 """How often the export reports progress while streaming the experience file."""
 
@@ -97,6 +101,7 @@ class _Scan:
     removed_failures: int = 0
     successes: int = 0
     passed_filters: int = 0
+    set_aside: int = 0
     source_sha256: str = ""
 
 
@@ -238,12 +243,14 @@ def _lines(fh: Any, digest: Any) -> Iterator[bytes]:
 
 
 def _stream(
-    path: Path, settings: Any, keep: int | None, spill: _Spill, progress: Callable[[int, int], None] | None = None
+    path: Path, settings: Any, keep: int | None, spill: _Spill, progress: Callable[[int, int], None] | None = None,
+    skip: Callable[[int], bool] | None = None,
 ) -> _Scan:
     """Read the JSONL once: count, validate, filter; hand the kept candidates to ``spill`` (the latest ``keep`` of
     them, all when None).
 
-    ``progress`` gets ``(bytes read, file size)`` every :data:`PROGRESS_EVERY_LINES` lines and at the end.
+    ``progress`` gets ``(bytes read, file size)`` every :data:`PROGRESS_EVERY_LINES` lines and at the end. Lines
+    whose starting byte ``skip`` returns True for are set aside (:mod:`tradelab.setaside`): counted, nothing more.
     """
     scan = _Scan()
     weights = settings.reward_weights.model_dump()
@@ -255,9 +262,13 @@ def _stream(
     number = 0
     with open(path, "rb") as fh:
         for number, raw in enumerate(_lines(fh, digest), start=1):
+            offset = done_bytes
             done_bytes += len(raw)
             if progress and number % PROGRESS_EVERY_LINES == 0:
                 progress(done_bytes, total_bytes)
+            if skip is not None and skip(offset):
+                scan.set_aside += 1
+                continue
             if not raw.strip():
                 scan.blank += 1
                 continue
@@ -370,7 +381,8 @@ class _Spill:
 
     def write_part(self, path: Path, rows: Any, split: str, market: str, samples: list[dict[str, Any]],
                    samples_rows: int) -> None:
-        """Write the rows ``rows`` (global row numbers, in output order) as the parquet file ``path``.
+        """Write the rows ``rows`` (global row numbers, in output order) as the parquet file ``path`` (a temporary
+        file the caller moves into place).
 
         Rows are gathered :data:`CHUNK_ROWS` at a time; each chunk is one row group. The first rows are appended
         to ``samples`` until it holds ``samples_rows``.
@@ -378,8 +390,6 @@ class _Spill:
         import numpy as np
         import pyarrow as pa
         import pyarrow.parquet as pq
-
-        from tradelab.fileio import atomic_path
 
         schema = row_schema()
         offsets = np.cumsum([0, *self.sizes])
@@ -391,7 +401,7 @@ class _Spill:
                 loaded[run] = (index, readers[run].get_batch(index))
             return loaded[run][1]
 
-        with atomic_path(path) as tmp, pq.ParquetWriter(str(tmp), schema) as writer:
+        with writing(path), pq.ParquetWriter(str(path), schema) as writer:
             if len(rows) == 0:
                 writer.write_table(schema.empty_table())
             for start in range(0, len(rows), CHUNK_ROWS):
@@ -481,6 +491,25 @@ def _check_scan(path: Path, scan: _Scan, settings: Any, market: str) -> None:
         )
 
 
+def sweep_temporaries(out_dir: Path) -> list[Path]:
+    """Remove what an export killed mid-way left in ``out_dir``: its spill folder and half-written temp files.
+
+    Only called under the market lock, so no other export is writing there. The outputs themselves are never
+    half-written (each appears by ``os.replace``).
+    """
+    removed = []
+    patterns = (f"{SPILL_PREFIX}*", ".stage2_*", f".{Path(METADATA_FILE).stem}.*")
+    for path in sorted(p for pattern in patterns for p in out_dir.glob(pattern)):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        log.info("%s: removed %d files an interrupted export left", out_dir, len(removed))
+    return removed
+
+
 def export_dataset(
     root: str | Path, market: str, config: TradelabConfig, *, test_mode: bool,
     progress: Callable[[int, int], None] | None = None,
@@ -514,30 +543,42 @@ def export_dataset(
     caps = [c for c in (settings.max_samples, settings.test_max_rows if test_mode else None) if c is not None]
     keep = min(caps) if caps else None
     out_dir = ws.soft_grpo_data_dir(market)
+    skip = covered(load_ledger(source))
     with writing(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
-        spill_dir = Path(tempfile.mkdtemp(prefix=".export-", dir=out_dir))
-    try:
-        spill = _Spill(spill_dir, settings.reasoning_instruction, config.llm.prompts.system)
-        scan = _stream(source, settings, keep, spill, progress)
-        if progress:
-            progress(source.stat().st_size, source.stat().st_size)
-        _check_scan(source, scan, settings, market)
-        if scan.malformed:
-            log.warning("%s: %d malformed lines skipped (lines %s; first: %s)", source, len(scan.malformed),
-                        ", ".join(str(n) for n, _ in scan.malformed[:20]), scan.malformed[0][1])
-        order = spill.order()
-        train, val = _split(len(order), settings)
-        paths = {"train": out_dir / TRAIN_FILE, "val": out_dir / VAL_FILE, "samples": out_dir / SAMPLES_FILE}
-        samples: list[dict[str, Any]] = []
-        spill.write_part(paths["train"], order[train], "train", market, samples, settings.samples_rows)
-        spill.write_part(paths["val"], order[val], "val", market, samples, settings.samples_rows)
-    finally:
-        shutil.rmtree(spill_dir, ignore_errors=True)
-    atomic_write_text(paths["samples"], "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in samples))
-    metadata = _metadata(source, scan, settings, config, test_mode, keep, len(order), paths,
-                         {"train": len(train), "val": len(val), "samples": len(samples)})
-    atomic_write_json(out_dir / METADATA_FILE, metadata)
+        sweep_temporaries(out_dir)
+    paths = {"train": out_dir / TRAIN_FILE, "val": out_dir / VAL_FILE, "samples": out_dir / SAMPLES_FILE}
+    # Every file is written in full before any replaces its predecessor (and the manifest entry comes last), so an
+    # export that fails (a full disk) or is killed leaves the previous one whole and matching its manifest entry.
+    with contextlib.ExitStack() as publish:
+        temps = {name: publish.enter_context(atomic_path(path))
+                 for name, path in {**paths, "metadata": out_dir / METADATA_FILE}.items()}
+        with writing(out_dir):
+            spill_dir = Path(tempfile.mkdtemp(prefix=SPILL_PREFIX, dir=out_dir))
+        try:
+            spill = _Spill(spill_dir, settings.reasoning_instruction, config.llm.prompts.system)
+            scan = _stream(source, settings, keep, spill, progress, skip)
+            if progress:
+                progress(source.stat().st_size, source.stat().st_size)
+            _check_scan(source, scan, settings, market)
+            if scan.malformed:
+                log.warning("%s: %d malformed lines skipped (lines %s; first: %s)", source, len(scan.malformed),
+                            ", ".join(str(n) for n, _ in scan.malformed[:20]), scan.malformed[0][1])
+            order = spill.order()
+            train, val = _split(len(order), settings)
+            samples: list[dict[str, Any]] = []
+            spill.write_part(temps["train"], order[train], "train", market, samples, settings.samples_rows)
+            spill.write_part(temps["val"], order[val], "val", market, samples, settings.samples_rows)
+        finally:
+            shutil.rmtree(spill_dir, ignore_errors=True)
+        with writing(paths["samples"]):
+            temps["samples"].write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in samples),
+                                        encoding="utf-8")
+        metadata = _metadata(source, scan, settings, config, test_mode, keep, len(order), paths,
+                             {"train": len(train), "val": len(val), "samples": len(samples)},
+                             {name: sha256_file(temps[name]) for name in paths})
+        with writing(out_dir / METADATA_FILE):
+            temps["metadata"].write_text(json.dumps(metadata, indent=2, default=str) + "\n", encoding="utf-8")
     entry = _manifest_entry(metadata, out_dir / METADATA_FILE, ws)
     set_stage2(root, market, "dataset", entry)
     return {**metadata, "paths": {k: str(ws.resolve(v)) for k, v in entry["paths"].items()},
@@ -546,7 +587,7 @@ def export_dataset(
 
 def _metadata(
     source: Path, scan: _Scan, settings: Any, config: TradelabConfig, test_mode: bool, keep: int | None,
-    kept: int, paths: dict[str, Path], rows: dict[str, int],
+    kept: int, paths: dict[str, Path], rows: dict[str, int], sha256s: dict[str, str],
 ) -> dict[str, Any]:
     capped = scan.passed_filters - kept
     return {
@@ -556,7 +597,7 @@ def _metadata(
         "origin": origin(config_hash(config), settings.seed),
         "source": {"path": str(source), "sha256": scan.source_sha256, "lines": scan.lines},
         "counts": {
-            "lines": scan.lines, "blank": scan.blank, "malformed": len(scan.malformed),
+            "lines": scan.lines, "set_aside": scan.set_aside, "blank": scan.blank, "malformed": len(scan.malformed),
             "without_outcome": scan.without_outcome, "empty_forward": scan.empty_forward,
             "with_outcome": scan.with_outcome,
             "successes": scan.successes, "after_filters": scan.passed_filters, "kept": kept,
@@ -572,7 +613,7 @@ def _metadata(
                         "test_max_rows": settings.test_max_rows if test_mode else None, "removed": capped},
         },
         "split": {"mode": settings.split, "val_fraction": settings.val_fraction, "seed": settings.seed},
-        "files": {name: {"path": str(p), "sha256": sha256_file(p), "rows": rows[name]} for name, p in paths.items()},
+        "files": {name: {"path": str(p), "sha256": sha256s[name], "rows": rows[name]} for name, p in paths.items()},
     }
 
 

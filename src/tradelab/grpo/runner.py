@@ -60,9 +60,27 @@ def run_stage2(
     Raises:
         PreflightError: A preflight check failed (not in dry-run or dataset-only mode).
         StageFailed: The engine failed or left no usable weights; the attempt is recorded with its log.
+        WorkspaceError: Another process is writing this market (the market lock).
     """
+    from tradelab.attempts import market_writer
+
+    what = "stage2 export" if dataset_only else f"stage2 {engine}" + (" (dry run)" if dry_run else "")
+    with market_writer(root, market, what):
+        return _run_stage2(root, market, config, engine=engine, test_mode=test_mode, dataset_only=dataset_only,
+                           dry_run=dry_run, mode=mode, resume_from=resume_from, python=python,
+                           extra_overrides=extra_overrides, on_line=on_line, progress=progress)
+
+
+def _run_stage2(
+    root: str | Path, market: str, config: TradelabConfig, *, engine: str, test_mode: bool, dataset_only: bool,
+    dry_run: bool, mode: str | None, resume_from: str | Path | None, python: str | None,
+    extra_overrides: list[str] | None, on_line: LineSink | None, progress: Callable[[int, int], None] | None,
+) -> Stage2Result:
+    """:func:`run_stage2`'s work, under the market lock."""
+    from tradelab.attempts import stage2_attempt
     from tradelab.grpo.dataset import export_dataset
     from tradelab.grpo.preflight import run_preflight
+    from tradelab.manifest_schema import RunDataset
 
     spec = get_engine(engine)
     exported = export_dataset(root, market, config, test_mode=test_mode, progress=progress)
@@ -83,5 +101,9 @@ def run_stage2(
     if not report.ok:
         raise PreflightError(f"preflight failed for engine {engine} on {market}:\n{report.summary()}\n"
                              f"fix these, or see `python main.py preflight --market {market} --engine {engine}`")
-    run = spec.run(Workspace.at(root), market, config, plan, request)
+    ws = Workspace.at(root)
+    trained_on = RunDataset(paths={k: ws.record(dataset.paths[k]) or dataset.paths[k] for k in ("train", "val")},
+                            sha256s={k: dataset.sha256s[k] for k in ("train", "val")})
+    with stage2_attempt(root, market, engine, test_mode=test_mode, dataset=trained_on):
+        run = spec.run(ws, market, config, plan, request)
     return result.model_copy(update={"run": run})

@@ -9,12 +9,14 @@ task the evaluation seeds run one after another (tasks do not start tasks of the
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tradelab.attempts import market_writer
 from tradelab.loop.run import run_loop
 from tradelab.manifest_schema import LoopSettings
 from tradelab.paths import Workspace
@@ -78,9 +80,7 @@ def loop_markets(
     Returns:
         What :func:`run_loop` returns, per market, with paths in the parent workspace.
     """
-    from tradelab.fanout import fan_out, ray_session
-    from tradelab.taskspace import adopt_market, rebase_paths, remove_worker_workspace
-    from tradelab.provenance import utc_stamp
+    from tradelab.fanout import ray_session
 
     if ray_address is None or len(markets) == 1:
         results = []
@@ -91,6 +91,22 @@ def loop_markets(
                 results.append(run_loop(root, market, config, settings, restart=restart, on_event=emit,
                                         progress=progress, ray_address=ray_address))
         return results
+    with contextlib.ExitStack() as held:  # the tasks write copies; the parent holds each market until it adopts them
+        for market in sorted(set(markets)):
+            held.enter_context(market_writer(root, market, "loop (Ray)"))
+        return _fan_out_loops(root, markets, config, settings, restart=restart, ray_address=ray_address,
+                              on_event=on_event, progress=progress)
+
+
+def _fan_out_loops(
+    root: str | Path, markets: Sequence[str], config: TradelabConfig, settings: LoopSettings, *, restart: bool,
+    ray_address: str, on_event: EventSink | None, progress: Progress | None,
+) -> list[dict[str, Any]]:
+    """One Ray task per market's loop, then each market's outputs moved into ``root`` (under its lock)."""
+    from tradelab.fanout import fan_out
+    from tradelab.provenance import utc_stamp
+    from tradelab.taskspace import adopt_market, rebase_paths, remove_worker_workspace
+
     parent = str(Workspace.at(root).root)
     run = f"loop_{utc_stamp()}_{os.getpid()}"
     tasks = [LoopTask(parent, run, market, config, settings, restart) for market in markets]

@@ -4,15 +4,18 @@ JSON shape (every ``*_ci`` is ``[low, high]`` or null when the sample is too sma
 
     {"market", "edge", "market_origin", "seeds", "settings", "status",
      "warm_start": {"advisor": ADVISOR},
-     "iterations": [{"iteration", "adapter_in_sha256", "adapter_stage1_sha256", "adapter_out_sha256",
-                     "dataset_sha256s", "advisor_stage1": ADVISOR, "advisor": ADVISOR, "stage2_vs_stage1",
-                     "agents": {"hybrid": AGENT, "ppo": AGENT, ...}, "hybrid_minus_ppo", "notes": [...]}],
+     "iterations": [{"iteration", "stages", "redone": [STOP], "adapter_in_sha256", "adapter_stage1_sha256",
+                     "adapter_out_sha256", "dataset_sha256s", "advisor_stage1": ADVISOR, "advisor": ADVISOR,
+                     "stage2_vs_stage1", "agents": {"hybrid": AGENT, "ppo": AGENT, ...}, "hybrid_minus_ppo",
+                     "notes": [...]}],
+     "interruptions": [{"iteration", **STOP}],
      "headline": {"advisor_hit_rate_gain", ...},
      "power": {"rule_ceiling", "comparisons": [{name, observed, ci, mde, goal, met, headroom, could_have_seen}],
                "stage2_room": [{iteration, stage1_to_ceiling_reward, observed (Stage 2's gain), mde, ...}]}}
 
     ADVISOR = {hit_rate, hit_rate_ci, hit_rate_up, hit_rate_down, balanced_hit_rate, balanced_hit_rate_ci,
                holdout_reward, holdout_reward_ci, parse_rate, non_hold_share, prompts, directional, ...}
+    STOP    = {stage, status (interrupted | failed), redo (afresh | continued from ... | rewritten), found_at, error}
     AGENT   = {net_pnl_usd, net_pnl_usd_ci (day-block bootstrap), net_pnl_usd_seed_ci (t over >= 3 seeds),
                trades_per_day, sharpe (annualised, all seeds' days pooled), days, trades, seeds}
 
@@ -28,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tradelab.evaluation.stats import block_bootstrap_ci, seed_t_ci
-from tradelab.fileio import atomic_write_text
+from tradelab.fileio import atomic_path, writing
 from tradelab.loop.power import power_lines, power_section
 from tradelab.provenance import SCHEMA_VERSION, origin
 
 if TYPE_CHECKING:
     from tradelab.config.schema import TradelabConfig
-    from tradelab.manifest_schema import LoopIteration, LoopSection
+    from tradelab.manifest_schema import LoopInterruption, LoopIteration, LoopSection
 
 ADVISOR_KEYS: tuple[str, ...] = (
     "hit_rate", "hit_rate_ci", "hit_rate_up", "hit_rate_up_ci", "hit_rate_down", "hit_rate_down_ci",
@@ -143,10 +146,16 @@ def _notes(it: LoopIteration) -> list[str]:
     return notes
 
 
-def _iteration(it: LoopIteration) -> dict[str, Any]:
+def _stop(stop: LoopInterruption) -> dict[str, Any]:
+    return {"stage": stop.stage, "status": stop.status, "redo": stop.redo, "found_at": stop.found_at,
+            "error": stop.error}
+
+
+def _iteration(it: LoopIteration, stops: list[LoopInterruption]) -> dict[str, Any]:
     evaluation = it.evaluation
     return {
         "iteration": it.iteration, "stages": dict(it.stages),
+        "redone": [_stop(s) for s in stops if s.iteration == it.iteration and s.stage in it.stages],
         "base_in_sha256": it.base_in_sha256, "adapter_in_sha256": it.adapter_in_sha256,
         "adapter_stage1_sha256": it.adapter_stage1_sha256, "base_out_sha256": it.base_out_sha256,
         "adapter_out_sha256": it.adapter_out_sha256, "ppo_init": it.ppo_init, "dataset_sha256s": it.dataset_sha256s,
@@ -171,7 +180,7 @@ def build_report(market: str, config: TradelabConfig, state: LoopSection) -> dic
     """The ``loop_report.json`` content for the loop state kept in the manifest."""
     from tradelab.config import config_hash
 
-    iterations = [_iteration(it) for it in state.iterations]
+    iterations = [_iteration(it, state.interruptions) for it in sorted(state.iterations, key=lambda i: i.iteration)]
     warm = _advisor(state.warm_start["advisor"]) if state.warm_start else None
     last = next((it["advisor"] for it in reversed(iterations) if it["advisor"]), None)
     origin_ = state.market_origin or {}
@@ -183,6 +192,7 @@ def build_report(market: str, config: TradelabConfig, state: LoopSection) -> dic
         "base_model": next((it.evaluation.base_model.model_dump() for it in state.iterations
                             if it.evaluation is not None and it.evaluation.base_model is not None), None),
         "warm_start": {"advisor": warm}, "iterations": iterations,
+        "interruptions": [{"iteration": s.iteration, **_stop(s)} for s in state.interruptions],
         "headline": {"advisor_hit_rate_gain": _gain(warm, last, "hit_rate"),
                      "advisor_balanced_hit_rate_gain": _gain(warm, last, "balanced_hit_rate")},
     }
@@ -193,14 +203,26 @@ def build_report(market: str, config: TradelabConfig, state: LoopSection) -> dic
 def write_loop_report(
     report_dir: Path, market: str, config: TradelabConfig, state: LoopSection
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Write ``loop_report.json``, ``loop_report.md`` and ``loop_report.png``; return the report and their paths."""
-    report_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``loop_report.json``, ``loop_report.md`` and ``loop_report.png``; return the report and their paths.
+
+    The three are written in full before any replaces its predecessor, so a write that fails (a full disk) leaves
+    the previous report whole; temporary files a killed write left are removed first.
+    """
+    import contextlib
+
+    with writing(report_dir):
+        report_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*report_dir.glob(".loop_report.*"), *report_dir.glob("loop_report.png.tmp.png")]:
+        stale.unlink(missing_ok=True)
     report = build_report(market, config, state)
     paths = {"json": report_dir / "loop_report.json", "md": report_dir / "loop_report.md",
              "png": report_dir / "loop_report.png"}
-    atomic_write_text(paths["json"], json.dumps(report, indent=2, default=str) + "\n")
-    atomic_write_text(paths["md"], markdown(report))
-    plot_loop(report, paths["png"])
+    with contextlib.ExitStack() as publish:
+        temps = {kind: publish.enter_context(atomic_path(path)) for kind, path in paths.items()}
+        with writing(paths["json"]):
+            temps["json"].write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+            temps["md"].write_text(markdown(report), encoding="utf-8")
+            plot_loop(report, temps["png"])
     return report, {k: str(v) for k, v in paths.items()}
 
 
@@ -254,6 +276,9 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{_ci(comparison['reward_gain_ci'])}, answers changed "
                          f"{_fmt(comparison['answers_changed'])}, log-prob shift "
                          f"{_fmt(comparison['logprob_shift_mean'], 4)}")
+        for stop in it["redone"]:
+            lines.append(f"- Redone after an interruption: {stop['stage']} ({stop['status']}, found "
+                         f"{stop['found_at']}; {stop['redo']})")
         difference = it["hybrid_minus_ppo"]
         if difference:
             lines.append(f"- Hybrid minus PPO-only: {_fmt(difference['net_pnl_usd'])} USD "
@@ -266,6 +291,11 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{_ci(a['net_pnl_usd_seed_ci'])} | {_fmt(a['trades_per_day'])} | {_fmt(a['sharpe'])} | "
                          f"{a['days']} |")
     lines += power_lines(report.get("power"))
+    if report["interruptions"]:
+        lines += ["", "## Interruptions", "", "| iteration | where | how it ended | what the resumed loop did |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {s['iteration'] if s['iteration'] is not None else '-'} | {s['stage'] or '-'} | {s['status']} | "
+                  f"{s['redo'] or '-'} |" for s in report["interruptions"]]
     lines += ["", f"Headline: advisor_hit_rate_gain={_fmt(report['headline']['advisor_hit_rate_gain'])}", ""]
     return "\n".join(lines)
 

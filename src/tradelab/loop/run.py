@@ -6,8 +6,10 @@ on its base; a whole model (the SofT-GRPO fork) becomes the next Stage 1's base,
 (:func:`tradelab.handoff.stage1_start`). After each iteration the advisor is probed on the same holdout prompts (after
 Stage 1 and after Stage 2), and every agent is backtested on the holdout.
 
-State lives in the manifest's ``loop`` section (:class:`tradelab.manifest_schema.LoopSection`), written after every
-stage, so an interrupted loop resumes at the iteration and stage where it stopped. The report
+State lives in the manifest's ``loop`` section (:class:`tradelab.manifest_schema.LoopSection`), written before and
+after every stage, so a loop killed at any moment resumes at the iteration and stage where it stopped
+(:mod:`tradelab.loop.resume`), from the inputs the earlier iterations pinned (:mod:`tradelab.loop.lineage`). The
+loop holds the market's writer lock throughout (:func:`tradelab.attempts.market_writer`). The report
 (``loop_report.json``/``.md``/``.png``) is rewritten after every iteration, so a long loop can be read while it runs.
 """
 
@@ -20,10 +22,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradelab import stages
+from tradelab.attempts import market_writer
 from tradelab.errors import StageFailed, StageNotReady
-from tradelab.fileio import atomic_write_text, new_stamped_dir, sha256_dir
-from tradelab.handoff import FRESH_ADAPTER_DIR, AdvisorModel, base_or_none, output_model, stage1_model
+from tradelab.fileio import new_stamped_dir, sha256_dir, sha256_file
+from tradelab.handoff import FRESH_ADAPTER_DIR, AdvisorModel, base_or_none, output_model
+from tradelab.loop import lineage, resume
+from tradelab.loop.advisor_probe import ProbeContext
 from tradelab.loop import report as loop_report
+from tradelab.loop.lineage import require_pinned
 from tradelab.loop.power import rule_ceiling, stage1_records
 from tradelab.manifest import load_manifest, loop_of, set_loop
 from tradelab.manifest_schema import (
@@ -33,14 +39,13 @@ from tradelab.manifest_schema import (
     LoopSettings,
     LoopStage1,
     LoopStage2Run,
-    data_of,
 )
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now
+from tradelab.runlock import LockOwner
 
 if TYPE_CHECKING:
     from tradelab.config.schema import TradelabConfig
-    from tradelab.loop.probe import ProbeSet
 
 log = logging.getLogger(__name__)
 
@@ -78,50 +83,103 @@ def run_loop(
     if not ws.bars_path(market).is_file():
         raise StageNotReady(f"{ws.bars_path(market)}: no bars for {market}; run `python main.py data generate "
                             f"--market {market} --edge 0.15` (a known edge) or `data import PATH` first")
-    state = _start_or_resume(root, market, settings, restart)
-    emit = on_event or (lambda line: None)
-    probe_ctx = _ProbeContext(root, market, config, settings, ws.resolve(state.report_dir))
-    if state.warm_start is None:
-        emit("measuring the warm-start advisor on the holdout prompts")
-        state.warm_start = {"advisor": probe_ctx.measure(AdvisorModel(None, probe_ctx.warm_adapter()), "warm_start")}
+    with market_writer(root, market, "loop") as owner:
+        state = _start_or_resume(root, market, config, settings, restart, owner)
+        emit = on_event or (lambda line: None)
+        if state.interruptions and state.interruptions[-1].redo is None:
+            stopped = state.interruptions[-1]
+            emit(f"resuming: the last run stopped at {resume.activity(stopped.iteration, stopped.stage or '?')} "
+                 f"({stopped.status})")
+        probe_ctx = ProbeContext(root, market, config, settings, ws.resolve(state.report_dir))
+        if state.warm_start is None:
+            emit("measuring the warm-start advisor on the holdout prompts")
+            if any(s.stage == "warm_start" and s.redo is None for s in state.interruptions):
+                resume.note_redo(state, None, "warm_start", "afresh")
+            _save(root, market, state, resume.activity(None, "warm_start"))
+            state.warm_start = {"advisor": probe_ctx.measure(AdvisorModel(None, probe_ctx.warm_adapter()),
+                                                             "warm_start")}
+            _save(root, market, state, None)
+        if state.rule_ceiling is None:  # the most the advisor's figures could reach on these prompts
+            state.rule_ceiling = rule_ceiling(probe_ctx.probe(), level=config.evaluation.ci_level,
+                                              seed=config.evaluation.base_seed)
+        for number in range(1, settings.iterations + 1):
+            iteration = _iteration_state(state, number)
+            for stage in LOOP_STAGES:
+                if iteration.stages.get(stage) == "completed":
+                    emit(f"iteration {number}: {stage} already completed, skipped")
+                    continue
+                _run_one(root, market, config, settings, state, iteration, stage, probe_ctx, progress, emit,
+                         ray_address)
+            if number < settings.iterations:  # readable while a long loop runs; the last one is written below
+                _report(root, market, config, state, number, emit)
+        report, paths = _report(root, market, config, state, None, emit)
+        return {"report": report, "paths": {kind: str(ws.resolve(path)) for kind, path in paths.items()}}
+
+
+def _run_one(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings, state: LoopSection,
+             iteration: LoopIteration, stage: str, probe_ctx: ProbeContext, progress: Progress | None,
+             emit: EventSink, ray_address: str | None) -> None:
+    """Run (or redo) one stage of one iteration, with its state saved before and after."""
+    number = iteration.iteration
+    redo = resume.prepare_redo(root, market, state, iteration, stage)
+    emit(f"iteration {number}: {stage}" + (f" (redone after an interruption: {redo.how})" if redo else ""))
+    iteration.stages = {**iteration.stages, stage: "running"}
+    if stage == "stage1":  # where this attempt's experience records will begin
+        experience = Workspace.at(root).experience_path(market)
+        iteration.experience_from_byte = experience.stat().st_size if experience.is_file() else 0
+    _save(root, market, state, resume.activity(number, stage))
+    try:
+        run_stage = _STAGES[stage]
+        if stage == "evaluation" and ray_address is not None:
+            run_stage = partial(run_stage, ray_address=ray_address)
+        elif stage == "stage2_engine" and redo is not None and redo.resume_from is not None:
+            run_stage = partial(run_stage, resume_from=redo.resume_from)
+        run_stage(root, market, config, settings, state, iteration, probe_ctx, progress)
+    except BaseException as exc:
+        stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        state.status = stopped
+        iteration.stages = {**iteration.stages, stage: stopped}
+        state.error = f"iteration {number} {stage}: {type(exc).__name__}: {exc}"
         set_loop(root, market, state)
-    if state.rule_ceiling is None:  # the most the advisor's figures could reach on these prompts
-        state.rule_ceiling = rule_ceiling(probe_ctx.probe(), level=config.evaluation.ci_level,
-                                          seed=config.evaluation.base_seed)
-    for number in range(1, settings.iterations + 1):
-        iteration = _iteration_state(state, number)
-        for stage in LOOP_STAGES:
-            if iteration.stages.get(stage) == "completed":
-                emit(f"iteration {number}: {stage} already completed, skipped")
-                continue
-            emit(f"iteration {number}: {stage}")
-            iteration.stages = {**iteration.stages, stage: "running"}
-            set_loop(root, market, state)
-            try:
-                run_stage = _STAGES[stage]
-                if stage == "evaluation" and ray_address is not None:
-                    run_stage = partial(run_stage, ray_address=ray_address)
-                run_stage(root, market, config, settings, state, iteration, probe_ctx, progress)
-            except BaseException as exc:
-                state.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-                state.error = f"iteration {number} {stage}: {type(exc).__name__}: {exc}"
-                set_loop(root, market, state)
-                raise
-            iteration.stages = {**iteration.stages, stage: "completed"}
-            set_loop(root, market, state)
-        if number < settings.iterations:  # readable while a long loop runs; the last one is written below
-            state.report = _write(root, market, config, state)[1]
-            set_loop(root, market, state)
-    state.status = "completed"
-    state.completed_at = utc_now()
-    report, paths = _write(root, market, config, state)
-    state.report = paths
+        raise
+    iteration.stages = {**iteration.stages, stage: "completed"}
+    _save(root, market, state, None)
+
+
+def _save(root: str | Path, market: str, state: LoopSection, doing: str | None) -> None:
+    """Save the loop state with what it is doing now (None: between stages)."""
+    state.activity = doing
     set_loop(root, market, state)
-    return {"report": report, "paths": {kind: str(ws.resolve(path)) for kind, path in paths.items()}}
+
+
+def _report(root: str | Path, market: str, config: TradelabConfig, state: LoopSection, number: int | None,
+            emit: EventSink) -> tuple[dict[str, Any], dict[str, str]]:
+    """Write the loop report (after iteration ``number``, or the final one, which completes the loop) and record
+    its paths. The loop is recorded ``completed`` only once its final report is written."""
+    emit("writing the loop report" + (f" after iteration {number}" if number is not None else ""))
+    _save(root, market, state, resume.activity(number, "report"))
+    for stopped in state.interruptions:
+        if stopped.stage == "report" and stopped.redo is None:
+            stopped.redo = "rewritten"
+    shown = state if number is not None else state.model_copy(update={"status": "completed",
+                                                                     "completed_at": utc_now()})
+    try:
+        report, paths = _write(root, market, config, shown)
+    except BaseException as exc:
+        state.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        state.error = f"{resume.activity(number, 'report')}: {type(exc).__name__}: {exc}"
+        set_loop(root, market, state)
+        raise
+    state.report = paths
+    if number is None:
+        state.status, state.completed_at = "completed", shown.completed_at
+    _save(root, market, state, None)
+    return report, paths
 
 
 # ------------------------------------------------------------------------------------------------------ state
-def _start_or_resume(root: str | Path, market: str, settings: LoopSettings, restart: bool) -> LoopSection:
+def _start_or_resume(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings, restart: bool,
+                     owner: LockOwner) -> LoopSection:
     from tradelab.marketdata.store import market_origin
 
     previous = loop_of(load_manifest(root, market))
@@ -131,9 +189,13 @@ def _start_or_resume(root: str | Path, market: str, settings: LoopSettings, rest
                 f"{Workspace.at(root).manifest_path(market)}: an unfinished loop has settings "
                 f"{previous.settings.model_dump()}, this call asks for {settings.model_dump()}; resume it with the "
                 f"same settings or pass --restart to start anew")
+        resume.record_stop(previous)
         previous.settings = settings
         previous.status = "running"
         previous.error = None
+        previous.pid, previous.host, previous.lock_token = owner.pid, owner.host, owner.token
+        if previous.loop_id is None:
+            previous.loop_id = _loop_id(root, market, config, settings)
         log.info("loop for %s resumes (%d iterations recorded)", market, len(previous.iterations))
         return previous
     ws = Workspace.at(root)
@@ -141,7 +203,26 @@ def _start_or_resume(root: str | Path, market: str, settings: LoopSettings, rest
         status="running", started_at=utc_now(), completed_at=None, settings=settings,
         market_origin=market_origin(root, market), warm_start=None, iterations=[], report=None,
         report_dir=ws.record(new_stamped_dir(ws.reports_dir(market), prefix="loop_")),
+        loop_id=_loop_id(root, market, config, settings), pid=owner.pid, host=owner.host, lock_token=owner.token,
     )
+
+
+def _loop_id(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings) -> str:
+    """A new loop's id: a hash of what it starts from (its settings, the config, the bars and how much experience
+    the market already has), so the same loop on the same workspace gets the same id, and two loops in one
+    workspace (the second sees the first's experience) get different ones."""
+    import hashlib
+    import json
+
+    from tradelab.config import config_hash
+    from tradelab.fileio import sha256_file
+
+    ws = Workspace.at(root)
+    experience = ws.experience_path(market)
+    basis = {"market": market, "settings": settings.identity(), "config": config_hash(config),
+             "bars": sha256_file(ws.bars_path(market)),
+             "experience_bytes": experience.stat().st_size if experience.is_file() else 0}
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _iteration_state(state: LoopSection, number: int) -> LoopIteration:
@@ -159,25 +240,40 @@ def _previous(state: LoopSection, iteration: LoopIteration) -> LoopIteration | N
 
 
 def _hand_on(ws: Workspace, config: TradelabConfig, previous: LoopIteration) -> AdvisorModel:
-    """What the previous iteration's Stage 2 hands the next Stage 1: its whole model, or its adapter on the base
-    that iteration's Stage 1 trained on."""
+    """What the previous iteration's Stage 2 hands the next Stage 1 (as pinned, checked against its recorded
+    sha256): its whole model, or its adapter on the base that iteration's Stage 1 trained on."""
     if previous.base_out_path is not None:
-        return AdvisorModel(ws.resolve(previous.base_out_path), None)
+        return AdvisorModel(require_pinned(ws, previous.base_out_path, previous.base_out_sha256,
+                                           f"iteration {previous.iteration}'s Stage 2 model"), None)
     if previous.adapter_out_path is None:
         raise StageNotReady(f"iteration {previous.iteration} recorded no Stage 2 output; run the loop with --restart")
-    return AdvisorModel(base_or_none(ws, config, previous.base_in_path), ws.resolve(previous.adapter_out_path))
+    adapter = require_pinned(ws, previous.adapter_out_path, previous.adapter_out_sha256,
+                             f"iteration {previous.iteration}'s Stage 2 adapter")
+    return AdvisorModel(base_or_none(ws, config, previous.base_in_path), adapter)
 
 
 # ------------------------------------------------------------------------------------------------------ stages
 def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings, state: LoopSection,
-            iteration: LoopIteration, probe: _ProbeContext, progress: Progress | None) -> None:
+            iteration: LoopIteration, probe: ProbeContext, progress: Progress | None) -> None:
     ws = Workspace.at(root)
     previous = _previous(state, iteration)
     start = _hand_on(ws, config, previous) if previous else None
-    init_ppo = ws.ppo_dir(market) / "final.zip" if previous else None
+    init_ppo = None
+    if previous is not None:  # a loop older than the pins continued the market's own model
+        init_ppo = require_pinned(ws, previous.ppo_out_path, previous.ppo_out_sha256,
+                                  f"iteration {previous.iteration}'s PPO model") \
+            if previous.ppo_out_path is not None else ws.ppo_dir(market) / "final.zip"
     result = stages.stage1(root, market, test_mode=settings.test_mode, timesteps=settings.timesteps, start=start,
-                           init_ppo=init_ppo, config=config, progress=progress)
+                           init_ppo=init_ppo, config=config, progress=progress,
+                           run_id=resume.stage1_run_id(market, state, iteration.iteration))
     section = result.section
+    pins = lineage.iteration_dir(ws, market, state, iteration.iteration)
+    ppo = lineage.pin_files([ws.ppo_dir(market) / name for name in lineage.PPO_FILES], pins / "ppo")
+    iteration.ppo_out_path = ws.record(ppo / "final.zip")
+    iteration.ppo_out_sha256 = sha256_file(ppo / "final.zip")
+    lora = ws.resolve(section.lora_adapter_path)
+    if lora is not None:
+        iteration.adapter_stage1_path = ws.record(lineage.pin_dir(lora, pins / "stage1_lora"))
     if start is None:
         adapter_in = probe.warm_adapter()
     else:
@@ -196,19 +292,24 @@ def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: Loo
 
 
 def _stage2_dataset(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
-                    state: LoopSection, iteration: LoopIteration, probe: _ProbeContext,
+                    state: LoopSection, iteration: LoopIteration, probe: ProbeContext,
                     progress: Progress | None) -> None:
     result = stages.stage2(root, market, engine=settings.engine, test_mode=settings.test_mode, dataset_only=True,
                            config=config)
+    ws = Workspace.at(root)
+    splits = ("train", "val")
+    pinned = lineage.pin_files([Path(result.dataset.paths[k]) for k in splits],
+                               lineage.iteration_dir(ws, market, state, iteration.iteration) / "dataset")
+    iteration.dataset_paths = {k: ws.record(pinned / Path(result.dataset.paths[k]).name) or "" for k in splits}
     iteration.dataset_sha256s = result.dataset.sha256s
     iteration.dataset_counts = result.dataset.counts
 
 
 def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
-                   state: LoopSection, iteration: LoopIteration, probe: _ProbeContext,
-                   progress: Progress | None) -> None:
+                   state: LoopSection, iteration: LoopIteration, probe: ProbeContext,
+                   progress: Progress | None, resume_from: Path | None = None) -> None:
     result = stages.stage2(root, market, engine=settings.engine, test_mode=settings.test_mode, config=config,
-                           progress=progress)
+                           progress=progress, resume_from=resume_from)
     ws = Workspace.at(root)
     run = result.run
     if run is None or run.output is None:
@@ -216,11 +317,13 @@ def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settin
                           "loop needs them for the next Stage 1 (see logs/app.log)")
     output = run.output
     weights = ws.resolve(output.path)
-    sha256 = output.sha256 or sha256_dir(weights)
+    assert weights is not None
+    pinned = lineage.pin_dir(weights, lineage.iteration_dir(ws, market, state, iteration.iteration) / "stage2_out")
+    sha256 = sha256_dir(pinned)
     if output.kind == "full_model":
-        iteration.base_out_path, iteration.base_out_sha256 = ws.record(weights), sha256
+        iteration.base_out_path, iteration.base_out_sha256 = ws.record(pinned), sha256
     else:
-        iteration.adapter_out_path, iteration.adapter_out_sha256 = ws.record(weights), sha256
+        iteration.adapter_out_path, iteration.adapter_out_sha256 = ws.record(pinned), sha256
     iteration.stage2_run = LoopStage2Run(engine=run.engine, status=run.status, output_kind=output.kind,
                                          steps=run.steps_done, val_reward_start=run.val_reward_start,
                                          val_reward_end=run.val_reward_end, run_dir=run.output_dir,
@@ -231,7 +334,7 @@ def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settin
 
 
 def _evaluation(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
-                state: LoopSection, iteration: LoopIteration, probe: _ProbeContext,
+                state: LoopSection, iteration: LoopIteration, probe: ProbeContext,
                 progress: Progress | None, ray_address: str | None = None) -> None:
     summary = stages.evaluate(root, market, seeds=settings.seeds, adapter="soft_grpo", config=config,
                               progress=progress, ray=ray_address)
@@ -249,127 +352,6 @@ def _evaluation(root: str | Path, market: str, config: TradelabConfig, settings:
 _STAGES: dict[str, Callable[..., None]] = {
     "stage1": _stage1, "stage2_dataset": _stage2_dataset, "stage2_engine": _stage2_engine, "evaluation": _evaluation,
 }
-
-
-# ------------------------------------------------------------------------------------------------------ probing
-class _ProbeContext:
-    """The holdout prompts (built once) and the advisor that answers them (loaded once per base, adapters swapped)."""
-
-    def __init__(self, root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
-                 report_dir: Path) -> None:
-        self.root, self.market, self.config, self.settings = root, market, config, settings
-        self.answers_dir = report_dir / "answers"
-        self._probe: ProbeSet | None = None
-        self._advisor: Any = None
-        self._base: Path | None = None
-
-    def warm_adapter(self) -> Path:
-        """The adapter iteration 1 starts from (``llm.adapter_path``, else the warm start, built if missing)."""
-        from tradelab.stage1.wiring import initial_adapter
-
-        return initial_adapter(Workspace.at(self.root).root, self.market, self.config, seed=self.config.app.seed,
-                               resume=False)
-
-    def stage1_model(self, iteration: LoopIteration) -> AdvisorModel:
-        """The advisor an iteration's Stage 1 left: ``stage1_lora`` on the base it trained on."""
-        ws = Workspace.at(self.root)
-        model = stage1_model(self.root, self.market, load_manifest(self.root, self.market), self.config)
-        return model if model is not None else AdvisorModel(ws.resolve(iteration.base_in_path),
-                                                            ws.stage1_lora_dir(self.market))
-
-    def probe(self) -> ProbeSet:
-        if self._probe is None:
-            from tradelab.evaluation.holdout import holdout_arrays
-            from tradelab.loop.probe import build_probe_set
-            from tradelab.marketdata import load_market_arrays
-
-            manifest = load_manifest(self.root, self.market)
-            arrays = load_market_arrays(self.root, self.market, self.config)
-            if data_of(manifest) is not None:
-                arrays, holdout = holdout_arrays(self.root, self.market, manifest, arrays)
-            else:
-                from tradelab.evaluation.starts import Window
-
-                holdout = Window(0, int(arrays.split_index), len(arrays))
-            self._probe = build_probe_set(self.root, self.market, self.config, arrays, holdout,
-                                          n_prompts=self.settings.probe_prompts, seed=self.config.evaluation.base_seed)
-            if len(self._probe) == 0:
-                raise StageNotReady(f"{self.market}: the holdout is too short for one probe prompt; generate more "
-                                    "days (e.g. `data generate --days 60`)")
-        return self._probe
-
-    def _answers(self, model: AdvisorModel) -> list[str]:
-        from tradelab.advisor.generate import Advisor
-
-        if self._advisor is None or model.base != self._base:
-            self._advisor = None  # one base model in memory at a time
-            self._advisor = Advisor(model.config_for(self.config), self.root)
-            self._base = model.base
-        else:
-            self._advisor.set_adapter(model.adapter)
-        return self._advisor.generate_texts(self.probe().messages, seed=self.config.app.seed)
-
-    def measure(self, model: AdvisorModel, label: str) -> dict[str, Any]:
-        """The advisor figures of ``model`` on the holdout prompts; its answers go to ``answers/<label>.jsonl``."""
-        from tradelab.loop.probe import score_answers
-
-        texts = self._answers(model)
-        figures = score_answers(self.probe(), texts, level=self.config.evaluation.ci_level,
-                                seed=self.config.evaluation.base_seed)
-        return self._kept(figures, texts, model, label)
-
-    def _kept(self, figures: dict[str, Any], texts: list[str], model: AdvisorModel, label: str) -> dict[str, Any]:
-        """The summary figures for the manifest; the per-prompt answers, actions and rewards go to a JSONL."""
-        import json
-
-        probe = self.probe()
-        rows = [{"bar_index": bar, "timestamp": ctx["timestamp"], "answer": text, "action": action, "reward": reward,
-                 "move_points": float(move)}
-                for bar, ctx, text, action, reward, move in zip(probe.bar_indices, probe.contexts, texts,
-                                                               figures["actions"], figures["rewards"],
-                                                               probe.moves_points)]
-        path = self.answers_dir / f"{label}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
-        summary = {k: v for k, v in figures.items() if k not in ("rewards", "actions")}
-        ws = Workspace.at(self.root)
-        weights = model.adapter if model.adapter is not None else model.base
-        return {**summary, "adapter_sha256": sha256_dir(model.adapter) if model.adapter is not None else None,
-                "weights_path": ws.record(weights), "answers_path": ws.record(path)}
-
-    def measure_pair(self, before: AdvisorModel, after: AdvisorModel,
-                     label: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Figures of ``after``, and how it differs from ``before`` on the same prompts.
-
-        The comparison proves the second advisor reached the probe: the share of changed answers, the paired reward
-        gain with a day-block interval, and the mean absolute change in log-probability of ``before``'s own
-        answers.
-        """
-        import numpy as np
-
-        from tradelab.loop.probe import answer_logprobs, day_bootstrap_ci, score_answers
-
-        probe = self.probe()
-        level, seed = self.config.evaluation.ci_level, self.config.evaluation.base_seed
-        before_texts = self._answers(before)
-        before_figures = score_answers(probe, before_texts, level=level, seed=seed)
-        before_logp = answer_logprobs(self._advisor, probe.messages, before_texts)
-        after_texts = self._answers(after)
-        after_figures = score_answers(probe, after_texts, level=level, seed=seed)
-        after_logp = answer_logprobs(self._advisor, probe.messages, before_texts)
-        gain = np.asarray(after_figures["rewards"]) - np.asarray(before_figures["rewards"])
-        interval = day_bootstrap_ci(gain, probe.session_ids, level=level, seed=seed)
-        shift = np.abs(np.asarray(after_logp) - np.asarray(before_logp))
-        same = before.base == after.base and before.adapter is not None and after.adapter is not None \
-            and sha256_dir(before.adapter) == sha256_dir(after.adapter)
-        comparison = {
-            "reward_gain": float(gain.mean()),
-            "reward_gain_ci": [float(interval[0]), float(interval[1])] if interval else None,
-            "answers_changed": float(np.mean([a != b for a, b in zip(after_texts, before_texts)])),
-            "logprob_shift_mean": float(np.nanmean(shift)) if shift.size else None,
-            "same_adapter": same,
-        }
-        return self._kept(after_figures, after_texts, after, label), comparison
 
 
 def _write(root: str | Path, market: str, config: TradelabConfig,

@@ -12,7 +12,7 @@ from typing import Any
 from stable_baselines3.common.callbacks import BaseCallback
 
 from tradelab.core.tradesim import is_entry_decision
-from tradelab.fileio import atomic_path
+from tradelab.fileio import atomic_path, sha256_file
 from tradelab.integrity import record_sha256
 from tradelab.stage1.advice import AdviceVecEnv
 from tradelab.stage1.experience import ExperienceRecorder
@@ -26,15 +26,16 @@ _CHECKPOINT = re.compile(r"^stage1_(\d+)_steps\.zip$")
 
 
 def save_model(model: Any, vecnorm: SlotPreservingVecNormalize, model_path: Path, vecnorm_path: Path) -> str:
-    """Save the PPO model and the normalisation statistics atomically (each file appears complete or not at all).
+    """Save the PPO model and the normalisation statistics as one pair.
 
-    The model zip's sha256 is recorded beside it (:mod:`tradelab.integrity`), since loading it decodes pickles;
-    the statistics are ``.npz``. Returns the model's sha256.
+    Both are written to temporary files and the model zip's sha256 is recorded beside it (:mod:`tradelab.integrity`,
+    since loading it decodes pickles) before either replaces its predecessor: a write that fails (a full disk)
+    leaves the old pair and its recorded hash as they were. The statistics are ``.npz``. Returns the model's sha256.
     """
-    with atomic_path(model_path) as tmp:
-        model.save(str(tmp))
-    digest = record_sha256(model_path)
-    save_stats(vecnorm, vecnorm_path)
+    with atomic_path(model_path) as tmp_model, atomic_path(vecnorm_path) as tmp_stats:
+        model.save(str(tmp_model))
+        save_stats(vecnorm, tmp_stats)
+        digest = record_sha256(model_path, digest=sha256_file(tmp_model))
     return digest
 
 
@@ -90,7 +91,8 @@ class Refiner:
         config: The whole config.
         base_dir: Base model directory.
         adapter_path: The adapter currently in use (the next refinement starts from it).
-        out_dir: Where refined adapters go (``stage1_lora``).
+        out_dir: Where refined adapters go (``stage1_lora_refining``; published to ``stage1_lora`` when the run
+            completes).
         every_steps, recent_records, min_records, epochs: From ``stage1.refinement`` (test overrides applied).
         seed: Base training seed (plus the refinement count).
         hindsight: Labelled flat bars of the training split (:class:`tradelab.stage1.hindsight.HindsightBars`)

@@ -275,18 +275,21 @@ class ExperienceRecorder:
         """Fill the refinement window with the latest resolved records already in the experience file.
 
         Earlier runs' records (an earlier loop iteration, a previous Stage 1) teach as well as this run's: their
-        hindsight labels replay the market's bars, not the policy. Lines that do not parse or do not have the record's
-        types are skipped and counted (the dataset export reports the same lines); records without an outcome teach
-        nothing and are left out.
+        hindsight labels replay the market's bars, not the policy. Records set aside (a replaced run's,
+        :mod:`tradelab.setaside`) are skipped, so a run redone after a kill starts from the same window. Lines
+        that do not parse or do not have the record's types are skipped and counted (the dataset export reports the
+        same lines); records without an outcome teach nothing and are left out.
 
         Returns:
             ``{"records": loaded, "malformed": skipped lines}``.
         """
         if not self.path.is_file():
             return {"records": 0, "malformed": 0}
+        from tradelab.setaside import covered, load_ledger
+
         window = int(self.recent.maxlen or 0)
         loaded = malformed = 0
-        for line in tail_jsonl(self.path, window):
+        for line in tail_jsonl(self.path, window, skip=covered(load_ledger(self.path))):
             if line.record is None or not _well_typed(line.record):
                 malformed += 1
             elif line.record["outcome"] is not None:

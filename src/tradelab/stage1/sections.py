@@ -46,16 +46,19 @@ def data_section(root: str | Path, market: str, arrays: Any) -> dict[str, Any]:
 
 
 def count_experience(path: Path) -> tuple[int, int]:
-    """``(records, records_with_outcome)`` in the experience JSONL (0, 0 when it does not exist).
+    """``(records, records_with_outcome)`` in the experience JSONL that count (0, 0 when it does not exist).
 
     Malformed lines (a partial last line after a kill, a hand edit) are skipped and logged, never fatal: they must
     not block the next Stage 1 run; Stage 2's export skips and reports them the same way. Only the bytes appended
     since the last count are read (:mod:`tradelab.stage1.experience_count`), so a resume does not re-read the file.
+    Records set aside (a replaced run's, :mod:`tradelab.setaside`) are not counted.
     """
+    from tradelab.setaside import load_ledger
     from tradelab.stage1.experience_count import count_experience_file
 
     count = count_experience_file(path)
-    return count.records, count.with_outcome
+    aside, aside_with_outcome = load_ledger(path).totals()
+    return count.records - aside, count.with_outcome - aside_with_outcome
 
 
 def stage1_section(**fields: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ the manifest's ``data`` and ``stage1`` sections current (``running`` -> ``comple
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -18,15 +19,16 @@ from typing import Any
 
 from tradelab.config import config_hash, resolve_config
 from tradelab.errors import StageFailed, StageNotReady, TradelabError, WorkspaceError
-from tradelab.fileio import atomic_copy_dir, sha256_dir
+from tradelab.fileio import sha256_dir, staged_dir
 from tradelab.manifest import load_manifest, merge_stage1, set_section, stage1_of
 from tradelab.manifest_schema import Stage1Section
 from tradelab.paths import Workspace
 from tradelab.provenance import git_sha, package_versions, utc_now, utc_stamp
 from tradelab.results import Stage1Paths, Stage1Result
-from tradelab.runlock import stage1_lock
+from tradelab.attempts import market_writer, stage1_experience_start
+from tradelab.runlock import LockOwner
 from tradelab.stage1.sections import count_experience, data_section, stage1_section
-from tradelab.stage1.wiring import RunSettings, run_settings
+from tradelab.stage1.wiring import REFINING_ADAPTER_DIR, RunSettings, run_settings
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,7 @@ def run_stage1(
     init_ppo: Path | None = None,
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    run_id: str | None = None,
 ) -> Stage1Result:
     """Train Stage 1 for ``market`` and record it in the manifest.
 
@@ -125,23 +128,26 @@ def run_stage1(
             ``total_timesteps`` more steps instead of starting from a fresh one (never a downgrade).
         force: Start afresh even when that replaces a completed model trained for more timesteps.
         progress: Called with ``(timesteps_done, total_timesteps)`` after each vector step.
+        run_id: The id this run's experience records carry (None: ``s1-<MKT>-<UTC>``); the loop gives one that
+            depends only on the loop and the iteration, so a redone run writes the same records.
 
     Returns:
         The completed ``stage1`` section with this run's own figures and paths.
 
     Raises:
         StageNotReady: The market has no data.
-        WorkspaceError: Another Stage 1 run holds the market's lock, or the run would replace a completed model
-            trained for more timesteps without ``force``.
+        WorkspaceError: Another process writes this market (the market lock), or the run would replace a completed
+            model trained for more timesteps without ``force``.
         KeyboardInterrupt: Ctrl-C or SIGTERM, after a checkpoint, the buffer flush and ``status = "interrupted"``.
         StageFailed: Training failed (recorded as ``status = "failed"``); other TradelabErrors pass through.
     """
     root = Workspace.at(root).root
     _require_data(root, market)
     run = Stage1Run(root, market, config, test_mode=test_mode, total_timesteps=total_timesteps, resume=resume,
-                    init_ppo=init_ppo)
-    with stage1_lock(root, market, started_at=run.started_at) as me:
-        previous = last_completed(stage1_of(load_manifest(root, market)))
+                    init_ppo=init_ppo, run_id=run_id)
+    with market_writer(root, market, "stage1") as me:
+        section = stage1_of(load_manifest(root, market))
+        previous = last_completed(section)
         _refuse_downgrade(root, market, previous, run.settings.total_timesteps, resume=resume,
                           force=force or init_ppo is not None)
         run.check_resume()
@@ -150,6 +156,7 @@ def run_stage1(
 
             resolve_gguf_base(run.config.llm.base_model, root)
         run.owner, run.last_completed = me, previous
+        run.experience_from_byte = stage1_experience_start(root, market, section, resume=resume, run_id=run.run_id)
         return _train(run, root, market, config, progress)
 
 
@@ -189,10 +196,11 @@ class Stage1Run:
         resume: Continue from the latest checkpoint if there is one.
         init_ppo: Start from this PPO model (``final.zip``, its ``vecnormalize.npz`` beside it) and train
             ``total_timesteps`` more, instead of a fresh model. Ignored when resuming from a checkpoint.
+        run_id: The id the run's experience records carry; None makes one from the market and the time.
     """
 
     def __init__(self, root: Path, market: str, config: Any, *, test_mode: bool, total_timesteps: int | None,
-                 resume: bool, init_ppo: Path | None = None) -> None:
+                 resume: bool, init_ppo: Path | None = None, run_id: str | None = None) -> None:
         from tradelab.marketdata import load_market_arrays
 
         # The test profile is laid over the config once, here; everything below (and the manifest's hash) reads it.
@@ -201,7 +209,7 @@ class Stage1Run:
         self.test_mode, self.resume = test_mode, resume
         self.settings: RunSettings = run_settings(self.config, total_timesteps=total_timesteps)
         self.seed = int(config.app.seed)
-        self.run_id = f"s1-{market}-{utc_stamp()}"
+        self.run_id = run_id or f"s1-{market}-{utc_stamp()}"
         self.started_at = utc_now()
         self.arrays = load_market_arrays(root, market, config)
         self.ppo_dir = self.ws.ppo_dir(market)
@@ -218,7 +226,8 @@ class Stage1Run:
         self.init_ppo = Path(init_ppo) if init_ppo is not None else None
         self.initialized_from: str | None = None
         self.timings: dict[str, float] = {}
-        self.owner: dict[str, Any] = {}
+        self.owner: LockOwner | None = None
+        self.experience_from_byte: int | None = None
         self.last_completed: Stage1Section | None = None
         self.model_sha256: str | None = None
         self._t0 = time.perf_counter()
@@ -241,6 +250,8 @@ class Stage1Run:
 
         s, stage1 = self.settings, self.config.stage1
         set_random_seed(self.seed)
+        if not self.resume:  # an interrupted run's refined adapter is for --resume only
+            shutil.rmtree(self.ws.market_model_dir(self.market) / REFINING_ADAPTER_DIR, ignore_errors=True)
         started = time.perf_counter()
         if stage1.use_advisor:
             self.bundle = load_advisor(self.root, self.market, self.config, seed=self.seed, resume=self.resume)
@@ -264,7 +275,8 @@ class Stage1Run:
             refiner = Refiner(
                 advisor=self.bundle.advisor, recorder=self.recorder, config=self.config,
                 base_dir=self.bundle.base_dir, adapter_path=self.bundle.adapter_path,
-                out_dir=self.ws.stage1_lora_dir(self.market), every_steps=s.refinement_every_steps,
+                out_dir=self.ws.market_model_dir(self.market) / REFINING_ADAPTER_DIR,
+                every_steps=s.refinement_every_steps,
                 recent_records=s.refinement_recent_records, min_records=s.refinement_min_records,
                 epochs=s.refinement_epochs, seed=self.seed, hindsight=hindsight,
                 hindsight_bars=stage1.refinement.hindsight_bars,
@@ -345,24 +357,34 @@ class Stage1Run:
         self.timings["learn_s"] = round(time.perf_counter() - started, 3)
 
     def finish(self) -> Stage1Result:
-        """Save the final model, statistics and adapter, flush the buffer; return the run summary."""
+        """Flush the buffer, then publish the final model, statistics and adapter together; return the summary.
+
+        Every output is written in full before any of them replaces the last completed run's: the adapter is copied
+        into a staging folder and the model pair into temporary files, and only then are they moved into place, so
+        a disk that fills up (or any error) while publishing leaves the previous model, statistics and adapter as
+        they were.
+        """
         from tradelab.stage1.callbacks import save_model
 
-        self.model_sha256 = save_model(self.model, self.vecnorm, self.ppo_dir / "final.zip",
-                                       self.ppo_dir / "vecnormalize.npz")
         self.close_buffer()
-        self._export_adapter()
+        with self._staged_adapter():
+            self.model_sha256 = save_model(self.model, self.vecnorm, self.ppo_dir / "final.zip",
+                                           self.ppo_dir / "vecnormalize.npz")
         self.timings["total_s"] = round(time.perf_counter() - self._t0, 3)
         return self.summary("completed")
 
-    def _export_adapter(self) -> None:
-        """Make sure ``stage1_lora`` holds the adapter in use at the end (a copy when no refinement ran)."""
-        if self.bundle is None:
-            return
+    @contextmanager
+    def _staged_adapter(self) -> Iterator[None]:
+        """Stage ``stage1_lora`` as the adapter in use at the end (the last refinement's, or a copy of the start
+        adapter when none ran); it replaces the old one when the block succeeds."""
         lora = self.ws.stage1_lora_dir(self.market)
-        current = Path(self.bundle.advisor.adapter_path or self.bundle.adapter_path)
-        if current.resolve() != lora.resolve():
-            atomic_copy_dir(current, lora)
+        current = Path(self.bundle.advisor.adapter_path or self.bundle.adapter_path) if self.bundle else None
+        if current is None or current.resolve() == lora.resolve():
+            yield
+            return
+        with staged_dir(lora) as staging:
+            shutil.copytree(current, staging, dirs_exist_ok=True)
+            yield
 
     def save_interrupted(self) -> None:
         """Checkpoint at the current step and flush the buffer (``outcome: null`` for unresolved records)."""
@@ -417,7 +439,9 @@ class Stage1Run:
             lora_adapter_path=record(lora) if has_lora else None,
             adapter_sha256=sha256_dir(lora) if has_lora else None,
             experience_path=record(exp_path), experience_samples=samples, experience_with_outcome=with_outcome,
-            pid=self.owner.get("pid"), host=self.owner.get("host"),
+            pid=self.owner.pid if self.owner else None, host=self.owner.host if self.owner else None,
+            lock_token=self.owner.token if self.owner else None, run_id=self.run_id,
+            experience_from_byte=self.experience_from_byte,
             model_sha256=self.model_sha256 if status == "completed" else None,
             last_completed=None if status == "completed" or self.last_completed is None
             else {k: v for k, v in self.last_completed.record().items() if k != "last_completed"},

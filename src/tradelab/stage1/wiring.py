@@ -27,6 +27,10 @@ from tradelab.stage1.vecnorm import SlotPreservingVecNormalize
 log = logging.getLogger(__name__)
 
 WARM_ADAPTER_DIR = "stage1_warm_lora"
+REFINING_ADAPTER_DIR = "stage1_lora_refining"
+"""Where a running Stage 1 keeps its refined adapter (and the experience records name it); ``stage1_lora`` is replaced
+by the last refinement only when the run completes, so a run that fails or is killed leaves the last completed run's
+adapter in place. ``--resume`` continues from here; a fresh run clears it."""
 """Folder under ``models/phase3_hybrid/<MKT>/`` holding the warm-started adapter that refinement starts from."""
 
 
@@ -85,9 +89,9 @@ class AdvisorBundle:
 def initial_adapter(root: Path, market: str, config: Any, *, seed: int, resume: bool) -> Path:
     """The adapter Stage 1 starts from.
 
-    ``llm.adapter_path`` when set; on resume the last refined ``stage1_lora``; else the market's warm-started adapter,
-    created with :func:`tradelab.advisor.train.warm_start` when missing or trained on another base (its
-    ``tradelab_adapter.json`` records the base's sha256).
+    ``llm.adapter_path`` when set; on resume the adapter the interrupted run last refined, else the last
+    ``stage1_lora``; else the market's warm-started adapter, created with :func:`tradelab.advisor.train.warm_start`
+    when missing or trained on another base (its ``tradelab_adapter.json`` records the base's sha256).
     """
     from tradelab.advisor.load import resolve_adapter_dir
     from tradelab.advisor.train import adapter_base_matches, warm_start
@@ -95,9 +99,9 @@ def initial_adapter(root: Path, market: str, config: Any, *, seed: int, resume: 
     ws = Workspace.at(root)
     if config.llm.adapter_path:
         return resolve_adapter_dir(config.llm.adapter_path, root)
-    lora = ws.stage1_lora_dir(market)
-    if resume and (lora / "adapter_config.json").is_file():
-        return lora
+    for lora in (ws.market_model_dir(market) / REFINING_ADAPTER_DIR, ws.stage1_lora_dir(market)):
+        if resume and (lora / "adapter_config.json").is_file():
+            return lora
     warm = ws.market_model_dir(market) / WARM_ADAPTER_DIR
     if not (warm / "adapter_config.json").is_file():
         log.info("warm-starting the advisor adapter for %s at %s", market, warm)

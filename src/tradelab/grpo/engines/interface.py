@@ -91,6 +91,11 @@ class Engine:
         """
         raise NotImplementedError
 
+    def interrupted_checkpoint(self, ws: Workspace, market: str, record: RunRecord) -> Path | None:
+        """The last checkpoint an attempt of this engine left when its process was killed (``record`` is its
+        ``running`` entry), for a re-run to continue; None when the engine cannot continue one."""
+        return None
+
     def prepare(self, ws: Workspace, market: str, plan: base.LaunchPlan) -> str | None:
         """Build what the launch needs before it starts; a line for the run log, or None."""
         return None

@@ -36,14 +36,27 @@ def write_launch_script(plan: base.LaunchPlan) -> Path:
     return path
 
 
+def _die_with_parent() -> None:
+    """In the child, before it runs: ask Linux to send it SIGTERM when tradelab's process dies, so a trainer (and
+    the GPUs it holds) does not outlive a tradelab process killed with SIGKILL. Elsewhere a no-op."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def stream(argv: list[str], cwd: Path, env: dict[str, str], log_file: Path, on_line: LineSink | None) -> int:
-    """Run ``argv``, copying each output line to ``log_file`` and ``on_line``; return the exit code."""
+    """Run ``argv``, copying each output line to ``log_file`` and ``on_line``; return the exit code. The child is
+    ended when this process dies (:func:`_die_with_parent`)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "a", encoding="utf-8") as sink:
         sink.write(f"$ {' '.join(argv)}\n")
         try:
             proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, errors="replace", bufsize=1)
+                                    text=True, errors="replace", bufsize=1, preexec_fn=_die_with_parent)
         except OSError as exc:
             sink.write(f"cannot start: {exc}\n")
             if on_line:
