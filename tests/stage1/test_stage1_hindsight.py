@@ -60,8 +60,13 @@ def test_a_refinement_adds_the_labelled_bars_to_its_examples(monkeypatch: pytest
         recent = pool.draw(10, round_=99)  # stand-ins for this run's resolved entry records
 
     class Advisor:
+        model: object | None = object()
+
+        def release_weights(self) -> None:
+            self.model = None
+
         def set_adapter(self, path: Path) -> None:
-            self.path = path
+            self.path, self.model = path, object()
 
     cfg = load_config(overrides={"stage1.refinement.decisions": "entries", "stage1.refinement.weights": "uniform"})
     refiner = Refiner(advisor=Advisor(), recorder=Recorder(), config=cfg, base_dir=tmp_path, adapter_path=tmp_path,
