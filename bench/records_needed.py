@@ -3,7 +3,7 @@
 For each edge a fresh workspace gets the same seeded synthetic bars as ``bench/learning.py``. The warm-started
 adapter is trained on N labelled flat prompts of the training split (:class:`tradelab.stage1.hindsight.HindsightBars`:
 prompts from the bars up to each decision, hindsight labels from the bars after it, never past the training split),
-the way a Stage 1 refinement trains (``TINY_ADVISOR_LEARNING``: entries, uniform weights), and then answers the loop's
+the way a Stage 1 refinement trains (``--profile``, default learn-tiny: entries, uniform weights), and then answers the loop's
 holdout prompts. It prints, per edge, the best simple rule's figures on those prompts (the ceiling), the warm start's,
 and per N the advisor's hit rate, balanced hit rate and mean reward with intervals, its share of the rule's reward and
 the minimum detectable effect (80% power, 5% two-sided) of its hit rate against the warm start's. It also prints the
@@ -24,7 +24,6 @@ from typing import Any
 
 from tradelab import stages
 from tradelab.config import load_config
-from tradelab.loop import TINY_ADVISOR_LEARNING
 
 MARKET = "NQ"
 
@@ -56,8 +55,8 @@ def run_edge(base: Path, edge: float, args: argparse.Namespace) -> int | None:
     from tradelab.stage1.wiring import initial_adapter
 
     root = base / f"edge_{edge}"
-    config = load_config(overrides={**TINY_ADVISOR_LEARNING, "stage1.refinement.epochs": args.epochs,
-                                    **({"stage1.refinement.weights": args.weights} if args.weights else {})})
+    config = load_config(profile=args.profile, overrides={
+        "stage1.refinement.epochs": args.epochs, **({"stage1.refinement.weights": args.weights} if args.weights else {})})
     stages.generate_data(root, MARKET, days=args.days, seed=args.data_seed, edge=edge, config=config)
     arrays = load_market_arrays(root, MARKET, config)
     holdout = Window(0, int(arrays.split_index), len(arrays))
@@ -112,12 +111,13 @@ def main() -> int:
     parser.add_argument("--data-seed", type=int, default=7)
     parser.add_argument("--probe-prompts", type=int, default=480)
     parser.add_argument("--root", default=None, help="keep the workspaces here (default: a temp folder)")
+    parser.add_argument("--profile", default="learn-tiny", help="run profile whose refinement recipe trains the adapter")
     args = parser.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
     edges = [float(e) for e in args.edges.split(",")]
     base = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="tradelab_records_"))
-    print(f"workspaces under {base}; tiny advisor, TINY_ADVISOR_LEARNING, {args.epochs} passes, weights "
-          f"{args.weights or TINY_ADVISOR_LEARNING['stage1.refinement.weights']}", flush=True)
+    print(f"workspaces under {base}; profile {args.profile}, {args.epochs} passes, weights "
+          f"{args.weights or load_config(profile=args.profile).stage1.refinement.weights}", flush=True)
     needed = {edge: run_edge(base, edge, args) for edge in edges}
     print()
     for edge, n in needed.items():

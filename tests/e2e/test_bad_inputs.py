@@ -458,7 +458,7 @@ def _prepare(root: Path) -> None:
              "slot_size": np.array(2)}
     for path in (ppo / "vecnormalize.npz", ppo / "checkpoints" / "stage1_000000256_steps_vecnormalize.npz"):
         np.savez(path, **stats)
-    merge_stage1(root, "NQ", {"test_mode": True, "total_timesteps": 512, "completed_at": "2026-01-01T00:00:00Z",
+    merge_stage1(root, "NQ", {"profile": "smoke", "total_timesteps": 512, "completed_at": "2026-01-01T00:00:00Z",
                               "model_checkpoint": "models/phase3_hybrid/NQ/ppo/final.zip",
                               "lora_adapter_path": "models/phase3_hybrid/NQ/stage1_lora",
                               "base_model": {"name": "fake", "local_path": "models/base/fake-base",

@@ -30,7 +30,7 @@ from tradelab.evaluation.roster import build_roster
 from tradelab.evaluation.scoring import ScoringContext
 from tradelab.evaluation.starts import Window
 from tradelab.fileio import atomic_write_text, new_stamped_dir
-from tradelab.manifest import EvaluationSummary, append_evaluation, evaluations_of, require_stage1, stage1_of
+from tradelab.manifest import EvaluationSummary, append_evaluation, evaluations_of, require_stage1
 from tradelab.paths import Workspace
 from tradelab.provenance import SCHEMA_VERSION, origin, utc_now
 
@@ -117,17 +117,11 @@ def prepare_evaluation(
     adapter: str = "stage1", walk_forward: bool | int = False, cost_sweep: bool = False,
 ) -> PreparedEvaluation:
     """Check the prerequisites and resolve settings, holdout and agents (arguments as for :func:`evaluate`)."""
-    from tradelab.config import resolve_config
     from tradelab.marketdata import load_market_arrays
 
     manifest = require_stage1(root, market)
-    stage1 = stage1_of(manifest)
-    test_mode = bool(stage1 is not None and stage1.test_mode)
-    # Evaluation follows the mode Stage 1 ran in: the profile is laid over the config once, here, and the report's
-    # config hash is of this resolved config.
-    config = resolve_config(config, test_mode=test_mode)
-    settings = resolve_settings(config, test_mode=test_mode, episodes=episodes, seeds=seeds, adapter=adapter,
-                                walk_forward=walk_forward, cost_sweep=cost_sweep)
+    settings = resolve_settings(config, episodes=episodes, seeds=seeds, adapter=adapter, walk_forward=walk_forward,
+                                cost_sweep=cost_sweep)
     arrays, holdout = holdout_arrays(root, market, manifest, load_market_arrays(root, market, config))
     require_sessions(arrays, config, settings)
     specs, skipped, aliases = build_roster(root, market, config, settings, config.evaluation.agents, manifest)
@@ -197,7 +191,7 @@ def build_report(
         "market": market,
         "created_at": utc_now(),
         "report_dir": str(report_dir),
-        "origin": origin(config_hash(config), settings.seed_list[0]),
+        "origin": origin(config_hash(config), settings.seed_list[0], profile=config.profile),
         "settings": {**settings.to_dict(), "agents": list(agents), "skipped_agents": skipped, "aliases": aliases,
                      "adapters": {k: v for k, v in adapters.items() if v}},
         "holdout": _window_dict(arrays, holdout) | {"bars": holdout.end_index - holdout.start_index},
@@ -332,7 +326,7 @@ def evaluation_summary(report: dict[str, Any]) -> EvaluationSummary:
         "episodes": settings["episodes"],
         "seeds": settings["seeds"],
         "walk_forward": settings["walk_forward"],
-        "test_mode": settings["test_mode"],
+        "profile": settings["profile"],
         "config_hash": report["origin"]["config_hash"],
         "holdout": report["holdout"],
         "agents": {name: {k: entry.get(k) for k in headline if k in entry}

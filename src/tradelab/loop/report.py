@@ -178,7 +178,7 @@ def build_report(market: str, config: TradelabConfig, state: LoopSection) -> dic
         "schema_version": SCHEMA_VERSION, "market": market, "edge": origin_.get("edge"), "market_origin": origin_,
         "seeds": state.settings.seeds, "settings": state.settings.model_dump(), "status": state.status,
         "started_at": state.started_at, "completed_at": state.completed_at,
-        "origin": origin(config_hash(config), config.app.seed),
+        "origin": origin(config_hash(config), config.app.seed, profile=config.profile),
         "warm_start": {"advisor": warm}, "iterations": iterations,
         "headline": {"advisor_hit_rate_gain": _gain(warm, last, "hit_rate"),
                      "advisor_balanced_hit_rate_gain": _gain(warm, last, "balanced_hit_rate")},
@@ -219,7 +219,9 @@ def markdown(report: dict[str, Any]) -> str:
     market_line = (f"synthetic, edge {origin_['edge']} (generator v{origin_['generator_version']}, "
                    f"seed {origin_['seed']})" if origin_.get("kind") == "synthetic" else origin_.get("kind"))
     lines = [f"# Learning loop: {report['market']}", "",
-             f"- Market: {market_line}", f"- Settings: {report['settings']}", f"- Status: {report['status']}", "",
+             f"- Market: {market_line}", f"- Settings: {report['settings']}",
+             f"- Run profile: {report['origin'].get('profile', 'not recorded')}, config hash "
+             f"{report['origin']['config_hash']}", f"- Status: {report['status']}", "",
              "## Advisor on holdout prompts", "",
              "| when | hit rate | 95% CI | up | down | balanced | 95% CI | mean reward | 95% CI | parse | non-HOLD "
              "| n dir. |",

@@ -61,7 +61,7 @@ def run_loop(
         root: Workspace root.
         market: Market name (its bars must exist).
         config: The whole config.
-        settings: Iterations, engine, seeds, test mode, probe size.
+        settings: Iterations, engine, seeds, run profile, probe size.
         restart: Start a new loop even when an unfinished one exists.
         on_event: Receives one line per stage started or skipped (for the CLI).
         progress: Passed to Stage 1, the local engine and evaluation.
@@ -175,8 +175,8 @@ def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: Loo
     previous = _previous(state, iteration)
     start = _hand_on(ws, config, previous) if previous else None
     init_ppo = ws.ppo_dir(market) / "final.zip" if previous else None
-    result = stages.stage1(root, market, test_mode=settings.test_mode, timesteps=settings.timesteps, start=start,
-                           init_ppo=init_ppo, config=config, progress=progress)
+    result = stages.stage1(root, market, timesteps=settings.timesteps, start=start, init_ppo=init_ppo, config=config,
+                           progress=progress)
     section = result.section
     if start is None:
         adapter_in = probe.warm_adapter()
@@ -198,8 +198,7 @@ def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: Loo
 def _stage2_dataset(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
                     state: LoopSection, iteration: LoopIteration, probe: _ProbeContext,
                     progress: Progress | None) -> None:
-    result = stages.stage2(root, market, engine=settings.engine, test_mode=settings.test_mode, dataset_only=True,
-                           config=config)
+    result = stages.stage2(root, market, engine=settings.engine, dataset_only=True, config=config)
     iteration.dataset_sha256s = result.dataset.sha256s
     iteration.dataset_counts = result.dataset.counts
 
@@ -207,8 +206,7 @@ def _stage2_dataset(root: str | Path, market: str, config: TradelabConfig, setti
 def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
                    state: LoopSection, iteration: LoopIteration, probe: _ProbeContext,
                    progress: Progress | None) -> None:
-    result = stages.stage2(root, market, engine=settings.engine, test_mode=settings.test_mode, config=config,
-                           progress=progress)
+    result = stages.stage2(root, market, engine=settings.engine, config=config, progress=progress)
     ws = Workspace.at(root)
     run = result.run
     if run is None or run.output is None:
