@@ -55,10 +55,10 @@ def main() -> int:
     parser.add_argument("--adapter", action="append", default=None,
                         help="adapter folder(s) to measure (default: the warm start); repeat for several")
     parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--profile", default="learn-tiny", help="run profile whose engine settings are the defaults")
     parser.add_argument("--temperatures", default="0.5,0.7,1.0,1.3")
     parser.add_argument("--group-sizes", default="4,8,16")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--profile", default="learn-tiny", help="run profile whose engine settings are the defaults")
     args = parser.parse_args()
     torch.set_num_threads(1)
     temperatures = [float(t) for t in args.temperatures.split(",")]

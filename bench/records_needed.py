@@ -108,10 +108,10 @@ def main() -> int:
     parser.add_argument("--weights", default=None, choices=("uniform", "advantage"),
                         help="stage1.refinement.weights (default: the recipe's)")
     parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--profile", default="learn-tiny", help="run profile whose refinement recipe trains the adapter")
     parser.add_argument("--data-seed", type=int, default=7)
     parser.add_argument("--probe-prompts", type=int, default=480)
     parser.add_argument("--root", default=None, help="keep the workspaces here (default: a temp folder)")
-    parser.add_argument("--profile", default="learn-tiny", help="run profile whose refinement recipe trains the adapter")
     args = parser.parse_args()
     args.sizes = [int(s) for s in args.sizes.split(",")]
     edges = [float(e) for e in args.edges.split(",")]
