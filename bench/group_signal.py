@@ -59,14 +59,18 @@ def main() -> int:
     parser.add_argument("--temperatures", default="0.5,0.7,1.0,1.3")
     parser.add_argument("--group-sizes", default="4,8,16")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--days", type=int, default=120, help="sessions when generating")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the bench runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.prompts, args.temperatures, args.group_sizes, args.days = 8, "0.5", "4,8", 30
     torch.set_num_threads(1)
     temperatures = [float(t) for t in args.temperatures.split(",")]
     sizes = sorted(int(n) for n in args.group_sizes.split(","))
     config = load_config(profile=args.profile)
     root = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="tradelab_groups_"))
     if not (root / "data" / MARKET).is_dir():
-        stages.generate_data(root, MARKET, days=120, seed=7, edge=args.edge, config=config)
+        stages.generate_data(root, MARKET, days=args.days, seed=7, edge=args.edge, config=config)
     arrays = load_market_arrays(root, MARKET, config)
     records = HindsightBars(root, MARKET, config, arrays, pool_bars=4 * args.prompts, seed=args.seed + 101).draw(
         args.prompts, round_=0)

@@ -112,7 +112,10 @@ def main() -> int:
     parser.add_argument("--data-seed", type=int, default=7)
     parser.add_argument("--probe-prompts", type=int, default=480)
     parser.add_argument("--root", default=None, help="keep the workspaces here (default: a temp folder)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the bench runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.edges, args.sizes, args.epochs, args.days, args.probe_prompts = "0.3", "16", 1, 30, 32
     args.sizes = [int(s) for s in args.sizes.split(",")]
     edges = [float(e) for e in args.edges.split(",")]
     base = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="tradelab_records_"))
