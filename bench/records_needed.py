@@ -3,11 +3,12 @@
 For each edge a fresh workspace gets the same seeded synthetic bars as ``bench/learning.py``. The warm-started
 adapter is trained on N labelled flat prompts of the training split (:class:`tradelab.stage1.hindsight.HindsightBars`:
 prompts from the bars up to each decision, hindsight labels from the bars after it, never past the training split),
-the way a Stage 1 refinement trains (``--profile``, default learn-tiny: entries, uniform weights), and then answers the loop's
-holdout prompts. It prints, per edge, the best simple rule's figures on those prompts (the ceiling), the warm start's,
-and per N the advisor's hit rate, balanced hit rate and mean reward with intervals, its share of the rule's reward and
-the minimum detectable effect (80% power, 5% two-sided) of its hit rate against the warm start's. It also prints the
-entry records a Stage 1 run yields per 1,000 steps, from the experience files of a measured run when given.
+the way a Stage 1 refinement trains under ``--profile`` (default learn-tiny: entries, uniform weights), and then
+answers the loop's holdout prompts. It prints, per edge, the best simple rule's figures on those prompts (the
+ceiling), the warm start's, and per N the advisor's hit rate, balanced hit rate and mean reward with intervals, its
+share of the rule's reward and the minimum detectable effect (80% power, 5% two-sided) of its hit rate against the
+warm start's. It also prints the entry records a Stage 1 run yields per 1,000 steps, from the experience files of a
+measured run when given.
 
 The headline, printed last: ``records_needed_edge_<E>=<smallest N whose mean reward is >= 70% of the rule's with an
 interval above the warm start's>`` for the highest edge (``nan`` when no N reached it).
@@ -55,8 +56,8 @@ def run_edge(base: Path, edge: float, args: argparse.Namespace) -> int | None:
     from tradelab.stage1.wiring import initial_adapter
 
     root = base / f"edge_{edge}"
-    config = load_config(profile=args.profile, overrides={
-        "stage1.refinement.epochs": args.epochs, **({"stage1.refinement.weights": args.weights} if args.weights else {})})
+    weights = {"stage1.refinement.weights": args.weights} if args.weights else {}
+    config = load_config(profile=args.profile, overrides={"stage1.refinement.epochs": args.epochs, **weights})
     stages.generate_data(root, MARKET, days=args.days, seed=args.data_seed, edge=edge, config=config)
     arrays = load_market_arrays(root, MARKET, config)
     holdout = Window(0, int(arrays.split_index), len(arrays))
@@ -108,7 +109,7 @@ def main() -> int:
     parser.add_argument("--weights", default=None, choices=("uniform", "advantage"),
                         help="stage1.refinement.weights (default: the recipe's)")
     parser.add_argument("--days", type=int, default=120)
-    parser.add_argument("--profile", default="learn-tiny", help="run profile whose refinement recipe trains the adapter")
+    parser.add_argument("--profile", default="learn-tiny", help="run profile whose refinement trains the adapter")
     parser.add_argument("--data-seed", type=int, default=7)
     parser.add_argument("--probe-prompts", type=int, default=480)
     parser.add_argument("--root", default=None, help="keep the workspaces here (default: a temp folder)")

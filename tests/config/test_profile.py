@@ -68,7 +68,8 @@ def test_the_shipped_profiles_load_and_each_says_what_it_is_for_and_costs() -> N
         config = load_config(profile=name)
         assert config.profile == name
         lines = (DEFAULT_CONFIG_DIR / "profiles" / f"{name}.yaml").read_text().splitlines()
-        header = "\n".join(line for line in lines[:next(i for i, t in enumerate(lines + [""]) if not t.startswith("#"))])
+        end = next(i for i, text in enumerate([*lines, ""]) if not text.startswith("#"))
+        header = "\n".join(lines[:end])
         assert "For:" in header and "Cost on a 2-core CPU" in header and "@" not in header, name
         assert re.search(r"\d+(\.\d+)? ?(s|min|h|hours|minutes)\b", header), f"{name}: no measured cost"
 
@@ -200,7 +201,8 @@ def test_the_resolvers_read_plain_fields_of_the_resolved_config() -> None:
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "tradelab"
 ASKS_WHICH_PROFILE = re.compile(
-    r"\btest_mode\b|\bTEST_PROFILE\b|\bresolve_config\b|\bapply_test_profile\b|\b(ppo|stage1|grpo_local|evaluation|llm)\.test\b"
+    r"\btest_mode\b|\bTEST_PROFILE\b|\bresolve_config\b|\bapply_test_profile\b"
+    r"|\b(ppo|stage1|grpo_local|evaluation|llm)\.test\b"
     r"|\.profile\s*(==|!=|\bin\b|\bnot in\b)|(==|!=)\s*[\w.]*\.profile\b|\bSMOKE_PROFILE\b|[\"']smoke[\"']")
 """What a stage would write to branch on its profile, or to read the retired test blocks and test-mode flag."""
 ALLOWED = {

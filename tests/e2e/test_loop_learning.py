@@ -4,12 +4,12 @@ On the edge market the advisor must learn to tell up from down on holdout prompt
 of the up-move and down-move hit rates) rises above the warm start's, after Stage 1 and after Stage 2. The balanced
 rate, not the plain one: the warm-started advisor answers one side or HOLD on every flat prompt, and with 40 sessions
 its plain hit rate (0.69 here) depends on which moves its few directional answers fall on and on the short holdout's
-drift; the balanced rate of one-sided answers is 0.5 whatever they fall on. The fused policy must trade, and Stage 2's adapter must really reach the advisor. On the null market
-no agent and no advisor may show an edge.
+drift; the balanced rate of one-sided answers is 0.5 whatever they fall on. The fused policy must trade, and Stage
+2's adapter must really reach the advisor. On the null market no agent and no advisor may show an edge.
 
-Both runs use the CLI's own ``tradelab.loop.api.loop`` under the learn-tiny profile, shortened, on 40 generated sessions,
-with the session's tiny advisor and warm adapter copied into the workspace (the warm start is the same function the
-loop would call).
+Both runs use the CLI's own ``tradelab.loop.api.loop`` under the learn-tiny profile, shortened, on 40 generated
+sessions, with the session's tiny advisor and warm adapter copied into the workspace (the warm start is the same
+function the loop would call).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The Rich + Questionary menu: asks questions, calls ``tradelab.stages``, renders results. Nothing else.
 
 The session has one run profile (``--profile``/``--test`` on the command line, else the default); Stage 1, Stage 2,
-evaluation and the loop offer it first and let the user pick another, which then stays the session's. A user error shows as a panel with the fix and the menu goes on; Ctrl-C during a stage stops it and returns here;
-tracebacks go to ``logs/app.log`` only.
+evaluation and the loop offer it first and let the user pick another, which then stays the session's. A user error
+shows as a panel with the fix and the menu goes on; Ctrl-C during a stage stops it and returns here; tracebacks go to
+``logs/app.log`` only.
 """
 
 from __future__ import annotations

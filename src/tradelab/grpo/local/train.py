@@ -281,7 +281,8 @@ class _Run:
                         "val_rows": len(self.val_rows), "prompts_truncated": self.guard.truncated,
                         "prompts_rejected": self.guard.rejected},
             "base_model": str(self.base), "init_adapter": str(self.init_adapter),
-            "origin": origin(self.config_hash, self.settings.seed, profile=self.config.profile), "hardware": hardware_info(),
+            "origin": origin(self.config_hash, self.settings.seed, profile=self.config.profile),
+            "hardware": hardware_info(),
             "device": self.policy.device,
         }
 
