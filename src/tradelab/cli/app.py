@@ -151,9 +151,9 @@ def chosen_profile(args: Any) -> str | None:
 def _dispatch(args: Any, out: Any) -> int:
     args.profile = chosen_profile(args)
     if args.test and args.command is None:
-        from tradelab.cli.commands import run_test_mode
+        from tradelab.cli.commands import run_smoke_pipeline
 
-        return run_test_mode(args, out)
+        return run_smoke_pipeline(args, out)
     if args.command is None:
         if not sys.stdin.isatty():
             raise TradelabError(

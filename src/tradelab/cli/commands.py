@@ -165,7 +165,7 @@ def _status(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
-def run_test_mode(args: argparse.Namespace, out: Console) -> int:
+def run_smoke_pipeline(args: argparse.Namespace, out: Console) -> int:
     """``python main.py --test``: the whole pipeline, non-interactive, summary table, exit 0 only if all passed."""
     root = Path(args.root)
     cfg = _config(args)
