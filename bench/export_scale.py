@@ -169,7 +169,7 @@ def _child_export(root: str) -> None:
 
     config = load_config()
     started = time.perf_counter()
-    meta = export_dataset(root, MARKET, config, test_mode=False)
+    meta = export_dataset(root, MARKET, config)
     elapsed = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     peak_mb = usage.ru_maxrss / 1024

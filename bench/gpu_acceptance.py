@@ -67,10 +67,10 @@ def _peak_gb() -> float:
     return round(torch.cuda.max_memory_allocated() / 2**30, 3)
 
 
-def _config(overrides: dict[str, Any]) -> Any:
+def _config(overrides: dict[str, Any], profile: str | None = None) -> Any:
     from tradelab.config import load_config
 
-    return load_config(overrides=overrides)
+    return load_config(overrides=overrides, profile=profile)
 
 
 def step_advisor(work: Path, args: argparse.Namespace, figures: dict[str, Any]) -> Path:
@@ -115,11 +115,11 @@ def step_stage1(work: Path, figures: dict[str, Any]) -> None:
 
     from tradelab import stages
 
-    config = _config({"llm.device": "cuda"})
-    stages.generate_data(work, MARKET, days=config.app.test_synthetic_days, config=config)
+    config = _config({"llm.device": "cuda"}, profile="smoke")
+    stages.generate_data(work, MARKET, config=config)
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    result = stages.stage1(work, MARKET, test_mode=True, config=config)
+    result = stages.stage1(work, MARKET, config=config)
     _emit(figures, "stage1_seconds", round(time.perf_counter() - start, 1))
     _emit(figures, "stage1_experiences", result.section.experience_samples)
     _emit(figures, "stage1_peak_gpu_gb", _peak_gb())
@@ -142,10 +142,10 @@ def step_local(work: Path, base: Path, figures: dict[str, Any]) -> None:
     del model
     merge_stage1(work, MARKET, {"base_model": {"name": "qwen2.5-0.5b (random weights)", "local_path": str(base),
                                                "smoke_test_model": False}, "lora_adapter_path": str(adapter)})
-    config = _config({"llm.model": str(base), "llm.device": "cuda", "grpo_local.device": "cuda"})
+    config = _config({"llm.model": str(base), "llm.device": "cuda", "grpo_local.device": "cuda"}, profile="smoke")
     torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    run = stages.stage2(work, MARKET, engine="local", test_mode=True, mode="soft", config=config).run
+    run = stages.stage2(work, MARKET, engine="local", mode="soft", config=config).run
     seconds = time.perf_counter() - start
     assert run is not None and run.output_dir is not None
     _emit(figures, "local_seconds", round(seconds, 1))
@@ -174,9 +174,9 @@ def step_verl(work: Path, verl_python: str, stage1: dict[str, Any], figures: dic
     from tradelab.manifest import merge_stage1
 
     merge_stage1(work, MARKET, stage1)  # the tiny advisor and its Stage 1 adapter (the local step swapped them)
-    config = _config({"soft_grpo.runner.python": verl_python})
+    config = _config({"soft_grpo.runner.python": verl_python}, profile="smoke")
     start = time.perf_counter()
-    run = stages.stage2(work, MARKET, engine="verl", test_mode=True, config=config, on_line=lambda line: None).run
+    run = stages.stage2(work, MARKET, engine="verl", config=config, on_line=lambda line: None).run
     _emit(figures, "verl_seconds", round(time.perf_counter() - start, 1))
     _emit(figures, "verl_adapter", run.output.path if run is not None and run.output is not None else None)
 

@@ -27,7 +27,6 @@ import numpy as np
 
 from tradelab import stages
 from tradelab.config import load_config
-from tradelab.loop import TINY_ADVISOR_LEARNING
 
 MARKET = "NQ"
 
@@ -56,6 +55,7 @@ def main() -> int:
     parser.add_argument("--adapter", action="append", default=None,
                         help="adapter folder(s) to measure (default: the warm start); repeat for several")
     parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--profile", default="learn-tiny", help="run profile whose engine settings are the defaults")
     parser.add_argument("--temperatures", default="0.5,0.7,1.0,1.3")
     parser.add_argument("--group-sizes", default="4,8,16")
     parser.add_argument("--seed", type=int, default=0)
@@ -67,7 +67,7 @@ def main() -> int:
     torch.set_num_threads(1)
     temperatures = [float(t) for t in args.temperatures.split(",")]
     sizes = sorted(int(n) for n in args.group_sizes.split(","))
-    config = load_config(overrides=TINY_ADVISOR_LEARNING)
+    config = load_config(profile=args.profile)
     root = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="tradelab_groups_"))
     if not (root / "data" / MARKET).is_dir():
         stages.generate_data(root, MARKET, days=args.days, seed=7, edge=args.edge, config=config)
@@ -86,14 +86,14 @@ def main() -> int:
     base = resolve_model_dir(config.llm.model, root, config)
     local = config.grpo_local
     defaults = (local.rollout.temperature, local.rollout.group_size)
-    print(f"{len(records)} labelled flat training prompts of {root}; engine defaults under TINY_ADVISOR_LEARNING: "
+    print(f"{len(records)} labelled flat training prompts of {root}; engine defaults under profile {config.profile}: "
           f"temperature {defaults[0]}, group size {defaults[1]}, dynamic sampling {local.dynamic_sampling.enabled}",
           flush=True)
     headline = None
     for adapter in adapters:
         policy = load_policy(base, adapter, config, device="cpu")
         tok, model = policy.tokenizer, policy.model
-        stop = stop_spec(tok, model, local.soft, local.test.max_new_tokens)
+        stop = stop_spec(tok, model, local.soft, local.rollout.max_new_tokens)
         prompt_ids = [encode_prompt(tok, with_reasoning(r["prompt"], dataset.reasoning_instruction)) for r in records]
         greedy = decode_answers(tok, generate(model, prompt_ids, SamplingSpec(1.0, 0, 1.0, greedy=True), stop), stop)
         wrong = np.array([parse_advice(t).action != b for t, b in zip(greedy, best)])

@@ -48,7 +48,7 @@ def build_dataset(root: Path, config: Any, rows: int) -> Path:
 
     pool = build_pool(root, config, n_records=rows, seed=5)
     append_jsonl(Workspace.at(root).experience_path(MARKET), pool)
-    meta = export_dataset(root, MARKET, config, test_mode=False)
+    meta = export_dataset(root, MARKET, config)
     return Path(meta["paths"]["train"])
 
 

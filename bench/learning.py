@@ -14,13 +14,12 @@ contains 0.5. It also prints what the best simple rule earns per trade after cos
 
 The headline, printed last: ``advisor_hit_rate_gain=<final minus warm start, edge market>``.
 
-By default every stage runs its test-mode profile with :data:`tradelab.loop.TINY_ADVISOR_LEARNING` (the tiny
-advisor's learning recipe: a flat mapping of dotted config keys, printed by ``--print-recipe`` as the YAML a profile
-file would hold), ``--timesteps`` Stage 1 steps per iteration, and an evaluation of ``--eval-episodes`` whole sessions
-per seed (the test profile's two 45-bar episodes per seed give two days, too few for an interval over days or a
-Sharpe): about 30 minutes per market on a 2-core CPU. ``--full`` runs the full-size stages instead (hours on a CPU).
-``--smoke`` runs one short iteration on 20 sessions with a small warm start and one GRPO step (the CI check that the
-bench still runs; its figures mean nothing).
+Every stage runs under the run profile ``--profile`` (default ``learn-tiny``, ``config/profiles/learn-tiny.yaml``:
+the tiny advisor's learning recipe, 16,384 Stage 1 steps per iteration and an evaluation of 6 whole sessions per
+seed), with ``--set KEY=VALUE`` laid over it; ``--timesteps``, ``--seeds``, ``--probe-prompts``, ``--eval-episodes``
+and ``--eval-episode-bars`` replace the profile's values when given. ``--profile learn-smollm2`` runs SmolLM2;
+``--profile pod`` the full-size stages (hours on a CPU). ``--smoke`` runs one short iteration on 20 sessions with a
+small warm start and one GRPO step (the CI check that the bench still runs; its figures mean nothing).
 """
 from __future__ import annotations
 
@@ -35,15 +34,15 @@ from typing import Any
 import numpy as np
 
 from tradelab import stages
-from tradelab.config import load_config
-from tradelab.loop import TINY_ADVISOR_LEARNING
+from tradelab.config import TradelabConfig, config_hash, load_config
 from tradelab.loop import api as loop_api
+from tradelab.errors import TradelabError
 from tradelab.marketdata import load_market_arrays
 
 
 SMOKE_OVERRIDES: dict[str, object] = {
-    "llm.warm_start.n_examples": 32, "llm.warm_start.epochs": 1, "grpo_local.test.steps": 1,
-    "grpo_local.test.prompts_per_step": 2, "grpo_local.test.group_size": 2, "stage1.refinement.hindsight_bars": 32,
+    "llm.warm_start.n_examples": 32, "llm.warm_start.epochs": 1, "grpo_local.optim.steps": 1,
+    "grpo_local.optim.prompts_per_step": 2, "grpo_local.rollout.group_size": 2, "stage1.refinement.hindsight_bars": 32,
 }
 """What ``--smoke`` shrinks on top of the learning profile: the warm start and Stage 2's GRPO steps."""
 
@@ -66,21 +65,25 @@ def rule_r_per_trade(root: Path, edge: float, days: int, seed: int, prompts: int
     return float(r.mean()), [round(interval[0], 3), round(interval[1], 3)] if interval else None, float(hit)
 
 
-def run_market(root: Path, edge: float, args: argparse.Namespace) -> dict[str, Any]:
+def bench_config(args: argparse.Namespace) -> TradelabConfig:
+    """The profile with the bench's flags and ``--set`` laid over it (flags left out keep the profile's values)."""
+    flags = {"ppo.total_timesteps": args.timesteps, "evaluation.seeds": args.seeds,
+             "evaluation.probe_prompts": args.probe_prompts, "evaluation.episodes": args.eval_episodes,
+             "evaluation.episode_bars": args.eval_episode_bars}
+    overrides = {**{k: v for k, v in flags.items() if v is not None}, **args.set,
+                 **(SMOKE_OVERRIDES if args.smoke else {})}
+    return load_config(profile=args.profile, overrides=overrides)
+
+
+def run_market(root: Path, edge: float, args: argparse.Namespace, config: TradelabConfig) -> dict[str, Any]:
     """Generate the market and run the loop on it; returns the loop report."""
-    evaluation = {"evaluation.test.episodes": args.eval_episodes, "evaluation.test.episode_bars": args.eval_episode_bars}
-    smoke = SMOKE_OVERRIDES if args.smoke else {}
-    config = load_config(overrides=None if args.full else {**TINY_ADVISOR_LEARNING, **evaluation, **args.set,
-                                                           **smoke})
     stages.generate_data(root, "NQ", days=args.days, seed=args.data_seed, edge=edge, config=config)
     started = time.perf_counter()
 
     def event(line: str) -> None:
         print(f"  [{time.perf_counter() - started:7.1f}s] edge={edge}: {line}", flush=True)
 
-    result = loop_api.loop(root, "NQ", iterations=args.iterations, engine="local", seeds=args.seeds,
-                         test_mode=not args.full, probe_prompts=args.probe_prompts, timesteps=args.timesteps,
-                         config=config, on_event=event)
+    result = loop_api.loop(root, "NQ", iterations=args.iterations, engine="local", config=config, on_event=event)
     print(f"  edge={edge}: loop finished in {time.perf_counter() - started:.0f}s; report {result['paths']['json']}",
           flush=True)
     return result["report"]
@@ -277,23 +280,26 @@ def main() -> int:
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--data-seed", type=int, default=7)
     parser.add_argument("--iterations", type=int, default=2)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--probe-prompts", type=int, default=480)
-    parser.add_argument("--timesteps", type=int, default=16384,
-                        help="Stage 1 timesteps per iteration (about 20 entry records per 1,000 steps; every 8,192 "
-                             "steps a refinement adds stage1.refinement.hindsight_bars labelled flat training bars)")
-    parser.add_argument("--eval-episodes", type=int, default=6, help="evaluation episodes per seed")
-    parser.add_argument("--eval-episode-bars", type=int, default=390, help="bars per evaluation episode (a session)")
-    parser.add_argument("--full", action="store_true", help="full-size stages (hours on a CPU)")
+    parser.add_argument("--profile", default="learn-tiny",
+                        help="run profile every stage runs under (learn-tiny, learn-smollm2, smoke, pod, or a file's "
+                             "stem under config/profiles/)")
+    parser.add_argument("--seeds", type=int, default=None, help="evaluation seeds (default: the profile's)")
+    parser.add_argument("--probe-prompts", type=int, default=None, help="holdout prompts (default: the profile's)")
+    parser.add_argument("--timesteps", type=int, default=None,
+                        help="Stage 1 timesteps per iteration (default: the profile's; about 20 entry records per "
+                             "1,000 steps, and every refinement adds stage1.refinement.hindsight_bars labelled flat "
+                             "training bars)")
+    parser.add_argument("--eval-episodes", type=int, default=None,
+                        help="evaluation episodes per seed (default: the profile's)")
+    parser.add_argument("--eval-episode-bars", type=int, default=None,
+                        help="bars per evaluation episode (default: the profile's)")
     parser.add_argument("--root", default=None, help="keep the workspaces here (default: a temp folder)")
     parser.add_argument("--rule-edges", default="0.0,0.1,0.2,0.3,0.5,0.8",
                         help="strengths at which to print the best simple rule's R per trade ('' skips the table)")
     parser.add_argument("--skip-null", action="store_true", help="run the edge market only (no null market)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one recipe key (dotted, YAML value), e.g. "
+                        help="override one config key on top of the profile (dotted, YAML value), e.g. "
                              "--set stage1.refinement.hindsight_bars=512")
-    parser.add_argument("--print-recipe", action="store_true",
-                        help="print TINY_ADVISOR_LEARNING as the YAML of a profile file and exit")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the bench runs")
     args = parser.parse_args()
     args.set = parse_sets(args.set)
@@ -301,20 +307,23 @@ def main() -> int:
         args.days, args.iterations, args.seeds, args.probe_prompts, args.timesteps = 20, 1, 1, 8, 256
         args.eval_episodes, args.eval_episode_bars = 1, 45
         args.rule_edges = str(args.edge)
-    if args.print_recipe:
-        import yaml
-
-        print(yaml.safe_dump(dict(TINY_ADVISOR_LEARNING), sort_keys=False), end="")
-        return 0
+    try:
+        config = bench_config(args)
+    except TradelabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     base = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="tradelab_learning_"))
     print(f"workspaces under {base}", flush=True)
+    print(f"profile={config.profile} config_hash={config_hash(config)} timesteps={config.ppo.total_timesteps} "
+          f"seeds={config.evaluation.seeds} probe_prompts={config.evaluation.probe_prompts} "
+          f"base={config.llm.model}", flush=True)
     print("best simple rule (BUY if the 5-bar return is up, else SELL), holdout prompts, after costs:")
     for strength in [float(e) for e in args.rule_edges.split(",") if e.strip()]:
         r, ci, hit = rule_r_per_trade(base / f"rule_{strength}", strength, args.days, args.data_seed,
-                                      args.probe_prompts)
+                                      config.evaluation.probe_prompts)
         print(f"  edge {strength:.1f}: {r:+.3f} R per trade {fmt(ci)}, direction hit rate {hit:.3f}", flush=True)
-    edge_report = run_market(base / "edge", args.edge, args)
-    null_report = None if args.skip_null else run_market(base / "null", 0.0, args)
+    edge_report = run_market(base / "edge", args.edge, args, config)
+    null_report = None if args.skip_null else run_market(base / "null", 0.0, args, config)
     (base / "learning_summary.json").write_text(json.dumps({"edge": edge_report, "null": null_report}, default=str))
     gain = print_edge(edge_report)
     if null_report is not None:

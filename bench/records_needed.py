@@ -3,11 +3,12 @@
 For each edge a fresh workspace gets the same seeded synthetic bars as ``bench/learning.py``. The warm-started
 adapter is trained on N labelled flat prompts of the training split (:class:`tradelab.stage1.hindsight.HindsightBars`:
 prompts from the bars up to each decision, hindsight labels from the bars after it, never past the training split),
-the way a Stage 1 refinement trains (``TINY_ADVISOR_LEARNING``: entries, uniform weights), and then answers the loop's
-holdout prompts. It prints, per edge, the best simple rule's figures on those prompts (the ceiling), the warm start's,
-and per N the advisor's hit rate, balanced hit rate and mean reward with intervals, its share of the rule's reward and
-the minimum detectable effect (80% power, 5% two-sided) of its hit rate against the warm start's. It also prints the
-entry records a Stage 1 run yields per 1,000 steps, from the experience files of a measured run when given.
+the way a Stage 1 refinement trains under ``--profile`` (default learn-tiny: entries, uniform weights), and then
+answers the loop's holdout prompts. It prints, per edge, the best simple rule's figures on those prompts (the
+ceiling), the warm start's, and per N the advisor's hit rate, balanced hit rate and mean reward with intervals, its
+share of the rule's reward and the minimum detectable effect (80% power, 5% two-sided) of its hit rate against the
+warm start's. It also prints the entry records a Stage 1 run yields per 1,000 steps, from the experience files of a
+measured run when given.
 
 The headline, printed last: ``records_needed_edge_<E>=<smallest N whose mean reward is >= 70% of the rule's with an
 interval above the warm start's>`` for the highest edge (``nan`` when no N reached it).
@@ -24,7 +25,6 @@ from typing import Any
 
 from tradelab import stages
 from tradelab.config import load_config
-from tradelab.loop import TINY_ADVISOR_LEARNING
 
 MARKET = "NQ"
 
@@ -56,8 +56,8 @@ def run_edge(base: Path, edge: float, args: argparse.Namespace) -> int | None:
     from tradelab.stage1.wiring import initial_adapter
 
     root = base / f"edge_{edge}"
-    config = load_config(overrides={**TINY_ADVISOR_LEARNING, "stage1.refinement.epochs": args.epochs,
-                                    **({"stage1.refinement.weights": args.weights} if args.weights else {})})
+    weights = {"stage1.refinement.weights": args.weights} if args.weights else {}
+    config = load_config(profile=args.profile, overrides={"stage1.refinement.epochs": args.epochs, **weights})
     stages.generate_data(root, MARKET, days=args.days, seed=args.data_seed, edge=edge, config=config)
     arrays = load_market_arrays(root, MARKET, config)
     holdout = Window(0, int(arrays.split_index), len(arrays))
@@ -109,6 +109,7 @@ def main() -> int:
     parser.add_argument("--weights", default=None, choices=("uniform", "advantage"),
                         help="stage1.refinement.weights (default: the recipe's)")
     parser.add_argument("--days", type=int, default=120)
+    parser.add_argument("--profile", default="learn-tiny", help="run profile whose refinement trains the adapter")
     parser.add_argument("--data-seed", type=int, default=7)
     parser.add_argument("--probe-prompts", type=int, default=480)
     parser.add_argument("--root", default=None, help="keep the workspaces here (default: a temp folder)")
@@ -119,8 +120,8 @@ def main() -> int:
     args.sizes = [int(s) for s in args.sizes.split(",")]
     edges = [float(e) for e in args.edges.split(",")]
     base = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="tradelab_records_"))
-    print(f"workspaces under {base}; tiny advisor, TINY_ADVISOR_LEARNING, {args.epochs} passes, weights "
-          f"{args.weights or TINY_ADVISOR_LEARNING['stage1.refinement.weights']}", flush=True)
+    print(f"workspaces under {base}; profile {args.profile}, {args.epochs} passes, weights "
+          f"{args.weights or load_config(profile=args.profile).stage1.refinement.weights}", flush=True)
     needed = {edge: run_edge(base, edge, args) for edge in edges}
     print()
     for edge, n in needed.items():

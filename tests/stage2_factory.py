@@ -201,10 +201,11 @@ def mixed_records(count: int = 40) -> list[dict]:
     ]
 
 
-def with_overrides(**dotted: object) -> TradelabConfig:
-    """The default config with ``soft_grpo`` keys overridden (``a__b`` means ``a.b``).
+def with_overrides(profile: str | None = None, **dotted: object) -> TradelabConfig:
+    """The config of run profile ``profile`` (None: the default) with ``soft_grpo`` keys overridden (``a__b`` means
+    ``a.b``).
 
     The artifact comparison is off unless asked for: :func:`fake_stage1`'s base model has no real weights.
     """
     dotted.setdefault("preflight__check_artifacts", False)
-    return load_config(overrides={f"soft_grpo.{k.replace('__', '.')}": v for k, v in dotted.items()})
+    return load_config(profile=profile, overrides={f"soft_grpo.{k.replace('__', '.')}": v for k, v in dotted.items()})

@@ -16,7 +16,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 SCRIPTS = sorted(BENCH.glob("*.py"))
-HEADLINE = re.compile(r"^[a-z][a-z0-9_]*=\S+$")
+HEADLINE = re.compile(r"^[a-z][a-z0-9_.]*=\S+$")
 """``name=value``: a bench's last line (``generate_bars_per_s=5899684``, ``cuda_available=0`` on a CPU machine)."""
 
 

@@ -186,7 +186,7 @@ def test_loop_evaluations_get_the_ray_address(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(stages, "evaluate", evaluate)
     monkeypatch.setattr(loop_report, "agents_from_report",
                         lambda path, level, seed: {"agents": {}, "hybrid_minus_ppo": None, "identical": []})
-    settings = LoopSettings(iterations=1, engine="local", seeds=2, test_mode=True, probe_prompts=4)
+    settings = LoopSettings(iterations=1, engine="local", seeds=2, profile="smoke", probe_prompts=4)
     iteration = LoopIteration(iteration=1)
     loop_run._evaluation(tmp_path, "NQ", load_config(), settings, None, iteration, None, None, ray_address="h:6379")
     assert seen["ray"] == "h:6379" and seen["seeds"] == 2
@@ -196,6 +196,7 @@ def test_loop_evaluations_get_the_ray_address(tmp_path: Path, monkeypatch: pytes
 
 def test_several_markets_without_ray_loop_one_after_another_here(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from tradelab.config import load_config
     from tradelab.loop import parallel
 
     calls: list[tuple[str, object]] = []
@@ -207,8 +208,8 @@ def test_several_markets_without_ray_loop_one_after_another_here(tmp_path: Path,
 
     monkeypatch.setattr(parallel, "run_loop", run_loop)
     events: list[str] = []
-    results = loop_api.loop_markets(_parent(tmp_path), ["NQ", "ES"], iterations=1, test_mode=True,
-                                  on_event=events.append)
+    results = loop_api.loop_markets(_parent(tmp_path), ["NQ", "ES"], iterations=1, on_event=events.append,
+                                    config=load_config(profile="smoke"))
     assert results == [{"market": "NQ"}, {"market": "ES"}]
     assert calls == [("NQ", None), ("ES", None)] and events == ["NQ: stage1", "ES: stage1"]
 

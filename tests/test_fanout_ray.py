@@ -53,8 +53,8 @@ def local_ray() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def config() -> TradelabConfig:
-    return load_config(overrides={"evaluation.agents": BASELINES, "evaluation.start_mode": "random_bar",
-                                  "evaluation.plots": False})
+    return load_config(profile="smoke", overrides={"evaluation.agents": BASELINES,
+                                                   "evaluation.start_mode": "random_bar", "evaluation.plots": False})
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def _workspace(source: Path, root: Path, config: TradelabConfig) -> Path:
             "rows": len(arrays), "train_end": bar_time(arrays, arrays.split_index - 1),
             "holdout_start": bar_time(arrays, arrays.split_index),
         })
-        merge_stage1(root, market, {"status": "completed", "test_mode": True})
+        merge_stage1(root, market, {"status": "completed", "profile": "smoke"})
     return root
 
 
@@ -145,7 +145,7 @@ def test_cli_prints_a_task_error_in_one_line_and_exits_2(local_ray: Any, market_
     root = _workspace(market_source, tmp_path / "ws", config)
     (root / FANOUT_DIR).write_text("a file where the task folders go\n")  # only the tasks touch fanout/
     code = main(["--root", str(root), "evaluate", "--market", "NQ,ES", "--episodes", "1", "--seeds", "1",
-                 "--adapter", "none", "--ray"])
+                 "--adapter", "none", "--ray", "--test"])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and FANOUT_DIR in err

@@ -1,5 +1,5 @@
 """The manifest's shape declared once (manifest_schema.py): typed sections for readers, one run-record type for every
-engine, and schema-1 / schema-2 files (written as tradelab wrote them) read and migrated to schema 3."""
+engine, and schema-1 / schema-2 files (written as tradelab wrote them) read and migrated to schema 4."""
 
 from __future__ import annotations
 
@@ -33,12 +33,28 @@ def _install(root: Path, name: str) -> dict:
     return json.loads(text)
 
 
+def _profiles_named(value: object) -> object:
+    """``value`` with every old ``test_mode`` flag as the profile it ran (True: smoke, False: pod)."""
+    if isinstance(value, list):
+        return [_profiles_named(v) for v in value]
+    if isinstance(value, dict):
+        return {("profile" if k == "test_mode" else k): (("smoke" if v is True else "pod") if k == "test_mode"
+                                                          else _profiles_named(v)) for k, v in value.items()}
+    return value
+
+
 def test_a_schema_2_manifest_migrates_into_typed_sections(tmp_path: Path) -> None:
     written = _install(tmp_path, "manifest_v2.json")
+    assert '"test_mode"' in json.dumps(written)
     loaded = load_manifest(tmp_path, "NQ")
-    assert loaded["schema_version"] == manifest.MANIFEST_SCHEMA_VERSION == 3
+    assert loaded["schema_version"] == manifest.MANIFEST_SCHEMA_VERSION == 4
     assert {k: v for k, v in loaded.items() if k not in ("schema_version", "stage2")} == {
-        k: v for k, v in written.items() if k not in ("schema_version", "stage2")}, "only the runs change"
+        k: _profiles_named(v) for k, v in written.items() if k not in ("schema_version", "stage2")}, (
+        "only the runs and the profile names change")
+    assert '"test_mode"' not in json.dumps(loaded)
+    assert stage1_of(loaded).profile == "smoke" == stage1_of(loaded).last_completed.profile
+    assert loop_of(loaded).settings.profile == "smoke" and evaluations_of(loaded)[0].profile == "smoke"
+    assert stage2_of(loaded).dataset.profile == "smoke" and stage2_of(loaded).runs[1].profile == "smoke"
     stage1 = stage1_of(loaded)
     assert stage1.status == "interrupted" and stage1.pid == 1234 and stage1.base_model is not None
     assert stage1.last_completed is not None and stage1.last_completed.status == "completed"
@@ -54,7 +70,7 @@ def test_a_schema_2_manifest_migrates_into_typed_sections(tmp_path: Path) -> Non
     assert evaluations_of(loaded)[0].agents == {"ppo": {"sharpe": 0.5}}
     assert loop_of(loaded).status == "completed" and loop_of(loaded).settings.engine == "local"
     served = require_stage1(tmp_path, "NQ")  # interrupted: the last completed run serves
-    assert served["stage1"] == written["stage1"]["last_completed"]
+    assert served["stage1"] == _profiles_named(written["stage1"]["last_completed"])
 
 
 def test_a_schema_2_fork_run_becomes_a_full_model_output() -> None:
@@ -73,7 +89,7 @@ def test_a_schema_1_manifest_migrates_and_reads_typed(tmp_path: Path) -> None:
     ws = Workspace.at(tmp_path)
     loaded = load_manifest(tmp_path, "NQ")
     v2 = json.loads((FIXTURES / "manifest_v2.json").read_text())
-    assert loaded["schema_version"] == manifest.MANIFEST_SCHEMA_VERSION == 3
+    assert loaded["schema_version"] == manifest.MANIFEST_SCHEMA_VERSION == 4
     stage1 = stage1_of(loaded)
     expected = v2["stage1"]["last_completed"]
     for key in ("model_checkpoint", "vecnormalize_path", "checkpoints_dir", "lora_adapter_path", "experience_path"):

@@ -131,7 +131,7 @@ def _dataset() -> RunDataset:
 
 def test_a_stage2_attempt_is_on_record_before_its_engine_starts(tmp_path: Path) -> None:
     with market_writer(tmp_path, "NQ", "stage2 local") as me:
-        with stage2_attempt(tmp_path, "NQ", "local", test_mode=True, dataset=_dataset()):
+        with stage2_attempt(tmp_path, "NQ", "local", profile="smoke", dataset=_dataset()):
             (run,) = manifest.load_manifest(tmp_path, "NQ")["stage2"]["runs"]
             assert run["status"] == "running" and run["lock_token"] == me.token and run["pid"] == os.getpid()
             # The engine's own record of the attempt replaces the placeholder: one attempt, one entry.
@@ -143,7 +143,7 @@ def test_a_stage2_attempt_is_on_record_before_its_engine_starts(tmp_path: Path) 
 def test_an_engine_that_fails_before_recording_leaves_a_failed_attempt(tmp_path: Path) -> None:
     with market_writer(tmp_path, "NQ", "stage2 local"):
         with pytest.raises(RuntimeError):
-            with stage2_attempt(tmp_path, "NQ", "local", test_mode=True, dataset=_dataset()):
+            with stage2_attempt(tmp_path, "NQ", "local", profile="smoke", dataset=_dataset()):
                 raise RuntimeError("no model")
     (run,) = manifest.load_manifest(tmp_path, "NQ")["stage2"]["runs"]
     assert run["status"] == "failed" and "no model" in run["error"]

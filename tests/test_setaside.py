@@ -58,11 +58,11 @@ def test_the_export_leaves_set_aside_records_out(tmp_path: Path, config) -> None
     fake_stage1(tmp_path)
     write_experience(tmp_path, mixed_records(30))
     path = Workspace.at(tmp_path).experience_path("NQ")
-    first = export_dataset(tmp_path, "NQ", config, test_mode=False)
+    first = export_dataset(tmp_path, "NQ", config)
     killed = path.stat().st_size
     write_experience(tmp_path, [make_record(100 + i) for i in range(7)])
     set_aside(path, killed, reason="killed attempt")
-    second = export_dataset(tmp_path, "NQ", config, test_mode=False)
+    second = export_dataset(tmp_path, "NQ", config)
     assert second["counts"]["set_aside"] == 7 and second["counts"]["malformed"] == 0
     assert second["sha256s"]["train"] == first["sha256s"]["train"]
     assert second["sha256s"]["val"] == first["sha256s"]["val"]

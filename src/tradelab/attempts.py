@@ -138,7 +138,7 @@ def _settle_loop(root: str | Path, market: str, m: Manifest, lines: list[str]) -
 
 # ----------------------------------------------------------------------------------------------------- Stage 2
 @contextlib.contextmanager
-def stage2_attempt(root: str | Path, market: str, engine: str, *, test_mode: bool,
+def stage2_attempt(root: str | Path, market: str, engine: str, *, profile: str,
                    dataset: RunDataset) -> Iterator[RunRecord]:
     """Record a ``running`` placeholder in ``stage2.runs`` for the block: the attempt is on record before its
     engine starts, so a kill at any moment leaves a record that :func:`settle` marks ``interrupted``.
@@ -148,7 +148,7 @@ def stage2_attempt(root: str | Path, market: str, engine: str, *, test_mode: boo
     here: ``failed`` on an error, ``interrupted`` on Ctrl-C.
     """
     owner_token = current_token(root, market)
-    placeholder = RunRecord(engine=engine, status="running", started_at=utc_now(), test_mode=test_mode,
+    placeholder = RunRecord(engine=engine, status="running", started_at=utc_now(), profile=profile,
                             dataset=dataset, pid=os.getpid(), host=socket.gethostname(), lock_token=owner_token)
     append_run(root, market, placeholder)
     try:

@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tradelab.config.profile import DEFAULT_PROFILE, SMOKE_PROFILE
 from tradelab.errors import DataError, StageNotReady
 from tradelab.fileio import atomic_write_json, writing
 from tradelab.manifest_schema import (
@@ -63,10 +64,11 @@ Manifest = dict[str, Any]
 
 SECTIONS: tuple[str, ...] = ("data", "stage1", "stage2", "evaluation")
 
-MANIFEST_SCHEMA_VERSION = 3
+MANIFEST_SCHEMA_VERSION = 4
 """Version of the manifest layout. 2: workspace-relative paths; ``stage1`` records pid, host, the model's sha256
 and the last completed run. 3: a Stage 2 run names its weights in one typed ``output`` (an adapter on its base, or a
-full model) instead of ``adapter_path`` / ``hf_model_path``. Older versions are migrated on read."""
+full model) instead of ``adapter_path`` / ``hf_model_path``. 4: every record names its run ``profile`` instead of a
+test-or-not flag. Older versions are migrated on read."""
 
 __all__ = [
     "MANIFEST_SCHEMA_VERSION", "SECTIONS", "STATUSES", "DataSection", "EvaluationSummary", "LoopSection",
@@ -335,6 +337,7 @@ def migrate(manifest: Manifest, ws: Workspace) -> Manifest:
 
     1 -> 2: absolute paths inside the workspace become relative to its root; sections gain their defaults.
     2 -> 3: each Stage 2 run's ``adapter_path`` / ``hf_model_path`` becomes its typed ``output``.
+    3 -> 4: each record's test-or-not flag becomes the name of the profile whose values it ran (:func:`_profile_names`).
     """
     migrated = json.loads(json.dumps(manifest))
     if migrated["schema_version"] < 2:
@@ -342,6 +345,7 @@ def migrate(manifest: Manifest, ws: Workspace) -> Manifest:
     for run in migrated["stage2"]["runs"]:
         if isinstance(run, dict):
             _run_output(run)
+    _profile_names(migrated)
     log.info("manifest for %s migrated from schema %s to %s", migrated.get("market"), manifest["schema_version"],
              MANIFEST_SCHEMA_VERSION)
     migrated["schema_version"] = MANIFEST_SCHEMA_VERSION
@@ -370,6 +374,22 @@ def _paths_to_relative(migrated: Manifest, ws: Workspace) -> None:
     dataset = stage2.get("dataset")
     if isinstance(dataset, dict) and isinstance(dataset.get("paths"), dict):
         dataset["paths"] = {k: ws.record(v) if isinstance(v, str) else v for k, v in dataset["paths"].items()}
+
+
+LEGACY_PROFILE_FLAG = "test_mode"
+"""The boolean schema 3 and older recorded where schema 4 names the run profile."""
+
+
+def _profile_names(migrated: Manifest) -> None:
+    """Schema 3's flag as schema 4's ``profile``: the test values were the smoke profile's, the others the default's."""
+    stage1, stage2, loop = migrated.get("stage1"), migrated["stage2"], migrated.get("loop")
+    records = [stage1, stage1.get("last_completed") if isinstance(stage1, dict) else None, stage2.get("dataset"),
+               *stage2["runs"], *(migrated.get("evaluation") or []), loop.get("settings") if isinstance(loop, dict)
+               else None]
+    for record in records:
+        if isinstance(record, dict) and LEGACY_PROFILE_FLAG in record:
+            flag = record.pop(LEGACY_PROFILE_FLAG)
+            record.setdefault("profile", SMOKE_PROFILE if flag is True else DEFAULT_PROFILE)
 
 
 def _run_output(run: dict[str, Any]) -> None:

@@ -84,7 +84,7 @@ class Stage1Section(Section):
     status: Status | None = None
     started_at: str | None = None
     completed_at: str | None = None
-    test_mode: bool | None = None
+    profile: str | None = None
     total_timesteps: int | None = None
     seed: int | None = None
     config_hash: str | None = None
@@ -131,7 +131,7 @@ class DatasetEntry(Section):
     source: dict[str, Any] | None = None
     filters: dict[str, Any] | None = None
     generated_at: str | None = None
-    test_mode: bool | None = None
+    profile: str | None = None
 
 
 class RunDataset(Section):
@@ -207,7 +207,7 @@ class RunRecord(Section):
     started_at: str | None = None
     finished_at: str | None = None
     return_code: int | None = None
-    test_mode: bool | None = None
+    profile: str | None = None
     dataset: RunDataset | None = None
     config_hash: str | None = None
     output_dir: str | None = None
@@ -259,7 +259,7 @@ class EvaluationSummary(Section):
     episodes: int | None = None
     seeds: int | None = None
     walk_forward: Any = None
-    test_mode: bool | None = None
+    profile: str | None = None
     config_hash: str | None = None
     holdout: dict[str, Any] | None = None
     agents: dict[str, Any] | None = None
@@ -275,15 +275,15 @@ class LoopSettings(Section):
         iterations: Iterations to run.
         engine: Stage 2 engine (a name of :data:`tradelab.grpo.ENGINES`).
         seeds: Evaluation seeds per iteration.
-        test_mode: Run every stage in test mode.
+        profile: The run profile every stage's config was resolved with (None: recorded before profiles).
         probe_prompts: Holdout prompts the advisor is measured on.
-        timesteps: Stage 1 timesteps per iteration (None: the config's, test-mode aware).
+        timesteps: Stage 1 timesteps per iteration (None: the profile's ``ppo.total_timesteps``).
     """
 
     iterations: int
     engine: str
     seeds: int
-    test_mode: bool
+    profile: str | None = None
     probe_prompts: int
     timesteps: int | None = None
 

@@ -55,10 +55,11 @@ def git_sha(cwd: str | Path | None = None) -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
-def origin(config_hash: str, seed: int | None) -> dict[str, object]:
-    """The standard origin block every artifact carries."""
+def origin(config_hash: str, seed: int | None, *, profile: str | None = None) -> dict[str, object]:
+    """The standard origin block every artifact carries; ``profile`` names the run profile of a whole config."""
     return {
         "schema_version": SCHEMA_VERSION,
+        **({"profile": profile} if profile is not None else {}),
         "config_hash": config_hash,
         "seed": seed,
         "git_sha": git_sha(),

@@ -68,7 +68,7 @@ class DatasetResult(Result):
     counts: dict[str, Any]
     paths: dict[str, str]
     sha256s: dict[str, str]
-    test_mode: bool
+    profile: str
     malformed_lines: list[dict[str, Any]]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.attempts import market_writer
-from tradelab.config import DEFAULT_CONFIG_DIR, TradelabConfig, load_config
+from tradelab.config import DEFAULT_CONFIG_DIR, SMOKE_PROFILE, TradelabConfig, load_config
 from tradelab.errors import ConfigError, StageNotReady, TradelabError
 from tradelab.grpo import DEFAULT_ENGINE
 from tradelab.handoff import AdvisorModel
@@ -38,12 +38,21 @@ TEST_PIPELINE_STAGES: tuple[str, ...] = ("data", "stage1", "stage2_dataset", "pr
 """What ``python main.py --test`` runs, in order."""
 
 
-def workspace_config(root: str | Path, config_dir: str | Path | None = None) -> TradelabConfig:
-    """Load the config for a workspace: ``config_dir``, else ``<root>/config`` if present, else the shipped one."""
-    if config_dir is None:
-        candidate = Path(root) / "config"
-        config_dir = candidate if (candidate / "app.yaml").is_file() else DEFAULT_CONFIG_DIR
-    return load_config(config_dir)
+def workspace_config(
+    root: str | Path, config_dir: str | Path | None = None, *, profile: str | None = None
+) -> TradelabConfig:
+    """Load the config for a workspace: ``config_dir``, else ``<root>/config`` if present, else the shipped one,
+    with the run profile ``profile`` (None: the default) laid over it."""
+    return load_config(workspace_config_dir(root, config_dir), profile=profile)
+
+
+def workspace_config_dir(root: str | Path, config_dir: str | Path | None = None) -> Path:
+    """The config directory a workspace uses: ``config_dir``, else ``<root>/config`` if present, else the shipped
+    one (where its profiles are looked up first)."""
+    if config_dir is not None:
+        return Path(config_dir)
+    candidate = Path(root) / "config"
+    return candidate if (candidate / "app.yaml").is_file() else DEFAULT_CONFIG_DIR
 
 
 def _cfg(root: str | Path, config: TradelabConfig | None) -> TradelabConfig:
@@ -109,7 +118,7 @@ def list_data(root: str | Path) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------------------------------------- stage 1
 def stage1(
-    root: str | Path, market: str, *, test_mode: bool = False, timesteps: int | None = None, resume: bool = False,
+    root: str | Path, market: str, *, timesteps: int | None = None, resume: bool = False,
     adapter: str | None = None, start: AdvisorModel | None = None, init_ppo: str | Path | None = None,
     config: TradelabConfig | None = None, progress: Progress | None = None, force: bool = False,
     run_id: str | None = None,
@@ -144,7 +153,7 @@ def stage1(
         else:
             cfg = with_advisor_adapter(cfg, root, market, adapter)
         return run_stage1(
-            root, market, cfg, test_mode=test_mode, total_timesteps=timesteps, resume=resume, init_ppo=init,
+            root, market, cfg, total_timesteps=timesteps, resume=resume, init_ppo=init,
             force=force, progress=progress, run_id=run_id,
         )
 
@@ -181,7 +190,7 @@ def with_advisor_adapter(
 
 # --------------------------------------------------------------------------------------------------------- stage 2
 def stage2(
-    root: str | Path, market: str, *, engine: str = DEFAULT_ENGINE, test_mode: bool = False,
+    root: str | Path, market: str, *, engine: str = DEFAULT_ENGINE,
     dataset_only: bool = False, dry_run: bool = False, mode: str | None = None,
     resume_from: str | Path | None = None, config: TradelabConfig | None = None, on_line: LineSink | None = None,
     progress: Progress | None = None,
@@ -191,7 +200,7 @@ def stage2(
 
     validate_market_name(market)
     return run_stage2(
-        root, market, _cfg(root, config), engine=engine, test_mode=test_mode, dataset_only=dataset_only,
+        root, market, _cfg(root, config), engine=engine, dataset_only=dataset_only,
         dry_run=dry_run, mode=mode, resume_from=resume_from, on_line=on_line, progress=progress,
     )
 
@@ -305,12 +314,12 @@ def run_test_pipeline(
     root: str | Path, *, market: str | None = None, on_stage: Callable[[str], None] | None = None,
     progress: Progress | None = None, config: TradelabConfig | None = None,
 ) -> list[StageOutcome]:
-    """The whole pipeline in test mode on embedded defaults; stops at the first failed stage.
+    """The whole pipeline under ``config`` (default: the workspace's smoke profile); stops at the first failed stage.
 
-    Order: generate the sample market if missing, Stage 1 (test), Stage 2 dataset-only + preflight, the local
-    engine's test run, evaluation.
+    Order: generate the sample market if missing, Stage 1, Stage 2 dataset-only + preflight, the local engine's run,
+    evaluation.
     """
-    cfg = _cfg(root, config)
+    cfg = config if config is not None else workspace_config(root, profile=SMOKE_PROFILE)
     market = market or cfg.app.default_market
     ws = Workspace.at(root)
     runners: dict[str, Callable[[], _StageResult]] = {
@@ -340,12 +349,12 @@ def run_test_pipeline(
 def _test_data(root: str | Path, market: str, cfg: TradelabConfig, ws: Workspace) -> _StageResult:
     if ws.bars_path(market).exists():
         return {"generated": False}, [str(ws.bars_path(market))]
-    report = generate_data(root, market, days=cfg.app.test_synthetic_days, config=cfg)
+    report = generate_data(root, market, config=cfg)
     return {"generated": True, "rows": report.get("rows")}, [str(ws.bars_path(market))]
 
 
 def _test_stage1(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> _StageResult:
-    result = stage1(root, market, test_mode=True, config=cfg, progress=progress)
+    result = stage1(root, market, config=cfg, progress=progress)
     section = result.section
     figures = {"timesteps": section.total_timesteps, "experiences": section.experience_samples,
                "with_outcome": section.experience_with_outcome}
@@ -355,7 +364,7 @@ def _test_stage1(root: str | Path, market: str, cfg: TradelabConfig, progress: P
 
 
 def _test_dataset(root: str | Path, market: str, cfg: TradelabConfig) -> _StageResult:
-    result = stage2(root, market, engine="local", test_mode=True, dataset_only=True, config=cfg)
+    result = stage2(root, market, engine="local", dataset_only=True, config=cfg)
     counts = result.dataset.counts
     figures = {"train_rows": counts["train"], "val_rows": counts["val"], "malformed": counts["malformed"]}
     return figures, list(result.dataset.paths.values())
@@ -373,7 +382,7 @@ def _test_preflight(root: str | Path, market: str, cfg: TradelabConfig) -> _Stag
 
 
 def _test_local(root: str | Path, market: str, cfg: TradelabConfig, progress: Progress | None) -> _StageResult:
-    result = stage2(root, market, engine="local", test_mode=True, config=cfg, progress=progress)
+    result = stage2(root, market, engine="local", config=cfg, progress=progress)
     run = result.run
     if run is None or run.output is None:
         raise StageNotReady(f"the local engine's test run for {market} recorded no output")

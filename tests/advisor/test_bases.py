@@ -40,7 +40,7 @@ def _leftovers(root: Path) -> list[str]:
 def test_the_full_profile_defaults_to_smollm2_and_the_test_profile_to_the_tiny_advisor(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(DEFAULT_MODEL_ENV, raising=False)
-    full, test = load_config(), load_config(test_mode=True)
+    full, test = load_config(), load_config(profile="smoke")
     assert full.llm.model == test.llm.model == "default"
     assert full.llm.base_model == SMOLLM2 and not full.llm.uses_tiny_advisor
     assert test.llm.base_model == "models/base/tiny-advisor" and test.llm.uses_tiny_advisor
@@ -57,12 +57,12 @@ def test_a_base_named_in_the_config_is_used_by_every_profile(monkeypatch: pytest
     for name in (SMOLLM2, "models/base/tiny-advisor", "/models/my.gguf"):
         overrides = {"llm.model": name}
         assert load_config(overrides=overrides).llm.base_model == name
-        assert load_config(overrides=overrides, test_mode=True).llm.base_model == name
+        assert load_config(overrides=overrides, profile="smoke").llm.base_model == name
 
 
 def test_the_environment_variable_sets_the_default_in_every_profile(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(DEFAULT_MODEL_ENV, "models/base/tiny-advisor")
-    assert load_config().llm.base_model == load_config(test_mode=True).llm.base_model == "models/base/tiny-advisor"
+    assert load_config().llm.base_model == load_config(profile="smoke").llm.base_model == "models/base/tiny-advisor"
     assert load_config(overrides={"llm.model": SMOLLM2}).llm.base_model == SMOLLM2
     monkeypatch.setenv(DEFAULT_MODEL_ENV, "default")
     with pytest.raises(ConfigError, match="default_model"):

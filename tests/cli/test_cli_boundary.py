@@ -101,3 +101,50 @@ def test_config_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path
     assert main(["--root", str(tmp_path), "stage2", "--market", "NQ", "--dataset-only"]) == 2
     line = _one_error_line(capsys)
     assert "learning_rate" in line and "finite" in line and "did you mean gamma" in line
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["--profile", "smok", "status"], ["'smok'", "did you mean smoke", "learn-tiny", "pod"]),
+    (["stage1", "--market", "NQ", "--profile", "nope"], ["'nope'", "available: ", "smoke"]),
+    (["--profile", "pod", "stage2", "--market", "NQ", "--test"], ["--test names the smoke profile", "'pod'"]),
+])
+def test_an_unknown_or_conflicting_profile_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
+                                                                  tmp_path: Path, argv: list[str],
+                                                                  fragments: list[str]) -> None:
+    assert main(["--root", str(tmp_path / "ws"), *argv]) == 2
+    line = _one_error_line(capsys)
+    assert all(fragment in line for fragment in fragments), line
+    assert not (tmp_path / "ws" / "data").exists() and not (tmp_path / "ws" / "models").exists()
+
+
+def test_a_workspace_profile_with_a_bad_key_is_one_line_naming_the_file(capsys: pytest.CaptureFixture[str],
+                                                                        tmp_path: Path) -> None:
+    import shutil
+
+    from tradelab.config import DEFAULT_CONFIG_DIR
+
+    shutil.copytree(DEFAULT_CONFIG_DIR, tmp_path / "config")
+    bad = tmp_path / "config" / "profiles" / "mine.yaml"
+    bad.write_text("extends: smoke\napp:\n  synthetic_dayz: 10\n")
+    assert main(["--root", str(tmp_path), "--profile", "mine", "data", "generate", "--market", "NQ"]) == 2
+    line = _one_error_line(capsys)
+    assert f"{bad}: app.synthetic_dayz" in line and "did you mean synthetic_days" in line
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("argv", [
+    ["--profile", "smoke", "data", "generate", "--market", "NQ"],
+    ["data", "generate", "--market", "NQ", "--profile", "smoke"],
+    ["--test", "data", "generate", "--market", "NQ"],
+])
+def test_the_profile_reaches_the_command_before_or_after_the_subcommand(capsys: pytest.CaptureFixture[str],
+                                                                         tmp_path: Path, argv: list[str]) -> None:
+    import json
+
+    from tradelab.config import load_config
+
+    assert main(["--root", str(tmp_path), *argv]) == 0
+    report = json.loads((tmp_path / "data" / "NQ" / "data_report.json").read_text())
+    assert report["origin"]["profile"] == "smoke"
+    days = load_config(profile="smoke").app.synthetic_days
+    assert days != load_config().app.synthetic_days and report["source"]["days"] == days

@@ -15,6 +15,7 @@ from stage2_factory import fake_stage1, mixed_records, write_experience
 
 from tradelab import manifest
 from tradelab.cli.menu import run_menu
+from tradelab.config import available_profiles, load_config
 from tradelab.paths import Workspace
 
 DOWN, ENTER = "\x1b[B", "\r"
@@ -47,7 +48,8 @@ def test_training_stage2_dataset_only(keys, tmp_path: Path) -> None:
         _select(1),  # Main: Training
         _select(1),  # Phase 3 Stage 2: SofT-GRPO Reasoning
         _select(0),  # Market: NQ (the only one with a completed Stage 1)
-        _select(2),  # Dataset only
+        _select(0),  # Run profile: the session's (pod)
+        _select(1),  # Dataset only
         _select(0),  # Engine: verl
         _select(6),  # Main: Exit
     ]
@@ -58,6 +60,21 @@ def test_training_stage2_dataset_only(keys, tmp_path: Path) -> None:
     dataset = manifest.load_manifest(root, "NQ")["stage2"]["dataset"]
     assert sum(dataset["counts"].values()) >= 1
     assert manifest.load_manifest(root, "NQ")["stage2"]["runs"] == []  # dataset only launches nothing
+    assert dataset["profile"] == "pod" and "Run profile: pod" in out
+
+
+def test_the_profile_chosen_in_the_menu_resolves_the_config(keys, tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    write_experience(root, mixed_records(100))
+    fake_stage1(root)
+    choices = ["pod", *(name for name in available_profiles() if name != "pod")]
+    presses = [_select(1), _select(1), _select(0),
+               _select(choices.index("smoke")),  # Run profile: smoke
+               _select(1), _select(0), _select(6)]
+    out = _drive(keys, root, presses)
+    dataset = manifest.load_manifest(root, "NQ")["stage2"]["dataset"]
+    assert dataset["profile"] == "smoke" and "Run profile: smoke" in out
+    assert dataset["counts"]["kept"] == load_config(profile="smoke").soft_grpo.dataset.max_samples < 100
 
 
 def test_stage2_without_completed_stage1_shows_the_fix(keys, tmp_path: Path) -> None:

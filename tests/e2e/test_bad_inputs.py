@@ -149,7 +149,7 @@ def _killed_stage2_run(ws: Path, inputs: Path, stack: ExitStack) -> None:
 
 def _killed_loop(ws: Path, inputs: Path, stack: ExitStack) -> None:
     _edit_manifest(lambda m: m.update(loop={
-        "status": "running", "settings": {"iterations": 1, "engine": "local", "seeds": 1, "test_mode": True,
+        "status": "running", "settings": {"iterations": 1, "engine": "local", "seeds": 1, "profile": "smoke",
                                           "probe_prompts": 4},
         "report_dir": "reports/NQ/loop_20260101T000000Z", "activity": "iteration 1 stage2_engine",
         "iterations": [{"iteration": 1, "stages": {"stage1": "completed", "stage2_engine": "running"}}],
@@ -567,7 +567,7 @@ def _prepare(root: Path) -> None:
              "slot_size": np.array(2)}
     for path in (ppo / "vecnormalize.npz", ppo / "checkpoints" / "stage1_000000256_steps_vecnormalize.npz"):
         np.savez(path, **stats)
-    merge_stage1(root, "NQ", {"test_mode": True, "total_timesteps": 512, "completed_at": "2026-01-01T00:00:00Z",
+    merge_stage1(root, "NQ", {"profile": "smoke", "total_timesteps": 512, "completed_at": "2026-01-01T00:00:00Z",
                               "model_checkpoint": "models/phase3_hybrid/NQ/ppo/final.zip",
                               "lora_adapter_path": "models/phase3_hybrid/NQ/stage1_lora",
                               "base_model": {"name": "fake", "local_path": "models/base/fake-base",

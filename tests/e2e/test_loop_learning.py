@@ -4,11 +4,12 @@ On the edge market the advisor must learn to tell up from down on holdout prompt
 of the up-move and down-move hit rates) rises above the warm start's, after Stage 1 and after Stage 2. The balanced
 rate, not the plain one: the warm-started advisor answers one side or HOLD on every flat prompt, and with 40 sessions
 its plain hit rate (0.69 here) depends on which moves its few directional answers fall on and on the short holdout's
-drift; the balanced rate of one-sided answers is 0.5 whatever they fall on. The fused policy must trade, and Stage 2's adapter must really reach the advisor. On the null market
-no agent and no advisor may show an edge.
+drift; the balanced rate of one-sided answers is 0.5 whatever they fall on. The fused policy must trade, and Stage
+2's adapter must really reach the advisor. On the null market no agent and no advisor may show an edge.
 
-Both runs use the CLI's own ``tradelab.loop.api.loop`` in test mode on 40 generated sessions, with the session's tiny advisor and
-warm adapter copied into the workspace (the warm start is the same function the loop would call).
+Both runs use the CLI's own ``tradelab.loop.api.loop`` under the learn-tiny profile, shortened, on 40 generated
+sessions, with the session's tiny advisor and warm adapter copied into the workspace (the warm start is the same
+function the loop would call).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import pytest
 
 from tradelab import stages
 from tradelab.config import TradelabConfig, load_config
-from tradelab.loop import TINY_ADVISOR_LEARNING
 from tradelab.loop import api as loop_api
 from tradelab.paths import Workspace
 from tradelab.stage1.wiring import WARM_ADAPTER_DIR
@@ -48,13 +48,17 @@ def _workspace(root: Path, edge: float, config: TradelabConfig, tiny_advisor_dir
     return root
 
 
+def learning_config() -> TradelabConfig:
+    """The learn-tiny profile, shortened for CI (its evaluation back to the smoke profile's two 45-bar episodes)."""
+    return load_config(profile="learn-tiny", overrides={
+        "grpo_local.optim.steps": STAGE2_STEPS, "stage1.refinement.every_steps": REFINEMENT_EVERY_STEPS,
+        "stage1.refinement.epochs": REFINEMENT_EPOCHS, "stage1.refinement.hindsight_bars": HINDSIGHT_BARS,
+        "evaluation.episodes": 2, "evaluation.episode_bars": 45})
+
+
 def _loop(root: Path) -> dict[str, Any]:
-    config = load_config(overrides={**TINY_ADVISOR_LEARNING, "grpo_local.test.steps": STAGE2_STEPS,
-                                    "stage1.test.refinement_every_steps": REFINEMENT_EVERY_STEPS,
-                                    "stage1.test.refinement_epochs": REFINEMENT_EPOCHS,
-                                    "stage1.refinement.hindsight_bars": HINDSIGHT_BARS})
-    return loop_api.loop(root, "NQ", iterations=1, test_mode=True, seeds=2, probe_prompts=PROBE_PROMPTS,
-                       timesteps=TIMESTEPS, config=config)["report"]
+    return loop_api.loop(root, "NQ", iterations=1, seeds=2, probe_prompts=PROBE_PROMPTS, timesteps=TIMESTEPS,
+                         config=learning_config())["report"]
 
 
 @pytest.mark.slow
@@ -78,8 +82,8 @@ def test_a_short_loop_on_a_strong_edge_trades_and_hands_each_adapter_on(
     # What each stage learned from, and the power of each comparison, are in the report.
     used = report["power"]["records"][0]
     assert used["stage1"]["last_hindsight_bars"] == HINDSIGHT_BARS and used["stage1"]["refinements"] == 2
-    assert used["stage2_groups"]["groups_sampled"] >= STAGE2_STEPS * TINY_ADVISOR_LEARNING[
-        "grpo_local.test.prompts_per_step"]
+    assert used["stage2_groups"]["groups_sampled"] >= STAGE2_STEPS * learning_config().grpo_local.optim.prompts_per_step
+    assert report["settings"]["profile"] == "learn-tiny" == report["origin"]["profile"]
     assert report["power"]["rule_ceiling"]["hit_rate"] > 0.5
     rows = report["power"]["comparisons"]
     assert all(row["mde"] is not None for row in rows if row["name"].startswith("advisor") or row["ci"])

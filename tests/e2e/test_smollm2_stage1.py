@@ -1,4 +1,4 @@
-"""`stage1 --test` with `llm.model: smollm2-135m-instruct`: the real model through the warm start, the hybrid's
+"""`stage1` under a light profile with `llm.model: smollm2-135m-instruct`: the real model through the warm start, the hybrid's
 batched advice, the experience file and one refinement, as a user runs it (CLI subprocess), on light settings.
 
 The light settings are config values a user could write: an 8-example warm start, one 512-step rollout, one
@@ -22,13 +22,16 @@ from tradelab.paths import Workspace
 
 REPO = Path(__file__).resolve().parents[2]
 
-LIGHT = {
-    "llm.yaml": [("model: default", f"model: {SMOLLM2}"), ("  n_examples: 256", "  n_examples: 8")],
-    "stage1.yaml": [("  refinement_every_steps: 1024", "  refinement_every_steps: 512"),
-                    ("  refinement_min_records: 16", "  refinement_min_records: 4"),
-                    ("  refinement_recent_records: 64", "  refinement_recent_records: 8")],
-}
+LIGHT = {"llm.yaml": [("model: default", f"model: {SMOLLM2}"), ("  n_examples: 256", "  n_examples: 8")]}
 """(file, [(shipped text, light text)]) edits of a copy of the shipped config."""
+LIGHT_PROFILE = """extends: smoke
+stage1:
+  refinement:
+    every_steps: 512
+    min_records: 4
+    recent_records: 8
+"""
+"""The workspace's own profile: the smoke profile with one refinement on the latest 8 records."""
 
 
 def _light_config(root: Path) -> None:
@@ -40,6 +43,7 @@ def _light_config(root: Path) -> None:
             assert old in text, (name, old)
             text = text.replace(old, new, 1)
         (folder / name).write_text(text, encoding="utf-8")
+    (folder / "profiles" / "light.yaml").write_text(LIGHT_PROFILE, encoding="utf-8")
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
@@ -48,17 +52,17 @@ def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_stage1_test_mode_on_smollm2(tmp_path: Path, smollm2_dir: Path) -> None:
+def test_stage1_on_smollm2_under_a_light_profile(tmp_path: Path, smollm2_dir: Path) -> None:
     root = tmp_path / "ws"
     link_smollm2(root, smollm2_dir)
     _light_config(root)
     assert _cli(root, "data", "generate", "--market", "NQ", "--days", "12").returncode == 0
-    done = _cli(root, "stage1", "--market", "NQ", "--test", "--timesteps", "512")
+    done = _cli(root, "stage1", "--market", "NQ", "--profile", "light", "--timesteps", "512")
     assert done.returncode == 0, done.stderr[-2000:]
     ws = Workspace.at(root)
     manifest = json.loads(ws.manifest_path("NQ").read_text())
     stage1 = manifest["stage1"]
-    assert stage1["status"] == "completed" and stage1["test_mode"] is True
+    assert stage1["status"] == "completed" and stage1["profile"] == "light"
     base = stage1["base_model"]
     assert base["name"] == SMOLLM2 and base["sha256"] == named_source(SMOLLM2).record_sha256
     assert base["smoke_test_model"] is False and base["local_path"] == f"models/base/{SMOLLM2}"

@@ -37,6 +37,10 @@ def test_test_mode_runs_the_whole_pipeline(tmp_path: Path) -> None:
     output = local_runs[-1]["output"]
     assert output["kind"] == "adapter" and (tmp_path / output["path"] / "adapter_config.json").exists()
     assert manifest["evaluation"] and Path(manifest["evaluation"][-1]["report_dir"], "report.json").exists()
+    # --test is the smoke profile: every record names it next to its config hash, and so does the screen.
+    records = [manifest["stage1"], manifest["stage2"]["dataset"], local_runs[-1], manifest["evaluation"][-1]]
+    assert all(r["profile"] == "smoke" for r in records) and "Run profile: smoke (config hash" in proc.stdout
+    assert all(r["config_hash"] for r in (manifest["stage1"], local_runs[-1], manifest["evaluation"][-1]))
 
     # The experience file is append-only: a second Stage 1 in the same root appends, never truncates.
     experience = tmp_path / "data/soft_grpo/NQ/stage1_experience.jsonl"

@@ -21,10 +21,12 @@ BASELINES = ["flat", "buy_and_hold", "random"]
 
 @pytest.fixture(scope="session")
 def baseline_config() -> TradelabConfig:
-    return load_config(overrides={"evaluation.agents": BASELINES, "evaluation.start_mode": "random_bar"})
+    """The smoke profile's evaluation (two 45-bar episodes per seed) with the baseline agents."""
+    return load_config(profile="smoke", overrides={"evaluation.agents": BASELINES,
+                                                   "evaluation.start_mode": "random_bar"})
 
 
-def make_eval_workspace(src: Path, dst: Path, config: TradelabConfig, *, test_mode: bool = True) -> Path:
+def make_eval_workspace(src: Path, dst: Path, config: TradelabConfig) -> Path:
     """Copy the market data of ``src`` to ``dst`` and write the manifest stub Stage 1 would leave."""
     from tradelab.evaluation.holdout import bar_time
     from tradelab.fileio import sha256_file
@@ -38,7 +40,7 @@ def make_eval_workspace(src: Path, dst: Path, config: TradelabConfig, *, test_mo
         "bars_path": str(bars), "sha256": sha256_file(bars), "rows": len(arrays),
         "train_end": bar_time(arrays, arrays.split_index - 1), "holdout_start": bar_time(arrays, arrays.split_index),
     })
-    merge_stage1(dst, "NQ", {"status": "completed", "test_mode": test_mode})
+    merge_stage1(dst, "NQ", {"status": "completed", "profile": config.profile})
     return dst
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tradelab.advisor.teacher import teacher_response
-from tradelab.config import TradelabConfig, resolve_config
+from tradelab.config import TradelabConfig
 from tradelab.core.parse import parse_advice
 from tradelab.env import make_env
 from tradelab.errors import StageFailed
@@ -42,7 +42,7 @@ def _specs() -> list[AgentSpec]:
 def setup(eval_root: Path, baseline_config: TradelabConfig) -> dict[str, Any]:
     manifest = load_manifest(eval_root, "NQ")
     arrays, holdout = holdout_arrays(eval_root, "NQ", manifest, load_market_arrays(eval_root, "NQ", baseline_config))
-    settings = resolve_settings(resolve_config(baseline_config, test_mode=True), test_mode=True, episodes=3, seeds=2, adapter="none",
+    settings = resolve_settings(baseline_config, episodes=3, seeds=2, adapter="none",
                                 walk_forward=True)
     env = make_env("NQ", eval_root, split="holdout", config=env_config(baseline_config, settings), arrays=arrays)
     ctx = scoring_context(arrays, baseline_config, settings)

@@ -39,8 +39,8 @@ def test_report_json_has_every_metric_per_agent(run: dict[str, Any], baseline_co
                     "flatten_violations"):
             assert key in entry and key in entry["ci"], (name, key)
         assert entry["n_seeds"] == 3 and len(entry["per_seed"]) == 3
-    assert report["settings"]["test_mode"] is True
-    assert report["settings"]["episode_bars"] == baseline_config.evaluation.test.episode_bars
+    assert report["settings"]["profile"] == "smoke" == report["origin"]["profile"] == run["summary"].profile
+    assert report["settings"]["episode_bars"] == baseline_config.evaluation.episode_bars == 45
     assert report["settings"]["skipped_agents"] == {}
     assert len(report["walk_forward"]) == 3
     assert report["market"] == "NQ" and report["origin"]["config_hash"]

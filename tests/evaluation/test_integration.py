@@ -30,8 +30,9 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory, nq_workspace: Path, tiny
     shutil.copytree(src.data_dir("NQ"), ws.data_dir("NQ"))
     shutil.copytree(tiny_advisor_dir, ws.tiny_advisor_dir())
     shutil.copytree(warm_adapter_dir, ws.market_model_dir("NQ") / WARM_ADAPTER_DIR)
-    config = load_config(overrides={"stage1.refinement.enabled": False, "evaluation.test.episode_bars": 30})
-    run_stage1(root, "NQ", config, test_mode=True, total_timesteps=128)
+    config = load_config(profile="smoke", overrides={"stage1.refinement.enabled": False,
+                                                     "evaluation.episode_bars": 30})
+    run_stage1(root, "NQ", config, total_timesteps=128)
     # A Stage 2 adapter stand-in (a copy of Stage 1's) makes evaluation add the adapter comparison.
     shutil.copytree(ws.stage1_lora_dir("NQ"), ws.soft_grpo_adapter_dir("NQ"))
     summary = evaluate(root, "NQ", config, episodes=1, seeds=2)
@@ -44,7 +45,7 @@ def test_every_agent_is_reported_on_the_holdout(evaluated: dict[str, Any]) -> No
     assert list(report["agents"]) == ["hybrid", "hybrid_soft_grpo", "hybrid_stage1", *AGENTS[2:]]
     assert report["settings"]["aliases"] == {"hybrid_stage1": "hybrid"}
     assert report["agents"]["hybrid_stage1"] == report["agents"]["hybrid"]
-    assert report["settings"]["test_mode"] is True  # Stage 1 ran in test mode
+    assert report["settings"]["profile"] == "smoke" and report["settings"]["episode_bars"] == 30
     split = report["holdout"]["start_index"]
     assert all(seen["min"] >= split for seen in report["bars_seen"].values())
     for name in ("hybrid", "hybrid_soft_grpo", "advisor"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tradelab.config import TradelabConfig, resolve_config
+from tradelab.config import TradelabConfig
 from tradelab.errors import StageNotReady
 from tradelab.evaluation.roster import advisor_models, build_roster
 from tradelab.handoff import AdvisorModel
@@ -23,8 +23,7 @@ def _adapter(path: Path) -> None:
 
 
 def _roster(root: Path, config: TradelabConfig, adapter: str) -> tuple[list[str], dict, dict]:
-    settings = resolve_settings(resolve_config(config, test_mode=True), test_mode=True, episodes=None, seeds=None, adapter=adapter,
-                                walk_forward=False)
+    settings = resolve_settings(config, episodes=None, seeds=None, adapter=adapter, walk_forward=False)
     specs, skipped, aliases = build_roster(root, "NQ", config, settings, NAMES)
     return [s.name for s in specs], skipped, aliases
 

@@ -31,15 +31,15 @@ def test_every_cli_engine_is_registered_and_unknown_names_list_the_valid_ones() 
 
 def test_external_engines_plan_under_their_own_name_and_local_has_no_plan(stage2_root: Path) -> None:
     fake_stage1(stage2_root, rank=8)
-    config = load_config()
+    config = load_config(profile="smoke")
     for name in ("verl", "soft-grpo"):
         engine = get_engine(name)
         assert isinstance(engine, ExternalEngine)
-        assert engine.build_plan(stage2_root, "NQ", config, test_mode=True).engine == name
+        assert engine.build_plan(stage2_root, "NQ", config).engine == name
     assert get_engine("soft-grpo").output_kind == "full_model" and get_engine("verl").output_kind == "adapter"
     local = get_engine("local")
     assert not isinstance(local, ExternalEngine) and local.output_kind == "adapter"
-    assert local.build_plan(stage2_root, "NQ", config, test_mode=True) is None
+    assert local.build_plan(stage2_root, "NQ", config) is None
     assert local.rollout_modes == ("soft", "discrete") and get_engine("verl").rollout_modes == ()
 
 
@@ -84,8 +84,8 @@ def test_a_dry_run_builds_the_plan_once_and_preflight_checks_that_plan(
         return built[-1]
 
     monkeypatch.setattr(type(engine), "build_plan", counting)
-    config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
-    result = run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True, dry_run=True)
+    config = with_overrides("smoke", runner__python=str(standin_python), preflight__compose_config=False)
+    result = run_stage2(stage2_root, "NQ", config, engine="verl", dry_run=True)
     assert len(built) == 1
     assert result.preflight["plan"] == result.launch.plan == built[0].to_dict()
 

@@ -39,7 +39,7 @@ def test_a_workspace_path_with_hydra_syntax_makes_a_literal_launch(tmp_path: Pat
     root = tmp_path / folder
     write_experience(root, mixed_records(4))
     fake_stage1(root)
-    plan = build_plan(root, "NQ", load_config(), engine="verl", test_mode=True)
+    plan = build_plan(root, "NQ", load_config(profile="smoke"), engine="verl")
     values = {base.override_key(o): o for o in plan.overrides}
     train = values["data.train_files"]
     assert _as_hydra_reads_it(train) == str(root.resolve() / "data/soft_grpo/NQ/stage2_train.parquet")

@@ -107,7 +107,7 @@ def odd_root(tmp_path: Path) -> Path:
 
 def _export(root: Path) -> tuple[bytes, bytes, list[dict], dict]:
     config = load_config()
-    meta = export_dataset(root, "NQ", config, test_mode=False)
+    meta = export_dataset(root, "NQ", config)
     data_dir = Workspace.at(root).soft_grpo_data_dir("NQ")
     samples = [json.loads(line) for line in (data_dir / "stage2_samples.jsonl").read_text().splitlines()]
     return ((data_dir / "stage2_train.parquet").read_bytes(), (data_dir / "stage2_val.parquet").read_bytes(),

@@ -19,7 +19,7 @@ def test_runner_nnodes_reaches_the_command(engine: str, stage2_root: Path, tmp_p
     monkeypatch.setenv("SOFT_GRPO_REPO_ROOT", str(fake_soft_grpo_repo(tmp_path / "repo")))
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
     plan = build_plan(stage2_root, "NQ", with_overrides(runner__nnodes=3, runner__n_gpus_per_node=4),
-                      engine=engine, test_mode=False)
+                      engine=engine)
     args = base.override_map(plan.overrides)
     assert args["trainer.nnodes"] == "3" and args["trainer.n_gpus_per_node"] == "4"
     assert plan.environment()["RAY_ADDRESS"] == "10.0.0.5:6379"  # the launch joins the cluster the shell names

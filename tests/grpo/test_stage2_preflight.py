@@ -151,11 +151,11 @@ def test_repo_root_env_override_absolute_and_relative(tmp_path: Path, monkeypatc
 
 def test_soft_grpo_preflight_with_env_override(stage2_root: Path, standin_python: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    export_dataset(stage2_root, "NQ", load_config(), test_mode=True)
+    export_dataset(stage2_root, "NQ", load_config(profile="smoke"))
     repo = fake_soft_grpo_repo(tmp_path / "pod" / "SofT-GRPO-master-main")
     monkeypatch.setenv("SOFT_GRPO_REPO_ROOT", str(repo))
     monkeypatch.setenv("STANDIN_VERL_VERSION", "0.4.0")
-    config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
+    config = with_overrides("smoke", runner__python=str(standin_python), preflight__compose_config=False)
     report = run_preflight(stage2_root, "NQ", config, engine="soft-grpo", dataset_only=False)
     statuses = _statuses(report)
     assert statuses["soft_grpo_repo"] == "pass" and statuses["verl"] == "pass"
@@ -179,8 +179,8 @@ def test_soft_grpo_preflight_with_env_override(stage2_root: Path, standin_python
 
 def test_gpu_checks_skip_in_dataset_only_and_fail_without_cuda(stage2_root: Path, standin_python: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    export_dataset(stage2_root, "NQ", load_config(), test_mode=True)
-    config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
+    export_dataset(stage2_root, "NQ", load_config(profile="smoke"))
+    config = with_overrides("smoke", runner__python=str(standin_python), preflight__compose_config=False)
     monkeypatch.setenv("STANDIN_CUDA", "0")
     skipped = _statuses(run_preflight(stage2_root, "NQ", config, engine="verl", dataset_only=True))
     assert {skipped[k] for k in ("cuda", "gpu_count", "flash_attn", "rollout_backend")} == {"skip"}
@@ -190,9 +190,9 @@ def test_gpu_checks_skip_in_dataset_only_and_fail_without_cuda(stage2_root: Path
 
 def test_wrong_dialect_and_missing_stage1_fail(tmp_path: Path, stage2_root: Path, standin_python: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    export_dataset(stage2_root, "NQ", load_config(), test_mode=True)
+    export_dataset(stage2_root, "NQ", load_config(profile="smoke"))
     monkeypatch.setenv("STANDIN_VERL_VERSION", "0.4.0")
-    config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
+    config = with_overrides("smoke", runner__python=str(standin_python), preflight__compose_config=False)
     report = run_preflight(stage2_root, "NQ", config, engine="verl", dataset_only=True)
     assert _statuses(report)["verl"] == "fail" and "PyPI verl >= 0.9" in report.summary()
     empty = run_preflight(tmp_path / "empty", "NQ", config, engine="local", dataset_only=True)
@@ -201,8 +201,8 @@ def test_wrong_dialect_and_missing_stage1_fail(tmp_path: Path, stage2_root: Path
 
 
 def test_missing_interpreter_is_a_clear_failure(stage2_root: Path, tmp_path: Path) -> None:
-    export_dataset(stage2_root, "NQ", load_config(), test_mode=True)
-    config = with_overrides(runner__python=str(tmp_path / "no" / "python"))
+    export_dataset(stage2_root, "NQ", load_config(profile="smoke"))
+    config = with_overrides("smoke", runner__python=str(tmp_path / "no" / "python"))
     report = run_preflight(stage2_root, "NQ", config, engine="verl", dataset_only=True)
     assert _statuses(report)["launch_python"] == "fail" and "runner.python" in report.summary()
 
@@ -210,14 +210,14 @@ def test_missing_interpreter_is_a_clear_failure(stage2_root: Path, tmp_path: Pat
 @pytest.mark.slow
 def test_verl_preflight_in_the_real_environment_composes_and_validates(stage2_root: Path,
                                                                        standin_python: Path) -> None:
-    export_dataset(stage2_root, "NQ", load_config(), test_mode=True)
-    report = run_preflight(stage2_root, "NQ", load_config(), engine="verl", dataset_only=True)
+    export_dataset(stage2_root, "NQ", load_config(profile="smoke"))
+    report = run_preflight(stage2_root, "NQ", load_config(profile="smoke"), engine="verl", dataset_only=True)
     statuses = _statuses(report)
     assert statuses["verl"] == "pass" and statuses["reward_import"] == "pass"
     assert statuses["config_compose"] == "pass", report.summary()
     assert statuses["filter_groups"] == "pass", report.summary()  # composed by the installed verl 0.9
     assert report.ok, report.summary()
     # The stand-in answers the probe instantly and hands composition to the real interpreter.
-    bad = run_preflight(stage2_root, "NQ", with_overrides(runner__python=str(standin_python)), engine="verl",
+    bad = run_preflight(stage2_root, "NQ", with_overrides("smoke", runner__python=str(standin_python)), engine="verl",
                         dataset_only=True, extra_overrides=["actor_rollout_ref.rollout.no_such_key=1"])
     assert _statuses(bad)["config_compose"] == "fail" and "no_such_key" in bad.summary()

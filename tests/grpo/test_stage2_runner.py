@@ -30,7 +30,7 @@ def _runs(root: Path) -> list[dict]:
 
 def test_verl_plan_uses_verl09_keys_and_the_adapter_rank(stage2_root: Path) -> None:
     fake_stage1(stage2_root, rank=16)
-    plan = build_plan(stage2_root, "NQ", load_config(), engine="verl", test_mode=True,
+    plan = build_plan(stage2_root, "NQ", load_config(profile="smoke"), engine="verl",
                       extra_overrides=["trainer.total_epochs=3"])
     args = base.override_map(plan.overrides)
     ws = Workspace.at(stage2_root)
@@ -52,7 +52,7 @@ def test_verl_plan_uses_verl09_keys_and_the_adapter_rank(stage2_root: Path) -> N
 def test_soft_grpo_plan_uses_the_fork_keys(stage2_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     repo = fake_soft_grpo_repo(tmp_path / "repo")
     monkeypatch.setenv("SOFT_GRPO_REPO_ROOT", str(repo))
-    plan = build_plan(stage2_root, "NQ", load_config(), engine="soft-grpo", test_mode=False)
+    plan = build_plan(stage2_root, "NQ", load_config(), engine="soft-grpo")
     args = base.override_map(plan.overrides)
     assert args["custom_reward_function.name"] == "compute_score" and "reward.custom_reward_function.path" not in args
     assert args["reward_model.reward_manager"] == "naive"
@@ -61,19 +61,19 @@ def test_soft_grpo_plan_uses_the_fork_keys(stage2_root: Path, tmp_path: Path, mo
     assert plan.env_overrides["PYTHONPATH"].split(":")[:2] == [str(repo / "verl-0.4.x"), str(PROJECT_ROOT / "src")]
     assert any("stage1_merged will be rebuilt" in note for note in plan.notes)
     script = with_overrides(engines__soft_grpo__mode="script", engines__soft_grpo__script="SofT-GRPO-deepscaler-8k.sh")
-    plan = build_plan(stage2_root, "NQ", script, engine="soft-grpo", test_mode=False)
+    plan = build_plan(stage2_root, "NQ", script, engine="soft-grpo")
     assert plan.argv[:2] == ["bash", str(repo / "SofT-GRPO-deepscaler-8k.sh")]
 
 
 def test_unknown_placeholder_is_a_config_error(stage2_root: Path) -> None:
     config = with_overrides(engines__verl__args=["data.train_files={train_file}"])
     with pytest.raises(ConfigError, match=r"\{train_file\}"):
-        build_plan(stage2_root, "NQ", config, engine="verl", test_mode=False)
+        build_plan(stage2_root, "NQ", config, engine="verl")
 
 
 def test_dry_run_returns_the_command_and_launches_nothing(stage2_root: Path, standin_python: Path) -> None:
-    config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
-    result = run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True, dry_run=True)
+    config = with_overrides("smoke", runner__python=str(standin_python), preflight__compose_config=False)
+    result = run_stage2(stage2_root, "NQ", config, engine="verl", dry_run=True)
     assert result.launch.command[0] == str(standin_python) and "-m" in result.launch.command
     assert "verl.trainer.main_ppo" in result.launch.command_line
     assert _runs(stage2_root) == [] and result.run is None
@@ -82,8 +82,8 @@ def test_dry_run_returns_the_command_and_launches_nothing(stage2_root: Path, sta
 
 
 def test_launch_script_runs_the_same_command(stage2_root: Path, standin_python: Path) -> None:
-    config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
-    result = run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True, dry_run=True)
+    config = with_overrides("smoke", runner__python=str(standin_python), preflight__compose_config=False)
+    result = run_stage2(stage2_root, "NQ", config, engine="verl", dry_run=True)
     script = Path(result.launch.launch_script)
     assert script == Workspace.at(stage2_root).soft_grpo_output_dir("NQ") / "launch.sh"
     text = script.read_text()
@@ -117,10 +117,10 @@ def test_cli_dry_run_prints_the_command_plainly(stage2_root: Path, standin_pytho
 
 
 def test_failing_launch_is_recorded_with_log_and_code(stage2_root: Path, standin_python: Path) -> None:
-    config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
+    config = with_overrides("smoke", runner__python=str(standin_python), preflight__compose_config=False)
     lines: list[str] = []
     with pytest.raises(StageFailed, match="exited with code 3") as info:
-        run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True, on_line=lines.append)
+        run_stage2(stage2_root, "NQ", config, engine="verl", on_line=lines.append)
     assert info.value.exit_code == 1
     (run,) = _runs(stage2_root)
     assert run["status"] == "failed" and run["return_code"] == 3 and run["engine"] == "verl"
@@ -137,8 +137,8 @@ def test_failing_launch_is_recorded_with_log_and_code(stage2_root: Path, standin
 def test_successful_launch_exports_the_adapter(stage2_root: Path, standin_python: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STANDIN_EXIT", "0")
-    config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
-    result = run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True)
+    config = with_overrides("smoke", runner__python=str(standin_python), preflight__compose_config=False)
+    result = run_stage2(stage2_root, "NQ", config, engine="verl")
     ws = Workspace.at(stage2_root)
     adapter = ws.soft_grpo_adapter_dir("NQ")
     assert ws.resolve(result.run.output.path) == adapter and (adapter / "adapter_config.json").is_file()
@@ -153,9 +153,9 @@ def test_an_adapter_that_does_not_load_fails_the_run(stage2_root: Path, standin_
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STANDIN_EXIT", "0")
     monkeypatch.setenv("STANDIN_BAD_ADAPTER", "1")
-    config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
+    config = with_overrides("smoke", runner__python=str(standin_python), preflight__compose_config=False)
     with pytest.raises(StageFailed, match="adapter weights do not load"):
-        run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True)
+        run_stage2(stage2_root, "NQ", config, engine="verl")
     (run,) = _runs(stage2_root)
     assert run["status"] == "failed" and "output" not in run and "do not load" in run["output_note"]
     assert not Workspace.at(stage2_root).soft_grpo_adapter_dir("NQ").exists()
@@ -181,8 +181,8 @@ def test_fork_run_is_complete_only_with_a_loadable_hf_model(tmp_path: Path, stan
     monkeypatch.setenv("STANDIN_SOFT_SGLANG", "1")
     monkeypatch.setenv("STANDIN_EXIT", "0")
     monkeypatch.setenv("STANDIN_HF_MODEL", str(tiny_advisor_dir))
-    config = with_overrides(runner__python=str(standin_python), preflight__compose_config=False)
-    result = run_stage2(root, "NQ", config, engine="soft-grpo", test_mode=True)
+    config = with_overrides("smoke", runner__python=str(standin_python), preflight__compose_config=False)
+    result = run_stage2(root, "NQ", config, engine="soft-grpo")
     ws = Workspace.at(root)
     target = hf_model_dir(ws, "NQ")
     assert ws.resolve(result.run.output.path) == target and (target / "model.safetensors").is_file()
@@ -192,20 +192,20 @@ def test_fork_run_is_complete_only_with_a_loadable_hf_model(tmp_path: Path, stan
     # A fork run that leaves sharded files only (no huggingface/) is recorded as failed, with the fix named.
     monkeypatch.delenv("STANDIN_HF_MODEL")
     with pytest.raises(StageFailed, match="add hf_model to actor_rollout_ref.actor.checkpoint.contents"):
-        run_stage2(root, "NQ", config, engine="soft-grpo", test_mode=True)
+        run_stage2(root, "NQ", config, engine="soft-grpo")
     assert _runs(root)[-1]["status"] == "failed" and "output" not in _runs(root)[-1]
 
 
 def test_preflight_failure_blocks_the_launch(stage2_root: Path, tmp_path: Path) -> None:
-    config = with_overrides(runner__python=str(tmp_path / "missing-python"))
+    config = with_overrides("smoke", runner__python=str(tmp_path / "missing-python"))
     with pytest.raises(PreflightError, match="launch_python"):
-        run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True)
+        run_stage2(stage2_root, "NQ", config, engine="verl")
     assert _runs(stage2_root) == []
 
 
 def test_dataset_only_exports_and_reports_without_launching(stage2_root: Path, tmp_path: Path) -> None:
-    config = with_overrides(runner__python=str(tmp_path / "missing-python"))
-    result = run_stage2(stage2_root, "NQ", config, engine="verl", test_mode=True, dataset_only=True)
+    config = with_overrides("smoke", runner__python=str(tmp_path / "missing-python"))
+    result = run_stage2(stage2_root, "NQ", config, engine="verl", dataset_only=True)
     assert result.preflight["ok"] is False and result.launch is None and result.run is None
     assert Path(result.dataset.paths["train"]).is_file()
 
@@ -217,9 +217,10 @@ def test_local_engine_is_dispatched_in_process(stage2_root: Path, monkeypatch: p
     record = RunRecord(engine="local", status="completed")
     monkeypatch.setattr(local_trainer, "train_local",
                         lambda root, market, config, **kw: calls.append(kw) or {"run": record})
-    result = run_stage2(stage2_root, "NQ", load_config(), engine="local", test_mode=True, mode="discrete")
+    result = run_stage2(stage2_root, "NQ", load_config(profile="smoke"), engine="local", mode="discrete")
     assert result.run is record and result.launch.command_line.startswith("tradelab.grpo.local.train.train_local(")
-    assert calls == [{"mode": "discrete", "test_mode": True, "resume_from": None, "progress": None}]
+    assert calls == [{"mode": "discrete", "resume_from": None, "progress": None}]
+    assert result.dataset.profile == "smoke"
 
 
 def test_merged_model_is_rebuilt_only_when_stale(stage2_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -51,9 +51,9 @@ def test_verl_plan_and_dataset_on_smollm2(smollm2_stage2_root: Path, smollm2_dir
     from tradelab.advisor.load import load_tokenizer
 
     root = smollm2_stage2_root
-    config = load_config(overrides={"llm.model": "smollm2-135m-instruct"})
-    metadata = export_dataset(root, "NQ", config, test_mode=True)
-    plan = build_plan(root, "NQ", config, engine="verl", test_mode=True)
+    config = load_config(profile="smoke", overrides={"llm.model": "smollm2-135m-instruct"})
+    metadata = export_dataset(root, "NQ", config)
+    plan = build_plan(root, "NQ", config, engine="verl")
     assert plan.model_path == root / "models" / "base" / "smollm2-135m-instruct"
     checks = {c.name: c for c in stage1_checks(Workspace.at(root), "NQ")}  # what preflight checks of Stage 1
     assert checks["base_model"].status == checks["stage1_adapter"].status == "pass"

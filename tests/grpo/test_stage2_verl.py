@@ -19,7 +19,7 @@ def test_parquet_loads_with_verls_rlhf_dataset(stage2_root: Path, tiny_advisor_d
     from transformers import AutoTokenizer
     from verl.utils.dataset.rl_dataset import RLHFDataset
 
-    metadata = export_dataset(stage2_root, "NQ", load_config(), test_mode=False)
+    metadata = export_dataset(stage2_root, "NQ", load_config())
     tokenizer = AutoTokenizer.from_pretrained(tiny_advisor_dir)
     data_config = OmegaConf.create({
         "prompt_key": "prompt", "max_prompt_length": 4096, "filter_overlong_prompts": True,
@@ -38,14 +38,14 @@ def test_verls_custom_reward_loader_calls_compute_score(stage2_root: Path) -> No
     from omegaconf import OmegaConf
     from verl.trainer.ppo.reward import get_custom_reward_fn
 
-    plan = build_plan(stage2_root, "NQ", load_config(), engine="verl", test_mode=True)
+    plan = build_plan(stage2_root, "NQ", load_config(profile="smoke"), engine="verl")
     args = base.override_map(plan.overrides)
     config = OmegaConf.create({"reward": {"custom_reward_function": {
         "path": args["reward.custom_reward_function.path"], "name": args["reward.custom_reward_function.name"],
         "reward_kwargs": {},
     }}})
     score = get_custom_reward_fn(config)
-    metadata = export_dataset(stage2_root, "NQ", load_config(), test_mode=False)
+    metadata = export_dataset(stage2_root, "NQ", load_config(profile="smoke"))
     import pyarrow.parquet as pq
 
     row = pq.read_table(metadata["paths"]["train"]).to_pylist()[0]
@@ -59,8 +59,8 @@ def test_verls_custom_reward_loader_calls_compute_score(stage2_root: Path) -> No
 
 @pytest.mark.slow
 def test_main_ppo_composes_the_runners_exact_overrides(stage2_root: Path, tmp_path: Path) -> None:
-    export_dataset(stage2_root, "NQ", load_config(), test_mode=True)
-    plan = build_plan(stage2_root, "NQ", load_config(), engine="verl", test_mode=True)
+    export_dataset(stage2_root, "NQ", load_config(profile="smoke"))
+    plan = build_plan(stage2_root, "NQ", load_config(profile="smoke"), engine="verl")
     done = subprocess.run([*plan.argv, "--cfg", "job"], cwd=tmp_path, env=plan.environment(), capture_output=True,
                           text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

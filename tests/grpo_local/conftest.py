@@ -101,7 +101,7 @@ def grpo_template(
     shutil.copytree(tiny_advisor_dir, ws.tiny_advisor_dir())
     shutil.copytree(warm_adapter_dir, ws.stage1_lora_dir(MARKET))
     write_experience(nq_workspace, root, config, n_records=N_RECORDS, seed=3)
-    export_dataset(root, MARKET, config, test_mode=False)
+    export_dataset(root, MARKET, config)
     return root
 
 
@@ -115,9 +115,10 @@ def grpo_root(grpo_template: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture
 def local_config() -> Any:
-    """Build the default config with ``grpo_local.*`` overrides (dotted keys relative to the section)."""
+    """Build the config of a run profile (default: the default profile) with ``grpo_local.*`` overrides (dotted keys
+    relative to the section)."""
 
-    def build(**overrides: Any) -> TradelabConfig:
-        return load_config(overrides={f"grpo_local.{k}": v for k, v in overrides.items()})
+    def build(profile: str | None = None, **overrides: Any) -> TradelabConfig:
+        return load_config(profile=profile, overrides={f"grpo_local.{k}": v for k, v in overrides.items()})
 
     return build

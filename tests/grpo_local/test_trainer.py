@@ -46,10 +46,10 @@ def test_soft_test_run_records_everything_and_resume_repeats_it(grpo_root: Path,
 
     # Without dynamic sampling: nearly every answer is blocked, so every group would be dropped and no step would
     # update, and the resume check below compares updates.
-    config = load_config(overrides={"soft_grpo.dataset.blocklist": [" "],
-                                    "grpo_local.dynamic_sampling.enabled": False})
-    export_dataset(grpo_root, MARKET, config, test_mode=False)  # the blocklist travels in the ground truth
-    first = train_local(grpo_root, MARKET, config, mode="soft", test_mode=True)
+    overrides = {"soft_grpo.dataset.blocklist": [" "], "grpo_local.dynamic_sampling.enabled": False}
+    export_dataset(grpo_root, MARKET, load_config(overrides=overrides))  # the blocklist travels in the ground truth
+    config = load_config(profile="smoke", overrides=overrides)
+    first = train_local(grpo_root, MARKET, config, mode="soft")
     run_dir = Path(first["run_dir"])
     _check_run_dir(run_dir, first, grpo_root)
     original = _lines(run_dir / "train_log.jsonl")
@@ -62,7 +62,8 @@ def test_soft_test_run_records_everything_and_resume_repeats_it(grpo_root: Path,
     runs = load_manifest(grpo_root, MARKET)["stage2"]["runs"]
     record = runs[-1]
     assert record["engine"] == "local" and record["status"] == "completed" and record["return_code"] == 0
-    assert record["command"][-3:] == ["--mode", "soft", "--test"] and record["output_dir"] == str(run_dir)
+    assert record["command"][-2:] == ["--mode", "soft"] and record["output_dir"] == str(run_dir)
+    assert record["command"][4:6] == ["--profile", "smoke"] and record["profile"] == "smoke"
     assert record == first["run"].record() and record["config_hash"]
     assert record["output"]["kind"] == "adapter" and record["output"]["base_model_path"]
     assert record["val_reward_start"] == first["val_reward_start"]
@@ -74,7 +75,7 @@ def test_soft_test_run_records_everything_and_resume_repeats_it(grpo_root: Path,
     assert all(s["groups"]["kept"] == 2 and s["groups"]["rounds"] == 1 for s in original)
     assert "zero reward variance" in Path(record["log_file"]).read_text()
 
-    resumed = train_local(grpo_root, MARKET, config, mode="soft", test_mode=True, resume_from=run_dir)
+    resumed = train_local(grpo_root, MARKET, config, mode="soft", resume_from=run_dir)
     assert resumed["start_step"] == 2 and Path(resumed["run_dir"]) != run_dir
     again = _lines(Path(resumed["run_dir"]) / "train_log.jsonl")
     keys = ("losses", "reward_mean", "grad_norm", "kl", "clip_frac", "answer_tokens")
@@ -89,9 +90,9 @@ def test_nan_losses_are_skipped_then_abort(grpo_root: Path, local_config: Any, m
         return lambda data_source, text, ground_truth, extra_info=None: {"score": float("nan"), "format": 0.0}
 
     monkeypatch.setattr("tradelab.grpo.local.train.default_reward", nan_reward)
-    config = local_config(**{"guards.nan_max_skips": 1})
+    config = local_config("smoke", **{"guards.nan_max_skips": 1})
     with pytest.raises(StageFailed, match="nan_max_skips"):
-        train_local(grpo_root, MARKET, config, mode="discrete", test_mode=True)
+        train_local(grpo_root, MARKET, config, mode="discrete")
     record = load_manifest(grpo_root, MARKET)["stage2"]["runs"][-1]
     assert record["status"] == "failed" and record["return_code"] == 1
     run_dir = Path(record["output_dir"])
@@ -105,7 +106,7 @@ def test_changed_dataset_stops_the_run_before_training(grpo_root: Path, local_co
     train = Workspace.at(grpo_root).soft_grpo_data_dir(MARKET) / "stage2_train.parquet"
     train.write_bytes(train.read_bytes() + b"\0")
     with pytest.raises(DataError, match="differs from files.train.sha256"):
-        train_local(grpo_root, MARKET, local_config(), mode="discrete", test_mode=True)
+        train_local(grpo_root, MARKET, local_config("smoke"), mode="discrete")
     assert not (Workspace.at(grpo_root).soft_grpo_output_dir(MARKET)).exists()
 
 
@@ -128,7 +129,7 @@ def test_fixed_seed_cpu_run_raises_validation_reward(grpo_root: Path, local_conf
         "run.val_prompts": 8, "run.val_samples": 4, "run.val_greedy": False, "run.checkpoint_every": 0,
         **IMPROVEMENT_RUNS[mode],
     })
-    summary = train_local(grpo_root, MARKET, config, mode=mode, test_mode=False)
+    summary = train_local(grpo_root, MARKET, config, mode=mode)
     steps = IMPROVEMENT_RUNS[mode]["optim.steps"]
     assert [v["step"] for v in summary["validation"]] == [0, steps]
     assert summary["validation"][0]["val_answers"] == 32

@@ -43,11 +43,11 @@ def _fork_python() -> Path:
 
 
 def _loop(root: Path, engine: str, launcher: Path) -> dict[str, Any]:
-    config = load_config(overrides={"soft_grpo.runner.python": str(launcher),
-                                    "soft_grpo.preflight.compose_config": False,
-                                    "soft_grpo.preflight.check_artifacts": False})
-    return loop_api.loop(root, "NQ", iterations=2, engine=engine, test_mode=True, seeds=1, probe_prompts=8,
-                         timesteps=256, config=config)
+    config = load_config(profile="smoke", overrides={"soft_grpo.runner.python": str(launcher),
+                                                     "soft_grpo.preflight.compose_config": False,
+                                                     "soft_grpo.preflight.check_artifacts": False})
+    return loop_api.loop(root, "NQ", iterations=2, engine=engine, seeds=1, probe_prompts=8, timesteps=256,
+                         config=config)
 
 
 @pytest.fixture()

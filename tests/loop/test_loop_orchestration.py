@@ -84,7 +84,7 @@ def _root(tmp_path: Path, config: TradelabConfig) -> Path:
     return tmp_path
 
 
-SETTINGS = LoopSettings(iterations=2, engine="local", seeds=2, test_mode=True, probe_prompts=10)
+SETTINGS = LoopSettings(iterations=2, engine="local", seeds=2, profile="smoke", probe_prompts=10)
 
 
 def test_stages_run_in_order_and_lineage_chains(tmp_path: Path, config: TradelabConfig, recorder: Recorder) -> None:
@@ -143,7 +143,7 @@ def test_an_unfinished_loop_with_other_settings_needs_restart(tmp_path: Path, co
     recorder.fail_at = (1, "evaluation")
     with pytest.raises(KeyboardInterrupt):
         run_loop(root, "NQ", config, SETTINGS)
-    other = LoopSettings(iterations=2, engine="local", seeds=3, test_mode=True, probe_prompts=10)
+    other = LoopSettings(iterations=2, engine="local", seeds=3, profile="smoke", probe_prompts=10)
     with pytest.raises(StageNotReady, match="--restart"):
         run_loop(root, "NQ", config, other)
     recorder.calls.clear()

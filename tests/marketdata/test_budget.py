@@ -66,9 +66,9 @@ def test_evaluation_refuses_folds_the_holdout_cannot_hold(tmp_path: Path, config
 
     generate_market(tmp_path, "NQ", config, days=10, seed=1)
     arrays = load_market_arrays(tmp_path, "NQ", config)
-    ok = resolve_settings(config, test_mode=True, episodes=None, seeds=None, adapter="none", walk_forward=False)
+    ok = resolve_settings(config, episodes=None, seeds=None, adapter="none", walk_forward=False)
     require_sessions(arrays, config, ok)
-    folds = resolve_settings(config, test_mode=True, episodes=None, seeds=None, adapter="none", walk_forward=9)
+    folds = resolve_settings(config, episodes=None, seeds=None, adapter="none", walk_forward=9)
     with pytest.raises(DataError, match=r"NQ has 10 sessions .* 8 to train on and 2 held out .*--walk-forward 9"):
         require_sessions(arrays, config, folds)
     tiny = dataclasses.replace(arrays, split_index=len(arrays) - 20)

@@ -26,12 +26,12 @@ def one_torch_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def stage1_config() -> TradelabConfig:
-    """Test-mode settings shrunk further: checkpoints and refinements every 256 steps."""
-    return load_config(overrides={
-        "ppo.test.checkpoint_every_steps": 256,
-        "stage1.test.refinement_every_steps": 256,
-        "stage1.test.refinement_min_records": 8,
-        "stage1.test.refinement_recent_records": 32,
+    """The smoke profile shrunk further: checkpoints and refinements every 256 steps."""
+    return load_config(profile="smoke", overrides={
+        "ppo.checkpoint_every_steps": 256,
+        "stage1.refinement.every_steps": 256,
+        "stage1.refinement.min_records": 8,
+        "stage1.refinement.recent_records": 32,
     })
 
 

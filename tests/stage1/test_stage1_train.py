@@ -39,17 +39,19 @@ def trained(make_root, stage1_config) -> tuple[Path, dict]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(wiring, "recorder_for", recorder_for)
-        summary = run_stage1(root, "NQ", stage1_config, test_mode=True, total_timesteps=STEPS,
+        summary = run_stage1(root, "NQ", stage1_config, total_timesteps=STEPS,
                              progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (STEPS, STEPS)
     return root, summary
 
 
-def test_the_refinement_window_is_the_test_profiles(trained, stage1_config) -> None:
-    """In test mode the recorder keeps ``stage1.test.refinement_recent_records`` records, not the full-size count."""
-    test_window = stage1_config.stage1.test.refinement_recent_records
-    assert test_window != stage1_config.stage1.refinement.recent_records
-    assert RECORDER_WINDOWS == [test_window]
+def test_the_refinement_window_is_the_profiles(trained, stage1_config) -> None:
+    """The recorder keeps the profile's ``stage1.refinement.recent_records`` records, not the full-size count."""
+    from tradelab.config import load_config
+
+    window = stage1_config.stage1.refinement.recent_records
+    assert window != load_config().stage1.refinement.recent_records
+    assert RECORDER_WINDOWS == [window]
 
 
 def _lines(path: Path) -> list[str]:
@@ -66,7 +68,7 @@ def test_outputs_and_complete_manifest(trained) -> None:
     manifest = load_manifest(root, "NQ")
     stage1 = manifest["stage1"]
     assert set(STAGE1_KEYS) <= set(stage1)
-    assert stage1["status"] == "completed" and stage1["total_timesteps"] == STEPS and stage1["test_mode"] is True
+    assert stage1["status"] == "completed" and stage1["total_timesteps"] == STEPS and stage1["profile"] == "smoke"
     missing = [k for k in STAGE1_KEYS if stage1[k] is None and k not in ("last_completed", "error")]
     assert not missing, f"stage1 keys left empty: {missing}"
     assert stage1["last_completed"] is None, "a completed section is itself the last completed run"
@@ -171,7 +173,7 @@ def test_interrupted_run_keeps_its_buffer_and_resume_appends(make_root, stage1_c
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_stage1(root, "NQ", stage1_config, test_mode=True, total_timesteps=STEPS, progress=interrupt)
+        run_stage1(root, "NQ", stage1_config, total_timesteps=STEPS, progress=interrupt)
     stage1 = load_manifest(root, "NQ")["stage1"]
     assert stage1["status"] == "interrupted"
     before = _lines(ws.experience_path("NQ"))
@@ -184,7 +186,7 @@ def test_interrupted_run_keeps_its_buffer_and_resume_appends(make_root, stage1_c
     experience = ws.experience_path("NQ")
     experience.write_bytes(experience.read_bytes()[:-150])
     damaged = _lines(experience)
-    summary = run_stage1(root, "NQ", stage1_config, test_mode=True, total_timesteps=STEPS, resume=True)
+    summary = run_stage1(root, "NQ", stage1_config, total_timesteps=STEPS, resume=True)
     assert summary.resumed_from.endswith("stage1_000000300_steps.zip")
     assert summary.timesteps >= STEPS
     after = _lines(experience)
@@ -217,7 +219,7 @@ def test_a_shorter_fresh_run_does_not_replace_a_completed_model(trained, stage1_
     final = Workspace.at(root).ppo_dir("NQ") / "final.zip"
     before, manifest_before = sha256_file(final), load_manifest(root, "NQ")
     with pytest.raises(WorkspaceError, match=rf"{STEPS} timesteps.*one of 64.*--force"):
-        run_stage1(root, "NQ", stage1_config, test_mode=True, total_timesteps=64)
+        run_stage1(root, "NQ", stage1_config, total_timesteps=64)
     assert sha256_file(final) == before
     assert load_manifest(root, "NQ")["stage1"] == manifest_before["stage1"]
 
@@ -230,24 +232,24 @@ def test_non_positive_timesteps_are_refused_before_anything_runs(trained, stage1
     final = Workspace.at(root).ppo_dir("NQ") / "final.zip"
     before = sha256_file(final)
     with pytest.raises(ConfigError, match="at least 1"):
-        run_stage1(root, "NQ", stage1_config, test_mode=True, total_timesteps=bad, force=True)
+        run_stage1(root, "NQ", stage1_config, total_timesteps=bad, force=True)
     assert sha256_file(final) == before
 
 
 def test_missing_data_names_the_commands(tmp_path, stage1_config) -> None:
     with pytest.raises(StageNotReady, match="data generate --market NQ.*data import"):
-        run_stage1(tmp_path, "NQ", stage1_config, test_mode=True)
+        run_stage1(tmp_path, "NQ", stage1_config)
 
 
 def test_same_seed_same_rollout(make_root) -> None:
     """Two fresh runs with the same seed take the same actions (their experience records match)."""
     from tradelab.config import load_config
 
-    config = load_config(overrides={"stage1.refinement.enabled": False})
+    config = load_config(profile="smoke", overrides={"stage1.refinement.enabled": False})
     firsts = []
     for _ in range(2):
         root = make_root()
-        run_stage1(root, "NQ", config, test_mode=True, total_timesteps=128)
+        run_stage1(root, "NQ", config, total_timesteps=128)
         records = [json.loads(x) for x in _lines(Workspace.at(root).experience_path("NQ"))]
         firsts.append([(r["bar_index"], r["action_taken"], r["response"]) for r in records])
     assert firsts[0] == firsts[1] and len(firsts[0]) > 4
@@ -268,8 +270,8 @@ def test_init_ppo_continues_the_saved_model(trained, stage1_config, tmp_path: Pa
     saved = MaskablePPO.load(str(final), device="cpu").policy.state_dict()
     earlier = [json.loads(x) for x in _lines(Workspace.at(copy).experience_path("NQ"))]
     resolved = sum(r["outcome"] is not None for r in earlier)
-    window = stage1_config.stage1.test.refinement_recent_records
-    summary = run_stage1(copy, "NQ", stage1_config, test_mode=True, total_timesteps=256, init_ppo=final)
+    window = stage1_config.stage1.refinement.recent_records
+    summary = run_stage1(copy, "NQ", stage1_config, total_timesteps=256, init_ppo=final)
     # The refinement window starts with the first run's latest resolved records (stage1.refinement.history: market).
     history = summary.section.llm_stats["refinement_history"]
     assert resolved > 0 and history["malformed"] == 0
@@ -288,4 +290,4 @@ def test_init_ppo_continues_the_saved_model(trained, stage1_config, tmp_path: Pa
     with pytest.raises(StageNotReady, match="--init-ppo"):
         from tradelab import stages
 
-        stages.stage1(copy, "NQ", test_mode=True, init_ppo=tmp_path / "missing.zip", config=stage1_config)
+        stages.stage1(copy, "NQ", init_ppo=tmp_path / "missing.zip", config=stage1_config)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab.cli.parser import UsageError, build_parser
-from tradelab.errors import TradelabError, WorkspaceError
+from tradelab.errors import ConfigError, TradelabError, WorkspaceError
 from tradelab.paths import Workspace
 
 log = logging.getLogger("tradelab")
@@ -125,11 +125,35 @@ def _see(log_path: Path | None) -> str:
     return f" (traceback in {log_path})" if log_path else ""
 
 
-def _dispatch(args: Any, out: Any) -> int:
-    if args.test and args.command is None:
-        from tradelab.cli.commands import run_test_mode
+def chosen_profile(args: Any) -> str | None:
+    """The run profile the command line names: ``--profile NAME``, or ``--test`` (the smoke profile); None = the
+    default. The name is checked here, so an unknown one is one line (exit 2) before anything runs.
 
-        return run_test_mode(args, out)
+    Raises:
+        ConfigError: ``--test`` with another ``--profile``, or no profile of that name (the available ones listed).
+    """
+    from tradelab.config import SMOKE_PROFILE
+    from tradelab.config.loader import DEFAULT_CONFIG_DIR
+    from tradelab.config.profile import profile_path
+    from tradelab.stages import workspace_config_dir
+
+    profile = getattr(args, "profile", None)
+    if getattr(args, "test", False):
+        if profile not in (None, SMOKE_PROFILE):
+            raise ConfigError(f"--test names the {SMOKE_PROFILE} profile and --profile names {profile!r}; pass one "
+                              f"of them")
+        profile = SMOKE_PROFILE
+    if profile is not None:
+        profile_path(profile, workspace_config_dir(args.root, args.config_dir), DEFAULT_CONFIG_DIR)
+    return profile
+
+
+def _dispatch(args: Any, out: Any) -> int:
+    args.profile = chosen_profile(args)
+    if args.test and args.command is None:
+        from tradelab.cli.commands import run_smoke_pipeline
+
+        return run_smoke_pipeline(args, out)
     if args.command is None:
         if not sys.stdin.isatty():
             raise TradelabError(
@@ -138,7 +162,7 @@ def _dispatch(args: Any, out: Any) -> int:
             )
         from tradelab.cli.menu import run_menu
 
-        return run_menu(args.root, args.config_dir, out)
+        return run_menu(args.root, args.config_dir, out, profile=args.profile)
     from tradelab.cli.commands import run_command
 
     return run_command(args, out)

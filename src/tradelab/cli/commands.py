@@ -10,6 +10,7 @@ from rich.console import Console
 
 from tradelab import stages
 from tradelab.cli import render
+from tradelab.config import TradelabConfig
 
 
 def run_command(args: argparse.Namespace, out: Console) -> int:
@@ -24,10 +25,10 @@ def _data(args: argparse.Namespace, out: Console) -> int:
     root = args.root
     if args.data_command == "generate":
         report = stages.generate_data(root, args.market, days=args.days, seed=args.seed, edge=args.edge,
-                                      config=stages.workspace_config(root, args.config_dir), force=args.force)
+                                      config=_config(args), force=args.force)
         out.print(render.kv_table(f"{args.market}: synthetic market", _brief(report)))
     elif args.data_command == "import":
-        report = stages.import_data(root, args.path, args.market, config=stages.workspace_config(root, args.config_dir),
+        report = stages.import_data(root, args.path, args.market, config=_config(args),
                                     force=args.force, file_format=args.format, timezone=args.timezone,
                                     stamp=args.stamp, session=args.session, force_timezone=args.force_timezone)
         out.print(render.kv_table(f"{args.market}: imported", _import_brief(report)))
@@ -63,10 +64,16 @@ def _brief(report: dict) -> dict:
     return {k: report[k] for k in keep if k in report} or report
 
 
+def _config(args: argparse.Namespace) -> TradelabConfig:
+    """The workspace's config under the command line's run profile (:func:`tradelab.cli.app.chosen_profile`)."""
+    return stages.workspace_config(args.root, args.config_dir, profile=args.profile)
+
+
 def _stage1(args: argparse.Namespace, out: Console) -> int:
-    cfg = stages.workspace_config(args.root, args.config_dir)
+    cfg = _config(args)
+    out.print(render.profile_line(cfg))
     with render.progress_bar(out, f"Stage 1 {args.market}: PPO timesteps") as progress:
-        summary = stages.stage1(args.root, args.market, test_mode=args.test, timesteps=args.timesteps,
+        summary = stages.stage1(args.root, args.market, timesteps=args.timesteps,
                                 resume=args.resume, adapter=args.adapter, init_ppo=args.init_ppo, config=cfg,
                                 progress=progress, force=args.force)
     out.print(render.stage1_table(args.market, summary))
@@ -74,10 +81,11 @@ def _stage1(args: argparse.Namespace, out: Console) -> int:
 
 
 def _stage2(args: argparse.Namespace, out: Console) -> int:
-    cfg = stages.workspace_config(args.root, args.config_dir)
+    cfg = _config(args)
+    out.print(render.profile_line(cfg))
     with render.progress_bar(out, f"Stage 2 {args.market} ({args.engine})") as progress:
         summary = stages.stage2(
-            args.root, args.market, engine=args.engine, test_mode=args.test, dataset_only=args.dataset_only,
+            args.root, args.market, engine=args.engine, dataset_only=args.dataset_only,
             dry_run=args.dry_run, mode=args.mode, resume_from=args.resume_from, config=cfg,
             on_line=lambda line: out.print(line, markup=False, highlight=False), progress=progress,
         )
@@ -90,7 +98,7 @@ def _stage2(args: argparse.Namespace, out: Console) -> int:
 def _preflight(args: argparse.Namespace, out: Console) -> int:
     # --json only reads (scripts poll it, also while a loop runs); the table form records the report.
     report = stages.preflight(args.root, args.market, engine=args.engine, dataset_only=args.dataset_only,
-                              config=stages.workspace_config(args.root, args.config_dir), record=not args.json)
+                              config=_config(args), record=not args.json)
     if args.json:
         print(json.dumps(report, indent=2, default=str))  # noqa: T201 - machine-readable output for scripts
     else:
@@ -99,8 +107,10 @@ def _preflight(args: argparse.Namespace, out: Console) -> int:
 
 
 def _evaluate(args: argparse.Namespace, out: Console) -> int:
-    cfg = stages.workspace_config(args.root, args.config_dir)
+    cfg = _config(args)
     markets = stages.parse_markets(args.root, args.market)
+    out.print(render.profile_line(cfg))
+    _note_stage1_profiles(args.root, markets, cfg, out)
     title = f"Evaluation {','.join(markets)}" + (" (Ray)" if args.ray else "")
     with render.progress_bar(out, title) as progress:
         summaries = stages.evaluate_markets(
@@ -117,18 +127,31 @@ def _evaluate(args: argparse.Namespace, out: Console) -> int:
 def _loop(args: argparse.Namespace, out: Console) -> int:
     from tradelab.loop import api as loop_api
 
-    cfg = stages.workspace_config(args.root, args.config_dir)
+    cfg = _config(args)
     markets = stages.parse_markets(args.root, args.market)
+    out.print(render.profile_line(cfg))
     with render.progress_bar(out, f"Loop {','.join(markets)}") as progress:
         results = loop_api.loop_markets(
             args.root, markets, iterations=args.iterations, engine=args.engine, seeds=args.seeds,
-            test_mode=args.test, probe_prompts=args.probe_prompts, timesteps=args.timesteps, restart=args.restart,
+            probe_prompts=args.probe_prompts, timesteps=args.timesteps, restart=args.restart,
             config=cfg, progress=progress, on_event=lambda line: out.print(f"[bold]→[/bold] {line}"), ray=args.ray,
         )
     for result in results:
         out.print(render.loop_table(result["report"]))
         out.print(f"Loop report: {result['paths']['json']}")
     return 0
+
+
+def _note_stage1_profiles(root: str, markets: list[str], cfg: TradelabConfig, out: Console) -> None:
+    """One note per market whose Stage 1 ran under another profile than this evaluation's (a smoke model evaluated
+    at full size takes long; the same --profile evaluates it with its own settings)."""
+    from tradelab.manifest import load_manifest, stage1_of
+
+    for market in markets:
+        stage1 = stage1_of(load_manifest(root, market))
+        if stage1 is not None and stage1.profile is not None and stage1.profile != cfg.profile:
+            out.print(f"note: {market}'s Stage 1 ran under profile {stage1.profile}; this evaluation runs under "
+                      f"{cfg.profile} (pass --profile {stage1.profile} to evaluate with its settings)", markup=False)
 
 
 def _status(args: argparse.Namespace, out: Console) -> int:
@@ -143,11 +166,12 @@ def _status(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
-def run_test_mode(args: argparse.Namespace, out: Console) -> int:
+def run_smoke_pipeline(args: argparse.Namespace, out: Console) -> int:
     """``python main.py --test``: the whole pipeline, non-interactive, summary table, exit 0 only if all passed."""
     root = Path(args.root)
-    cfg = stages.workspace_config(root, args.config_dir)
+    cfg = _config(args)
     out.print(f"tradelab --test in {root.resolve()}")
+    out.print(render.profile_line(cfg))
     with render.progress_bar(out, "working") as progress:
         outcomes = stages.run_test_pipeline(
             root, market=args.market, config=cfg, progress=progress,

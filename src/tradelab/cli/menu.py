@@ -1,7 +1,9 @@
 """The Rich + Questionary menu: asks questions, calls ``tradelab.stages``, renders results. Nothing else.
 
-A user error shows as a panel with the fix and the menu goes on; Ctrl-C during a stage stops it and returns here;
-tracebacks go to ``logs/app.log`` only.
+The session has one run profile (``--profile``/``--test`` on the command line, else the default); Stage 1, Stage 2,
+evaluation and the loop offer it first and let the user pick another, which then stays the session's. A user error
+shows as a panel with the fix and the menu goes on; Ctrl-C during a stage stops it and returns here; tracebacks go to
+``logs/app.log`` only.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from rich.console import Console
 from tradelab import stages
 from tradelab.cli import render
 from tradelab.cli.parser import days_int, edge_float, positive_int, timesteps_int
-from tradelab.config import TradelabConfig
+from tradelab.config import DEFAULT_PROFILE, TradelabConfig, available_profiles
 from tradelab.errors import TradelabError
 from tradelab.grpo import DEFAULT_ENGINE, ENGINES
 from tradelab.handoff import stage2_output
@@ -29,10 +31,9 @@ log = logging.getLogger(__name__)
 
 BACK = "← Back"
 STAGE2_MODES = {
-    "Full training": {"test_mode": False, "dataset_only": False, "dry_run": False},
-    "Test mode": {"test_mode": True, "dataset_only": False, "dry_run": False},
-    "Dataset only": {"test_mode": False, "dataset_only": True, "dry_run": False},
-    "Dry run": {"test_mode": False, "dataset_only": False, "dry_run": True},
+    "Train": {"dataset_only": False, "dry_run": False},
+    "Dataset only": {"dataset_only": True, "dry_run": False},
+    "Dry run": {"dataset_only": False, "dry_run": True},
 }
 
 
@@ -59,22 +60,33 @@ def _ask(question: questionary.Question) -> Any:
 class Menu:
     """One interactive session over a workspace root."""
 
-    def __init__(self, root: str | Path, config_dir: str | Path | None, out: Console) -> None:
+    def __init__(self, root: str | Path, config_dir: str | Path | None, out: Console,
+                 profile: str | None = None) -> None:
         self.root = Path(root)
         self.config_dir = config_dir
         self.out = out
         self.ws = Workspace.at(root)
+        self.profile = profile or DEFAULT_PROFILE
 
     @property
     def config(self) -> TradelabConfig:
-        return stages.workspace_config(self.root, self.config_dir)
+        return stages.workspace_config(self.root, self.config_dir, profile=self.profile)
+
+    def ask_profile(self) -> TradelabConfig:
+        """Ask which run profile to use (the session's first); the answer becomes the session's. Returns its config."""
+        names = available_profiles(stages.workspace_config_dir(self.root, self.config_dir))
+        choices = [self.profile, *(n for n in names if n != self.profile)]
+        self.profile = _ask(questionary.select("Run profile", choices=[*choices, BACK], default=self.profile))
+        config = self.config
+        self.out.print(render.profile_line(config), markup=False)
+        return config
 
     def run(self) -> int:
         actions: dict[str, Callable[[], None]] = {
             "Data": self.data_menu, "Training": self.training_menu, "Evaluation": self.evaluation,
             "Learning loop": self.loop, "Status": self.status, "Preflight": self.preflight,
         }
-        self.out.print(f"[bold]tradelab[/bold] — workspace {self.ws.root}")
+        self.out.print(f"[bold]tradelab[/bold] — workspace {self.ws.root}, run profile {self.profile}")
         while True:
             choice = questionary.select("Main menu", choices=[*actions, "Exit"]).ask()
             if choice in (None, "Exit"):
@@ -143,11 +155,9 @@ class Menu:
     def stage1(self) -> None:
         market = self._market(self.ws.markets_with_data(),
                               "No market data yet: Data → Generate sample market (or `python main.py data generate`).")
-        test_mode = _ask(questionary.select("Mode", choices=["Test mode", "Full", BACK])) == "Test mode"
-        timesteps = None
-        if not test_mode:
-            timesteps = int(_ask(questionary.text("Timesteps", default=str(self.config.ppo.total_timesteps),
-                                                  validate=lambda v: _checked(timesteps_int, v))))
+        config = self.ask_profile()
+        timesteps = int(_ask(questionary.text("Timesteps", default=str(config.ppo.total_timesteps),
+                                              validate=lambda v: _checked(timesteps_int, v))))
         resume = bool(_ask(questionary.confirm("Resume from the latest checkpoint?", default=False)))
         adapter = None
         output = stage2_output(self.root, market, load_manifest(self.root, market))
@@ -157,8 +167,8 @@ class Menu:
                 "Warm start (config)", f"Stage 2 {what} (soft_grpo)", BACK]))
             adapter = "soft_grpo" if choice.startswith("Stage 2") else None
         with render.progress_bar(self.out, f"Stage 1 {market}: PPO timesteps") as progress:
-            summary = stages.stage1(self.root, market, test_mode=test_mode, timesteps=timesteps, resume=resume,
-                                    adapter=adapter, config=self.config, progress=progress)
+            summary = stages.stage1(self.root, market, timesteps=timesteps, resume=resume, adapter=adapter,
+                                    config=config, progress=progress)
         self.out.print(render.stage1_table(market, summary))
         self.out.print(f"Logs: {self.ws.app_log()}  TensorBoard: {self.ws.stage1_tensorboard_dir(market)}")
 
@@ -168,6 +178,7 @@ class Menu:
         market = self._market(self._stage1_markets(),
                               "No market has a completed Stage 1: Training → Phase 3 Stage 1 "
                               "(or `python main.py stage1 --market NQ --test`).")
+        config = self.ask_profile()
         mode = _ask(questionary.select("Run", choices=[*STAGE2_MODES, BACK]))
         engine = _ask(questionary.select("Engine", choices=[*ENGINES, BACK], default=DEFAULT_ENGINE))
         rollout_mode = None
@@ -175,7 +186,7 @@ class Menu:
         if len(modes) > 1 and not STAGE2_MODES[mode]["dataset_only"]:
             rollout_mode = _ask(questionary.select("Rollouts", choices=[*modes, BACK]))
         with render.progress_bar(self.out, f"Stage 2 {market} ({engine})") as progress:
-            summary = stages.stage2(self.root, market, engine=engine, mode=rollout_mode, config=self.config,
+            summary = stages.stage2(self.root, market, engine=engine, mode=rollout_mode, config=config,
                                     progress=progress, on_line=lambda line: self.out.print(line, markup=False),
                                     **STAGE2_MODES[mode])
         for table in render.stage2_tables(f"{market} ({mode})", summary):
@@ -185,9 +196,10 @@ class Menu:
     # ----------------------------------------------------------------------------------------- evaluation etc.
     def evaluation(self) -> None:
         market = self._market(self._stage1_markets(), "No market has a completed Stage 1 to evaluate.")
+        config = self.ask_profile()
         adapter = _ask(questionary.select("Advisor adapter", choices=["stage1", "soft_grpo", "none", BACK]))
         with render.progress_bar(self.out, f"Evaluation {market}") as progress:
-            summary = stages.evaluate(self.root, market, adapter=adapter, config=self.config, progress=progress)
+            summary = stages.evaluate(self.root, market, adapter=adapter, config=config, progress=progress)
         table = render.evaluation_table(market, summary)
         if table is not None:
             self.out.print(table)
@@ -198,13 +210,13 @@ class Menu:
 
         market = self._market(self.ws.markets_with_data(),
                               "No market data yet: Data → Generate sample market (or `python main.py data generate`).")
-        test_mode = _ask(questionary.select("Mode", choices=["Test mode", "Full", BACK])) == "Test mode"
+        config = self.ask_profile()
         iterations = int(_ask(questionary.text("Iterations", default="2",
                                                validate=lambda v: _checked(positive_int, v))))
         engine = _ask(questionary.select("Stage 2 engine", choices=[*ENGINES, BACK], default=DEFAULT_ENGINE))
         with render.progress_bar(self.out, f"Loop {market}") as progress:
-            result = loop_api.loop(self.root, market, iterations=iterations, engine=engine, test_mode=test_mode,
-                                   config=self.config, progress=progress,
+            result = loop_api.loop(self.root, market, iterations=iterations, engine=engine, config=config,
+                                   progress=progress,
                                    on_event=lambda line: self.out.print(f"→ {line}", markup=False))
         self.out.print(render.loop_table(result["report"]))
         self.out.print(f"Loop report: {result['paths']['json']}")
@@ -221,6 +233,7 @@ class Menu:
         self.out.print(render.preflight_table(report))
 
 
-def run_menu(root: str | Path, config_dir: str | Path | None, out: Console) -> int:
-    """Open the menu on ``root``; returns the exit code when the user chooses Exit."""
-    return Menu(root, config_dir, out).run()
+def run_menu(root: str | Path, config_dir: str | Path | None, out: Console, *, profile: str | None = None) -> int:
+    """Open the menu on ``root`` with the run profile ``profile`` (None: the default); returns the exit code when
+    the user chooses Exit."""
+    return Menu(root, config_dir, out, profile).run()

@@ -138,6 +138,18 @@ def edge_float(text: str) -> float:
     return value
 
 
+PROFILE_HELP = ("run profile: a YAML overlay of the config, <config dir>/profiles/NAME.yaml or the shipped one "
+                "(smoke, learn-tiny, learn-smollm2, pod; default pod)")
+
+
+def _add_profile(parser: argparse.ArgumentParser, *, test: str | None = None) -> None:
+    """``--profile NAME`` (and ``--test``, the smoke profile) on a subcommand. SUPPRESS keeps the value given before
+    the subcommand (``python main.py --profile smoke stage1 ...``) when the flag is not repeated after it."""
+    parser.add_argument("--profile", default=argparse.SUPPRESS, metavar="NAME", help=PROFILE_HELP)
+    if test is not None:
+        parser.add_argument("--test", action="store_true", default=argparse.SUPPRESS, help=test)
+
+
 def _add_ray(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                         help=f"fan out on Ray: {what}; ADDRESS = a cluster's HOST:PORT (from `ray start --head`) or "
@@ -151,7 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--root", default=".", help="workspace root (default: current directory)")
     parser.add_argument("--config-dir", default=None, help="config directory (default: <root>/config or shipped)")
-    parser.add_argument("--test", action="store_true", help="run the whole pipeline in test mode, non-interactive")
+    parser.add_argument("--profile", default=None, metavar="NAME", help=PROFILE_HELP)
+    parser.add_argument("--test", action="store_true",
+                        help="the smoke profile (= --profile smoke); without a command: the whole pipeline under it, "
+                             "non-interactive")
     parser.add_argument("--market", default=None, help="market for --test (default: app.default_market)")
     sub = parser.add_subparsers(dest="command", parser_class=_Parser)
 
@@ -165,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="planted momentum edge in bar volatilities, 0-1 (default: app.synthetic_edge; 0 = null)")
     gen.add_argument("--force", action="store_true",
                      help="replace bars that a completed Stage 1 was trained on")
+    _add_profile(gen)
     from tradelab.marketdata.formats import FORMAT_NAMES
 
     imp = data_sub.add_parser("import", help="import 1-minute bars: Databento, FirstRate, NinjaTrader, TradeStation, "
@@ -184,13 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="import even when the volume self-check says the zone or stamps look wrong")
     imp.add_argument("--force", action="store_true",
                      help="replace bars that a completed Stage 1 was trained on")
+    _add_profile(imp)
     data_sub.add_parser("list", help="markets with data: range, rows, source")
 
     s1 = sub.add_parser("stage1", help="Phase 3 Stage 1: hybrid MaskablePPO + LoRA LLM advisor")
     s1.add_argument("--market", required=True)
-    s1.add_argument("--test", action="store_true", help="small PPO with the tiny advisor (minutes on a CPU)")
+    _add_profile(s1, test="the smoke profile: small PPO with the tiny advisor (minutes on a CPU)")
     s1.add_argument("--timesteps", type=timesteps_int, default=None,
-                    help="environment steps (default: ppo.total_timesteps, or ppo.test's with --test)")
+                    help="environment steps (default: the profile's ppo.total_timesteps)")
     s1.add_argument("--force", action="store_true",
                     help="start afresh even if that replaces a completed run trained for more timesteps")
     s1.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
@@ -206,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     s2.add_argument("--market", required=True)
     s2.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
                     help=f"Stage 2 engine (default: {DEFAULT_ENGINE})")
-    s2.add_argument("--test", action="store_true", help="apply the engine's test overrides")
+    _add_profile(s2, test="the smoke profile: a capped dataset and the engine's smallest run")
     s2.add_argument("--dataset-only", action="store_true", help="export the datasets and stop")
     s2.add_argument("--dry-run", action="store_true", help="preflight and print the exact command; launch nothing")
     s2.add_argument("--mode", choices=("soft", "discrete"), default=None, help="local engine rollout mode")
@@ -218,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"Stage 2 engine (default: {DEFAULT_ENGINE})")
     pf.add_argument("--dataset-only", action="store_true", help="skip the GPU checks")
     pf.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_profile(pf, test="the smoke profile")
 
     ev = sub.add_parser("evaluate", help="holdout backtests against baselines")
     ev.add_argument("--market", required=True, metavar="MKT[,MKT...]|all",
@@ -230,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--cost-sweep", action="store_true",
                     help="re-score every agent's trades at 0x, 1x, 2x, 3x commission and slippage")
     _add_ray(ev, "every (market, seed) runs as a Ray task")
+    _add_profile(ev, test="the smoke profile: 2 short episodes per seed, 2 seeds")
 
     lp = sub.add_parser("loop", help="the learning loop: Stage 1 -> Stage 2 -> evaluation, K times, with a report")
     lp.add_argument("--market", required=True, metavar="MKT[,MKT...]|all",
@@ -238,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE,
                     help=f"Stage 2 engine (default: {DEFAULT_ENGINE})")
     lp.add_argument("--seeds", type=seeds_int, default=None, help="evaluation seeds per iteration (default: config)")
-    lp.add_argument("--test", action="store_true", help="every stage in test mode")
+    _add_profile(lp, test="every stage under the smoke profile")
     lp.add_argument("--probe-prompts", type=probe_prompts_int, default=None,
                     help="holdout prompts the advisor is measured on (default: evaluation.probe_prompts)")
     lp.add_argument("--timesteps", type=timesteps_int, default=None,

@@ -85,12 +85,20 @@ def preflight_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def profile_line(config: Any) -> str:
+    """``Run profile: NAME (config hash H)`` for a resolved :class:`tradelab.config.TradelabConfig`."""
+    from tradelab.config import config_hash
+
+    return f"Run profile: {config.profile} (config hash {config_hash(config)})"
+
+
 def stage1_table(market: str, result: Stage1Result) -> Table:
     """Stage 1 result: the figures a researcher checks first, then where everything went."""
     llm = result.section.llm_stats or {}
     hybrid = result.section.hybrid_stats or {}
     brief: dict[str, Any] = {
         "status": result.section.status,
+        "profile (config hash)": f"{result.section.profile} ({result.section.config_hash})",
         "timesteps": result.timesteps,
         "experiences (with outcome)": f"{result.experiences} ({result.with_outcome})",
         "advisor queries / mean batch": f"{llm.get('queries')} / {llm.get('mean_batch_size')}",
@@ -119,7 +127,7 @@ def stage1_table(market: str, result: Stage1Result) -> Table:
 def stage2_tables(market: str, result: Stage2Result) -> list[Table]:
     """Stage 2 result: preflight checks, then where the datasets, the log and the weights went."""
     tables = [preflight_table(result.preflight)]
-    brief: dict[str, Any] = {"rows": result.dataset.counts}
+    brief: dict[str, Any] = {"profile": result.dataset.profile, "rows": result.dataset.counts}
     brief.update({f"dataset {k}": v for k, v in result.dataset.paths.items()})
     if result.launch is not None and result.launch.launch_script:
         brief["launch script"] = result.launch.launch_script

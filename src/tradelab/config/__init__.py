@@ -1,6 +1,8 @@
-"""Typed, strict configuration: ``load_config()`` -> frozen :class:`TradelabConfig`."""
+"""Typed, strict configuration: ``load_config(profile=...)`` -> frozen :class:`TradelabConfig`."""
 
-from tradelab.config.loader import DEFAULT_CONFIG_DIR, config_hash, load_config, resolve_config
+from tradelab.config.loader import DEFAULT_CONFIG_DIR, available_profiles, config_hash, load_config
+from tradelab.config.profile import DEFAULT_PROFILE, SMOKE_PROFILE
 from tradelab.config.schema import TradelabConfig
 
-__all__ = ["DEFAULT_CONFIG_DIR", "TradelabConfig", "config_hash", "load_config", "resolve_config"]
+__all__ = ["DEFAULT_CONFIG_DIR", "DEFAULT_PROFILE", "SMOKE_PROFILE", "TradelabConfig", "available_profiles",
+           "config_hash", "load_config"]

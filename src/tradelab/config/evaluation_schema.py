@@ -12,16 +12,6 @@ AgentName = Literal["hybrid", "ppo", "advisor", "flat", "buy_and_hold", "random"
 """Agents evaluation can run; ``hybrid_stage1``/``hybrid_soft_grpo`` join when both adapters exist."""
 
 
-class EvaluationTestConfig(StrictModel):
-    """Smaller settings used when the market's Stage 1 ran in test mode (``stage1.test_mode`` in the manifest)."""
-
-    episodes: int = Field(ge=1, description="Holdout episodes per agent and seed in test mode.")
-    seeds: int = Field(ge=1, le=100, description="Evaluation seeds in test mode.")
-    episode_bars: int = Field(ge=10, le=100_000, description="Maximum bars per episode in test mode.")
-    advisor_query_interval_bars: int = Field(ge=1, description="Bars between advisor-alone queries in test mode.")
-    probe_prompts: int = Field(ge=1, le=100_000, description="Holdout prompts the loop probes the advisor on, test mode.")
-
-
 class EvaluationConfig(StrictModel):
     """Evaluation settings: which agents, how many episodes and seeds, which statistics and plots."""
 
@@ -62,7 +52,6 @@ class EvaluationConfig(StrictModel):
     walk_forward_embargo_bars: int = Field(
         ge=0, le=100_000, description="Bars embargoed in front of the purged band before each walk-forward fold."
     )
-    test: EvaluationTestConfig = Field(description="Overrides applied when Stage 1 ran in test mode.")
 
     @field_validator("cost_sweep_multiples")
     @classmethod

@@ -98,23 +98,6 @@ class LocalGuardConfig(StrictModel):
     )
 
 
-class LocalTestOverrides(StrictModel):
-    """Values that replace the normal ones under ``--test``."""
-
-    cpu_threads: int = Field(ge=0, description="cpu_threads under --test.")
-    steps: int = Field(ge=1, description="optim.steps under --test.")
-    lr: float = Field(gt=0, le=1.0, allow_inf_nan=False,
-                      description="optim.lr under --test (the random-weight tiny advisor needs a larger step).")
-    prompts_per_step: int = Field(ge=1, description="optim.prompts_per_step under --test.")
-    group_size: int = Field(ge=2, description="rollout.group_size under --test.")
-    max_new_tokens: int = Field(ge=1, description="rollout.max_new_tokens under --test.")
-    max_think_tokens: int = Field(ge=0, description="soft.max_think_tokens under --test.")
-    think_start_marker: str = Field(description="soft.think_start_marker under --test.")
-    checkpoint_every: int = Field(ge=0, description="run.checkpoint_every under --test.")
-    val_every: int = Field(ge=0, description="run.val_every under --test.")
-    val_prompts: int = Field(ge=1, description="run.val_prompts under --test.")
-
-
 class GrpoLocalConfig(StrictModel):
     """Local engine settings."""
 
@@ -133,4 +116,3 @@ class GrpoLocalConfig(StrictModel):
     optim: LocalOptimConfig = Field(description="Optimiser and loss.")
     run: LocalRunConfig = Field(description="Checkpoint and validation cadence.")
     guards: LocalGuardConfig = Field(description="Guards and dataset integrity.")
-    test: LocalTestOverrides = Field(description="Overrides applied under --test.")

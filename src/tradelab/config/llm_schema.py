@@ -154,12 +154,6 @@ class TinyModelConfig(StrictModel):
         return self
 
 
-class LLMTestOverrides(StrictModel):
-    """Values that replace the full-run ones under ``--test`` (see :data:`tradelab.config.profile.TEST_PROFILE`)."""
-
-    default_model: str = Field(min_length=1, description="The base `model: default` stands for in the test profile.")
-
-
 class LLMConfig(StrictModel):
     """Where the advisor model lives, how it loads and generates, its prompts and its adapter training."""
 
@@ -187,13 +181,12 @@ class LLMConfig(StrictModel):
     sft: SFTConfig
     warm_start: WarmStartConfig
     tiny: TinyModelConfig
-    test: LLMTestOverrides = Field(description="Overrides applied in test mode.")
 
     @model_validator(mode="after")
     def _one_quantisation(self) -> "LLMConfig":
         if self.load_in_4bit and self.load_in_8bit:
             raise ValueError("set at most one of load_in_4bit and load_in_8bit")
-        if DEFAULT_MODEL in (self.default_model, self.test.default_model):
+        if self.default_model == DEFAULT_MODEL:
             raise ValueError(f"default_model names the base `model: {DEFAULT_MODEL}` stands for; it cannot itself "
                              f"be {DEFAULT_MODEL!r} (try smollm2-135m-instruct or {TINY_ADVISOR_MODEL})")
         return self

@@ -1,10 +1,11 @@
 """Strict YAML loading: every mistake names the file, key path, bad value and a fix.
 
 ``load_config()`` reads each file listed in :data:`tradelab.config.schema.SECTION_FILES` from the config directory
-(default: the project's ``config/``), applies dotted overrides, validates into frozen pydantic models and returns a
-:class:`TradelabConfig`; with ``test_mode`` the test profile (:mod:`tradelab.config.profile`) is laid over it once, by
-:func:`resolve_config`, so every stage reads plain fields. :func:`config_hash` gives a stable hash of the resolved
-config (the one that ran) for manifests.
+(default: the project's ``config/``), lays the named run profile over them (:mod:`tradelab.config.profile`; default
+:data:`~tradelab.config.profile.DEFAULT_PROFILE`), applies dotted overrides, validates into frozen pydantic models and
+returns a :class:`TradelabConfig` that carries its profile's name. This is the only place a profile is applied:
+every stage reads plain fields. :func:`config_hash` gives a stable hash of the resolved values (the ones that ran)
+for manifests and reports.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from tradelab.config.profile import apply_test_profile
+from tradelab.config.profile import DEFAULT_PROFILE, Profile, deep_merge, read_profile
+from tradelab.config.profile import available_profiles as _available
 from tradelab.config.schema import SECTION_FILES, TradelabConfig
 from tradelab.errors import ConfigError
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
 """The project's own ``config/`` directory (src/tradelab/config -> repo root)."""
 DEFAULT_MODEL_ENV = "TRADELAB_DEFAULT_MODEL"
-"""Environment variable that, when set, replaces ``llm.default_model`` and ``llm.test.default_model``."""
+"""Environment variable that, when set, replaces ``llm.default_model`` after the profile is laid on."""
 
 
 class _Loader(yaml.SafeLoader):
@@ -72,22 +74,46 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def load_config(
-    config_dir: str | Path | None = None, overrides: dict[str, Any] | None = None, *, test_mode: bool = False
+    config_dir: str | Path | None = None, overrides: dict[str, Any] | None = None, *, profile: str | None = None
 ) -> TradelabConfig:
-    """Load, override and validate the whole configuration.
+    """Load the section files, lay the run profile over them, apply overrides and validate.
 
     Args:
         config_dir: Directory holding the YAML files; default the project's ``config/``.
-        overrides: Dotted keys to replace after reading (and after :data:`DEFAULT_MODEL_ENV`), e.g.
+        profile: Name of the run profile (``<config_dir>/profiles/<name>.yaml``, else the shipped one); None =
+            :data:`~tradelab.config.profile.DEFAULT_PROFILE`.
+        overrides: Dotted keys to replace after the profile (and after :data:`DEFAULT_MODEL_ENV`), e.g.
             ``{"ppo.n_steps": 128}``. Unknown keys still fail.
-        test_mode: Lay the test profile over the result (:func:`resolve_config`).
 
     Returns:
-        The frozen, validated configuration.
+        The frozen, validated configuration; ``config.profile`` names the profile.
 
     Raises:
-        ConfigError: A file is missing or malformed, or a value is unknown, mistyped or out of range.
+        ConfigError: A file is missing or malformed, the profile is unknown, or a value (in a section file or the
+            profile) is unknown, mistyped or out of range; the message names the file that holds it.
     """
+    directory = _config_dir(config_dir)
+    name = DEFAULT_PROFILE if profile is None else profile
+    chosen = read_profile(name, directory, DEFAULT_CONFIG_DIR, SECTION_FILES, read_yaml)
+    raw = {section: read_yaml(directory / file) for section, file in SECTION_FILES.items()}
+    raw = deep_merge(raw, chosen.overlay)
+    default_model = os.environ.get(DEFAULT_MODEL_ENV)
+    if default_model:  # after the profile: the variable replaces every profile's default base (make demo-smollm2)
+        _apply_override(raw, "llm.default_model", default_model)
+    for dotted, value in (overrides or {}).items():
+        _apply_override(raw, dotted, value)
+    try:
+        return TradelabConfig.model_validate({**raw, "profile": name})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, directory, chosen)) from None
+
+
+def available_profiles(config_dir: str | Path | None = None) -> list[str]:
+    """The profile names ``load_config(config_dir, profile=...)`` accepts, sorted."""
+    return _available(_config_dir(config_dir), DEFAULT_CONFIG_DIR)
+
+
+def _config_dir(config_dir: str | Path | None) -> Path:
     directory = Path(config_dir) if config_dir else DEFAULT_CONFIG_DIR
     if not directory.is_dir():
         state = "is a file" if directory.exists() else "does not exist"
@@ -95,33 +121,16 @@ def load_config(
             f"--config-dir {directory}: {state}; pass the folder holding app.yaml, ppo.yaml, ... (or leave it out "
             f"to use <root>/config or the shipped config/)"
         )
-    raw = {section: read_yaml(directory / name) for section, name in SECTION_FILES.items()}
-    default_model = os.environ.get(DEFAULT_MODEL_ENV)
-    if default_model:
-        _apply_override(raw, "llm.default_model", default_model)
-        _apply_override(raw, "llm.test.default_model", default_model)
-    for dotted, value in (overrides or {}).items():
-        _apply_override(raw, dotted, value)
-    try:
-        config = TradelabConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_describe(exc, directory)) from None
-    return resolve_config(config, test_mode=test_mode)
-
-
-def resolve_config(config: TradelabConfig, *, test_mode: bool) -> TradelabConfig:
-    """The config a run reads: ``config`` itself, or with ``test_mode`` every ``test`` block value in the full-run
-    field it replaces (:data:`tradelab.config.profile.TEST_PROFILE`).
-
-    Resolving an already resolved config changes nothing, so a stage entry point may resolve what it is given and
-    hash the result: the hash in a manifest is the hash of the settings that ran.
-    """
-    return apply_test_profile(config) if test_mode else config
+    return directory
 
 
 def config_hash(config: BaseModel) -> str:
-    """Stable 16-hex-digit hash of a resolved config (or any section) for manifests."""
-    payload = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """Stable 16-hex-digit hash of a resolved config's values (or any section's) for manifests.
+
+    A whole config's profile name is left out: the hash says which values ran, the name which profile set them.
+    """
+    exclude = {"profile"} if isinstance(config, TradelabConfig) else None
+    payload = json.dumps(config.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -137,13 +146,17 @@ def _apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _describe(exc: ValidationError, directory: Path) -> str:
+def _describe(exc: ValidationError, directory: Path, profile: Profile) -> str:
     lines = []
     for err in exc.errors():
         loc = err["loc"]
         section = str(loc[0])
-        file = directory / SECTION_FILES.get(section, f"{section}.yaml")
-        key = ".".join(str(p) for p in loc[1:]) or "(top level)"
+        in_profile = profile.file_for(loc)
+        file = in_profile or directory / SECTION_FILES.get(section, f"{section}.yaml")
+        if in_profile is None and profile.touches(loc):
+            file = f"{file} (with profile {profile.name}: {', '.join(str(f) for f in profile.files)})"
+        # A profile file holds every section, so its key path starts at the section; a section file is the section.
+        key = ".".join(str(p) for p in (loc if in_profile else loc[1:])) or "(top level)"
         hint = _hint(err, loc)
         value = err.get("input")
         shown = "" if err["type"] == "missing" else f" = {value!r}"

@@ -29,8 +29,9 @@ class AppConfig(StrictModel):
     seed: int = Field(ge=0, description="Global seed for data generation, envs and training unless overridden.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(description="Level for logs/app.log.")
     default_market: str = Field(description="Market used by --test and offered first in the menu.")
-    synthetic_days: int = Field(ge=5, le=2000, description="Trading days `data generate` writes by default.")
-    test_synthetic_days: int = Field(ge=5, le=500, description="Trading days `--test` generates when data is missing.")
+    synthetic_days: int = Field(
+        ge=5, le=2000, description="Trading days `data generate` writes by default (and `--test` when data is missing)."
+    )
     synthetic_edge: float = Field(ge=0.0, le=1.0, allow_inf_nan=False,
                                   description="Planted momentum edge of `data generate` (0 = the null market).")
 
@@ -65,8 +66,12 @@ class MarketsConfig(StrictModel):
 
 
 class TradelabConfig(StrictModel):
-    """The whole resolved configuration; one attribute per YAML file."""
+    """The whole resolved configuration; one attribute per YAML file, and the run profile laid over them."""
 
+    profile: str = Field(
+        min_length=1, description="Name of the run profile the loader laid over the section files (set by "
+        "load_config, not by any file); recorded next to the config hash in manifests and reports."
+    )
     app: AppConfig
     markets: MarketsConfig
     env: EnvConfig

@@ -12,7 +12,7 @@ PLACEHOLDERS: tuple[str, ...] = (
     "train_files", "val_files", "model_path", "adapter_path", "output_dir", "market", "tensorboard_dir", "n_gpus",
     "nnodes", "lora_rank", "lora_alpha", "reward_path", "reward_name", "repo_root", "experiment_name",
 )
-"""Names that may appear as ``{name}`` in engine ``args`` / ``test_overrides``; the runner fills them in."""
+"""Names that may appear as ``{name}`` in engine ``args`` / ``args_overlay``; the runner fills them in."""
 
 
 class RewardWeightsConfig(StrictModel):
@@ -46,7 +46,6 @@ class DatasetConfig(StrictModel):
     )
     val_fraction: float = Field(gt=0, le=0.5, description="Fraction of the kept rows that go to validation.")
     seed: int = Field(ge=0, description="Seed of the random split.")
-    test_max_rows: int = Field(ge=2, description="Row cap (latest rows) applied in test mode.")
     samples_rows: int = Field(ge=0, description="Rows copied to stage2_samples.jsonl for people to read.")
     blocklist: list[str] = Field(
         description="Answers containing any of these substrings score the malformed penalty, in every engine."
@@ -84,8 +83,9 @@ class EngineConfig(StrictModel):
         description="Working directory of the launch (Hydra writes outputs/ there)."
     )
     args: list[str] = Field(description="Hydra overrides (key=value), with {placeholders} the runner fills in.")
-    test_overrides: list[str] = Field(
-        description="Overrides applied on top of args in test mode (same key replaces the arg)."
+    args_overlay: list[str] = Field(
+        description="Hydra overrides laid over args (same key replaces the arg): how a profile resizes the launch "
+        "(the smoke profile's two-step pod smoke test); [] = args alone."
     )
     env: dict[str, str] = Field(description="Extra environment variables for the launch (values may use placeholders).")
 

@@ -16,18 +16,6 @@ class NetArch(StrictModel):
     vf: list[int] = Field(min_length=1, description="Hidden layer widths of the value (critic) network.")
 
 
-class PPOTestOverrides(StrictModel):
-    """Values that replace the full-run ones under ``--test`` (tiny, fast, CPU)."""
-
-    n_envs: int = Field(ge=1, le=16, description="Parallel environments in test mode.")
-    n_steps: int = Field(ge=8, le=256, description="Rollout length per env in test mode (at most 256).")
-    batch_size: int = Field(ge=8, description="Minibatch size in test mode.")
-    n_epochs: int = Field(ge=1, description="Passes over each rollout in test mode.")
-    net_arch: NetArch = Field(description="Small actor/critic networks for test mode.")
-    total_timesteps: int = Field(ge=1, description="Environment steps for a test-mode run (all envs together).")
-    checkpoint_every_steps: int = Field(ge=1, description="Environment steps between checkpoints in test mode.")
-
-
 class PPOConfig(StrictModel):
     """MaskablePPO hyperparameters (sb3-contrib names)."""
 
@@ -50,18 +38,12 @@ class PPOConfig(StrictModel):
     torch_threads: int = Field(ge=0, description="Torch CPU threads during Stage 1 (0 = torch's default).")
     total_timesteps: int = Field(ge=1, description="Environment steps for a full Stage 1 run.")
     checkpoint_every_steps: int = Field(ge=1, description="Environment steps between periodic checkpoints.")
-    test: PPOTestOverrides = Field(description="Overrides applied in test mode.")
 
     @model_validator(mode="after")
     def _batch_fits(self) -> "PPOConfig":
-        for label, n_envs, n_steps, batch in (
-            ("", self.n_envs, self.n_steps, self.batch_size),
-            ("test.", self.test.n_envs, self.test.n_steps, self.test.batch_size),
-        ):
-            if batch > n_envs * n_steps:
-                raise ValueError(
-                    f"{label}batch_size={batch} exceeds {label}n_envs*{label}n_steps={n_envs * n_steps}; lower it"
-                )
+        if self.batch_size > self.n_envs * self.n_steps:
+            raise ValueError(f"batch_size={self.batch_size} exceeds n_envs*n_steps={self.n_envs * self.n_steps}; "
+                             f"lower it")
         return self
 
 
@@ -131,16 +113,6 @@ class RefinementConfig(StrictModel):
     )
 
 
-class Stage1TestOverrides(StrictModel):
-    """Values that replace the full-run ones under ``--test``."""
-
-    interval_bars: int = Field(ge=1, description="Query interval in test mode.")
-    refinement_every_steps: int = Field(ge=1, description="Environment steps between refinements in test mode.")
-    refinement_min_records: int = Field(ge=1, description="Resolved records needed before a test-mode refinement.")
-    refinement_recent_records: int = Field(ge=1, description="Most recent resolved records a test-mode refinement uses.")
-    refinement_epochs: int = Field(ge=1, description="Passes over the refinement examples in test mode.")
-
-
 class Stage1Config(StrictModel):
     """Hybrid fusion, querying, experience buffer and in-stage adapter refinement."""
 
@@ -151,12 +123,9 @@ class Stage1Config(StrictModel):
     query: QueryConfig = Field(description="Query triggers.")
     experience: ExperienceConfig = Field(description="Experience buffer.")
     refinement: RefinementConfig = Field(description="In-stage adapter refinement.")
-    test: Stage1TestOverrides = Field(description="Overrides applied in test mode.")
 
     @model_validator(mode="after")
     def _refinement_can_run(self) -> "Stage1Config":
         if self.refinement.recent_records < self.refinement.min_records:
             raise ValueError("refinement.recent_records < refinement.min_records: refinement would never run")
-        if self.test.refinement_recent_records < self.test.refinement_min_records:
-            raise ValueError("test.refinement_recent_records < test.refinement_min_records: it would never run")
         return self

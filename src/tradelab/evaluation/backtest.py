@@ -139,7 +139,7 @@ class EvalSettings:
     calibration_bins: int
     ci_level: float
     plots: bool
-    test_mode: bool
+    profile: str
     adapter: str
     walk_forward_purge_bars: int = 0
     walk_forward_embargo_bars: int = 0
@@ -325,11 +325,11 @@ def _score_seed(
 
 
 def resolve_settings(
-    config: TradelabConfig, *, test_mode: bool, episodes: int | None, seeds: int | None, adapter: str,
+    config: TradelabConfig, *, episodes: int | None, seeds: int | None, adapter: str,
     walk_forward: bool | int, cost_sweep: bool = False,
 ) -> EvalSettings:
-    """Combine a resolved config's ``evaluation`` (test profile already applied, :func:`tradelab.config.resolve_config`)
-    and the call's arguments (arguments win); ``test_mode`` is recorded.
+    """Combine a resolved config's ``evaluation`` (its run profile laid over it by :func:`tradelab.config.load_config`)
+    and the call's arguments (arguments win); the profile's name is recorded.
 
     ``walk_forward`` is ``False`` (off), ``True`` (``evaluation.walk_forward_windows`` folds) or a fold count.
     """
@@ -350,7 +350,7 @@ def resolve_settings(
         random_agent_seed=ev.random_agent_seed, deterministic_policy=ev.deterministic_policy,
         advisor_query_interval_bars=ev.advisor_query_interval_bars,
         hit_horizon_bars=ev.hit_horizon_bars, calibration_bins=ev.calibration_bins, ci_level=ev.ci_level,
-        plots=ev.plots, test_mode=test_mode, adapter=adapter,
+        plots=ev.plots, profile=config.profile, adapter=adapter,
         walk_forward_purge_bars=(ev.walk_forward_purge_bars if ev.walk_forward_purge_bars is not None
                                  else config.env.episode_bars),
         walk_forward_embargo_bars=ev.walk_forward_embargo_bars, cost_sweep=bool(cost_sweep or ev.cost_sweep),

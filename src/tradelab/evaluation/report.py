@@ -230,6 +230,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         f"{holdout['bars']} bars, never used in training. Episodes per seed: {settings['episodes']}; seeds: "
         f"{settings['seeds']}; episode bars: {settings['episode_bars']}; adapter: {settings['adapter']}. "
         "Values are means over seeds; P&L is net of commission and slippage.",
+        f"Run profile: {report['origin'].get('profile', 'not recorded')}; config hash "
+        f"{report['origin']['config_hash']}.",
         *[f"`{alias}` is the same run as `{target}`." for alias, target in settings.get("aliases", {}).items()],
         *([f"Advisor base model: {base['name']} (sha256 {base.get('sha256') or 'not recorded'}; "
            f"{base.get('source') or 'folder'})."] if (base := report.get("base_model")) else []),

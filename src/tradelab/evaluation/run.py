@@ -118,18 +118,12 @@ def prepare_evaluation(
 ) -> PreparedEvaluation:
     """Check the prerequisites and resolve settings, holdout and agents (arguments as for :func:`evaluate`)."""
     from tradelab.advisor.bases import with_recorded_base
-    from tradelab.config import resolve_config
     from tradelab.marketdata import load_market_arrays
 
     manifest = require_stage1(root, market)
-    stage1 = stage1_of(manifest)
-    test_mode = bool(stage1 is not None and stage1.test_mode)
-    # Evaluation follows the mode Stage 1 ran in: the profile is laid over the config once, here, and the report's
-    # config hash is of this resolved config.
-    config = resolve_config(config, test_mode=test_mode)
     config = with_recorded_base(config, root, stage1_of(manifest).base_model)  # the adapters' own base
-    settings = resolve_settings(config, test_mode=test_mode, episodes=episodes, seeds=seeds, adapter=adapter,
-                                walk_forward=walk_forward, cost_sweep=cost_sweep)
+    settings = resolve_settings(config, episodes=episodes, seeds=seeds, adapter=adapter, walk_forward=walk_forward,
+                                cost_sweep=cost_sweep)
     arrays, holdout = holdout_arrays(root, market, manifest, load_market_arrays(root, market, config))
     require_sessions(arrays, config, settings)
     specs, skipped, aliases = build_roster(root, market, config, settings, config.evaluation.agents, manifest)
@@ -220,7 +214,7 @@ def build_report(
         "market": market,
         "created_at": utc_now(),
         "report_dir": str(report_dir),
-        "origin": origin(config_hash(config), settings.seed_list[0]),
+        "origin": origin(config_hash(config), settings.seed_list[0], profile=config.profile),
         "settings": {**settings.to_dict(), "agents": list(agents), "skipped_agents": skipped, "aliases": aliases,
                      "adapters": {k: v for k, v in adapters.items() if v}},
         "holdout": _window_dict(arrays, holdout) | {"bars": holdout.end_index - holdout.start_index},
@@ -355,7 +349,7 @@ def evaluation_summary(report: dict[str, Any]) -> EvaluationSummary:
         "episodes": settings["episodes"],
         "seeds": settings["seeds"],
         "walk_forward": settings["walk_forward"],
-        "test_mode": settings["test_mode"],
+        "profile": settings["profile"],
         "config_hash": report["origin"]["config_hash"],
         "holdout": report["holdout"],
         "agents": {name: {k: entry.get(k) for k in headline if k in entry}

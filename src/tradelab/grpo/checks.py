@@ -93,7 +93,7 @@ def dataset_check(ws: Workspace, market: str, min_val_rows: int = 1) -> Check:
     if problems:
         return Check("dataset", FAIL, "; ".join(problems) + f"; {fix}")
     counts = dataset.counts
-    message = f"train={counts['train']} val={counts['val']} rows (test_mode={dataset.test_mode})"
+    message = f"train={counts['train']} val={counts['val']} rows (profile {dataset.profile or 'not recorded'})"
     if counts["val"] < min_val_rows:
         return Check("dataset", WARN, f"{message}; fewer than {min_val_rows} validation rows: export more data")
     return Check("dataset", PASS, message)

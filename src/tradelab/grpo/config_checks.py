@@ -51,7 +51,7 @@ def compose_check(result: Mapping[str, Any] | None, error: str, plan: base.Launc
     if not result.get("ok"):
         if result.get("stage") == "compose":
             return Check("config_compose", FAIL, f"verl's Hydra config rejects the overrides: {result['error']}; "
-                         f"fix the key in {where} / test_overrides (a key verl does not define needs a leading +)")
+                         f"fix the key in {where} / args_overlay (a key verl does not define needs a leading +)")
         return Check("config_compose", FAIL, f"cannot import hydra/verl to compose: {result.get('error')}")
     validation = result.get("validate") or {}
     if validation.get("ran") and not validation.get("ok"):
@@ -138,7 +138,7 @@ def context_check(values: Mapping[str, Any], model_dir: Any) -> Check:
     if isinstance(limit, int) and prompt + response > limit:
         return Check("context_length", FAIL, f"data.max_prompt_length + data.max_response_length = {prompt} + "
                      f"{response} = {prompt + response} > max_position_embeddings = {limit} of {model_dir}; the "
-                     f"rollout asserts. Lower them in engines.*.args / test_overrides or use a longer-context model")
+                     f"rollout asserts. Lower them in engines.*.args / args_overlay or use a longer-context model")
     return Check("context_length", PASS, f"{prompt} + {response} <= max_position_embeddings {limit}")
 
 

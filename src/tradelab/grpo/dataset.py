@@ -511,16 +511,14 @@ def sweep_temporaries(out_dir: Path) -> list[Path]:
 
 
 def export_dataset(
-    root: str | Path, market: str, config: TradelabConfig, *, test_mode: bool,
-    progress: Callable[[int, int], None] | None = None,
+    root: str | Path, market: str, config: TradelabConfig, *, progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Export the Stage 2 parquet datasets and record ``stage2.dataset`` in the manifest.
 
     Args:
         root: Workspace root.
         market: Market name.
-        config: Resolved configuration (``soft_grpo.dataset`` holds the filters and split).
-        test_mode: Cap the export at ``dataset.test_max_rows`` (the latest rows).
+        config: Resolved configuration (``soft_grpo.dataset`` holds the filters, the row cap and the split).
         progress: Called with ``(bytes read, experience file size)`` while the file streams.
 
     Returns:
@@ -540,8 +538,7 @@ def export_dataset(
             f"{source}: experience file not found; run `python main.py stage1 --market {market}` first "
             f"(Stage 1 writes it)"
         )
-    caps = [c for c in (settings.max_samples, settings.test_max_rows if test_mode else None) if c is not None]
-    keep = min(caps) if caps else None
+    keep = settings.max_samples
     out_dir = ws.soft_grpo_data_dir(market)
     skip = covered(load_ledger(source))
     with writing(out_dir):
@@ -574,7 +571,7 @@ def export_dataset(
         with writing(paths["samples"]):
             temps["samples"].write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in samples),
                                         encoding="utf-8")
-        metadata = _metadata(source, scan, settings, config, test_mode, keep, len(order), paths,
+        metadata = _metadata(source, scan, settings, config, len(order), paths,
                              {"train": len(train), "val": len(val), "samples": len(samples)},
                              {name: sha256_file(temps[name]) for name in paths})
         with writing(out_dir / METADATA_FILE):
@@ -586,15 +583,15 @@ def export_dataset(
 
 
 def _metadata(
-    source: Path, scan: _Scan, settings: Any, config: TradelabConfig, test_mode: bool, keep: int | None,
-    kept: int, paths: dict[str, Path], rows: dict[str, int], sha256s: dict[str, str],
+    source: Path, scan: _Scan, settings: Any, config: TradelabConfig, kept: int, paths: dict[str, Path],
+    rows: dict[str, int], sha256s: dict[str, str],
 ) -> dict[str, Any]:
     capped = scan.passed_filters - kept
     return {
         "schema_version": SCHEMA_VERSION,
         "generated_at": utc_now(),
-        "test_mode": test_mode,
-        "origin": origin(config_hash(config), settings.seed),
+        "profile": config.profile,
+        "origin": origin(config_hash(config), settings.seed, profile=config.profile),
         "source": {"path": str(source), "sha256": scan.source_sha256, "lines": scan.lines},
         "counts": {
             "lines": scan.lines, "set_aside": scan.set_aside, "blank": scan.blank, "malformed": len(scan.malformed),
@@ -609,8 +606,7 @@ def _metadata(
             "min_reward": {"value": settings.min_reward, "removed": scan.removed_min_reward},
             "include_failures": {"value": settings.include_failures, "min_success_pnl": settings.min_success_pnl,
                                  "removed": scan.removed_failures},
-            "row_cap": {"value": keep, "max_samples": settings.max_samples,
-                        "test_max_rows": settings.test_max_rows if test_mode else None, "removed": capped},
+            "row_cap": {"value": settings.max_samples, "removed": capped},
         },
         "split": {"mode": settings.split, "val_fraction": settings.val_fraction, "seed": settings.seed},
         "files": {name: {"path": str(p), "sha256": sha256s[name], "rows": rows[name]} for name, p in paths.items()},
@@ -627,5 +623,5 @@ def _manifest_entry(metadata: dict[str, Any], metadata_path: Path, ws: Workspace
         "source": metadata["source"],
         "filters": metadata["filters"],
         "generated_at": metadata["generated_at"],
-        "test_mode": metadata["test_mode"],
+        "profile": metadata["profile"],
     }

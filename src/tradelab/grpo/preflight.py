@@ -18,7 +18,7 @@ from tradelab.grpo.checks import FAIL, PASS, SKIP, WARN, Check
 from tradelab.grpo.engines import base
 from tradelab.grpo.engines.interface import Engine
 from tradelab.grpo.engines.registry import get_engine
-from tradelab.manifest import load_manifest, set_stage2, stage2_of
+from tradelab.manifest import set_stage2
 from tradelab.paths import Workspace
 from tradelab.provenance import utc_now
 
@@ -65,14 +65,9 @@ def run_probe(plan: base.LaunchPlan, args: list[str], timeout_s: int) -> tuple[d
     return plan.run_json(PROBE_SCRIPT, args, timeout_s=timeout_s, what="the probe")
 
 
-def _dataset_test_mode(root: Path, market: str) -> bool:
-    dataset = stage2_of(load_manifest(root, market)).dataset
-    return bool(dataset is not None and dataset.test_mode)
-
-
 def run_preflight(
     root: str | Path, market: str, config: TradelabConfig, *, engine: str, dataset_only: bool,
-    test_mode: bool | None = None, python: str | None = None, extra_overrides: list[str] | None = None,
+    python: str | None = None, extra_overrides: list[str] | None = None,
     record: bool = True, plan: base.LaunchPlan | None = None,
 ) -> PreflightReport:
     """Check everything a launch of ``engine`` needs and record the report in the manifest.
@@ -83,7 +78,6 @@ def run_preflight(
         config: Resolved configuration.
         engine: "verl", "soft-grpo" or "local".
         dataset_only: Skip the GPU-side checks (CUDA, GPU count, flash-attn, rollout backend).
-        test_mode: Validate the test-mode overrides; None = whatever the last dataset export used.
         python: Launch interpreter override (else ``runner.python``).
         extra_overrides: Extra Hydra overrides the launch will add.
         record: Write the report to ``stage2.preflight``.
@@ -99,9 +93,7 @@ def run_preflight(
     report.checks.extend(rules.stage1_checks(ws, market))
     report.checks.append(rules.dataset_check(ws, market, config.soft_grpo.preflight.min_val_rows))
     if plan is None:
-        mode = _dataset_test_mode(ws.root, market) if test_mode is None else test_mode
-        plan = spec.build_plan(ws.root, market, config, test_mode=mode, python=python,
-                               extra_overrides=extra_overrides)
+        plan = spec.build_plan(ws.root, market, config, python=python, extra_overrides=extra_overrides)
     if plan is not None:  # an external launch: probe the environment it describes
         report.plan = plan.to_dict()
         report.checks.extend(_engine_checks(ws, market, config, spec, plan, dataset_only, report))

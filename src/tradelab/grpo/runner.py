@@ -24,15 +24,14 @@ __all__ = ["build_plan", "run_stage2"]
 LineSink = Callable[[str], None]
 
 
-def build_plan(root: str | Path, market: str, config: TradelabConfig, *, engine: str, test_mode: bool,
-               python: str | None = None, extra_overrides: list[str] | None = None) -> base.LaunchPlan | None:
+def build_plan(root: str | Path, market: str, config: TradelabConfig, *, engine: str, python: str | None = None,
+               extra_overrides: list[str] | None = None) -> base.LaunchPlan | None:
     """The launch plan of ``engine`` (None for an in-process engine), from the engine registry."""
-    return get_engine(engine).build_plan(root, market, config, test_mode=test_mode, python=python,
-                                         extra_overrides=extra_overrides)
+    return get_engine(engine).build_plan(root, market, config, python=python, extra_overrides=extra_overrides)
 
 
 def run_stage2(
-    root: str | Path, market: str, config: TradelabConfig, *, engine: str = DEFAULT_ENGINE, test_mode: bool = False,
+    root: str | Path, market: str, config: TradelabConfig, *, engine: str = DEFAULT_ENGINE,
     dataset_only: bool = False, dry_run: bool = False, mode: str | None = None,
     resume_from: str | Path | None = None, python: str | None = None, extra_overrides: list[str] | None = None,
     on_line: LineSink | None = None, progress: Callable[[int, int], None] | None = None,
@@ -44,7 +43,6 @@ def run_stage2(
         market: Market name.
         config: Resolved configuration.
         engine: A name of :data:`tradelab.grpo.ENGINES`.
-        test_mode: Cap the dataset and apply the engine's test settings.
         dataset_only: Export and preflight (without GPU checks) only; a failing preflight is reported, not raised.
         dry_run: Export, preflight and return the exact command; launch nothing.
         mode: Rollout mode for an engine that has several (the local engine's soft / discrete); None = config.
@@ -66,13 +64,13 @@ def run_stage2(
 
     what = "stage2 export" if dataset_only else f"stage2 {engine}" + (" (dry run)" if dry_run else "")
     with market_writer(root, market, what):
-        return _run_stage2(root, market, config, engine=engine, test_mode=test_mode, dataset_only=dataset_only,
+        return _run_stage2(root, market, config, engine=engine, dataset_only=dataset_only,
                            dry_run=dry_run, mode=mode, resume_from=resume_from, python=python,
                            extra_overrides=extra_overrides, on_line=on_line, progress=progress)
 
 
 def _run_stage2(
-    root: str | Path, market: str, config: TradelabConfig, *, engine: str, test_mode: bool, dataset_only: bool,
+    root: str | Path, market: str, config: TradelabConfig, *, engine: str, dataset_only: bool,
     dry_run: bool, mode: str | None, resume_from: str | Path | None, python: str | None,
     extra_overrides: list[str] | None, on_line: LineSink | None, progress: Callable[[int, int], None] | None,
 ) -> Stage2Result:
@@ -83,17 +81,17 @@ def _run_stage2(
     from tradelab.manifest_schema import RunDataset
 
     spec = get_engine(engine)
-    exported = export_dataset(root, market, config, test_mode=test_mode, progress=progress)
+    exported = export_dataset(root, market, config, progress=progress)
     dataset = DatasetResult(counts=exported["counts"], paths=exported["paths"], sha256s=exported["sha256s"],
-                            test_mode=exported["test_mode"], malformed_lines=exported["malformed_lines"])
+                            profile=exported["profile"], malformed_lines=exported["malformed_lines"])
     # Built once: preflight checks this plan and the launch runs it.
-    plan = spec.build_plan(root, market, config, test_mode=test_mode, python=python, extra_overrides=extra_overrides)
-    report = run_preflight(root, market, config, engine=engine, dataset_only=dataset_only,
-                           test_mode=test_mode, python=python, extra_overrides=extra_overrides, plan=plan)
+    plan = spec.build_plan(root, market, config, python=python, extra_overrides=extra_overrides)
+    report = run_preflight(root, market, config, engine=engine, dataset_only=dataset_only, python=python,
+                           extra_overrides=extra_overrides, plan=plan)
     result = Stage2Result(dataset=dataset, preflight=report.to_dict())
     if dataset_only:
         return result
-    request = RunRequest(test_mode=test_mode, dataset=dataset, mode=mode, resume_from=resume_from, on_line=on_line,
+    request = RunRequest(dataset=dataset, mode=mode, resume_from=resume_from, on_line=on_line,
                          progress=progress)
     result = result.model_copy(update={"launch": spec.launch(plan, request)})
     if dry_run:
@@ -104,6 +102,6 @@ def _run_stage2(
     ws = Workspace.at(root)
     trained_on = RunDataset(paths={k: ws.record(dataset.paths[k]) or dataset.paths[k] for k in ("train", "val")},
                             sha256s={k: dataset.sha256s[k] for k in ("train", "val")})
-    with stage2_attempt(root, market, engine, test_mode=test_mode, dataset=trained_on):
+    with stage2_attempt(root, market, engine, profile=config.profile, dataset=trained_on):
         run = spec.run(ws, market, config, plan, request)
     return result.model_copy(update={"run": run})

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tradelab import stages
-from tradelab.config import TradelabConfig, resolve_config
+from tradelab.config import TradelabConfig
 from tradelab.errors import TradelabError
 from tradelab.grpo import DEFAULT_ENGINE, ENGINES
 from tradelab.loop.parallel import loop_markets as run_markets
@@ -21,7 +21,7 @@ from tradelab.stages import LineSink, Progress
 
 def loop(
     root: str | Path, market: str, *, iterations: int, engine: str = DEFAULT_ENGINE, seeds: int | None = None,
-    test_mode: bool = False, probe_prompts: int | None = None, timesteps: int | None = None, restart: bool = False,
+    probe_prompts: int | None = None, timesteps: int | None = None, restart: bool = False,
     config: TradelabConfig | None = None, on_event: LineSink | None = None, progress: Progress | None = None,
     ray: str | None = None,
 ) -> dict[str, Any]:
@@ -30,14 +30,14 @@ def loop(
     An unfinished loop with the same settings resumes where it stopped; ``restart`` starts a new one. With ``ray``
     (an address, or ``"local"``) each evaluation's seeds run as Ray tasks.
     """
-    return loop_markets(root, [market], iterations=iterations, engine=engine, seeds=seeds, test_mode=test_mode,
+    return loop_markets(root, [market], iterations=iterations, engine=engine, seeds=seeds,
                         probe_prompts=probe_prompts, timesteps=timesteps, restart=restart, config=config,
                         on_event=on_event, progress=progress, ray=ray)[0]
 
 
 def loop_markets(
     root: str | Path, markets: list[str], *, iterations: int, engine: str = DEFAULT_ENGINE, seeds: int | None = None,
-    test_mode: bool = False, probe_prompts: int | None = None, timesteps: int | None = None, restart: bool = False,
+    probe_prompts: int | None = None, timesteps: int | None = None, restart: bool = False,
     config: TradelabConfig | None = None, on_event: LineSink | None = None, progress: Progress | None = None,
     ray: str | None = None,
 ) -> list[dict[str, Any]]:
@@ -48,11 +48,11 @@ def loop_markets(
     cfg = config if config is not None else stages.workspace_config(root)
     if engine not in ENGINES:
         raise TradelabError(f"loop --engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    ev = resolve_config(cfg, test_mode=test_mode).evaluation
+    ev = cfg.evaluation
     settings = LoopSettings(
         iterations=iterations, engine=engine,
         seeds=seeds if seeds is not None else ev.seeds,
-        test_mode=test_mode,
+        profile=cfg.profile,
         probe_prompts=probe_prompts if probe_prompts is not None else ev.probe_prompts,
         timesteps=timesteps,
     )

@@ -188,7 +188,7 @@ def build_report(market: str, config: TradelabConfig, state: LoopSection) -> dic
         "schema_version": SCHEMA_VERSION, "market": market, "edge": origin_.get("edge"), "market_origin": origin_,
         "seeds": state.settings.seeds, "settings": state.settings.model_dump(), "status": state.status,
         "started_at": state.started_at, "completed_at": state.completed_at,
-        "origin": origin(config_hash(config), config.app.seed),
+        "origin": origin(config_hash(config), config.app.seed, profile=config.profile),
         "base_model": next((it.evaluation.base_model.model_dump() for it in state.iterations
                             if it.evaluation is not None and it.evaluation.base_model is not None), None),
         "warm_start": {"advisor": warm}, "iterations": iterations,
@@ -248,7 +248,9 @@ def markdown(report: dict[str, Any]) -> str:
     market_line = (f"synthetic, edge {origin_['edge']} (generator v{origin_['generator_version']}, "
                    f"seed {origin_['seed']})" if origin_.get("kind") == "synthetic" else origin_.get("kind"))
     lines = [f"# Learning loop: {report['market']}", "",
-             f"- Market: {market_line}", f"- Settings: {report['settings']}", f"- Status: {report['status']}",
+             f"- Market: {market_line}", f"- Settings: {report['settings']}",
+             f"- Run profile: {report['origin'].get('profile', 'not recorded')}, config hash "
+             f"{report['origin']['config_hash']}", f"- Status: {report['status']}",
              f"- Advisor base model: {_base_line(report['base_model'])}", "",
              "## Advisor on holdout prompts", "",
              "| when | hit rate | 95% CI | up | down | balanced | 95% CI | mean reward | 95% CI | parse | non-HOLD "

@@ -66,7 +66,7 @@ def run_loop(
         root: Workspace root.
         market: Market name (its bars must exist).
         config: The whole config.
-        settings: Iterations, engine, seeds, test mode, probe size.
+        settings: Iterations, engine, seeds, run profile, probe size.
         restart: Start a new loop even when an unfinished one exists.
         on_event: Receives one line per stage started or skipped (for the CLI).
         progress: Passed to Stage 1, the local engine and evaluation.
@@ -263,7 +263,7 @@ def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: Loo
         init_ppo = require_pinned(ws, previous.ppo_out_path, previous.ppo_out_sha256,
                                   f"iteration {previous.iteration}'s PPO model") \
             if previous.ppo_out_path is not None else ws.ppo_dir(market) / "final.zip"
-    result = stages.stage1(root, market, test_mode=settings.test_mode, timesteps=settings.timesteps, start=start,
+    result = stages.stage1(root, market, timesteps=settings.timesteps, start=start,
                            init_ppo=init_ppo, config=config, progress=progress,
                            run_id=resume.stage1_run_id(market, state, iteration.iteration))
     section = result.section
@@ -294,7 +294,7 @@ def _stage1(root: str | Path, market: str, config: TradelabConfig, settings: Loo
 def _stage2_dataset(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
                     state: LoopSection, iteration: LoopIteration, probe: ProbeContext,
                     progress: Progress | None) -> None:
-    result = stages.stage2(root, market, engine=settings.engine, test_mode=settings.test_mode, dataset_only=True,
+    result = stages.stage2(root, market, engine=settings.engine, dataset_only=True,
                            config=config)
     ws = Workspace.at(root)
     splits = ("train", "val")
@@ -308,7 +308,7 @@ def _stage2_dataset(root: str | Path, market: str, config: TradelabConfig, setti
 def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
                    state: LoopSection, iteration: LoopIteration, probe: ProbeContext,
                    progress: Progress | None, resume_from: Path | None = None) -> None:
-    result = stages.stage2(root, market, engine=settings.engine, test_mode=settings.test_mode, config=config,
+    result = stages.stage2(root, market, engine=settings.engine, config=config,
                            progress=progress, resume_from=resume_from)
     ws = Workspace.at(root)
     run = result.run

@@ -136,7 +136,7 @@ def import_market(root: str | Path, path: str | Path, market: str, config: "Trad
         },
         "contracts": symbol_info["contracts"],
         "budget": budget_report(market, utc_ns(bars["session_close"]), config),
-        "origin": origin(config_hash(config), None),
+        "origin": origin(config_hash(config), None, profile=config.profile),
     }
     return write_market(root, market, bars, report)
 

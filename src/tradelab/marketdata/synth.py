@@ -137,7 +137,7 @@ def generate_market(
         "rolls": [],
         "repairs": [],
         "dropped": {},
-        "origin": origin(config_hash(config), seed),
+        "origin": origin(config_hash(config), seed, profile=config.profile),
     }
     return write_market(root, market, bars, report)
 

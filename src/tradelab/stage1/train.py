@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tradelab.config import config_hash, resolve_config
+from tradelab.config import config_hash
 from tradelab.errors import StageFailed, StageNotReady, TradelabError, WorkspaceError
 from tradelab.fileio import sha256_dir, staged_dir
 from tradelab.manifest import load_manifest, merge_stage1, set_section, stage1_of
@@ -107,7 +107,6 @@ def run_stage1(
     market: str,
     config: Any,
     *,
-    test_mode: bool,
     total_timesteps: int | None = None,
     resume: bool = False,
     init_ppo: Path | None = None,
@@ -120,8 +119,7 @@ def run_stage1(
     Args:
         root: Workspace root.
         market: Market name (its bars must exist under ``data/<MKT>/``).
-        config: The whole :class:`~tradelab.config.TradelabConfig`.
-        test_mode: Use the ``ppo.test`` / ``stage1.test`` overrides (tiny, fast).
+        config: The whole :class:`~tradelab.config.TradelabConfig`, its run profile already laid over it.
         total_timesteps: Target env steps (all envs together); default from config. On resume, the total to reach.
         resume: Continue from the latest checkpoint under ``ppo/checkpoints/`` (a fresh start if there is none).
         init_ppo: Continue training this saved PPO model (``final.zip`` with ``vecnormalize.pkl`` beside it) for
@@ -143,7 +141,7 @@ def run_stage1(
     """
     root = Workspace.at(root).root
     _require_data(root, market)
-    run = Stage1Run(root, market, config, test_mode=test_mode, total_timesteps=total_timesteps, resume=resume,
+    run = Stage1Run(root, market, config, total_timesteps=total_timesteps, resume=resume,
                     init_ppo=init_ppo, run_id=run_id)
     with market_writer(root, market, "stage1") as me:
         section = stage1_of(load_manifest(root, market))
@@ -191,7 +189,6 @@ class Stage1Run:
         root: Workspace root (resolved).
         market: Market name.
         config: The whole config.
-        test_mode: Apply the test overrides.
         total_timesteps: Target env steps, or None for the configured value.
         resume: Continue from the latest checkpoint if there is one.
         init_ppo: Start from this PPO model (``final.zip``, its ``vecnormalize.npz`` beside it) and train
@@ -199,14 +196,13 @@ class Stage1Run:
         run_id: The id the run's experience records carry; None makes one from the market and the time.
     """
 
-    def __init__(self, root: Path, market: str, config: Any, *, test_mode: bool, total_timesteps: int | None,
-                 resume: bool, init_ppo: Path | None = None, run_id: str | None = None) -> None:
+    def __init__(self, root: Path, market: str, config: Any, *, total_timesteps: int | None, resume: bool,
+                 init_ppo: Path | None = None, run_id: str | None = None) -> None:
         from tradelab.marketdata import load_market_arrays
 
-        # The test profile is laid over the config once, here; everything below (and the manifest's hash) reads it.
-        self.root, self.market, self.config = root, market, resolve_config(config, test_mode=test_mode)
+        self.root, self.market, self.config = root, market, config
         self.ws = Workspace.at(root)
-        self.test_mode, self.resume = test_mode, resume
+        self.resume = resume
         self.settings: RunSettings = run_settings(self.config, total_timesteps=total_timesteps)
         self.seed = int(config.app.seed)
         self.run_id = run_id or f"s1-{market}-{utc_stamp()}"
@@ -430,7 +426,7 @@ class Stage1Run:
         record = self.ws.record
         return stage1_section(
             status=status, started_at=self.started_at,
-            completed_at=utc_now() if status == "completed" else None, test_mode=self.test_mode,
+            completed_at=utc_now() if status == "completed" else None, profile=self.config.profile,
             total_timesteps=int(self.model.num_timesteps) if self.model is not None else 0, seed=self.seed,
             config_hash=config_hash(self.config), git_sha=git_sha(), versions=package_versions(),
             model_checkpoint=record(self.ppo_dir / "final.zip"),

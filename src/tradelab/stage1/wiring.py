@@ -53,8 +53,8 @@ class RunSettings:
 
 
 def run_settings(config: Any, *, total_timesteps: int | None) -> RunSettings:
-    """The run's ``ppo`` and ``stage1`` settings from a resolved config (test profile already applied by
-    :func:`tradelab.config.resolve_config`); ``total_timesteps`` wins."""
+    """The run's ``ppo`` and ``stage1`` settings from a resolved config (its run profile laid over it by
+    :func:`tradelab.config.load_config`); ``total_timesteps`` wins."""
     if total_timesteps is not None and (isinstance(total_timesteps, bool) or int(total_timesteps) < 1):
         from tradelab.errors import ConfigError
 

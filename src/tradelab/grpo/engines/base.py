@@ -202,15 +202,10 @@ def override_key(item: str) -> str:
     return item.split("=", 1)[0].lstrip("+~")
 
 
-def engine_overrides(
-    engine: Any, values: dict[str, str], name: str, *, test_mode: bool, extra: list[str] | None
-) -> list[str]:
-    """The engine's ``args``, then its ``test_overrides`` in test mode, then ``extra``; later keys win."""
-    layers = [fill(engine.args, values, f"engines.{name}.args")]
-    if test_mode:
-        layers.append(fill(engine.test_overrides, values, f"engines.{name}.test_overrides"))
-    layers.append(list(extra or []))
-    return merge_overrides(*layers)
+def engine_overrides(engine: Any, values: dict[str, str], name: str, *, extra: list[str] | None) -> list[str]:
+    """The engine's ``args``, then its ``args_overlay``, then ``extra``; later keys win."""
+    return merge_overrides(fill(engine.args, values, f"engines.{name}.args"),
+                           fill(engine.args_overlay, values, f"engines.{name}.args_overlay"), list(extra or []))
 
 
 def merge_overrides(*layers: list[str]) -> list[str]:
@@ -364,7 +359,7 @@ def engine_env(engine: EngineConfig, values: dict[str, str], where: str) -> dict
 
 def assemble_plan(
     ws: Workspace, market: str, config: TradelabConfig, *, engine_name: str, key: str, dialect: str,
-    values: dict[str, str], test_mode: bool, python: str | None, extra_overrides: list[str] | None,
+    values: dict[str, str], python: str | None, extra_overrides: list[str] | None,
     repo_root: Path | None, pythonpath_front: tuple[Path, ...], model_path: Path | None, adapter_path: Path | None,
 ) -> LaunchPlan:
     """The launch plan both engines share once their placeholder ``values`` are known.
@@ -374,7 +369,7 @@ def assemble_plan(
         pythonpath_front: Folders put before the project's ``src/`` on the engine's PYTHONPATH.
     """
     engine = getattr(config.soft_grpo.engines, key)
-    overrides = engine_overrides(engine, values, key, test_mode=test_mode, extra=extra_overrides)
+    overrides = engine_overrides(engine, values, key, extra=extra_overrides)
     launch_python = resolve_python(ws.root, config, python)
     env_overrides = engine_env(engine, values, f"engines.{key}.env")
     env_overrides["PYTHONPATH"] = pythonpath(*pythonpath_front, project_src())

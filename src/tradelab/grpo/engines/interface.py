@@ -34,7 +34,6 @@ class RunRequest:
     """What a caller asks of one Stage 2 run.
 
     Attributes:
-        test_mode: Apply the engine's test settings (overrides for external engines, ``grpo_local.test`` locally).
         dataset: The export the run trains on.
         mode: Rollout mode, for an engine with :attr:`Engine.rollout_modes`; None = its config.
         resume_from: A checkpoint to continue (the local engine).
@@ -42,7 +41,6 @@ class RunRequest:
         progress: Receives ``(steps done, steps)`` from an in-process engine.
     """
 
-    test_mode: bool
     dataset: DatasetResult
     mode: str | None = None
     resume_from: str | Path | None = None
@@ -72,7 +70,7 @@ class Engine:
     flash_attn_required: bool = False
     soft_thinking_rollout: bool = False
 
-    def build_plan(self, root: str | Path, market: str, config: TradelabConfig, *, test_mode: bool,
+    def build_plan(self, root: str | Path, market: str, config: TradelabConfig, *,
                    python: str | None = None, extra_overrides: list[str] | None = None) -> base.LaunchPlan | None:
         """The launch for ``market``, or None for an engine that trains in this process (nothing is checked or
         created here; preflight does that)."""

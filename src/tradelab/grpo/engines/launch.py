@@ -105,7 +105,7 @@ class ExternalEngine(Engine):
         record = RunRecord(
             engine=self.name, status="running", command=list(plan.argv), cwd=str(plan.cwd),
             env=dict(plan.env_overrides), log_file=str(log_file), started_at=utc_now(), finished_at=None,
-            return_code=None, test_mode=request.test_mode, python=plan.python,
+            return_code=None, profile=config.profile, python=plan.python,
             dataset=RunDataset(paths={k: ws.record(dataset.paths[k]) or dataset.paths[k] for k in SPLITS},
                                sha256s={k: dataset.sha256s[k] for k in SPLITS}),
             config_hash=config_hash(config), output_dir=str(plan.output_dir),

@@ -37,7 +37,7 @@ class LocalEngine(Engine):
 
     def launch(self, plan: base.LaunchPlan | None, request: RunRequest) -> Launch:
         """The call a run makes, shown by ``--dry-run``."""
-        call = (f"tradelab.grpo.local.train.train_local(mode={request.mode!r}, test_mode={request.test_mode}, "
+        call = (f"tradelab.grpo.local.train.train_local(mode={request.mode!r}, "
                 f"resume_from={request.resume_from!r})")
         return Launch(command=[call], command_line=call)
 
@@ -46,7 +46,7 @@ class LocalEngine(Engine):
         """Train in-process; the trainer exports the adapter and records the run."""
         from tradelab.grpo.local.train import train_local
 
-        summary = train_local(ws.root, market, config, mode=request.mode, test_mode=request.test_mode,
+        summary = train_local(ws.root, market, config, mode=request.mode,
                               resume_from=request.resume_from, progress=request.progress)
         return summary["run"]
 

@@ -108,7 +108,7 @@ def ensure_merged(base_dir: Path, adapter_dir: Path, merged_dir: Path) -> dict[s
 
 
 def build_plan(
-    root: str | Path, market: str, config: TradelabConfig, *, test_mode: bool, python: str | None = None,
+    root: str | Path, market: str, config: TradelabConfig, *, python: str | None = None,
     extra_overrides: list[str] | None = None,
 ) -> base.LaunchPlan:
     """The SofT-GRPO launch for ``market`` (nothing is built or checked here)."""
@@ -122,7 +122,7 @@ def build_plan(
     values["lora_rank"] = "0"
     values["lora_alpha"] = "0"
     plan = base.assemble_plan(
-        ws, market, config, engine_name=ENGINE, key="soft_grpo", dialect="fork", values=values, test_mode=test_mode,
+        ws, market, config, engine_name=ENGINE, key="soft_grpo", dialect="fork", values=values,
         python=python, extra_overrides=extra_overrides, repo_root=repo_root, pythonpath_front=(repo_root / FORK_DIR,),
         model_path=merged_dir, adapter_path=inputs.adapter,
     )
@@ -168,9 +168,9 @@ class SoftGrpoEngine(ExternalEngine):
     flash_attn_required = True
     soft_thinking_rollout = True
 
-    def build_plan(self, root: str | Path, market: str, config: TradelabConfig, *, test_mode: bool,
+    def build_plan(self, root: str | Path, market: str, config: TradelabConfig, *,
                    python: str | None = None, extra_overrides: list[str] | None = None) -> base.LaunchPlan:
-        return build_plan(root, market, config, test_mode=test_mode, python=python, extra_overrides=extra_overrides)
+        return build_plan(root, market, config, python=python, extra_overrides=extra_overrides)
 
     def prepare(self, ws: Workspace, market: str, plan: base.LaunchPlan) -> str | None:
         """Merge the Stage 1 adapter into ``stage1_merged/`` unless it is current."""

@@ -29,7 +29,7 @@ ENGINE = "verl"
 
 
 def build_plan(
-    root: str | Path, market: str, config: TradelabConfig, *, test_mode: bool, python: str | None = None,
+    root: str | Path, market: str, config: TradelabConfig, *, python: str | None = None,
     extra_overrides: list[str] | None = None,
 ) -> base.LaunchPlan:
     """The verl launch for ``market`` (nothing is checked or created here; preflight does that)."""
@@ -42,7 +42,7 @@ def build_plan(
     values["lora_rank"] = str(inputs.lora_rank) if inputs.lora_rank else f"{absent}adapter_config.r"
     values["lora_alpha"] = str(inputs.lora_alpha) if inputs.lora_alpha else f"{absent}adapter_config.lora_alpha"
     return base.assemble_plan(
-        ws, market, config, engine_name=ENGINE, key="verl", dialect="pypi", values=values, test_mode=test_mode,
+        ws, market, config, engine_name=ENGINE, key="verl", dialect="pypi", values=values,
         python=python, extra_overrides=extra_overrides, repo_root=None, pythonpath_front=(),
         model_path=inputs.base_model, adapter_path=inputs.adapter,
     )
@@ -77,9 +77,9 @@ class VerlEngine(ExternalEngine):
     config_key = "verl"
     output_kind = "adapter"
 
-    def build_plan(self, root: str | Path, market: str, config: TradelabConfig, *, test_mode: bool,
+    def build_plan(self, root: str | Path, market: str, config: TradelabConfig, *,
                    python: str | None = None, extra_overrides: list[str] | None = None) -> base.LaunchPlan:
-        return build_plan(root, market, config, test_mode=test_mode, python=python, extra_overrides=extra_overrides)
+        return build_plan(root, market, config, python=python, extra_overrides=extra_overrides)
 
     def export_output(self, ws: Workspace, market: str, plan: base.LaunchPlan, run: RunArgv,
                       started_epoch_s: float) -> tuple[Path | None, str | None]:

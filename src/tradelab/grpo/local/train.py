@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tradelab.config import TradelabConfig, config_hash, resolve_config
+from tradelab.config import TradelabConfig, config_hash
 from tradelab.config.grpo_local_schema import GrpoLocalConfig
 from tradelab.errors import ConfigError, DataError, StageFailed, TradelabError
 from tradelab.fileio import atomic_copy_dir, atomic_write_json, new_stamped_dir, staged_dir
@@ -66,12 +66,10 @@ def resolved_config(config: TradelabConfig, settings: GrpoLocalConfig) -> Tradel
     return config.model_copy(update={"grpo_local": settings})
 
 
-def cli_command(root: Path, market: str, mode: str, test_mode: bool, resume_from: str | Path | None) -> list[str]:
-    """The ``main.py`` argv that starts the same run."""
-    argv = ["python", "main.py", "--root", str(root), "stage2", "--market", market, "--engine", "local",
-            "--mode", mode]
-    if test_mode:
-        argv.append("--test")
+def cli_command(root: Path, market: str, mode: str, profile: str, resume_from: str | Path | None) -> list[str]:
+    """The ``main.py`` argv that starts the same run (under the same run profile)."""
+    argv = ["python", "main.py", "--root", str(root), "--profile", profile, "stage2", "--market", market,
+            "--engine", "local", "--mode", mode]
     if resume_from is not None:
         argv += ["--resume-from", str(resume_from)]
     return argv
@@ -214,16 +212,13 @@ def publish_adapter(model: Any, run_dir: Path, target: Path) -> Path:
 class _Run:
     """State of one run between setup and the final record."""
 
-    def __init__(self, root: Path, market: str, config: TradelabConfig, mode: str | None, test_mode: bool,
+    def __init__(self, root: Path, market: str, config: TradelabConfig, mode: str | None,
                  resume_from: str | Path | None) -> None:
         self.ws = Workspace.at(root)
         self.market = validate_market_name(market)
-        # The test profile is laid over the whole config once, here; the manifest's hash is of what runs.
-        resolved = resolve_config(config, test_mode=test_mode)
-        self.settings = effective_settings(resolved, mode)
-        self.config = resolved_config(resolved, self.settings)
+        self.settings = effective_settings(config, mode)
+        self.config = resolved_config(config, self.settings)
         self.config_hash = config_hash(self.config)
-        self.test_mode = test_mode
         self.resume_from = resume_from
         self.started_at = utc_now()
         self.clock = time.perf_counter()
@@ -277,7 +272,7 @@ class _Run:
 
     def _manifest(self) -> dict[str, Any]:
         return {
-            "engine": "local", "mode": self.settings.mode, "market": self.market, "test_mode": self.test_mode,
+            "engine": "local", "mode": self.settings.mode, "market": self.market, "profile": self.config.profile,
             "started_at": self.started_at, "resumed_from": str(self.checkpoint) if self.checkpoint else None,
             "start_step": self.start_step, "config": self.config.model_dump(mode="json"),
             "config_hash": self.config_hash,
@@ -286,7 +281,8 @@ class _Run:
                         "val_rows": len(self.val_rows), "prompts_truncated": self.guard.truncated,
                         "prompts_rejected": self.guard.rejected},
             "base_model": str(self.base), "init_adapter": str(self.init_adapter),
-            "origin": origin(self.config_hash, self.settings.seed), "hardware": hardware_info(),
+            "origin": origin(self.config_hash, self.settings.seed, profile=self.config.profile),
+            "hardware": hardware_info(),
             "device": self.policy.device,
         }
 
@@ -351,11 +347,12 @@ class _Run:
                                val_format_start=first["val_format_rate"], val_format_end=last["val_format_rate"])
         return RunRecord(
             engine="local", status=status,
-            command=cli_command(self.ws.root, self.market, self.settings.mode, self.test_mode, self.resume_from),
+            command=cli_command(self.ws.root, self.market, self.settings.mode, self.config.profile,
+                                self.resume_from),
             cwd=str(Path.cwd()), env={}, log_file=str(self.recorder.log_file),
             started_at=self.started_at, finished_at=utc_now(), return_code=0 if status == "completed" else 1,
             dataset=RunDataset(paths=self.check.paths, sha256s=self.check.sha256s),
-            config_hash=self.config_hash, output_dir=str(self.run_dir), test_mode=self.test_mode,
+            config_hash=self.config_hash, output_dir=str(self.run_dir), profile=self.config.profile,
             mode=self.settings.mode, resumed_from=str(self.checkpoint) if self.checkpoint else None,
             tensorboard_dir=str(self.run_dir / TENSORBOARD), steps_done=self.steps_done,
             skipped_steps=self.skipped, group_signal=GroupSignal(**self.group_signal.to_dict()), **engine_only,
@@ -368,7 +365,6 @@ def train_local(
     config: TradelabConfig,
     *,
     mode: str | None,
-    test_mode: bool,
     resume_from: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -379,7 +375,6 @@ def train_local(
         market: Market name.
         config: Resolved configuration (``grpo_local`` section drives the run).
         mode: ``soft`` or ``discrete``; None takes ``grpo_local.mode``.
-        test_mode: Apply ``grpo_local.test`` overrides (tiny CPU run).
         resume_from: A checkpoint folder or a local run directory (its latest checkpoint) to continue from.
         progress: Called with ``(steps_done, steps_total)`` after each step.
 
@@ -393,7 +388,7 @@ def train_local(
         DataError: Dataset hash mismatch (unless allowed), unreadable data or checkpoint.
         StageFailed: Too many NaN/inf steps, or the run failed after it started (recorded in the manifest).
     """
-    run = _Run(Path(root), market, config, mode, test_mode, resume_from)
+    run = _Run(Path(root), market, config, mode, resume_from)
     try:
         run.setup()
     except BaseException:
