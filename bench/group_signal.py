@@ -38,7 +38,7 @@ def main() -> int:
     from tradelab.core.ground_truth import build_ground_truth, dumps
     from tradelab.core.parse import parse_advice
     from tradelab.core.reward import compute_score
-    from tradelab.grpo.dataset import with_reasoning
+    from tradelab.grpo.rows import with_reasoning
     from tradelab.grpo.local.data import encode_prompt
     from tradelab.grpo.local.groups import has_signal
     from tradelab.grpo.local.model import load_policy, stop_spec
@@ -94,7 +94,7 @@ def main() -> int:
         policy = load_policy(base, adapter, config, device="cpu")
         tok, model = policy.tokenizer, policy.model
         stop = stop_spec(tok, model, local.soft, local.rollout.max_new_tokens)
-        prompt_ids = [encode_prompt(tok, with_reasoning(r["prompt"], dataset.reasoning_instruction)) for r in records]
+        prompt_ids = [encode_prompt(tok, with_reasoning(r["prompt"], dataset.reasoning_instruction, config.llm.prompts.system)) for r in records]
         greedy = decode_answers(tok, generate(model, prompt_ids, SamplingSpec(1.0, 0, 1.0, greedy=True), stop), stop)
         wrong = np.array([parse_advice(t).action != b for t, b in zip(greedy, best)])
         print(f"\nadapter {adapter}: greedy answer not the hindsight-best action on {int(wrong.sum())} of "

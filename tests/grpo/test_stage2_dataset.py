@@ -12,7 +12,8 @@ from stage2_factory import make_record, mixed_records, with_overrides, write_exp
 from tradelab.config import load_config
 from tradelab.errors import DataError, StageNotReady
 from tradelab.fileio import sha256_file
-from tradelab.grpo.dataset import export_dataset, row_schema
+from tradelab.grpo.dataset import export_dataset
+from tradelab.grpo.rows import row_schema
 from tradelab.manifest import load_manifest
 from tradelab.paths import Workspace
 
@@ -191,10 +192,10 @@ def test_prompts_never_contain_the_forward_window(stage2_root: Path) -> None:
 def test_export_reports_progress_in_bytes_of_the_experience_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tradelab.grpo.dataset as dataset_module
+    from tradelab.grpo import export_scan
 
     path = write_experience(tmp_path, mixed_records(30))
-    monkeypatch.setattr(dataset_module, "PROGRESS_EVERY_LINES", 10)
+    monkeypatch.setattr(export_scan, "PROGRESS_EVERY_LINES", 10)
     calls: list[tuple[int, int]] = []
     export_dataset(tmp_path, "NQ", load_config(), progress=lambda d, t: calls.append((d, t)))
     size = path.stat().st_size

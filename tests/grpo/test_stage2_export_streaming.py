@@ -20,8 +20,9 @@ import pytest
 from stage2_factory import START, fake_stage1, make_record, write_experience
 
 from tradelab.config import load_config
-from tradelab.grpo import dataset
-from tradelab.grpo.dataset import export_dataset, row_schema, with_reasoning
+from tradelab.grpo import export_scan, export_spill
+from tradelab.grpo.dataset import export_dataset
+from tradelab.grpo.rows import row_schema, with_reasoning
 from tradelab.core.ground_truth import build_ground_truth, dumps
 from tradelab.core.records import check_record
 from tradelab.paths import Workspace
@@ -74,8 +75,8 @@ def _reference(path: Path, instruction: str | None, val_fraction: float) -> tupl
                 if record.get("outcome") is None or record["forward"].get("open") == []:
                     continue
                 truth = dumps(build_ground_truth(record))
-                key = (dataset._sort_key(record), number)
-                kept.append((key, record["id"], record["timestamp"], dataset._prompt(record), truth))
+                key = (export_scan._sort_key(record), number)
+                kept.append((key, record["id"], record["timestamp"], export_scan._prompt(record), truth))
             except (ValueError, TypeError, KeyError):
                 continue
     kept.sort(key=lambda item: item[0])
@@ -133,10 +134,10 @@ def test_many_runs_and_chunks_give_the_same_rows(odd_root: Path, monkeypatch: py
     settings = load_config().soft_grpo.dataset
     want_train, want_val, want_rows = _reference(Workspace.at(odd_root).experience_path("NQ"),
                                                  settings.reasoning_instruction, settings.val_fraction)
-    monkeypatch.setattr(dataset, "RUN_ROWS", 7)
-    monkeypatch.setattr(dataset, "BATCH_ROWS", 3)
-    monkeypatch.setattr(dataset, "CHUNK_ROWS", 5)
-    monkeypatch.setattr(dataset, "READ_BYTES", 1000)
+    monkeypatch.setattr(export_scan, "RUN_ROWS", 7)
+    monkeypatch.setattr(export_spill, "BATCH_ROWS", 3)
+    monkeypatch.setattr(export_spill, "CHUNK_ROWS", 5)
+    monkeypatch.setattr(export_scan, "READ_BYTES", 1000)
     train, val, samples, _ = _export(odd_root)
     assert pq.ParquetFile(io.BytesIO(train)).metadata.num_row_groups > 1
     for got, want in ((train, want_train), (val, want_val)):
@@ -148,11 +149,11 @@ def test_ground_truth_text_matches_json_dumps_or_declines() -> None:
     """The fast writer's text is the standard one whenever it is used."""
     record = make_record(2)
     truth = build_ground_truth(record)
-    assert dataset._ground_truth_text(truth, True) == dumps(truth)
+    assert export_scan._ground_truth_text(truth, True) == dumps(truth)
     for odd in (2.5e-05, 1e-07, 1e16, 1.5e300):
         truth["advice"]["confidence"] = odd
-        assert dataset._ground_truth_text(truth, True) is None
-        assert dataset._ground_truth_text(truth, False) == dumps(truth)
+        assert export_scan._ground_truth_text(truth, True) is None
+        assert export_scan._ground_truth_text(truth, False) == dumps(truth)
     truth["advice"]["confidence"] = 0.5
     truth["market"] = "NQ\x7f"
-    assert dataset._ground_truth_text(truth, True) is None
+    assert export_scan._ground_truth_text(truth, True) is None

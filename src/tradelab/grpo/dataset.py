@@ -10,30 +10,27 @@ The prompt is the record's own point-in-time messages; the forward window only e
 Every prompt opens with a system turn (the record's, else the advisor's ``llm.prompts.system``): the engines render
 prompts through the model's chat template, and a template such as SmolLM2's inserts a default system turn of its
 own ("You are a helpful AI assistant named SmolLM...") in front of a conversation that has none.
+
+The pass over the file is :mod:`tradelab.grpo.export_scan`, the bounded-memory sort and the parquet parts
+:mod:`tradelab.grpo.export_spill`, the row format :mod:`tradelab.grpo.rows`; this module runs them and publishes.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import heapq
 import json
 import logging
-import math
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tradelab.config import TradelabConfig, config_hash
-from tradelab.core.ground_truth import build_ground_truth, dumps
-from tradelab.core.records import check_record
-from tradelab.core.tradesim import is_entry_decision
 from tradelab.errors import DataError, StageNotReady
 from tradelab.fileio import atomic_path, sha256_file, writing
+from tradelab.grpo.export_scan import Scan, stream_experience
+from tradelab.grpo.export_spill import Spill
 from tradelab.manifest import load_manifest, set_stage2
 from tradelab.paths import Workspace
 from tradelab.provenance import SCHEMA_VERSION, origin, utc_now
@@ -45,393 +42,9 @@ TRAIN_FILE = "stage2_train.parquet"
 VAL_FILE = "stage2_val.parquet"
 SAMPLES_FILE = "stage2_samples.jsonl"
 METADATA_FILE = "dataset_metadata.json"
-ABILITY = "trading"
 MAX_REPORTED_LINES = 50
 SPILL_PREFIX = ".export-"
 """The export's private temporary folder beside its outputs (removed when it ends; swept by the next export)."""
-PROGRESS_EVERY_LINES = 1000
-"""How often the export reports progress while streaming the experience file."""
-
-
-def row_schema() -> Any:
-    """The Arrow schema of a Stage 2 row (ARCHITECTURE.md §7)."""
-    import pyarrow as pa
-
-    return pa.schema([
-        ("data_source", pa.string()),
-        ("prompt", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
-        ("ability", pa.string()),
-        ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
-        ("extra_info", pa.struct([
-            ("split", pa.string()), ("index", pa.int64()), ("experience_id", pa.string()),
-            ("timestamp", pa.string()), ("market", pa.string()),
-        ])),
-    ])
-
-
-@dataclass
-class _Candidate:
-    """A kept experience, reduced to what a row needs (so memory does not hold whole records)."""
-
-    sort_key: tuple[float, str]
-    experience_id: str
-    timestamp: str
-    prompt: list[dict[str, str]]
-    ground_truth: str
-
-
-_NO_FORWARD = _Candidate((0.0, ""), "", "", [], "")
-"""Marker for a resolved experience whose forward window is empty."""
-_REPARSE = _Candidate((0.0, ""), "", "", [], "")
-"""Marker for a record read by orjson whose output needs the standard parser and writer (see :func:`_loads`)."""
-
-
-@dataclass
-class _Scan:
-    """Counters gathered while streaming the experience file."""
-
-    lines: int = 0
-    blank: int = 0
-    malformed: list[tuple[int, str]] = field(default_factory=list)
-    without_outcome: int = 0
-    empty_forward: int = 0
-    with_outcome: int = 0
-    removed_decisions: int = 0
-    removed_min_reward: int = 0
-    removed_failures: int = 0
-    successes: int = 0
-    passed_filters: int = 0
-    set_aside: int = 0
-    source_sha256: str = ""
-
-
-def _prompt(record: dict[str, Any]) -> list[dict[str, str]]:
-    messages = record.get("prompt")
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("prompt must be a non-empty list of messages")
-    kept = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ("system", "user"):
-            raise ValueError(f"prompt[{i}] must be a system or user message")
-        if not isinstance(message.get("content"), str) or not message["content"]:
-            raise ValueError(f"prompt[{i}].content must be a non-empty string")
-        kept.append({"role": message["role"], "content": message["content"]})
-    if kept[-1]["role"] != "user":
-        raise ValueError("the last prompt message must be the user's")
-    return kept
-
-
-def _sort_key(record: dict[str, Any]) -> tuple[float, str]:
-    """``(seconds, id)`` of a record :func:`tradelab.core.records.check_record` passed (a string timestamp)."""
-    moment = datetime.fromisoformat(record["timestamp"])
-    seconds = moment.timestamp() if moment.tzinfo else moment.replace(tzinfo=None).timestamp()
-    return seconds, record["id"]
-
-
-def _candidate(record: Any, blocklist: Sequence[str] = (), fast: bool = False,
-               weights: Mapping[str, float] | None = None) -> _Candidate | None:
-    """A candidate row from a parsed line; None when the experience has no outcome yet, :data:`_NO_FORWARD` when
-    its forward window is empty (a decision at the very end of the data cannot be scored). ``fast``: the record
-    came through orjson; :data:`_REPARSE` when its ground truth must be written by the standard path instead
-    (see :func:`_ground_truth_text`).
-
-    Raises:
-        ValueError: The record is malformed (the message says which field).
-    """
-    check_record(record)
-    if not record["id"]:
-        raise ValueError("id must be a non-empty string")
-    if record.get("outcome") is None:
-        return None
-    if isinstance(record.get("forward"), dict) and record["forward"].get("open") == []:
-        return _NO_FORWARD
-    text = _ground_truth_text(build_ground_truth(record, blocklist=blocklist, weights=weights, checked=True), fast)
-    if text is None:
-        return _REPARSE
-    return _Candidate(_sort_key(record), record["id"], record["timestamp"], _prompt(record), text)
-
-
-def _passes(record: dict[str, Any], scan: _Scan, settings: Any) -> bool:
-    """Apply decisions, min_reward and include_failures/min_success_pnl, counting what each removes."""
-    if settings.decisions == "entries" and not is_entry_decision(record):
-        scan.removed_decisions += 1
-        return False
-    outcome = record["outcome"]
-    reward = outcome.get("reward")
-    if settings.min_reward is not None and (not isinstance(reward, (int, float)) or reward < settings.min_reward):
-        scan.removed_min_reward += 1
-        return False
-    pnl = outcome.get("pnl")
-    success = isinstance(pnl, (int, float)) and math.isfinite(pnl) and pnl >= settings.min_success_pnl
-    scan.successes += int(success)
-    if not success and not settings.include_failures:
-        scan.removed_failures += 1
-        return False
-    return True
-
-
-READ_BYTES = 1 << 23
-"""The experience file is read and hashed in blocks of this many bytes, then split into lines."""
-RUN_ROWS = 32768
-"""Kept candidates held in memory before they are sorted and spilled to a temporary Arrow file; with
-:data:`BATCH_ROWS` and :data:`CHUNK_ROWS` this bounds the export's memory whatever the file's size."""
-BATCH_ROWS = 256
-"""Rows per record batch of a spilled run: what each run holds in memory while the parts are written (all runs
-are read side by side, so this times the number of runs is the gather's memory)."""
-CHUNK_ROWS = 4096
-"""Rows per parquet write (one row group each): a part is written chunk by chunk, never held whole."""
-
-
-_DIFFERS_FROM_JSON_DUMPS: tuple[bytes, ...] = (b"e+", b"e-", b"0.0000", b"\x7f")
-"""Where orjson's text can differ from :func:`json.dumps`' for the same objects: a float with an exponent, one in
-[1e-5, 1e-4) (orjson writes ``0.0000x``, Python an exponent) and DEL (Python escapes it); non-ASCII is checked
-apart. A string that merely contains one of these only costs the slower path."""
-
-
-def _loads(raw: bytes) -> tuple[Any, bool]:
-    """One JSONL line parsed, and whether orjson parsed it (several times faster than :func:`json.loads`).
-
-    A line orjson rejects (``NaN``, ``Infinity``, a lone surrogate) goes to :func:`json.loads`, so it reads as
-    before. orjson reads an integer past 64 bits as a float; :func:`_ground_truth_text` sends such a record back
-    to the standard parser (its float has an exponent), and so does a record that fails validation.
-    """
-    if _orjson is not None:
-        try:
-            return _orjson.loads(raw), True
-        except ValueError:  # orjson.JSONDecodeError is a ValueError
-            pass
-    return json.loads(raw), False
-
-
-def _ground_truth_text(ground_truth: dict[str, Any], fast: bool) -> str | None:
-    """:func:`tradelab.core.ground_truth.dumps` of ``ground_truth``, byte for byte; None when ``fast`` and orjson's
-    text may differ (then the record is parsed again by the standard parser and rebuilt).
-
-    With ``fast`` (its record came through orjson, so it holds no NaN or infinity, which orjson would write as
-    null) orjson writes it, and its text is kept when it is ASCII and holds none of
-    :data:`_DIFFERS_FROM_JSON_DUMPS`, the only places where the two writers differ.
-    """
-    if not fast:
-        return dumps(ground_truth)
-    try:
-        text = _orjson.dumps(ground_truth, option=_orjson.OPT_SORT_KEYS)
-    except TypeError:  # orjson.JSONEncodeError: a non-str key, an integer past 64 bits
-        return None
-    if not text.isascii() or any(marker in text for marker in _DIFFERS_FROM_JSON_DUMPS):
-        return None
-    return text.decode("ascii")
-
-
-try:
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - orjson is in requirements.txt; without it every line takes the json path
-    _orjson = None
-
-
-def _lines(fh: Any, digest: Any) -> Iterator[bytes]:
-    """Every line of ``fh`` as ``for line in fh`` yields it (split at ``\\n``, a last line without one included),
-    read in :data:`READ_BYTES` blocks that also feed ``digest``."""
-    carry = b""
-    while block := fh.read(READ_BYTES):
-        digest.update(block)
-        parts = (carry + block).split(b"\n")
-        carry = parts.pop()
-        for part in parts:
-            yield part + b"\n"
-    if carry:
-        yield carry
-
-
-def _stream(
-    path: Path, settings: Any, keep: int | None, spill: _Spill, progress: Callable[[int, int], None] | None = None,
-    skip: Callable[[int], bool] | None = None,
-) -> _Scan:
-    """Read the JSONL once: count, validate, filter; hand the kept candidates to ``spill`` (the latest ``keep`` of
-    them, all when None).
-
-    ``progress`` gets ``(bytes read, file size)`` every :data:`PROGRESS_EVERY_LINES` lines and at the end. Lines
-    whose starting byte ``skip`` returns True for are set aside (:mod:`tradelab.setaside`): counted, nothing more.
-    """
-    scan = _Scan()
-    weights = settings.reward_weights.model_dump()
-    digest = hashlib.sha256()
-    heap: list[tuple[tuple[float, str], int, _Candidate]] = []
-    run: list[tuple[tuple[float, str], int, _Candidate]] = []
-    total_bytes = path.stat().st_size
-    done_bytes = 0
-    number = 0
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(_lines(fh, digest), start=1):
-            offset = done_bytes
-            done_bytes += len(raw)
-            if progress and number % PROGRESS_EVERY_LINES == 0:
-                progress(done_bytes, total_bytes)
-            if skip is not None and skip(offset):
-                scan.set_aside += 1
-                continue
-            if not raw.strip():
-                scan.blank += 1
-                continue
-            try:
-                record, fast = _loads(raw)
-                try:
-                    candidate = _candidate(record, settings.blocklist, fast, weights)
-                except (ValueError, TypeError, KeyError):
-                    if not fast:
-                        raise
-                    candidate = _REPARSE
-                if candidate is _REPARSE:
-                    record = json.loads(raw)
-                    candidate = _candidate(record, settings.blocklist, weights=weights)
-            except (ValueError, TypeError, KeyError) as exc:
-                scan.malformed.append((number, str(exc)[:200]))
-                continue
-            if candidate is None:
-                scan.without_outcome += 1
-                continue
-            if candidate is _NO_FORWARD:
-                scan.empty_forward += 1
-                continue
-            scan.with_outcome += 1
-            if not _passes(record, scan, settings):
-                continue
-            scan.passed_filters += 1
-            item = (candidate.sort_key, number, candidate)
-            if keep is None:
-                run.append(item)
-                if len(run) >= RUN_ROWS:
-                    spill.add_run(run)
-                    run = []
-            elif len(heap) < keep:
-                heapq.heappush(heap, item)
-            elif item[:2] > heap[0][:2]:
-                heapq.heapreplace(heap, item)
-    scan.lines = number
-    scan.source_sha256 = digest.hexdigest()
-    spill.add_run(run if keep is None else heap)
-    return scan
-
-
-def _spill_schema() -> Any:
-    """Columns of a spilled run: what a row needs beyond the constants."""
-    import pyarrow as pa
-
-    return pa.schema([("prompt", row_schema().field("prompt").type), ("ground_truth", pa.string()),
-                      ("experience_id", pa.string()), ("timestamp", pa.string())])
-
-
-class _Spill:
-    """Kept candidates as sorted runs in temporary Arrow IPC files, their sort keys in memory.
-
-    Each run is sorted by (timestamp, id, line) before it is written, so the parts read every run front to back one
-    :data:`BATCH_ROWS` batch at a time; the global order is one numpy sort over the keys. The rows are those the
-    in-memory export wrote (same prompts, ground truths, order), only never all in memory at once.
-
-    Args:
-        folder: A private temporary folder for the run files.
-        instruction: ``dataset.reasoning_instruction``, applied to each prompt as it is spilled.
-        system: The advisor's system message, for a prompt that has none (:func:`with_reasoning`).
-    """
-
-    def __init__(self, folder: Path, instruction: str | None, system: str) -> None:
-        self.folder = folder
-        self.instruction = instruction
-        self.system = system
-        self.files: list[Path] = []
-        self.sizes: list[int] = []
-        self._seconds: list[Any] = []
-        self._ids: list[str] = []
-        self._lines: list[Any] = []
-
-    def add_run(self, items: list[tuple[tuple[float, str], int, _Candidate]]) -> None:
-        """Sort ``items`` (``(sort_key, line, candidate)``) and write them as one run (nothing when empty)."""
-        import numpy as np
-        import pyarrow as pa
-
-        if not items:
-            return
-        items.sort(key=lambda t: t[:2])
-        schema = _spill_schema()
-        path = self.folder / f"run{len(self.files):05d}.arrow"
-        # Converted BATCH_ROWS at a time: converting a whole run at once would cost several times its size.
-        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-            for start in range(0, len(items), BATCH_ROWS):
-                part = [c for _, _, c in items[start:start + BATCH_ROWS]]
-                writer.write_batch(pa.record_batch([
-                    pa.array([with_reasoning(c.prompt, self.instruction, self.system) for c in part],
-                             schema.field("prompt").type),
-                    pa.array([c.ground_truth for c in part], pa.string()),
-                    pa.array([c.experience_id for c in part], pa.string()),
-                    pa.array([c.timestamp for c in part], pa.string()),
-                ], schema=schema))
-        self.files.append(path)
-        self.sizes.append(len(items))
-        self._seconds.append(np.array([key[0] for key, _, _ in items], dtype=np.float64))
-        self._ids.extend(key[1] for key, _, _ in items)
-        self._lines.append(np.array([line for _, line, _ in items], dtype=np.int64))
-
-    def order(self) -> Any:
-        """Global row numbers (run offset + row in run) sorted by (timestamp, id, line)."""
-        import numpy as np
-
-        if not self.sizes:
-            return np.zeros(0, dtype=np.int64)
-        _, id_rank = np.unique(np.array(self._ids, dtype=object), return_inverse=True)
-        return np.lexsort((np.concatenate(self._lines), id_rank.reshape(-1), np.concatenate(self._seconds)))
-
-    def write_part(self, path: Path, rows: Any, split: str, market: str, samples: list[dict[str, Any]],
-                   samples_rows: int) -> None:
-        """Write the rows ``rows`` (global row numbers, in output order) as the parquet file ``path`` (a temporary
-        file the caller moves into place).
-
-        Rows are gathered :data:`CHUNK_ROWS` at a time; each chunk is one row group. The first rows are appended
-        to ``samples`` until it holds ``samples_rows``.
-        """
-        import numpy as np
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        schema = row_schema()
-        offsets = np.cumsum([0, *self.sizes])
-        readers = [pa.ipc.open_file(pa.OSFile(str(f), "rb")) for f in self.files]
-        loaded: dict[int, tuple[int, Any]] = {}
-
-        def batch(run: int, index: int) -> Any:
-            if run not in loaded or loaded[run][0] != index:
-                loaded[run] = (index, readers[run].get_batch(index))
-            return loaded[run][1]
-
-        with writing(path), pq.ParquetWriter(str(path), schema) as writer:
-            if len(rows) == 0:
-                writer.write_table(schema.empty_table())
-            for start in range(0, len(rows), CHUNK_ROWS):
-                wanted = np.asarray(rows[start:start + CHUNK_ROWS])
-                run_of = np.searchsorted(offsets, wanted, side="right") - 1
-                in_run = wanted - offsets[run_of]
-                group = run_of * (int(in_run.max()) // BATCH_ROWS + 1) + in_run // BATCH_ROWS
-                placed = np.argsort(group, kind="stable")
-                pieces = []
-                for key in np.unique(group):
-                    picked = in_run[group == key]
-                    run, index = int(run_of[group == key][0]), int(picked[0]) // BATCH_ROWS
-                    pieces.append(batch(run, index).take(pa.array(picked - index * BATCH_ROWS)))
-                gathered = pa.Table.from_batches(pieces).take(pa.array(np.argsort(placed))).combine_chunks()
-                count = len(gathered)
-                extra = pa.StructArray.from_arrays(
-                    [pa.array([split] * count, pa.string()),
-                     pa.array(np.arange(start, start + count, dtype=np.int64)),
-                     gathered["experience_id"].combine_chunks(), gathered["timestamp"].combine_chunks(),
-                     pa.array([market] * count, pa.string())],
-                    fields=list(schema.field("extra_info").type))
-                reward = pa.StructArray.from_arrays(
-                    [pa.array(["rule"] * count, pa.string()), gathered["ground_truth"].combine_chunks()],
-                    fields=list(schema.field("reward_model").type))
-                chunk = pa.Table.from_arrays(
-                    [pa.array([f"tradelab/{market}"] * count, pa.string()), gathered["prompt"].combine_chunks(),
-                     pa.array([ABILITY] * count, pa.string()), reward, extra], schema=schema)
-                if len(samples) < samples_rows:
-                    samples.extend(chunk.slice(0, samples_rows - len(samples)).to_pylist())
-                writer.write_table(chunk)
 
 
 def _split(n: int, settings: Any) -> tuple[Any, Any]:
@@ -448,23 +61,7 @@ def _split(n: int, settings: Any) -> tuple[Any, Any]:
     return positions[~is_val], positions[is_val]
 
 
-def with_reasoning(prompt: list[dict[str, str]], instruction: str | None, system: str) -> list[dict[str, str]]:
-    """``prompt`` opening with a system turn (``system``, the advisor's, when it has none) with ``instruction``
-    appended to it.
-
-    The soft-thinking fork keeps a rollout in soft mode until ``</think>``; asking for a short reasoning block
-    before the answer line makes only that block soft and the answer line discrete. A chat template that adds its
-    own default system turn to a conversation without one (SmolLM2's) would otherwise put words in front of the
-    advisor's that Stage 1 never showed it. Both texts are fixed, so the prompt stays point-in-time.
-    """
-    if prompt[0]["role"] != "system":
-        prompt = [{"role": "system", "content": system}, *prompt]
-    if not instruction:
-        return prompt
-    return [{"role": "system", "content": f"{prompt[0]['content'].rstrip()} {instruction}"}, *prompt[1:]]
-
-
-def _check_scan(path: Path, scan: _Scan, settings: Any, market: str) -> None:
+def _check_scan(path: Path, scan: Scan, settings: Any, market: str) -> None:
     """The guardrails: all lines bad, no resolved experience, or filters that remove everything."""
     content_lines = scan.lines - scan.blank
     if content_lines and len(scan.malformed) == content_lines:
@@ -553,8 +150,8 @@ def export_dataset(
         with writing(out_dir):
             spill_dir = Path(tempfile.mkdtemp(prefix=SPILL_PREFIX, dir=out_dir))
         try:
-            spill = _Spill(spill_dir, settings.reasoning_instruction, config.llm.prompts.system)
-            scan = _stream(source, settings, keep, spill, progress, skip)
+            spill = Spill(spill_dir, settings.reasoning_instruction, config.llm.prompts.system)
+            scan = stream_experience(source, settings, keep, spill, progress, skip)
             if progress:
                 progress(source.stat().st_size, source.stat().st_size)
             _check_scan(source, scan, settings, market)
@@ -583,7 +180,7 @@ def export_dataset(
 
 
 def _metadata(
-    source: Path, scan: _Scan, settings: Any, config: TradelabConfig, kept: int, paths: dict[str, Path],
+    source: Path, scan: Scan, settings: Any, config: TradelabConfig, kept: int, paths: dict[str, Path],
     rows: dict[str, int], sha256s: dict[str, str],
 ) -> dict[str, Any]:
     capped = scan.passed_filters - kept
