@@ -18,7 +18,8 @@ pass) over this machine's measured float32 (or bfloat16) matmul rate. The loss o
 is printed to show the levers do not change it. Headline last: ``sft_examples_per_s`` (the configured mode).
 
 Usage: ``python bench/advisor_sft_throughput.py [--model smollm2-135m-instruct] [--rounds 3] [--threads 1]
-[--root DIR]``
+[--root DIR] [--smoke]``; ``--smoke`` times one round on the embedded tiny advisor (the CI check that the bench
+still runs; its figures mean nothing).
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed batches per mode (the best is reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--root", type=Path, default=None, help="workspace root (default: a temporary one)")
+    parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the bench runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.model, args.rounds = "models/base/tiny-advisor", 1
 
     import torch
 

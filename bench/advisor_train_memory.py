@@ -32,12 +32,14 @@ from testmodels.families import FAMILIES
 
 
 def _full_logits_loss(model: Any, input_ids: Any, attention_mask: Any, labels: Any, weights: Any,
-                      chunk_tokens: int) -> Any:
-    """The earlier loss: logits at every position (prompt included), then the masked weighted cross-entropy."""
+                      chunk_tokens: int, *, prefix_tokens: int = 0, batch_rows: int | None = None) -> Any:
+    """The earlier loss: logits at every position (prompt included, no shared prefix), then the masked weighted
+    cross-entropy, scaled like :func:`tradelab.advisor.loss.response_loss` when a batch is split into micro-batches."""
     from tradelab.advisor.loss import weighted_loss
 
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-    return weighted_loss(logits, labels, weights)
+    loss = weighted_loss(logits, labels, weights)
+    return loss if batch_rows is None else loss * (len(input_ids) / batch_rows)
 
 
 def _train(model: str, mode: str, examples: int, threads: int, out: str) -> None:
@@ -94,8 +96,10 @@ def main() -> None:
             child = subprocess.run(
                 [sys.executable, __file__, "--child", str(model), mode, "--examples", str(args.examples),
                  "--threads", str(args.threads), "--out", str(Path(tmp) / f"adapter_{mode}")],
-                capture_output=True, text=True, check=True,
+                capture_output=True, text=True, check=False,
             )
+            if child.returncode:
+                raise SystemExit(f"the {mode} child failed (exit {child.returncode}):\n{child.stderr[-3000:]}")
             summary = json.loads(child.stdout.strip().splitlines()[-1])
             peaks[mode] = summary["peak_memory_mb"]
             print(f"{mode}_peak_memory_mb={summary['peak_memory_mb']} ({summary['peak_memory_kind']}) "

@@ -405,7 +405,7 @@ def fresh_adapter(base_dir: str | Path, config: TradelabConfig, *, out_dir: str 
     import torch
 
     from tradelab.advisor.load import load_base_model
-    from tradelab.advisor.tiny import model_info
+    from tradelab.advisor.bases import model_info
     from tradelab.config import config_hash
     from tradelab.fileio import atomic_write_json, staged_dir
     from tradelab.provenance import origin
