@@ -84,6 +84,7 @@ def test_a_short_loop_on_a_strong_edge_trades_and_hands_each_adapter_on(
     assert used["stage1"]["last_hindsight_bars"] == HINDSIGHT_BARS and used["stage1"]["refinements"] == 2
     assert used["stage2_groups"]["groups_sampled"] >= STAGE2_STEPS * learning_config().grpo_local.optim.prompts_per_step
     assert report["settings"]["profile"] == "learn-tiny" == report["origin"]["profile"]
+    assert report["base_model"]["local_path"] == "models/base/tiny-advisor" and report["base_model"]["sha256"]
     assert report["power"]["rule_ceiling"]["hit_rate"] > 0.5
     rows = report["power"]["comparisons"]
     assert all(row["mde"] is not None for row in rows if row["name"].startswith("advisor") or row["ci"])

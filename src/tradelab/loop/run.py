@@ -346,7 +346,7 @@ def _evaluation(root: str | Path, market: str, config: TradelabConfig, settings:
                                  seed=config.evaluation.base_seed)
     iteration.evaluation = LoopEvaluation(report_dir=ws.record(report_dir) or str(report_dir),
                                           agents=figures["agents"], hybrid_minus_ppo=figures["hybrid_minus_ppo"],
-                                          identical=figures["identical"])
+                                          identical=figures["identical"], base_model=figures["base_model"])
 
 
 _STAGES: dict[str, Callable[..., None]] = {
