@@ -297,6 +297,8 @@ def main() -> int:
     parser.add_argument("--rule-edges", default="0.0,0.1,0.2,0.3,0.5,0.8",
                         help="strengths at which to print the best simple rule's R per trade ('' skips the table)")
     parser.add_argument("--skip-null", action="store_true", help="run the edge market only (no null market)")
+    parser.add_argument("--skip-edge", action="store_true",
+                        help="run the null market only (e.g. in a second process beside a --skip-null run)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config key on top of the profile (dotted, YAML value), e.g. "
                              "--set stage1.refinement.hindsight_bars=512")
@@ -322,10 +324,13 @@ def main() -> int:
         r, ci, hit = rule_r_per_trade(base / f"rule_{strength}", strength, args.days, args.data_seed,
                                       config.evaluation.probe_prompts)
         print(f"  edge {strength:.1f}: {r:+.3f} R per trade {fmt(ci)}, direction hit rate {hit:.3f}", flush=True)
-    edge_report = run_market(base / "edge", args.edge, args, config)
+    if args.skip_edge and args.skip_null:
+        print("error: --skip-edge and --skip-null leave nothing to run", file=sys.stderr)
+        return 2
+    edge_report = None if args.skip_edge else run_market(base / "edge", args.edge, args, config)
     null_report = None if args.skip_null else run_market(base / "null", 0.0, args, config)
     (base / "learning_summary.json").write_text(json.dumps({"edge": edge_report, "null": null_report}, default=str))
-    gain = print_edge(edge_report)
+    gain = None if edge_report is None else print_edge(edge_report)
     if null_report is not None:
         print_null(null_report)
     print(f"\nadvisor_hit_rate_gain={'nan' if gain is None else f'{gain:.4f}'}")
