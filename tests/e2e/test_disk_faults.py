@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from disk_faults import disk_fault
 from stage2_factory import make_record, write_experience
+from workspace_factory import seeded_workspace
 
 from tradelab import stages
 from tradelab.cli.app import main
@@ -27,9 +28,7 @@ from tradelab.paths import Workspace
 from tradelab.setaside import load_ledger
 from tradelab.stage1.experience_count import count_experience_file
 from tradelab.stage1.sections import count_experience
-from tradelab.stage1.wiring import WARM_ADAPTER_DIR
 
-REPO = Path(__file__).resolve().parents[2]
 STAGE1 = ["stage1", "--market", "NQ", "--test", "--timesteps", "512"]
 EXPORT = ["stage2", "--market", "NQ", "--test", "--dataset-only"]
 ENGINE = ["stage2", "--market", "NQ", "--test", "--engine", "local"]
@@ -41,15 +40,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory, nq_workspace: Path, tiny_a
             warm_adapter_dir: Path) -> Path:
     """A workspace whose Stage 1, local Stage 2 run and evaluation completed (experience appended every 4 records,
     so a Stage 1 appends early in its run)."""
-    root = tmp_path_factory.mktemp("disk_trained")
-    ws, source = Workspace.at(root), Workspace.at(nq_workspace)
-    shutil.copytree(source.data_dir("NQ"), ws.data_dir("NQ"))
-    shutil.copytree(tiny_advisor_dir, ws.tiny_advisor_dir())
-    shutil.copytree(warm_adapter_dir, ws.market_model_dir("NQ") / WARM_ADAPTER_DIR)
-    shutil.copytree(REPO / "config", root / "config")
-    stage1_yaml = root / "config" / "stage1.yaml"
-    stage1_yaml.write_text(stage1_yaml.read_text(encoding="utf-8").replace("flush_every_records: 64",
-                                                                           "flush_every_records: 4"), encoding="utf-8")
+    root = seeded_workspace(tmp_path_factory.mktemp("disk_trained"), nq_workspace, tiny_advisor_dir, warm_adapter_dir,
+                            flush_every_records=4)
     for argv in (STAGE1, ENGINE, EVALUATE):
         assert main(["--root", str(root), *argv]) == 0
     return root

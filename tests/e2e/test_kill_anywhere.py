@@ -33,7 +33,6 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from kill_harness import (
-    REPO,
     KillOutcome,
     KillPoint,
     experience_grew,
@@ -46,13 +45,13 @@ from kill_harness import (
     started,
     writing_report,
 )
+from workspace_factory import seeded_workspace
 
 from tradelab.fileio import sha256_file
 from tradelab.loop.lineage import lineage_problems
 from tradelab.manifest import loop_of
 from tradelab.paths import Workspace
 from tradelab.setaside import covered, load_ledger
-from tradelab.stage1.wiring import WARM_ADAPTER_DIR
 
 SEED = 28
 ARGS = ["loop", "--market", "NQ", "--iterations", "2", "--test", "--timesteps", "1024", "--probe-prompts", "16"]
@@ -77,19 +76,10 @@ SCHEDULE: list[KillPoint] = [
 def seed_workspace(tmp_path_factory: pytest.TempPathFactory, nq_workspace: Path, tiny_advisor_dir: Path,
                    warm_adapter_dir: Path) -> Path:
     """The shared 30-session NQ market, the tiny advisor and its warm start (so no run trains the warm start)."""
-    root = tmp_path_factory.mktemp("kill_seed")
-    ws, source = Workspace.at(root), Workspace.at(nq_workspace)
-    shutil.copytree(source.data_dir("NQ"), ws.data_dir("NQ"))
-    shutil.copytree(tiny_advisor_dir, ws.tiny_advisor_dir())
-    shutil.copytree(warm_adapter_dir, ws.market_model_dir("NQ") / WARM_ADAPTER_DIR)
     # Experience is appended every 8 resolved records (not 64), so Stage 1 appends while it runs and a kill lands
     # among its appends rather than at its end.
-    shutil.copytree(REPO / "config", root / "config")
-    stage1_yaml = root / "config" / "stage1.yaml"
-    text = stage1_yaml.read_text(encoding="utf-8")
-    assert "flush_every_records: 64" in text
-    stage1_yaml.write_text(text.replace("flush_every_records: 64", "flush_every_records: 8"), encoding="utf-8")
-    return root
+    return seeded_workspace(tmp_path_factory.mktemp("kill_seed"), nq_workspace, tiny_advisor_dir, warm_adapter_dir,
+                            flush_every_records=8)
 
 
 @pytest.mark.slow

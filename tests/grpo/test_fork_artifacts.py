@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fork_env import fork_python
 
 from tradelab.grpo import artifact_probe
 from tradelab.grpo.artifact_check import launch_describe, parity_check, think_end_check
@@ -28,19 +29,10 @@ MESSAGES = [{"role": "system", "content": "You advise a futures trader."},
             {"role": "user", "content": "NQ close 18012.25, ATR 4.00, trend up. Allowed: HOLD, BUY, SELL."}]
 
 
-def _fork_python() -> Path:
-    path = Path(os.environ.get("TRADELAB_FORK_PYTHON") or PROJECT_ROOT / ".cache" / "fork-env" / "bin" / "python")
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing: `make test` builds it with `make fork-env`")
-        pytest.skip(f"{path} not built; run `make fork-env`")
-    return path
-
-
 @pytest.fixture(scope="module")
 def fork_plan(tmp_path_factory: pytest.TempPathFactory) -> LaunchPlan:
     """A launch plan whose interpreter is the fork-pinned one, with the fork's verl-0.4.x first on PYTHONPATH."""
-    python = _fork_python()
+    python = fork_python()
     done = subprocess.run([str(python), "-c", "import transformers; print(transformers.__version__)"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "4.51.1"

@@ -11,13 +11,13 @@ continued; a whole model becomes the base with a fresh adapter) and to evaluatio
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from standin_launch import write_standin_launcher
+from fork_env import fork_python
 
 from tradelab import stages
 from tradelab.config import TradelabConfig, load_config
@@ -31,15 +31,6 @@ from tradelab.stage1.wiring import WARM_ADAPTER_DIR
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 UPSTREAM = next((p / "shared" / "upstream" / "SofT-GRPO" for p in PROJECT_ROOT.parents
                  if (p / "shared" / "upstream" / "SofT-GRPO" / "verl-0.4.x").is_dir()), None)
-
-
-def _fork_python() -> Path:
-    path = Path(os.environ.get("TRADELAB_FORK_PYTHON") or PROJECT_ROOT / ".cache" / "fork-env" / "bin" / "python")
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing: `make test` builds it with `make fork-env`")
-        pytest.skip(f"{path} not built; run `make fork-env`")
-    return path
 
 
 def _loop(root: Path, engine: str, launcher: Path) -> dict[str, Any]:
@@ -97,7 +88,7 @@ def test_loop_with_verl_hands_the_lora_adapter_on(workspace: Path, tmp_path: Pat
 def test_loop_with_the_fork_makes_its_model_the_next_base(workspace: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     ws = Workspace.at(workspace)
-    monkeypatch.setenv("STANDIN_FORK_PYTHON", str(_fork_python()))
+    monkeypatch.setenv("STANDIN_FORK_PYTHON", str(fork_python()))
     repo = tmp_path / "SofT-GRPO-master-main"
     if UPSTREAM is not None:
         shutil.copytree(UPSTREAM, repo)
