@@ -185,13 +185,14 @@ def test_loop_evaluations_get_the_ray_address(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(stages, "evaluate", evaluate)
     monkeypatch.setattr(loop_report, "agents_from_report",
-                        lambda path, level, seed: {"agents": {}, "hybrid_minus_ppo": None, "identical": []})
+                        lambda path, level, seed: {"agents": {}, "hybrid_minus_ppo": None, "identical": [],
+                                                     "base_model": None})
     settings = LoopSettings(iterations=1, engine="local", seeds=2, profile="smoke", probe_prompts=4)
     iteration = LoopIteration(iteration=1)
     loop_run._evaluation(tmp_path, "NQ", load_config(), settings, None, iteration, None, None, ray_address="h:6379")
     assert seen["ray"] == "h:6379" and seen["seeds"] == 2
     assert iteration.evaluation is not None and iteration.evaluation.record() == {
-        "report_dir": "reports/NQ/r1", "agents": {}, "hybrid_minus_ppo": None, "identical": []}
+        "report_dir": "reports/NQ/r1", "agents": {}, "hybrid_minus_ppo": None, "identical": [], "base_model": None}
 
 
 def test_several_markets_without_ray_loop_one_after_another_here(tmp_path: Path,
