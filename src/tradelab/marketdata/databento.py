@@ -95,7 +95,14 @@ def member_limit(compressed_bytes: int) -> int:
     return min(MAX_MEMBER_BYTES, max(RATIO_FLOOR_BYTES, compressed_bytes * MAX_MEMBER_RATIO))
 
 
-def _read_member(path: Path, name: str) -> tuple["pd.DataFrame", dict[str, bool]]:
+def read_member(path: Path, name: str, fix: str) -> bytes:
+    """Member ``name`` of the zip archive ``path``, read no further than :func:`member_limit` allows.
+
+    Raises:
+        DataError: The member would inflate past the limit, or the archive is damaged (``fix`` says what to do).
+    """
+    import zlib
+
     label = f"{path}!{name}"
     try:
         with zipfile.ZipFile(path) as archive:
@@ -106,10 +113,16 @@ def _read_member(path: Path, name: str) -> tuple["pd.DataFrame", dict[str, bool]
             with archive.open(info) as member:
                 # The header's size can lie: stop reading one byte past the limit whatever it claims.
                 data = member.read(limit + 1)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
-        raise DataError(f"{label}: the archive is damaged ({exc}); re-download the Databento export") from exc
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError) as exc:
+        raise DataError(f"{label}: the archive is damaged ({exc}); {fix}") from exc
     if len(data) > limit:
         raise DataError(too_big_message(label, len(data), info.compress_size, limit))
+    return data
+
+
+def _read_member(path: Path, name: str) -> tuple["pd.DataFrame", dict[str, bool]]:
+    label = f"{path}!{name}"
+    data = read_member(path, name, "re-download the Databento export")
     return _parse_frame(_read_csv(data, label, zst=name.lower().endswith(".zst")), label)
 
 

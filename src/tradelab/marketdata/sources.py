@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tradelab.errors import DataError
-from tradelab.marketdata.databento import decompress_zst, member_limit, too_big_message
+from tradelab.marketdata.databento import decompress_zst, member_limit, read_member, too_big_message
 
 ZIP_MAGIC = b"PK\x03\x04"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -116,18 +116,7 @@ def _zip_source(path: Path) -> Source:
         )
     name = members[0]
     label = f"{path}!{name}"
-    try:
-        with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo(name)
-            limit = member_limit(info.compress_size)
-            if info.file_size > limit:
-                raise DataError(too_big_message(label, info.file_size, info.compress_size, limit))
-            with archive.open(info) as member:
-                data = member.read(limit + 1)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise DataError(f"{label}: the archive is damaged ({exc}); re-download it") from exc
-    if len(data) > limit:
-        raise DataError(too_big_message(label, len(data), info.compress_size, limit))
+    data = read_member(path, name, "re-download it")
     if data[:2] == GZIP_MAGIC:
         data = _gunzip(data, label)
     return Source(path, label, data, "zip")
