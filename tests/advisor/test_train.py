@@ -270,3 +270,31 @@ def test_answers_end_with_the_end_of_turn_token_not_eos() -> None:
     ids, labels = encode_example(fast, example, max_seq_len=128)
     assert answer_end_id(fast) == vocab["<end_of_turn>"] == ids[-1] == labels[-1]
     assert stop_token_ids(fast) == [vocab["<eos>"], vocab["<end_of_turn>"]]
+
+
+@pytest.mark.parametrize("cpu_threads,expected", [(1, 1), (0, 2)])
+def test_training_runs_on_llm_sft_cpu_threads_and_restores_the_process_setting(
+        tiny_advisor_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpu_threads: int,
+        expected: int) -> None:
+    import torch
+
+    import tradelab.advisor.train as train
+
+    config = load_config(overrides={"llm.sft.batch_size": 4, "llm.sft.epochs": 1,
+                                    "llm.sft.cpu_threads": cpu_threads})
+    seen: list[int] = []
+    loss = train.response_loss
+
+    def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - response_loss's own signature
+        seen.append(torch.get_num_threads())
+        return loss(*args, **kwargs)
+
+    monkeypatch.setattr(train, "response_loss", recording)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # the process setting (Stage 1's ppo.torch_threads) the training's may differ from
+    try:
+        train_adapter(tiny_advisor_dir, _examples(config, 8, 4), config, out_dir=tmp_path / "a", seed=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert len(seen) == 2 and set(seen) == {expected}

@@ -22,6 +22,7 @@ SMOKE_VALUES: dict[str, object] = {
     "stage1.query.interval_bars": 8, "stage1.refinement.every_steps": 1024, "stage1.refinement.min_records": 16,
     "stage1.refinement.recent_records": 64, "stage1.refinement.epochs": 1,
     "soft_grpo.dataset.max_samples": 64,
+    "llm.sft.cpu_threads": 1,
     "grpo_local.cpu_threads": 1, "grpo_local.rollout.group_size": 4, "grpo_local.rollout.max_new_tokens": 48,
     "grpo_local.soft.max_think_tokens": 4, "grpo_local.soft.think_start_marker": "", "grpo_local.optim.steps": 4,
     "grpo_local.optim.prompts_per_step": 2, "grpo_local.optim.lr": 1e-3, "grpo_local.run.checkpoint_every": 2,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from tradelab.advisor.prefix import PrefixCache
 from tradelab.advisor.prompts import build_messages, context_key, render_chat
 from tradelab.core.parse import Advice, check_allowed, parse_advice
+from tradelab.threads import torch_threads
 
 if TYPE_CHECKING:
     from tradelab.config.schema import TradelabConfig
@@ -354,10 +355,7 @@ class Advisor:
             self._off_reasons_logged.add(off_reason.split(" (")[0])  # once per cause, not per batch width
             log.info("advisor prefix cache not used: %s", off_reason)
         threads = self.generation.cpu_threads if str(self.device).startswith("cpu") else 0
-        process_threads = torch.get_num_threads()
-        if threads:
-            torch.set_num_threads(threads)
-        try:
+        with torch_threads(threads):
             model = self.generation_model()
             inputs = self._prefix.inputs(model, rows, prefix, pad_token_id=self.tokenizer.pad_token_id,
                                          device=self.device)
@@ -368,9 +366,6 @@ class Advisor:
                     **inputs, max_new_tokens=self.generation.max_new_tokens, pad_token_id=self.tokenizer.pad_token_id,
                     eos_token_id=self.stop_token_ids, **self._sampling_kwargs(),
                 )
-        finally:
-            if threads:
-                torch.set_num_threads(process_threads)
         latency = time.perf_counter() - started
         answers = [self._answer(row) for row in output[:, inputs["input_ids"].shape[1]:].cpu().tolist()]
         self.stats.record_call(GenerationCall(

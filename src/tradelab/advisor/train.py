@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from tradelab.advisor.loss import IGNORE_INDEX, response_loss, shared_prefix_length
 from tradelab.advisor.prompts import build_messages, render_chat
 from tradelab.errors import ConfigError
+from tradelab.threads import torch_threads
 
 if TYPE_CHECKING:
     from tradelab.config.schema import TradelabConfig
@@ -161,7 +162,8 @@ def _run_epochs(model: Any, batches: Callable[[int], list[list[int]]], encoded: 
     total = epochs * len(batches(0))
     started = time.perf_counter()
     model.train()
-    with PeakMemory(device) as memory:
+    threads = sft.cpu_threads if str(device).startswith("cpu") else 0
+    with PeakMemory(device) as memory, torch_threads(threads):
         _epochs(model, batches, encoded, weights, sft, optimiser, params, summary, pad_id=pad_id, epochs=epochs,
                 device=device, total=total, progress=progress, autocast=autocast)
     model.eval()

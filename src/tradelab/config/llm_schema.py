@@ -109,6 +109,10 @@ class SFTConfig(StrictModel):
     loss_chunk_tokens: int = Field(
         ge=1, description="Response positions whose full-vocabulary logits are computed at once (memory bound)."
     )
+    cpu_threads: int = Field(
+        ge=0, description="Torch CPU threads while an adapter trains on a CPU device (restored after); 0 keeps the "
+        "process setting."
+    )
 
 
 class WarmStartConfig(StrictModel):

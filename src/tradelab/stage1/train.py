@@ -29,6 +29,7 @@ from tradelab.attempts import market_writer, stage1_experience_start
 from tradelab.runlock import LockOwner
 from tradelab.stage1.sections import count_experience, data_section, stage1_section
 from tradelab.stage1.wiring import REFINING_ADAPTER_DIR, RunSettings, run_settings
+from tradelab.threads import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +50,6 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    """Use ``threads`` torch CPU threads inside the block (0: leave torch's setting), restoring it afterwards."""
-    if not threads:
-        yield
-        return
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _require_data(root: Path, market: str) -> None:
@@ -164,7 +149,7 @@ def _train(run: Any, root: Path, market: str, config: Any, progress: Callable[[i
     set_section(root, market, "data", run.data_section())
     merge_stage1(root, market, run.manifest_fields("running"))
     try:
-        with _sigterm_as_interrupt(), _torch_threads(config.ppo.torch_threads):
+        with _sigterm_as_interrupt(), torch_threads(config.ppo.torch_threads):
             run.build()
             run.learn(progress)
             summary = run.finish()
