@@ -47,6 +47,16 @@ SMOKE_OVERRIDES: dict[str, object] = {
 """What ``--smoke`` shrinks on top of the learning profile: the warm start and Stage 2's GRPO steps."""
 
 
+def _handed_on(iteration: dict) -> str:
+    """``, handed on step k of n (validation reward a -> b)`` when the engine recorded which step it handed on."""
+    run = iteration.get("stage2_run") or {}
+    if run.get("published_step") is None:
+        return ""
+    return (f", handed on step {run['published_step']} of {run.get('steps')}, validation reward "
+            f"{fmt(run.get('val_reward_start'))} -> {fmt(run.get('val_reward_published'))} "
+            f"(last step {fmt(run.get('val_reward_end'))})")
+
+
 def rule_r_per_trade(root: Path, edge: float, days: int, seed: int, prompts: int) -> tuple[float, list | None, float]:
     """Mean R per trade after costs, its day-block interval, and the hit rate of 'follow the 5-bar return'."""
     from tradelab.core.reward import compute_score
@@ -216,10 +226,11 @@ def print_edge(report: dict[str, Any]) -> float | None:
               f"gain {fmt(b_final - b_warm)}, intervals apart: {apart}")
     for it in report["iterations"]:
         c = it["stage2_vs_stage1"] or {}
-        excludes = bool(c.get("reward_gain_ci")) and (c["reward_gain_ci"][0] > 0 or c["reward_gain_ci"][1] < 0)
+        above = bool(c.get("reward_gain_ci")) and c["reward_gain_ci"][0] > 0
         print(f"stage 2 gain in mean holdout reward it{it['iteration']}: {fmt(c.get('reward_gain'))} "
               f"{fmt(c.get('reward_gain_ci'))} (answers changed {fmt(c.get('answers_changed'))}, log-prob shift "
-              f"{fmt(c.get('logprob_shift_mean'))}) goal (interval excludes 0): {'met' if excludes else 'MISSED'}")
+              f"{fmt(c.get('logprob_shift_mean'))}{_handed_on(it)}) goal (lower bound > 0): "
+              f"{'met' if above else 'MISSED'}")
     for name in ("hybrid", "ppo", "advisor", "buy_and_hold", "random", "flat"):
         a = last["agents"].get(name)
         if a:

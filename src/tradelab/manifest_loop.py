@@ -64,6 +64,9 @@ class LoopStage2Run(Section):
     val_reward_end: float | None = None
     run_dir: str | None = None
     group_signal: GroupSignal | None = None
+    published_step: int | None = None
+    """The step whose weights the run handed on (``grpo_local.run.hand_on``; the local engine only)."""
+    val_reward_published: float | None = None
 
 
 class LoopEvaluation(Section):

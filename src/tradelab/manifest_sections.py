@@ -178,8 +178,9 @@ class RunRecord(Section):
     - local (:func:`tradelab.grpo.local.train.train_local`): ``mode`` (soft / discrete), ``resumed_from``,
       ``steps_done``, ``skipped_steps`` (non-finite steps), ``adapter_round_trip``, the validation reward and
       format rate at the start and the end of the run, ``group_signal`` (the share of groups whose rewards had
-      zero variance, the mean within-group reward std, dynamic-sampling rounds); ``checkpoint``: the last checkpoint
-      an interrupted run left, which a re-run can continue.
+      zero variance, the mean within-group reward std, dynamic-sampling rounds), ``published_step`` and
+      ``val_reward_published`` (the step whose adapter the run handed on, ``run.hand_on``, and its validation
+      reward); ``checkpoint``: the last checkpoint an interrupted run left, which a re-run can continue.
 
     ``pid``, ``host`` and ``lock_token`` name the process that wrote the record under the market lock; a ``running``
     record whose process is gone is marked ``interrupted`` (:mod:`tradelab.attempts`).
@@ -218,6 +219,8 @@ class RunRecord(Section):
     val_format_start: float | None = None
     val_format_end: float | None = None
     group_signal: GroupSignal | None = None
+    published_step: int | None = None
+    val_reward_published: float | None = None
     pid: int | None = None
     host: str | None = None
     lock_token: str | None = None

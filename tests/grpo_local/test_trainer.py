@@ -134,3 +134,55 @@ def test_fixed_seed_cpu_run_raises_validation_reward(grpo_root: Path, local_conf
     assert [v["step"] for v in summary["validation"]] == [0, steps]
     assert summary["validation"][0]["val_answers"] == 32
     assert summary["val_reward_end"] > summary["val_reward_start"] + 0.1
+
+
+def _adapter_tensors(folder: Path) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scripted,kept", [([0.3, 0.1, 0.5, 0.5, 0.2], 2), ([0.4, 0.1, 0.2, 0.3, 0.4], 0)])
+def test_best_validation_hands_on_the_best_validated_adapter(grpo_root: Path, local_config: Any,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             scripted: list[float], kept: int) -> None:
+    """The published adapter is the validated step's with the highest reward (the earliest on a tie; step 0 = the
+    adapter the run started from), its record says which, and it still passes the round trip."""
+    import torch
+
+    import tradelab.grpo.local.train as train
+    from tradelab.grpo.local.model import resolve_sources
+
+    real = train.validate
+    rewards = iter(scripted)
+
+    def scripted_validate(ctx: Any, rows: Any) -> dict[str, Any]:  # the real validation, a scripted reward
+        return {**real(ctx, rows), "val_reward_mean": next(rewards)}
+
+    monkeypatch.setattr(train, "validate", scripted_validate)
+    config = local_config("smoke", **{"run.hand_on": "best_validation", "run.val_every": 1,
+                                      "run.checkpoint_every": 1, "optim.lr": 3e-2})
+    _, stage1_adapter = resolve_sources(grpo_root, MARKET, config)
+    summary = train_local(grpo_root, MARKET, config, mode="discrete")
+    run_dir = Path(summary["run_dir"])
+    assert [v["step"] for v in summary["validation"]] == [0, 1, 2, 3, 4]
+    assert (summary["published_step"], summary["val_reward_published"]) == (kept, max(scripted))
+    assert summary["val_reward_end"] == scripted[-1]
+    expected = stage1_adapter if kept == 0 else run_dir / "checkpoints" / f"step_{kept:06d}" / "adapter"
+    published, want = _adapter_tensors(Path(summary["adapter_path"])), _adapter_tensors(expected)
+    assert published.keys() == want.keys() and all(torch.equal(published[k], want[k]) for k in want)
+    last = _adapter_tensors(run_dir / "checkpoints" / "step_000003" / "adapter")
+    assert any(not torch.equal(published[k], last[k]) for k in want)  # the run moved: the choice mattered
+    assert summary["adapter_round_trip"]["ok"]
+    record = load_manifest(grpo_root, MARKET)["stage2"]["runs"][-1]
+    assert (record["published_step"], record["val_reward_published"]) == (kept, max(scripted))
+    events = [e for e in _lines(run_dir / "run_log.jsonl") if e["event"] == "hand_on"]
+    assert [e["step"] for e in events] == [kept]
+
+
+@pytest.mark.slow
+def test_last_hands_on_the_final_step(grpo_root: Path, local_config: Any) -> None:
+    summary = train_local(grpo_root, MARKET, local_config("smoke"), mode="discrete")
+    assert summary["published_step"] == 4 and summary["val_reward_published"] == summary["val_reward_end"]
+    assert not (Path(summary["run_dir"]) / "best_adapter").exists()

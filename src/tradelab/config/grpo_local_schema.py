@@ -87,6 +87,11 @@ class LocalRunConfig(StrictModel):
         description="'discrete': decode as the advisor does; 'rollout': decode as the run samples (soft thinking in "
         "soft mode, always sampled)."
     )
+    hand_on: Literal["last", "best_validation"] = Field(
+        description="The adapter the run publishes: 'last' = the final step's; 'best_validation' = the one with the "
+        "highest validation reward among the validated steps, step 0 (the adapter the run started from) included, "
+        "the earliest on a tie."
+    )
 
 
 class LocalGuardConfig(StrictModel):

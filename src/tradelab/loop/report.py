@@ -278,6 +278,11 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{_ci(comparison['reward_gain_ci'])}, answers changed "
                          f"{_fmt(comparison['answers_changed'])}, log-prob shift "
                          f"{_fmt(comparison['logprob_shift_mean'], 4)}")
+        run = it["stage2_run"] or {}
+        if run.get("published_step") is not None and run.get("steps") is not None:
+            lines.append(f"- Stage 2 handed on step {run['published_step']} of {run['steps']} (validation reward "
+                         f"{_fmt(run.get('val_reward_start'))} at step 0, {_fmt(run.get('val_reward_published'))} "
+                         f"handed on, {_fmt(run.get('val_reward_end'))} at the last step)")
         for stop in it["redone"]:
             lines.append(f"- Redone after an interruption: {stop['stage']} ({stop['status']}, found "
                          f"{stop['found_at']}; {stop['redo']})")

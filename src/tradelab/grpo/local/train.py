@@ -31,6 +31,7 @@ from tradelab.errors import ConfigError, DataError, StageFailed, TradelabError
 from tradelab.fileio import atomic_copy_dir, atomic_write_json, new_stamped_dir, staged_dir
 from tradelab.grpo.local.data import DatasetCheck, PromptGuard, prepare_rows, verify_dataset
 from tradelab.grpo.local.groups import RunGroupSignal
+from tradelab.grpo.local.handon import HandOn
 from tradelab.grpo.local.model import load_policy, resolve_sources, stop_spec, trainable_parameters
 from tradelab.grpo.local.rollout import default_reward
 from tradelab.grpo.local.runlog import TENSORBOARD, RunRecorder, hardware_info
@@ -254,6 +255,7 @@ class _Run:
         if self.checkpoint is not None:
             self._restore(self.checkpoint)
         self.run_dir = new_stamped_dir(self.ws.soft_grpo_output_dir(self.market), prefix="local_")
+        self.hand_on = HandOn(s.run.hand_on, self.run_dir)
         stamp = self.run_dir.name.removeprefix("local_")
         self.recorder = RunRecorder(self.run_dir, self.ws.soft_grpo_log_dir() / f"{self.market}_{stamp}.log")
         self.recorder.write_manifest(self._manifest())
@@ -289,6 +291,7 @@ class _Run:
     def validate(self, step: int) -> dict[str, float]:
         started = time.perf_counter()
         metrics = validate(self.ctx, self.val_rows)
+        self.hand_on.validated(step, metrics["val_reward_mean"], self.ctx.model)
         self.timings["validation_s"] = self.timings.get("validation_s", 0.0) + time.perf_counter() - started
         self.history.append({"step": step, **metrics})
         self.recorder.validation(step, metrics)
@@ -344,7 +347,8 @@ class _Run:
         if self.history:
             first, last = self.history[0], self.history[-1]
             engine_only.update(val_reward_start=first["val_reward_mean"], val_reward_end=last["val_reward_mean"],
-                               val_format_start=first["val_format_rate"], val_format_end=last["val_format_rate"])
+                               val_format_start=first["val_format_rate"], val_format_end=last["val_format_rate"],
+                               published_step=self.hand_on.step, val_reward_published=self.hand_on.reward)
         return RunRecord(
             engine="local", status=status,
             command=cli_command(self.ws.root, self.market, self.settings.mode, self.config.profile,
@@ -397,6 +401,9 @@ def train_local(
         raise
     try:
         run.train(progress)
+        if run.hand_on.restore(run.ctx.model):
+            run.recorder.event("hand_on", step=run.hand_on.step, val_reward=run.hand_on.reward,
+                               last_step=run.steps_done)
         held_out = [row.prompt_ids for row in run.val_rows[:ROUND_TRIP_PROMPTS]]
         engine_values = completion_logprobs(run.ctx.model, run.policy.tokenizer, held_out, PROBE_COMPLETION)
         adapter = publish_adapter(run.ctx.model, run.run_dir, run.ws.soft_grpo_adapter_dir(run.market))
@@ -432,6 +439,7 @@ def _finish(run: _Run, adapter: Path) -> dict[str, Any]:
         "val_format_start": first["val_format_rate"], "val_format_end": last["val_format_rate"],
         "validation": run.history, "timings": run.timings, "config_hash": run.config_hash, "run": record,
         "adapter_round_trip": run.round_trip, "group_signal": run.group_signal.to_dict(),
+        "published_step": run.hand_on.step, "val_reward_published": run.hand_on.reward,
     }
     run.recorder.event("finished", **{k: v for k, v in summary.items() if k not in ("validation", "run")})
     run.recorder.close()
