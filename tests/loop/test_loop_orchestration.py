@@ -179,3 +179,15 @@ def test_a_full_disk_while_the_report_is_written_keeps_the_last_one_and_the_next
     assert [(s["stage"], s["status"], s["redo"]) for s in report["interruptions"]] == [("report", "failed",
                                                                                        "rewritten")]
     assert "Iteration 2" in Path(result["paths"]["md"]).read_text()
+
+
+def test_an_adapter_handed_back_unchanged_is_the_same_adapter_whatever_files_lie_beside_its_weights(
+        tmp_path: Path) -> None:
+    from tradelab.loop.advisor_probe import _weights_sha256
+
+    stage1, stage2, trained = tmp_path / "stage1", tmp_path / "stage2", tmp_path / "trained"
+    for folder, weights, readme in ((stage1, b"w1", "stage 1"), (stage2, b"w1", "engine"), (trained, b"w2", "x")):
+        folder.mkdir()
+        (folder / "adapter_model.safetensors").write_bytes(weights)
+        (folder / "README.md").write_text(readme)
+    assert _weights_sha256(stage1) == _weights_sha256(stage2) != _weights_sha256(trained)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradelab.errors import StageNotReady
-from tradelab.fileio import atomic_write_text, sha256_dir
+from tradelab.fileio import atomic_write_text, sha256_dir, sha256_file
 from tradelab.handoff import AdvisorModel, stage1_model
 from tradelab.manifest import load_manifest
 from tradelab.manifest_schema import LoopIteration, LoopSettings, data_of
@@ -131,7 +131,7 @@ class ProbeContext:
         interval = day_bootstrap_ci(gain, probe.session_ids, level=level, seed=seed)
         shift = np.abs(np.asarray(after_logp) - np.asarray(before_logp))
         same = before.base == after.base and before.adapter is not None and after.adapter is not None \
-            and sha256_dir(before.adapter) == sha256_dir(after.adapter)
+            and _weights_sha256(before.adapter) == _weights_sha256(after.adapter)
         comparison = {
             "reward_gain": float(gain.mean()),
             "reward_gain_ci": [float(interval[0]), float(interval[1])] if interval else None,
@@ -140,3 +140,10 @@ class ProbeContext:
             "same_adapter": same,
         }
         return self._kept(after_figures, after_texts, after, label), comparison
+
+
+def _weights_sha256(adapter: Path) -> str:
+    """The adapter's weights file's sha256 (the folder's when it has none): an engine that hands back the adapter it
+    started from writes its own README and config beside the same weights."""
+    weights = Path(adapter) / "adapter_model.safetensors"
+    return sha256_file(weights) if weights.is_file() else sha256_dir(adapter)

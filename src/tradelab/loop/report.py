@@ -138,7 +138,7 @@ def _notes(it: LoopIteration) -> list[str]:
              for a, b in (it.evaluation.identical if it.evaluation else [])]
     comparison = it.stage2_vs_stage1
     if comparison and comparison["same_adapter"]:
-        notes.append("Stage 2 returned the Stage 1 adapter unchanged (same sha256)")
+        notes.append("Stage 2 returned the Stage 1 adapter's weights unchanged (same adapter_model.safetensors sha256)")
     elif comparison and comparison["answers_changed"] == 0.0:
         notes.append(f"Stage 2's weights differ from Stage 1's (log-prob shift "
                      f"{comparison['logprob_shift_mean']:.4g}) but give the same greedy answers on every "
