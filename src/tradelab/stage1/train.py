@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,64 +26,12 @@ from tradelab.provenance import git_sha, package_versions, utc_now, utc_stamp
 from tradelab.results import Stage1Paths, Stage1Result
 from tradelab.attempts import market_writer, stage1_experience_start
 from tradelab.runlock import LockOwner
+from tradelab.stage1.preconditions import last_completed, refuse_downgrade, require_data, sigterm_as_interrupt
 from tradelab.stage1.sections import count_experience, data_section, stage1_section
 from tradelab.stage1.wiring import REFINING_ADAPTER_DIR, RunSettings, run_settings
 from tradelab.threads import torch_threads
 
 log = logging.getLogger(__name__)
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt while training, so both take the same save-and-record path."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _require_data(root: Path, market: str) -> None:
-    bars = Workspace.at(root).bars_path(market)
-    if not bars.is_file():
-        raise StageNotReady(
-            f"{bars}: no bars for market {market}; create them with `python main.py data generate --market {market}` "
-            f"or `python main.py data import PATH --market {market}`, then run stage1 again"
-        )
-
-
-def last_completed(section: Stage1Section | None) -> Stage1Section | None:
-    """The most recent completed ``stage1`` section: ``section`` itself (without the one it keeps), or the one it
-    keeps in ``last_completed``."""
-    if section is None:
-        return None
-    if section.status == "completed":
-        return section.model_copy(update={"last_completed": None})
-    previous = section.last_completed
-    return previous if previous is not None and previous.status == "completed" else None
-
-
-def _refuse_downgrade(root: Path, market: str, previous: Stage1Section | None, target: int, *, resume: bool,
-                      force: bool) -> None:
-    """A fresh run must not replace a completed model trained for more timesteps unless asked (``--force``)."""
-    if previous is None or resume or force:
-        return
-    done = previous.total_timesteps
-    if done is not None and done > target:
-        model = Workspace.at(root).ppo_dir(market) / "final.zip"
-        raise WorkspaceError(
-            f"{model}: holds a completed Stage 1 run of {done} timesteps (completed {previous.completed_at}); "
-            f"this run would replace it with one of {target}. Pass --force to replace it, --resume to continue "
-            f"from the latest checkpoint, or use another --root"
-        )
 
 
 def run_stage1(
@@ -125,13 +72,13 @@ def run_stage1(
         StageFailed: Training failed (recorded as ``status = "failed"``); other TradelabErrors pass through.
     """
     root = Workspace.at(root).root
-    _require_data(root, market)
+    require_data(root, market)
     run = Stage1Run(root, market, config, total_timesteps=total_timesteps, resume=resume,
                     init_ppo=init_ppo, run_id=run_id)
     with market_writer(root, market, "stage1") as me:
         section = stage1_of(load_manifest(root, market))
         previous = last_completed(section)
-        _refuse_downgrade(root, market, previous, run.settings.total_timesteps, resume=resume,
+        refuse_downgrade(root, market, previous, run.settings.total_timesteps, resume=resume,
                           force=force or init_ppo is not None)
         run.check_resume()
         if run.config.stage1.use_advisor:  # a bad .gguf or a missing wheel stops the run before it writes anything
@@ -149,7 +96,7 @@ def _train(run: Any, root: Path, market: str, config: Any, progress: Callable[[i
     set_section(root, market, "data", run.data_section())
     merge_stage1(root, market, run.manifest_fields("running"))
     try:
-        with _sigterm_as_interrupt(), torch_threads(config.ppo.torch_threads):
+        with sigterm_as_interrupt(), torch_threads(config.ppo.torch_threads):
             run.build()
             run.learn(progress)
             summary = run.finish()
