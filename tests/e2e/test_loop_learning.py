@@ -49,11 +49,15 @@ def _workspace(root: Path, edge: float, config: TradelabConfig, tiny_advisor_dir
 
 
 def learning_config() -> TradelabConfig:
-    """The learn-tiny profile, shortened for CI (its evaluation back to the smoke profile's two 45-bar episodes)."""
+    """The learn-tiny profile, shortened for CI (its evaluation back to the smoke profile's two 45-bar episodes).
+
+    Stage 2 hands on its last step, not the best validated one: the test follows a trained adapter from the engine
+    to the advisor (which step a run hands on is tested in tests/grpo_local/test_trainer.py).
+    """
     return load_config(profile="learn-tiny", overrides={
         "grpo_local.optim.steps": STAGE2_STEPS, "stage1.refinement.every_steps": REFINEMENT_EVERY_STEPS,
         "stage1.refinement.epochs": REFINEMENT_EPOCHS, "stage1.refinement.hindsight_bars": HINDSIGHT_BARS,
-        "evaluation.episodes": 2, "evaluation.episode_bars": 45})
+        "grpo_local.run.hand_on": "last", "evaluation.episodes": 2, "evaluation.episode_bars": 45})
 
 
 def _loop(root: Path) -> dict[str, Any]:
@@ -78,6 +82,7 @@ def test_a_short_loop_on_a_strong_edge_trades_and_hands_each_adapter_on(
     assert len({iteration["adapter_in_sha256"], iteration["adapter_stage1_sha256"],
                 iteration["adapter_out_sha256"]}) == 3
     handed_on = iteration["stage2_vs_stage1"]
+    assert iteration["stage2_run"]["published_step"] == STAGE2_STEPS
     assert not handed_on["same_adapter"] and handed_on["logprob_shift_mean"] > 0.0
     # What each stage learned from, and the power of each comparison, are in the report.
     used = report["power"]["records"][0]
