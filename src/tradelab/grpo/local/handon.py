@@ -5,7 +5,8 @@ see yet) the steps drift, and the run's own validation reward falls while it tra
 validation that beats the best so far keeps a copy of the adapter in ``<run_dir>/best_adapter/``, step 0 (the adapter
 the run started from) included, and at the end the model is put back to that copy before the adapter is published
 and checked. Validation prompts are the latest Stage 1 decisions of the training period (``stage2_val.parquet``),
-never holdout bars, so the choice looks at nothing the evaluation scores.
+never holdout bars, so the choice looks at nothing the evaluation scores. A resumed run chooses among the steps it
+validates itself, its starting checkpoint counting as its step 0.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tradelab.errors import StageFailed
 from tradelab.fileio import staged_dir
 
 BEST_ADAPTER = "best_adapter"
@@ -56,7 +58,11 @@ class HandOn:
         return self.best_reward if self.policy == "best_validation" else self.last_reward
 
     def restore(self, model: Any) -> bool:
-        """Load the adapter to hand on into ``model`` when it is not the model's current one; True when it did."""
+        """Load the adapter to hand on into ``model`` when it is not the model's current one; True when it did.
+
+        Raises:
+            StageFailed: The kept copy does not hold every LoRA weight of ``model``.
+        """
         if self.policy != "best_validation" or self.best_step is None or self.best_step == self.last_step:
             return False
         from peft import set_peft_model_state_dict
@@ -66,7 +72,8 @@ class HandOn:
         result = set_peft_model_state_dict(model, weights)
         missing = [k for k in getattr(result, "missing_keys", []) if "lora_" in k]
         if missing:  # a partial load would publish a mix of two adapters
-            raise RuntimeError(f"{self.folder}: the kept adapter lacks {len(missing)} LoRA weights ({missing[0]})")
+            raise StageFailed(f"{self.folder}: the kept adapter lacks {len(missing)} LoRA weights ({missing[0]}); "
+                              f"run Stage 2 again with grpo_local.run.hand_on: last")
         return True
 
 
