@@ -58,7 +58,7 @@ def last_completed(section: Stage1Section | None) -> Stage1Section | None:
 
 
 def refuse_downgrade(root: Path, market: str, previous: Stage1Section | None, target: int, *, resume: bool,
-                      force: bool) -> None:
+                     force: bool) -> None:
     """A fresh run must not replace a completed model trained for more timesteps unless asked (``--force``)."""
     if previous is None or resume or force:
         return
