@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from tradelab import stages
-from tradelab.config import TradelabConfig, config_hash, load_config
+from tradelab.config import TradelabConfig, config_hash, load_config, parse_assignments
 from tradelab.loop import api as loop_api
 from tradelab.errors import TradelabError
 from tradelab.marketdata import load_market_arrays
@@ -271,19 +271,6 @@ def print_null(report: dict[str, Any]) -> bool:
     return clean
 
 
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` pairs as config overrides (values read as YAML: numbers, booleans, null, strings)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE, e.g. stage1.refinement.hindsight_bars=512")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edge", type=float, default=0.3,
@@ -315,12 +302,12 @@ def main() -> int:
                              "--set stage1.refinement.hindsight_bars=512")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the bench runs")
     args = parser.parse_args()
-    args.set = parse_sets(args.set)
     if args.smoke:
         args.days, args.iterations, args.seeds, args.probe_prompts, args.timesteps = 20, 1, 1, 8, 256
         args.eval_episodes, args.eval_episode_bars = 1, 45
         args.rule_edges = str(args.edge)
     try:
+        args.set = parse_assignments(args.set)
         config = bench_config(args)
     except TradelabError as exc:
         print(f"error: {exc}", file=sys.stderr)

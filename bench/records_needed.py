@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from tradelab import stages
-from tradelab.config import load_config
+from tradelab.config import load_config, parse_assignments
+from tradelab.errors import TradelabError
 
 MARKET = "NQ"
 
@@ -57,7 +58,8 @@ def run_edge(base: Path, edge: float, args: argparse.Namespace) -> int | None:
 
     root = base / f"edge_{edge}"
     weights = {"stage1.refinement.weights": args.weights} if args.weights else {}
-    config = load_config(profile=args.profile, overrides={"stage1.refinement.epochs": args.epochs, **weights})
+    config = load_config(profile=args.profile,
+                         overrides={"stage1.refinement.epochs": args.epochs, **weights, **args.set})
     stages.generate_data(root, MARKET, days=args.days, seed=args.data_seed, edge=edge, config=config)
     arrays = load_market_arrays(root, MARKET, config)
     holdout = Window(0, int(arrays.split_index), len(arrays))
@@ -106,22 +108,32 @@ def main() -> int:
     parser.add_argument("--edges", default="0.1,0.2,0.3", help="comma-separated planted edges")
     parser.add_argument("--sizes", default="256,1024,4096", help="comma-separated labelled records N")
     parser.add_argument("--epochs", type=int, default=4, help="passes over the N records")
-    parser.add_argument("--weights", default=None, choices=("uniform", "advantage"),
+    parser.add_argument("--weights", default=None, choices=("uniform", "advantage", "sides"),
                         help="stage1.refinement.weights (default: the recipe's)")
     parser.add_argument("--days", type=int, default=120)
     parser.add_argument("--profile", default="learn-tiny", help="run profile whose refinement trains the adapter")
     parser.add_argument("--data-seed", type=int, default=7)
     parser.add_argument("--probe-prompts", type=int, default=480)
     parser.add_argument("--root", default=None, help="keep the workspaces here (default: a temp folder)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key on top of the profile (dotted, YAML value), e.g. "
+                             "--set llm.sft.learning_rate=1e-3")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that only proves the bench runs")
     args = parser.parse_args()
+    try:
+        args.set = parse_assignments(args.set)
+        load_config(profile=args.profile, overrides=args.set)
+    except TradelabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.smoke:
         args.edges, args.sizes, args.epochs, args.days, args.probe_prompts = "0.3", "16", 1, 30, 32
     args.sizes = [int(s) for s in args.sizes.split(",")]
     edges = [float(e) for e in args.edges.split(",")]
     base = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="tradelab_records_"))
     print(f"workspaces under {base}; profile {args.profile}, {args.epochs} passes, weights "
-          f"{args.weights or load_config(profile=args.profile).stage1.refinement.weights}", flush=True)
+          f"{args.weights or load_config(profile=args.profile).stage1.refinement.weights}, overrides {args.set}",
+          flush=True)
     needed = {edge: run_edge(base, edge, args) for edge in edges}
     print()
     for edge, n in needed.items():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tradelab.config import DEFAULT_CONFIG_DIR, available_profiles, config_hash, load_config
+from tradelab.config import DEFAULT_CONFIG_DIR, available_profiles, config_hash, load_config, parse_assignments
 from tradelab.config.schema import SECTION_FILES
 from tradelab.errors import ConfigError
 
@@ -113,6 +113,22 @@ def test_a_profile_merges_key_by_key_lists_replace_and_overrides_win(config_dir:
     _profile(config_dir, "same", "# nothing\n")
     same = load_config(config_dir, profile="same")
     assert same.profile == "same" and config_hash(same) == config_hash(pod)
+
+
+def test_set_assignments_keep_yaml_types_and_a_bad_one_is_one_line() -> None:
+    sets = parse_assignments(["llm.sft.learning_rate=0.002", "grpo_local.run.hand_on=last",
+                              "soft_grpo.dataset.reasoning_instruction=null", " ppo.n_envs = 2"])
+    assert sets == {"llm.sft.learning_rate": 0.002, "grpo_local.run.hand_on": "last",
+                    "soft_grpo.dataset.reasoning_instruction": None, "ppo.n_envs": 2}
+    config = load_config(overrides=sets, profile="learn-smollm2")
+    assert (config.llm.sft.learning_rate, config.grpo_local.run.hand_on, config.ppo.n_envs) == (0.002, "last", 2)
+    for bad in ("llm.sft.learning_rate", "=3"):
+        with pytest.raises(ConfigError, match=r"expected KEY=VALUE") as info:
+            parse_assignments([bad])
+        assert "\n" not in str(info.value) and repr(bad) in str(info.value)
+    # YAML 1.1 reads 2e-3 (no dot) as a string: the schema refuses it with the key's file and path.
+    with pytest.raises(ConfigError, match=r"sft\.learning_rate = '2e-3'"):
+        load_config(overrides=parse_assignments(["llm.sft.learning_rate=2e-3"]), profile="learn-smollm2")
 
 
 def test_a_workspace_profile_wins_over_the_shipped_one_and_the_shipped_ones_stay_reachable(config_dir: Path) -> None:

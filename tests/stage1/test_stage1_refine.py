@@ -69,6 +69,36 @@ def test_each_target_action_carries_the_same_total_weight() -> None:
     assert balance_by_action([], []) == []
 
 
+def test_sides_balances_buy_against_sell_and_leaves_the_other_targets_alone() -> None:
+    """The training window's drift names one side more often; HOLD's count is the market's, not a drift."""
+    from tradelab.stage1.refine import SIDES, balance_by_action
+
+    actions = ["BUY"] * 3 + ["SELL"] + ["HOLD"] * 2
+    balanced = balance_by_action(actions, [1.0] * 6, among=SIDES)
+    assert balanced == pytest.approx([2 / 3] * 3 + [2.0] + [1.0, 1.0])
+    # One side alone has nothing to balance against.
+    assert balance_by_action(["BUY", "HOLD"], [1.0, 0.5], among=SIDES) == [1.0, 0.5]
+
+
+def test_sides_weights_reach_the_trainer(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from tradelab.advisor import train
+    from tradelab.config import load_config
+    from tradelab.core.parse import format_advice
+    from tradelab.stage1 import refine
+
+    targets = iter(["BUY", "BUY", "BUY", "SELL", "HOLD"])
+    monkeypatch.setattr(refine, "hindsight_example",
+                        lambda record, floor: ([], format_advice(next(targets), 0.6, "why"), 2.5))
+    seen: list[list] = []
+    monkeypatch.setattr(train, "train_adapter", lambda base, examples, *a, **k: seen.append(list(examples)))
+    monkeypatch.setattr(train, "read_training_summary", lambda _: {})
+    config = load_config(overrides={"stage1.refinement.weights": "sides", "stage1.refinement.decisions": "all"})
+    refine.refine_adapter([_record("SELL")] * 5, config, base_dir=tmp_path, init_adapter=tmp_path, out_dir=tmp_path,
+                          seed=0, epochs=1)
+    # Uniform first (the advantage 2.5 is dropped), then BUY's three share SELL's one total.
+    assert [e.weight for e in seen[0]] == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0, 1.0])
+
+
 def _in_trade(record: dict) -> dict:
     return {**record, "position": {**record["position"], "side": "long", "entry_price": 100.0, "stop": 98.0,
                                    "target": 103.0},

@@ -113,6 +113,23 @@ def available_profiles(config_dir: str | Path | None = None) -> list[str]:
     return _available(_config_dir(config_dir), DEFAULT_CONFIG_DIR)
 
 
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (a bench's ``--set``) as the ``overrides`` of :func:`load_config`.
+
+    Values are read as YAML, so numbers, booleans and ``null`` keep their types and anything else stays a string.
+
+    Raises:
+        ConfigError: An item has no ``=`` or an empty key.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. stage1.refinement.hindsight_bars=512")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def _config_dir(config_dir: str | Path | None) -> Path:
     directory = Path(config_dir) if config_dir else DEFAULT_CONFIG_DIR
     if not directory.is_dir():

@@ -96,9 +96,10 @@ class RefinementConfig(StrictModel):
     min_records: int = Field(ge=1, description="Skip a refinement while fewer resolved records exist.")
     epochs: int = Field(ge=1, description="Passes over the refinement examples.")
     min_weight: float = Field(ge=0, description="Floor of an example's weight (advantage over the advised action, R).")
-    weights: Literal["advantage", "uniform"] = Field(
+    weights: Literal["advantage", "uniform", "sides"] = Field(
         description="advantage: the best action's gain over the advised one, floored, then balanced by target "
-                    "action; uniform: every example weighs 1."
+                    "action; uniform: every example weighs 1; sides: uniform, then BUY and SELL targets rescaled to "
+                    "equal totals (other targets keep 1)."
     )
     decisions: Literal["all", "entries"] = Field(
         description="Records a refinement learns from: all, or entries only (flat, BUY and SELL both allowed)."

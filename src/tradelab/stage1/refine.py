@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 MAX_WEIGHT_R = 3.0
 """Weights are capped here so one lucky window cannot dominate a refinement batch."""
+
+SIDES = ("BUY", "SELL")
+"""The entries ``refinement.weights: sides`` balances against each other."""
 
 
 def score_actions(record: Mapping[str, Any]) -> dict[str, float] | None:
@@ -73,18 +76,26 @@ def hindsight_example(record: Mapping[str, Any], min_weight: float) -> tuple[lis
     return [dict(m) for m in record["prompt"]], target, float(weight)
 
 
-def balance_by_action(actions: Sequence[str], weights: Sequence[float]) -> list[float]:
-    """Rescale weights so every target action carries the same total weight (the overall total is kept).
+def balance_by_action(actions: Sequence[str], weights: Sequence[float],
+                      among: Collection[str] | None = None) -> list[float]:
+    """Rescale weights so every target action in ``among`` carries the same total weight (their total is kept).
 
     Hindsight labels over a stretch of bars follow its drift: most of them can name one side. Trained on the raw
     weights, a small advisor settles on that side for every prompt (a constant answer, blind to the prompt) instead
     of telling up from down; with each action's total weight equal, the constant answer no longer pays.
+
+    Args:
+        actions: Each example's target action.
+        weights: Each example's weight.
+        among: The actions balanced against each other; the others keep their weights. None balances every action.
+            An action of ``among`` without examples is left out of the balance.
     """
     totals: dict[str, float] = {}
     for action, weight in zip(actions, weights, strict=True):
-        totals[action] = totals.get(action, 0.0) + weight
+        if among is None or action in among:
+            totals[action] = totals.get(action, 0.0) + weight
     share = sum(totals.values()) / len(totals) if totals else 0.0
-    return [weight * share / totals[action] for action, weight in zip(actions, weights)]
+    return [weight * share / totals[action] if action in totals else weight for action, weight in zip(actions, weights)]
 
 
 def refine_adapter(
@@ -125,11 +136,13 @@ def refine_adapter(
     if not examples:
         return {"examples": 0, "mean_weight": 0.0, "seconds": 0.0, "adapter_path": str(init_adapter),
                 "peak_memory_mb": 0.0}
-    if config.stage1.refinement.weights == "uniform":
+    scheme = config.stage1.refinement.weights
+    if scheme != "advantage":
         examples = [SFTExample(messages=e.messages, target=e.target, weight=1.0) for e in examples]
-    else:
+    if scheme != "uniform":
         actions = [str(parse_advice(e.target).action) for e in examples]
-        balanced = balance_by_action(actions, [e.weight for e in examples])
+        balanced = balance_by_action(actions, [e.weight for e in examples],
+                                     among=SIDES if scheme == "sides" else None)
         examples = [SFTExample(messages=e.messages, target=e.target, weight=w) for e, w in zip(examples, balanced)]
     train_adapter(base_dir, examples, config, out_dir=out_dir, seed=seed, init_adapter=init_adapter, epochs=epochs)
     mean_weight = sum(e.weight for e in examples) / len(examples)
