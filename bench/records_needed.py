@@ -1,4 +1,4 @@
-"""How many labelled entry records does the tiny advisor need to learn the cue, at edges a market could have?
+"""How many labelled entry records does an advisor need to learn the cue, at edges a market could have?
 
 For each edge a fresh workspace gets the same seeded synthetic bars as ``bench/learning.py``. The warm-started
 adapter is trained on N labelled flat prompts of the training split (:class:`tradelab.stage1.hindsight.HindsightBars`:
@@ -7,7 +7,9 @@ the way a Stage 1 refinement trains under ``--profile`` (default learn-tiny: ent
 answers the loop's holdout prompts. It prints, per edge, the best simple rule's figures on those prompts (the
 ceiling), the warm start's, and per N the advisor's hit rate, balanced hit rate and mean reward with intervals, its
 share of the rule's reward and the minimum detectable effect (80% power, 5% two-sided) of its hit rate against the
-warm start's. It also prints the entry records a Stage 1 run yields per 1,000 steps, from the experience files of a
+warm start's, and for each adapter how its BUY-minus-SELL log-prob margin follows the sign of the 5-bar return (its
+AUC, offset and spread: an adapter can rank the prompts by the cue while a learned drift keeps one side winning every
+greedy answer). It also prints the entry records a Stage 1 run yields per 1,000 steps, from the experience files of a
 measured run when given.
 
 The headline, printed last: ``records_needed_edge_<E>=<smallest N whose mean reward is >= 70% of the rule's with an
@@ -43,6 +45,20 @@ def _line(label: str, a: dict[str, Any]) -> str:
             f"reward {_fmt(a['holdout_reward'])} {_fmt(a['holdout_reward_ci'])} non-HOLD {_fmt(a['non_hold_share'])}")
 
 
+def _margin_line(advisor: Any, probe: Any) -> str:
+    """How the advisor's BUY-minus-SELL log-prob margin follows the sign of the 5-bar return (the planted cue)."""
+    import numpy as np
+
+    from tradelab.evaluation.stats import rank_auc
+    from tradelab.loop.probe import side_margins
+
+    margins = side_margins(advisor, probe)
+    up = np.array([context["return_5_bars"] > 0 for context in probe.contexts])
+    return (f"{'':>18}  BUY-SELL margin: AUC vs the 5-bar return's sign {_fmt(rank_auc(margins, up))}, offset "
+            f"{margins.mean():+.3f}, sd {margins.std():.3f} (ret5 up {margins[up].mean():+.3f}, down "
+            f"{margins[~up].mean():+.3f})")
+
+
 def run_edge(base: Path, edge: float, args: argparse.Namespace) -> int | None:
     """Train and probe every N at one edge; returns the smallest N that reached the goal (None: none did)."""
     from tradelab.advisor.generate import Advisor
@@ -73,6 +89,7 @@ def run_edge(base: Path, edge: float, args: argparse.Namespace) -> int | None:
     print(f"{'rule (ceiling)':>18}: hit {_fmt(rule['hit_rate'])} {_fmt(rule['hit_rate_ci'])} balanced "
           f"{_fmt(rule['balanced_hit_rate'])} reward {_fmt(rule['holdout_reward'])} {_fmt(rule['holdout_reward_ci'])}")
     print(_line("warm start", warm), flush=True)
+    print(_margin_line(advisor, probe), flush=True)
     started = time.perf_counter()
     pool = HindsightBars(root, MARKET, config, arrays, pool_bars=2 * max(args.sizes), seed=config.app.seed)
     print(f"{'':>18}  pool of {len(pool)} labelled flat training bars in {time.perf_counter() - started:.1f}s")
@@ -96,6 +113,7 @@ def run_edge(base: Path, edge: float, args: argparse.Namespace) -> int | None:
         print(_line(f"N={n}", got) + f" | {share:.0%} of the rule's reward, interval above warm: {above}; hit-rate "
               f"MDE vs warm {_fmt(mde)}; {summary['examples']} examples x {args.epochs} passes in {trained_s:.0f}s"
               + (" <- reached" if reached else ""), flush=True)
+        print(_margin_line(advisor, probe), flush=True)
     gap = rule["hit_rate"] - 0.5 if rule["hit_rate"] is not None else None
     n_dir = rule["directional"]
     print(f"{'':>18}  rule's hit-rate edge over a coin {_fmt(gap)}; MDE of a hit rate against 0.5 at "

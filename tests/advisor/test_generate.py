@@ -195,3 +195,26 @@ def test_cpu_threads_apply_per_call_and_restore_the_process_setting(advisor_root
         hook.remove()
         torch.set_num_threads(before)
     assert seen and set(seen) == {1}
+
+
+def test_side_margins_follow_the_greedy_side(warm_advisor: Advisor, config: TradelabConfig) -> None:
+    """BUY-minus-SELL log-prob margins (the records bench's cue check) agree with the side a greedy answer takes."""
+    import numpy as np
+
+    from tradelab.advisor.prompts import build_messages
+    from tradelab.loop.probe import ProbeSet, side_margins
+
+    contexts = [c for c in random_contexts(64, 21) if c["position"]["side"] == "flat"]
+    for context in contexts:
+        context["allowed_actions"] = ["HOLD", "BUY", "SELL"]
+    messages = [build_messages(c, config) for c in contexts]
+    probe = ProbeSet(bar_indices=list(range(len(contexts))), contexts=contexts, messages=messages,
+                     ground_truths=["{}"] * len(contexts), moves_points=np.zeros(len(contexts)),
+                     session_ids=np.zeros(len(contexts), dtype=np.int64))
+    assert all(len(warm_advisor.tokenizer(word, add_special_tokens=False)["input_ids"]) == 1
+               for word in ("BUY", "SELL"))  # one token each: the margin is the first answer token's
+    margins = side_margins(warm_advisor, probe)
+    sides = [r.advice.action for r in warm_advisor.advise(messages)]
+    buy, sell = [m for m, s in zip(margins, sides) if s == "BUY"], [m for m, s in zip(margins, sides) if s == "SELL"]
+    assert buy or sell, f"the warm start answered {set(sides)}: no side to compare"
+    assert all(m > 0.0 for m in buy) and all(m < 0.0 for m in sell)

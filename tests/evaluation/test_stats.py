@@ -18,6 +18,7 @@ from tradelab.evaluation.stats import (
     mde_proportions,
     power_multiplier,
     probabilistic_sharpe_ratio,
+    rank_auc,
     seed_t_ci,
     sharpe_estimator_variance,
     wilson_ci,
@@ -201,3 +202,35 @@ def test_mde_from_an_interval_is_143_half_widths_at_95_percent() -> None:
     assert mde_from_interval([-1.0, 3.0]) == pytest.approx(2.0 * 2.8016 / 1.95996, abs=1e-4)
     assert mde_from_interval(None) is None and mde_from_interval([0.0, 0.0]) is None
     assert mde_from_interval([0.0, 1.0], level=0.9) > mde_from_interval([0.0, 1.0], level=0.95)
+
+
+# ---------------------------------------------------------------- rank AUC
+
+
+def test_rank_auc_counts_ordered_pairs_and_ties_count_half() -> None:
+    assert rank_auc([1.0, 2.0, 3.0, 4.0], [False, False, True, True]) == 1.0
+    assert rank_auc([1.0, 2.0, 3.0, 4.0], [True, True, False, False]) == 0.0
+    # positives 4 and 2, negatives 3 and 1: 3 of the 4 pairs ordered.
+    assert rank_auc([4.0, 3.0, 2.0, 1.0], [True, False, True, False]) == pytest.approx(0.75)
+    # one positive tied with one of two negatives: (0.5 + 1) / 2.
+    assert rank_auc([1.0, 1.0, 0.0], [True, False, False]) == pytest.approx(0.75)
+    assert rank_auc([5.0, 5.0, 5.0, 5.0], [True, False, True, False]) == pytest.approx(0.5)
+
+
+def test_rank_auc_ignores_an_offset_and_matches_scipy() -> None:
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(3)
+    labels = rng.random(200) < 0.4
+    scores = np.round(rng.normal(size=200) + 0.5 * labels, 1)  # rounded: ties
+    u = mannwhitneyu(scores[labels], scores[~labels]).statistic / (labels.sum() * (~labels).sum())
+    assert rank_auc(scores, labels) == pytest.approx(u)
+    assert rank_auc(scores - 7.0, labels) == pytest.approx(u)
+
+
+def test_rank_auc_none_with_one_group_and_refuses_bad_input() -> None:
+    assert rank_auc([1.0, 2.0], [True, True]) is None
+    with pytest.raises(ValueError, match="2 scores but 3 labels"):
+        rank_auc([1.0, 2.0], [True, False, True])
+    with pytest.raises(ValueError, match="finite"):
+        rank_auc([1.0, float("nan")], [True, False])

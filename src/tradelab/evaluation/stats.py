@@ -17,6 +17,8 @@ observations, and the report prints ``n/a (n=...)`` instead of a number that onl
   :func:`mde_from_interval`): the smallest true effect a two-sided test at ``alpha`` finds with probability
   ``power``, by the normal approximation. A comparison that missed its goal can then say whether the test could
   have seen the effect at all.
+- :func:`rank_auc`: how well a score orders two groups (the Mann-Whitney U over the pairs), e.g. whether an advisor's
+  BUY-minus-SELL margin follows a cue even where its greedy answer is one side everywhere.
 
 Heavy libraries (scipy, arch, purgedcv) are imported inside the functions.
 """
@@ -437,3 +439,35 @@ def mde_from_interval(interval: Sequence[float] | None, *, level: float = 0.95, 
         return None
     se = 0.5 * (high - low) / NormalDist().inv_cdf(0.5 + level / 2.0)
     return power_multiplier(alpha=alpha, power=power) * se
+
+
+def rank_auc(scores: Sequence[float] | np.ndarray, positive: Sequence[bool] | np.ndarray) -> float | None:
+    """The probability that a random positive scores above a random negative (ties count half): Mann-Whitney U / n1 n2.
+
+    0.5 is no ordering, 1.0 puts every positive above every negative, 0.0 the reverse. A constant offset of the scores
+    does not change it, which is what separates "ranks the prompts by the cue" from "answers the cue greedily".
+
+    Args:
+        scores: One finite score per item.
+        positive: Whether each item belongs to the positive group.
+
+    Returns:
+        The AUC, or None when either group is empty.
+
+    Raises:
+        ValueError: The two sequences differ in length, or a score is not finite.
+    """
+    values = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(positive, dtype=bool).ravel()
+    if labels.shape != values.shape:
+        raise ValueError(f"rank_auc: {values.size} scores but {labels.size} labels")
+    if not np.isfinite(values).all():
+        raise ValueError("rank_auc: every score must be finite")
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)
+    ranks = ((last - counts + 1 + last) / 2.0)[inverse]  # 1-based ranks, tied values sharing their mean rank
+    u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))

@@ -249,6 +249,18 @@ def answer_logprobs(advisor: Any, messages: list[Messages], answers: list[str]) 
     return out
 
 
+def side_margins(advisor: Any, probe: ProbeSet) -> np.ndarray:
+    """Per prompt, the advisor's mean log-probability of answering ``BUY`` minus that of ``SELL``.
+
+    A greedy answer only says which side wins; the margin also shows whether the advisor ranks the prompts by a cue
+    while an offset (a drift it learned) keeps one side winning everywhere (compare with
+    :func:`tradelab.evaluation.stats.rank_auc`).
+    """
+    buy = answer_logprobs(advisor, probe.messages, ["BUY"] * len(probe))
+    sell = answer_logprobs(advisor, probe.messages, ["SELL"] * len(probe))
+    return np.asarray(buy, dtype=np.float64) - np.asarray(sell, dtype=np.float64)
+
+
 def _rate(k: int, n: int) -> float | None:
     return k / n if n else None
 
