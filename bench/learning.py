@@ -138,7 +138,7 @@ def print_power(report: dict[str, Any]) -> None:
 
 def prompts_for_power(rule_hit: float | None) -> int | None:
     """Holdout prompts (directional answers) a two-proportion test needs to see the rule's own hit-rate edge."""
-    from tradelab.evaluation.stats import mde_proportions
+    from tradelab.evaluation.power import mde_proportions
 
     if rule_hit is None or rule_hit <= 0.5:
         return None
@@ -250,7 +250,7 @@ def print_edge(report: dict[str, Any]) -> float | None:
 
 
 def print_null(report: dict[str, Any]) -> bool:
-    from tradelab.evaluation.stats import mde_from_interval, mde_mean
+    from tradelab.evaluation.power import mde_from_interval, mde_mean
 
     last = report["iterations"][-1]
     print("\n== null market (edge 0)")

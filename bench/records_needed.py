@@ -64,7 +64,7 @@ def run_edge(base: Path, edge: float, args: argparse.Namespace) -> int | None:
     from tradelab.advisor.generate import Advisor
     from tradelab.advisor.load import resolve_model_dir
     from tradelab.evaluation.starts import Window
-    from tradelab.evaluation.stats import mde_proportions
+    from tradelab.evaluation.power import mde_proportions
     from tradelab.loop.power import rule_ceiling
     from tradelab.loop.probe import build_probe_set, score_answers
     from tradelab.marketdata import load_market_arrays

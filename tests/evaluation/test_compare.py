@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from tradelab.evaluation.compare import comparison_lines, comparisons_section, paired_difference
-from tradelab.evaluation.stats import block_bootstrap_ci, power_multiplier
+from tradelab.evaluation.power import power_multiplier
+from tradelab.evaluation.stats import block_bootstrap_ci
 
 
 def _days(seed: int, mean: float) -> list[float]:

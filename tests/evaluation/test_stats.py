@@ -7,16 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from tradelab.evaluation.power import mde_from_interval, mde_mean, mde_mean_difference, mde_proportions, power_multiplier
 from tradelab.evaluation.stats import (
     block_bootstrap_ci,
     default_block_length,
     deflated_sharpe_ratio,
     format_interval,
-    mde_from_interval,
-    mde_mean,
-    mde_mean_difference,
-    mde_proportions,
-    power_multiplier,
     probabilistic_sharpe_ratio,
     rank_auc,
     seed_t_ci,

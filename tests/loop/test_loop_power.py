@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tradelab.evaluation.stats import mde_from_interval, mde_proportions
+from tradelab.evaluation.power import mde_from_interval, mde_proportions
 from tradelab.loop.power import power_lines, power_section
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tradelab.evaluation.stats import block_bootstrap_ci, mde_from_interval
+from tradelab.evaluation.power import mde_from_interval
+from tradelab.evaluation.stats import block_bootstrap_ci
 
 MIN_DAYS = 5
 """Fewest paired days for an interval (the report's other bootstrap intervals use the same floor)."""

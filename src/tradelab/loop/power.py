@@ -2,7 +2,7 @@
 
 A "missed" goal on 480 holdout prompts cannot be told apart from "too few prompts" unless the report says what the
 test could have seen. Each comparison therefore carries its minimum detectable effect (MDE, 80% power, 5% two-sided;
-:mod:`tradelab.evaluation.stats`) and, when it missed, whether the largest effect it could have had was at least that
+:mod:`tradelab.evaluation.power`) and, when it missed, whether the largest effect it could have had was at least that
 large:
 
 - the advisor's hit rates (final against warm start) are two proportions; the most they could rise is the best
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
-from tradelab.evaluation.stats import mde_from_interval, mde_proportions, power_multiplier
+from tradelab.evaluation.power import mde_from_interval, mde_proportions, power_multiplier
 
 if TYPE_CHECKING:
     from tradelab.loop.probe import ProbeSet
