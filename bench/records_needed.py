@@ -140,7 +140,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         args.set = parse_assignments(args.set)
-        load_config(profile=args.profile, overrides=args.set)
+        checked = load_config(profile=args.profile, overrides=args.set)
     except TradelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -150,7 +150,7 @@ def main() -> int:
     edges = [float(e) for e in args.edges.split(",")]
     base = Path(args.root) if args.root else Path(tempfile.mkdtemp(prefix="tradelab_records_"))
     print(f"workspaces under {base}; profile {args.profile}, {args.epochs} passes, weights "
-          f"{args.weights or load_config(profile=args.profile).stage1.refinement.weights}, overrides {args.set}",
+          f"{args.weights or checked.stage1.refinement.weights}, overrides {args.set}",
           flush=True)
     needed = {edge: run_edge(base, edge, args) for edge in edges}
     print()

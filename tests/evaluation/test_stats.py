@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from tradelab.evaluation.power import mde_from_interval, mde_mean, mde_mean_difference, mde_proportions, power_multiplier
+from tradelab.evaluation.power import (
+    mde_from_interval,
+    mde_mean,
+    mde_mean_difference,
+    mde_proportions,
+    power_multiplier,
+)
 from tradelab.evaluation.stats import (
     block_bootstrap_ci,
     default_block_length,

@@ -95,7 +95,8 @@ def balance_by_action(actions: Sequence[str], weights: Sequence[float],
         if among is None or action in among:
             totals[action] = totals.get(action, 0.0) + weight
     share = sum(totals.values()) / len(totals) if totals else 0.0
-    return [weight * share / totals[action] if action in totals else weight for action, weight in zip(actions, weights)]
+    return [weight * share / totals[action] if action in totals else weight
+            for action, weight in zip(actions, weights)]
 
 
 def refine_adapter(
