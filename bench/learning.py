@@ -37,6 +37,7 @@ from tradelab import stages
 from tradelab.config import TradelabConfig, config_hash, load_config, parse_assignments
 from tradelab.loop import api as loop_api
 from tradelab.errors import TradelabError
+from tradelab.grpo.baselines import constant_answers_text
 from tradelab.marketdata import load_market_arrays
 
 
@@ -85,9 +86,28 @@ def bench_config(args: argparse.Namespace) -> TradelabConfig:
     return load_config(profile=args.profile, overrides=overrides)
 
 
+def holds_market(root: Path, edge: float, args: argparse.Namespace) -> bool:
+    """Whether ``root`` already holds this bench's market: bars from the same generator, seed, sessions and edge."""
+    from tradelab.marketdata.store import read_report
+    from tradelab.marketdata.synth import GENERATOR_VERSION
+
+    report = read_report(root, "NQ")
+    source = report.get("source") if report is not None else None
+    wanted = {"kind": "synthetic", "generator_version": GENERATOR_VERSION, "seed": args.data_seed, "days": args.days,
+              "edge": edge}
+    return isinstance(source, dict) and all(source.get(key) == value for key, value in wanted.items())
+
+
 def run_market(root: Path, edge: float, args: argparse.Namespace, config: TradelabConfig) -> dict[str, Any]:
-    """Generate the market and run the loop on it; returns the loop report."""
-    stages.generate_data(root, "NQ", days=args.days, seed=args.data_seed, edge=edge, config=config)
+    """Generate the market (kept when ``root`` already holds it) and run or resume the loop; returns its report.
+
+    A bench killed part-way is rerun with the same ``--root`` and flags: its bars are kept, and the loop resumes at
+    the iteration and stage where it stopped (a different profile or flags make the loop refuse, with the reason).
+    """
+    if holds_market(root, edge, args):
+        print(f"  edge={edge}: {root} already holds this market; the loop resumes there", flush=True)
+    else:
+        stages.generate_data(root, "NQ", days=args.days, seed=args.data_seed, edge=edge, config=config)
     started = time.perf_counter()
 
     def event(line: str) -> None:
@@ -225,6 +245,9 @@ def print_edge(report: dict[str, Any]) -> float | None:
               f"warm {fmt(b_warm)} -> final {fmt(b_final)}, "
               f"gain {fmt(b_final - b_warm)}, intervals apart: {apart}")
     for it in report["iterations"]:
+        for split, record in (it.get("dataset_constant_answers") or {}).items():
+            print(f"stage 2 {split} split it{it['iteration']}: {constant_answers_text(record)}")
+    for it in report["iterations"]:
         c = it["stage2_vs_stage1"] or {}
         above = bool(c.get("reward_gain_ci")) and c["reward_gain_ci"][0] > 0
         print(f"stage 2 gain in mean holdout reward it{it['iteration']}: {fmt(c.get('reward_gain'))} "
@@ -325,8 +348,12 @@ def main() -> int:
     if args.skip_edge and args.skip_null:
         print("error: --skip-edge and --skip-null leave nothing to run", file=sys.stderr)
         return 2
-    edge_report = None if args.skip_edge else run_market(base / "edge", args.edge, args, config)
-    null_report = None if args.skip_null else run_market(base / "null", 0.0, args, config)
+    try:
+        edge_report = None if args.skip_edge else run_market(base / "edge", args.edge, args, config)
+        null_report = None if args.skip_null else run_market(base / "null", 0.0, args, config)
+    except TradelabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     (base / "learning_summary.json").write_text(json.dumps({"edge": edge_report, "null": null_report}, default=str))
     gain = None if edge_report is None else print_edge(edge_report)
     if null_report is not None:

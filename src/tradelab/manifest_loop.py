@@ -93,7 +93,9 @@ class LoopIteration(MutableSection):
     (``ppo_out_*``), the Stage 1 adapter, the dataset files (``dataset_paths``) and the Stage 2 weights
     (``adapter_out_path`` / ``base_out_path``), so the next iteration, and a stage redone after an interruption,
     start from exactly what was recorded. ``experience_from_byte`` is where this iteration's Stage 1 began appending
-    to the experience file (a redone Stage 1 sets that attempt's records aside first).
+    to the experience file (a redone Stage 1 sets that attempt's records aside first). ``dataset_constant_answers``
+    is what a constant BUY, SELL or HOLD advisor scores on each split of the iteration's dataset
+    (:class:`tradelab.grpo.baselines.ConstantAnswers`): the reward's own lean, next to the advisor's.
     """
 
     iteration: int
@@ -110,6 +112,7 @@ class LoopIteration(MutableSection):
     ppo_init: str | None = None
     dataset_sha256s: dict[str, str] | None = None
     dataset_counts: dict[str, Any] | None = None
+    dataset_constant_answers: dict[str, Any] | None = None
     stage1: LoopStage1 | None = None
     stage2_run: LoopStage2Run | None = None
     evaluation: LoopEvaluation | None = None

@@ -172,6 +172,7 @@ def _check_lineage(root: Path, state: Any) -> None:
     for it in state.iterations:
         for split in ("train", "val"):
             assert sha256_file(ws.resolve(it.dataset_paths[split])) == it.dataset_sha256s[split]
+            assert it.dataset_constant_answers[split]["rows"] == it.dataset_counts[split]
     current = manifest(root)["stage2"]["dataset"]
     assert current["sha256s"]["train"] == sha256_file(ws.resolve(current["paths"]["train"]))
 

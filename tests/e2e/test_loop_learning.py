@@ -91,6 +91,8 @@ def test_a_short_loop_on_a_strong_edge_trades_and_hands_each_adapter_on(
     assert report["settings"]["profile"] == "learn-tiny" == report["origin"]["profile"]
     assert report["base_model"]["local_path"] == "models/base/tiny-advisor" and report["base_model"]["sha256"]
     assert report["power"]["rule_ceiling"]["hit_rate"] > 0.5
+    constant = iteration["dataset_constant_answers"]["train"]  # the reward's own lean on Stage 2's prompts
+    assert constant["rows"] == iteration["dataset_counts"]["train"] and constant["buy_better"] + constant["sell_better"]
     rows = report["power"]["comparisons"]
     assert all(row["mde"] is not None for row in rows if row["name"].startswith("advisor") or row["ci"])
 

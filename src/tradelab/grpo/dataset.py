@@ -2,7 +2,8 @@
 
 :func:`export_dataset` streams ``stage1_experience.jsonl`` line by line, keeps resolved experiences that pass the
 filters in ``config/phase3_soft_grpo.yaml``, splits them (chronological by default: validation is the latest period)
-and writes ``stage2_train.parquet``, ``stage2_val.parquet``, ``stage2_samples.jsonl`` and ``dataset_metadata.json``.
+and writes ``stage2_train.parquet``, ``stage2_val.parquet``, ``stage2_samples.jsonl`` and ``dataset_metadata.json``
+(with what a constant BUY, SELL or HOLD advisor scores on each split, :mod:`tradelab.grpo.baselines`).
 Memory stays bounded at any file size: kept rows are spilled as sorted runs to a temporary folder beside the output
 and each part is written in chunks (one row group each), in the same order and with the same rows as one table.
 Rows follow ARCHITECTURE.md §7 with an explicit Arrow schema, so every row has the same types and no empty structs.
@@ -30,6 +31,7 @@ from tradelab.config import TradelabConfig, config_hash
 from tradelab.errors import DataError, StageNotReady
 from tradelab.fileio import atomic_path, sha256_file, writing
 from tradelab.grpo.export_scan import Scan, stream_experience
+from tradelab.grpo.baselines import split_constant_answers
 from tradelab.grpo.export_spill import Spill
 from tradelab.manifest import load_manifest, set_stage2
 from tradelab.paths import Workspace
@@ -119,8 +121,9 @@ def export_dataset(
         progress: Called with ``(bytes read, experience file size)`` while the file streams.
 
     Returns:
-        The metadata written to ``dataset_metadata.json`` (counts, filters, files with sha256, source hash), plus
-        ``paths`` (train, val, samples, metadata) and ``sha256s`` as recorded in ``stage2.dataset``.
+        The metadata written to ``dataset_metadata.json`` (counts, filters, files with sha256, source hash, each
+        split's constant-answer rewards), plus ``paths`` (train, val, samples, metadata) and ``sha256s`` as recorded
+        in ``stage2.dataset``.
 
     Raises:
         StageNotReady: The experience file is missing or no experience has an outcome.
@@ -171,6 +174,8 @@ def export_dataset(
         metadata = _metadata(source, scan, settings, config, len(order), paths,
                              {"train": len(train), "val": len(val), "samples": len(samples)},
                              {name: sha256_file(temps[name]) for name in paths})
+        metadata["constant_answers"] = {split: split_constant_answers(temps[split]).record()
+                                        for split in ("train", "val")}
         with writing(out_dir / METADATA_FILE):
             temps["metadata"].write_text(json.dumps(metadata, indent=2, default=str) + "\n", encoding="utf-8")
     entry = _manifest_entry(metadata, out_dir / METADATA_FILE, ws)

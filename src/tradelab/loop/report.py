@@ -32,6 +32,7 @@ import numpy as np
 
 from tradelab.evaluation.stats import block_bootstrap_ci, seed_t_ci
 from tradelab.fileio import atomic_path, writing
+from tradelab.grpo.baselines import constant_answers_text
 from tradelab.loop.power import power_lines, power_section
 from tradelab.provenance import SCHEMA_VERSION, origin
 
@@ -161,6 +162,7 @@ def _iteration(it: LoopIteration, stops: list[LoopInterruption]) -> dict[str, An
         "adapter_out_sha256": it.adapter_out_sha256, "ppo_init": it.ppo_init, "dataset_sha256s": it.dataset_sha256s,
         "stage2_run": it.stage2_run.record() if it.stage2_run else None,
         "stage1": it.stage1.record() if it.stage1 else None, "dataset_counts": it.dataset_counts,
+        "dataset_constant_answers": it.dataset_constant_answers,
         "advisor_stage1": _advisor(it.advisor_stage1), "advisor": _advisor(it.advisor),
         "stage2_vs_stage1": it.stage2_vs_stage1,
         "agents": {k: {m: v for m, v in a.items() if m != "per_seed_net_pnl_usd"}
@@ -278,6 +280,9 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{_ci(comparison['reward_gain_ci'])}, answers changed "
                          f"{_fmt(comparison['answers_changed'])}, log-prob shift "
                          f"{_fmt(comparison['logprob_shift_mean'], 4)}")
+        constant = it["dataset_constant_answers"]
+        if constant is not None:  # None in loops recorded before the figure existed
+            lines += [f"- Stage 2 {split} split: {constant_answers_text(record)}" for split, record in constant.items()]
         run = it["stage2_run"] or {}
         if run.get("published_step") is not None and run.get("steps") is not None:
             lines.append(f"- Stage 2 handed on step {run['published_step']} of {run['steps']} (validation reward "

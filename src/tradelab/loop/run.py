@@ -25,6 +25,7 @@ from tradelab import stages
 from tradelab.attempts import market_writer
 from tradelab.errors import StageFailed, StageNotReady
 from tradelab.fileio import new_stamped_dir, sha256_dir, sha256_file
+from tradelab.grpo.baselines import split_constant_answers
 from tradelab.handoff import FRESH_ADAPTER_DIR, AdvisorModel, base_or_none, output_model
 from tradelab.loop import lineage, resume
 from tradelab.loop.advisor_probe import ProbeContext
@@ -300,9 +301,11 @@ def _stage2_dataset(root: str | Path, market: str, config: TradelabConfig, setti
     splits = ("train", "val")
     pinned = lineage.pin_files([Path(result.dataset.paths[k]) for k in splits],
                                lineage.iteration_dir(ws, market, state, iteration.iteration) / "dataset")
-    iteration.dataset_paths = {k: ws.record(pinned / Path(result.dataset.paths[k]).name) or "" for k in splits}
+    files = {k: pinned / Path(result.dataset.paths[k]).name for k in splits}
+    iteration.dataset_paths = {k: ws.record(path) or "" for k, path in files.items()}
     iteration.dataset_sha256s = result.dataset.sha256s
     iteration.dataset_counts = result.dataset.counts
+    iteration.dataset_constant_answers = {k: split_constant_answers(path).record() for k, path in files.items()}
 
 
 def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
