@@ -1,9 +1,9 @@
 """What a constant advisor scores on a Stage 2 split: the reward's lean before any learning.
 
-GRPO compares answers within a group, so a split whose rewards favour one side on average teaches that side to an
-advisor that has not learned the cue: its updates move a global preference more easily than a conditional one. Before
-reading an advisor's drift as the model's, compare it with the split's: the mean reward of answering BUY, SELL or HOLD
-on every row, and on how many rows BUY beat SELL (or the reverse) in hindsight. Computed from the rows' ground truths
+GRPO compares answers within a group, so a split on which one side wins more often, or by more, can teach that side
+to an advisor whose answers do not yet follow the cue. Before reading an advisor's drift as the model's, compare it
+with the split's: the mean reward of answering BUY, SELL or HOLD on every row, and on how many rows BUY beat SELL (or
+the reverse) in hindsight. Computed from the rows' ground truths
 with the one reward (:func:`tradelab.core.reward.compute_score`), so the figures are what every engine would score.
 """
 

@@ -30,8 +30,8 @@ from typing import Any
 from tradelab.config import TradelabConfig, config_hash
 from tradelab.errors import DataError, StageNotReady
 from tradelab.fileio import atomic_path, sha256_file, writing
-from tradelab.grpo.export_scan import Scan, stream_experience
 from tradelab.grpo.baselines import split_constant_answers
+from tradelab.grpo.export_scan import Scan, stream_experience
 from tradelab.grpo.export_spill import Spill
 from tradelab.manifest import load_manifest, set_stage2
 from tradelab.paths import Workspace
