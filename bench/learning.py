@@ -36,6 +36,7 @@ import numpy as np
 from tradelab import stages
 from tradelab.config import TradelabConfig, config_hash, load_config, parse_assignments
 from tradelab.loop import api as loop_api
+from tradelab.loop.power import floor_text
 from tradelab.errors import TradelabError
 from tradelab.grpo.baselines import constant_answers_text
 from tradelab.marketdata import load_market_arrays
@@ -184,6 +185,14 @@ def print_goals(report: dict[str, Any]) -> None:
         print(f"goal: final mean holdout reward >= 70% of the rule's ({fmt(share)} of "
               f"{fmt(rule.get('holdout_reward'))})"
               f" with its interval above the warm start's ({above}): {met(bool(share and share >= 0.7 and above))}")
+        floor = (report.get("power") or {}).get("constant_floor")
+        if floor and rule.get("holdout_reward"):
+            action, best = max(floor.items(), key=lambda item: item[1]["holdout_reward"])
+            apart = bool(final["holdout_reward_ci"] and best["holdout_reward_ci"]
+                         and final["holdout_reward_ci"][0] > best["holdout_reward_ci"][1])
+            print(f"  (a constant {action} scores {fmt(best['holdout_reward'])} {fmt(best['holdout_reward_ci'])} on "
+                  f"these prompts, {fmt(best['holdout_reward'] / rule['holdout_reward'])} of the rule's; the "
+                  f"advisor's interval above it: {apart})")
         balanced_apart = not overlap(final["balanced_hit_rate_ci"], warm["balanced_hit_rate_ci"])
         b = final["balanced_hit_rate"]
         print(f"goal: balanced hit rate >= 0.57 ({fmt(b)}) with intervals apart from the warm start's "
@@ -221,6 +230,9 @@ def print_edge(report: dict[str, Any]) -> float | None:
         print(f"rule's ceiling (BUY if ret5 > 0 else SELL) {fmt(rule['hit_rate'])} {fmt(rule['hit_rate_ci'])} "
               f"balanced {fmt(rule['balanced_hit_rate'])} {fmt(rule['balanced_hit_rate_ci'])} reward "
               f"{fmt(rule['holdout_reward'])} {fmt(rule['holdout_reward_ci'])}")
+    floor = (report.get("power") or {}).get("constant_floor")
+    if floor:
+        print(f"constant answers (what the prompts' drift pays): {floor_text(floor, rule)}")
     print(f"advisor hit rate  warm start      {fmt(warm['hit_rate'])} {fmt(warm['hit_rate_ci'])} "
           f"up {fmt(warm['hit_rate_up'])} down {fmt(warm['hit_rate_down'])} balanced {fmt(warm['balanced_hit_rate'])} "
           f"{fmt(warm['balanced_hit_rate_ci'])} (directional answers {warm['directional']}, non-HOLD "

@@ -164,6 +164,8 @@ class LoopSection(MutableSection):
     warm_start: dict[str, Any] | None = None
     rule_ceiling: dict[str, Any] | None = None
     """The best simple rule scored on the loop's holdout prompts (:func:`tradelab.loop.power.rule_ceiling`)."""
+    constant_floor: dict[str, Any] | None = None
+    """Each constant answer scored on the same prompts (:func:`tradelab.loop.power.constant_floor`)."""
     iterations: list[LoopIteration] = Field(default_factory=list)
     report: dict[str, str] | None = None
     report_dir: str

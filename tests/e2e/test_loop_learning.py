@@ -91,6 +91,9 @@ def test_a_short_loop_on_a_strong_edge_trades_and_hands_each_adapter_on(
     assert report["settings"]["profile"] == "learn-tiny" == report["origin"]["profile"]
     assert report["base_model"]["local_path"] == "models/base/tiny-advisor" and report["base_model"]["sha256"]
     assert report["power"]["rule_ceiling"]["hit_rate"] > 0.5
+    floor = report["power"]["constant_floor"]  # what a constant answer earns on the same prompts
+    assert set(floor) == {"BUY", "SELL", "HOLD"} and floor["HOLD"]["hit_rate"] is None
+    assert floor["BUY"]["hit_rate"] + floor["SELL"]["hit_rate"] == pytest.approx(1.0)
     constant = iteration["dataset_constant_answers"]["train"]  # the reward's own lean on Stage 2's prompts
     assert constant["rows"] == iteration["dataset_counts"]["train"] and constant["buy_better"] + constant["sell_better"]
     rows = report["power"]["comparisons"]

@@ -75,3 +75,32 @@ def test_a_gain_of_exactly_zero_on_every_prompt_has_no_mde() -> None:
     room = section["stage2_room"][0]
     assert room["mde"] is None and room["could_have_seen"] is None and room["room_exceeds_mde"] is None
     assert "no MDE" in "\n".join(power_lines(section))
+
+
+def test_the_constant_floor_scores_each_constant_answer_on_the_probe_prompts() -> None:
+    import numpy as np
+    from stage2_factory import make_record
+
+    from tradelab.core.ground_truth import build_ground_truth, dumps
+    from tradelab.loop.power import constant_floor
+    from tradelab.loop.probe import ProbeSet
+
+    trends = ["up", "up", "up", "down"]
+    probe = ProbeSet(bar_indices=list(range(4)), contexts=[{"market": "NQ"}] * 4, messages=[],
+                     ground_truths=[dumps(build_ground_truth(make_record(i, trend=t))) for i, t in enumerate(trends)],
+                     moves_points=np.array([5.0, 4.0, 3.0, -6.0]), session_ids=np.arange(4))
+    floor = constant_floor(probe, level=0.95, seed=0)
+    assert set(floor) == {"BUY", "SELL", "HOLD"}
+    assert floor["BUY"]["hit_rate"] == pytest.approx(0.75) and floor["SELL"]["hit_rate"] == pytest.approx(0.25)
+    assert floor["HOLD"]["hit_rate"] is None  # HOLD is not directional
+    assert floor["BUY"]["holdout_reward"] > floor["SELL"]["holdout_reward"]  # three of the four moves went up
+
+
+def test_the_report_prints_the_floor_as_a_share_of_the_rules_reward() -> None:
+    floor = {"BUY": {"hit_rate": 0.57, "holdout_reward": 0.30, "holdout_reward_ci": [0.25, 0.35]},
+             "SELL": {"hit_rate": 0.43, "holdout_reward": 0.06, "holdout_reward_ci": [0.0, 0.12]},
+             "HOLD": {"hit_rate": None, "holdout_reward": -0.15, "holdout_reward_ci": [-0.2, -0.1]}}
+    section = power_section(_report(0.10, [0.01, 0.05]), RULE, level=0.95, floor=floor)
+    assert section["constant_floor"] == floor
+    line = next(line for line in power_lines(section) if "constant answer" in line)
+    assert "BUY 0.300 [0.250, 0.350], 50% of the rule's" in line and "SELL 0.060" in line and "HOLD -0.150" in line

@@ -47,6 +47,11 @@ class ConstantAnswers:
         return asdict(self)
 
 
+def constant_answer(action: str) -> str:
+    """The answer a constant advisor gives: ``action`` at :data:`NEUTRAL_CONFIDENCE`, in the contract's form."""
+    return format_advice(action, NEUTRAL_CONFIDENCE, "constant")
+
+
 def constant_answers(rows: Iterable[tuple[str, str]]) -> ConstantAnswers:
     """Score every constant answer on ``rows``.
 
@@ -56,7 +61,7 @@ def constant_answers(rows: Iterable[tuple[str, str]]) -> ConstantAnswers:
     Raises:
         ValueError: A ground truth is not the object the dataset exporter writes (a dataset bug).
     """
-    answers = {action: format_advice(action, NEUTRAL_CONFIDENCE, "constant") for action in CONSTANT_ACTIONS}
+    answers = {action: constant_answer(action) for action in CONSTANT_ACTIONS}
     totals = dict.fromkeys(CONSTANT_ACTIONS, 0.0)
     n = buy_better = sell_better = tied = 0
     for source, truth in rows:

@@ -11,6 +11,10 @@ large:
   so the days' clustering counts;
 - per iteration, Stage 1's distance to the rule's ceiling (in mean holdout reward) is the room Stage 2 had to teach:
   a Stage 2 gain that missed could only have been seen where that room exceeds the gain's MDE.
+
+Next to the ceiling sits the floor: each constant answer (BUY, SELL or HOLD on every prompt) scored on the same
+prompts (:func:`constant_floor`). On a holdout that drifts one way a constant answer earns a share of the rule's
+reward with no cue at all, and an advisor's reward means something only above it.
 """
 
 from __future__ import annotations
@@ -38,6 +42,22 @@ def rule_ceiling(probe: ProbeSet, *, level: float, seed: int) -> dict[str, Any]:
 
     figures = score_answers(probe, momentum_rule_answers(probe), level=level, seed=seed)
     return {key: figures[key] for key in CEILING_KEYS}
+
+
+FLOOR_KEYS: tuple[str, ...] = ("hit_rate", "holdout_reward", "holdout_reward_ci")
+"""A constant answer's figures kept in the loop state and report."""
+
+
+def constant_floor(probe: ProbeSet, *, level: float, seed: int) -> dict[str, dict[str, Any]]:
+    """Each constant answer scored on the loop's holdout prompts like any advisor: what the drift alone pays."""
+    from tradelab.grpo.baselines import CONSTANT_ACTIONS, constant_answer
+    from tradelab.loop.probe import score_answers
+
+    floor = {}
+    for action in CONSTANT_ACTIONS:
+        figures = score_answers(probe, [constant_answer(action)] * len(probe), level=level, seed=seed)
+        floor[action] = {key: figures[key] for key in FLOOR_KEYS}
+    return floor
 
 
 def stage1_records(llm_stats: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -132,8 +152,10 @@ def stage2_room(iteration: Mapping[str, Any], rule: Mapping[str, Any] | None, le
             "room_exceeds_mde": None if distance is None or row["mde"] is None else distance > row["mde"]}
 
 
-def power_section(report: Mapping[str, Any], rule: Mapping[str, Any] | None, *, level: float) -> dict[str, Any]:
-    """The ``power`` section of ``loop_report.json``: the rule's ceiling, the comparisons and Stage 2's room."""
+def power_section(report: Mapping[str, Any], rule: Mapping[str, Any] | None, *, level: float,
+                  floor: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The ``power`` section of ``loop_report.json``: the rule's ceiling, the constant answers' floor
+    (:func:`constant_floor`), the comparisons and Stage 2's room."""
     warm = report["warm_start"]["advisor"]
     iterations = report["iterations"]
     last = next((it for it in reversed(iterations) if it.get("advisor")), None)
@@ -152,8 +174,9 @@ def power_section(report: Mapping[str, Any], rule: Mapping[str, Any] | None, *, 
     records = [{"iteration": it["iteration"], "stage1": (it.get("stage1") or {}).get("records"),
                 "stage2_dataset": it.get("dataset_counts"),
                 "stage2_groups": (it.get("stage2_run") or {}).get("group_signal")} for it in iterations]
-    return {"alpha": 0.05, "power": 0.8, "rule_ceiling": dict(rule) if rule else None, "comparisons": rows,
-            "stage2_room": stage2, "records": records}
+    return {"alpha": 0.05, "power": 0.8, "rule_ceiling": dict(rule) if rule else None,
+            "constant_floor": dict(floor) if floor else None, "comparisons": rows, "stage2_room": stage2,
+            "records": records}
 
 
 def _num(value: Any) -> str:
@@ -191,6 +214,18 @@ def records_text(used: Mapping[str, Any]) -> str:
     return "; ".join(parts) or "n/a"
 
 
+def floor_text(floor: Mapping[str, Any], rule: Mapping[str, Any] | None) -> str:
+    """Each constant answer's mean holdout reward, its interval and its share of the rule's reward."""
+    ceiling = rule.get("holdout_reward") if rule else None
+    parts = []
+    for action, figures in floor.items():
+        reward, ci = figures["holdout_reward"], figures["holdout_reward_ci"]
+        share = f", {reward / ceiling:.0%} of the rule's" if reward is not None and ceiling else ""
+        interval = f" [{_num(ci[0])}, {_num(ci[1])}]" if ci else ""
+        parts.append(f"{action} {_num(reward)}{interval}{share}")
+    return "; ".join(parts)
+
+
 def power_lines(section: Mapping[str, Any] | None) -> list[str]:
     """The loop report's markdown section on power (empty without one)."""
     if not section:
@@ -201,6 +236,9 @@ def power_lines(section: Mapping[str, Any] | None) -> list[str]:
         lines.append(f"- The rule's ceiling on these prompts (BUY if the 5-bar return is up, else SELL): hit rate "
                      f"{_num(rule['hit_rate'])}, balanced {_num(rule['balanced_hit_rate'])}, mean reward "
                      f"{_num(rule['holdout_reward'])}")
+    floor = section.get("constant_floor")
+    if floor:
+        lines.append(f"- A constant answer on these prompts (what their drift alone pays): {floor_text(floor, rule)}")
     for room in section.get("stage2_room") or []:
         lines.append(f"- Iteration {room['iteration']}: Stage 1 is {_num(room['stage1_to_ceiling_reward'])} below the "
                      f"rule's mean reward (hit rate {_num(room['stage1_to_ceiling_hit_rate'])} below); Stage 2 "

@@ -10,7 +10,8 @@ JSON shape (every ``*_ci`` is ``[low, high]`` or null when the sample is too sma
                      "notes": [...]}],
      "interruptions": [{"iteration", **STOP}],
      "headline": {"advisor_hit_rate_gain", ...},
-     "power": {"rule_ceiling", "comparisons": [{name, observed, ci, mde, goal, met, headroom, could_have_seen}],
+     "power": {"rule_ceiling", "constant_floor",
+               "comparisons": [{name, observed, ci, mde, goal, met, headroom, could_have_seen}],
                "stage2_room": [{iteration, stage1_to_ceiling_reward, observed (Stage 2's gain), mde, ...}]}}
 
     ADVISOR = {hit_rate, hit_rate_ci, hit_rate_up, hit_rate_down, balanced_hit_rate, balanced_hit_rate_ci,
@@ -198,7 +199,8 @@ def build_report(market: str, config: TradelabConfig, state: LoopSection) -> dic
         "headline": {"advisor_hit_rate_gain": _gain(warm, last, "hit_rate"),
                      "advisor_balanced_hit_rate_gain": _gain(warm, last, "balanced_hit_rate")},
     }
-    report["power"] = power_section(report, state.rule_ceiling, level=config.evaluation.ci_level)
+    report["power"] = power_section(report, state.rule_ceiling, level=config.evaluation.ci_level,
+                                    floor=state.constant_floor)
     return report
 
 

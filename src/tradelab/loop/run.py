@@ -31,7 +31,7 @@ from tradelab.loop import lineage, resume
 from tradelab.loop.advisor_probe import ProbeContext
 from tradelab.loop import report as loop_report
 from tradelab.loop.lineage import require_pinned
-from tradelab.loop.power import rule_ceiling, stage1_records
+from tradelab.loop.power import constant_floor, rule_ceiling, stage1_records
 from tradelab.manifest import load_manifest, loop_of, set_loop
 from tradelab.manifest_schema import (
     LoopEvaluation,
@@ -103,6 +103,9 @@ def run_loop(
         if state.rule_ceiling is None:  # the most the advisor's figures could reach on these prompts
             state.rule_ceiling = rule_ceiling(probe_ctx.probe(), level=config.evaluation.ci_level,
                                               seed=config.evaluation.base_seed)
+        if state.constant_floor is None:  # what the prompts' drift pays with no cue at all
+            state.constant_floor = constant_floor(probe_ctx.probe(), level=config.evaluation.ci_level,
+                                                  seed=config.evaluation.base_seed)
         for number in range(1, settings.iterations + 1):
             iteration = _iteration_state(state, number)
             for stage in LOOP_STAGES:
