@@ -232,7 +232,7 @@ def print_edge(report: dict[str, Any]) -> float | None:
               f"{fmt(rule['holdout_reward'])} {fmt(rule['holdout_reward_ci'])}")
     floor = (report.get("power") or {}).get("constant_floor")
     if floor:
-        print(f"constant answers (what the prompts' drift pays): {floor_text(floor, rule)}")
+        print(f"constant answers (no cue at all): {floor_text(floor, rule)}")
     print(f"advisor hit rate  warm start      {fmt(warm['hit_rate'])} {fmt(warm['hit_rate_ci'])} "
           f"up {fmt(warm['hit_rate_up'])} down {fmt(warm['hit_rate_down'])} balanced {fmt(warm['balanced_hit_rate'])} "
           f"{fmt(warm['balanced_hit_rate_ci'])} (directional answers {warm['directional']}, non-HOLD "

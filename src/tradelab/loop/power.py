@@ -49,7 +49,7 @@ FLOOR_KEYS: tuple[str, ...] = ("hit_rate", "holdout_reward", "holdout_reward_ci"
 
 
 def constant_floor(probe: ProbeSet, *, level: float, seed: int) -> dict[str, dict[str, Any]]:
-    """Each constant answer scored on the loop's holdout prompts like any advisor: what the drift alone pays."""
+    """Each constant answer scored on the loop's holdout prompts like any advisor: what no cue at all earns."""
     from tradelab.grpo.baselines import CONSTANT_ACTIONS, constant_answer
     from tradelab.loop.probe import score_answers
 
@@ -238,7 +238,7 @@ def power_lines(section: Mapping[str, Any] | None) -> list[str]:
                      f"{_num(rule['holdout_reward'])}")
     floor = section.get("constant_floor")
     if floor:
-        lines.append(f"- A constant answer on these prompts (what their drift alone pays): {floor_text(floor, rule)}")
+        lines.append(f"- A constant answer on these prompts (no cue at all): {floor_text(floor, rule)}")
     for room in section.get("stage2_room") or []:
         lines.append(f"- Iteration {room['iteration']}: Stage 1 is {_num(room['stage1_to_ceiling_reward'])} below the "
                      f"rule's mean reward (hit rate {_num(room['stage1_to_ceiling_hit_rate'])} below); Stage 2 "

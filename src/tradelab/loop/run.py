@@ -103,7 +103,7 @@ def run_loop(
         if state.rule_ceiling is None:  # the most the advisor's figures could reach on these prompts
             state.rule_ceiling = rule_ceiling(probe_ctx.probe(), level=config.evaluation.ci_level,
                                               seed=config.evaluation.base_seed)
-        if state.constant_floor is None:  # what the prompts' drift pays with no cue at all
+        if state.constant_floor is None:  # what an answer with no cue at all earns on these prompts
             state.constant_floor = constant_floor(probe_ctx.probe(), level=config.evaluation.ci_level,
                                                   seed=config.evaluation.base_seed)
         for number in range(1, settings.iterations + 1):
