@@ -124,6 +124,9 @@ class DatasetEntry(Section):
     filters: dict[str, Any] | None = None
     generated_at: str | None = None
     profile: str | None = None
+    constant_answers: dict[str, Any] | None = None
+    """Per split, what a constant BUY, SELL or HOLD advisor scores on it
+    (:class:`tradelab.grpo.baselines.ConstantAnswers`); None in exports made before the figure existed."""
 
 
 class RunDataset(Section):

@@ -70,6 +70,8 @@ class DatasetResult(Result):
     sha256s: dict[str, str]
     profile: str
     malformed_lines: list[dict[str, Any]]
+    constant_answers: dict[str, Any]
+    """Per split, what a constant BUY, SELL or HOLD advisor scores (:mod:`tradelab.grpo.baselines`)."""
 
 
 class Launch(Result):

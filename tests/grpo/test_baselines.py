@@ -12,6 +12,7 @@ from tradelab.core.records import DEFAULT_REWARD_WEIGHTS
 from tradelab.core.reward import compute_score
 from tradelab.grpo.baselines import constant_answers, constant_answers_text, split_constant_answers
 from tradelab.grpo.dataset import export_dataset
+from tradelab.manifest import load_manifest
 from tradelab.paths import Workspace
 
 SOURCE = "tradelab/NQ"
@@ -53,5 +54,6 @@ def test_the_export_records_each_splits_constant_answers_as_read_back_from_its_f
         rows = pq.read_table(data_dir / f"stage2_{split}.parquet").to_pylist()
         assert recorded == constant_answers(
             [(r["data_source"], r["reward_model"]["ground_truth"]) for r in rows]).record()
+    assert load_manifest(stage2_root, "NQ")["stage2"]["dataset"]["constant_answers"] == metadata["constant_answers"]
     line = constant_answers_text(metadata["constant_answers"]["train"])
     assert line.startswith(f"{metadata['counts']['train']} rows") and "BUY beat SELL" in line

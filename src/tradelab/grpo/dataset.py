@@ -226,4 +226,5 @@ def _manifest_entry(metadata: dict[str, Any], metadata_path: Path, ws: Workspace
         "filters": metadata["filters"],
         "generated_at": metadata["generated_at"],
         "profile": metadata["profile"],
+        "constant_answers": metadata["constant_answers"],
     }

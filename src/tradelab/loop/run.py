@@ -25,7 +25,6 @@ from tradelab import stages
 from tradelab.attempts import market_writer
 from tradelab.errors import StageFailed, StageNotReady
 from tradelab.fileio import new_stamped_dir, sha256_dir, sha256_file
-from tradelab.grpo.baselines import split_constant_answers
 from tradelab.handoff import FRESH_ADAPTER_DIR, AdvisorModel, base_or_none, output_model
 from tradelab.loop import lineage, resume
 from tradelab.loop.advisor_probe import ProbeContext
@@ -308,7 +307,7 @@ def _stage2_dataset(root: str | Path, market: str, config: TradelabConfig, setti
     iteration.dataset_paths = {k: ws.record(path) or "" for k, path in files.items()}
     iteration.dataset_sha256s = result.dataset.sha256s
     iteration.dataset_counts = result.dataset.counts
-    iteration.dataset_constant_answers = {k: split_constant_answers(path).record() for k, path in files.items()}
+    iteration.dataset_constant_answers = result.dataset.constant_answers
 
 
 def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settings: LoopSettings,
