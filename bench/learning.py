@@ -138,14 +138,14 @@ def met(flag: bool) -> str:
 
 def print_power(report: dict[str, Any]) -> None:
     """Every comparison's MDE next to its observed effect, the records each iteration used, Stage 2's room."""
-    from tradelab.loop.power import records_text
+    from tradelab.loop.power import records_text, room_split_text
 
     power = report.get("power") or {}
     for used in power.get("records") or []:
         print(f"records it{used['iteration']}: {records_text(used)}")
     for room in power.get("stage2_room") or []:
         print(f"stage 1 distance to the rule's ceiling it{room['iteration']}: reward "
-              f"{fmt(room['stage1_to_ceiling_reward'])}, hit rate {fmt(room['stage1_to_ceiling_hit_rate'])}; stage 2 "
+              f"{fmt(room['stage1_to_ceiling_reward'])} ({room_split_text(room)}); stage 2 "
               f"gain {fmt(room['observed'])} {fmt(room['ci'])}, MDE {fmt(room['mde'])}, room exceeds MDE: "
               f"{room['room_exceeds_mde']}")
     for row in power.get("comparisons") or []:

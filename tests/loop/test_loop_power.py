@@ -104,3 +104,17 @@ def test_the_report_prints_the_floor_as_a_share_of_the_rules_reward() -> None:
     assert section["constant_floor"] == floor
     line = next(line for line in power_lines(section) if "constant answer" in line)
     assert "BUY 0.300 [0.250, 0.350], 50% of the rule's" in line and "SELL 0.060" in line and "HOLD -0.150" in line
+
+
+def test_stage2_room_splits_stage1s_distance_into_sides_and_confidence() -> None:
+    from tradelab.loop.power import room_split_text
+
+    report = _report(0.52, [-0.01, 0.03])
+    report["iterations"][0]["advisor_stage1"]["sides_reward"] = 0.61
+    room = power_section(report, {**RULE, "sides_reward": 0.62}, level=0.95)["stage2_room"][0]
+    assert room["stage1_to_ceiling_reward"] == pytest.approx(0.08)
+    assert room["stage1_to_ceiling_sides_reward"] == pytest.approx(0.01)  # the rest, 0.07, is the confidence
+    assert "0.010 of it in the sides at neutral confidence, 0.070 in the stated confidence" in room_split_text(room)
+    without = power_section(_report(0.52, [-0.01, 0.03]), RULE, level=0.95)["stage2_room"][0]
+    assert without["stage1_to_ceiling_sides_reward"] is None
+    assert room_split_text(without) == "hit rate 0.050 below"

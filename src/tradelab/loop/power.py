@@ -10,7 +10,9 @@ large:
 - mean holdout rewards and net P&L carry day-block intervals; their MDE is 2.8 standard errors read off the interval,
   so the days' clustering counts;
 - per iteration, Stage 1's distance to the rule's ceiling (in mean holdout reward) is the room Stage 2 had to teach:
-  a Stage 2 gain that missed could only have been seen where that room exceeds the gain's MDE.
+  a Stage 2 gain that missed could only have been seen where that room exceeds the gain's MDE. The same distance in
+  the sides alone (both answer sets scored at the reward's neutral confidence) says how much of that room is the
+  direction and how much the stated confidence.
 
 Next to the ceiling sits the floor: each constant answer (BUY, SELL or HOLD on every prompt) scored on the same
 prompts (:func:`constant_floor`). On a holdout that drifts one way a constant answer earns a share of the rule's
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
 CEILING_KEYS: tuple[str, ...] = (
     "hit_rate", "hit_rate_ci", "balanced_hit_rate", "balanced_hit_rate_ci", "holdout_reward", "holdout_reward_ci",
-    "directional", "prompts",
+    "sides_reward", "directional", "prompts",
 )
 """The rule's figures kept in the loop state and report."""
 
@@ -143,12 +145,14 @@ def stage2_room(iteration: Mapping[str, Any], rule: Mapping[str, Any] | None, le
         ceiling_reward - stage1["holdout_reward"])
     hit_distance = None if (rule or {}).get("hit_rate") is None or stage1.get("hit_rate") is None else (
         rule["hit_rate"] - stage1["hit_rate"])
+    sides_distance = None if (rule or {}).get("sides_reward") is None or stage1.get("sides_reward") is None else (
+        rule["sides_reward"] - stage1["sides_reward"])
     ci = gain.get("reward_gain_ci")
     row = comparison(f"it{iteration['iteration']} Stage 2 gain in mean holdout reward", gain.get("reward_gain"),
                      mde_from_interval(ci, level=level), goal="lower bound > 0", met=bool(ci) and ci[0] > 0,
                      headroom=distance, ci=ci)
     return {**row, "iteration": iteration["iteration"], "stage1_to_ceiling_reward": distance,
-            "stage1_to_ceiling_hit_rate": hit_distance,
+            "stage1_to_ceiling_hit_rate": hit_distance, "stage1_to_ceiling_sides_reward": sides_distance,
             "room_exceeds_mde": None if distance is None or row["mde"] is None else distance > row["mde"]}
 
 
@@ -214,6 +218,18 @@ def records_text(used: Mapping[str, Any]) -> str:
     return "; ".join(parts) or "n/a"
 
 
+def room_split_text(room: Mapping[str, Any]) -> str:
+    """Where Stage 1's distance to the rule's reward lies: the sides (scored at neutral confidence) and the hit rate.
+
+    The confidence's share is the rest: a Stage 1 advisor on the rule's sides that states one confidence everywhere
+    is below the rule's reward by the calibration term alone, room that only a change of confidence can take.
+    """
+    total, sides = room.get("stage1_to_ceiling_reward"), room.get("stage1_to_ceiling_sides_reward")
+    split = "" if total is None or sides is None else (
+        f"{_num(sides)} of it in the sides at neutral confidence, {_num(total - sides)} in the stated confidence; ")
+    return f"{split}hit rate {_num(room.get('stage1_to_ceiling_hit_rate'))} below"
+
+
 def floor_text(floor: Mapping[str, Any], rule: Mapping[str, Any] | None) -> str:
     """Each constant answer's mean holdout reward, its interval and its share of the rule's reward."""
     ceiling = rule.get("holdout_reward") if rule else None
@@ -241,8 +257,8 @@ def power_lines(section: Mapping[str, Any] | None) -> list[str]:
         lines.append(f"- A constant answer on these prompts (no cue at all): {floor_text(floor, rule)}")
     for room in section.get("stage2_room") or []:
         lines.append(f"- Iteration {room['iteration']}: Stage 1 is {_num(room['stage1_to_ceiling_reward'])} below the "
-                     f"rule's mean reward (hit rate {_num(room['stage1_to_ceiling_hit_rate'])} below); Stage 2 "
-                     f"gained {_num(room['observed'])}, MDE {_num(room['mde'])}")
+                     f"rule's mean reward ({room_split_text(room)}); Stage 2 gained {_num(room['observed'])}, MDE "
+                     f"{_num(room['mde'])}")
     for used in section.get("records") or []:
         lines.append(f"- Iteration {used['iteration']} learned from: {records_text(used)}")
     lines += ["", "| comparison | observed | MDE | goal | verdict |", "| --- | ---: | ---: | --- | --- |"]

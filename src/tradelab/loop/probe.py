@@ -138,6 +138,11 @@ def score_answers(probe: ProbeSet, answers: list[str], *, level: float = 0.95, s
     answers are not directional and count only in ``non_hold_share``; flat moves count nowhere. Rates carry Wilson
     intervals; the mean reward a day-block bootstrap interval (prompts of one session are not independent).
 
+    ``sides_reward`` is the mean reward of the same actions stated without a confidence (the reward scores them at
+    its neutral confidence): what the sides alone earn. Its difference from ``holdout_reward`` is what the stated
+    confidences add or cost through the reward's calibration term, so a gap to another advisor can be split into
+    sides and confidence. Unparsed and blocked answers keep their own reward there.
+
     Returns:
         Figures with ``*_ci`` as ``[low, high]`` or None when the sample is too small, plus the per-prompt
         ``rewards`` and ``actions`` (for paired comparisons between adapters).
@@ -146,12 +151,17 @@ def score_answers(probe: ProbeSet, answers: list[str], *, level: float = 0.95, s
         raise ValueError(f"{len(answers)} answers for {len(probe)} probe prompts")
     actions: list[str | None] = []
     rewards = np.zeros(len(probe))
+    sides_rewards = np.zeros(len(probe))
     parsed = 0
     for i, (answer, truth) in enumerate(zip(answers, probe.ground_truths)):
         advice = parse_advice(answer)
         parsed += bool(advice.parse_ok)
         actions.append(advice.action if advice.parse_ok else None)
-        rewards[i] = compute_score(f"tradelab/{probe.contexts[i]['market']}", answer, truth)["score"]
+        data_source = f"tradelab/{probe.contexts[i]['market']}"
+        scored = compute_score(data_source, answer, truth)
+        rewards[i] = scored["score"]
+        sides_rewards[i] = (compute_score(data_source, advice.action, truth)["score"]
+                            if advice.parse_ok and advice.action and not scored["blocked"] else scored["score"])
     moves = probe.moves_points
     directional = np.array([a in ("BUY", "SELL") for a in actions], dtype=bool)
     says_up = np.array([a == "BUY" for a in actions], dtype=bool)
@@ -174,6 +184,7 @@ def score_answers(probe: ProbeSet, answers: list[str], *, level: float = 0.95, s
         **balanced_hit_rate(up_hits, up_n, down_hits, down_n, level=level),
         "holdout_reward": float(rewards.mean()) if n else None,
         "holdout_reward_ci": _ci(day_bootstrap_ci(rewards, probe.session_ids, level=level, seed=seed)),
+        "sides_reward": float(sides_rewards.mean()) if n else None,
         "rewards": rewards.tolist(),
         "actions": actions,
     }

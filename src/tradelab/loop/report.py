@@ -12,10 +12,12 @@ JSON shape (every ``*_ci`` is ``[low, high]`` or null when the sample is too sma
      "headline": {"advisor_hit_rate_gain", ...},
      "power": {"rule_ceiling", "constant_floor",
                "comparisons": [{name, observed, ci, mde, goal, met, headroom, could_have_seen}],
-               "stage2_room": [{iteration, stage1_to_ceiling_reward, observed (Stage 2's gain), mde, ...}]}}
+               "stage2_room": [{iteration, stage1_to_ceiling_reward, stage1_to_ceiling_sides_reward,
+                               observed (Stage 2's gain), mde, ...}]}}
 
     ADVISOR = {hit_rate, hit_rate_ci, hit_rate_up, hit_rate_down, balanced_hit_rate, balanced_hit_rate_ci,
-               holdout_reward, holdout_reward_ci, parse_rate, non_hold_share, prompts, directional, ...}
+               holdout_reward, holdout_reward_ci, sides_reward (the same sides at neutral confidence), parse_rate,
+               non_hold_share, prompts, directional, ...}
     STOP    = {stage, status (interrupted | failed), redo (afresh | continued from ... | rewritten), found_at, error}
     AGENT   = {net_pnl_usd, net_pnl_usd_ci (day-block bootstrap), net_pnl_usd_seed_ci (t over >= 3 seeds),
                trades_per_day, sharpe (annualised, all seeds' days pooled), days, trades, seeds}
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
 ADVISOR_KEYS: tuple[str, ...] = (
     "hit_rate", "hit_rate_ci", "hit_rate_up", "hit_rate_up_ci", "hit_rate_down", "hit_rate_down_ci",
     "balanced_hit_rate", "balanced_hit_rate_ci", "holdout_reward",
-    "holdout_reward_ci", "parse_rate", "parse_rate_ci", "non_hold_share", "non_hold_share_ci", "prompts",
+    "holdout_reward_ci", "sides_reward", "parse_rate", "parse_rate_ci", "non_hold_share", "non_hold_share_ci", "prompts",
     "directional", "adapter_sha256", "answers_path",
 )
 """Advisor figures kept in the report."""
