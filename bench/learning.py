@@ -9,8 +9,9 @@ ceiling; the hybrid's and PPO-only's net P&L with day-block intervals, and their
 advisor learned from; and every comparison's minimum detectable effect (80% power, 5% two-sided) next to its
 observed effect, with the goals of issue 25 for the edge (0.3: reward >= 70% of the rule's, balanced hit rate >=
 0.57, hybrid - PPO-only above 0; 0.2: reward above the warm start's; 0.1: reported, with the prompts a test would
-need). For the null market it checks that no agent's interval sits above 0 and that the advisor's hit-rate interval
-contains 0.5. It also prints what the best simple rule earns per trade after costs, in R, at several strengths.
+need). For the null market it checks that no agent's interval sits above 0 and that the advisor's balanced hit-rate
+interval contains 0.5 (its plain hit rate is printed beside it: a constant answer's is the prompts' share of moves its
+way). It also prints what the best simple rule earns per trade after costs, in R, at several strengths.
 
 The headline, printed last: ``advisor_hit_rate_gain=<final minus warm start, edge market>``.
 
@@ -285,6 +286,12 @@ def print_edge(report: dict[str, Any]) -> float | None:
 
 
 def print_null(report: dict[str, Any]) -> bool:
+    """The null market's verdict: no agent's P&L interval above 0 and no advisor that tells up from down.
+
+    The advisor's test is its balanced hit rate, not its plain one: on prompts whose moves went up more often than
+    down, a constant BUY's plain hit rate is that share and excludes 0.5 without any cue (or leak) at all, while its
+    balanced rate is 0.5. The plain rate is printed beside it with a constant BUY's on the same prompts.
+    """
     from tradelab.evaluation.power import mde_from_interval, mde_mean
 
     last = report["iterations"][-1]
@@ -295,13 +302,16 @@ def print_null(report: dict[str, Any]) -> bool:
         clean &= not leak
         print(f"net P&L {name:13s} {fmt(a['net_pnl_usd'])} USD days-CI {fmt(a['net_pnl_usd_ci'])} "
               f"{'LEAK? lower bound above 0' if leak else 'ok'} (MDE {fmt(mde_from_interval(a['net_pnl_usd_ci']))})")
+    floor = (report.get("power") or {}).get("constant_floor") or {}
+    buy_hit = (floor.get("BUY") or {}).get("hit_rate")
     for label, a in (("warm start", report["warm_start"]["advisor"]), ("final", last["advisor"])):
-        ci = a["hit_rate_ci"]
+        ci = a["balanced_hit_rate_ci"]
         contains = ci is None or ci[0] <= 0.5 <= ci[1]
         clean &= contains
-        print(f"advisor hit rate {label}: {fmt(a['hit_rate'])} {fmt(ci)} {'contains 0.5' if contains else 'LEAK?'} "
-              f"(balanced {fmt(a['balanced_hit_rate'])} {fmt(a['balanced_hit_rate_ci'])}; an edge over 0.5 below "
-              f"{fmt(mde_mean(0.5, a['directional']))} would go unseen at {a['directional']} directional answers)")
+        print(f"advisor balanced hit rate {label}: {fmt(a['balanced_hit_rate'])} {fmt(ci)} "
+              f"{'contains 0.5' if contains else 'LEAK?'} (hit rate {fmt(a['hit_rate'])} {fmt(a['hit_rate_ci'])}, a "
+              f"constant BUY's {fmt(buy_hit)}; an edge over 0.5 below {fmt(mde_mean(0.5, a['directional']))} would "
+              f"go unseen at {a['directional']} directional answers)")
     print(f"null market clean: {clean}")
     return clean
 

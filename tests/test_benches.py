@@ -58,3 +58,27 @@ def test_the_learning_bench_keeps_a_workspace_that_holds_its_market_so_a_killed_
     assert not bench.holds_market(tmp_path, 0.2, args)
     assert not bench.holds_market(tmp_path, 0.3, Namespace(data_seed=6, days=2))
     assert not bench.holds_market(tmp_path, 0.3, Namespace(data_seed=5, days=3))
+
+
+def _null_report(balanced: float, balanced_ci: list[float], hit: float, hit_ci: list[float]) -> dict:
+    agent = {"net_pnl_usd": -500.0, "net_pnl_usd_ci": [-2000.0, 900.0]}
+    advisor = {"balanced_hit_rate": balanced, "balanced_hit_rate_ci": balanced_ci, "hit_rate": hit,
+               "hit_rate_ci": hit_ci, "directional": 240}
+    warm = {"balanced_hit_rate": 0.5, "balanced_hit_rate_ci": [0.47, 0.53], "hit_rate": 0.45,
+            "hit_rate_ci": [0.35, 0.55], "directional": 93}
+    return {"warm_start": {"advisor": warm},
+            "iterations": [{"agents": {"hybrid": agent, "ppo": agent}, "advisor": advisor}],
+            "power": {"constant_floor": {"BUY": {"hit_rate": 0.588}}}}
+
+
+def test_the_null_verdict_reads_the_balanced_hit_rate_which_a_constant_answer_cannot_game(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    bench = _learning_bench()
+    # Mostly BUY on prompts that drifted up: the plain hit rate excludes 0.5, the balanced rate does not.
+    assert bench.print_null(_null_report(0.493, [0.479, 0.510], 0.579, [0.516, 0.640]))
+    out = capsys.readouterr().out
+    assert "advisor balanced hit rate final: 0.493" in out and "a constant BUY's 0.588" in out
+    assert "LEAK?" not in out and "null market clean: True" in out
+    # An advisor that tells up from down on a market without an edge is flagged, whatever its plain rate.
+    assert not bench.print_null(_null_report(0.571, [0.510, 0.630], 0.546, [0.483, 0.608]))
+    assert "LEAK?" in capsys.readouterr().out
