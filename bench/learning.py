@@ -176,6 +176,8 @@ def prompts_for_power(rule_hit: float | None) -> int | None:
 
 def print_goals(report: dict[str, Any]) -> None:
     """Issue 25's goals for the report's edge, each met or missed."""
+    from tradelab.loop.power import room_split_text
+
     edge = float(report["edge"] or 0.0)
     warm, final = report["warm_start"]["advisor"], report["iterations"][-1]["advisor"]
     rule = (report.get("power") or {}).get("rule_ceiling") or {}
@@ -198,6 +200,9 @@ def print_goals(report: dict[str, Any]) -> None:
         b = final["balanced_hit_rate"]
         print(f"goal: balanced hit rate >= 0.57 ({fmt(b)}) with intervals apart from the warm start's "
               f"({balanced_apart}): {met(bool(b is not None and b >= 0.57 and balanced_apart))}")
+        if rule.get("balanced_hit_rate") is not None and rule["balanced_hit_rate"] < 0.57:
+            print(f"  (the rule itself scores {fmt(rule['balanced_hit_rate'])} balanced on these prompts: the goal "
+                  "is above the ceiling of this draw)")
         diff = report["iterations"][-1]["hybrid_minus_ppo"] or {}
         ci = diff.get("net_pnl_usd_ci")
         print(f"goal: hybrid - PPO-only lower bound > 0 ({fmt(ci)}): {met(bool(ci and ci[0] > 0))}")
@@ -214,7 +219,7 @@ def print_goals(report: dict[str, Any]) -> None:
         ci = room["ci"]
         if room["room_exceeds_mde"]:
             print(f"goal: stage 2 it{room['iteration']} (Stage 1 below the ceiling by more than the MDE) gain lower "
-                  f"bound > 0: {met(bool(ci and ci[0] > 0))}")
+                  f"bound > 0: {met(bool(ci and ci[0] > 0))} (the room: {room_split_text(room)})")
         elif room["room_exceeds_mde"] is None:
             print(f"goal: stage 2 it{room['iteration']}: no MDE (the paired gains have no spread), so whether Stage 1 "
                   f"left more than it is unknown; its distance to the ceiling is "

@@ -82,3 +82,27 @@ def test_the_null_verdict_reads_the_balanced_hit_rate_which_a_constant_answer_ca
     # An advisor that tells up from down on a market without an edge is flagged, whatever its plain rate.
     assert not bench.print_null(_null_report(0.571, [0.510, 0.630], 0.546, [0.483, 0.608]))
     assert "LEAK?" in capsys.readouterr().out
+
+
+def test_the_edge_goals_say_when_the_rule_is_below_the_balanced_goal_and_where_stage2s_room_lies(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    bench = _learning_bench()
+
+    def advisor(balanced: float, reward: float) -> dict:
+        return {"balanced_hit_rate": balanced, "balanced_hit_rate_ci": [balanced - 0.05, balanced + 0.05],
+                "holdout_reward": reward, "holdout_reward_ci": [reward - 0.05, reward + 0.05]}
+
+    room = {"iteration": 1, "ci": [-0.01, 0.05], "room_exceeds_mde": True, "stage1_to_ceiling_reward": 0.045,
+            "stage1_to_ceiling_sides_reward": 0.012, "stage1_to_ceiling_hit_rate": 0.027}
+    report = {"edge": 0.3, "warm_start": {"advisor": advisor(0.5, -0.05)},
+              "iterations": [{"advisor": advisor(0.526, 0.38), "hybrid_minus_ppo": None}],
+              "power": {"rule_ceiling": {"holdout_reward": 0.407, "balanced_hit_rate": 0.544},
+                        "constant_floor": None, "stage2_room": [room]}}
+    bench.print_goals(report)
+    out = capsys.readouterr().out
+    assert "the rule itself scores 0.544 balanced on these prompts" in out
+    assert "gain lower bound > 0: MISSED (the room: 0.012 of it in the sides at neutral confidence, 0.033 in the " \
+           "stated confidence; hit rate 0.027 below)" in out
+    report["power"]["rule_ceiling"]["balanced_hit_rate"] = 0.602
+    bench.print_goals(report)
+    assert "the rule itself" not in capsys.readouterr().out
