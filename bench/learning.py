@@ -291,7 +291,8 @@ def print_edge(report: dict[str, Any]) -> float | None:
 
 
 def print_null(report: dict[str, Any]) -> bool:
-    """The null market's verdict: no agent's P&L interval above 0 and no advisor that tells up from down.
+    """The null market's verdict: no agent's P&L interval above 0 and no advisor, at any measurement, that tells up
+    from down.
 
     The advisor's test is its balanced hit rate, not its plain one: on prompts whose moves went up more often than
     down, a constant BUY's plain hit rate is that share and excludes 0.5 without any cue (or leak) at all, while its
@@ -309,7 +310,13 @@ def print_null(report: dict[str, Any]) -> bool:
               f"{'LEAK? lower bound above 0' if leak else 'ok'} (MDE {fmt(mde_from_interval(a['net_pnl_usd_ci']))})")
     floor = (report.get("power") or {}).get("constant_floor") or {}
     buy_hit = (floor.get("BUY") or {}).get("hit_rate")
-    for label, a in (("warm start", report["warm_start"]["advisor"]), ("final", last["advisor"])):
+    measured = [("warm start", report["warm_start"]["advisor"])]
+    for it in report["iterations"]:
+        measured += [(f"it{it['iteration']} after Stage 1", it["advisor_stage1"]),
+                     (f"it{it['iteration']} after Stage 2", it["advisor"])]
+    for label, a in measured:
+        if not a:
+            continue
         ci = a["balanced_hit_rate_ci"]
         contains = ci is None or ci[0] <= 0.5 <= ci[1]
         clean &= contains

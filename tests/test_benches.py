@@ -67,7 +67,8 @@ def _null_report(balanced: float, balanced_ci: list[float], hit: float, hit_ci: 
     warm = {"balanced_hit_rate": 0.5, "balanced_hit_rate_ci": [0.47, 0.53], "hit_rate": 0.45,
             "hit_rate_ci": [0.35, 0.55], "directional": 93}
     return {"warm_start": {"advisor": warm},
-            "iterations": [{"agents": {"hybrid": agent, "ppo": agent}, "advisor": advisor}],
+            "iterations": [{"iteration": 1, "agents": {"hybrid": agent, "ppo": agent}, "advisor_stage1": warm,
+                            "advisor": advisor}],
             "power": {"constant_floor": {"BUY": {"hit_rate": 0.588}}}}
 
 
@@ -77,11 +78,18 @@ def test_the_null_verdict_reads_the_balanced_hit_rate_which_a_constant_answer_ca
     # Mostly BUY on prompts that drifted up: the plain hit rate excludes 0.5, the balanced rate does not.
     assert bench.print_null(_null_report(0.493, [0.479, 0.510], 0.579, [0.516, 0.640]))
     out = capsys.readouterr().out
-    assert "advisor balanced hit rate final: 0.493" in out and "a constant BUY's 0.588" in out
+    assert "advisor balanced hit rate it1 after Stage 2: 0.493" in out and "a constant BUY's 0.588" in out
+    assert "advisor balanced hit rate it1 after Stage 1: 0.500" in out
     assert "LEAK?" not in out and "null market clean: True" in out
     # An advisor that tells up from down on a market without an edge is flagged, whatever its plain rate.
     assert not bench.print_null(_null_report(0.571, [0.510, 0.630], 0.546, [0.483, 0.608]))
     assert "LEAK?" in capsys.readouterr().out
+    # Every measurement counts, not just the last: a Stage 1 advisor that told up from down is flagged.
+    report = _null_report(0.493, [0.479, 0.510], 0.579, [0.516, 0.640])
+    report["iterations"][0]["advisor_stage1"] = {**report["iterations"][0]["advisor"], "balanced_hit_rate": 0.571,
+                                                 "balanced_hit_rate_ci": [0.510, 0.630]}
+    assert not bench.print_null(report)
+    assert "it1 after Stage 1: 0.571 [0.510, 0.630] LEAK?" in capsys.readouterr().out
 
 
 def test_the_edge_goals_say_when_the_rule_is_below_the_balanced_goal_and_where_stage2s_room_lies(
