@@ -268,6 +268,24 @@ def evaluate_markets(
                            walk_forward=walk_forward, cost_sweep=cost_sweep, ray_address=ray, progress=progress)
 
 
+def probe(
+    root: str | Path, market: str, *, adapter: str = "stage1", prompts: int | None = None, seed: int | None = None,
+    config: TradelabConfig | None = None,
+) -> dict[str, Any]:
+    """Score an advisor on a draw of holdout prompts beside the rule and the constant answers
+    (:func:`tradelab.loop.probe_draw.probe_draw`); ``prompts`` and ``seed`` default to the loop's own draw.
+
+    Holds the market's lock like every stage, so no Stage 1 or Stage 2 replaces an adapter while it is read.
+    """
+    from tradelab.loop.probe_draw import probe_draw
+
+    cfg = _cfg(root, config)
+    with market_writer(root, market, "probe"):
+        return probe_draw(root, market, cfg, adapter=adapter,
+                          prompts=prompts if prompts is not None else cfg.evaluation.probe_prompts,
+                          seed=seed if seed is not None else cfg.evaluation.base_seed)
+
+
 def parse_markets(root: str | Path, text: str) -> list[str]:
     """``--market`` where several are allowed: ``NQ``, ``NQ,ES`` or ``all`` (every market with bars), in order.
 

@@ -51,7 +51,7 @@ def test_training_stage2_dataset_only(keys, tmp_path: Path) -> None:
         _select(0),  # Run profile: the session's (pod)
         _select(1),  # Dataset only
         _select(0),  # Engine: verl
-        _select(6),  # Main: Exit
+        _select(7),  # Main: Exit
     ]
     out = _drive(keys, root, presses)
     data_dir = Workspace.at(root).soft_grpo_data_dir("NQ")
@@ -70,7 +70,7 @@ def test_the_profile_chosen_in_the_menu_resolves_the_config(keys, tmp_path: Path
     choices = ["pod", *(name for name in available_profiles() if name != "pod")]
     presses = [_select(1), _select(1), _select(0),
                _select(choices.index("smoke")),  # Run profile: smoke
-               _select(1), _select(0), _select(6)]
+               _select(1), _select(0), _select(7)]
     out = _drive(keys, root, presses)
     dataset = manifest.load_manifest(root, "NQ")["stage2"]["dataset"]
     assert dataset["profile"] == "smoke" and "Run profile: smoke" in out
@@ -78,21 +78,26 @@ def test_the_profile_chosen_in_the_menu_resolves_the_config(keys, tmp_path: Path
 
 
 def test_stage2_without_completed_stage1_shows_the_fix(keys, tmp_path: Path) -> None:
-    out = _drive(keys, tmp_path, [_select(1), _select(1), _select(6)])
+    out = _drive(keys, tmp_path, [_select(1), _select(1), _select(7)])
     assert "No market has a completed Stage 1" in out and "stage1 --market NQ --test" in out
 
 
 def test_status_entry_renders_tables(keys, tmp_path: Path) -> None:
     manifest.merge_stage1(tmp_path, "ES", {"status": "completed"})
-    out = _drive(keys, tmp_path, [_select(4), _select(6)])
+    out = _drive(keys, tmp_path, [_select(4), _select(7)])
     assert "ES: stages" in out and "completed" in out
 
 
 def test_back_returns_to_the_main_menu(keys, tmp_path: Path) -> None:
-    out = _drive(keys, tmp_path, [_select(0), _select(3), _select(6)])  # Data -> Back -> Exit
+    out = _drive(keys, tmp_path, [_select(0), _select(3), _select(7)])  # Data -> Back -> Exit
     assert "Error" not in out
 
 
 def test_learning_loop_entry_without_data_shows_the_fix(keys, tmp_path: Path) -> None:
-    out = _drive(keys, tmp_path, [_select(3), _select(6)])  # Learning loop -> Exit
+    out = _drive(keys, tmp_path, [_select(3), _select(7)])  # Learning loop -> Exit
     assert "No market data yet" in out and "data generate" in out
+
+
+def test_probe_entry_without_a_completed_stage1_shows_the_fix(keys, tmp_path: Path) -> None:
+    out = _drive(keys, tmp_path, [_select(6), _select(7)])  # Probe an advisor -> Exit
+    assert "No market has a completed Stage 1 to probe" in out

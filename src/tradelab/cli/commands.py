@@ -16,7 +16,7 @@ from tradelab.config import TradelabConfig
 def run_command(args: argparse.Namespace, out: Console) -> int:
     handler = {
         "data": _data, "stage1": _stage1, "stage2": _stage2, "preflight": _preflight,
-        "evaluate": _evaluate, "status": _status, "loop": _loop,
+        "evaluate": _evaluate, "status": _status, "loop": _loop, "probe": _probe,
     }[args.command]
     return handler(args, out)
 
@@ -139,6 +139,16 @@ def _loop(args: argparse.Namespace, out: Console) -> int:
     for result in results:
         out.print(render.loop_table(result["report"]))
         out.print(f"Loop report: {result['paths']['json']}")
+    return 0
+
+
+def _probe(args: argparse.Namespace, out: Console) -> int:
+    cfg = _config(args)
+    out.print(render.profile_line(cfg))
+    report = stages.probe(args.root, args.market, adapter=args.adapter, prompts=args.prompts, seed=args.seed,
+                          config=cfg)
+    out.print(render.probe_table(report))
+    out.print(f"Probe report: {report['report_path']}")
     return 0
 
 

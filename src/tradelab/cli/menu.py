@@ -19,7 +19,7 @@ from rich.console import Console
 
 from tradelab import stages
 from tradelab.cli import render
-from tradelab.cli.parser import days_int, edge_float, positive_int, timesteps_int
+from tradelab.cli.parser import days_int, edge_float, positive_int, probe_prompts_int, seed_int, timesteps_int
 from tradelab.config import DEFAULT_PROFILE, TradelabConfig, available_profiles
 from tradelab.errors import TradelabError
 from tradelab.grpo import DEFAULT_ENGINE, ENGINES
@@ -85,6 +85,7 @@ class Menu:
         actions: dict[str, Callable[[], None]] = {
             "Data": self.data_menu, "Training": self.training_menu, "Evaluation": self.evaluation,
             "Learning loop": self.loop, "Status": self.status, "Preflight": self.preflight,
+            "Probe an advisor": self.probe,
         }
         self.out.print(f"[bold]tradelab[/bold] — workspace {self.ws.root}, run profile {self.profile}")
         while True:
@@ -220,6 +221,18 @@ class Menu:
                                    on_event=lambda line: self.out.print(f"→ {line}", markup=False))
         self.out.print(render.loop_table(result["report"]))
         self.out.print(f"Loop report: {result['paths']['json']}")
+
+    def probe(self) -> None:
+        market = self._market(self._stage1_markets(), "No market has a completed Stage 1 to probe.")
+        config = self.ask_profile()
+        adapter = _ask(questionary.select("Advisor adapter", choices=["stage1", "soft_grpo", BACK]))
+        prompts = int(_ask(questionary.text("Holdout prompts", default=str(config.evaluation.probe_prompts),
+                                            validate=lambda v: _checked(probe_prompts_int, v))))
+        seed = int(_ask(questionary.text("Seed of the draw", default=str(config.evaluation.base_seed),
+                                         validate=lambda v: _checked(seed_int, v))))
+        report = stages.probe(self.root, market, adapter=adapter, prompts=prompts, seed=seed, config=config)
+        self.out.print(render.probe_table(report))
+        self.out.print(f"Probe report: {report['report_path']}")
 
     def status(self) -> None:
         for table in render.status_tables(stages.status(self.root)):

@@ -265,6 +265,17 @@ def build_parser() -> argparse.ArgumentParser:
     lp.add_argument("--restart", action="store_true", help="start a new loop even if an unfinished one exists")
     _add_ray(lp, "several markets: each market's loop is a Ray task; one market: each evaluation's seeds are")
 
+    pr = sub.add_parser("probe", help="score an advisor on a fresh draw of holdout prompts, beside the rule and "
+                                      "the constant answers")
+    pr.add_argument("--market", required=True)
+    pr.add_argument("--adapter", default="stage1", metavar="stage1|soft_grpo|DIR",
+                    help="Stage 1's adapter, the last Stage 2 output, or a PEFT adapter folder (on Stage 1's base)")
+    pr.add_argument("--prompts", type=probe_prompts_int, default=None,
+                    help="holdout prompts to draw (default: evaluation.probe_prompts)")
+    pr.add_argument("--seed", type=seed_int, default=None,
+                    help="seed of the draw (default: evaluation.base_seed, the loop's own draw)")
+    _add_profile(pr, test="the smoke profile")
+
     st = sub.add_parser("status", help="manifests, artifacts and runs per market")
     st.add_argument("--market", default=None)
     st.add_argument("--json", action="store_true")

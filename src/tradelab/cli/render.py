@@ -231,6 +231,28 @@ def loop_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def probe_table(report: dict[str, Any]) -> Table:
+    """The advisor, the rule and each constant answer on one draw of holdout prompts, from ``probe.json``."""
+
+    def num(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    def ci(value: Any) -> str:
+        return "n/a" if not value else f"[{value[0]:.3f}, {value[1]:.3f}]"
+
+    draw = report["draw"]
+    table = Table(title=f"{report['market']}: {draw['prompts']} holdout prompts over {draw['sessions']} sessions, "
+                        f"seed {draw['seed']} ({draw['up_share']:.1%} of the moves up)")
+    for column in ("answers", "hit rate", "balanced", "95% CI", "mean reward", "95% CI ", "sides at 0.5", "non-HOLD"):
+        table.add_column(column)
+    labels = {"advisor": escape(report["advisor"]["description"]), "rule": "rule: follow the 5-bar return"}
+    for name, f in report["figures"].items():
+        table.add_row(labels.get(name, f"constant {name}"), num(f["hit_rate"]), num(f["balanced_hit_rate"]),
+                      ci(f["balanced_hit_rate_ci"]), num(f["holdout_reward"]), ci(f["holdout_reward_ci"]),
+                      num(f["sides_reward"]), num(f["non_hold_share"]))
+    return table
+
+
 @contextlib.contextmanager
 def progress_bar(out: Console, label: str) -> Iterator[Any]:
     """A Rich progress bar; yields a ``progress(done, total)`` callback for the stage functions."""
