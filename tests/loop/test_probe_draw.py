@@ -53,6 +53,16 @@ def test_a_draw_is_the_one_its_seed_names_and_every_answer_set_is_scored_on_it(p
     written = json.loads(Path(report["report_path"]).read_text())
     assert written["origin"]["config_hash"] and written["origin"]["seed"] == 3
     assert written["advisor"]["adapter_path"] == "adapter" and written["advisor"]["adapter_sha256"]
+    import io
+
+    from rich.console import Console
+
+    from tradelab.cli import render
+
+    buffer = io.StringIO()
+    Console(file=buffer, width=200).print(render.probe_table(report))
+    shown = buffer.getvalue()
+    assert "24 holdout prompts" in shown and "seed 3" in shown and "constant SELL" in shown and "adapter" in shown
     other = stages.probe(probe_ws, "NQ", adapter=str(probe_ws / "adapter"), prompts=24, seed=4, config=smoke)
     assert [r["bar_index"] for r in other["answers"]] != probe.bar_indices
     assert other["report_path"] != report["report_path"]

@@ -242,10 +242,11 @@ def probe_table(report: dict[str, Any]) -> Table:
 
     draw = report["draw"]
     table = Table(title=f"{report['market']}: {draw['prompts']} holdout prompts over {draw['sessions']} sessions, "
-                        f"seed {draw['seed']} ({draw['up_share']:.1%} of the moves up)")
+                        f"seed {draw['seed']} ({draw['up_share']:.1%} of the moves up)",
+                  caption=f"advisor: {escape(report['advisor']['description'])}")
     for column in ("answers", "hit rate", "balanced", "95% CI", "mean reward", "95% CI ", "sides at 0.5", "non-HOLD"):
         table.add_column(column)
-    labels = {"advisor": escape(report["advisor"]["description"]), "rule": "rule: follow the 5-bar return"}
+    labels = {"advisor": "advisor", "rule": "rule: follow the 5-bar return"}
     for name, f in report["figures"].items():
         table.add_row(labels.get(name, f"constant {name}"), num(f["hit_rate"]), num(f["balanced_hit_rate"]),
                       ci(f["balanced_hit_rate_ci"]), num(f["holdout_reward"]), ci(f["holdout_reward_ci"]),
