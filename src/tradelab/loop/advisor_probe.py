@@ -19,7 +19,23 @@ from tradelab.paths import Workspace
 
 if TYPE_CHECKING:
     from tradelab.config.schema import TradelabConfig
+    from tradelab.evaluation.starts import Window
     from tradelab.loop.probe import ProbeSet
+    from tradelab.marketdata.arrays import MarketArrays
+
+
+def probe_holdout(root: str | Path, market: str, config: TradelabConfig) -> tuple[MarketArrays, Window]:
+    """The arrays and the holdout window probe prompts are drawn from: the holdout the manifest's data section
+    recorded (checked against the bars on disk), else the split the config gives the bars."""
+    from tradelab.evaluation.holdout import holdout_arrays
+    from tradelab.evaluation.starts import Window
+    from tradelab.marketdata import load_market_arrays
+
+    arrays = load_market_arrays(root, market, config)
+    manifest = load_manifest(root, market)
+    if data_of(manifest) is not None:
+        return holdout_arrays(root, market, manifest, arrays)
+    return arrays, Window(0, int(arrays.split_index), len(arrays))
 
 
 class ProbeContext:
@@ -49,18 +65,9 @@ class ProbeContext:
 
     def probe(self) -> ProbeSet:
         if self._probe is None:
-            from tradelab.evaluation.holdout import holdout_arrays
             from tradelab.loop.probe import build_probe_set
-            from tradelab.marketdata import load_market_arrays
 
-            manifest = load_manifest(self.root, self.market)
-            arrays = load_market_arrays(self.root, self.market, self.config)
-            if data_of(manifest) is not None:
-                arrays, holdout = holdout_arrays(self.root, self.market, manifest, arrays)
-            else:
-                from tradelab.evaluation.starts import Window
-
-                holdout = Window(0, int(arrays.split_index), len(arrays))
+            arrays, holdout = probe_holdout(self.root, self.market, self.config)
             self._probe = build_probe_set(self.root, self.market, self.config, arrays, holdout,
                                           n_prompts=self.settings.probe_prompts, seed=self.config.evaluation.base_seed)
             if len(self._probe) == 0:
@@ -92,12 +99,9 @@ class ProbeContext:
         """The summary figures for the manifest; the per-prompt answers, actions and rewards go to a JSONL."""
         import json
 
-        probe = self.probe()
-        rows = [{"bar_index": bar, "timestamp": ctx["timestamp"], "answer": text, "action": action, "reward": reward,
-                 "move_points": float(move)}
-                for bar, ctx, text, action, reward, move in zip(probe.bar_indices, probe.contexts, texts,
-                                                               figures["actions"], figures["rewards"],
-                                                               probe.moves_points)]
+        from tradelab.loop.probe import answer_rows
+
+        rows = answer_rows(self.probe(), texts, figures)
         path = self.answers_dir / f"{label}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))

@@ -190,6 +190,15 @@ def score_answers(probe: ProbeSet, answers: list[str], *, level: float = 0.95, s
     }
 
 
+def answer_rows(probe: ProbeSet, texts: list[str], figures: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per prompt for an answers file: the bar, its time, the answer, its action and reward, the move."""
+    return [{"bar_index": bar, "timestamp": context["timestamp"], "answer": text, "action": action, "reward": reward,
+             "move_points": float(move)}
+            for bar, context, text, action, reward, move in zip(probe.bar_indices, probe.contexts, texts,
+                                                                figures["actions"], figures["rewards"],
+                                                                probe.moves_points, strict=True)]
+
+
 def balanced_hit_rate(up_hits: int, up_n: int, down_hits: int, down_n: int, *, level: float = 0.95) -> dict[str, Any]:
     """The mean of the up-move and down-move hit rates, with an Agresti-Caffo interval.
 

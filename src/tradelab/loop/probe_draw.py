@@ -17,7 +17,6 @@ from tradelab.errors import StageNotReady
 from tradelab.fileio import atomic_write_json, new_stamped_dir, sha256_dir
 from tradelab.handoff import AdvisorModel, stage1_model
 from tradelab.manifest import load_manifest
-from tradelab.manifest_schema import data_of
 from tradelab.paths import Workspace
 
 if TYPE_CHECKING:
@@ -78,20 +77,13 @@ def probe_draw(root: str | Path, market: str, config: TradelabConfig, *, adapter
     """
     from tradelab.advisor.generate import Advisor
     from tradelab.config import config_hash
-    from tradelab.evaluation.holdout import holdout_arrays
-    from tradelab.evaluation.starts import Window
     from tradelab.grpo.baselines import CONSTANT_ACTIONS, constant_answer
-    from tradelab.loop.probe import build_probe_set, momentum_rule_answers, score_answers
-    from tradelab.marketdata import load_market_arrays
+    from tradelab.loop.advisor_probe import probe_holdout
+    from tradelab.loop.probe import answer_rows, build_probe_set, momentum_rule_answers, score_answers
     from tradelab.provenance import origin
 
     model = resolve_advisor(root, market, config, adapter)
-    manifest = load_manifest(root, market)
-    arrays = load_market_arrays(root, market, config)
-    if data_of(manifest) is not None:
-        arrays, holdout = holdout_arrays(root, market, manifest, arrays)
-    else:
-        holdout = Window(0, int(arrays.split_index), len(arrays))
+    arrays, holdout = probe_holdout(root, market, config)
     probe = build_probe_set(root, market, config, arrays, holdout, n_prompts=prompts, seed=seed)
     if len(probe) == 0:
         raise StageNotReady(f"{market}: the holdout is too short for one probe prompt; generate more days")
@@ -111,11 +103,7 @@ def probe_draw(root: str | Path, market: str, config: TradelabConfig, *, adapter
         "advisor": {"description": model.describe(), "adapter_path": ws.record(model.adapter),
                     "adapter_sha256": sha256_dir(model.adapter) if model.adapter is not None else None},
         "figures": {name: {key: figures[key] for key in SUMMARY_KEYS} for name, figures in scored.items()},
-        "answers": [{"bar_index": bar, "timestamp": ctx["timestamp"], "answer": text, "action": action,
-                     "reward": reward, "move_points": float(move)}
-                    for bar, ctx, text, action, reward, move in zip(
-                        probe.bar_indices, probe.contexts, texts, scored["advisor"]["actions"],
-                        scored["advisor"]["rewards"], probe.moves_points)],
+        "answers": answer_rows(probe, texts, scored["advisor"]),
     }
     path = out_dir / "probe.json"
     atomic_write_json(path, report)
