@@ -240,7 +240,7 @@ def test_a_shared_prefix_and_micro_batches_give_the_same_loss_and_gradients() ->
             loss = response_loss(model, rows["input_ids"], rows["attention_mask"], rows["labels"], weights[part],
                                  chunk_tokens=4, prefix_tokens=n, batch_rows=4)
             loss.backward()
-            total += float(loss)
+            total += float(loss.detach())
         return total, [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
     whole_loss, whole = loss_and_grads([[0, 1, 2, 3]], prefix=False)
