@@ -56,6 +56,19 @@ class AdvisorModel:
         return f"{base} + adapter {self.adapter}" if self.adapter is not None else f"{base} alone"
 
 
+def adapter_folder(adapter: str | Path) -> Path:
+    """A PEFT adapter folder given on the command line, resolved.
+
+    Raises:
+        StageNotReady: The folder has no ``adapter_config.json``.
+    """
+    path = Path(adapter).expanduser().resolve()
+    if not (path / "adapter_config.json").is_file():
+        raise StageNotReady(f"{path}: no LoRA adapter there (adapter_config.json missing); pass a PEFT adapter "
+                            "folder (adapter_config.json + weights)")
+    return path
+
+
 def _configured_base(ws: Workspace, config: TradelabConfig) -> Path:
     path = Path(config.llm.model).expanduser()
     return (path if path.is_absolute() else ws.root / path).resolve()

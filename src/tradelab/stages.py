@@ -169,7 +169,7 @@ def with_advisor_adapter(
     Raises:
         StageNotReady: There is no Stage 2 output, or the adapter folder has no ``adapter_config.json``.
     """
-    from tradelab.handoff import stage1_start, stage2_model
+    from tradelab.handoff import adapter_folder, stage1_start, stage2_model
 
     if adapter is None:
         return config
@@ -180,11 +180,7 @@ def with_advisor_adapter(
             raise StageNotReady(f"{path}: no Stage 2 output for {market} (no completed run, no adapter there); run "
                                 f"Stage 2 first, e.g. `python main.py stage2 --market {market} --engine local --test`")
     else:
-        path = Path(adapter).resolve()
-        if not (path / "adapter_config.json").is_file():
-            raise StageNotReady(f"{path}: no LoRA adapter there (adapter_config.json missing); pass a PEFT adapter "
-                                "folder (adapter_config.json + weights)")
-        model = AdvisorModel(None, path)
+        model = AdvisorModel(None, adapter_folder(adapter))
     return stage1_start(root, market, config, model, seed=config.app.seed)
 
 

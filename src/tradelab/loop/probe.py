@@ -160,8 +160,8 @@ def score_answers(probe: ProbeSet, answers: list[str], *, level: float = 0.95, s
         data_source = f"tradelab/{probe.contexts[i]['market']}"
         scored = compute_score(data_source, answer, truth)
         rewards[i] = scored["score"]
-        sides_rewards[i] = (compute_score(data_source, advice.action, truth)["score"]
-                            if advice.parse_ok and advice.action and not scored["blocked"] else scored["score"])
+        restate = advice.parse_ok and advice.action and advice.confidence is not None and not scored["blocked"]
+        sides_rewards[i] = compute_score(data_source, advice.action, truth)["score"] if restate else scored["score"]
     moves = probe.moves_points
     directional = np.array([a in ("BUY", "SELL") for a in actions], dtype=bool)
     says_up = np.array([a == "BUY" for a in actions], dtype=bool)

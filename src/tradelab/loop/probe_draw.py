@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradelab.errors import StageNotReady
 from tradelab.fileio import atomic_write_json, new_stamped_dir, sha256_dir
-from tradelab.handoff import AdvisorModel, stage1_model
+from tradelab.handoff import AdvisorModel, adapter_folder, stage1_model
 from tradelab.manifest import load_manifest
 from tradelab.paths import Workspace
 
@@ -48,12 +48,8 @@ def resolve_advisor(root: str | Path, market: str, config: TradelabConfig, adapt
                                 f"{'stage1' if adapter == 'stage1' else 'stage2'} --market {market} first, or pass an "
                                 "adapter folder)")
         return present[adapter]
-    path = Path(adapter).expanduser().resolve()
-    if not (path / "adapter_config.json").is_file():
-        raise StageNotReady(f"{path}: no LoRA adapter there (adapter_config.json missing); pass stage1, soft_grpo or "
-                            "a PEFT adapter folder")
     trained = stage1_model(root, market, manifest, config)  # an adapter of this workspace sits on Stage 1's base
-    return AdvisorModel(trained.base if trained is not None else None, path)
+    return AdvisorModel(trained.base if trained is not None else None, adapter_folder(adapter))
 
 
 def probe_draw(root: str | Path, market: str, config: TradelabConfig, *, adapter: str, prompts: int,
