@@ -183,7 +183,7 @@ class RunRecord(Section):
       format rate at the start and the end of the run, ``group_signal`` (the share of groups whose rewards had
       zero variance, the mean within-group reward std, dynamic-sampling rounds), ``published_step`` and
       ``val_reward_published`` (the step whose adapter the run handed on, ``run.hand_on``, and its validation
-      reward); ``checkpoint``: the last checkpoint an interrupted run left, which a re-run can continue.
+      figure, the one ``run.hand_on_reward`` ranks by); ``checkpoint``: the last checkpoint an interrupted run left, which a re-run can continue.
 
     ``pid``, ``host`` and ``lock_token`` name the process that wrote the record under the market lock; a ``running``
     record whose process is gone is marked ``interrupted`` (:mod:`tradelab.attempts`).

@@ -137,3 +137,55 @@ def test_concat_batches_pads_prompts_left_and_answers_right() -> None:
     assert merged.tokens.tolist() == [[8, 9, 10], [11, PAD, PAD]] and merged.mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     assert merged.slot_mask[1].flatten().tolist() == [True, False, False]
     assert merged.noisy_logits[1].flatten().tolist() == [1.0, 0.0, 0.0] and merged.size == 2
+
+
+# ------------------------------------------------------------------------------ prompts balanced between sides
+SIDES = ["BUY"] * 66 + ["SELL"] * 67 + ["tied"] * 22 + [None] * 10  # the SmolLM2 edge-0.2 split's shape
+
+
+def test_a_sides_balanced_draw_holds_as_many_buy_as_sell_rows_and_the_others_at_their_share() -> None:
+    from tradelab.grpo.local.step import choose_prompts
+
+    n = len(SIDES)
+    drawn = {"BUY": 0, "SELL": 0, "other": 0}
+    for step in range(500):
+        first = choose_prompts(n, 4, 0, step, 0, (), SIDES)
+        second = choose_prompts(n, 4, 0, step, 1, first, SIDES)
+        assert not set(first) & set(second)  # a later round still prefers prompts the step has not drawn
+        for picks in (first, second):
+            kinds = [SIDES[i] for i in picks]
+            assert kinds.count("BUY") == kinds.count("SELL")  # even count: exact in every round
+            drawn["other"] += sum(k not in ("BUY", "SELL") for k in kinds)
+        assert choose_prompts(n, 4, 0, step, 0, (), SIDES) == first  # seeded by (seed, step, round)
+    assert drawn["other"] / (500 * 8) == pytest.approx(32 / n, abs=0.03)
+    # An odd count: the sides differ by at most one row, and by nothing on average.
+    odd = [[SIDES[i] for i in choose_prompts(n, 5, 3, step, 0, (), SIDES)] for step in range(2000)]
+    assert all(abs(k.count("BUY") - k.count("SELL")) <= 1 for k in odd)
+    buys, sells = sum(k.count("BUY") for k in odd), sum(k.count("SELL") for k in odd)
+    assert abs(buys - sells) / (buys + sells) < 0.03
+    # A uniform draw on the same split leans: some steps hold three rows of one side and none of the other.
+    uniform = [[SIDES[i] for i in choose_prompts(n, 4, 0, step, 0)] for step in range(200)]
+    assert any(abs(k.count("BUY") - k.count("SELL")) >= 3 for k in uniform)
+
+
+def test_a_split_without_one_side_is_drawn_uniformly_and_misaligned_sides_are_refused() -> None:
+    from tradelab.grpo.local.step import choose_prompts
+
+    only_sell = ["SELL"] * 20 + ["tied"] * 5
+    for step in range(5):
+        assert choose_prompts(25, 4, 0, step, 0, (), only_sell) == choose_prompts(25, 4, 0, step, 0)
+    with pytest.raises(ValueError, match="3 sides for 25 rows"):
+        choose_prompts(25, 4, 0, 0, 0, (), ["BUY", "SELL", None])
+
+
+def test_sides_balanced_sampling_needs_the_rows_sides(monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _context(monkeypatch, prompts=2, rounds=1, enabled=False)
+    ctx.cfg = ctx.cfg.model_copy(update={"optim": ctx.cfg.optim.model_copy(update={"prompt_draw": "sides_balanced"})})
+    kinds = ["differ"] * 8
+    with pytest.raises(ValueError, match="no row sides"):
+        sample_groups(ctx, _rows(kinds), step=0)
+    sides = ["BUY"] * 6 + ["SELL"] * 2
+    for step in range(10):
+        sampled = sample_groups(ctx, _rows(kinds), step=step, sides=sides)
+        prompts = sampled.batch.tokens[:, 0].reshape(-1, GROUP)[:, 0].tolist()
+        assert sorted(sides[p - 1] for p in prompts) == ["BUY", "SELL"]

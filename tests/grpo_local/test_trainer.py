@@ -143,32 +143,41 @@ def _adapter_tensors(folder: Path) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("scripted,kept", [([0.3, 0.1, 0.5, 0.5, 0.2], 2), ([0.4, 0.1, 0.2, 0.3, 0.4], 0)])
+@pytest.mark.parametrize("scripted,kept,ranked_by", [([0.3, 0.1, 0.5, 0.5, 0.2], 2, "mean"),
+                                                      ([0.4, 0.1, 0.2, 0.3, 0.4], 0, "sides_balanced")])
 def test_best_validation_hands_on_the_best_validated_adapter(grpo_root: Path, local_config: Any,
                                                              monkeypatch: pytest.MonkeyPatch,
-                                                             scripted: list[float], kept: int) -> None:
-    """The published adapter is the validated step's with the highest reward (the earliest on a tie; step 0 = the
-    adapter the run started from), its record says which, and it still passes the round trip."""
+                                                             scripted: list[float], kept: int, ranked_by: str) -> None:
+    """The published adapter is the validated step's with the highest figure ``hand_on_reward`` names (the earliest
+    on a tie; step 0 = the adapter the run started from), its record says which, and it still passes the round
+    trip. The other figure is scripted the opposite way, so ranking by the wrong one would publish another step."""
     import torch
 
     import tradelab.grpo.local.train as train
+    from tradelab.grpo.baselines import hindsight_side
+    from tradelab.grpo.local.handon import RANKED_FIGURE
     from tradelab.grpo.local.model import resolve_sources
 
     real = train.validate
     rewards = iter(scripted)
+    ranked, other = RANKED_FIGURE[ranked_by], RANKED_FIGURE["sides_balanced" if ranked_by == "mean" else "mean"]
+    seen: list[dict[str, Any]] = []
 
-    def scripted_validate(ctx: Any, rows: Any) -> dict[str, Any]:  # the real validation, a scripted reward
-        return {**real(ctx, rows), "val_reward_mean": next(rewards)}
+    def scripted_validate(ctx: Any, rows: Any, sides: Any) -> dict[str, Any]:  # the real validation, scripted figures
+        metrics = real(ctx, rows, sides)
+        seen.append({"sides": list(sides), "rows": list(rows), **metrics})
+        value = next(rewards)
+        return {**metrics, ranked: value, other: -value}
 
     monkeypatch.setattr(train, "validate", scripted_validate)
     config = local_config("smoke", **{"run.hand_on": "best_validation", "run.val_every": 1,
-                                      "run.checkpoint_every": 1, "optim.lr": 3e-2})
+                                      "run.hand_on_reward": ranked_by, "run.checkpoint_every": 1, "optim.lr": 3e-2})
     _, stage1_adapter = resolve_sources(grpo_root, MARKET, config)
     summary = train_local(grpo_root, MARKET, config, mode="discrete")
     run_dir = Path(summary["run_dir"])
     assert [v["step"] for v in summary["validation"]] == [0, 1, 2, 3, 4]
     assert (summary["published_step"], summary["val_reward_published"]) == (kept, max(scripted))
-    assert summary["val_reward_end"] == scripted[-1]
+    assert summary["val_reward_end"] == (scripted[-1] if ranked_by == "mean" else -scripted[-1])
     expected = stage1_adapter if kept == 0 else run_dir / "checkpoints" / f"step_{kept:06d}" / "adapter"
     published, want = _adapter_tensors(Path(summary["adapter_path"])), _adapter_tensors(expected)
     assert published.keys() == want.keys() and all(torch.equal(published[k], want[k]) for k in want)
@@ -179,6 +188,12 @@ def test_best_validation_hands_on_the_best_validated_adapter(grpo_root: Path, lo
     assert (record["published_step"], record["val_reward_published"]) == (kept, max(scripted))
     events = [e for e in _lines(run_dir / "run_log.jsonl") if e["event"] == "hand_on"]
     assert [e["step"] for e in events] == [kept]
+    # Every validation was handed each row's hindsight side, and the real one computed both figures.
+    for m in seen:
+        assert m["sides"] == [hindsight_side(r.data_source, r.ground_truth) for r in m["rows"]]
+        assert {"val_reward_mean", "val_reward_balanced"} <= m.keys()
+        if not {"BUY", "SELL"} <= set(m["sides"]):  # nothing to balance: the same answers' plain mean
+            assert m["val_reward_balanced"] == pytest.approx(m["val_reward_mean"])
 
 
 @pytest.mark.slow

@@ -49,6 +49,12 @@ class LocalOptimConfig(StrictModel):
 
     steps: int = Field(ge=1, description="Optimizer rounds (one rollout batch each).")
     prompts_per_step: int = Field(ge=1, description="Prompts drawn per step; each yields group_size answers.")
+    prompt_draw: Literal["uniform", "sides_balanced"] = Field(
+        description="How a step's prompts are drawn from the training split: 'uniform' = at random; 'sides_balanced' "
+        "= as many rows where BUY beat SELL in hindsight as rows where SELL beat BUY (an odd count's extra one on a "
+        "random side), the other rows (tied, a side blocked) in their share of the split, so a step's batch cannot "
+        "push every answer towards the side its few prompts happened to favour."
+    )
     grad_accum: int = Field(ge=1, description="Micro-batches per update; the step's sequences are split this way.")
     ppo_epochs: int = Field(ge=1, le=16, description="Updates over each rollout batch (ratios move after the first).")
     lr: float = Field(gt=0, description="AdamW learning rate for the LoRA weights.")
@@ -91,6 +97,12 @@ class LocalRunConfig(StrictModel):
         description="The adapter the run publishes: 'last' = the final step's; 'best_validation' = the one with the "
         "highest validation reward among the validated steps, step 0 (the adapter the run started from) included, "
         "the earliest on a tie."
+    )
+    hand_on_reward: Literal["mean", "sides_balanced"] = Field(
+        description="The validation figure 'best_validation' ranks steps by: 'mean' = the mean reward "
+        "(val_reward_mean); 'sides_balanced' = the mean with the rows where BUY beat SELL in hindsight and those where "
+        "SELL beat BUY weighted equally (val_reward_balanced), so a validation split that leans to one side cannot "
+        "choose a step that merely leans with it."
     )
 
 

@@ -5,11 +5,15 @@ to an advisor whose answers do not yet follow the cue. Before reading an advisor
 with the split's: the mean reward of answering BUY, SELL or HOLD on every row, and on how many rows BUY beat SELL (or
 the reverse) in hindsight. Computed from the rows' ground truths
 with the one reward (:func:`tradelab.core.reward.compute_score`), so the figures are what every engine would score.
+The same hindsight sides let a validation figure discount a split's lean (:func:`sides_balanced_mean`), which is
+how the local engine can choose the adapter it hands on (``grpo_local.run.hand_on_reward``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import math
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -69,13 +73,59 @@ def constant_answers(rows: Iterable[tuple[str, str]]) -> ConstantAnswers:
         scores = {action: compute_score(source, answer, truth) for action, answer in answers.items()}
         for action, score in scores.items():
             totals[action] += score["score"]
-        buy, sell = scores["BUY"], scores["SELL"]
-        if buy["action_valid"] and sell["action_valid"]:
-            buy_better += buy["outcome_r"] > sell["outcome_r"]
-            sell_better += sell["outcome_r"] > buy["outcome_r"]
-            tied += buy["outcome_r"] == sell["outcome_r"]
+        side = _better_side(scores["BUY"], scores["SELL"])
+        buy_better += side == "BUY"
+        sell_better += side == "SELL"
+        tied += side == TIED
     return ConstantAnswers(rows=n, mean_reward={a: round(t / n, 4) if n else 0.0 for a, t in totals.items()},
                            buy_better=buy_better, sell_better=sell_better, sides_tied=tied)
+
+
+TIED = "tied"
+""":func:`hindsight_side` of a row where BUY and SELL were both allowed and their outcomes were equal."""
+
+
+def _better_side(buy: Mapping[str, Any], sell: Mapping[str, Any]) -> str | None:
+    """BUY, SELL, :data:`TIED`, or None where either side was not allowed, from their scored constant answers."""
+    if not (buy["action_valid"] and sell["action_valid"]):
+        return None
+    if buy["outcome_r"] == sell["outcome_r"]:
+        return TIED
+    return "BUY" if buy["outcome_r"] > sell["outcome_r"] else "SELL"
+
+
+def hindsight_side(data_source: str, ground_truth: str) -> str | None:
+    """The side that did better on one row in hindsight: BUY, SELL, :data:`TIED`, or None where either was blocked.
+
+    Both sides are scored by the one reward at :data:`NEUTRAL_CONFIDENCE`, and their realised outcomes (R) compared.
+    """
+    buy, sell = (compute_score(data_source, constant_answer(action), ground_truth) for action in ("BUY", "SELL"))
+    return _better_side(buy, sell)
+
+
+def sides_balanced_mean(rewards: Sequence[float], sides: Sequence[str | None]) -> float:
+    """Mean reward with the rows where BUY won in hindsight and those where SELL won given equal total weight.
+
+    A split on which SELL won 9 times and BUY 4 pays a constant SELL for the split's lean, not for a cue; here the
+    BUY rows and the SELL rows each weigh half of their joint count, so any constant side earns the mean of its
+    rewards on the two kinds of rows. Other rows (tied, a side blocked) keep weight 1, and the weights sum to the row
+    count. With no row of one side there is nothing to balance, and the plain mean is returned.
+
+    Args:
+        rewards: One reward per answer.
+        sides: :func:`hindsight_side` of each answer's row, aligned with ``rewards``.
+
+    Raises:
+        ValueError: The two sequences differ in length, or are empty.
+    """
+    if len(rewards) != len(sides) or not rewards:
+        raise ValueError(f"{len(rewards)} rewards for {len(sides)} sides; need the same, non-zero count")
+    n_buy, n_sell = sides.count("BUY"), sides.count("SELL")
+    weight = {"BUY": 1.0, "SELL": 1.0}
+    if n_buy and n_sell:
+        weight = {"BUY": (n_buy + n_sell) / (2 * n_buy), "SELL": (n_buy + n_sell) / (2 * n_sell)}
+    total = math.fsum(reward * weight.get(side or "", 1.0) for reward, side in zip(rewards, sides))
+    return total / len(rewards)
 
 
 def split_constant_answers(path: str | Path) -> ConstantAnswers:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from tradelab.config.grpo_local_schema import GrpoLocalConfig
+from tradelab.grpo.baselines import sides_balanced_mean
 from tradelab.grpo.local.data import PromptRow
 from tradelab.grpo.local.groups import GroupTally, pick_signal_groups
 from tradelab.grpo.local.loss import LossSpec, ScoreSpec, grpo_advantages, policy_loss, step_scores
@@ -101,19 +102,53 @@ def decode_answers(tokenizer: Any, batch: RolloutBatch, stop: StopSpec) -> list[
 
 
 def choose_prompts(n_rows: int, count: int, seed: int, step: int, round_: int = 0,
-                   taken: Sequence[int] = ()) -> list[int]:
+                   taken: Sequence[int] = (), sides: Sequence[str | None] | None = None) -> list[int]:
     """Prompt indices of a step's sampling round (without replacement while the split allows).
 
     Round 0 is the step's batch; a dynamic-sampling round ``r > 0`` draws from its own stream and prefers prompts the
-    step has not drawn yet (``taken``).
+    step has not drawn yet (``taken``). With ``sides`` (each row's
+    :func:`~tradelab.grpo.baselines.hindsight_side`) the draw is balanced between the two sides, as
+    ``optim.prompt_draw: sides_balanced`` describes (:func:`_balanced_draw`).
     """
     if round_ == 0:
         rng = np.random.default_rng([seed, step, 7])
-        return rng.choice(n_rows, size=count, replace=count > n_rows).tolist()
-    rng = np.random.default_rng([seed, step, 7, round_])
-    fresh = np.setdiff1d(np.arange(n_rows), np.asarray(taken, dtype=np.int64))
-    pool = fresh if fresh.size >= count else np.arange(n_rows)
+        pool = np.arange(n_rows)
+    else:
+        rng = np.random.default_rng([seed, step, 7, round_])
+        fresh = np.setdiff1d(np.arange(n_rows), np.asarray(taken, dtype=np.int64))
+        pool = fresh if fresh.size >= count else np.arange(n_rows)
+    if sides is not None:
+        if len(sides) != n_rows:
+            raise ValueError(f"{len(sides)} sides for {n_rows} rows")
+        drawn = _balanced_draw(pool, count, sides, rng)
+        if drawn is not None:
+            return drawn
     return rng.choice(pool, size=count, replace=count > pool.size).tolist()
+
+
+def _balanced_draw(pool: Any, count: int, sides: Sequence[str | None], rng: np.random.Generator) -> list[int] | None:
+    """``count`` rows of ``pool``: as many BUY-won as SELL-won, the others by a binomial draw at their pool share.
+
+    With an even ``count``, an odd number left for the sides moves one row to or from the others (at random), so the
+    sides stay even; with an odd ``count`` the sides' odd row goes to a random side. None when the
+    pool lacks a side (nothing to balance: the caller draws uniformly). A stratum smaller than its share is drawn
+    with replacement.
+    """
+    strata = {side: [int(i) for i in pool if sides[int(i)] == side] for side in ("BUY", "SELL")}
+    if not strata["BUY"] or not strata["SELL"]:
+        return None
+    others = [int(i) for i in pool if sides[int(i)] not in ("BUY", "SELL")]
+    n_others = int(rng.binomial(count, len(others) / len(pool))) if others else 0
+    if others and count % 2 == 0 and (count - n_others) % 2:
+        n_others += 1 if (n_others == 0 or rng.random() < 0.5) and n_others < count else -1
+    n_sides = count - n_others
+    n_buy = n_sides // 2 + (n_sides % 2 if rng.random() < 0.5 else 0)
+    wanted = {"BUY": n_buy, "SELL": n_sides - n_buy}
+    picks: list[int] = []
+    for members, n in ((strata["BUY"], wanted["BUY"]), (strata["SELL"], wanted["SELL"]), (others, n_others)):
+        if n:
+            picks += rng.choice(members, size=n, replace=n > len(members)).tolist()
+    return [int(i) for i in rng.permutation(picks)]
 
 
 @dataclass
@@ -141,15 +176,28 @@ class SampledStep:
     generated_soft_steps: int
 
 
-def sample_groups(ctx: StepContext, rows: Sequence[PromptRow], step: int) -> SampledStep:
+def sample_groups(ctx: StepContext, rows: Sequence[PromptRow], step: int,
+                  sides: Sequence[str | None] | None = None) -> SampledStep:
     """Sample the step's groups; with ``dynamic_sampling`` drop zero-variance groups and draw more prompts.
 
     Each round draws ``prompts_per_step`` prompts of ``group_size`` answers. Without dynamic sampling the first
     round is the batch. With it, groups whose rewards are all equal are dropped and rounds continue until
     ``prompts_per_step`` groups carry a signal or ``max_rounds`` rounds were drawn; at the cap the step keeps what
     it has (possibly nothing).
+
+    Args:
+        ctx: The run's step context.
+        rows: The training rows.
+        step: The step number (0-based), which seeds its draws.
+        sides: Each row's hindsight side; required by ``optim.prompt_draw: sides_balanced``, ignored otherwise.
+
+    Raises:
+        ValueError: ``sides_balanced`` without ``sides``.
     """
     cfg, n = ctx.cfg, ctx.cfg.rollout.group_size
+    balanced = cfg.optim.prompt_draw == "sides_balanced"
+    if balanced and sides is None:
+        raise ValueError("optim.prompt_draw is sides_balanced but no row sides were given")
     dynamic = cfg.dynamic_sampling
     want = cfg.optim.prompts_per_step
     rounds = dynamic.max_rounds if dynamic.enabled else 1
@@ -165,7 +213,7 @@ def sample_groups(ctx: StepContext, rows: Sequence[PromptRow], step: int) -> Sam
     generated = soft_steps = 0
     for round_ in range(rounds):
         started = time.perf_counter()
-        picks = choose_prompts(len(rows), want, cfg.seed, step, round_, taken)
+        picks = choose_prompts(len(rows), want, cfg.seed, step, round_, taken, sides if balanced else None)
         taken += picks
         group_rows = [rows[i] for i in picks for _ in range(n)]
         generator = torch.Generator(device=device).manual_seed(
@@ -196,15 +244,17 @@ def sample_groups(ctx: StepContext, rows: Sequence[PromptRow], step: int) -> Sam
                        reward_s, generated, soft_steps)
 
 
-def run_step(ctx: StepContext, rows: Sequence[PromptRow], step: int) -> dict[str, Any]:
+def run_step(ctx: StepContext, rows: Sequence[PromptRow], step: int,
+             sides: Sequence[str | None] | None = None) -> dict[str, Any]:
     """Sample, score and update once; returns the step's metrics (``skipped`` when the loss was not finite).
 
     ``reward_mean``, ``reward_std`` and ``format_rate`` cover every answer sampled in the step; ``groups`` says how
-    many groups carried a signal and how many the update trained on (no update when none did).
+    many groups carried a signal and how many the update trained on (no update when none did). ``sides`` are the
+    rows' hindsight sides, for ``optim.prompt_draw: sides_balanced`` (:func:`sample_groups`).
     """
     cfg, n = ctx.cfg, ctx.cfg.rollout.group_size
     started = time.perf_counter()
-    sampled = sample_groups(ctx, rows, step)
+    sampled = sample_groups(ctx, rows, step, sides)
     rollout_s, reward_s = sampled.rollout_s, sampled.reward_s
     rewards = torch.tensor(sampled.scores.rewards, dtype=torch.float32)
     batch = sampled.batch
@@ -288,12 +338,17 @@ def _update(ctx: StepContext, batch: RolloutBatch, advantages: Any, old: Any, re
             "kl": sums["kl"] / tokens, "clip_frac": sums["clipped"] / tokens, "pg_loss": sums["pg"] / tokens}
 
 
-def validate(ctx: StepContext, rows: Sequence[PromptRow]) -> dict[str, float]:
-    """Mean reward and format rate on the validation rows.
+def validate(ctx: StepContext, rows: Sequence[PromptRow], sides: Sequence[str | None]) -> dict[str, float]:
+    """Mean reward, its sides-balanced form and the format rate on the validation rows.
 
     ``run.val_decoding`` picks the decoding: ``discrete`` (as the advisor decodes; greedy when ``run.val_greedy``) or
     ``rollout`` (the run's own sampling, soft thinking included). Sampling uses a generator whose seed is the same
     at every validation, so successive figures differ only through the weights.
+
+    Args:
+        ctx: The run's step context.
+        rows: The validation rows.
+        sides: Each row's :func:`~tradelab.grpo.baselines.hindsight_side`, for ``val_reward_balanced``.
     """
     cfg = ctx.cfg
     if cfg.run.val_decoding == "rollout":
@@ -306,10 +361,12 @@ def validate(ctx: StepContext, rows: Sequence[PromptRow]) -> dict[str, float]:
     device = next(ctx.model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(stream_seed(cfg.seed, 0, VAL_STREAM))
     all_rows = [row for row in rows for _ in range(samples)]
+    all_sides = [side for side in sides for _ in range(samples)]
     texts: list[str] = []
     for start in range(0, len(all_rows), VAL_CHUNK_ROWS):
         chunk = all_rows[start:start + VAL_CHUNK_ROWS]
         batch = generate(ctx.model, [r.prompt_ids for r in chunk], spec, ctx.stop, generator)
         texts.extend(decode_answers(ctx.tokenizer, batch, ctx.stop))
     scores = score_answers(all_rows, texts, ctx.reward_fn)
-    return {"val_reward_mean": scores.mean, "val_format_rate": scores.format_rate, "val_answers": len(texts)}
+    return {"val_reward_mean": scores.mean, "val_reward_balanced": sides_balanced_mean(scores.rewards, all_sides),
+            "val_format_rate": scores.format_rate, "val_answers": len(texts)}

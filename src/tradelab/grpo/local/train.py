@@ -29,6 +29,7 @@ from tradelab.config import TradelabConfig, config_hash
 from tradelab.config.grpo_local_schema import GrpoLocalConfig
 from tradelab.errors import ConfigError, DataError, StageFailed, TradelabError
 from tradelab.fileio import atomic_copy_dir, atomic_write_json, new_stamped_dir, staged_dir
+from tradelab.grpo.baselines import hindsight_side
 from tradelab.grpo.local.data import DatasetCheck, PromptGuard, prepare_rows, verify_dataset
 from tradelab.grpo.local.groups import RunGroupSignal
 from tradelab.grpo.local.handon import HandOn
@@ -247,6 +248,9 @@ class _Run:
         self.guard = PromptGuard(s.rollout.max_prompt_tokens, s.rollout.prompt_overflow)
         self.train_rows = prepare_rows(self.check.paths["train"], tok, self.guard)
         self.val_rows = prepare_rows(self.check.paths["val"], tok, self.guard, limit=s.run.val_prompts)
+        self.val_sides = [hindsight_side(row.data_source, row.ground_truth) for row in self.val_rows]
+        self.train_sides = ([hindsight_side(row.data_source, row.ground_truth) for row in self.train_rows]
+                            if s.optim.prompt_draw == "sides_balanced" else None)
         params = trainable_parameters(self.policy.model)
         optimizer, scheduler = build_optimizer(params, s)
         stop = stop_spec(tok, self.policy.model, s.soft, s.rollout.max_new_tokens)
@@ -255,7 +259,7 @@ class _Run:
         if self.checkpoint is not None:
             self._restore(self.checkpoint)
         self.run_dir = new_stamped_dir(self.ws.soft_grpo_output_dir(self.market), prefix="local_")
-        self.hand_on = HandOn(s.run.hand_on, self.run_dir)
+        self.hand_on = HandOn(s.run.hand_on, s.run.hand_on_reward, self.run_dir)
         stamp = self.run_dir.name.removeprefix("local_")
         self.recorder = RunRecorder(self.run_dir, self.ws.soft_grpo_log_dir() / f"{self.market}_{stamp}.log")
         self.recorder.write_manifest(self._manifest())
@@ -290,8 +294,8 @@ class _Run:
 
     def validate(self, step: int) -> dict[str, float]:
         started = time.perf_counter()
-        metrics = validate(self.ctx, self.val_rows)
-        self.hand_on.validated(step, metrics["val_reward_mean"], self.ctx.model)
+        metrics = validate(self.ctx, self.val_rows, self.val_sides)
+        self.hand_on.validated(step, metrics, self.ctx.model)
         self.timings["validation_s"] = self.timings.get("validation_s", 0.0) + time.perf_counter() - started
         self.history.append({"step": step, **metrics})
         self.recorder.validation(step, metrics)
@@ -304,7 +308,7 @@ class _Run:
                             train_rows=len(self.train_rows), val_rows=len(self.val_rows))
         self.validate(self.start_step)
         for step in range(self.start_step, steps):
-            metrics = run_step(self.ctx, self.train_rows, step)
+            metrics = run_step(self.ctx, self.train_rows, step, self.train_sides)
             self.recorder.step(metrics)
             self.group_signal.add(metrics["groups"])
             if metrics["skipped"]:
