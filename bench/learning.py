@@ -55,9 +55,14 @@ def _handed_on(iteration: dict) -> str:
     run = iteration.get("stage2_run") or {}
     if run.get("published_step") is None:
         return ""
+    balanced = ""
+    if run.get("val_balanced_published") is not None:
+        balanced = (f", sides-balanced {fmt(run.get('val_balanced_start'))} -> "
+                    f"{fmt(run.get('val_balanced_published'))} (last {fmt(run.get('val_balanced_end'))}), ranked by "
+                    f"{run.get('hand_on_reward')}")
     return (f", handed on step {run['published_step']} of {run.get('steps')}, validation reward "
             f"{fmt(run.get('val_reward_start'))} -> {fmt(run.get('val_reward_published'))} "
-            f"(last step {fmt(run.get('val_reward_end'))})")
+            f"(last step {fmt(run.get('val_reward_end'))}){balanced}")
 
 
 def rule_r_per_trade(root: Path, edge: float, days: int, seed: int, prompts: int) -> tuple[float, list | None, float]:

@@ -67,6 +67,12 @@ class LoopStage2Run(Section):
     published_step: int | None = None
     """The step whose weights the run handed on (``grpo_local.run.hand_on``; the local engine only)."""
     val_reward_published: float | None = None
+    val_balanced_start: float | None = None
+    """The validation's sides-balanced reward at step 0 (:func:`tradelab.grpo.baselines.sides_balanced_mean`)."""
+    val_balanced_published: float | None = None
+    val_balanced_end: float | None = None
+    hand_on_reward: str | None = None
+    """Which validation figure ranked the steps (``grpo_local.run.hand_on_reward``)."""
 
 
 class LoopEvaluation(Section):

@@ -183,7 +183,9 @@ class RunRecord(Section):
       format rate at the start and the end of the run, ``group_signal`` (the share of groups whose rewards had
       zero variance, the mean within-group reward std, dynamic-sampling rounds), ``published_step`` and
       ``val_reward_published`` (the step whose adapter the run handed on, ``run.hand_on``, and its validation
-      figure, the one ``run.hand_on_reward`` ranks by); ``checkpoint``: the last checkpoint an interrupted run left, which a re-run can continue.
+      reward), ``val_balanced_start`` / ``_published`` / ``_end`` (the same validations' sides-balanced reward) and
+      ``hand_on_reward`` (which of the two ranked the steps); ``checkpoint``: the last checkpoint an interrupted run
+      left, which a re-run can continue.
 
     ``pid``, ``host`` and ``lock_token`` name the process that wrote the record under the market lock; a ``running``
     record whose process is gone is marked ``interrupted`` (:mod:`tradelab.attempts`).
@@ -224,6 +226,10 @@ class RunRecord(Section):
     group_signal: GroupSignal | None = None
     published_step: int | None = None
     val_reward_published: float | None = None
+    val_balanced_start: float | None = None
+    val_balanced_published: float | None = None
+    val_balanced_end: float | None = None
+    hand_on_reward: str | None = None
     pid: int | None = None
     host: str | None = None
     lock_token: str | None = None

@@ -23,6 +23,7 @@ import pytest
 from tradelab import stages
 from tradelab.config import TradelabConfig, load_config
 from tradelab.loop import api as loop_api
+from tradelab.loop import report as loop_report
 from tradelab.paths import Workspace
 from tradelab.stage1.wiring import WARM_ADAPTER_DIR
 
@@ -83,6 +84,11 @@ def test_a_short_loop_on_a_strong_edge_trades_and_hands_each_adapter_on(
                 iteration["adapter_out_sha256"]}) == 3
     handed_on = iteration["stage2_vs_stage1"]
     assert iteration["stage2_run"]["published_step"] == STAGE2_STEPS
+    # The run's validation figures, plain and sides-balanced, reach the loop report and its Markdown.
+    run = iteration["stage2_run"]
+    assert run["hand_on_reward"] == learning_config().grpo_local.run.hand_on_reward
+    assert run["val_balanced_start"] is not None and run["val_balanced_end"] == run["val_balanced_published"]
+    assert f"ranked by {run['hand_on_reward']}" in loop_report.markdown(report)
     assert not handed_on["same_adapter"] and handed_on["logprob_shift_mean"] > 0.0
     # What each stage learned from, and the power of each comparison, are in the report.
     used = report["power"]["records"][0]

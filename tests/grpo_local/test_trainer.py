@@ -176,7 +176,11 @@ def test_best_validation_hands_on_the_best_validated_adapter(grpo_root: Path, lo
     summary = train_local(grpo_root, MARKET, config, mode="discrete")
     run_dir = Path(summary["run_dir"])
     assert [v["step"] for v in summary["validation"]] == [0, 1, 2, 3, 4]
-    assert (summary["published_step"], summary["val_reward_published"]) == (kept, max(scripted))
+    figures = {"mean": summary["val_reward_published"], "sides_balanced": summary["val_balanced_published"]}
+    assert (summary["published_step"], figures[ranked_by]) == (kept, max(scripted))
+    # The record keeps both figures of the handed-on step: the plain one always under val_reward_*.
+    other_name = "sides_balanced" if ranked_by == "mean" else "mean"
+    assert figures[other_name] == -max(scripted)
     assert summary["val_reward_end"] == (scripted[-1] if ranked_by == "mean" else -scripted[-1])
     expected = stage1_adapter if kept == 0 else run_dir / "checkpoints" / f"step_{kept:06d}" / "adapter"
     published, want = _adapter_tensors(Path(summary["adapter_path"])), _adapter_tensors(expected)
@@ -185,7 +189,11 @@ def test_best_validation_hands_on_the_best_validated_adapter(grpo_root: Path, lo
     assert any(not torch.equal(published[k], last[k]) for k in want)  # the run moved: the choice mattered
     assert summary["adapter_round_trip"]["ok"]
     record = load_manifest(grpo_root, MARKET)["stage2"]["runs"][-1]
-    assert (record["published_step"], record["val_reward_published"]) == (kept, max(scripted))
+    assert (record["published_step"], record["hand_on_reward"]) == (kept, ranked_by)
+    assert (record["val_reward_published"], record["val_balanced_published"]) == (
+        summary["val_reward_published"], summary["val_balanced_published"])
+    assert (record["val_balanced_start"], record["val_balanced_end"]) == (
+        summary["validation"][0]["val_reward_balanced"], summary["validation"][-1]["val_reward_balanced"])
     events = [e for e in _lines(run_dir / "run_log.jsonl") if e["event"] == "hand_on"]
     assert [e["step"] for e in events] == [kept]
     # Every validation was handed each row's hindsight side, and the real one computed both figures.

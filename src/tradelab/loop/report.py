@@ -289,9 +289,14 @@ def markdown(report: dict[str, Any]) -> str:
             lines += [f"- Stage 2 {split} split: {constant_answers_text(record)}" for split, record in constant.items()]
         run = it["stage2_run"] or {}
         if run.get("published_step") is not None and run.get("steps") is not None:
+            balanced = ""
+            if run.get("val_balanced_published") is not None:  # absent from loops recorded before the figure
+                balanced = (f"; sides-balanced {_fmt(run.get('val_balanced_start'))}, "
+                            f"{_fmt(run.get('val_balanced_published'))}, {_fmt(run.get('val_balanced_end'))}; "
+                            f"ranked by {run.get('hand_on_reward') or 'mean'}")
             lines.append(f"- Stage 2 handed on step {run['published_step']} of {run['steps']} (validation reward "
                          f"{_fmt(run.get('val_reward_start'))} at step 0, {_fmt(run.get('val_reward_published'))} "
-                         f"handed on, {_fmt(run.get('val_reward_end'))} at the last step)")
+                         f"handed on, {_fmt(run.get('val_reward_end'))} at the last step{balanced})")
         for stop in it["redone"]:
             lines.append(f"- Redone after an interruption: {stop['stage']} ({stop['status']}, found "
                          f"{stop['found_at']}; {stop['redo']})")

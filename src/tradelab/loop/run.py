@@ -333,7 +333,10 @@ def _stage2_engine(root: str | Path, market: str, config: TradelabConfig, settin
                                          steps=run.steps_done, val_reward_start=run.val_reward_start,
                                          val_reward_end=run.val_reward_end, run_dir=run.output_dir,
                                          group_signal=run.group_signal, published_step=run.published_step,
-                                         val_reward_published=run.val_reward_published)
+                                         val_reward_published=run.val_reward_published,
+                                         val_balanced_start=run.val_balanced_start,
+                                         val_balanced_published=run.val_balanced_published,
+                                         val_balanced_end=run.val_balanced_end, hand_on_reward=run.hand_on_reward)
     after = output_model(root, load_manifest(root, market), config, output)
     iteration.advisor, iteration.stage2_vs_stage1 = probe.measure_pair(
         probe.stage1_model(iteration), after, f"iteration{iteration.iteration}_stage2")

@@ -43,21 +43,20 @@ class HandOn:
         self.figure = RANKED_FIGURE[ranked_by]
         self.folder = run_dir / BEST_ADAPTER
         self.best_step: int | None = None
-        self.best_reward: float | None = None
+        self.best_metrics: dict[str, float] = {}
         self.last_step: int | None = None
-        self.last_reward: float | None = None
+        self.last_metrics: dict[str, float] = {}
 
     def validated(self, step: int, metrics: Mapping[str, float], model: Any) -> None:
         """Note a validation's metrics; under ``best_validation`` keep the adapter when its ranked figure beats every
         earlier one."""
-        reward = metrics[self.figure]
-        self.last_step, self.last_reward = step, reward
+        self.last_step, self.last_metrics = step, dict(metrics)
         if self.policy != "best_validation":
             return
-        if self.best_reward is None or reward > self.best_reward:
+        if self.best_step is None or metrics[self.figure] > self.best_metrics[self.figure]:
             with staged_dir(self.folder) as staging:
                 model.save_pretrained(staging)
-            self.best_step, self.best_reward = step, reward
+            self.best_step, self.best_metrics = step, dict(metrics)
 
     @property
     def step(self) -> int | None:
@@ -65,9 +64,14 @@ class HandOn:
         return self.best_step if self.policy == "best_validation" else self.last_step
 
     @property
+    def metrics(self) -> dict[str, float]:
+        """That step's validation metrics (empty before any validation)."""
+        return self.best_metrics if self.policy == "best_validation" else self.last_metrics
+
+    @property
     def reward(self) -> float | None:
-        """That step's validation figure (the one ``hand_on_reward`` ranks by)."""
-        return self.best_reward if self.policy == "best_validation" else self.last_reward
+        """That step's validation figure, the one ``hand_on_reward`` ranks by."""
+        return self.metrics.get(self.figure)
 
     def restore(self, model: Any) -> bool:
         """Load the adapter to hand on into ``model`` when it is not the model's current one; True when it did.

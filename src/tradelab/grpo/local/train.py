@@ -352,7 +352,12 @@ class _Run:
             first, last = self.history[0], self.history[-1]
             engine_only.update(val_reward_start=first["val_reward_mean"], val_reward_end=last["val_reward_mean"],
                                val_format_start=first["val_format_rate"], val_format_end=last["val_format_rate"],
-                               published_step=self.hand_on.step, val_reward_published=self.hand_on.reward)
+                               val_balanced_start=first["val_reward_balanced"],
+                               val_balanced_end=last["val_reward_balanced"],
+                               published_step=self.hand_on.step,
+                               val_reward_published=self.hand_on.metrics["val_reward_mean"],
+                               val_balanced_published=self.hand_on.metrics["val_reward_balanced"],
+                               hand_on_reward=self.settings.run.hand_on_reward)
         return RunRecord(
             engine="local", status=status,
             command=cli_command(self.ws.root, self.market, self.settings.mode, self.config.profile,
@@ -406,8 +411,8 @@ def train_local(
     try:
         run.train(progress)
         if run.hand_on.restore(run.ctx.model):
-            run.recorder.event("hand_on", step=run.hand_on.step, val_reward=run.hand_on.reward,
-                               last_step=run.steps_done)
+            run.recorder.event("hand_on", step=run.hand_on.step, ranked_by=run.hand_on.figure,
+                               val_reward=run.hand_on.reward, last_step=run.steps_done)
         held_out = [row.prompt_ids for row in run.val_rows[:ROUND_TRIP_PROMPTS]]
         engine_values = completion_logprobs(run.ctx.model, run.policy.tokenizer, held_out, PROBE_COMPLETION)
         adapter = publish_adapter(run.ctx.model, run.run_dir, run.ws.soft_grpo_adapter_dir(run.market))
@@ -443,7 +448,9 @@ def _finish(run: _Run, adapter: Path) -> dict[str, Any]:
         "val_format_start": first["val_format_rate"], "val_format_end": last["val_format_rate"],
         "validation": run.history, "timings": run.timings, "config_hash": run.config_hash, "run": record,
         "adapter_round_trip": run.round_trip, "group_signal": run.group_signal.to_dict(),
-        "published_step": run.hand_on.step, "val_reward_published": run.hand_on.reward,
+        "published_step": run.hand_on.step, "val_reward_published": run.hand_on.metrics["val_reward_mean"],
+        "val_balanced_start": first["val_reward_balanced"], "val_balanced_end": last["val_reward_balanced"],
+        "val_balanced_published": run.hand_on.metrics["val_reward_balanced"],
     }
     run.recorder.event("finished", **{k: v for k, v in summary.items() if k not in ("validation", "run")})
     run.recorder.close()
