@@ -12,7 +12,7 @@ import torch
 
 from tradelab.errors import DataError, StageNotReady
 from tradelab.fileio import sha256_file
-from tradelab.grpo.local.train import capture_rng, resolve_checkpoint, restore_rng
+from tradelab.grpo.local.checkpoints import capture_rng, resolve_checkpoint, restore_rng
 from tradelab.grpo.local.data import PromptGuard, PromptRow, prepare_rows, verify_dataset
 from tradelab.grpo.local.rollout import score_answers
 from tradelab.paths import Workspace

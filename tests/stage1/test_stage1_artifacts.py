@@ -92,7 +92,7 @@ def test_local_engine_checkpoints_stay_pickle_safe(tmp_path: Path) -> None:
     import torch
 
     from tradelab.errors import DataError
-    from tradelab.grpo.local.train import STATE_FILE, load_trainer_state
+    from tradelab.grpo.local.checkpoints import STATE_FILE, load_trainer_state
 
     marker = tmp_path / "payload_ran"
     torch.save({"step": 1, "planted": _Payload(marker)}, tmp_path / STATE_FILE)

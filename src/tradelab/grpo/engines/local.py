@@ -24,7 +24,7 @@ RUN_PREFIX = "local_"
 RUN_MANIFEST = "manifest.json"
 """The run folder's own manifest (:class:`tradelab.grpo.local.runlog.RunRecorder`), written when the run starts."""
 CHECKPOINT_GLOB = "checkpoints/step_*/trainer_state.pt"
-"""A checkpoint's state file inside a run folder, as :func:`tradelab.grpo.local.train.save_checkpoint` lays it out
+"""A checkpoint's state file inside a run folder, as :func:`tradelab.grpo.local.checkpoints.save_checkpoint` lays it out
 (each checkpoint folder appears whole: it is staged and renamed into place)."""
 
 
