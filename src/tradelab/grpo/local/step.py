@@ -139,8 +139,8 @@ def _balanced_draw(pool: Any, count: int, sides: Sequence[str | None], rng: np.r
         return None
     others = [int(i) for i in pool if sides[int(i)] not in ("BUY", "SELL")]
     n_others = int(rng.binomial(count, len(others) / len(pool))) if others else 0
-    if others and count % 2 == 0 and (count - n_others) % 2:
-        n_others += 1 if (n_others == 0 or rng.random() < 0.5) and n_others < count else -1
+    if count % 2 == 0 and n_others % 2:  # then 1 <= n_others <= count - 1, so either move stays in range
+        n_others += 1 if rng.random() < 0.5 else -1
     n_sides = count - n_others
     n_buy = n_sides // 2 + (n_sides % 2 if rng.random() < 0.5 else 0)
     wanted = {"BUY": n_buy, "SELL": n_sides - n_buy}
