@@ -38,6 +38,7 @@ from tradelab import stages
 from tradelab.config import TradelabConfig, config_hash, load_config, parse_assignments
 from tradelab.loop import api as loop_api
 from tradelab.loop.power import floor_text
+from tradelab.loop.report import handed_on_text
 from tradelab.errors import TradelabError
 from tradelab.grpo.baselines import constant_answers_text
 from tradelab.marketdata import load_market_arrays
@@ -51,18 +52,9 @@ SMOKE_OVERRIDES: dict[str, object] = {
 
 
 def _handed_on(iteration: dict) -> str:
-    """``, handed on step k of n (validation reward a -> b)`` when the engine recorded which step it handed on."""
-    run = iteration.get("stage2_run") or {}
-    if run.get("published_step") is None:
-        return ""
-    balanced = ""
-    if run.get("val_balanced_published") is not None:
-        balanced = (f", sides-balanced {fmt(run.get('val_balanced_start'))} -> "
-                    f"{fmt(run.get('val_balanced_published'))} (last {fmt(run.get('val_balanced_end'))}), ranked by "
-                    f"{run.get('hand_on_reward')}")
-    return (f", handed on step {run['published_step']} of {run.get('steps')}, validation reward "
-            f"{fmt(run.get('val_reward_start'))} -> {fmt(run.get('val_reward_published'))} "
-            f"(last step {fmt(run.get('val_reward_end'))}){balanced}")
+    """``, handed on step k of n (validation reward ...)`` when the engine recorded which step it handed on."""
+    text = handed_on_text(iteration.get("stage2_run"))
+    return f", handed on {text}" if text is not None else ""
 
 
 def rule_r_per_trade(root: Path, edge: float, days: int, seed: int, prompts: int) -> tuple[float, list | None, float]:

@@ -118,3 +118,16 @@ def test_stage2_room_splits_stage1s_distance_into_sides_and_confidence() -> None
     without = power_section(_report(0.52, [-0.01, 0.03]), RULE, level=0.95)["stage2_room"][0]
     assert without["stage1_to_ceiling_sides_reward"] is None
     assert room_split_text(without) == "hit rate 0.050 below"
+
+
+def test_the_handed_on_line_shows_both_validation_figures_when_the_run_recorded_them() -> None:
+    from tradelab.loop.report import handed_on_text
+
+    run = {"published_step": 4, "steps": 6, "val_reward_start": 0.254, "val_reward_published": 0.262,
+           "val_reward_end": 0.286, "val_balanced_start": 0.159, "val_balanced_published": 0.160,
+           "val_balanced_end": 0.156, "hand_on_reward": "sides_balanced"}
+    assert handed_on_text(run) == ("step 4 of 6 (validation reward 0.254 at step 0, 0.262 handed on, 0.286 at the last "
+                                   "step; sides-balanced 0.159, 0.160, 0.156; ranked by sides_balanced)")
+    older = {k: v for k, v in run.items() if not k.startswith("val_balanced") and k != "hand_on_reward"}
+    assert handed_on_text(older).endswith("0.286 at the last step)")  # a loop recorded before the balanced figure
+    assert handed_on_text({"published_step": None, "steps": 6}) is None and handed_on_text(None) is None

@@ -12,7 +12,6 @@ how the local engine can choose the adapter it hands on (``grpo_local.run.hand_o
 from __future__ import annotations
 
 import math
-
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path

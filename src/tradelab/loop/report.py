@@ -248,6 +248,20 @@ def _base_line(base: dict[str, Any] | None) -> str:
     return f"{base['name']} (sha256 {base['sha256'] or 'n/a'})" if base else "n/a"
 
 
+def handed_on_text(run: dict[str, Any] | None) -> str | None:
+    """``step k of n (validation reward ...)`` for an iteration's ``stage2_run`` record, or None when its engine did
+    not record the step it handed on (the external engines)."""
+    if run is None or run.get("published_step") is None or run.get("steps") is None:
+        return None
+    balanced = ""
+    if run.get("val_balanced_published") is not None:  # absent from loops recorded before the figure
+        balanced = (f"; sides-balanced {_fmt(run.get('val_balanced_start'))}, {_fmt(run.get('val_balanced_published'))}"
+                    f", {_fmt(run.get('val_balanced_end'))}; ranked by {run.get('hand_on_reward') or 'mean'}")
+    return (f"step {run['published_step']} of {run['steps']} (validation reward {_fmt(run.get('val_reward_start'))} "
+            f"at step 0, {_fmt(run.get('val_reward_published'))} handed on, {_fmt(run.get('val_reward_end'))} at the "
+            f"last step{balanced})")
+
+
 def markdown(report: dict[str, Any]) -> str:
     """The human-readable loop report."""
     origin_ = report["market_origin"]
@@ -287,16 +301,9 @@ def markdown(report: dict[str, Any]) -> str:
         constant = it["dataset_constant_answers"]
         if constant is not None:  # None in loops recorded before the figure existed
             lines += [f"- Stage 2 {split} split: {constant_answers_text(record)}" for split, record in constant.items()]
-        run = it["stage2_run"] or {}
-        if run.get("published_step") is not None and run.get("steps") is not None:
-            balanced = ""
-            if run.get("val_balanced_published") is not None:  # absent from loops recorded before the figure
-                balanced = (f"; sides-balanced {_fmt(run.get('val_balanced_start'))}, "
-                            f"{_fmt(run.get('val_balanced_published'))}, {_fmt(run.get('val_balanced_end'))}; "
-                            f"ranked by {run.get('hand_on_reward') or 'mean'}")
-            lines.append(f"- Stage 2 handed on step {run['published_step']} of {run['steps']} (validation reward "
-                         f"{_fmt(run.get('val_reward_start'))} at step 0, {_fmt(run.get('val_reward_published'))} "
-                         f"handed on, {_fmt(run.get('val_reward_end'))} at the last step{balanced})")
+        handed_on = handed_on_text(it["stage2_run"])
+        if handed_on is not None:
+            lines.append(f"- Stage 2 handed on {handed_on}")
         for stop in it["redone"]:
             lines.append(f"- Redone after an interruption: {stop['stage']} ({stop['status']}, found "
                          f"{stop['found_at']}; {stop['redo']})")
