@@ -127,6 +127,9 @@ class DatasetEntry(Section):
     constant_answers: dict[str, Any] | None = None
     """Per split, what a constant BUY, SELL or HOLD advisor scores on it
     (:class:`tradelab.grpo.baselines.ConstantAnswers`); None in exports made before the figure existed."""
+    train_order: dict[str, Any] | None = None
+    """How the train file's rows were ordered (:class:`tradelab.grpo.train_order.TrainOrder`); None in exports made
+    before the order was recorded (they are in time order)."""
 
 
 class RunDataset(Section):

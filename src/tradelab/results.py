@@ -72,6 +72,8 @@ class DatasetResult(Result):
     malformed_lines: list[dict[str, Any]]
     constant_answers: dict[str, Any]
     """Per split, what a constant BUY, SELL or HOLD advisor scores (:mod:`tradelab.grpo.baselines`)."""
+    train_order: dict[str, Any]
+    """How the train file's rows were ordered (:class:`tradelab.grpo.train_order.TrainOrder`)."""
 
 
 class Launch(Result):

@@ -210,12 +210,15 @@ def test_missing_interpreter_is_a_clear_failure(stage2_root: Path, tmp_path: Pat
 @pytest.mark.slow
 def test_verl_preflight_in_the_real_environment_composes_and_validates(stage2_root: Path,
                                                                        standin_python: Path) -> None:
-    export_dataset(stage2_root, "NQ", load_config(profile="smoke"))
-    report = run_preflight(stage2_root, "NQ", load_config(profile="smoke"), engine="verl", dataset_only=True)
+    # A sides-balanced train file: the plan's data.shuffle=False must compose to false in the installed verl.
+    config = load_config(profile="smoke", overrides={"soft_grpo.dataset.train_order": "sides_balanced"})
+    export_dataset(stage2_root, "NQ", config)
+    report = run_preflight(stage2_root, "NQ", config, engine="verl", dataset_only=True)
     statuses = _statuses(report)
     assert statuses["verl"] == "pass" and statuses["reward_import"] == "pass"
     assert statuses["config_compose"] == "pass", report.summary()
     assert statuses["filter_groups"] == "pass", report.summary()  # composed by the installed verl 0.9
+    assert statuses["train_order"] == "pass", report.summary()
     assert report.ok, report.summary()
     # The stand-in answers the probe instantly and hands composition to the real interpreter.
     bad = run_preflight(stage2_root, "NQ", with_overrides("smoke", runner__python=str(standin_python)), engine="verl",

@@ -102,6 +102,7 @@ def test_cli_dry_run_prints_the_command_plainly(stage2_root: Path, standin_pytho
     data = yaml.safe_load(stage2_yaml.read_text())
     data["runner"]["python"] = str(standin_python)
     data["preflight"].update(compose_config=False, check_artifacts=False)
+    data["dataset"]["train_order"] = "sides_balanced"
     stage2_yaml.write_text(yaml.safe_dump(data))
     done = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "main.py"), "--root", str(stage2_root), "stage2", "--market", "NQ",
@@ -113,7 +114,8 @@ def test_cli_dry_run_prints_the_command_plainly(stage2_root: Path, standin_pytho
     command = lines[lines.index("command:") + 1]
     argv = shlex.split(command.split(" && ", 1)[1])
     assert argv[argv.index("-m") + 1] == "verl.trainer.main_ppo" and len(command) > 80  # one unwrapped line
-    assert any(a.startswith("data.train_files=") for a in argv) and argv[-1].startswith("trainer.")
+    assert any(a.startswith("data.train_files=") for a in argv) and argv[-1] == "data.shuffle=False"
+    assert "train order" in done.stdout and "sides_balanced" in done.stdout
 
 
 def test_failing_launch_is_recorded_with_log_and_code(stage2_root: Path, standin_python: Path) -> None:

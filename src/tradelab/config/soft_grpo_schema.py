@@ -45,7 +45,14 @@ class DatasetConfig(StrictModel):
         description="chronological: val is the latest period; random: a seeded shuffle picks val rows."
     )
     val_fraction: float = Field(gt=0, le=0.5, description="Fraction of the kept rows that go to validation.")
-    seed: int = Field(ge=0, description="Seed of the random split.")
+    train_order: Literal["time", "sides_balanced"] = Field(
+        description="Order of the train file's rows. time: as kept (the engines shuffle them). sides_balanced: every "
+                    "stretch of rows holds as many where BUY beat SELL in hindsight as the reverse (the smaller side "
+                    "repeated), the rest at their share, and the external engines read them in order "
+                    "(data.shuffle=False): the local engine's grpo_local.optim.prompt_draw: sides_balanced, for "
+                    "verl and the fork (tradelab.grpo.train_order)."
+    )
+    seed: int = Field(ge=0, description="Seed of the random split and of the sides_balanced train order.")
     samples_rows: int = Field(ge=0, description="Rows copied to stage2_samples.jsonl for people to read.")
     blocklist: list[str] = Field(
         description="Answers containing any of these substrings score the malformed penalty, in every engine."

@@ -55,11 +55,12 @@ def constant_answer(action: str) -> str:
     return format_advice(action, NEUTRAL_CONFIDENCE, "constant")
 
 
-def constant_answers(rows: Iterable[tuple[str, str]]) -> ConstantAnswers:
+def constant_answers(rows: Iterable[tuple[str, str]], sides: list[str | None] | None = None) -> ConstantAnswers:
     """Score every constant answer on ``rows``.
 
     Args:
         rows: ``(data_source, ground_truth)`` of each row, as the Stage 2 parquet stores them.
+        sides: When given, each row's :func:`hindsight_side` is appended to it (from the same scores).
 
     Raises:
         ValueError: A ground truth is not the object the dataset exporter writes (a dataset bug).
@@ -73,6 +74,8 @@ def constant_answers(rows: Iterable[tuple[str, str]]) -> ConstantAnswers:
         for action, score in scores.items():
             totals[action] += score["score"]
         side = _better_side(scores["BUY"], scores["SELL"])
+        if sides is not None:
+            sides.append(side)
         buy_better += side == "BUY"
         sell_better += side == "SELL"
         tied += side == TIED
@@ -127,9 +130,9 @@ def sides_balanced_mean(rewards: Sequence[float], sides: Sequence[str | None]) -
     return total / len(rewards)
 
 
-def split_constant_answers(path: str | Path) -> ConstantAnswers:
-    """:func:`constant_answers` of one Stage 2 parquet file, streamed a batch at a time."""
-    return constant_answers(_rows(Path(path)))
+def split_constant_answers(path: str | Path, sides: list[str | None] | None = None) -> ConstantAnswers:
+    """:func:`constant_answers` of one Stage 2 parquet file, streamed a batch at a time (``sides`` as there)."""
+    return constant_answers(_rows(Path(path)), sides)
 
 
 def _rows(path: Path) -> Iterator[tuple[str, str]]:

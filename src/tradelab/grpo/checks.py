@@ -77,6 +77,13 @@ def dataset_rows(ws: Workspace, market: str, split: str) -> int | None:
     return value if isinstance(value, int) else None
 
 
+def dataset_train_order(ws: Workspace, market: str) -> str | None:
+    """``train_order`` of the last export (:mod:`tradelab.grpo.train_order`), or None before any export recorded it."""
+    dataset = stage2_of(load_manifest(ws.root, market)).dataset
+    order = dataset.train_order if dataset is not None else None
+    return order["value"] if order is not None else None
+
+
 def dataset_check(ws: Workspace, market: str, min_val_rows: int = 1) -> Check:
     """The exported parquet files exist and still match the hashes recorded at export."""
     dataset = stage2_of(load_manifest(ws.root, market)).dataset

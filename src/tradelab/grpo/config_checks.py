@@ -263,3 +263,33 @@ def filter_groups_check(values: Mapping[str, Any], *, composed: bool, dialect: s
     return Check("filter_groups", PASS, f"DAPO dynamic sampling on (metric {metric}): verl 0.9's V1 replay buffer "
                  "evicts groups whose rewards all agree and refills them with fresh prompts (it ignores "
                  "max_num_gen_batches, so there is no cap on refills)")
+
+
+def train_order_check(values: Mapping[str, Any], exported: str | None, configured: str) -> Check:
+    """Whether the engine reads the train file in the order it was written for.
+
+    Args:
+        values: Effective config values (composed, or parsed from the overrides; an absent ``data.shuffle`` is
+            verl's default, true in both dialects).
+        exported: ``train_order`` of the exported dataset (None: an export from before the order was recorded,
+            which is in time order).
+        configured: ``soft_grpo.dataset.train_order`` now.
+    """
+    shuffled = values.get(base.SHUFFLE_KEY, True) is not False
+    exported = exported or "time"
+    fix_export = "re-export with `python main.py stage2 --market <MKT> --dataset-only`"
+    if exported == "sides_balanced" and shuffled:
+        return Check("train_order", FAIL, f"stage2_train.parquet is ordered sides_balanced, but {base.SHUFFLE_KEY}="
+                     "true draws its rows at random, so the steps would not stay balanced; remove data.shuffle from "
+                     "the engine's args / args_overlay / --override (the plan sets it to False)")
+    if exported != configured:
+        return Check("train_order", WARN, f"the exported train file is in {exported} order, "
+                     f"soft_grpo.dataset.train_order is now {configured}; {fix_export}")
+    if exported == "time" and not shuffled:
+        return Check("train_order", WARN, f"{base.SHUFFLE_KEY}=false reads the time-ordered train rows in time "
+                     "order: each step's prompts come from one stretch of the market and follow its drift; set "
+                     "data.shuffle=true or soft_grpo.dataset.train_order: sides_balanced")
+    if exported == "sides_balanced":
+        return Check("train_order", PASS, "stage2_train.parquet is ordered sides_balanced and read in order "
+                     f"({base.SHUFFLE_KEY}=false): every batch holds as many BUY-won as SELL-won rows")
+    return Check("train_order", PASS, f"time-ordered rows, drawn at random ({base.SHUFFLE_KEY}=true)")

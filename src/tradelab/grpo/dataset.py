@@ -3,7 +3,9 @@
 :func:`export_dataset` streams ``stage1_experience.jsonl`` line by line, keeps resolved experiences that pass the
 filters in ``config/phase3_soft_grpo.yaml``, splits them (chronological by default: validation is the latest period)
 and writes ``stage2_train.parquet``, ``stage2_val.parquet``, ``stage2_samples.jsonl`` and ``dataset_metadata.json``
-(with what a constant BUY, SELL or HOLD advisor scores on each split, :mod:`tradelab.grpo.baselines`).
+(with what a constant BUY, SELL or HOLD advisor scores on each split, :mod:`tradelab.grpo.baselines`). The train
+file's rows are in time order, or balanced between the sides that won in hindsight for engines that read them in
+order (``dataset.train_order``, :mod:`tradelab.grpo.train_order`).
 Memory stays bounded at any file size: kept rows are spilled as sorted runs to a temporary folder beside the output
 and each part is written in chunks (one row group each), in the same order and with the same rows as one table.
 Rows follow ARCHITECTURE.md §7 with an explicit Arrow schema, so every row has the same types and no empty structs.
@@ -33,6 +35,7 @@ from tradelab.fileio import atomic_path, sha256_file, writing
 from tradelab.grpo.baselines import split_constant_answers
 from tradelab.grpo.export_scan import Scan, stream_experience
 from tradelab.grpo.export_spill import Spill
+from tradelab.grpo.train_order import sides_balanced_order, time_order
 from tradelab.manifest import load_manifest, set_stage2
 from tradelab.paths import Workspace
 from tradelab.provenance import SCHEMA_VERSION, origin, utc_now
@@ -165,17 +168,27 @@ def export_dataset(
             train, val = _split(len(order), settings)
             samples: list[dict[str, Any]] = []
             spill.write_part(temps["train"], order[train], "train", market, samples, settings.samples_rows)
+            sides: list[str | None] = []
+            constants = {"train": split_constant_answers(temps["train"], sides)}
+            if settings.train_order == "sides_balanced":
+                positions, train_order = sides_balanced_order(sides, settings.seed)
+                samples = []
+                spill.write_part(temps["train"], order[train][positions], "train", market, samples,
+                                 settings.samples_rows)
+            else:
+                positions, train_order = time_order(sides)
             spill.write_part(temps["val"], order[val], "val", market, samples, settings.samples_rows)
+            constants["val"] = split_constant_answers(temps["val"])
         finally:
             shutil.rmtree(spill_dir, ignore_errors=True)
         with writing(paths["samples"]):
             temps["samples"].write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in samples),
                                         encoding="utf-8")
         metadata = _metadata(source, scan, settings, config, len(order), paths,
-                             {"train": len(train), "val": len(val), "samples": len(samples)},
+                             {"train": len(positions), "val": len(val), "samples": len(samples)},
                              {name: sha256_file(temps[name]) for name in paths})
-        metadata["constant_answers"] = {split: split_constant_answers(temps[split]).record()
-                                        for split in ("train", "val")}
+        metadata["constant_answers"] = {split: answers.record() for split, answers in constants.items()}
+        metadata["train_order"] = train_order.record()
         with writing(out_dir / METADATA_FILE):
             temps["metadata"].write_text(json.dumps(metadata, indent=2, default=str) + "\n", encoding="utf-8")
     entry = _manifest_entry(metadata, out_dir / METADATA_FILE, ws)
@@ -227,4 +240,5 @@ def _manifest_entry(metadata: dict[str, Any], metadata_path: Path, ws: Workspace
         "generated_at": metadata["generated_at"],
         "profile": metadata["profile"],
         "constant_answers": metadata["constant_answers"],
+        "train_order": metadata["train_order"],
     }

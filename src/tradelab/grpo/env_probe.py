@@ -52,6 +52,7 @@ VALUE_KEYS = (
     "actor_rollout_ref.rollout.val_kwargs.top_k",
     "data.max_prompt_length",
     "data.max_response_length",
+    "data.shuffle",
     "actor_rollout_ref.rollout.mode",
     "trainer.use_v1",
     "algorithm.filter_groups.enable",

@@ -131,6 +131,8 @@ def _engine_checks(ws: Workspace, market: str, config: TradelabConfig, spec: Eng
     checks.append(config_checks.context_check(values, spec.context_model_dir(ws, market, plan)))
     checks.append(spec.pitfalls(values))
     checks.append(config_checks.filter_groups_check(values, composed=composed is not None, dialect=plan.dialect))
+    checks.append(config_checks.train_order_check(values, rules.dataset_train_order(ws, market),
+                                                  settings.dataset.train_order))
     checks.append(rules.cluster_check(settings.runner.nnodes, plan.environment()))
     return checks
 

@@ -84,7 +84,7 @@ def _run_stage2(
     exported = export_dataset(root, market, config, progress=progress)
     dataset = DatasetResult(counts=exported["counts"], paths=exported["paths"], sha256s=exported["sha256s"],
                             profile=exported["profile"], malformed_lines=exported["malformed_lines"],
-                            constant_answers=exported["constant_answers"])
+                            constant_answers=exported["constant_answers"], train_order=exported["train_order"])
     # Built once: preflight checks this plan and the launch runs it.
     plan = spec.build_plan(root, market, config, python=python, extra_overrides=extra_overrides)
     report = run_preflight(root, market, config, engine=engine, dataset_only=dataset_only, python=python,

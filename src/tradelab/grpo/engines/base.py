@@ -202,10 +202,22 @@ def override_key(item: str) -> str:
     return item.split("=", 1)[0].lstrip("+~")
 
 
-def engine_overrides(engine: Any, values: dict[str, str], name: str, *, extra: list[str] | None) -> list[str]:
-    """The engine's ``args``, then its ``args_overlay``, then ``extra``; later keys win."""
+SHUFFLE_KEY = "data.shuffle"
+"""verl's train sampler switch (both dialects): true draws the rows at random, false reads them in file order."""
+
+
+def order_overrides(config: TradelabConfig) -> list[str]:
+    """Overrides the exported train order needs: a ``sides_balanced`` file is read in order (``data.shuffle=False``)."""
+    return [f"{SHUFFLE_KEY}=False"] if config.soft_grpo.dataset.train_order == "sides_balanced" else []
+
+
+def engine_overrides(engine: Any, values: dict[str, str], name: str, *, extra: list[str] | None,
+                     derived: list[str] | None = None) -> list[str]:
+    """The engine's ``args``, its ``args_overlay``, then ``derived`` (from other settings), then ``extra``; later
+    keys win."""
     return merge_overrides(fill(engine.args, values, f"engines.{name}.args"),
-                           fill(engine.args_overlay, values, f"engines.{name}.args_overlay"), list(extra or []))
+                           fill(engine.args_overlay, values, f"engines.{name}.args_overlay"), list(derived or []),
+                           list(extra or []))
 
 
 def merge_overrides(*layers: list[str]) -> list[str]:
@@ -369,7 +381,7 @@ def assemble_plan(
         pythonpath_front: Folders put before the project's ``src/`` on the engine's PYTHONPATH.
     """
     engine = getattr(config.soft_grpo.engines, key)
-    overrides = engine_overrides(engine, values, key, extra=extra_overrides)
+    overrides = engine_overrides(engine, values, key, extra=extra_overrides, derived=order_overrides(config))
     launch_python = resolve_python(ws.root, config, python)
     env_overrides = engine_env(engine, values, f"engines.{key}.env")
     env_overrides["PYTHONPATH"] = pythonpath(*pythonpath_front, project_src())
