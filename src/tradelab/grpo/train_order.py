@@ -1,14 +1,14 @@
 """The order the train parquet's rows are written in, for engines that read it front to back.
 
 verl and the SofT-GRPO fork draw each step's prompts as the next ``data.train_batch_size`` rows of the train file
-(with ``data.shuffle=False``; shuffled, the order is theirs). Written in time order and shuffled, a step's prompts
-follow the split's lean and the luck of the draw: in a run of 24 prompts, 7 where SELL won in hindsight and 1 where
-BUY did taught SELL on every prompt though the split was even (README, "Stage 2 on prompts that lean"). The local
-engine draws each step balanced between the two sides (``grpo_local.optim.prompt_draw: sides_balanced``); this is
-the same draw for the external engines, fixed in the file: ``soft_grpo.dataset.train_order: sides_balanced`` writes
-the rows so that every stretch of consecutive rows holds as many BUY-won rows as SELL-won rows, the other rows
-(tied, a side blocked) spread through at their share. The smaller side's rows are repeated (each full pass in a
-fresh seeded order) until it matches the larger, as the local engine draws a small side with replacement.
+(with ``data.shuffle=False``; shuffled, the order is theirs). Drawn at random, a step's few prompts follow the
+split's lean and the luck of the draw, and a run can teach one side on every prompt though the split is even
+(README, "Stage 2 on prompts that lean"). The local engine draws each step balanced between the two sides
+(``grpo_local.optim.prompt_draw: sides_balanced``); this is the same draw for the external engines, fixed in the
+file: ``soft_grpo.dataset.train_order: sides_balanced`` writes the rows so that every stretch of consecutive rows
+holds as many BUY-won rows as SELL-won rows, the other rows (tied, a side blocked) spread through at their share.
+The smaller side's rows are repeated (each full pass in a fresh seeded order) until it matches the larger, as the
+local engine draws a small side with replacement.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
 
 @dataclass(frozen=True)
 class TrainOrder:
