@@ -130,8 +130,7 @@ def stage2_tables(market: str, result: Stage2Result) -> list[Table]:
     brief: dict[str, Any] = {"profile": result.dataset.profile, "rows": result.dataset.counts}
     brief.update({f"dataset {k}": v for k, v in result.dataset.paths.items()})
     order = result.dataset.train_order
-    brief["train order"] = (f"{order['value']}: BUY won on {order['buy_won']} rows, SELL on {order['sell_won']}, "
-                            f"{order['others']} others; {order['repeated_rows']} rows repeated")
+    brief["train order"] = f"{order['value']}: {order['rows']} rows, {order['repeated_rows']} of them repeats"
     if result.launch is not None and result.launch.launch_script:
         brief["launch script"] = result.launch.launch_script
     run = result.run

@@ -170,13 +170,13 @@ def export_dataset(
             spill.write_part(temps["train"], order[train], "train", market, samples, settings.samples_rows)
             sides: list[str | None] = []
             constants = {"train": split_constant_answers(temps["train"], sides)}
-            if settings.train_order == "sides_balanced":
+            if settings.train_order == "sides_balanced":  # rewritten in that order, from the sides just scored
                 positions, train_order = sides_balanced_order(sides, settings.seed)
                 samples = []
                 spill.write_part(temps["train"], order[train][positions], "train", market, samples,
                                  settings.samples_rows)
             else:
-                positions, train_order = time_order(sides)
+                positions, train_order = time_order(len(train))
             spill.write_part(temps["val"], order[val], "val", market, samples, settings.samples_rows)
             constants["val"] = split_constant_answers(temps["val"])
         finally:

@@ -22,25 +22,18 @@ import numpy as np
 
 @dataclass(frozen=True)
 class TrainOrder:
-    """How the train file's rows were ordered (``train_order`` in the dataset metadata and the manifest).
+    """How the train file's rows were ordered (``train_order`` in the dataset metadata and the manifest). The
+    split's own sides (distinct rows) are its ``constant_answers``.
 
     Attributes:
         value: ``soft_grpo.dataset.train_order`` at export.
         rows: Rows written (with the repeats).
-        unique_rows: Distinct kept rows.
-        buy_won: Distinct rows where BUY's outcome beat SELL's in hindsight.
-        sell_won: The same, SELL over BUY.
-        others: Distinct rows that are neither (tied, a side blocked).
         repeated_rows: Rows written a second (or later) time to balance the sides.
-        seed: Seed of the within-side order (``soft_grpo.dataset.seed``); None in time order.
+        seed: Seed of the order (``soft_grpo.dataset.seed``); None in time order.
     """
 
     value: str
     rows: int
-    unique_rows: int
-    buy_won: int
-    sell_won: int
-    others: int
     repeated_rows: int
     seed: int | None
 
@@ -49,17 +42,9 @@ class TrainOrder:
         return asdict(self)
 
 
-def _tally(sides: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    labels = np.asarray([side if side in ("BUY", "SELL") else "" for side in sides], dtype=object)
-    buy, sell = np.flatnonzero(labels == "BUY"), np.flatnonzero(labels == "SELL")
-    return buy, sell, np.flatnonzero(labels == "")
-
-
-def time_order(sides: Sequence[str | None]) -> tuple[np.ndarray, TrainOrder]:
-    """The rows as kept (time order), with their tally."""
-    buy, sell, others = _tally(sides)
-    n = len(sides)
-    return np.arange(n, dtype=np.int64), TrainOrder("time", n, n, len(buy), len(sell), len(others), 0, None)
+def time_order(n_rows: int) -> tuple[np.ndarray, TrainOrder]:
+    """The rows as kept (time order)."""
+    return np.arange(n_rows, dtype=np.int64), TrainOrder("time", n_rows, 0, None)
 
 
 def _passes(members: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -85,17 +70,14 @@ def sides_balanced_order(sides: Sequence[str | None], seed: int) -> tuple[np.nda
         ``(positions, tally)``: indices into ``sides``, some repeated, and :class:`TrainOrder`.
     """
     rng = np.random.default_rng([seed, 11])
-    buy, sell, others = _tally(sides)
+    labels = np.asarray([side if side in ("BUY", "SELL") else "" for side in sides], dtype=object)
+    buy, sell, others = (np.flatnonzero(labels == label) for label in ("BUY", "SELL", ""))
     n = len(sides)
     if not len(buy) or not len(sell):
-        return (rng.permutation(n).astype(np.int64),
-                TrainOrder("sides_balanced", n, n, len(buy), len(sell), len(others), 0, seed))
+        return rng.permutation(n).astype(np.int64), TrainOrder("sides_balanced", n, 0, seed)
     per_side = max(len(buy), len(sell))
     classes = [_passes(buy, per_side, rng), _passes(sell, per_side, rng), rng.permutation(others)]
     slots = np.concatenate([(np.arange(len(c)) + 0.5) / len(c) for c in classes])
     rank = np.concatenate([np.full(len(c), i) for i, c in enumerate(classes)])
-    members = np.concatenate(classes).astype(np.int64)
-    positions = members[np.lexsort((rank, slots))]
-    repeated = len(positions) - n
-    return positions, TrainOrder("sides_balanced", len(positions), n, len(buy), len(sell), len(others), repeated,
-                                 seed)
+    positions = np.concatenate(classes).astype(np.int64)[np.lexsort((rank, slots))]
+    return positions, TrainOrder("sides_balanced", len(positions), len(positions) - n, seed)
